@@ -1,0 +1,367 @@
+/* conf: the parameter table and the loader (see conf.h). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+
+enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM };
+
+struct conf_param {
+    const char *key;
+    enum conf_type type;
+    const char *def;
+    long min, max;       /* CONF_INT */
+    const char *choices; /* CONF_ENUM: "a|b|c" */
+    int secret;          /* never printed */
+    const char *section; /* heading in the generated file */
+    const char *doc;
+};
+
+/* Every parameter of every program, in one place. Durations are in seconds. */
+static const struct conf_param conf_params[] = {
+    {"log_level", CONF_ENUM, "info", 0, 0, "debug|info|warn|error", 0, "General",
+     "Lowest level of the event lines written to stderr (journald)."},
+
+    {"db_host", CONF_STR, "localhost", 0, 0, NULL, 0, "Database (MySQL 8 or MariaDB 10.11)",
+     "Database host; \"localhost\" means the unix socket below."},
+    {"db_port", CONF_INT, "3306", 1, 65535, NULL, 0, NULL, "Database TCP port."},
+    {"db_socket", CONF_STR, "", 0, 0, NULL, 0, NULL,
+     "Database unix socket; empty means the client library's default."},
+    {"db_user", CONF_STR, "restock", 0, 0, NULL, 0, NULL, "Database user."},
+    {"db_password", CONF_STR, "", 0, 0, NULL, 1, NULL, "Database password (secret)."},
+    {"db_name", CONF_STR, "restock", 0, 0, NULL, 0, NULL, "Database name."},
+    {"db_timeout", CONF_INT, "5", 1, 600, NULL, 0, NULL,
+     "Seconds to connect, read or write before the database counts as unreachable."},
+
+    {"sales_socket", CONF_STR, "/run/restock/sales.sock", 0, 0, NULL, 0,
+     "FastCGI responders (nginx connects to these sockets)",
+     "Unix socket of the sales responder (restock-sales)."},
+    {"sales_threads", CONF_INT, "8", 1, 256, NULL, 0, NULL,
+     "Threads of the sales responder, each with its own database connection."},
+    {"callback_socket", CONF_STR, "/run/restock/callback.sock", 0, 0, NULL, 0, NULL,
+     "Unix socket of the factory callback responder (restock-callback)."},
+    {"callback_threads", CONF_INT, "2", 1, 256, NULL, 0, NULL,
+     "Threads of the callback responder."},
+    {"socket_mode", CONF_MODE, "0660", 0, 0777, NULL, 0, NULL,
+     "Permissions of the responders' sockets (octal); nginx's user must be able to connect."},
+    {"socket_backlog", CONF_INT, "1024", 1, 65535, NULL, 0, NULL,
+     "Listen backlog of the responders' sockets: connections waiting for a free thread."},
+    {"body_limit", CONF_INT, "8192", 64, 1048576, NULL, 0, NULL,
+     "Largest request body accepted, in bytes; larger ones answer 400."},
+    {"default_sku", CONF_STR, "CP-502101", 0, 0, NULL, 0, NULL,
+     "Product of GET /product/donut and of a POST /checkout without a sku."},
+
+    {"bus_endpoint", CONF_STR, "ipc:///run/restock/bus.sock", 0, 0, NULL, 0,
+     "Doorbell bus (ZeroMQ)",
+     "ZeroMQ endpoint the worker binds (SUB) and the responders publish doorbells to."},
+
+    {"spool_dir", CONF_STR, "/var/spool/restock", 0, 0, NULL, 0, "Queue worker and spool",
+     "Directory of the on-disk queues (one folder per queue and state)."},
+    {"max_attempts", CONF_INT, "5", 1, 1000, NULL, 0, NULL,
+     "Attempts at delivering a message before it moves to dead/."},
+    {"attempt_timeout", CONF_INT, "10", 1, 600, NULL, 0, NULL,
+     "Seconds one delivery attempt (factory request, SMTP session) may take."},
+    {"backoff_min", CONF_INT, "5", 0, 86400, NULL, 0, NULL,
+     "Seconds before the first retry; doubles each attempt, with jitter."},
+    {"backoff_max", CONF_INT, "300", 0, 86400, NULL, 0, NULL, "Longest wait between retries."},
+    {"delay_warning", CONF_INT, "900", 1, 604800, NULL, 0, NULL,
+     "Operators are warned when the oldest waiting message is older than this."},
+    {"sweep_interval", CONF_INT, "5", 1, 3600, NULL, 0, NULL,
+     "Seconds between sweeps of the outbox (doorbells make most sweeps unnecessary)."},
+    {"factory_concurrency", CONF_INT, "4", 1, 64, NULL, 0, NULL,
+     "Factory requests in flight at once (one product's orders always go out in order)."},
+    {"mail_concurrency", CONF_INT, "1", 1, 16, NULL, 0, NULL, "SMTP sessions at once."},
+    {"done_retention", CONF_INT, "604800", 0, 31536000, NULL, 0, NULL,
+     "Seconds a delivered message is kept in done/ (it makes a repeated event a no-op)."},
+
+    {"factory_api", CONF_STR, "", 0, 0, NULL, 0, "Factory",
+     "Factory API base URL for factories whose factory.api column is empty."},
+    {"requester", CONF_STR, "restock", 0, 0, NULL, 0, NULL,
+     "MessageAttributeRequester sent to the factory."},
+    {"public_url", CONF_STR, "http://127.0.0.1:8080", 0, 0, NULL, 0, NULL,
+     "Public base URL of this shop; the factory calls back under /callbacks/factory/."},
+    {"callback_timeout", CONF_INT, "900", 1, 2592000, NULL, 0, NULL,
+     "Seconds after which a sent order without callback is reported to operators."},
+    {"callback_quantity_max", CONF_INT, "100000", 1, 1000000000, NULL, 0, NULL,
+     "Largest quantity a factory callback may deliver."},
+
+    {"smtp_host", CONF_STR, "localhost", 0, 0, NULL, 0, "Email (SMTP relay)", "SMTP relay host."},
+    {"smtp_port", CONF_INT, "25", 1, 65535, NULL, 0, NULL, "SMTP relay port."},
+    {"smtp_starttls", CONF_ENUM, "opportunistic", 0, 0, "required|opportunistic|off", 0, NULL,
+     "STARTTLS: required (fail without it), opportunistic (use when offered) or off."},
+    {"smtp_user", CONF_STR, "", 0, 0, NULL, 0, NULL, "SMTP AUTH user; empty means no AUTH."},
+    {"smtp_password", CONF_STR, "", 0, 0, NULL, 1, NULL, "SMTP AUTH password (secret)."},
+    {"smtp_timeout", CONF_INT, "30", 1, 600, NULL, 0, NULL, "Seconds an SMTP exchange may take."},
+    {"mail_from", CONF_STR, "restock@localhost", 0, 0, NULL, 0, NULL,
+     "Sender address of every email."},
+    {"operator_email", CONF_STR, "root@localhost", 0, 0, NULL, 0, NULL,
+     "Where operator alerts go (dead letters, missing callbacks, corrupt files, delays)."},
+};
+
+#define CONF_NPARAMS (sizeof(conf_params) / sizeof(conf_params[0]))
+
+struct conf {
+    char *path;
+    char *values[CONF_NPARAMS];
+    const char *origins[CONF_NPARAMS]; /* "default", "environment" or the path */
+    long ints[CONF_NPARAMS];
+};
+
+static int
+conf_index(const char *key)
+{
+    for (size_t i = 0; i < CONF_NPARAMS; i++)
+        if (strcmp(conf_params[i].key, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int
+conf_enum_has(const char *choices, const char *value)
+{
+    size_t len = strlen(value);
+    const char *p = choices;
+
+    while (p != NULL && *p != '\0') {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == len && strncmp(p, value, n) == 0)
+            return 1;
+        p = bar ? bar + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Checks value against parameter i and stores it. */
+static int
+conf_set(conf *self, size_t i, const char *value, const char *origin, errbuf *err)
+{
+    const struct conf_param *p = &conf_params[i];
+    long n = 0;
+    char *end;
+    char *copy;
+
+    switch (p->type) {
+    case CONF_INT:
+    case CONF_MODE:
+        errno = 0;
+        n = strtol(value, &end, p->type == CONF_MODE ? 8 : 10);
+        if (errno != 0 || end == value || *end != '\0' || n < p->min || n > p->max)
+            return errbuf_set(err, "%s: %s = \"%s\": expected %s from %ld to %ld", origin, p->key,
+                              value, p->type == CONF_MODE ? "an octal mode" : "an integer",
+                              p->min, p->max);
+        break;
+    case CONF_ENUM:
+        if (!conf_enum_has(p->choices, value))
+            return errbuf_set(err, "%s: %s = \"%s\": expected one of %s", origin, p->key, value,
+                              p->choices);
+        break;
+    case CONF_STR:
+        break;
+    }
+    copy = strdup(value);
+    if (copy == NULL)
+        return errbuf_set(err, "out of memory");
+    free(self->values[i]);
+    self->values[i] = copy;
+    self->ints[i] = n;
+    self->origins[i] = origin;
+    return RS_OK;
+}
+
+static char *
+conf_trim(char *s)
+{
+    char *end;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1]))
+        *--end = '\0';
+    return s;
+}
+
+static int
+conf_load_file(conf *self, FILE *f, errbuf *err)
+{
+    char line[4096], where[PATH_MAX + 32];
+    int lineno = 0;
+
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *key, *value, *eq;
+        int i;
+
+        lineno++;
+        snprintf(where, sizeof(where), "%s:%d", self->path, lineno);
+        if (strchr(line, '\n') == NULL && !feof(f))
+            return errbuf_set(err, "%s: line longer than %zu bytes", where, sizeof(line) - 2);
+        key = conf_trim(line);
+        if (*key == '\0' || *key == '#')
+            continue;
+        eq = strchr(key, '=');
+        if (eq == NULL)
+            return errbuf_set(err, "%s: expected \"key = value\"", where);
+        *eq = '\0';
+        key = conf_trim(key);
+        value = conf_trim(eq + 1);
+        if (value[0] == '"' && strlen(value) >= 2 && value[strlen(value) - 1] == '"') {
+            value[strlen(value) - 1] = '\0';
+            value++;
+        }
+        i = conf_index(key);
+        if (i < 0)
+            return errbuf_set(err, "%s: unknown key \"%s\"", where, key);
+        /* The origin must outlive the parse: point at the stored path, the line
+         * number is in errors only. */
+        if (conf_set(self, (size_t)i, value, self->path, err) != RS_OK) {
+            char msg[sizeof(err->msg)];
+            snprintf(msg, sizeof(msg), "%s", err->msg + strlen(self->path));
+            return errbuf_set(err, "%s%s", where, msg);
+        }
+    }
+    if (ferror(f))
+        return errbuf_set(err, "%s: read error", self->path);
+    return RS_OK;
+}
+
+conf *
+conf_new(const char *path, errbuf *err)
+{
+    conf *self = calloc(1, sizeof(*self));
+    int explicit = 1;
+    FILE *f = NULL;
+
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < CONF_NPARAMS; i++)
+        if (conf_set(self, i, conf_params[i].def, "default", err) != RS_OK)
+            goto fail; /* a bad default is a bug the unit test catches */
+
+    if (path == NULL)
+        path = getenv("RESTOCK_CONFIG");
+    if (path == NULL || *path == '\0') {
+        path = CONF_DEFAULT_PATH;
+        explicit = 0;
+    }
+    f = fopen(path, "r");
+    if (f == NULL && (explicit || errno != ENOENT)) {
+        errbuf_set(err, "cannot open configuration %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (f != NULL) {
+        self->path = strdup(path);
+        if (self->path == NULL) {
+            errbuf_set(err, "out of memory");
+            goto fail;
+        }
+        if (conf_load_file(self, f, err) != RS_OK)
+            goto fail;
+        fclose(f);
+        f = NULL;
+    }
+
+    for (size_t i = 0; i < CONF_NPARAMS; i++) {
+        char name[128];
+        const char *value;
+        size_t k;
+
+        k = (size_t)snprintf(name, sizeof(name), "RESTOCK_");
+        for (const char *c = conf_params[i].key; *c && k < sizeof(name) - 1; c++)
+            name[k++] = (char)toupper((unsigned char)*c);
+        name[k] = '\0';
+        value = getenv(name);
+        if (value != NULL && conf_set(self, i, value, "environment", err) != RS_OK)
+            goto fail;
+    }
+    return self;
+
+fail:
+    if (f != NULL)
+        fclose(f);
+    conf_destroy(&self);
+    return NULL;
+}
+
+void
+conf_destroy(conf **self_p)
+{
+    conf *self = *self_p;
+
+    if (self == NULL)
+        return;
+    for (size_t i = 0; i < CONF_NPARAMS; i++)
+        free(self->values[i]);
+    free(self->path);
+    free(self);
+    *self_p = NULL;
+}
+
+static int
+conf_index_or_abort(const char *key)
+{
+    int i = conf_index(key);
+
+    if (i < 0) {
+        fprintf(stderr, "error conf bug: unknown configuration key \"%s\"\n", key);
+        abort();
+    }
+    return i;
+}
+
+const char *
+conf_str(const conf *self, const char *key)
+{
+    return self->values[conf_index_or_abort(key)];
+}
+
+long
+conf_int(const conf *self, const char *key)
+{
+    return self->ints[conf_index_or_abort(key)];
+}
+
+const char *
+conf_path(const conf *self)
+{
+    return self->path;
+}
+
+void
+conf_write_defaults(FILE *out)
+{
+    fprintf(out, "# restock configuration: `key = value`, one per line; '#' starts a comment.\n"
+                 "# Every key can be overridden by an environment variable RESTOCK_<KEY>\n"
+                 "# (for example RESTOCK_DB_HOST). Durations are in seconds.\n"
+                 "# Every key is shown at its default, commented out.\n");
+    for (size_t i = 0; i < CONF_NPARAMS; i++) {
+        const struct conf_param *p = &conf_params[i];
+        if (p->section != NULL)
+            fprintf(out, "\n## %s\n", p->section);
+        fprintf(out, "\n# %s", p->doc);
+        if (p->type == CONF_ENUM)
+            fprintf(out, " One of: %s.", p->choices);
+        else if (p->type == CONF_INT)
+            fprintf(out, " (%ld..%ld)", p->min, p->max);
+        fprintf(out, "\n#%s = %s\n", p->key, p->def);
+    }
+}
+
+void
+conf_write_effective(const conf *self, FILE *out)
+{
+    for (size_t i = 0; i < CONF_NPARAMS; i++) {
+        const char *v = self->values[i];
+        if (conf_params[i].secret && *v != '\0')
+            v = "********";
+        fprintf(out, "%s = %s\t# %s\n", conf_params[i].key, v, self->origins[i]);
+    }
+}

@@ -1,0 +1,526 @@
+/* db: MySQL/MariaDB connection and prepared statements (see db.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <errmsg.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+
+#include "db.h"
+
+/* MySQL 8 dropped my_bool for bool; MariaDB Connector/C keeps it. */
+#if !defined(MARIADB_PACKAGE_VERSION_ID) && defined(MYSQL_VERSION_ID) && MYSQL_VERSION_ID >= 80001
+typedef bool my_bool;
+#endif
+#ifndef ER_CONNECTION_KILLED
+#define ER_CONNECTION_KILLED 1927
+#endif
+
+#define DB_MAX_PARAMS 16
+
+struct db_stmt {
+    db *owner;
+    char *sql;
+    int flags;
+    MYSQL_STMT *handle;
+    unsigned generation; /* connection the handle was prepared on */
+    int has_result;
+    unsigned ncols;
+    MYSQL_BIND *cols;
+    char **bufs;
+    unsigned long *lens;
+    my_bool *nulls;
+    db_stmt *next;
+};
+
+struct db {
+    char *host, *user, *password, *name, *socket;
+    unsigned port, timeout;
+    int flags;
+    MYSQL *conn;
+    unsigned generation; /* bumped at every new connection */
+    int in_transaction;
+    int failed_connection;
+    unsigned last_errno;
+    db_stmt *stmts;
+};
+
+db *
+db_new(const conf *cf, int flags)
+{
+    db *self = calloc(1, sizeof(*self));
+
+    if (self == NULL)
+        return NULL;
+    self->host = strdup(conf_str(cf, "db_host"));
+    self->user = strdup(conf_str(cf, "db_user"));
+    self->password = strdup(conf_str(cf, "db_password"));
+    self->name = strdup(conf_str(cf, "db_name"));
+    self->socket = strdup(conf_str(cf, "db_socket"));
+    self->port = (unsigned)conf_int(cf, "db_port");
+    self->timeout = (unsigned)conf_int(cf, "db_timeout");
+    self->flags = flags;
+    if (!self->host || !self->user || !self->password || !self->name || !self->socket)
+        db_destroy(&self);
+    return self;
+}
+
+static void
+db_stmt_release(db_stmt *st)
+{
+    if (st->handle != NULL) {
+        if (st->has_result)
+            mysql_stmt_free_result(st->handle);
+        mysql_stmt_close(st->handle);
+        st->handle = NULL;
+    }
+    st->has_result = 0;
+    for (unsigned i = 0; i < st->ncols; i++)
+        free(st->bufs[i]);
+    free(st->bufs);
+    free(st->cols);
+    free(st->lens);
+    free(st->nulls);
+    st->bufs = NULL;
+    st->cols = NULL;
+    st->lens = NULL;
+    st->nulls = NULL;
+    st->ncols = 0;
+}
+
+static void
+db_disconnect(db *self)
+{
+    for (db_stmt *st = self->stmts; st != NULL; st = st->next)
+        db_stmt_release(st);
+    if (self->conn != NULL) {
+        mysql_close(self->conn);
+        self->conn = NULL;
+    }
+    self->in_transaction = 0;
+}
+
+void
+db_destroy(db **self_p)
+{
+    db *self = *self_p;
+
+    if (self == NULL)
+        return;
+    db_disconnect(self);
+    while (self->stmts != NULL) {
+        db_stmt *st = self->stmts;
+        self->stmts = st->next;
+        free(st->sql);
+        free(st);
+    }
+    free(self->host);
+    free(self->user);
+    if (self->password != NULL)
+        memset(self->password, 0, strlen(self->password));
+    free(self->password);
+    free(self->name);
+    free(self->socket);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Errors that mean the connection, not the statement, failed. */
+static int
+db_is_connection_errno(unsigned code)
+{
+    switch (code) {
+    case CR_CONNECTION_ERROR:
+    case CR_CONN_HOST_ERROR:
+    case CR_SERVER_GONE_ERROR:
+    case CR_SERVER_LOST:
+    case CR_SERVER_LOST_EXTENDED:
+    case CR_UNKNOWN_HOST:
+    case CR_COMMANDS_OUT_OF_SYNC:
+    case ER_SERVER_SHUTDOWN:
+    case ER_CONNECTION_KILLED:
+    case ER_QUERY_INTERRUPTED:
+    case ER_CON_COUNT_ERROR:
+    case ER_TOO_MANY_USER_CONNECTIONS:
+    case 4031: /* ER_CLIENT_INTERACTION_TIMEOUT: the server closed an idle connection */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Records a failure of the connection or statement; a broken connection is closed
+ * so that the next call connects again. */
+static int
+db_fail(db *self, unsigned code, const char *what, const char *detail, errbuf *err)
+{
+    self->failed_connection = db_is_connection_errno(code);
+    self->last_errno = code;
+    errbuf_set(err, "database: %s: %s (%u)", what, detail, code);
+    if (self->failed_connection)
+        db_disconnect(self);
+    return RS_ERR;
+}
+
+static int
+db_connect(db *self, errbuf *err)
+{
+    unsigned long flags = 0;
+    my_bool off = 0;
+    const char *host = self->host;
+    const char *init = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+
+    if (self->conn != NULL)
+        return RS_OK;
+    self->conn = mysql_init(NULL);
+    if (self->conn == NULL) {
+        self->failed_connection = 1;
+        return errbuf_set(err, "database: out of memory");
+    }
+    mysql_options(self->conn, MYSQL_OPT_CONNECT_TIMEOUT, &self->timeout);
+    mysql_options(self->conn, MYSQL_OPT_READ_TIMEOUT, &self->timeout);
+    mysql_options(self->conn, MYSQL_OPT_WRITE_TIMEOUT, &self->timeout);
+    mysql_options(self->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    mysql_options(self->conn, MYSQL_OPT_RECONNECT, &off); /* reconnecting is ours to do */
+    /* READ COMMITTED: the sold-out transaction must not take gap locks that
+     * serialise a surge of checkouts behind one another. */
+    mysql_options(self->conn, MYSQL_INIT_COMMAND, init);
+    if (self->flags & DB_MULTI_STATEMENTS)
+        flags |= CLIENT_MULTI_STATEMENTS;
+    if (mysql_real_connect(self->conn, host, self->user, self->password, self->name, self->port,
+                           *self->socket ? self->socket : NULL, flags) == NULL) {
+        unsigned code = mysql_errno(self->conn);
+        char detail[400];
+        snprintf(detail, sizeof(detail), "%s", mysql_error(self->conn));
+        mysql_close(self->conn);
+        self->conn = NULL;
+        self->failed_connection = 1;
+        return errbuf_set(err, "database: cannot connect to %s@%s/%s: %s (%u)", self->user,
+                          *self->socket ? self->socket : host, self->name, detail, code);
+    }
+    self->generation++;
+    self->failed_connection = 0;
+    return RS_OK;
+}
+
+int
+db_ping(db *self, errbuf *err)
+{
+    if (db_connect(self, err) != RS_OK)
+        return RS_ERR;
+    if (mysql_ping(self->conn) != 0)
+        return db_fail(self, mysql_errno(self->conn), "ping", mysql_error(self->conn), err);
+    return RS_OK;
+}
+
+int
+db_failed_connection(const db *self)
+{
+    return self->failed_connection;
+}
+
+int
+db_run(db *self, const char *sql, errbuf *err)
+{
+    int status;
+
+    if (db_connect(self, err) != RS_OK)
+        return RS_ERR;
+    if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
+        return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn), err);
+    do {
+        MYSQL_RES *res = mysql_store_result(self->conn);
+        if (res != NULL)
+            mysql_free_result(res);
+        else if (mysql_field_count(self->conn) != 0)
+            return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn), err);
+        status = mysql_next_result(self->conn);
+        if (status > 0)
+            return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn), err);
+    } while (status == 0);
+    return RS_OK;
+}
+
+int
+db_begin(db *self, errbuf *err)
+{
+    if (db_connect(self, err) != RS_OK)
+        return RS_ERR;
+    if (mysql_real_query(self->conn, "START TRANSACTION", 17) != 0)
+        return db_fail(self, mysql_errno(self->conn), "begin", mysql_error(self->conn), err);
+    self->in_transaction = 1;
+    return RS_OK;
+}
+
+int
+db_commit(db *self, errbuf *err)
+{
+    if (self->conn == NULL)
+        return errbuf_set(err, "database: commit without a connection");
+    self->in_transaction = 0;
+    if (mysql_commit(self->conn) != 0)
+        return db_fail(self, mysql_errno(self->conn), "commit", mysql_error(self->conn), err);
+    return RS_OK;
+}
+
+void
+db_rollback(db *self)
+{
+    if (self->conn != NULL && self->in_transaction && mysql_rollback(self->conn) != 0)
+        db_disconnect(self); /* closing the connection rolls back too */
+    self->in_transaction = 0;
+}
+
+db_stmt *
+db_stmt_new(db *self, const char *sql, int flags)
+{
+    db_stmt *st = calloc(1, sizeof(*st));
+
+    if (st == NULL)
+        return NULL;
+    st->sql = strdup(sql);
+    if (st->sql == NULL) {
+        free(st);
+        return NULL;
+    }
+    st->owner = self;
+    st->flags = flags;
+    st->next = self->stmts;
+    self->stmts = st;
+    return st;
+}
+
+static int
+db_stmt_prepare(db_stmt *st, errbuf *err)
+{
+    db *self = st->owner;
+
+    if (db_connect(self, err) != RS_OK)
+        return RS_ERR;
+    if (st->handle != NULL && st->generation == self->generation)
+        return RS_OK;
+    db_stmt_release(st);
+    st->handle = mysql_stmt_init(self->conn);
+    if (st->handle == NULL)
+        return db_fail(self, mysql_errno(self->conn), "statement", mysql_error(self->conn), err);
+    if (mysql_stmt_prepare(st->handle, st->sql, strlen(st->sql)) != 0) {
+        unsigned code = mysql_stmt_errno(st->handle);
+        char detail[300];
+        snprintf(detail, sizeof(detail), "%s in \"%.80s\"", mysql_stmt_error(st->handle), st->sql);
+        mysql_stmt_close(st->handle);
+        st->handle = NULL;
+        return db_fail(self, code, "prepare", detail, err);
+    }
+    st->generation = self->generation;
+    return RS_OK;
+}
+
+/* Binds every result column as a string buffer sized by the longest value. */
+static int
+db_stmt_bind_result(db_stmt *st, errbuf *err)
+{
+    MYSQL_RES *meta = mysql_stmt_result_metadata(st->handle);
+    MYSQL_FIELD *fields;
+    my_bool on = 1;
+
+    if (meta == NULL)
+        return RS_OK; /* no result set: INSERT, UPDATE, DELETE */
+    mysql_stmt_attr_set(st->handle, STMT_ATTR_UPDATE_MAX_LENGTH, &on);
+    if (mysql_stmt_store_result(st->handle) != 0) {
+        mysql_free_result(meta);
+        return db_fail(st->owner, mysql_stmt_errno(st->handle), "fetch",
+                       mysql_stmt_error(st->handle), err);
+    }
+    st->has_result = 1;
+    st->ncols = mysql_num_fields(meta);
+    fields = mysql_fetch_fields(meta);
+    st->cols = calloc(st->ncols, sizeof(*st->cols));
+    st->bufs = calloc(st->ncols, sizeof(*st->bufs));
+    st->lens = calloc(st->ncols, sizeof(*st->lens));
+    st->nulls = calloc(st->ncols, sizeof(*st->nulls));
+    if (!st->cols || !st->bufs || !st->lens || !st->nulls) {
+        mysql_free_result(meta);
+        return errbuf_set(err, "database: out of memory");
+    }
+    for (unsigned i = 0; i < st->ncols; i++) {
+        /* Numbers are converted to text by the client library; 64 holds any. */
+        unsigned long size = fields[i].max_length > 64 ? fields[i].max_length : 64;
+        st->bufs[i] = malloc(size + 1);
+        if (st->bufs[i] == NULL) {
+            mysql_free_result(meta);
+            return errbuf_set(err, "database: out of memory");
+        }
+        st->cols[i].buffer_type = MYSQL_TYPE_STRING;
+        st->cols[i].buffer = st->bufs[i];
+        st->cols[i].buffer_length = size;
+        st->cols[i].length = &st->lens[i];
+        st->cols[i].is_null = &st->nulls[i];
+    }
+    mysql_free_result(meta);
+    if (mysql_stmt_bind_result(st->handle, st->cols) != 0)
+        return db_fail(st->owner, mysql_stmt_errno(st->handle), "bind result",
+                       mysql_stmt_error(st->handle), err);
+    return RS_OK;
+}
+
+static void
+db_stmt_clear_result(db_stmt *st)
+{
+    if (st->has_result && st->handle != NULL)
+        mysql_stmt_free_result(st->handle);
+    st->has_result = 0;
+    for (unsigned i = 0; i < st->ncols; i++)
+        free(st->bufs[i]);
+    free(st->bufs);
+    free(st->cols);
+    free(st->lens);
+    free(st->nulls);
+    st->bufs = NULL;
+    st->cols = NULL;
+    st->lens = NULL;
+    st->nulls = NULL;
+    st->ncols = 0;
+}
+
+static long long
+db_stmt_exec_once(db_stmt *st, errbuf *err, const char *types, va_list ap)
+{
+    MYSQL_BIND params[DB_MAX_PARAMS];
+    long long ints[DB_MAX_PARAMS];
+    unsigned long lens[DB_MAX_PARAMS];
+    my_bool nulls[DB_MAX_PARAMS];
+    size_t n = strlen(types);
+
+    if (n > DB_MAX_PARAMS)
+        return errbuf_set(err, "database: %zu parameters, at most %d", n, DB_MAX_PARAMS);
+    if (db_stmt_prepare(st, err) != RS_OK)
+        return RS_ERR;
+    db_stmt_clear_result(st);
+    memset(params, 0, sizeof(params));
+    for (size_t i = 0; i < n; i++) {
+        nulls[i] = 0;
+        params[i].is_null = &nulls[i];
+        params[i].length = &lens[i];
+        switch (types[i]) {
+        case 's': {
+            const char *s = va_arg(ap, const char *);
+            params[i].buffer_type = MYSQL_TYPE_STRING;
+            params[i].buffer = (void *)s;
+            lens[i] = s ? strlen(s) : 0;
+            nulls[i] = s == NULL;
+            break;
+        }
+        case 'b': {
+            const void *b = va_arg(ap, const void *);
+            lens[i] = (unsigned long)va_arg(ap, size_t);
+            params[i].buffer_type = MYSQL_TYPE_BLOB;
+            params[i].buffer = (void *)b;
+            nulls[i] = b == NULL;
+            break;
+        }
+        case 'i':
+            ints[i] = va_arg(ap, long long);
+            params[i].buffer_type = MYSQL_TYPE_LONGLONG;
+            params[i].buffer = &ints[i];
+            break;
+        default:
+            return errbuf_set(err, "database: bad parameter type '%c'", types[i]);
+        }
+    }
+    if (mysql_stmt_param_count(st->handle) != n)
+        return errbuf_set(err, "database: statement wants %lu parameters, got %zu",
+                          mysql_stmt_param_count(st->handle), n);
+    if (n > 0 && mysql_stmt_bind_param(st->handle, params) != 0)
+        return db_fail(st->owner, mysql_stmt_errno(st->handle), "bind",
+                       mysql_stmt_error(st->handle), err);
+    if (mysql_stmt_execute(st->handle) != 0) {
+        unsigned code = mysql_stmt_errno(st->handle);
+        char detail[300];
+        snprintf(detail, sizeof(detail), "%s", mysql_stmt_error(st->handle));
+        if (code == ER_NEED_REPREPARE)
+            st->generation = 0; /* schema changed under the statement: prepare again */
+        return db_fail(st->owner, code, "execute", detail, err);
+    }
+    if (db_stmt_bind_result(st, err) != RS_OK)
+        return RS_ERR;
+    st->owner->failed_connection = 0;
+    if (st->has_result)
+        return (long long)mysql_stmt_num_rows(st->handle);
+    return (long long)mysql_stmt_affected_rows(st->handle);
+}
+
+long long
+db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...)
+{
+    db *self = st->owner;
+    int in_transaction = self->in_transaction;
+    unsigned generation = self->generation;
+    long long rows;
+    va_list ap;
+
+    va_start(ap, types);
+    rows = db_stmt_exec_once(st, err, types, ap);
+    va_end(ap);
+    /* A connection that died while idle (server restarted, idle timeout) fails the
+     * first statement sent on it. Sending again on a new connection is safe when the
+     * statement never reached the server (gone before sending), or when running it
+     * twice does no harm; never inside a transaction, which died with it. */
+    if (rows < 0 && !in_transaction && self->conn == NULL && generation != 0 &&
+        (st->flags & DB_IDEMPOTENT || self->last_errno == CR_SERVER_GONE_ERROR)) {
+        va_start(ap, types);
+        rows = db_stmt_exec_once(st, err, types, ap);
+        va_end(ap);
+    }
+    return rows;
+}
+
+int
+db_stmt_next(db_stmt *st)
+{
+    int rc;
+
+    if (!st->has_result)
+        return 0;
+    rc = mysql_stmt_fetch(st->handle);
+    /* Truncation cannot happen: buffers are sized by the longest value. */
+    return rc == 0 || rc == MYSQL_DATA_TRUNCATED;
+}
+
+const char *
+db_stmt_col(db_stmt *st, int col, size_t *len)
+{
+    if (col < 0 || (unsigned)col >= st->ncols || st->nulls[col]) {
+        if (len != NULL)
+            *len = 0;
+        return NULL;
+    }
+    st->bufs[col][st->lens[col]] = '\0';
+    if (len != NULL)
+        *len = st->lens[col];
+    return st->bufs[col];
+}
+
+long long
+db_stmt_col_int(db_stmt *st, int col)
+{
+    const char *s = db_stmt_col(st, col, NULL);
+
+    return s ? strtoll(s, NULL, 10) : 0;
+}
+
+int
+db_stmt_col_is_null(db_stmt *st, int col)
+{
+    return col < 0 || (unsigned)col >= st->ncols || st->nulls[col];
+}
+
+unsigned long long
+db_stmt_insert_id(db_stmt *st)
+{
+    return st->handle ? (unsigned long long)mysql_stmt_insert_id(st->handle) : 0;
+}

@@ -1,0 +1,63 @@
+/* db: a connection to MySQL/MariaDB with prepared statements that survive a lost
+ * connection. A db is used by one thread at a time; each thread owns its own. The
+ * connection is made at first use and made again after the server went away, and
+ * every statement is prepared again on the new connection. */
+#ifndef RESTOCK_DB_H
+#define RESTOCK_DB_H
+
+#include <stddef.h>
+
+#include "conf.h"
+#include "errbuf.h"
+
+typedef struct db db;
+typedef struct db_stmt db_stmt;
+
+/* db_new flags */
+#define DB_MULTI_STATEMENTS 1 /* allow several statements in db_run (migrations only) */
+
+/* Statement flags */
+#define DB_IDEMPOTENT 1 /* safe to send again when the connection broke while it ran */
+
+/* Reads db_* from the configuration; connects lazily. */
+db *db_new(const conf *cf, int flags);
+void db_destroy(db **self_p);
+
+/* Connects if not connected; answers whether the server answers (ping). */
+int db_ping(db *self, errbuf *err);
+
+/* 1 when the last failure was the connection (server down, lost, timed out) rather
+ * than the statement: callers answer 503 for those. */
+int db_failed_connection(const db *self);
+
+/* Runs text SQL without parameters (DDL, migrations); drains every result. */
+int db_run(db *self, const char *sql, errbuf *err);
+
+int db_begin(db *self, errbuf *err);
+int db_commit(db *self, errbuf *err);
+/* Rolls back if a transaction is open; never fails (a broken connection rolls back). */
+void db_rollback(db *self);
+
+/* A statement belongs to its db and is destroyed with it. */
+db_stmt *db_stmt_new(db *self, const char *sql, int flags);
+
+/* Executes with parameters described by types, one letter each:
+ *   s  const char *        (NULL for SQL NULL)
+ *   b  const void *, size_t (binary; NULL for SQL NULL)
+ *   i  long long
+ * Returns the number of rows changed (or found, for a SELECT) or -1. A result set is
+ * kept until the next execution: read it with db_stmt_next and the column getters. */
+long long db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...);
+
+/* Moves to the next row of the result: 1 when there is one, 0 at the end. */
+int db_stmt_next(db_stmt *st);
+
+/* Column of the current row as bytes (NUL-terminated; NULL for SQL NULL). */
+const char *db_stmt_col(db_stmt *st, int col, size_t *len);
+long long db_stmt_col_int(db_stmt *st, int col);
+int db_stmt_col_is_null(db_stmt *st, int col);
+
+/* LAST_INSERT_ID() of the last execution (also the value of LAST_INSERT_ID(expr)). */
+unsigned long long db_stmt_insert_id(db_stmt *st);
+
+#endif

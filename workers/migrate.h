@@ -1,0 +1,16 @@
+/* migrate: applies the numbered SQL migrations (NNN_name.sql) of a folder that the
+ * database has not recorded yet, in order, and records each one. Safe to run twice
+ * and from two hosts at once (a named lock serialises runs). */
+#ifndef RESTOCK_MIGRATE_H
+#define RESTOCK_MIGRATE_H
+
+#include <stdio.h>
+
+#include "db.h"
+#include "errbuf.h"
+
+/* Applies what is pending; reports each applied file on out. Returns the number
+ * applied, or -1. The db must have been made with DB_MULTI_STATEMENTS. */
+int migrate_apply(db *conn, const char *dir, FILE *out, errbuf *err);
+
+#endif
