@@ -1,0 +1,286 @@
+"""Integration test harness: TAP output, and the real stack (MariaDB, responders,
+nginx, ...) started by scripts/stack in a private temporary folder, stopped at the end.
+
+A test script:
+
+    from harness import Tap, Stack
+    t = Tap()
+    with Stack(t) as s:
+        status, body = s.request("GET", "/product/donut")
+        t.is_(status, 200, "donut answers 200")
+    t.done()
+
+Environment: RESTOCK_SRCDIR and RESTOCK_BUILDDIR (set by make check); RESTOCK_KEEP=1
+keeps the stack's folder for a look after a failure.
+"""
+
+import concurrent.futures
+import glob
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+SRCDIR = os.environ.get("RESTOCK_SRCDIR") or os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILDDIR = os.environ.get("RESTOCK_BUILDDIR") or os.path.join(SRCDIR, "build")
+STACK = os.path.join(SRCDIR, "scripts", "stack")
+
+# What a sanitizer or valgrind prints when a program of ours misbehaves.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "ERROR: UndefinedBehaviorSanitizer", "definitely lost: ", "Invalid read",
+                   "Invalid write")
+
+
+class Tap:
+    """Test Anything Protocol writer for automake's tap-driver."""
+
+    def __init__(self):
+        self.count = 0
+        self.failed = 0
+        self.lock = threading.Lock()
+
+    def ok(self, cond, name, detail=None):
+        with self.lock:
+            self.count += 1
+            if not cond:
+                self.failed += 1
+            print("%sok %d - %s" % ("" if cond else "not ", self.count, name), flush=True)
+            if not cond and detail is not None:
+                self.diag(detail)
+        return bool(cond)
+
+    def is_(self, got, want, name):
+        return self.ok(got == want, name, "got %r, want %r" % (got, want))
+
+    def diag(self, text):
+        for line in str(text).splitlines() or [""]:
+            print("# " + line, flush=True)
+
+    def done(self):
+        print("1..%d" % self.count, flush=True)
+        sys.exit(1 if self.failed else 0)
+
+    def bail(self, why):
+        print("Bail out! %s" % why, flush=True)
+        sys.exit(1)
+
+
+def run_tests(body):
+    """Runs body(tap) and turns an exception into a failed test with its traceback."""
+    t = Tap()
+    try:
+        body(t)
+    except Exception:  # a crash of the test itself must show, not pass silently
+        t.ok(False, "test script ran to its end", traceback.format_exc())
+    t.done()
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return "<%d %r>" % (self.status, self.body[:200])
+
+
+class Stack:
+    """The whole stack, or the components asked for, in a temporary folder."""
+
+    def __init__(self, tap, components=None, env=None):
+        self.tap = tap
+        self.components = components
+        self.env = dict(os.environ)
+        self.env["RESTOCK_BUILDDIR"] = BUILDDIR
+        self.env.update(env or {})
+        self.dir = tempfile.mkdtemp(prefix="restock-it-")
+        os.chmod(self.dir, 0o755)
+        self.info = {}
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self):
+        self.start(*(self.components or []))
+        return self
+
+    def __exit__(self, *exc):
+        self.close(failed=exc[0] is not None)
+        return False
+
+    def _stack(self, command, components, env=None):
+        e = dict(self.env)
+        e.update(env or {})
+        args = [STACK, command, "--dir", self.dir, "--port", "0", "--builddir", BUILDDIR]
+        p = subprocess.run(args + list(components), env=e, capture_output=True, text=True)
+        if p.returncode != 0:
+            self.tap.diag(p.stdout + p.stderr)
+            self.tap.diag(self.logs())
+            raise RuntimeError("scripts/stack %s %s failed" % (command, " ".join(components)))
+
+    def start(self, *components, env=None):
+        self._stack("start", components, env)
+        with open(os.path.join(self.dir, "stack.env")) as f:
+            for line in f:
+                key, _, value = line.strip().partition("=")
+                if key:
+                    self.info[key] = value
+        self.url = self.info["RESTOCK_URL"]
+        self.port = int(self.info["RESTOCK_PORT"])
+
+    def stop(self, *components):
+        self._stack("stop", components)
+
+    def kill(self, component, sig=9):
+        """Kills a component abruptly (no clean shutdown), as a crash would."""
+        pidfile = os.path.join(self.dir, "pid", component + ".pid")
+        with open(pidfile) as f:
+            pid = int(f.read())
+        os.kill(pid, sig)
+        for _ in range(200):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        os.unlink(pidfile)
+
+    def close(self, failed=False):
+        try:
+            self._stack("stop", [])
+        finally:
+            reports = self.sanitizer_reports()
+            self.tap.ok(not reports, "no sanitizer or valgrind report in the programs' logs",
+                        reports)
+            failed = failed or self.tap.failed
+            if failed or os.environ.get("RESTOCK_KEEP"):
+                self.tap.diag("stack folder kept: " + self.dir)
+                if failed:
+                    self.tap.diag(self.logs(tail=40))
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- observations ----------------------------------------------------------
+    def log(self, name):
+        try:
+            with open(os.path.join(self.dir, "log", name + ".log"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def logs(self, tail=20):
+        out = []
+        for path in sorted(glob.glob(os.path.join(self.dir, "log", "*.log"))):
+            with open(path, errors="replace") as f:
+                lines = f.read().splitlines()[-tail:]
+            out.append("--- %s\n%s" % (os.path.basename(path), "\n".join(lines)))
+        return "\n".join(out)
+
+    def sanitizer_reports(self):
+        found = []
+        for path in glob.glob(os.path.join(self.dir, "log", "*.log")):
+            if os.path.basename(path).startswith(("db", "nginx", "factory", "smtp", "migrate")):
+                continue
+            with open(path, errors="replace") as f:
+                text = f.read()
+            for mark in SANITIZER_MARKS:
+                at = text.find(mark)
+                if at >= 0 and not (mark == "definitely lost: " and
+                                    text[at:].startswith("definitely lost: 0 bytes")):
+                    found.append("%s: %s" % (os.path.basename(path), text[max(0, at - 200):at + 1500]))
+                    break
+        return "\n".join(found)
+
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        """One HTTP request through nginx; body may be bytes, str or a JSON-able object."""
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        h = {"Content-Type": "application/json"} if body is not None else {}
+        h.update(headers or {})
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return Response(r.status, dict(r.getheaders()), r.read())
+        finally:
+            conn.close()
+
+    def sql(self, query):
+        """Runs SQL as the application's user; returns rows as lists of strings."""
+        p = subprocess.run(
+            ["mariadb", "--no-defaults", "-S", self.info["DB_SOCKET"], "-u", self.info["DB_USER"],
+             "-p" + self.info["DB_PASSWORD"], "-N", "-B", "--default-character-set=utf8mb4",
+             self.info["DB_NAME"], "-e", query], capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("SQL failed: %s: %s" % (query, p.stderr.strip()))
+        return [line.split("\t") for line in p.stdout.splitlines()]
+
+    def sql_value(self, query):
+        rows = self.sql(query)
+        return rows[0][0] if rows else None
+
+    def stock(self, sku="CP-502101"):
+        return int(self.sql_value("SELECT stock FROM product WHERE sku = '%s'" % sku))
+
+    def restockctl(self, *args, check=False):
+        env = dict(self.env)
+        env["RESTOCK_CONFIG"] = self.info["RESTOCK_CONFIG"]
+        p = subprocess.run([os.path.join(BUILDDIR, "workers", "restockctl")] + list(args),
+                           env=env, capture_output=True, text=True)
+        if check and p.returncode != 0:
+            raise RuntimeError("restockctl %s: %s" % (" ".join(args), p.stderr.strip()))
+        return p
+
+    def wait_until(self, predicate, timeout=30, interval=0.1):
+        """Polls predicate until it is true; returns its last value."""
+        deadline = time.time() + timeout
+        value = predicate()
+        while not value and time.time() < deadline:
+            time.sleep(interval)
+            value = predicate()
+        return value
+
+    def concurrently(self, total, clients, make_request):
+        """Sends total requests from clients threads, each on its own keep-alive
+        connection; make_request(i) gives (method, path, body). Returns responses."""
+        per = [list(range(c, total, clients)) for c in range(clients)]
+        results = [None] * total
+
+        def client(indexes):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            for i in indexes:
+                method, path, body = make_request(i)
+                data = json.dumps(body).encode() if body is not None else None
+                h = {"Content-Type": "application/json"} if data is not None else {}
+                # No retry: a request that failed may have been served, and a
+                # checkout sent twice would be counted twice. http.client opens a
+                # new connection by itself when nginx answered "Connection: close".
+                conn.request(method, path, body=data, headers=h)
+                r = conn.getresponse()
+                results[i] = Response(r.status, dict(r.getheaders()), r.read())
+            conn.close()
+
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            for f in [pool.submit(client, idx) for idx in per]:
+                f.result()
+        return results
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
