@@ -1,0 +1,177 @@
+/* bus: ZeroMQ doorbells (see bus.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "bus.h"
+
+struct bus_pub {
+    void *socket;
+};
+
+struct bus_sub {
+    void *socket;
+    char *ipc_path; /* the socket file to remove at destroy, for ipc:// endpoints */
+};
+
+/* One ZeroMQ context per process, made on first use and shared by every thread
+ * (contexts are thread-safe). It is never terminated: zmq_ctx_term would block
+ * on sockets of threads still running at exit, and the process ends anyway. */
+static void *bus_context;
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+
+static void
+bus_context_make(void)
+{
+    bus_context = zmq_ctx_new();
+}
+
+static void *
+bus_socket(int type, errbuf *err)
+{
+    void *s;
+    int linger = 0;
+
+    pthread_once(&bus_once, bus_context_make);
+    if (bus_context == NULL) {
+        errbuf_set(err, "bus: cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    s = zmq_socket(bus_context, type);
+    if (s == NULL) {
+        errbuf_set(err, "bus: cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
+        return NULL;
+    }
+    /* Doorbells are worthless once late: never hold the process at close. */
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
+    return s;
+}
+
+bus_pub *
+bus_pub_new(const char *endpoint, errbuf *err)
+{
+    bus_pub *self = calloc(1, sizeof(*self));
+    int hwm = 1000;
+
+    if (self == NULL) {
+        errbuf_set(err, "bus: out of memory");
+        return NULL;
+    }
+    self->socket = bus_socket(ZMQ_PUB, err);
+    if (self->socket == NULL)
+        goto fail;
+    zmq_setsockopt(self->socket, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    if (zmq_connect(self->socket, endpoint) != 0) {
+        errbuf_set(err, "bus: cannot connect to %s: %s", endpoint, zmq_strerror(errno));
+        goto fail;
+    }
+    return self;
+fail:
+    bus_pub_destroy(&self);
+    return NULL;
+}
+
+void
+bus_pub_destroy(bus_pub **self_p)
+{
+    bus_pub *self = *self_p;
+
+    if (self == NULL)
+        return;
+    if (self->socket != NULL)
+        zmq_close(self->socket);
+    free(self);
+    *self_p = NULL;
+}
+
+int
+bus_ring(bus_pub *self, const char *topic, const char *text)
+{
+    const char *payload = text ? text : "";
+
+    if (zmq_send(self->socket, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return RS_ERR;
+    if (zmq_send(self->socket, payload, strlen(payload), ZMQ_DONTWAIT) < 0)
+        return RS_ERR;
+    return RS_OK;
+}
+
+bus_sub *
+bus_sub_new(const char *endpoint, errbuf *err)
+{
+    bus_sub *self = calloc(1, sizeof(*self));
+
+    if (self == NULL) {
+        errbuf_set(err, "bus: out of memory");
+        return NULL;
+    }
+    self->socket = bus_socket(ZMQ_SUB, err);
+    if (self->socket == NULL)
+        goto fail;
+    if (zmq_setsockopt(self->socket, ZMQ_SUBSCRIBE, "", 0) != 0) {
+        errbuf_set(err, "bus: cannot subscribe: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if (strncmp(endpoint, "ipc://", 6) == 0) {
+        /* A socket file left by a killed worker would make bind fail: only one
+         * worker runs per spool, so the file is ours to replace. */
+        self->ipc_path = strdup(endpoint + 6);
+        if (self->ipc_path == NULL) {
+            errbuf_set(err, "bus: out of memory");
+            goto fail;
+        }
+        unlink(self->ipc_path);
+    }
+    if (zmq_bind(self->socket, endpoint) != 0) {
+        errbuf_set(err, "bus: cannot bind %s: %s", endpoint, zmq_strerror(errno));
+        goto fail;
+    }
+    return self;
+fail:
+    bus_sub_destroy(&self);
+    return NULL;
+}
+
+void
+bus_sub_destroy(bus_sub **self_p)
+{
+    bus_sub *self = *self_p;
+
+    if (self == NULL)
+        return;
+    if (self->socket != NULL)
+        zmq_close(self->socket);
+    if (self->ipc_path != NULL) {
+        unlink(self->ipc_path);
+        free(self->ipc_path);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+int
+bus_wait(bus_sub *self, long timeout_ms)
+{
+    zmq_pollitem_t item = {self->socket, 0, ZMQ_POLLIN, 0};
+    int rang = 0;
+    char buf[256];
+
+    if (zmq_poll(&item, 1, timeout_ms) < 0)
+        return RS_ERR;
+    /* Drain every frame waiting: ten doorbells mean one sweep, not ten. */
+    for (;;) {
+        int more = 0;
+        size_t size = sizeof(more);
+        if (zmq_recv(self->socket, buf, sizeof(buf), ZMQ_DONTWAIT) < 0)
+            break;
+        if (zmq_getsockopt(self->socket, ZMQ_RCVMORE, &more, &size) == 0 && !more)
+            rang++;
+    }
+    return rang;
+}

@@ -1,0 +1,34 @@
+/* bus: the doorbells of restock on ZeroMQ PUB/SUB. A responder rings (topic
+ * "stock_empty" or "stock_arrived") after it committed an outbox event; the worker
+ * listens and sweeps the outbox at once instead of at its next timed sweep. A
+ * doorbell carries no data and may be lost (PUB drops when nobody listens): the
+ * outbox row is what counts, the doorbell only saves time. */
+#ifndef RESTOCK_BUS_H
+#define RESTOCK_BUS_H
+
+#include "errbuf.h"
+
+#define BUS_STOCK_EMPTY   "stock_empty"
+#define BUS_STOCK_ARRIVED "stock_arrived"
+
+typedef struct bus_pub bus_pub;
+typedef struct bus_sub bus_sub;
+
+/* A publisher connected to endpoint; one per thread (ZeroMQ sockets are not
+ * thread-safe). Connecting succeeds whether or not the worker is up. */
+bus_pub *bus_pub_new(const char *endpoint, errbuf *err);
+void bus_pub_destroy(bus_pub **self_p);
+
+/* Rings topic with an optional text (an event id, for the logs); never blocks.
+ * Returns -1 only when ZeroMQ refused the message (it is then dropped). */
+int bus_ring(bus_pub *self, const char *topic, const char *text);
+
+/* The listener: binds endpoint and subscribes to every doorbell. */
+bus_sub *bus_sub_new(const char *endpoint, errbuf *err);
+void bus_sub_destroy(bus_sub **self_p);
+
+/* Waits up to timeout_ms for doorbells; returns how many rang (all are consumed),
+ * 0 on timeout, -1 when interrupted by a signal or on error. */
+int bus_wait(bus_sub *self, long timeout_ms);
+
+#endif
