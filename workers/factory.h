@@ -1,0 +1,57 @@
+/* factory: the factory driver of the queue worker. It delivers one message of the
+ * `factory` queue: the replenishment order POSTed to the legacy factory API in the
+ * exact JSON of DESIGN.md, at most once per order as far as restock can tell (an
+ * order already sent or fulfilled is not sent again), its outcome recorded in the
+ * order's row. Never logs the callback token or the callback URL. */
+#ifndef RESTOCK_FACTORY_H
+#define RESTOCK_FACTORY_H
+
+#include <stddef.h>
+
+#include "conf.h"
+#include "db.h"
+#include "errbuf.h"
+#include "http.h"
+
+typedef struct factory factory;
+
+/* What the worker does with the message after factory_deliver. */
+enum factory_result {
+    FACTORY_SENT,      /* done: the factory took the order, or it had been sent already */
+    FACTORY_RETRY,     /* try again later (backoff); err says why */
+    FACTORY_PERMANENT, /* trying again cannot help: move it to dead/; err says why */
+};
+
+/* A driver for one delivery thread. It borrows that thread's db and http (client
+ * may be NULL when only factory_mark_* are used, as by restockctl) and keeps its
+ * prepared statements on db, so make one per thread and reuse it. Reads
+ * factory_api, requester, public_url and attempt_timeout from cf. */
+factory *factory_new(const conf *cf, db *conn, http *client);
+void factory_destroy(factory **self_p);
+
+/* Delivers one message: the JSON the outbox fan-out wrote (event_id, kind, order_id,
+ * product_id, sku, product_name, quantity, factory_id, factory_identifier,
+ * factory_name, factory_api, token, created_at). Stores SHA-256(token) as the order's
+ * token_hash if none is stored yet, POSTs to {factory_api}/api/manufactures with
+ * `Idempotency-Key: <order id>` and on 2xx marks the order sent. A transport error,
+ * timeout, 408, 429 or 5xx counts an attempt in the row and answers FACTORY_RETRY, as
+ * does a database failure; a malformed message, an unknown order, a token other than
+ * the stored one, no factory URL or another 4xx answer FACTORY_PERMANENT. */
+enum factory_result factory_deliver(factory *self, const char *msg, size_t len, errbuf *err);
+
+/* The message of order_id (canonical UUID text) went to dead/: marks the order failed
+ * with reason as its last error, unless it was sent or fulfilled meanwhile. */
+int factory_mark_failed(factory *self, const char *order_id, const char *reason, errbuf *err);
+
+/* An operator redrove the dead message of order_id: a failed order is open again. */
+int factory_mark_open_again(factory *self, const char *order_id, errbuf *err);
+
+/* The factory request of a message, without I/O: *url the address to POST to (the
+ * message's factory_api, else default_api, with /api/manufactures appended) and *body
+ * the JSON of DESIGN.md with the callback URL {public_url}/callbacks/factory/{order
+ * id}?token={token}. Both malloc'ed, for the caller to free. RS_ERR, naming the field
+ * or the factory, when the message is malformed or no factory URL is known. */
+int factory_request_body(const char *msg, size_t len, const char *requester, const char *public_url,
+                         const char *default_api, char **url, char **body, errbuf *err);
+
+#endif
