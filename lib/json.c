@@ -1,0 +1,196 @@
+/* json: request bodies and typed optional fields on cJSON (see json.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+int
+json_parse_object(const char *text, size_t len, cJSON **out, errbuf *err)
+{
+    const char *end = NULL;
+    cJSON *json;
+
+    *out = NULL;
+    /* The length variant: the body is not NUL-terminated, and a NUL inside it must
+     * not end the document early (the white-space check below catches that). */
+    json = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (json == NULL) {
+        size_t at = end != NULL && end >= text ? (size_t)(end - text) : 0;
+        return errbuf_set(err, "malformed JSON at byte %zu", at > len ? len : at);
+    }
+    for (const char *p = end; p < text + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(json);
+            return errbuf_set(err, "malformed JSON: unexpected data after the document at byte %zu",
+                              (size_t)(p - text));
+        }
+    }
+    if (!cJSON_IsObject(json)) {
+        cJSON_Delete(json);
+        return errbuf_set(err, "the body must be a JSON object");
+    }
+    *out = json;
+    return RS_OK;
+}
+
+/* What a wrong value is, for "must be X, not <what>". */
+static void
+json_describe(const cJSON *item, char *buf, size_t cap)
+{
+    if (cJSON_IsString(item))
+        snprintf(buf, cap, "a string (\"%.40s\")", item->valuestring);
+    else if (cJSON_IsNumber(item))
+        snprintf(buf, cap, "%.15g", item->valuedouble);
+    else if (cJSON_IsTrue(item))
+        snprintf(buf, cap, "true");
+    else if (cJSON_IsFalse(item))
+        snprintf(buf, cap, "false");
+    else if (cJSON_IsNull(item))
+        snprintf(buf, cap, "null");
+    else if (cJSON_IsArray(item))
+        snprintf(buf, cap, "an array");
+    else
+        snprintf(buf, cap, "an object");
+}
+
+/* A decimal integer string, nothing around it ("10", "-3"); -1 otherwise. */
+static int
+json_parse_decimal(const char *s, long long *out)
+{
+    char *end;
+    long long v;
+
+    if (s == NULL || *s == '\0' || (*s != '-' && (*s < '0' || *s > '9')))
+        return -1;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s || (end == s + 1 && *s == '-'))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int
+json_opt_int(const cJSON *obj, const char *key, long long min, long long max, int flags,
+             long long *out, errbuf *err)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char what[80];
+    long long v;
+
+    if (item == NULL)
+        return RS_OK;
+    if (cJSON_IsNumber(item)) {
+        double d = item->valuedouble;
+        /* Range first (NaN fails it too), so that the conversion is defined;
+         * then whole: 1.5 is no quantity. */
+        if (!(d >= (double)min && d <= (double)max))
+            goto wrong;
+        v = (long long)d;
+        if ((double)v != d)
+            goto wrong;
+    } else if ((flags & JSON_NUMERIC_STRING) && cJSON_IsString(item) &&
+               json_parse_decimal(item->valuestring, &v) == 0) {
+        if (v < min || v > max)
+            goto wrong;
+    } else {
+        goto wrong;
+    }
+    *out = v;
+    return RS_OK;
+
+wrong:
+    json_describe(item, what, sizeof(what));
+    return errbuf_set(err, "%s must be an integer from %lld to %lld, not %s", key, min, max, what);
+}
+
+long
+json_utf8_chars(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    long n = 0;
+
+    while (*p != '\0') {
+        size_t extra;
+        unsigned cp;
+
+        if (*p < 0x80) {
+            p++;
+            n++;
+            continue;
+        }
+        if ((*p & 0xE0) == 0xC0) {
+            extra = 1;
+            cp = *p & 0x1F;
+        } else if ((*p & 0xF0) == 0xE0) {
+            extra = 2;
+            cp = *p & 0x0F;
+        } else if ((*p & 0xF8) == 0xF0) {
+            extra = 3;
+            cp = *p & 0x07;
+        } else {
+            return -1;
+        }
+        for (size_t i = 1; i <= extra; i++) {
+            if ((p[i] & 0xC0) != 0x80)
+                return -1;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        /* Overlong forms, surrogates and values past U+10FFFF are not UTF-8. */
+        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) ||
+            (extra == 3 && cp < 0x10000) || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+            return -1;
+        p += extra + 1;
+        n++;
+    }
+    return n;
+}
+
+int
+json_opt_str(const cJSON *obj, const char *key, size_t min_chars, size_t max_chars,
+             const char **out, errbuf *err)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char what[80];
+    long n;
+
+    if (item == NULL)
+        return RS_OK;
+    if (!cJSON_IsString(item)) {
+        json_describe(item, what, sizeof(what));
+        return errbuf_set(err, "%s must be a string of %zu to %zu characters, not %s", key,
+                          min_chars, max_chars, what);
+    }
+    n = json_utf8_chars(item->valuestring);
+    if (n < 0)
+        return errbuf_set(err, "%s must be valid UTF-8", key);
+    if ((size_t)n < min_chars || (size_t)n > max_chars)
+        return errbuf_set(err, "%s must be a string of %zu to %zu characters, not %ld", key,
+                          min_chars, max_chars, n);
+    *out = item->valuestring;
+    return RS_OK;
+}
+
+char *
+json_print(const cJSON *json, char *buf, size_t cap)
+{
+    /* cJSON's API takes non-const items although printing changes nothing. The
+     * preallocated print saves an allocation per answer; cJSON asks for 5 bytes
+     * of slack because it estimates number lengths. */
+    if (buf != NULL && cap > 5 && cap <= INT_MAX &&
+        cJSON_PrintPreallocated((cJSON *)json, buf, (int)cap - 5, 0))
+        return buf;
+    return cJSON_PrintUnformatted(json);
+}
+
+void
+json_print_free(char *text, const char *buf)
+{
+    if (text != NULL && text != buf)
+        cJSON_free(text);
+}
