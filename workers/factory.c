@@ -1,0 +1,499 @@
+/* factory: the factory driver of the queue worker (see factory.h). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "factory.h"
+#include "ident.h"
+#include "json.h"
+#include "log.h"
+
+#define FACTORY_TOKEN_HEX    64      /* 32 random bytes, hex: the callback's secret */
+#define FACTORY_QUANTITY_MAX 1000000 /* product.reorder_quantity's upper bound */
+#define FACTORY_FIELD_MAX    255
+#define FACTORY_URL_MAX      2048
+#define FACTORY_REF_MAX      64  /* replenishment_order.factory_ref */
+#define FACTORY_ERROR_CHARS  500 /* replenishment_order.last_error */
+#define FACTORY_ANSWER_SHOWN 200
+
+struct factory {
+    const conf *cf;
+    db *conn;
+    http *client;
+    db_stmt *load, *claim, *sent, *retry, *failed, *reopen;
+};
+
+/* The fields of a factory-queue message the driver needs; strings point into json. */
+struct factory_msg {
+    cJSON *json;
+    const char *sku, *factory_identifier, *factory_api, *token;
+    long long quantity;
+    unsigned char id[IDENT_BYTES];
+    char order_id[IDENT_TEXT]; /* canonical, as the callback responder reads it */
+};
+
+factory *
+factory_new(const conf *cf, db *conn, http *client)
+{
+    factory *self;
+
+    /* Idempotent and thread-safe; libsodium wants it before any other call. */
+    if (sodium_init() < 0)
+        return NULL;
+    self = calloc(1, sizeof(*self));
+    if (self == NULL)
+        return NULL;
+    self->cf = cf;
+    self->conn = conn;
+    self->client = client;
+    /* Statements that may run twice when the connection broke under them: each is
+     * conditional, or (sent) counts an attempt twice at worst, which beats
+     * ordering twice because a reconnection looked like a failed request. */
+    self->load = db_stmt_new(conn,
+                             "SELECT status, token_hash FROM replenishment_order"
+                             " WHERE order_id = ?",
+                             DB_IDEMPOTENT);
+    self->claim = db_stmt_new(conn,
+                              "UPDATE replenishment_order SET token_hash = ?"
+                              " WHERE order_id = ? AND token_hash IS NULL",
+                              DB_IDEMPOTENT);
+    /* A callback can overtake this update (a fast factory): a fulfilled order
+     * stays fulfilled. */
+    self->sent = db_stmt_new(conn,
+                             "UPDATE replenishment_order"
+                             " SET status = IF(status IN ('open', 'failed'), 'sent', status),"
+                             " sent_at = NOW(6), failed_at = NULL, attempts = attempts + 1,"
+                             " factory_ref = ?, last_error = NULL WHERE order_id = ?",
+                             DB_IDEMPOTENT);
+    self->retry = db_stmt_new(conn,
+                              "UPDATE replenishment_order SET attempts = attempts + 1,"
+                              " last_error = ? WHERE order_id = ?",
+                              0);
+    self->failed = db_stmt_new(conn,
+                               "UPDATE replenishment_order SET status = 'failed',"
+                               " failed_at = NOW(6), last_error = ?"
+                               " WHERE order_id = ? AND status = 'open'",
+                               DB_IDEMPOTENT);
+    self->reopen = db_stmt_new(conn,
+                               "UPDATE replenishment_order SET status = 'open', failed_at = NULL"
+                               " WHERE order_id = ? AND status = 'failed'",
+                               DB_IDEMPOTENT);
+    if (self->load == NULL || self->claim == NULL || self->sent == NULL || self->retry == NULL ||
+        self->failed == NULL || self->reopen == NULL) {
+        /* The statements already made belong to conn and go with it. */
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+factory_destroy(factory **self_p)
+{
+    free(*self_p);
+    *self_p = NULL;
+}
+
+/* A required string field of 1 to max characters. */
+static int
+factory_field(const cJSON *json, const char *key, size_t max, const char **out, errbuf *err)
+{
+    *out = NULL;
+    if (json_opt_str(json, key, 1, max, out, err) != RS_OK)
+        return RS_ERR;
+    if (*out == NULL)
+        return errbuf_set(err, "%s is missing", key);
+    return RS_OK;
+}
+
+static int
+factory_is_hex(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return s[len] == '\0';
+}
+
+/* Parses and checks a message; on RS_OK the caller deletes m->json. */
+static int
+factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *err)
+{
+    const cJSON *api;
+    const char *kind = NULL, *order_id = NULL;
+
+    memset(m, 0, sizeof(*m));
+    if (json_parse_object(msg, len, &m->json, err) != RS_OK)
+        return errbuf_prefix(err, "factory message");
+    if (factory_field(m->json, "kind", FACTORY_FIELD_MAX, &kind, err) != RS_OK ||
+        factory_field(m->json, "order_id", IDENT_TEXT - 1, &order_id, err) != RS_OK ||
+        factory_field(m->json, "sku", FACTORY_FIELD_MAX, &m->sku, err) != RS_OK ||
+        factory_field(m->json, "factory_identifier", FACTORY_FIELD_MAX, &m->factory_identifier,
+                      err) != RS_OK ||
+        factory_field(m->json, "token", FACTORY_TOKEN_HEX, &m->token, err) != RS_OK)
+        goto fail;
+    if (strcmp(kind, "stock_empty") != 0) {
+        errbuf_set(err, "kind is \"%.40s\", not stock_empty", kind);
+        goto fail;
+    }
+    if (ident_parse(order_id, m->id) != 0) {
+        errbuf_set(err, "order_id \"%s\" is not a UUID", order_id);
+        goto fail;
+    }
+    ident_format(m->id, sizeof(m->id), m->order_id);
+    if (strlen(m->token) != FACTORY_TOKEN_HEX || !factory_is_hex(m->token, FACTORY_TOKEN_HEX)) {
+        /* Never quote the token, even a malformed one. */
+        errbuf_set(err, "token of order %s is not %d lower-case hex digits", m->order_id,
+                   FACTORY_TOKEN_HEX);
+        goto fail;
+    }
+    m->quantity = 0;
+    if (json_opt_int(m->json, "quantity", 1, FACTORY_QUANTITY_MAX, JSON_NUMERIC_STRING,
+                     &m->quantity, err) != RS_OK)
+        goto fail;
+    if (m->quantity == 0) {
+        errbuf_set(err, "quantity is missing");
+        goto fail;
+    }
+    /* null or "" means: the factory has no API of its own, use the configured one. */
+    api = cJSON_GetObjectItemCaseSensitive(m->json, "factory_api");
+    if (api != NULL && !cJSON_IsNull(api) &&
+        json_opt_str(m->json, "factory_api", 0, FACTORY_URL_MAX, &m->factory_api, err) != RS_OK)
+        goto fail;
+    return RS_OK;
+fail:
+    cJSON_Delete(m->json);
+    m->json = NULL;
+    return errbuf_prefix(err, "factory message");
+}
+
+/* s without the slashes at its end, as a length (for "%.*s"). */
+static int
+factory_trim(const char *s)
+{
+    size_t n = strlen(s);
+
+    while (n > 0 && s[n - 1] == '/')
+        n--;
+    return (int)n;
+}
+
+/* Builds the request of a parsed message (see factory_request_body). */
+static int
+factory_build(const struct factory_msg *m, const char *requester, const char *public_url,
+              const char *default_api, char **url, char **body, errbuf *err)
+{
+    const char *base =
+        m->factory_api != NULL && m->factory_api[0] != '\0' ? m->factory_api : default_api;
+    char *callback = NULL;
+    cJSON *req = NULL;
+    int ret = RS_ERR;
+
+    *url = *body = NULL;
+    if (base == NULL || factory_trim(base) == 0)
+        return errbuf_set(err,
+                          "no factory API configured for %s (factory.api is empty and so is "
+                          "factory_api)",
+                          m->factory_identifier);
+    if (public_url == NULL || factory_trim(public_url) == 0)
+        return errbuf_set(err, "public_url is empty: the factory could not call back");
+    if (asprintf(&callback, "%.*s/callbacks/factory/%s?token=%s", factory_trim(public_url),
+                 public_url, m->order_id, m->token) < 0) {
+        callback = NULL;
+        errbuf_set(err, "out of memory");
+        goto done;
+    }
+    req = cJSON_CreateObject();
+    if (req == NULL ||
+        cJSON_AddStringToObject(req, "MessageGroupId", "stock-arrival-group") == NULL ||
+        cJSON_AddStringToObject(req, "MessageAttributeProductId", m->sku) == NULL ||
+        cJSON_AddNumberToObject(req, "MessageAttributeProductCnt", (double)m->quantity) == NULL ||
+        cJSON_AddStringToObject(req, "MessageAttributeFactoryId", m->factory_identifier) == NULL ||
+        cJSON_AddStringToObject(req, "MessageAttributeRequester", requester ? requester : "") ==
+            NULL ||
+        cJSON_AddStringToObject(req, "CallbackUrl", callback) == NULL ||
+        (*body = cJSON_PrintUnformatted(req)) == NULL) {
+        errbuf_set(err, "out of memory");
+        goto done;
+    }
+    if (asprintf(url, "%.*s/api/manufactures", factory_trim(base), base) < 0) {
+        *url = NULL;
+        errbuf_set(err, "out of memory");
+        goto done;
+    }
+    ret = RS_OK;
+done:
+    if (ret != RS_OK) {
+        cJSON_free(*body);
+        *body = NULL;
+    }
+    if (callback != NULL)
+        sodium_memzero(callback, strlen(callback));
+    free(callback);
+    cJSON_Delete(req);
+    return ret;
+}
+
+int
+factory_request_body(const char *msg, size_t len, const char *requester, const char *public_url,
+                     const char *default_api, char **url, char **body, errbuf *err)
+{
+    struct factory_msg m;
+    char *json_body = NULL;
+    int ret;
+
+    *url = *body = NULL;
+    if (factory_msg_parse(msg, len, &m, err) != RS_OK)
+        return RS_ERR;
+    ret = factory_build(&m, requester, public_url, default_api, url, &json_body, err);
+    cJSON_Delete(m.json);
+    if (ret != RS_OK)
+        return RS_ERR;
+    /* cJSON allocates with its own hooks; the caller frees with free(). */
+    *body = strdup(json_body);
+    cJSON_free(json_body);
+    if (*body == NULL) {
+        free(*url);
+        *url = NULL;
+        return errbuf_set(err, "out of memory");
+    }
+    return RS_OK;
+}
+
+/* Copies s into out, cut to the characters (not bytes) last_error holds, and never
+ * in the middle of a UTF-8 sequence. */
+static void
+factory_clip(const char *s, char out[FACTORY_ERROR_CHARS * 4 + 1])
+{
+    size_t i = 0, chars = 0;
+
+    while (s[i] != '\0') {
+        size_t n = 1;
+        unsigned char c = (unsigned char)s[i];
+
+        if (c >= 0xF0)
+            n = 4;
+        else if (c >= 0xE0)
+            n = 3;
+        else if (c >= 0xC0)
+            n = 2;
+        if (chars == FACTORY_ERROR_CHARS || strnlen(s + i, n) < n)
+            break;
+        i += n;
+        chars++;
+    }
+    memcpy(out, s, i);
+    out[i] = '\0';
+}
+
+enum factory_claim { CLAIM_SEND, CLAIM_DONE, CLAIM_RETRY, CLAIM_PERMANENT };
+
+/* Loads the order: already sent or fulfilled means done; otherwise makes sure the
+ * stored token hash is this message's (the first message to come stores it). */
+static enum factory_claim
+factory_claim(factory *self, const struct factory_msg *m, errbuf *err)
+{
+    const unsigned char *id = m->id;
+    unsigned char hash[crypto_hash_sha256_BYTES];
+    const char *status, *stored;
+    size_t stored_len = 0;
+    long long n;
+
+    crypto_hash_sha256(hash, (const unsigned char *)m->token, FACTORY_TOKEN_HEX);
+    for (int round = 0; round < 2; round++) {
+        n = db_stmt_exec(self->load, err, "b", id, (size_t)IDENT_BYTES);
+        if (n < 0)
+            return CLAIM_RETRY;
+        if (n == 0 || !db_stmt_next(self->load)) {
+            errbuf_set(err, "order %s not found", m->order_id);
+            return CLAIM_PERMANENT;
+        }
+        status = db_stmt_col(self->load, 0, NULL);
+        if (status != NULL && (strcmp(status, "sent") == 0 || strcmp(status, "fulfilled") == 0)) {
+            log_info("event=factory_skip order=%s factory=%s status=%s", m->order_id,
+                     m->factory_identifier, status);
+            return CLAIM_DONE;
+        }
+        stored = db_stmt_col(self->load, 1, &stored_len);
+        if (stored != NULL) {
+            if (stored_len == sizeof(hash) && sodium_memcmp(stored, hash, sizeof(hash)) == 0)
+                return CLAIM_SEND;
+            errbuf_set(err,
+                       "order %s already has another callback token (a second message for "
+                       "it?)",
+                       m->order_id);
+            return CLAIM_PERMANENT;
+        }
+        if (round == 1)
+            break;
+        n = db_stmt_exec(self->claim, err, "bb", hash, sizeof(hash), id, (size_t)IDENT_BYTES);
+        if (n < 0)
+            return CLAIM_RETRY;
+        if (n == 1)
+            return CLAIM_SEND;
+        /* Another delivery stored a hash meanwhile: read which. */
+    }
+    errbuf_set(err, "order %s: the token hash could not be stored", m->order_id);
+    return CLAIM_RETRY;
+}
+
+/* "factory FF-1 answered 404 to order X: <start of its answer>", without the
+ * answer when it quotes the callback token. */
+static void
+factory_answer_error(const struct factory_msg *m, long status, const char *answer, errbuf *err)
+{
+    char shown[FACTORY_ANSWER_SHOWN * 4 + 1] = "";
+
+    if (answer != NULL && strstr(answer, m->token) != NULL)
+        snprintf(shown, sizeof(shown), "(answer withheld: it quotes the callback token)");
+    else if (answer != NULL) {
+        /* One line, at most FACTORY_ANSWER_SHOWN bytes and whole characters. */
+        size_t i = 0;
+        while (answer[i] != '\0' && i < FACTORY_ANSWER_SHOWN)
+            i++;
+        while (i > 0 && answer[i] != '\0' && ((unsigned char)answer[i] & 0xC0) == 0x80)
+            i--;
+        memcpy(shown, answer, i);
+        shown[i] = '\0';
+        for (char *p = shown; *p != '\0'; p++)
+            if (*p == '\n' || *p == '\r' || *p == '\t')
+                *p = ' ';
+    }
+    errbuf_set(err, "factory %s answered HTTP %ld to order %s: %s", m->factory_identifier, status,
+               m->order_id, shown);
+}
+
+/* The factory's id for the order, from {"data":{"id":…}}; NULL when absent. */
+static char *
+factory_ref(const char *answer)
+{
+    cJSON *json = answer != NULL ? cJSON_Parse(answer) : NULL;
+    const char *id = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(json, "data"), "id"));
+    char *ref = NULL;
+
+    if (id != NULL && id[0] != '\0' && strlen(id) <= FACTORY_REF_MAX && json_utf8_chars(id) >= 0)
+        ref = strdup(id);
+    cJSON_Delete(json);
+    return ref;
+}
+
+/* Counts a failed attempt in the order's row. The message's fate does not hang on
+ * it, so a failure here is only logged. */
+static void
+factory_count_failure(factory *self, const struct factory_msg *m, const errbuf *why)
+{
+    char clipped[FACTORY_ERROR_CHARS * 4 + 1];
+    errbuf err = {""};
+
+    factory_clip(why->msg, clipped);
+    if (db_stmt_exec(self->retry, &err, "sb", clipped, m->id, sizeof(m->id)) < 0)
+        log_warn("event=factory_attempt_not_recorded order=%s error=\"%s\"", m->order_id, err.msg);
+}
+
+enum factory_result
+factory_deliver(factory *self, const char *msg, size_t len, errbuf *err)
+{
+    const char *const *headers;
+    char idem[64 + IDENT_TEXT], *url = NULL, *body = NULL, *ref = NULL;
+    const char *answer = NULL;
+    struct factory_msg m;
+    enum factory_result result = FACTORY_PERMANENT;
+    long status = 0;
+
+    if (self->client == NULL) {
+        errbuf_set(err, "the factory driver was made without an http client");
+        return FACTORY_PERMANENT;
+    }
+    if (factory_msg_parse(msg, len, &m, err) != RS_OK)
+        return FACTORY_PERMANENT;
+    if (factory_build(&m, conf_str(self->cf, "requester"), conf_str(self->cf, "public_url"),
+                      conf_str(self->cf, "factory_api"), &url, &body, err) != RS_OK)
+        goto done;
+
+    switch (factory_claim(self, &m, err)) {
+    case CLAIM_SEND:
+        break;
+    case CLAIM_DONE:
+        result = FACTORY_SENT;
+        goto done;
+    case CLAIM_RETRY:
+        result = FACTORY_RETRY;
+        goto done;
+    case CLAIM_PERMANENT:
+        goto done;
+    }
+
+    snprintf(idem, sizeof(idem), "Idempotency-Key: %s", m.order_id);
+    headers = (const char *const[]){idem, NULL};
+    if (http_post_json(self->client, url, headers, body, conf_int(self->cf, "attempt_timeout"),
+                       &status, &answer, err) != RS_OK) {
+        errbuf_prefix(err, "order %s to factory %s", m.order_id, m.factory_identifier);
+        /* A malformed URL stays malformed; everything else may pass. */
+        result =
+            http_last_failure(self->client) == HTTP_FAIL_URL ? FACTORY_PERMANENT : FACTORY_RETRY;
+        if (result == FACTORY_RETRY)
+            factory_count_failure(self, &m, err);
+        goto done;
+    }
+    if (status >= 200 && status <= 299) {
+        ref = factory_ref(answer);
+        if (db_stmt_exec(self->sent, err, "sb", ref, m.id, sizeof(m.id)) < 0) {
+            /* The factory has the order but the row does not say so. Sending it again
+             * is the safe side: the callback of a second copy changes nothing. */
+            errbuf_prefix(err, "factory %s took order %s but marking it sent failed",
+                          m.factory_identifier, m.order_id);
+            result = FACTORY_RETRY;
+            goto done;
+        }
+        log_info("event=factory_sent order=%s factory=%s sku=%s quantity=%lld status=%ld ref=%s",
+                 m.order_id, m.factory_identifier, m.sku, m.quantity, status, ref ? ref : "-");
+        result = FACTORY_SENT;
+        goto done;
+    }
+    factory_answer_error(&m, status, answer, err);
+    if (status == 408 || status == 429 || status >= 500 || status < 300) {
+        result = FACTORY_RETRY;
+        factory_count_failure(self, &m, err);
+    }
+done:
+    free(ref);
+    if (body != NULL)
+        sodium_memzero(body, strlen(body));
+    free(body);
+    free(url);
+    cJSON_Delete(m.json);
+    return result;
+}
+
+int
+factory_mark_failed(factory *self, const char *order_id, const char *reason, errbuf *err)
+{
+    unsigned char id[IDENT_BYTES];
+    char clipped[FACTORY_ERROR_CHARS * 4 + 1];
+
+    if (ident_parse(order_id, id) != 0)
+        return errbuf_set(err, "marking order failed: \"%.40s\" is not an order id",
+                          order_id ? order_id : "(null)");
+    factory_clip(reason ? reason : "", clipped);
+    if (db_stmt_exec(self->failed, err, "sb", clipped, id, (size_t)IDENT_BYTES) < 0)
+        return errbuf_prefix(err, "marking order %s failed", order_id);
+    return RS_OK;
+}
+
+int
+factory_mark_open_again(factory *self, const char *order_id, errbuf *err)
+{
+    unsigned char id[IDENT_BYTES];
+
+    if (ident_parse(order_id, id) != 0)
+        return errbuf_set(err, "reopening order: \"%.40s\" is not an order id",
+                          order_id ? order_id : "(null)");
+    if (db_stmt_exec(self->reopen, err, "b", id, (size_t)IDENT_BYTES) < 0)
+        return errbuf_prefix(err, "reopening order %s", order_id);
+    return RS_OK;
+}
