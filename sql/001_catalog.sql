@@ -14,7 +14,7 @@ CREATE TABLE IF NOT EXISTS factory (
 
 CREATE TABLE IF NOT EXISTS advertisement (
   ad_id         BINARY(16)   NOT NULL,
-  status        BOOLEAN      NOT NULL DEFAULT FALSE,
+  status        BOOLEAN      NOT NULL DEFAULT TRUE COMMENT 'TRUE: running; FALSE: paused while sold out',
   manager_email VARCHAR(255) NULL,
   PRIMARY KEY (ad_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

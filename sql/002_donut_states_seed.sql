@@ -7,9 +7,9 @@ INSERT IGNORE INTO factory (factory_id, identifier, name, manager_email, api) VA
    'factory-manager@example.com', NULL);
 
 INSERT IGNORE INTO advertisement (ad_id, status, manager_email) VALUES
-  (UNHEX('a0d5e7c4b2f14e8a9c3d2b1a0f9e8d01'), FALSE, 'ad-manager@example.com'),
-  (UNHEX('a0d5e7c4b2f14e8a9c3d2b1a0f9e8d02'), FALSE, 'ad-manager@example.com'),
-  (UNHEX('a0d5e7c4b2f14e8a9c3d2b1a0f9e8d03'), FALSE, 'ad-manager@example.com');
+  (UNHEX('a0d5e7c4b2f14e8a9c3d2b1a0f9e8d01'), TRUE, 'ad-manager@example.com'),
+  (UNHEX('a0d5e7c4b2f14e8a9c3d2b1a0f9e8d02'), TRUE, 'ad-manager@example.com'),
+  (UNHEX('a0d5e7c4b2f14e8a9c3d2b1a0f9e8d03'), TRUE, 'ad-manager@example.com');
 
 INSERT IGNORE INTO product (product_id, sku, name, price, stock, factory_id, ad_id) VALUES
   (UNHEX('c9a4f1e2d3b54a6f8e7d6c5b4a392801'), 'CP-502101', '부산도너츠', 19900, 3,

@@ -8,10 +8,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <mysql.h>
+
 #include "conf.h"
 #include "db.h"
 #include "errbuf.h"
+#include "factory.h"
+#include "ident.h"
 #include "migrate.h"
+#include "spool.h"
+
+static const char *const ctl_queues[] = {"factory", "mail"};
+#define CTL_NQUEUES 2
 
 struct ctl_command {
     const char *words; /* the command as typed, e.g. "db migrate" */
@@ -57,7 +68,357 @@ ctl_db_migrate(conf *cf, int argc, char **argv, errbuf *err)
     return RS_OK;
 }
 
+static void
+ctl_time(time_t t, char *out, size_t size)
+{
+    struct tm tm;
+
+    if (t == 0) {
+        snprintf(out, size, "-");
+        return;
+    }
+    localtime_r(&t, &tm);
+    strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+/* Opens the spool queues, which restockctl reads directly (the worker may be
+ * stopped). */
+static int
+ctl_open_queues(conf *cf, spool *queues[CTL_NQUEUES], errbuf *err)
+{
+    for (int i = 0; i < CTL_NQUEUES; i++) {
+        queues[i] = spool_new(conf_str(cf, "spool_dir"), ctl_queues[i], err);
+        if (queues[i] == NULL) {
+            while (i-- > 0)
+                spool_destroy(&queues[i]);
+            return RS_ERR;
+        }
+    }
+    return RS_OK;
+}
+
+static void
+ctl_close_queues(spool *queues[CTL_NQUEUES])
+{
+    for (int i = 0; i < CTL_NQUEUES; i++)
+        spool_destroy(&queues[i]);
+}
+
+static int
+ctl_status(conf *cf, int argc, char **argv, errbuf *err)
+{
+    spool *queues[CTL_NQUEUES];
+    db *conn;
+    db_stmt *st;
+    long long rows;
+    int rc = RS_OK;
+
+    if (argc != 0)
+        return errbuf_set(err, "usage: restockctl status");
+    if (ctl_open_queues(cf, queues, err) != RS_OK)
+        return RS_ERR;
+    printf("%-8s", "queue");
+    for (int s = 0; s < SPOOL_NSTATES; s++)
+        printf(" %9s", spool_state_name((enum spool_state)s));
+    printf("  oldest waiting\n");
+    for (int i = 0; i < CTL_NQUEUES && rc == RS_OK; i++) {
+        time_t oldest = 0;
+        char when[32];
+        printf("%-8s", ctl_queues[i]);
+        for (int s = 0; s < SPOOL_NSTATES; s++) {
+            long n = spool_count(queues[i], (enum spool_state)s, err);
+            if (n < 0) {
+                rc = RS_ERR;
+                break;
+            }
+            printf(" %9ld", n);
+        }
+        if (rc == RS_OK && spool_oldest_waiting(queues[i], &oldest, err) != RS_OK)
+            rc = RS_ERR;
+        ctl_time(oldest, when, sizeof(when));
+        printf("  %s\n", oldest ? when : "none");
+    }
+    ctl_close_queues(queues);
+    if (rc != RS_OK)
+        return RS_ERR;
+
+    conn = db_new(cf, 0);
+    if (conn == NULL)
+        return errbuf_set(err, "out of memory");
+    st = db_stmt_new(conn, "SELECT status, COUNT(*) FROM replenishment_order GROUP BY status"
+                           " ORDER BY status", 0);
+    rows = st ? db_stmt_exec(st, err, "") : -1;
+    if (rows >= 0) {
+        printf("orders:");
+        if (rows == 0)
+            printf(" none");
+        while (db_stmt_next(st))
+            printf(" %s %lld", db_stmt_col(st, 0, NULL), db_stmt_col_int(st, 1));
+        printf("\n");
+    }
+    db_destroy(&conn);
+    return rows < 0 ? errbuf_prefix(err, "orders") : RS_OK;
+}
+
+static int
+ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
+{
+    long long limit = 50, rows;
+    db *conn;
+    db_stmt *st;
+
+    if (argc == 2 && strcmp(argv[0], "--limit") == 0)
+        limit = strtoll(argv[1], NULL, 10);
+    else if (argc != 0)
+        return errbuf_set(err, "usage: restockctl orders [--limit N]");
+    if (limit < 1)
+        return errbuf_set(err, "--limit wants a positive number");
+    conn = db_new(cf, 0);
+    if (conn == NULL)
+        return errbuf_set(err, "out of memory");
+    st = db_stmt_new(conn,
+                     "SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"
+                     " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
+                     " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
+                     " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
+                     " r.delivered_quantity, r.last_error"
+                     " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
+                     " ORDER BY r.created_at DESC LIMIT ?",
+                     0);
+    rows = st ? db_stmt_exec(st, err, "i", limit) : -1;
+    if (rows >= 0) {
+        printf("%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %s\n", "order", "sku", "qty",
+               "status", "try", "created", "sent", "fulfilled", "delivered", "last error");
+        while (db_stmt_next(st)) {
+            const char *c[10];
+            char id[IDENT_TEXT];
+            size_t len;
+            const char *raw = db_stmt_col(st, 0, &len);
+            ident_format(raw, len, id);
+            for (int i = 1; i < 10; i++) {
+                c[i] = db_stmt_col(st, i, NULL);
+                if (c[i] == NULL)
+                    c[i] = "-";
+            }
+            printf("%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %s\n", id, c[1], c[2], c[3],
+                   c[4], c[5], c[6], c[7], c[8], c[9]);
+        }
+    }
+    db_destroy(&conn);
+    return rows < 0 ? RS_ERR : RS_OK;
+}
+
+static int
+ctl_dlq_line(void *arg, const char *name, const spool_msg *m, const char *problem)
+{
+    const char *queue_name = arg;
+    char died[32];
+
+    if (m == NULL) {
+        printf("%-8s %-44s (unreadable: %s)\n", queue_name, name, problem);
+        return 0;
+    }
+    ctl_time(spool_msg_died_at(m), died, sizeof(died));
+    printf("%-8s %-44s %-19s %8d  %s: %s\n", queue_name, name, died, spool_msg_attempts(m),
+           spool_msg_death_reason(m) ? spool_msg_death_reason(m) : "-",
+           spool_msg_last_error(m) ? spool_msg_last_error(m) : "-");
+    return 0;
+}
+
+static int
+ctl_dlq_list(conf *cf, int argc, char **argv, errbuf *err)
+{
+    spool *queues[CTL_NQUEUES];
+    int rc = RS_OK;
+
+    if (argc != 0)
+        return errbuf_set(err, "usage: restockctl dlq list");
+    if (ctl_open_queues(cf, queues, err) != RS_OK)
+        return RS_ERR;
+    printf("%-8s %-44s %-19s %8s  %s\n", "queue", "id", "died", "attempts", "reason: last error");
+    for (int i = 0; i < CTL_NQUEUES && rc == RS_OK; i++)
+        rc = spool_each(queues[i], SPOOL_DEAD, ctl_dlq_line, (void *)ctl_queues[i], err);
+    ctl_close_queues(queues);
+    return rc == RS_ERR ? RS_ERR : RS_OK;
+}
+
+/* Finds message id in the queues: returns the queue's index with *m set, or -1. */
+static int
+ctl_find(spool *queues[CTL_NQUEUES], const char *id, spool_msg **m, errbuf *err)
+{
+    if (!spool_valid_id(id)) {
+        errbuf_set(err, "\"%s\" is not a message id", id);
+        return -1;
+    }
+    for (int i = 0; i < CTL_NQUEUES; i++) {
+        int found = spool_get(queues[i], id, m, err);
+        if (found < 0)
+            return -1;
+        if (found == 1)
+            return i;
+    }
+    errbuf_set(err, "no message %s in the factory or mail queue", id);
+    return -1;
+}
+
+static int
+ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
+{
+    spool *queues[CTL_NQUEUES];
+    spool_msg *m = NULL;
+    char when[32];
+    cJSON *body;
+    int q;
+
+    if (argc != 1)
+        return errbuf_set(err, "usage: restockctl dlq show ID");
+    if (ctl_open_queues(cf, queues, err) != RS_OK)
+        return RS_ERR;
+    q = ctl_find(queues, argv[0], &m, err);
+    if (q < 0) {
+        ctl_close_queues(queues);
+        return RS_ERR;
+    }
+    printf("id:           %s\nqueue:        %s\nstate:        %s\n", spool_msg_id(m),
+           ctl_queues[q], spool_state_name(spool_msg_state(m)));
+    printf("key:          %s\n", spool_msg_key(m) ? spool_msg_key(m) : "-");
+    ctl_time(spool_msg_created(m), when, sizeof(when));
+    printf("created:      %s\nattempts:     %d\n", when, spool_msg_attempts(m));
+    ctl_time(spool_msg_due(m), when, sizeof(when));
+    printf("due:          %s\n", when);
+    printf("last error:   %s\n", spool_msg_last_error(m) ? spool_msg_last_error(m) : "-");
+    ctl_time(spool_msg_died_at(m), when, sizeof(when));
+    printf("died:         %s\n", when);
+    printf("death reason: %s\n", spool_msg_death_reason(m) ? spool_msg_death_reason(m) : "-");
+    for (size_t i = 0; i < spool_msg_history_count(m); i++)
+        printf("history:      %s\n", spool_msg_history(m, i));
+    /* The callback token is a secret: shown as hidden even to the operator's
+     * terminal, which may be shared or logged. */
+    body = cJSON_ParseWithLength(spool_msg_body(m), spool_msg_len(m));
+    if (body != NULL && cJSON_HasObjectItem(body, "token"))
+        cJSON_ReplaceItemInObjectCaseSensitive(body, "token", cJSON_CreateString("(hidden)"));
+    if (body != NULL) {
+        char *text = cJSON_Print(body);
+        printf("body:\n%s\n", text ? text : "(out of memory)");
+        free(text);
+    } else {
+        printf("body:\n%.*s\n", (int)spool_msg_len(m), (const char *)spool_msg_body(m));
+    }
+    cJSON_Delete(body);
+    spool_msg_destroy(&m);
+    ctl_close_queues(queues);
+    return RS_OK;
+}
+
+/* Reopens the failed order of a dead factory message, so that its delivery counts. */
+static int
+ctl_reopen_order(conf *cf, const spool_msg *m, errbuf *err)
+{
+    cJSON *body = cJSON_ParseWithLength(spool_msg_body(m), spool_msg_len(m));
+    const cJSON *order = cJSON_GetObjectItemCaseSensitive(body, "order_id");
+    db *conn = NULL;
+    factory *orders = NULL;
+    int rc = RS_OK;
+
+    if (cJSON_IsString(order)) {
+        conn = db_new(cf, 0);
+        orders = conn ? factory_new(cf, conn, NULL) : NULL;
+        rc = orders ? factory_mark_open_again(orders, order->valuestring, err)
+                    : errbuf_set(err, "out of memory");
+    }
+    factory_destroy(&orders);
+    db_destroy(&conn);
+    cJSON_Delete(body);
+    return rc;
+}
+
+static int
+ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
+{
+    spool_msg *m = NULL;
+    int found = spool_get(sp, id, &m, err), rc;
+
+    if (found <= 0)
+        return found;
+    if (spool_msg_state(m) != SPOOL_DEAD) {
+        errbuf_set(err, "message %s is %s, not dead", id, spool_state_name(spool_msg_state(m)));
+        spool_msg_destroy(&m);
+        return RS_ERR;
+    }
+    /* The order first: if the database is down, the message stays dead and the
+     * operator can try again; the other way round, the worker could deliver it
+     * while the order still says failed. */
+    rc = strcmp(spool_queue(sp), "factory") == 0 ? ctl_reopen_order(cf, m, err) : RS_OK;
+    spool_msg_destroy(&m);
+    if (rc != RS_OK)
+        return RS_ERR;
+    if (spool_redrive(sp, id, err) < 0)
+        return RS_ERR;
+    printf("redriven %s/%s\n", spool_queue(sp), id);
+    return 1;
+}
+
+static int
+ctl_redrive_all_cb(void *arg, const char *name, const spool_msg *m, const char *problem)
+{
+    char **names = arg;
+
+    for (int i = 0; i < 4096; i++)
+        if (names[i] == NULL) {
+            names[i] = strdup(name);
+            return 0;
+        }
+    return 0;
+}
+
+static int
+ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
+{
+    spool *queues[CTL_NQUEUES];
+    int total = 0, rc = RS_OK;
+
+    if (argc != 1)
+        return errbuf_set(err, "usage: restockctl dlq redrive ID|--all");
+    if (ctl_open_queues(cf, queues, err) != RS_OK)
+        return RS_ERR;
+    for (int i = 0; i < CTL_NQUEUES && rc == RS_OK; i++) {
+        if (strcmp(argv[0], "--all") == 0) {
+            char **names = calloc(4097, sizeof(*names));
+            if (names == NULL || spool_each(queues[i], SPOOL_DEAD, ctl_redrive_all_cb, names,
+                                            err) == RS_ERR)
+                rc = names ? RS_ERR : errbuf_set(err, "out of memory");
+            for (int k = 0; names && names[k] != NULL; k++) {
+                int n = rc == RS_OK ? ctl_redrive_one(cf, queues[i], names[k], err) : 0;
+                if (n < 0)
+                    rc = RS_ERR;
+                total += n > 0;
+                free(names[k]);
+            }
+            free(names);
+        } else {
+            int n = spool_valid_id(argv[0]) ? ctl_redrive_one(cf, queues[i], argv[0], err)
+                                            : errbuf_set(err, "\"%s\" is not a message id",
+                                                         argv[0]);
+            if (n < 0)
+                rc = RS_ERR;
+            total += n > 0;
+        }
+    }
+    ctl_close_queues(queues);
+    if (rc != RS_OK)
+        return RS_ERR;
+    if (total == 0 && strcmp(argv[0], "--all") != 0)
+        return errbuf_set(err, "no dead message %s in the factory or mail queue", argv[0]);
+    printf("%d message%s redriven\n", total, total == 1 ? "" : "s");
+    return RS_OK;
+}
+
 static const struct ctl_command ctl_commands[] = {
+    {"status", "", "depth of each queue and state, orders by status", ctl_status},
+    {"orders", "[--limit N]", "replenishment orders, newest first", ctl_orders},
+    {"dlq list", "", "dead messages of every queue", ctl_dlq_list},
+    {"dlq show", "ID", "one message (any state) with its history", ctl_dlq_show},
+    {"dlq redrive", "ID|--all", "put dead messages back to waiting", ctl_dlq_redrive},
     {"config defaults", "", "print a documented configuration file with every default",
      ctl_config_defaults},
     {"config show", "", "print the effective configuration (secrets masked)", ctl_config_show},

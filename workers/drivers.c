@@ -1,0 +1,249 @@
+/* drivers: the factory and mail drivers of the queue worker (see drivers.h). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <mysql.h>
+
+#include "db.h"
+#include "drivers.h"
+#include "factory.h"
+#include "http.h"
+#include "log.h"
+#include "mail.h"
+#include "mailtext.h"
+
+#define DRIVERS_MAX_VARS 32
+
+static struct drivers_context drivers_ctx;
+
+void
+drivers_init(const struct drivers_context *ctx)
+{
+    drivers_ctx = *ctx;
+}
+
+/* One line saying what a message was, for the operator's alert: its kind, product
+ * and quantity when its body says so. */
+static void
+drivers_describe(const spool_msg *msg, char *out, size_t size)
+{
+    cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
+    const cJSON *sku = cJSON_GetObjectItemCaseSensitive(m, "sku");
+    const cJSON *qty = cJSON_GetObjectItemCaseSensitive(m, "quantity");
+    const cJSON *maker = cJSON_GetObjectItemCaseSensitive(m, "factory_identifier");
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(m, "template");
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(m, "to");
+
+    if (cJSON_IsString(sku) && cJSON_IsNumber(qty))
+        snprintf(out, size, "공장 주문 / factory order: %s x %d → %s", sku->valuestring,
+                 qty->valueint, cJSON_IsString(maker) ? maker->valuestring : "?");
+    else if (cJSON_IsString(tmpl))
+        snprintf(out, size, "email %s to %s", tmpl->valuestring,
+                 cJSON_IsString(to) ? to->valuestring : "?");
+    else
+        snprintf(out, size, "message %s", spool_msg_id(msg));
+    cJSON_Delete(m);
+}
+
+static void
+drivers_alert_dead(const spool_msg *msg, const char *queue_name, const char *reason)
+{
+    char cause[SPOOL_ID_MAX], what[300], attempts[16], when[64];
+    errbuf err = {{0}};
+
+    drivers_describe(msg, what, sizeof(what));
+    snprintf(attempts, sizeof(attempts), "%d", spool_msg_attempts(msg) + 1);
+    alert_time(time(NULL), when, sizeof(when));
+    /* Named by the message and the moment, so that a message redriven and dead
+     * again is told again. */
+    snprintf(cause, sizeof(cause), "dead-%s-%.60s-%ld", queue_name, spool_msg_id(msg),
+             (long)time(NULL));
+    mailtext_var vars[] = {{"queue", queue_name},
+                           {"message_id", spool_msg_id(msg)},
+                           {"what", what},
+                           {"attempts", attempts},
+                           {"last_error", reason},
+                           {"time", when},
+                           {NULL, NULL}};
+    if (alert_raise(drivers_ctx.alerts, cause, "dead_letter", vars, &err) < 0)
+        log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
+}
+
+/* --- factory ------------------------------------------------------------- */
+
+struct factory_thread {
+    db *conn;
+    http *client;
+    factory *driver;
+};
+
+static void
+factory_thread_fini(void *state)
+{
+    struct factory_thread *t = state;
+
+    if (t == NULL)
+        return;
+    factory_destroy(&t->driver);
+    http_destroy(&t->client);
+    db_destroy(&t->conn);
+    free(t);
+    mysql_thread_end();
+}
+
+static int
+factory_thread_init(const conf *cf, void **state, errbuf *err)
+{
+    struct factory_thread *t = calloc(1, sizeof(*t));
+
+    if (t == NULL || mysql_thread_init() != 0) {
+        free(t);
+        return errbuf_set(err, "out of memory");
+    }
+    t->conn = db_new(cf, 0);
+    t->client = http_new();
+    t->driver = t->conn && t->client ? factory_new(cf, t->conn, t->client) : NULL;
+    if (t->driver == NULL) {
+        factory_thread_fini(t);
+        return errbuf_set(err, "out of memory");
+    }
+    *state = t;
+    return RS_OK;
+}
+
+static enum queue_outcome
+factory_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+{
+    struct factory_thread *t = state;
+
+    switch (factory_deliver(t->driver, spool_msg_body(msg), spool_msg_len(msg), err)) {
+    case FACTORY_SENT:
+        return QUEUE_DONE;
+    case FACTORY_RETRY:
+        return QUEUE_RETRY;
+    default:
+        return QUEUE_PERMANENT;
+    }
+}
+
+static void
+factory_queue_dead(void *state, const spool_msg *msg, const char *reason)
+{
+    struct factory_thread *t = state;
+    cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
+    const cJSON *order = cJSON_GetObjectItemCaseSensitive(m, "order_id");
+    const char *last = spool_msg_last_error(msg);
+    char why[600];
+    errbuf err = {{0}};
+
+    snprintf(why, sizeof(why), "%s: %s", reason, last ? last : "");
+    if (cJSON_IsString(order) &&
+        factory_mark_failed(t->driver, order->valuestring, why, &err) != RS_OK)
+        /* The order stays open in the database; the dead message and the alert
+         * below still tell the operator, and a redrive settles it. */
+        log_error("event=mark_failed_failed order=%s error=\"%s\"", order->valuestring, err.msg);
+    cJSON_Delete(m);
+    drivers_alert_dead(msg, "factory", last ? last : reason);
+}
+
+const struct queue_driver drivers_factory = {
+    .name = "factory",
+    .thread_init = factory_thread_init,
+    .thread_fini = factory_thread_fini,
+    .deliver = factory_queue_deliver,
+    .dead = factory_queue_dead,
+};
+
+/* --- mail ---------------------------------------------------------------- */
+
+static int
+mail_thread_init(const conf *cf, void **state, errbuf *err)
+{
+    mail *m = mail_new(cf, err);
+
+    if (m == NULL)
+        return RS_ERR;
+    *state = m;
+    return RS_OK;
+}
+
+static void
+mail_thread_fini(void *state)
+{
+    mail *m = state;
+
+    mail_destroy(&m);
+}
+
+static enum queue_outcome
+mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+{
+    cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
+    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(m, "template");
+    const cJSON *to = cJSON_GetObjectItemCaseSensitive(m, "to");
+    const cJSON *vars = cJSON_GetObjectItemCaseSensitive(m, "vars"), *v;
+    mailtext_var list[DRIVERS_MAX_VARS + 1];
+    char *subject = NULL, *body = NULL;
+    enum queue_outcome outcome = QUEUE_PERMANENT;
+    size_t n = 0;
+    int id;
+
+    if (m == NULL || !cJSON_IsString(tmpl) || !cJSON_IsString(to) || !cJSON_IsObject(vars)) {
+        errbuf_set(err, "malformed mail message %s: template, to and vars are required",
+                   spool_msg_id(msg));
+        goto done;
+    }
+    id = mailtext_find(tmpl->valuestring);
+    if (id < 0) {
+        errbuf_set(err, "mail message %s: unknown template \"%s\"", spool_msg_id(msg),
+                   tmpl->valuestring);
+        goto done;
+    }
+    cJSON_ArrayForEach(v, vars)
+    {
+        if (n < DRIVERS_MAX_VARS && cJSON_IsString(v))
+            list[n++] = (mailtext_var){v->string, v->valuestring};
+    }
+    list[n] = (mailtext_var){NULL, NULL};
+    if (mailtext_render((enum mailtext_id)id, list, &subject, &body, err) != RS_OK)
+        goto done;
+    /* The spool id names the Message-ID: a retry after a crash mid-send repeats
+     * the same Message-ID, which lets mail systems drop the duplicate. */
+    switch (mail_send(state, to->valuestring, subject, body, spool_msg_id(msg), err)) {
+    case MAIL_SENT:
+        log_info("event=mail_sent id=%s template=%s to=%s", spool_msg_id(msg), tmpl->valuestring,
+                 to->valuestring);
+        outcome = QUEUE_DONE;
+        break;
+    case MAIL_TEMPORARY:
+        outcome = QUEUE_RETRY;
+        break;
+    default:
+        outcome = QUEUE_PERMANENT;
+        break;
+    }
+done:
+    free(subject);
+    free(body);
+    cJSON_Delete(m);
+    return outcome;
+}
+
+static void
+mail_queue_dead(void *state, const spool_msg *msg, const char *reason)
+{
+    /* Never an email about a failed email: the log line of the queue and the file
+     * in dead/ are the operator's record (restockctl dlq list). */
+}
+
+const struct queue_driver drivers_mail = {
+    .name = "mail",
+    .thread_init = mail_thread_init,
+    .thread_fini = mail_thread_fini,
+    .deliver = mail_queue_deliver,
+    .dead = mail_queue_dead,
+};

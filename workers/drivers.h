@@ -1,0 +1,24 @@
+/* drivers: the two queues' drivers as the queue module runs them. The factory
+ * driver sends replenishment orders (factory.c); the mail driver renders a
+ * template of mailtext.c and sends it through the SMTP relay (mail.c). Both tell
+ * operators (alert.c) when one of their messages dies, except about a failed
+ * email: that is logged, never emailed. */
+#ifndef RESTOCK_DRIVERS_H
+#define RESTOCK_DRIVERS_H
+
+#include "alert.h"
+#include "queue.h"
+
+/* The drivers read their settings and the alert object from here; set before
+ * the queues start, read-only after. */
+struct drivers_context {
+    const conf *cf;
+    alert *alerts;
+};
+
+void drivers_init(const struct drivers_context *ctx);
+
+extern const struct queue_driver drivers_factory;
+extern const struct queue_driver drivers_mail;
+
+#endif

@@ -1,0 +1,302 @@
+/* outbox: sweep the outbox table into the spool queues (see outbox.h). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <sodium.h>
+
+#include "ident.h"
+#include "log.h"
+#include "outbox.h"
+
+#define OUTBOX_BATCH 100
+#define OUTBOX_STR_(x) #x
+#define OUTBOX_STR(x) OUTBOX_STR_(x)
+#define OUTBOX_TOKEN_BYTES 32
+
+struct outbox {
+    db *conn;
+    spool *factory_queue;
+    spool *mail_queue;
+    db_stmt *pending;
+    db_stmt *take;
+    db_stmt *ad_status;
+};
+
+/* Columns of the pending query, in order. */
+enum {
+    COL_EVENT, COL_KIND, COL_ORDER, COL_PRODUCT, COL_QUANTITY, COL_CREATED, COL_SKU, COL_NAME,
+    COL_FACTORY, COL_FACTORY_IDENT, COL_FACTORY_NAME, COL_FACTORY_API, COL_AD, COL_AD_EMAIL,
+    COL_STOCK
+};
+
+outbox *
+outbox_new(const conf *cf, db *conn, spool *factory_queue, spool *mail_queue)
+{
+    outbox *self = calloc(1, sizeof(*self));
+
+    if (self == NULL)
+        return NULL;
+    self->conn = conn;
+    self->factory_queue = factory_queue;
+    self->mail_queue = mail_queue;
+    /* Everything a message needs is copied into it, so that its delivery does not
+     * depend on rows that may change meanwhile. */
+    self->pending = db_stmt_new(
+        conn,
+        "SELECT o.event_id, o.kind, o.order_id, o.product_id, o.quantity,"
+        " UNIX_TIMESTAMP(o.created_at), p.sku, p.name, f.factory_id, f.identifier, f.name,"
+        " f.api, a.ad_id, a.manager_email, p.stock"
+        " FROM outbox o"
+        " JOIN product p ON p.product_id = o.product_id"
+        " JOIN replenishment_order r ON r.order_id = o.order_id"
+        " JOIN factory f ON f.factory_id = r.factory_id"
+        " LEFT JOIN advertisement a ON a.ad_id = p.ad_id"
+        " WHERE o.taken_at IS NULL ORDER BY o.seq LIMIT " OUTBOX_STR(OUTBOX_BATCH),
+        DB_IDEMPOTENT);
+    self->take = db_stmt_new(conn,
+                             "UPDATE outbox SET taken_at = CURRENT_TIMESTAMP(6)"
+                             " WHERE event_id = ? AND taken_at IS NULL",
+                             0);
+    self->ad_status = db_stmt_new(conn, "UPDATE advertisement SET status = ? WHERE ad_id = ?", 0);
+    if (!self->pending || !self->take || !self->ad_status)
+        outbox_destroy(&self);
+    return self;
+}
+
+void
+outbox_destroy(outbox **self_p)
+{
+    if (*self_p == NULL)
+        return;
+    free(*self_p); /* statements belong to the connection */
+    *self_p = NULL;
+}
+
+static void
+outbox_add_id(cJSON *obj, const char *name, db_stmt *st, int col)
+{
+    char text[IDENT_TEXT];
+    size_t len;
+    const char *bytes = db_stmt_col(st, col, &len);
+
+    ident_format(bytes, len, text);
+    if (text[0] == '\0')
+        cJSON_AddNullToObject(obj, name);
+    else
+        cJSON_AddStringToObject(obj, name, text);
+}
+
+static void
+outbox_add_str(cJSON *obj, const char *name, db_stmt *st, int col)
+{
+    const char *s = db_stmt_col(st, col, NULL);
+
+    if (s == NULL)
+        cJSON_AddNullToObject(obj, name);
+    else
+        cJSON_AddStringToObject(obj, name, s);
+}
+
+/* Local time of a unix time, as people read it in an email. */
+static void
+outbox_local_time(time_t t, char *out, size_t size)
+{
+    struct tm tm;
+
+    localtime_r(&t, &tm);
+    strftime(out, size, "%Y-%m-%d %H:%M:%S %Z", &tm);
+}
+
+/* The factory message of a stock_empty event. The callback token is made here,
+ * once per order: it lives only in this message (and the URL the factory gets);
+ * the driver stores its hash before the first request. */
+static cJSON *
+outbox_factory_message(db_stmt *st, const char *event_text)
+{
+    unsigned char token[OUTBOX_TOKEN_BYTES];
+    char token_hex[2 * OUTBOX_TOKEN_BYTES + 1], created[64];
+    cJSON *m = cJSON_CreateObject();
+
+    if (m == NULL)
+        return NULL;
+    randombytes_buf(token, sizeof(token));
+    sodium_bin2hex(token_hex, sizeof(token_hex), token, sizeof(token));
+    sodium_memzero(token, sizeof(token));
+    outbox_local_time((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
+    cJSON_AddStringToObject(m, "event_id", event_text);
+    cJSON_AddStringToObject(m, "kind", "stock_empty");
+    outbox_add_id(m, "order_id", st, COL_ORDER);
+    outbox_add_id(m, "product_id", st, COL_PRODUCT);
+    outbox_add_str(m, "sku", st, COL_SKU);
+    outbox_add_str(m, "product_name", st, COL_NAME);
+    cJSON_AddNumberToObject(m, "quantity", (double)db_stmt_col_int(st, COL_QUANTITY));
+    outbox_add_id(m, "factory_id", st, COL_FACTORY);
+    outbox_add_str(m, "factory_identifier", st, COL_FACTORY_IDENT);
+    outbox_add_str(m, "factory_name", st, COL_FACTORY_NAME);
+    outbox_add_str(m, "factory_api", st, COL_FACTORY_API);
+    cJSON_AddStringToObject(m, "token", token_hex);
+    cJSON_AddStringToObject(m, "created_at", created);
+    sodium_memzero(token_hex, sizeof(token_hex));
+    return m;
+}
+
+/* The ad manager's email of an event, for the mail queue: the template and its
+ * values, rendered when sent. */
+static cJSON *
+outbox_mail_message(db_stmt *st, const char *event_text, int empty)
+{
+    char when[64], quantity[32], stock[32];
+    cJSON *m = cJSON_CreateObject(), *vars;
+
+    if (m == NULL)
+        return NULL;
+    outbox_local_time((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
+    snprintf(quantity, sizeof(quantity), "%lld", db_stmt_col_int(st, COL_QUANTITY));
+    snprintf(stock, sizeof(stock), "%lld", db_stmt_col_int(st, COL_STOCK));
+    cJSON_AddStringToObject(m, "event_id", event_text);
+    cJSON_AddStringToObject(m, "kind", empty ? "stock_empty" : "stock_arrived");
+    cJSON_AddStringToObject(m, "template", empty ? "ad_pause" : "ad_resume");
+    outbox_add_str(m, "to", st, COL_AD_EMAIL);
+    vars = cJSON_AddObjectToObject(m, "vars");
+    if (vars == NULL) {
+        cJSON_Delete(m);
+        return NULL;
+    }
+    outbox_add_str(vars, "product_name", st, COL_NAME);
+    outbox_add_str(vars, "sku", st, COL_SKU);
+    outbox_add_id(vars, "order_id", st, COL_ORDER);
+    outbox_add_id(vars, "ad_id", st, COL_AD);
+    outbox_add_str(vars, "factory_identifier", st, COL_FACTORY_IDENT);
+    cJSON_AddStringToObject(vars, "quantity", quantity);
+    cJSON_AddStringToObject(vars, "stock", stock);
+    cJSON_AddStringToObject(vars, "time", when);
+    return m;
+}
+
+/* The messages of one batch, waiting for their put: items point into texts. */
+struct outbox_batch {
+    spool_item factory[OUTBOX_BATCH], mail[OUTBOX_BATCH];
+    char *texts[2 * OUTBOX_BATCH];
+    char products[OUTBOX_BATCH][IDENT_TEXT], event_texts[OUTBOX_BATCH][IDENT_TEXT];
+    size_t n_factory, n_mail, n_texts;
+};
+
+static void
+outbox_batch_clear(struct outbox_batch *b)
+{
+    for (size_t i = 0; i < b->n_texts; i++) {
+        sodium_memzero(b->texts[i], strlen(b->texts[i])); /* factory messages hold tokens */
+        free(b->texts[i]);
+    }
+    b->n_texts = b->n_factory = b->n_mail = 0;
+}
+
+/* Adds message m (consumed), named by its event and keyed by its product. */
+static int
+outbox_batch_add(struct outbox_batch *b, spool_item *items, size_t *n, size_t row, cJSON *m,
+                 errbuf *err)
+{
+    char *text = m ? cJSON_PrintUnformatted(m) : NULL;
+
+    cJSON_Delete(m);
+    if (text == NULL)
+        return errbuf_set(err, "out of memory building the message of event %s",
+                          b->event_texts[row]);
+    b->texts[b->n_texts++] = text;
+    items[*n] = (spool_item){.id = b->event_texts[row], .key = b->products[row], .body = text,
+                             .len = strlen(text)};
+    (*n)++;
+    return RS_OK;
+}
+
+/* One batch: returns the number of events taken, or -1. */
+static int
+outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
+{
+    unsigned char events[OUTBOX_BATCH][IDENT_BYTES], ads[OUTBOX_BATCH][IDENT_BYTES];
+    int empties[OUTBOX_BATCH], has_ad[OUTBOX_BATCH];
+    db_stmt *st = self->pending;
+    long long rows;
+    size_t n = 0;
+
+    rows = db_stmt_exec(st, err, "");
+    if (rows <= 0)
+        return (int)rows;
+    while (n < OUTBOX_BATCH && db_stmt_next(st)) {
+        size_t len;
+        const char *kind = db_stmt_col(st, COL_KIND, NULL);
+        const char *ad, *bytes = db_stmt_col(st, COL_EVENT, &len);
+
+        if (len != IDENT_BYTES)
+            return errbuf_set(err, "outbox: an event id of %zu bytes", len);
+        memcpy(events[n], bytes, IDENT_BYTES);
+        ident_format(bytes, len, b->event_texts[n]);
+        bytes = db_stmt_col(st, COL_PRODUCT, &len);
+        ident_format(bytes, len, b->products[n]);
+        empties[n] = kind != NULL && strcmp(kind, "stock_empty") == 0;
+        ad = db_stmt_col(st, COL_AD, &len);
+        has_ad[n] = ad != NULL && len == IDENT_BYTES;
+        if (has_ad[n])
+            memcpy(ads[n], ad, IDENT_BYTES);
+        if (empties[n] && outbox_batch_add(b, b->factory, &b->n_factory, n,
+                                           outbox_factory_message(st, b->event_texts[n]),
+                                           err) != RS_OK)
+            return RS_ERR;
+        /* No ad, or nobody to tell: no email. */
+        if (db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL &&
+            outbox_batch_add(b, b->mail, &b->n_mail, n,
+                             outbox_mail_message(st, b->event_texts[n], empties[n]),
+                             err) != RS_OK)
+            return RS_ERR;
+        n++;
+    }
+    if (spool_put_batch(self->factory_queue, b->factory, b->n_factory, err) < 0 ||
+        spool_put_batch(self->mail_queue, b->mail, b->n_mail, err) < 0)
+        return RS_ERR;
+
+    /* Only now, with every message on disk, do the events count as taken. The ad
+     * follows its product: paused while sold out, running once stock is back. */
+    if (db_begin(self->conn, err) != RS_OK)
+        return RS_ERR;
+    for (size_t i = 0; i < n; i++) {
+        if (db_stmt_exec(self->take, err, "b", events[i], (size_t)IDENT_BYTES) < 0)
+            goto fail;
+        if (has_ad[i] && db_stmt_exec(self->ad_status, err, "ib", (long long)!empties[i], ads[i],
+                                      (size_t)IDENT_BYTES) < 0)
+            goto fail;
+    }
+    if (db_commit(self->conn, err) != RS_OK)
+        return RS_ERR;
+    for (size_t i = 0; i < n; i++)
+        log_info("event=outbox_taken outbox_event=%s kind=%s product=%s", b->event_texts[i],
+                 empties[i] ? "stock_empty" : "stock_arrived", b->products[i]);
+    return (int)n;
+fail:
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
+int
+outbox_sweep(outbox *self, errbuf *err)
+{
+    struct outbox_batch *b = calloc(1, sizeof(*b));
+    int total = 0, n;
+
+    if (b == NULL)
+        return errbuf_set(err, "out of memory");
+    do {
+        n = outbox_sweep_batch(self, b, err);
+        outbox_batch_clear(b);
+        if (n < 0) {
+            total = RS_ERR;
+            break;
+        }
+        total += n;
+    } while (n == OUTBOX_BATCH);
+    free(b);
+    return total;
+}

@@ -1,0 +1,25 @@
+/* outbox: the worker's side of the outbox table. A sweep takes the events not yet
+ * taken, fans each out into its spool queues (like SNS into SQS: stock_empty into
+ * `factory` and, for the ad manager, into `mail`; stock_arrived into `mail`), and
+ * marks them taken only once their messages are on disk. Taking an event twice
+ * (a crash between the disk and the mark) yields one message: messages are named
+ * by the event, and the spool keeps one message per name. */
+#ifndef RESTOCK_OUTBOX_H
+#define RESTOCK_OUTBOX_H
+
+#include "conf.h"
+#include "db.h"
+#include "errbuf.h"
+#include "spool.h"
+
+typedef struct outbox outbox;
+
+/* conn and the spools stay the caller's. */
+outbox *outbox_new(const conf *cf, db *conn, spool *factory_queue, spool *mail_queue);
+void outbox_destroy(outbox **self_p);
+
+/* Takes every waiting event, in batches. Returns the number of events taken, or
+ * -1 (what was taken before the failure stays taken). */
+int outbox_sweep(outbox *self, errbuf *err);
+
+#endif

@@ -1,0 +1,202 @@
+/* queue: delivery threads of one spool queue (see queue.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "queue.h"
+
+struct queue {
+    spool *sp;
+    const struct queue_driver *driver;
+    const conf *cf;
+    long max_attempts, backoff_min, backoff_max;
+    pthread_t *threads;
+    int nthreads, started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stopping;
+    unsigned long kicks; /* bumped by queue_kick; a thread that saw it change looks again */
+};
+
+long
+queue_backoff(long attempts, long min, long max)
+{
+    long delay = min;
+
+    for (long i = 1; i < attempts && delay < max; i++)
+        delay *= 2;
+    if (delay > max)
+        delay = max;
+    if (delay < 2)
+        return delay;
+    return delay - (long)randombytes_uniform((uint32_t)(delay / 2 + 1));
+}
+
+/* Decides what becomes of a message after a delivery. */
+static void
+queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome,
+             const char *error)
+{
+    const char *id = spool_msg_id(msg), *name = q->driver->name;
+    long attempts = spool_msg_attempts(msg) + 1; /* counting this one */
+    errbuf err = {{0}};
+    char reason[160];
+    int rc;
+
+    switch (outcome) {
+    case QUEUE_DONE:
+        rc = spool_done(q->sp, msg, &err);
+        if (rc == RS_OK)
+            log_info("event=delivered queue=%s id=%s attempts=%ld", name, id, attempts);
+        break;
+    case QUEUE_RETRY:
+        if (attempts < q->max_attempts) {
+            long delay = queue_backoff(attempts, q->backoff_min, q->backoff_max);
+            rc = spool_defer(q->sp, msg, time(NULL) + delay, error, &err);
+            if (rc == RS_OK)
+                log_warn("event=deferred queue=%s id=%s attempts=%ld retry_in=%lds error=\"%s\"",
+                         name, id, attempts, delay, error);
+            break;
+        }
+        snprintf(reason, sizeof(reason), "max_attempts (%ld) reached", q->max_attempts);
+        goto dead;
+    case QUEUE_PERMANENT:
+    default:
+        snprintf(reason, sizeof(reason), "permanent failure");
+    dead:
+        rc = spool_kill(q->sp, msg, error, reason, &err);
+        if (rc == RS_OK) {
+            log_error("event=dead queue=%s id=%s attempts=%ld reason=\"%s\" error=\"%s\"", name,
+                      id, attempts, reason, error);
+            if (q->driver->dead != NULL)
+                q->driver->dead(state, msg, reason);
+        }
+        break;
+    }
+    if (rc != RS_OK)
+        /* The message stays in active/, which the next start sends back to
+         * incoming/: delivered again, never lost. */
+        log_error("event=spool_failed queue=%s id=%s error=\"%s\"", name, id, err.msg);
+}
+
+static void *
+queue_thread(void *arg)
+{
+    queue *q = arg;
+    void *state = NULL;
+    errbuf err = {{0}};
+    sigset_t all;
+
+    /* Signals are the main thread's business. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    if (q->driver->thread_init(q->cf, &state, &err) != RS_OK) {
+        log_error("event=thread_failed queue=%s error=\"%s\"", q->driver->name, err.msg);
+        return NULL;
+    }
+    pthread_mutex_lock(&q->lock);
+    while (!q->stopping) {
+        unsigned long seen = q->kicks;
+        spool_msg *msg = NULL;
+        int taken;
+
+        pthread_mutex_unlock(&q->lock);
+        taken = spool_take(q->sp, NULL, 0, &msg, &err);
+        if (taken == 1) {
+            errbuf why = {{0}};
+            enum queue_outcome outcome = q->driver->deliver(state, msg, &why);
+            queue_settle(q, state, msg, outcome, why.msg);
+            spool_msg_destroy(&msg);
+            pthread_mutex_lock(&q->lock);
+            continue;
+        }
+        if (taken < 0)
+            log_error("event=take_failed queue=%s error=\"%s\"", q->driver->name, err.msg);
+        pthread_mutex_lock(&q->lock);
+        if (!q->stopping && seen == q->kicks) {
+            /* Nothing to take: sleep until kicked. The timeout covers a kick lost
+             * between the take and the wait, and errors of the disk. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += taken < 0 ? 5 : 1;
+            pthread_cond_timedwait(&q->wake, &q->lock, &until);
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    q->driver->thread_fini(state);
+    return NULL;
+}
+
+queue *
+queue_new(const conf *cf, spool *sp, const struct queue_driver *driver, int threads, errbuf *err)
+{
+    queue *self = calloc(1, sizeof(*self));
+
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
+    self->sp = sp;
+    self->driver = driver;
+    self->cf = cf;
+    self->max_attempts = conf_int(cf, "max_attempts");
+    self->backoff_min = conf_int(cf, "backoff_min");
+    self->backoff_max = conf_int(cf, "backoff_max");
+    pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->wake, NULL);
+    self->threads = calloc((size_t)threads, sizeof(*self->threads));
+    if (self->threads == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
+    }
+    self->nthreads = threads;
+    for (int i = 0; i < threads; i++) {
+        int rc = pthread_create(&self->threads[i], NULL, queue_thread, self);
+        if (rc != 0) {
+            errbuf_set(err, "%s queue: cannot start thread %d: %s", driver->name, i, strerror(rc));
+            goto fail;
+        }
+        self->started++;
+    }
+    return self;
+fail:
+    queue_destroy(&self);
+    return NULL;
+}
+
+void
+queue_kick(queue *self)
+{
+    pthread_mutex_lock(&self->lock);
+    self->kicks++;
+    pthread_cond_broadcast(&self->wake);
+    pthread_mutex_unlock(&self->lock);
+}
+
+void
+queue_destroy(queue **self_p)
+{
+    queue *self = *self_p;
+
+    if (self == NULL)
+        return;
+    pthread_mutex_lock(&self->lock);
+    self->stopping = 1;
+    pthread_cond_broadcast(&self->wake);
+    pthread_mutex_unlock(&self->lock);
+    for (int i = 0; i < self->started; i++)
+        pthread_join(self->threads[i], NULL);
+    free(self->threads);
+    pthread_cond_destroy(&self->wake);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}

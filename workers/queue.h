@@ -1,0 +1,47 @@
+/* queue: the delivery side of one spool queue. A pool of threads takes waiting
+ * messages and hands each to the queue's driver (factory, mail); the outcome
+ * decides the message's next state: done, deferred with exponential backoff and
+ * jitter, or dead after max_attempts (or at once when retrying cannot help). */
+#ifndef RESTOCK_QUEUE_H
+#define RESTOCK_QUEUE_H
+
+#include "conf.h"
+#include "errbuf.h"
+#include "spool.h"
+
+enum queue_outcome {
+    QUEUE_DONE,      /* delivered (or nothing left to deliver) */
+    QUEUE_RETRY,     /* failed for now: try again after a backoff */
+    QUEUE_PERMANENT, /* retrying cannot help: dead at once */
+};
+
+/* What a driver brings: per-thread state (its own database connection, HTTP or
+ * SMTP client) and the delivery of one message. */
+struct queue_driver {
+    const char *name; /* "factory", "mail": the spool queue and the log's word */
+    int (*thread_init)(const conf *cf, void **state, errbuf *err);
+    void (*thread_fini)(void *state);
+    enum queue_outcome (*deliver)(void *state, const spool_msg *msg, errbuf *err);
+    /* The message went to dead/ (may be NULL): mark what it was for as failed,
+     * tell operators. reason says why it died. */
+    void (*dead)(void *state, const spool_msg *msg, const char *reason);
+};
+
+typedef struct queue queue;
+
+/* Starts threads delivering from sp (which stays the caller's). */
+queue *queue_new(const conf *cf, spool *sp, const struct queue_driver *driver, int threads,
+                 errbuf *err);
+
+/* Stops taking messages, lets the deliveries in flight finish, joins the threads. */
+void queue_destroy(queue **self_p);
+
+/* New messages are waiting: wakes idle threads at once. */
+void queue_kick(queue *self);
+
+/* Seconds before attempt number `attempts` + 1, given the backoff bounds: doubles
+ * from min to max, then a random part of up to half is taken off ("equal jitter"),
+ * so that retries of a burst spread out instead of hitting the peer together. */
+long queue_backoff(long attempts, long min, long max);
+
+#endif

@@ -1,0 +1,407 @@
+/* restock-worker: the durable queue worker. It listens for doorbells on ZeroMQ and
+ * sweeps the outbox at start and every sweep_interval, fans events out into the
+ * on-disk spool queues (factory, mail), and delivers them on threads: orders to
+ * the factory, emails through the SMTP relay. It watches for what operators must
+ * hear of: dead messages, corrupt files, orders whose callback never came, and
+ * messages waiting too long. One worker per spool (a lock file says so). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mysql.h>
+#include <sodium.h>
+
+#include "alert.h"
+#include "bus.h"
+#include "conf.h"
+#include "db.h"
+#include "drivers.h"
+#include "http.h"
+#include "ident.h"
+#include "log.h"
+#include "outbox.h"
+#include "queue.h"
+#include "spool.h"
+
+/* How often the slow checks run (overdue callbacks, delays, pruning), seconds. */
+#define WORKER_WATCH_INTERVAL 10
+#define WORKER_MAX_CORRUPT    64
+
+static volatile sig_atomic_t worker_stop;
+
+static void
+worker_on_signal(int sig)
+{
+    worker_stop = sig;
+}
+
+/* Corrupt files are reported from inside spool calls, which may hold the spool's
+ * lock: they are noted here and alerted from the main loop. */
+struct worker_corrupt {
+    pthread_mutex_t lock;
+    size_t n;
+    struct {
+        char queue[16], path[512], problem[256];
+    } files[WORKER_MAX_CORRUPT];
+};
+
+static struct worker_corrupt worker_corrupt = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+worker_note_corrupt(void *arg, const char *from, const char *to, const char *problem)
+{
+    const char *queue_name = arg;
+
+    log_error("event=corrupt queue=%s file=%s moved_to=%s problem=\"%s\"", queue_name, from, to,
+              problem);
+    pthread_mutex_lock(&worker_corrupt.lock);
+    if (worker_corrupt.n < WORKER_MAX_CORRUPT) {
+        snprintf(worker_corrupt.files[worker_corrupt.n].queue, 16, "%s", queue_name);
+        snprintf(worker_corrupt.files[worker_corrupt.n].path, 512, "%s", to);
+        snprintf(worker_corrupt.files[worker_corrupt.n].problem, 256, "%s", problem);
+        worker_corrupt.n++;
+    }
+    pthread_mutex_unlock(&worker_corrupt.lock);
+}
+
+static void
+worker_alert_corrupt(alert *alerts)
+{
+    char when[64];
+
+    alert_time(time(NULL), when, sizeof(when));
+    pthread_mutex_lock(&worker_corrupt.lock);
+    for (size_t i = 0; i < worker_corrupt.n; i++) {
+        errbuf err = {{0}};
+        const char *path = worker_corrupt.files[i].path, *base = strrchr(path, '/');
+        char cause[SPOOL_ID_MAX];
+        mailtext_var vars[] = {{"queue", worker_corrupt.files[i].queue},
+                               {"path", path},
+                               {"last_error", worker_corrupt.files[i].problem},
+                               {"time", when},
+                               {NULL, NULL}};
+        snprintf(cause, sizeof(cause), "corrupt-%s-%.80s", worker_corrupt.files[i].queue,
+                 base ? base + 1 : path);
+        if (alert_raise(alerts, cause, "corrupt", vars, &err) < 0)
+            log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
+    }
+    worker_corrupt.n = 0;
+    pthread_mutex_unlock(&worker_corrupt.lock);
+}
+
+/* Orders sent whose callback has not come within callback_timeout: told once. */
+struct worker_watch {
+    db_stmt *overdue, *reported;
+    long callback_timeout, delay_warning, done_retention;
+};
+
+static void
+worker_check_overdue(struct worker_watch *w, db *conn, alert *alerts)
+{
+    errbuf err = {{0}};
+    long long rows = db_stmt_exec(w->overdue, &err, "i", (long long)w->callback_timeout);
+    unsigned char ids[32][IDENT_BYTES];
+    int n = 0;
+
+    if (rows < 0) {
+        log_warn("event=overdue_check_failed error=\"%s\"", err.msg);
+        return;
+    }
+    while (n < 32 && db_stmt_next(w->overdue)) {
+        size_t len;
+        const char *id = db_stmt_col(w->overdue, 0, &len);
+        char order[IDENT_TEXT], sent_at[64], age[32], cause[64];
+        long minutes = (long)(db_stmt_col_int(w->overdue, 6) / 60);
+
+        ident_format(id, len, order);
+        if (len != IDENT_BYTES)
+            continue;
+        memcpy(ids[n++], id, IDENT_BYTES);
+        alert_time((time_t)db_stmt_col_int(w->overdue, 5), sent_at, sizeof(sent_at));
+        snprintf(age, sizeof(age), "%ld분 (%ld min)", minutes, minutes);
+        snprintf(cause, sizeof(cause), "callback-missing-%s", order);
+        mailtext_var vars[] = {{"order_id", order},
+                               {"product_name", db_stmt_col(w->overdue, 1, NULL)},
+                               {"sku", db_stmt_col(w->overdue, 2, NULL)},
+                               {"factory_name", db_stmt_col(w->overdue, 3, NULL)},
+                               {"factory_id", db_stmt_col(w->overdue, 4, NULL)},
+                               {"sent_at", sent_at},
+                               {"age", age},
+                               {NULL, NULL}};
+        log_error("event=callback_missing order=%s sku=%s sent_at=\"%s\"", order, vars[2].value,
+                  sent_at);
+        if (alert_raise(alerts, cause, "callback_missing", vars, &err) < 0)
+            log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
+    }
+    for (int i = 0; i < n; i++)
+        if (db_stmt_exec(w->reported, &err, "b", ids[i], (size_t)IDENT_BYTES) < 0)
+            log_warn("event=overdue_mark_failed error=\"%s\"", err.msg);
+    (void)conn;
+}
+
+/* The oldest waiting message older than delay_warning: told once per message. */
+static void
+worker_check_delay(struct worker_watch *w, spool *sp, alert *alerts)
+{
+    errbuf err = {{0}};
+    time_t oldest = 0, now = time(NULL);
+    char age[48], count[24], cause[64], when[64];
+    long waiting;
+
+    if (spool_oldest_waiting(sp, &oldest, &err) != RS_OK) {
+        log_warn("event=delay_check_failed queue=%s error=\"%s\"", spool_queue(sp), err.msg);
+        return;
+    }
+    if (oldest == 0 || now - oldest <= w->delay_warning)
+        return;
+    waiting = spool_count(sp, SPOOL_INCOMING, &err) + spool_count(sp, SPOOL_DEFERRED, &err);
+    snprintf(age, sizeof(age), "%ld분 (%ld min)", (long)(now - oldest) / 60,
+             (long)(now - oldest) / 60);
+    snprintf(count, sizeof(count), "%ld", waiting);
+    snprintf(cause, sizeof(cause), "delay-%s-%ld", spool_queue(sp), (long)oldest);
+    alert_time(now, when, sizeof(when));
+    mailtext_var vars[] = {{"queue", spool_queue(sp)},
+                           {"age", age},
+                           {"count", count},
+                           {"time", when},
+                           {NULL, NULL}};
+    log_warn("event=delay_warning queue=%s oldest_age=%lds waiting=%ld", spool_queue(sp),
+             (long)(now - oldest), waiting);
+    if (alert_raise(alerts, cause, "delay_warning", vars, &err) < 0)
+        log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
+}
+
+static int
+worker_lock(const char *spool_dir, errbuf *err)
+{
+    char path[4096];
+    int fd;
+
+    if (mkdir(spool_dir, 0700) != 0 && errno != EEXIST)
+        return errbuf_set(err, "cannot create spool %s: %s", spool_dir, strerror(errno));
+    snprintf(path, sizeof(path), "%s/worker.lock", spool_dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errbuf_set(err, "cannot open %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return errbuf_set(err, "another restock-worker owns the spool %s (%s is locked)",
+                          spool_dir, path);
+    }
+    return fd; /* held until exit */
+}
+
+static void
+worker_usage(FILE *out)
+{
+    fprintf(out, "usage: restock-worker [-c FILE]\n"
+                 "The configuration is %s unless -c or RESTOCK_CONFIG names another.\n",
+            CONF_DEFAULT_PATH);
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *path = NULL;
+    conf *cf = NULL;
+    errbuf err = {{0}};
+    spool *factory_q = NULL, *mail_q = NULL;
+    queue *factory_runner = NULL, *mail_runner = NULL;
+    bus_sub *bell = NULL;
+    db *conn = NULL;
+    outbox *events = NULL;
+    alert *alerts = NULL;
+    struct worker_watch watch = {0};
+    struct sigaction sa;
+    time_t next_sweep = 0, next_watch = 0;
+    int opt, status = 1, lock_fd = -1, sweep_failing = 0;
+
+    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'h':
+            worker_usage(stdout);
+            return 0;
+        default:
+            worker_usage(stderr);
+            return 2;
+        }
+    }
+    cf = conf_new(path, &err);
+    if (cf == NULL) {
+        fprintf(stderr, "error restock-worker event=config_failed error=\"%s\"\n", err.msg);
+        return 1;
+    }
+    log_init("restock-worker", (enum log_level)log_level_parse(conf_str(cf, "log_level")));
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = worker_on_signal; /* no SA_RESTART: the wait returns at once */
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (sodium_init() < 0 || mysql_library_init(0, NULL, NULL) != 0 ||
+        http_global_init(&err) != RS_OK) {
+        log_error("event=start_failed error=\"cannot initialise libsodium, MySQL or curl %s\"",
+                  err.msg);
+        goto done;
+    }
+    lock_fd = worker_lock(conf_str(cf, "spool_dir"), &err);
+    if (lock_fd < 0)
+        goto fail;
+    factory_q = spool_new(conf_str(cf, "spool_dir"), "factory", &err);
+    mail_q = factory_q ? spool_new(conf_str(cf, "spool_dir"), "mail", &err) : NULL;
+    if (mail_q == NULL)
+        goto fail;
+    spool_set_corrupt_handler(factory_q, worker_note_corrupt, "factory");
+    spool_set_corrupt_handler(mail_q, worker_note_corrupt, "mail");
+    for (int i = 0; i < 2; i++) {
+        spool *sp = i ? mail_q : factory_q;
+        spool_recovery r = {0};
+        if (spool_recover(sp, &r, &err) != RS_OK)
+            goto fail;
+        log_info("event=recovered queue=%s requeued=%zu tmp_removed=%zu corrupt=%zu verified=%zu",
+                 spool_queue(sp), r.requeued, r.tmp_removed, r.corrupt, r.verified);
+    }
+
+    alerts = alert_new(cf, mail_q);
+    conn = db_new(cf, 0);
+    events = conn ? outbox_new(cf, conn, factory_q, mail_q) : NULL;
+    if (alerts == NULL || events == NULL) {
+        errbuf_set(&err, "out of memory");
+        goto fail;
+    }
+    watch.callback_timeout = conf_int(cf, "callback_timeout");
+    watch.delay_warning = conf_int(cf, "delay_warning");
+    watch.done_retention = conf_int(cf, "done_retention");
+    watch.overdue = db_stmt_new(
+        conn,
+        "SELECT r.order_id, p.name, p.sku, f.name, f.identifier, UNIX_TIMESTAMP(r.sent_at),"
+        " TIMESTAMPDIFF(SECOND, r.sent_at, CURRENT_TIMESTAMP(6))"
+        " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
+        " JOIN factory f ON f.factory_id = r.factory_id"
+        " WHERE r.status = 'sent' AND r.overdue_reported_at IS NULL"
+        " AND r.sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND LIMIT 32",
+        DB_IDEMPOTENT);
+    watch.reported = db_stmt_new(conn,
+                                 "UPDATE replenishment_order SET overdue_reported_at ="
+                                 " CURRENT_TIMESTAMP(6) WHERE order_id = ?",
+                                 0);
+    if (watch.overdue == NULL || watch.reported == NULL) {
+        errbuf_set(&err, "out of memory");
+        goto fail;
+    }
+    bell = bus_sub_new(conf_str(cf, "bus_endpoint"), &err);
+    if (bell == NULL)
+        goto fail;
+
+    drivers_init(&(struct drivers_context){.cf = cf, .alerts = alerts});
+    /* The first sweep comes before any delivery: an event a crash left untaken
+     * finds its message still on disk (in any state) and is only marked taken. */
+    factory_runner =
+        queue_new(cf, factory_q, &drivers_factory, (int)conf_int(cf, "factory_concurrency"), &err);
+    mail_runner = factory_runner ? queue_new(cf, mail_q, &drivers_mail,
+                                             (int)conf_int(cf, "mail_concurrency"), &err)
+                                 : NULL;
+    if (mail_runner == NULL)
+        goto fail;
+    log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld",
+             conf_str(cf, "spool_dir"), conf_str(cf, "bus_endpoint"),
+             conf_int(cf, "factory_concurrency"), conf_int(cf, "mail_concurrency"));
+
+    while (!worker_stop) {
+        time_t now = time(NULL), next_due = 0, due;
+        long wait_ms;
+        int rang, woke = 0;
+
+        if (now >= next_sweep) {
+            int n = outbox_sweep(events, &err);
+            if (n < 0) {
+                /* Logged once per outage, not once per sweep. */
+                if (!sweep_failing)
+                    log_error("event=sweep_failed error=\"%s\"", err.msg);
+                sweep_failing = 1;
+            } else {
+                if (sweep_failing)
+                    log_info("event=sweep_recovered");
+                sweep_failing = 0;
+                if (n > 0) {
+                    queue_kick(factory_runner);
+                    queue_kick(mail_runner);
+                }
+            }
+            next_sweep = now + conf_int(cf, "sweep_interval");
+        }
+        for (int i = 0; i < 2; i++) {
+            spool *sp = i ? mail_q : factory_q;
+            int n = spool_wake(sp, now, &due, &err);
+            if (n < 0)
+                log_error("event=wake_failed queue=%s error=\"%s\"", spool_queue(sp), err.msg);
+            if (n > 0) {
+                woke++;
+                queue_kick(i ? mail_runner : factory_runner);
+            }
+            if (due > 0 && (next_due == 0 || due < next_due))
+                next_due = due;
+        }
+        if (now >= next_watch) {
+            worker_check_overdue(&watch, conn, alerts);
+            worker_check_delay(&watch, factory_q, alerts);
+            worker_check_delay(&watch, mail_q, alerts);
+            for (int i = 0; i < 2; i++)
+                if (spool_prune_done(i ? mail_q : factory_q, watch.done_retention, &err) < 0)
+                    log_warn("event=prune_failed error=\"%s\"", err.msg);
+            next_watch = now + WORKER_WATCH_INTERVAL;
+        }
+        worker_alert_corrupt(alerts);
+        if (woke)
+            continue;
+
+        /* Sleep until a doorbell, the next sweep or the next due message. */
+        due = next_sweep;
+        if (next_due > 0 && next_due < due)
+            due = next_due;
+        wait_ms = due > now ? (long)(due - now) * 1000 : 0;
+        if (wait_ms > 1000)
+            wait_ms = 1000; /* bounds the wait for the watch and signal checks */
+        rang = bus_wait(bell, wait_ms);
+        if (rang > 0)
+            next_sweep = 0; /* a doorbell: sweep now */
+    }
+    log_info("event=stopping signal=%d", (int)worker_stop);
+    status = 0;
+    goto done;
+
+fail:
+    log_error("event=start_failed error=\"%s\"", err.msg);
+done:
+    /* Deliveries in flight finish before the queues are gone. */
+    queue_destroy(&factory_runner);
+    queue_destroy(&mail_runner);
+    bus_sub_destroy(&bell);
+    outbox_destroy(&events);
+    db_destroy(&conn);
+    alert_destroy(&alerts);
+    spool_destroy(&factory_q);
+    spool_destroy(&mail_q);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    http_global_cleanup();
+    mysql_library_end();
+    conf_destroy(&cf);
+    if (status == 0)
+        log_info("event=stopped");
+    return status;
+}
