@@ -1,0 +1,431 @@
+/* restock-sales: the Sales API behind nginx (DESIGN.md, "Sales API"): the
+ * products, checkout by one atomic UPDATE, and a health check. Each responder
+ * thread has its own database connection and prepared statements. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <mysql.h>
+
+#include "db.h"
+#include "ident.h"
+#include "json.h"
+#include "log.h"
+#include "responder.h"
+
+#define SALES_SKU_MAX      32 /* product.sku is VARCHAR(32) */
+#define SALES_QUANTITY_MAX 1000
+
+/* Shared by all threads, read-only once they run. */
+struct sales_app {
+    const conf *cf;
+    const char *default_sku;
+};
+
+struct sales_thread {
+    const struct sales_app *app;
+    db *conn;
+    db_stmt *product;  /* one product by sku */
+    db_stmt *products; /* all, by sku */
+    db_stmt *buy;      /* the atomic decrement */
+    db_stmt *stock_of; /* what is left, after a checkout found too little */
+    int db_down;       /* to log the database going away and coming back once */
+};
+
+#define SALES_PRODUCT_COLUMNS "product_id, sku, name, price, stock, factory_id, ad_id"
+
+/* -- database failures ----------------------------------------------------------- */
+
+/* Answers 503 for a failed statement: the database is down or failing. The
+ * message is db's, which names the server and user, never the password. */
+static void
+sales_unavailable(struct sales_thread *th, responder_request *rq, const errbuf *err)
+{
+    const char *detail = err->msg;
+
+    if (strncmp(detail, "database: ", 10) == 0)
+        detail += 10;
+    if (!th->db_down)
+        log_error("event=database_unavailable error=\"%s\"", err->msg);
+    th->db_down = 1;
+    responder_reply_error(rq, 503, "database unavailable: %s", detail);
+}
+
+static void
+sales_db_answered(struct sales_thread *th)
+{
+    if (th->db_down)
+        log_info("event=database_back");
+    th->db_down = 0;
+}
+
+/* -- products ---------------------------------------------------------------------- */
+
+static int
+sales_add_ident(cJSON *obj, const char *key, db_stmt *st, int col)
+{
+    char text[IDENT_TEXT];
+    size_t len;
+    const char *bytes = db_stmt_col(st, col, &len);
+
+    if (bytes == NULL)
+        return cJSON_AddNullToObject(obj, key) != NULL;
+    ident_format(bytes, len, text);
+    return cJSON_AddStringToObject(obj, key, text) != NULL;
+}
+
+/* The product JSON of the current row of a SALES_PRODUCT_COLUMNS statement. */
+static cJSON *
+sales_product_json(db_stmt *st)
+{
+    cJSON *obj = cJSON_CreateObject();
+    const char *sku = db_stmt_col(st, 1, NULL), *name = db_stmt_col(st, 2, NULL);
+    int ok = obj != NULL;
+
+    ok = ok && sales_add_ident(obj, "product_id", st, 0);
+    ok = ok && cJSON_AddStringToObject(obj, "sku", sku ? sku : "") != NULL;
+    ok = ok && cJSON_AddStringToObject(obj, "name", name ? name : "") != NULL;
+    ok = ok && cJSON_AddNumberToObject(obj, "price", (double)db_stmt_col_int(st, 3)) != NULL;
+    ok = ok && cJSON_AddNumberToObject(obj, "stock", (double)db_stmt_col_int(st, 4)) != NULL;
+    ok = ok && sales_add_ident(obj, "factory_id", st, 5);
+    ok = ok && sales_add_ident(obj, "ad_id", st, 6);
+    if (!ok) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+static void
+sales_reply_message(responder_request *rq, int status, const char *message)
+{
+    cJSON *json = cJSON_CreateObject();
+
+    if (json == NULL || cJSON_AddStringToObject(json, "message", message) == NULL)
+        responder_reply_error(rq, 500, "out of memory");
+    else
+        responder_reply_json(rq, status, json);
+    cJSON_Delete(json);
+}
+
+static void
+sales_reply_product(struct sales_thread *th, responder_request *rq, const char *sku)
+{
+    errbuf err = {{0}};
+    long long rows;
+    cJSON *json;
+
+    /* No sku longer than the column can exist: no need to ask. */
+    if (json_utf8_chars(sku) < 1 || json_utf8_chars(sku) > SALES_SKU_MAX) {
+        sales_reply_message(rq, 404, "상품 없음");
+        return;
+    }
+    rows = db_stmt_exec(th->product, &err, "s", sku);
+    if (rows < 0) {
+        sales_unavailable(th, rq, &err);
+        return;
+    }
+    sales_db_answered(th);
+    if (rows == 0 || !db_stmt_next(th->product)) {
+        sales_reply_message(rq, 404, "상품 없음");
+        return;
+    }
+    json = sales_product_json(th->product);
+    if (json == NULL)
+        responder_reply_error(rq, 500, "out of memory");
+    else
+        responder_reply_json(rq, 200, json);
+    cJSON_Delete(json);
+}
+
+static void
+sales_donut(struct sales_thread *th, responder_request *rq)
+{
+    sales_reply_product(th, rq, th->app->default_sku);
+}
+
+static void
+sales_product(struct sales_thread *th, responder_request *rq)
+{
+    sales_reply_product(th, rq, responder_path(rq) + strlen("/products/"));
+}
+
+static void
+sales_products(struct sales_thread *th, responder_request *rq)
+{
+    errbuf err = {{0}};
+    cJSON *list;
+    long long rows;
+
+    rows = db_stmt_exec(th->products, &err, "");
+    if (rows < 0) {
+        sales_unavailable(th, rq, &err);
+        return;
+    }
+    sales_db_answered(th);
+    list = cJSON_CreateArray();
+    while (list != NULL && db_stmt_next(th->products)) {
+        cJSON *item = sales_product_json(th->products);
+        if (item == NULL || !cJSON_AddItemToArray(list, item)) {
+            cJSON_Delete(item);
+            cJSON_Delete(list);
+            list = NULL;
+        }
+    }
+    if (list == NULL)
+        responder_reply_error(rq, 500, "out of memory");
+    else
+        responder_reply_json(rq, 200, list);
+    cJSON_Delete(list);
+}
+
+/* -- checkout ---------------------------------------------------------------------- */
+
+/* {"message":"<prefix> 남은 재고: N","sku":…,"remaining":N[,"replenishment":…]} */
+static void
+sales_reply_checkout(responder_request *rq, int status, const char *prefix, const char *sku,
+                     long long remaining, const char *replenishment)
+{
+    char message[128];
+    cJSON *json = cJSON_CreateObject();
+    int ok = json != NULL;
+
+    snprintf(message, sizeof(message), "%s 남은 재고: %lld", prefix, remaining);
+    ok = ok && cJSON_AddStringToObject(json, "message", message) != NULL;
+    ok = ok && cJSON_AddStringToObject(json, "sku", sku) != NULL;
+    ok = ok && cJSON_AddNumberToObject(json, "remaining", (double)remaining) != NULL;
+    if (replenishment != NULL)
+        ok = ok && cJSON_AddStringToObject(json, "replenishment", replenishment) != NULL;
+    if (ok)
+        responder_reply_json(rq, status, json);
+    else
+        responder_reply_error(rq, 500, "out of memory");
+    cJSON_Delete(json);
+}
+
+/* The checkout changed no row: the product is unknown (404) or has less than
+ * quantity left (409). This is where a stock-out turns into a replenishment
+ * request: the replenishment issue puts here, in one transaction, the opening
+ * of the order and its outbox event, and after the commit the doorbell. */
+static void
+sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, long long quantity)
+{
+    errbuf err = {{0}};
+    long long rows;
+
+    (void)quantity; /* what the replenishment will weigh against the stock */
+    rows = db_stmt_exec(th->stock_of, &err, "s", sku);
+    if (rows < 0) {
+        sales_unavailable(th, rq, &err);
+        return;
+    }
+    if (rows == 0 || !db_stmt_next(th->stock_of)) {
+        sales_reply_message(rq, 404, "상품 없음");
+        return;
+    }
+    sales_reply_checkout(rq, 409, "구매 실패!", sku, db_stmt_col_int(th->stock_of, 0), "requested");
+}
+
+static void
+sales_checkout(struct sales_thread *th, responder_request *rq)
+{
+    const char *sku = th->app->default_sku;
+    long long quantity = 1, rows;
+    errbuf err = {{0}};
+    cJSON *json = NULL;
+    size_t len;
+    const char *body = responder_body(rq, &len);
+
+    /* An empty body buys one of the default product, as the first version's
+     * scripts expect; fields other than sku and quantity are ignored. */
+    if (len > 0 &&
+        (json_parse_object(body, len, &json, &err) != RS_OK ||
+         json_opt_str(json, "sku", 1, SALES_SKU_MAX, &sku, &err) != RS_OK ||
+         json_opt_int(json, "quantity", 1, SALES_QUANTITY_MAX, 0, &quantity, &err) != RS_OK)) {
+        responder_reply_error(rq, 400, "%s", err.msg);
+        goto done;
+    }
+    /* One statement: the row lock makes concurrent checkouts queue, the WHERE
+     * never lets stock go below zero, and LAST_INSERT_ID(expr) hands back the
+     * stock left by this very update in the same round trip. */
+    rows = db_stmt_exec(th->buy, &err, "isi", quantity, sku, quantity);
+    if (rows < 0) {
+        sales_unavailable(th, rq, &err);
+        goto done;
+    }
+    sales_db_answered(th);
+    if (rows == 0)
+        sales_sold_out(th, rq, sku, quantity);
+    else
+        sales_reply_checkout(rq, 200, "구매 완료!", sku, (long long)db_stmt_insert_id(th->buy),
+                             NULL);
+
+done:
+    cJSON_Delete(json); /* after the reply: sku may point into it */
+}
+
+/* -- health ------------------------------------------------------------------------ */
+
+static void
+sales_healthz(struct sales_thread *th, responder_request *rq)
+{
+    errbuf err = {{0}};
+    cJSON *json;
+
+    /* A connection that died while idle fails its first ping; the second one
+     * connects again, so that a database that is back answers 200 at once. */
+    if (db_ping(th->conn, &err) != RS_OK &&
+        (!db_failed_connection(th->conn) || db_ping(th->conn, &err) != RS_OK)) {
+        sales_unavailable(th, rq, &err);
+        return;
+    }
+    sales_db_answered(th);
+    json = cJSON_CreateObject();
+    if (json == NULL || cJSON_AddStringToObject(json, "status", "ok") == NULL)
+        responder_reply_error(rq, 500, "out of memory");
+    else
+        responder_reply_json(rq, 200, json);
+    cJSON_Delete(json);
+}
+
+/* -- routes ------------------------------------------------------------------------ */
+
+typedef void (*sales_fn)(struct sales_thread *th, responder_request *rq);
+
+static const struct sales_route {
+    const char *path; /* exact; a trailing '/' takes one more path segment */
+    const char *method;
+    const char *allow;
+    sales_fn fn;
+} sales_routes[] = {
+    {"/product/donut", "GET", "GET, HEAD", sales_donut},
+    {"/products", "GET", "GET, HEAD", sales_products},
+    {"/products/", "GET", "GET, HEAD", sales_product},
+    {"/checkout", "POST", "POST", sales_checkout},
+    {"/healthz", "GET", "GET, HEAD", sales_healthz},
+};
+
+static const struct sales_route *
+sales_route_of(const char *path)
+{
+    for (size_t i = 0; i < sizeof(sales_routes) / sizeof(sales_routes[0]); i++) {
+        const struct sales_route *r = &sales_routes[i];
+        size_t n = strlen(r->path);
+
+        if (r->path[n - 1] != '/') {
+            if (strcmp(path, r->path) == 0)
+                return r;
+        } else if (strncmp(path, r->path, n) == 0 && path[n] != '\0' &&
+                   strchr(path + n, '/') == NULL) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static void
+sales_handle(responder_request *rq, void *state)
+{
+    const char *method = responder_method(rq), *path = responder_path(rq);
+    const struct sales_route *route = sales_route_of(path);
+
+    if (route == NULL) {
+        responder_reply_error(rq, 404, "not found");
+        return;
+    }
+    /* HEAD is GET without the body, which nginx drops. */
+    if (strcmp(method, route->method) != 0 &&
+        !(strcmp(method, "HEAD") == 0 && strcmp(route->method, "GET") == 0)) {
+        responder_header(rq, "Allow", route->allow);
+        responder_reply_error(rq, 405, "method %.16s is not allowed on %s; allowed: %s", method,
+                              route->path, route->allow);
+        return;
+    }
+    route->fn(state, rq);
+}
+
+/* -- program ----------------------------------------------------------------------- */
+
+static int
+sales_app_init(const conf *cf, void **app_p, errbuf *err)
+{
+    static struct sales_app app;
+
+    /* Once, before the threads: the client library's set-up is not thread-safe. */
+    if (mysql_library_init(0, NULL, NULL) != 0)
+        return errbuf_set(err, "mysql_library_init failed");
+    app.cf = cf;
+    app.default_sku = conf_str(cf, "default_sku");
+    *app_p = &app;
+    return RS_OK;
+}
+
+static void
+sales_app_fini(void *app)
+{
+    mysql_library_end();
+}
+
+static void
+sales_thread_fini(void *state)
+{
+    struct sales_thread *th = state;
+
+    if (th != NULL) {
+        db_destroy(&th->conn); /* statements go with it */
+        free(th);
+    }
+    mysql_thread_end();
+}
+
+static int
+sales_thread_init(void *app, void **state, errbuf *err)
+{
+    struct sales_thread *th;
+
+    mysql_thread_init();
+    th = calloc(1, sizeof(*th));
+    if (th == NULL)
+        goto oom;
+    th->app = app;
+    *state = th;
+    /* Connects at the first request, and again whenever the database was gone. */
+    th->conn = db_new(th->app->cf, 0);
+    if (th->conn == NULL)
+        goto oom;
+    th->product = db_stmt_new(
+        th->conn, "SELECT " SALES_PRODUCT_COLUMNS " FROM product WHERE sku = ?", DB_IDEMPOTENT);
+    th->products = db_stmt_new(
+        th->conn, "SELECT " SALES_PRODUCT_COLUMNS " FROM product ORDER BY sku", DB_IDEMPOTENT);
+    th->buy = db_stmt_new(th->conn,
+                          "UPDATE product SET stock = LAST_INSERT_ID(stock - ?)"
+                          " WHERE sku = ? AND stock >= ?",
+                          0);
+    th->stock_of = db_stmt_new(th->conn, "SELECT stock FROM product WHERE sku = ?", DB_IDEMPOTENT);
+    if (!th->product || !th->products || !th->buy || !th->stock_of)
+        goto oom;
+    return RS_OK;
+
+oom:
+    sales_thread_fini(th);
+    *state = NULL;
+    return errbuf_set(err, "out of memory");
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct responder_program sales = {
+        .name = "restock-sales",
+        .socket_key = "sales_socket",
+        .threads_key = "sales_threads",
+        .app_init = sales_app_init,
+        .app_fini = sales_app_fini,
+        .thread_init = sales_thread_init,
+        .thread_fini = sales_thread_fini,
+        .handle = sales_handle,
+    };
+
+    return responder_main(argc, argv, &sales);
+}

@@ -1,0 +1,655 @@
+/* responder: threaded FastCGI server on libfcgi (see responder.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+
+#include "json.h"
+#include "log.h"
+#include "responder.h"
+
+/* Room for the JSON of one answer without an allocation; larger ones allocate. */
+#define RESPONDER_PRINT_BUF 16384
+/* What is read and dropped of a body that is refused, so that nginx is not cut
+ * off while it still sends (nginx itself caps bodies far below this). */
+#define RESPONDER_DRAIN_MAX (1024 * 1024)
+
+struct responder_request {
+    responder *owner;
+    FCGX_Request fcgx;
+    char *body; /* body_limit + 2: the limit, one byte to see it exceeded, a NUL */
+    size_t body_len;
+    char headers[512];
+    size_t headers_len;
+    char print[RESPONDER_PRINT_BUF];
+    int replied;
+};
+
+struct responder_thread {
+    responder *owner;
+    pthread_t id;
+    int running;
+    void *state;
+    responder_request rq;
+};
+
+struct responder {
+    const struct responder_program *prog;
+    void *app;
+    char *socket_path;
+    size_t body_limit;
+    int nthreads;
+    int listen_fd;
+    pthread_t main_thread;
+    atomic_int stopping;
+    atomic_int failed;
+    /* Start-up: each thread reports whether its thread_init worked. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int reported;
+    int init_failed;
+    errbuf init_err;
+    struct responder_thread *threads;
+};
+
+static const struct {
+    int status;
+    const char *reason;
+} responder_reasons[] = {
+    {200, "OK"},
+    {201, "Created"},
+    {204, "No Content"},
+    {400, "Bad Request"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {409, "Conflict"},
+    {413, "Payload Too Large"},
+    {415, "Unsupported Media Type"},
+    {500, "Internal Server Error"},
+    {503, "Service Unavailable"},
+};
+
+static const char *
+responder_reason(int status)
+{
+    for (size_t i = 0; i < sizeof(responder_reasons) / sizeof(responder_reasons[0]); i++)
+        if (responder_reasons[i].status == status)
+            return responder_reasons[i].reason;
+    return "Unknown";
+}
+
+/* Opens the listening socket. Not FCGX_OpenSocket: it unlinks whatever file is at
+ * the path, another running responder's socket included, and calls exit() when
+ * bind fails. Here a stale socket (nobody answers) is replaced, a live one or
+ * another file is an error, and every failure returns to the caller. */
+static int
+responder_listen(const char *path, unsigned mode, int backlog, errbuf *err)
+{
+    struct sockaddr_un sa;
+    struct stat st;
+    int fd;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa.sun_path))
+        return errbuf_set(err, "socket path %s is longer than %zu bytes", path,
+                          sizeof(sa.sun_path) - 1);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return errbuf_set(err, "%s exists and is not a socket", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            return errbuf_set(err, "socket: %s", strerror(errno));
+        /* Refused: left behind by a responder that died. Accepted or queued
+         * (EAGAIN: its backlog is full): somebody serves it. */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EAGAIN) {
+            close(fd);
+            return errbuf_set(err, "another program is listening on %s", path);
+        }
+        close(fd);
+        if (unlink(path) != 0 && errno != ENOENT)
+            return errbuf_set(err, "cannot remove the stale socket %s: %s", path, strerror(errno));
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errbuf_set(err, "socket: %s", strerror(errno));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        errbuf_set(err, "cannot bind %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    /* Before listen(), so that no client ever sees the umask's permissions. */
+    if (chmod(path, mode) != 0) {
+        errbuf_set(err, "cannot chmod %s to %04o: %s", path, mode, strerror(errno));
+        goto fail_unlink;
+    }
+    if (listen(fd, backlog) != 0) {
+        errbuf_set(err, "cannot listen on %s: %s", path, strerror(errno));
+        goto fail_unlink;
+    }
+    return fd;
+
+fail_unlink:
+    unlink(path);
+fail:
+    close(fd);
+    return RS_ERR;
+}
+
+responder *
+responder_new(const struct responder_settings *settings, const struct responder_program *prog,
+              void *app, errbuf *err)
+{
+    responder *self;
+    struct sigaction ignore;
+
+    if (settings->threads < 1) {
+        errbuf_set(err, "responder: %d threads", settings->threads);
+        return NULL;
+    }
+    self = calloc(1, sizeof(*self));
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
+    self->prog = prog;
+    self->app = app;
+    self->body_limit = settings->body_limit;
+    self->nthreads = settings->threads;
+    self->listen_fd = -1;
+    pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->cond, NULL);
+    self->socket_path = strdup(settings->socket_path);
+    self->threads = calloc((size_t)settings->threads, sizeof(*self->threads));
+    if (self->socket_path == NULL || self->threads == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
+    }
+    /* A client that went away must cost a failed write, not the process. */
+    memset(&ignore, 0, sizeof(ignore));
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ignore, NULL);
+    if (FCGX_Init() != 0) {
+        errbuf_set(err, "libfcgi: FCGX_Init failed");
+        goto fail;
+    }
+    self->listen_fd =
+        responder_listen(settings->socket_path, settings->socket_mode, settings->backlog, err);
+    if (self->listen_fd < 0)
+        goto fail;
+    for (int i = 0; i < self->nthreads; i++) {
+        struct responder_thread *th = &self->threads[i];
+        th->owner = self;
+        th->rq.owner = self;
+        th->rq.body = malloc(self->body_limit + 2);
+        if (th->rq.body == NULL) {
+            errbuf_set(err, "out of memory");
+            goto fail;
+        }
+        if (FCGX_InitRequest(&th->rq.fcgx, self->listen_fd, 0) != 0) {
+            errbuf_set(err, "libfcgi: FCGX_InitRequest failed");
+            goto fail;
+        }
+    }
+    return self;
+
+fail:
+    responder_destroy(&self);
+    return NULL;
+}
+
+void
+responder_destroy(responder **self_p)
+{
+    responder *self = *self_p;
+
+    if (self == NULL)
+        return;
+    if (self->listen_fd >= 0) {
+        close(self->listen_fd);
+        unlink(self->socket_path);
+    }
+    /* Each thread finished (and so freed) its FCGX_Request when it ended. */
+    if (self->threads != NULL)
+        for (int i = 0; i < self->nthreads; i++)
+            free(self->threads[i].rq.body);
+    free(self->threads);
+    free(self->socket_path);
+    pthread_mutex_destroy(&self->lock);
+    pthread_cond_destroy(&self->cond);
+    free(self);
+    *self_p = NULL;
+}
+
+/* -- the request --------------------------------------------------------------- */
+
+const char *
+responder_param(const responder_request *rq, const char *name)
+{
+    return FCGX_GetParam(name, rq->fcgx.envp);
+}
+
+const char *
+responder_method(const responder_request *rq)
+{
+    const char *m = responder_param(rq, "REQUEST_METHOD");
+    return m ? m : "";
+}
+
+const char *
+responder_path(const responder_request *rq)
+{
+    const char *p = responder_param(rq, "DOCUMENT_URI");
+    return p ? p : "";
+}
+
+const char *
+responder_body(const responder_request *rq, size_t *len)
+{
+    if (len != NULL)
+        *len = rq->body_len;
+    return rq->body;
+}
+
+int
+responder_header(responder_request *rq, const char *name, const char *value)
+{
+    size_t room = sizeof(rq->headers) - rq->headers_len;
+    int n;
+
+    /* A CR or LF would let a value start a header of its own. */
+    if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
+        return RS_ERR;
+    n = snprintf(rq->headers + rq->headers_len, room, "%s: %s\r\n", name, value);
+    if (n < 0 || (size_t)n >= room) {
+        rq->headers[rq->headers_len] = '\0';
+        return RS_ERR;
+    }
+    rq->headers_len += (size_t)n;
+    return RS_OK;
+}
+
+static int
+responder_reply_raw(responder_request *rq, int status, const char *body, size_t len)
+{
+    FCGX_Stream *out = rq->fcgx.out;
+    char head[sizeof(rq->headers) + 256];
+    int n;
+
+    if (rq->replied) {
+        log_error("event=bug what=\"second answer to one request\" path=%s", responder_path(rq));
+        return RS_ERR;
+    }
+    rq->replied = 1;
+    /* The JSON and a newline, so that curl's output ends its line. */
+    n = snprintf(head, sizeof(head),
+                 "Status: %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\n%.*s\r\n",
+                 status, responder_reason(status), len + 1, (int)rq->headers_len, rq->headers);
+    if (n < 0 || (size_t)n >= sizeof(head))
+        return RS_ERR;
+    if (FCGX_PutStr(head, n, out) != n || FCGX_PutStr(body, (int)len, out) != (int)len ||
+        FCGX_PutChar('\n', out) != '\n')
+        return RS_ERR; /* the client is gone: nothing to tell anybody */
+    return RS_OK;
+}
+
+int
+responder_reply_json(responder_request *rq, int status, const cJSON *json)
+{
+    char *text = json_print(json, rq->print, sizeof(rq->print));
+    int rc;
+
+    if (text == NULL) {
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        log_error("event=reply_failed error=\"out of memory\" path=%s", responder_path(rq));
+        return responder_reply_raw(rq, 500, oom, sizeof(oom) - 1);
+    }
+    rc = responder_reply_raw(rq, status, text, strlen(text));
+    json_print_free(text, rq->print);
+    return rc;
+}
+
+int
+responder_reply_error(responder_request *rq, int status, const char *fmt, ...)
+{
+    char msg[600];
+    cJSON *json;
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json = cJSON_CreateObject();
+    if (json == NULL || cJSON_AddStringToObject(json, "error", msg) == NULL) {
+        static const char oom[] = "{\"error\":\"out of memory\"}";
+        cJSON_Delete(json);
+        return responder_reply_raw(rq, 500, oom, sizeof(oom) - 1);
+    }
+    rc = responder_reply_json(rq, status, json);
+    cJSON_Delete(json);
+    return rc;
+}
+
+/* -- serving ------------------------------------------------------------------- */
+
+static void
+responder_drain(responder_request *rq)
+{
+    char scratch[4096];
+    size_t total = 0;
+    int got;
+
+    while (total < RESPONDER_DRAIN_MAX &&
+           (got = FCGX_GetStr(scratch, (int)sizeof(scratch), rq->fcgx.in)) > 0)
+        total += (size_t)got;
+}
+
+/* Reads the whole body into rq->body, or answers 400 and returns RS_ERR. */
+static int
+responder_read_body(responder_request *rq)
+{
+    size_t limit = rq->owner->body_limit;
+    const char *cl = responder_param(rq, "CONTENT_LENGTH");
+    long long declared = -1;
+    int got;
+
+    rq->body_len = 0;
+    rq->body[0] = '\0';
+    if (cl != NULL && *cl != '\0') {
+        char *end;
+        errno = 0;
+        declared = strtoll(cl, &end, 10);
+        if (errno != 0 || *end != '\0' || declared < 0 || *cl < '0' || *cl > '9') {
+            responder_drain(rq);
+            responder_reply_error(rq, 400, "invalid Content-Length \"%.32s\"", cl);
+            return RS_ERR;
+        }
+    }
+    if (declared > (long long)limit) {
+        responder_drain(rq);
+        goto too_large;
+    }
+    /* Read to the end of the stream, whatever was declared: nginx may pass a
+     * chunked body without a length. One byte more than the limit shows excess. */
+    got = FCGX_GetStr(rq->body, (int)limit + 1, rq->fcgx.in);
+    if (got < 0 || FCGX_GetError(rq->fcgx.in) != 0) {
+        responder_reply_error(rq, 400, "the request body could not be read");
+        return RS_ERR;
+    }
+    if ((size_t)got > limit) {
+        responder_drain(rq);
+        goto too_large;
+    }
+    if (declared >= 0 && got != declared) {
+        responder_reply_error(
+            rq, 400, "the request body has %d bytes, its Content-Length says %lld", got, declared);
+        return RS_ERR;
+    }
+    rq->body_len = (size_t)got;
+    rq->body[got] = '\0';
+    return RS_OK;
+
+too_large:
+    responder_reply_error(rq, 400, "request body larger than %zu bytes", limit);
+    return RS_ERR;
+}
+
+static void
+responder_serve(struct responder_thread *th)
+{
+    responder_request *rq = &th->rq;
+
+    rq->replied = 0;
+    rq->headers_len = 0;
+    rq->headers[0] = '\0';
+    if (responder_read_body(rq) != RS_OK)
+        return;
+    th->owner->prog->handle(rq, th->state);
+    if (!rq->replied) {
+        log_error("event=bug what=\"request left unanswered\" method=%s path=%s",
+                  responder_method(rq), responder_path(rq));
+        responder_reply_error(rq, 500, "internal error: the request was left unanswered");
+    }
+}
+
+/* Accept errors that pass (a descriptor or memory shortage): wait, try again. */
+static int
+responder_transient(int code)
+{
+    return code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM || code == EINTR ||
+           code == ECONNABORTED || code == EPROTO;
+}
+
+/* Tells the main thread to stop serving, as SIGTERM would, marked as a failure. */
+static void
+responder_fail(responder *self)
+{
+    atomic_store(&self->failed, 1);
+    pthread_kill(self->main_thread, SIGTERM);
+}
+
+static void *
+responder_thread_main(void *arg)
+{
+    struct responder_thread *th = arg;
+    responder *self = th->owner;
+    errbuf err = {{0}};
+    int rc = RS_OK;
+
+    if (self->prog->thread_init != NULL)
+        rc = self->prog->thread_init(self->app, &th->state, &err);
+    pthread_mutex_lock(&self->lock);
+    if (rc != RS_OK && !self->init_failed) {
+        self->init_failed = 1;
+        self->init_err = err;
+    }
+    self->reported++;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->lock);
+    if (rc != RS_OK)
+        return NULL;
+
+    while (!atomic_load(&self->stopping)) {
+        rc = FCGX_Accept_r(&th->rq.fcgx);
+        if (rc < 0) {
+            if (atomic_load(&self->stopping))
+                break;
+            if (responder_transient(-rc)) {
+                struct timespec pause = {0, 100 * 1000 * 1000};
+                log_warn("event=accept_failed error=\"%s\" action=retry", strerror(-rc));
+                nanosleep(&pause, NULL);
+                continue;
+            }
+            log_error("event=accept_failed error=\"%s\"", rc < -9000 ? "libfcgi" : strerror(-rc));
+            responder_fail(self);
+            break;
+        }
+        responder_serve(th);
+        /* Sends the answer and closes the connection now, not at the next accept. */
+        FCGX_Finish_r(&th->rq.fcgx);
+    }
+    FCGX_Finish_r(&th->rq.fcgx);
+    if (self->prog->thread_fini != NULL)
+        self->prog->thread_fini(th->state);
+    th->state = NULL;
+    return NULL;
+}
+
+static void
+responder_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+}
+
+/* Stops accepting: libfcgi's flag for threads on their way to accept(), and a
+ * shutdown of the listening socket, which makes accept() fail with EINVAL in the
+ * threads already blocked in it. Connections in progress are not touched. */
+static void
+responder_stop_accepting(responder *self)
+{
+    atomic_store(&self->stopping, 1);
+    FCGX_ShutdownPending();
+    shutdown(self->listen_fd, SHUT_RDWR);
+}
+
+static void
+responder_join(responder *self)
+{
+    for (int i = 0; i < self->nthreads; i++)
+        if (self->threads[i].running) {
+            pthread_join(self->threads[i].id, NULL);
+            self->threads[i].running = 0;
+        }
+}
+
+int
+responder_run(responder *self, errbuf *err)
+{
+    sigset_t set;
+    int sig = 0, rc;
+
+    /* Blocked here, inherited by every thread started below: only sigwait sees
+     * them, so no thread is ever interrupted in the middle of a request. */
+    responder_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    self->main_thread = pthread_self();
+    for (int i = 0; i < self->nthreads; i++) {
+        rc = pthread_create(&self->threads[i].id, NULL, responder_thread_main, &self->threads[i]);
+        if (rc != 0) {
+            errbuf_set(err, "cannot start thread %d of %d: %s", i + 1, self->nthreads,
+                       strerror(rc));
+            pthread_mutex_lock(&self->lock);
+            self->init_failed = 1;
+            self->init_err = *err;
+            self->reported += self->nthreads - i;
+            pthread_mutex_unlock(&self->lock);
+            break;
+        }
+        self->threads[i].running = 1;
+    }
+    pthread_mutex_lock(&self->lock);
+    while (self->reported < self->nthreads)
+        pthread_cond_wait(&self->cond, &self->lock);
+    rc = self->init_failed;
+    if (rc)
+        *err = self->init_err;
+    pthread_mutex_unlock(&self->lock);
+    if (rc) {
+        responder_stop_accepting(self);
+        responder_join(self);
+        return RS_ERR;
+    }
+
+    log_info("event=listening socket=%s threads=%d body_limit=%zu", self->socket_path,
+             self->nthreads, self->body_limit);
+    if (sigwait(&set, &sig) != 0)
+        sig = SIGTERM;
+    if (atomic_load(&self->failed))
+        errbuf_set(err, "a serving thread failed (see the lines above)");
+    else
+        log_info("event=stopping signal=%s what=\"finishing requests in flight\"",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    responder_stop_accepting(self);
+    responder_join(self);
+    return atomic_load(&self->failed) ? RS_ERR : RS_OK;
+}
+
+/* -- the program --------------------------------------------------------------- */
+
+static void
+responder_usage(FILE *out, const struct responder_program *prog)
+{
+    fprintf(out,
+            "usage: %s [-c FILE]\n\n"
+            "Serves its FastCGI routes on the unix socket named by %s, with %s threads,\n"
+            "until SIGTERM or SIGINT (requests in flight are finished, exit status 0).\n\n"
+            "  -c FILE   configuration file (default: $RESTOCK_CONFIG, else %s);\n"
+            "            RESTOCK_<KEY> environment variables override single keys\n"
+            "  -h        this help\n",
+            prog->name, prog->socket_key, prog->threads_key, CONF_DEFAULT_PATH);
+}
+
+int
+responder_main(int argc, char **argv, const struct responder_program *prog)
+{
+    struct responder_settings settings;
+    const char *path = NULL;
+    responder *server = NULL;
+    conf *cf = NULL;
+    void *app = NULL;
+    int app_ready = 0, status = 1, opt;
+    errbuf err = {{0}};
+    sigset_t set;
+
+    /* Before anything could start a thread (app_init may), so that every
+     * thread of the process leaves SIGTERM and SIGINT to sigwait. */
+    responder_signals(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    log_init(prog->name, LOG_LEVEL_INFO);
+    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'h':
+            responder_usage(stdout, prog);
+            return 0;
+        default:
+            responder_usage(stderr, prog);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        responder_usage(stderr, prog);
+        return 2;
+    }
+    cf = conf_new(path, &err);
+    if (cf == NULL) {
+        log_error("event=config_failed error=\"%s\"", err.msg);
+        return 1;
+    }
+    log_init(prog->name, (enum log_level)log_level_parse(conf_str(cf, "log_level")));
+    settings.socket_path = conf_str(cf, prog->socket_key);
+    settings.socket_mode = (unsigned)conf_int(cf, "socket_mode");
+    settings.backlog = (int)conf_int(cf, "socket_backlog");
+    settings.threads = (int)conf_int(cf, prog->threads_key);
+    settings.body_limit = (size_t)conf_int(cf, "body_limit");
+    if (prog->app_init != NULL && prog->app_init(cf, &app, &err) != RS_OK) {
+        log_error("event=start_failed error=\"%s\"", err.msg);
+        goto done;
+    }
+    app_ready = 1;
+    server = responder_new(&settings, prog, app, &err);
+    if (server == NULL || responder_run(server, &err) != RS_OK) {
+        log_error("event=%s error=\"%s\"", server ? "stopped_on_error" : "start_failed", err.msg);
+        goto done;
+    }
+    log_info("event=stopped");
+    status = 0;
+
+done:
+    responder_destroy(&server);
+    if (app_ready && prog->app_fini != NULL)
+        prog->app_fini(app);
+    conf_destroy(&cf);
+    return status;
+}

@@ -1,0 +1,276 @@
+"""Integration test of the Sales API (DESIGN.md, "Sales API") through nginx on the real
+stack: every route's status and body, and the product row in the database; the 400s
+leave the stock alone; the database going away answers 503 and coming back serves
+again without a restart; SIGTERM finishes the request in flight and exits 0."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+
+from harness import BUILDDIR, Stack, run_tests
+
+DONUT = "CP-502101"
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+FIELDS = {"product_id", "sku", "name", "price", "stock", "factory_id", "ad_id"}
+NOT_FOUND = {"message": "상품 없음"}
+
+
+def db_product(s, sku):
+    """The product row as the API shows it, read straight from the database."""
+    rows = s.sql("SELECT LOWER(HEX(product_id)), sku, name, price, stock,"
+                 " LOWER(HEX(factory_id)), LOWER(HEX(ad_id)) FROM product WHERE sku = '%s'" % sku)
+    if not rows:
+        return None
+    pid, sku, name, price, stock, fid, aid = rows[0]
+
+    def uuid(h):
+        if h == "NULL":
+            return None
+        return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+    return {"product_id": uuid(pid), "sku": sku, "name": name, "price": int(price),
+            "stock": int(stock), "factory_id": uuid(fid), "ad_id": uuid(aid)}
+
+
+def bought(n):
+    return {"message": "구매 완료! 남은 재고: %d" % n, "sku": DONUT, "remaining": n}
+
+
+def refused(n, sku=DONUT):
+    return {"message": "구매 실패! 남은 재고: %d" % n, "sku": sku, "remaining": n,
+            "replenishment": "requested"}
+
+
+def test_products(t, s):
+    r = s.request("GET", "/product/donut")
+    t.is_(r.status, 200, "GET /product/donut answers 200")
+    t.is_(r.headers.get("Content-Type"), "application/json; charset=utf-8",
+          "as JSON in UTF-8")
+    t.ok("부산도너츠".encode("utf-8") in r.body, "Korean text is sent unescaped")
+    donut = r.json()
+    t.is_(set(donut), FIELDS, "the product has exactly the documented fields")
+    t.is_(donut, db_product(s, DONUT), "and they are the database row of %s" % DONUT)
+    t.is_((donut["name"], donut["price"], donut["stock"]), ("부산도너츠", 19900, 3),
+          "the seeded donut: 부산도너츠, 19,900 won, stock 3")
+    t.ok(all(UUID.match(donut[k]) for k in ("product_id", "factory_id", "ad_id")),
+         "ids are canonical UUID text", donut)
+    t.is_(donut["product_id"], "c9a4f1e2-d3b5-4a6f-8e7d-6c5b4a392801", "the seeded product id")
+
+    # A product without factory and ad shows them as null.
+    s.sql("INSERT INTO product (product_id, sku, name, price, stock) VALUES"
+          " (UNHEX('00000000000040008000000000000001'), 'AA-000001', '빈 상품', 1000, 7)")
+    r = s.request("GET", "/products")
+    t.is_(r.status, 200, "GET /products answers 200")
+    skus = [row[0] for row in s.sql("SELECT sku FROM product ORDER BY sku")]
+    t.is_([p["sku"] for p in r.json()], skus, "every product, ordered by sku")
+    t.is_(r.json(), [db_product(s, sku) for sku in skus], "each as its database row")
+    plain = [p for p in r.json() if p["sku"] == "AA-000001"][0]
+    t.is_((plain["factory_id"], plain["ad_id"]), (None, None), "NULL ids are null")
+    s.sql("DELETE FROM product WHERE sku = 'AA-000001'")
+
+    r = s.request("GET", "/products/CP-502102")
+    t.is_((r.status, r.json()), (200, db_product(s, "CP-502102")),
+          "GET /products/CP-502102 answers the row")
+    t.is_(r.json()["name"], "부산도너츠 초코", "by its sku")
+    r = s.request("GET", "/products/NO-SUCH")
+    t.is_((r.status, r.json()), (404, NOT_FOUND), "an unknown sku answers 404 상품 없음")
+    r = s.request("GET", "/products/" + "X" * 40)
+    t.is_((r.status, r.json()), (404, NOT_FOUND), "a sku longer than any answers 404 too")
+
+    r = s.request("GET", "/healthz")
+    t.is_((r.status, r.json()), (200, {"status": "ok"}), "GET /healthz answers 200 ok")
+
+
+def test_checkout(t, s):
+    # Content-Length: 0, no body, a full body, and the first version's body with an
+    # unknown field: each buys one donut.
+    bodies = [(b"", "an empty body (Content-Length: 0)"),
+              ({"sku": DONUT, "quantity": 1}, "sku and quantity"),
+              ({"MessageAttributeFactoryId": "FF-500293"}, "only an unknown field (ignored)")]
+    for left, (body, what) in zip((2, 1, 0), bodies):
+        r = s.request("POST", "/checkout", body)
+        t.is_((r.status, r.json()), (200, bought(left)), "checkout with %s answers 200" % what)
+        t.is_(s.stock(), left, "the stock is %d" % left)
+    r = s.request("POST", "/checkout", None)
+    t.is_((r.status, r.json()), (409, refused(0)), "the fourth checkout answers 409")
+    t.is_(s.stock(), 0, "the stock stays 0")
+
+    r = s.request("POST", "/checkout", {"sku": "CP-502102", "quantity": 2})
+    t.is_((r.status, r.json()["remaining"]), (200, 1), "quantity 2 takes two")
+    t.is_(s.stock("CP-502102"), 1, "the row shows it")
+    r = s.request("POST", "/checkout", {"sku": "CP-502102", "quantity": 2})
+    t.is_((r.status, r.json()), (409, refused(1, "CP-502102")),
+          "two more than the one left answer 409 with what is left")
+    t.is_(s.stock("CP-502102"), 1, "and take nothing")
+
+    r = s.request("POST", "/checkout", {"sku": "NO-SUCH", "quantity": 1})
+    t.is_((r.status, r.json()), (404, NOT_FOUND), "checkout of an unknown sku answers 404")
+
+
+def test_bad_requests(t, s):
+    sku = "CP-502103"
+    before = s.stock(sku)
+    pad = "x" * 9000
+    cases = [
+        ('{"sku":', "malformed JSON", "malformed JSON"),
+        ("[1]", "the body must be a JSON object", "an array"),
+        ({"sku": sku, "quantity": "2"},
+         'quantity must be an integer from 1 to 1000, not a string ("2")', "quantity \"2\""),
+        ({"sku": sku, "quantity": 0}, "quantity must be an integer from 1 to 1000, not 0",
+         "quantity 0"),
+        ({"sku": sku, "quantity": 1001}, "quantity must be an integer from 1 to 1000, not 1001",
+         "quantity 1001"),
+        ({"sku": sku, "quantity": 1.5}, "quantity must be an integer from 1 to 1000, not 1.5",
+         "quantity 1.5"),
+        ({"sku": sku, "quantity": None}, "quantity must be an integer from 1 to 1000, not null",
+         "quantity null"),
+        ({"sku": 502103}, "sku must be a string of 1 to 32 characters, not 502103",
+         "a number as sku"),
+        ({"sku": ""}, "sku must be a string of 1 to 32 characters, not 0", "an empty sku"),
+        ({"sku": "X" * 33}, "sku must be a string of 1 to 32 characters, not 33",
+         "a sku of 33 characters"),
+        ({"sku": sku, "pad": pad}, "request body larger than 8192 bytes",
+         "a body over the responder's limit"),
+        ({"sku": sku, "pad": "x" * 70000}, "request body larger than 64 KiB",
+         "a body over nginx's cap"),
+    ]
+    for body, message, what in cases:
+        r = s.request("POST", "/checkout", body)
+        try:
+            error = r.json().get("error", "")
+        except ValueError:
+            error = r.body
+        t.is_(r.status, 400, "%s answers 400" % what)
+        t.ok(error.startswith(message), "saying: %s" % message, r)
+    t.is_(s.stock(sku), before, "none of the refused checkouts changed the stock")
+
+
+def test_methods_and_paths(t, s):
+    for method, path, allow in (("GET", "/checkout", "POST"), ("POST", "/products", "GET, HEAD"),
+                                ("DELETE", "/product/donut", "GET, HEAD"),
+                                ("PUT", "/products/" + DONUT, "GET, HEAD"),
+                                ("POST", "/healthz", "GET, HEAD")):
+        r = s.request(method, path, b"" if method != "GET" else None)
+        t.is_(r.status, 405, "%s %s answers 405" % (method, path))
+        t.is_(r.headers.get("Allow"), allow, "with Allow: %s" % allow)
+        t.ok("not allowed" in r.json().get("error", ""), "and an error saying so", r)
+    r = s.request("HEAD", "/product/donut")
+    t.is_(r.status, 200, "HEAD of a product answers 200")
+    for path in ("/", "/nope", "/products/a/b", "/healthz/x", "/product/donut/", "/checkout2"):
+        r = s.request("GET", path)
+        t.is_((r.status, r.json()), (404, {"error": "not found"}), "GET %s answers 404" % path)
+
+
+def test_database_down(t, s):
+    password = s.info["DB_PASSWORD"]
+    pid = open(os.path.join(s.dir, "pid", "sales.pid")).read().strip()
+    s.sql("UPDATE product SET stock = 5 WHERE sku = '%s'" % DONUT)
+    s.stop("db")
+    for method, path in (("POST", "/checkout"), ("GET", "/healthz"), ("GET", "/product/donut"),
+                         ("GET", "/products")):
+        r = s.request(method, path, b"" if method == "POST" else None)
+        t.is_(r.status, 503, "database stopped: %s %s answers 503" % (method, path))
+        error = r.json().get("error", "")
+        t.ok(error.startswith("database unavailable: "), "saying the database is unavailable", r)
+        t.ok(password not in error, "without the database password")
+    s.start("db")
+    t.is_(s.stock(), 5, "the checkout during the outage changed nothing")
+    r = s.request("POST", "/checkout", b"")
+    t.is_((r.status, r.json()), (200, bought(4)),
+          "database back: checkout answers 200 without restarting the responder")
+    t.is_(s.request("GET", "/healthz").status, 200, "and /healthz answers 200")
+    t.is_(open(os.path.join(s.dir, "pid", "sales.pid")).read().strip(), pid,
+          "the same responder process serves")
+    t.ok("event=database_unavailable" in s.log("sales"), "the responder logged the outage")
+    t.ok(password not in s.log("sales"), "its log never shows the database password")
+
+
+def mysql_root(s, *args, **kw):
+    return subprocess.Popen(["mariadb", "--no-defaults", "-S", s.info["DB_SOCKET"], "-u", "root",
+                             "-N", "-B", "--unbuffered", s.info["DB_NAME"]] + list(args),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def root_value(s, query):
+    """One value from a query as MariaDB's root (information_schema needs PROCESS)."""
+    out, err = mysql_root(s).communicate(query)
+    if err.strip():
+        raise RuntimeError("SQL failed: %s: %s" % (query, err.strip()))
+    return out.strip()
+
+
+def test_sigterm_in_flight(t, s):
+    """A checkout blocked on a row lock held by another session is in flight when
+    SIGTERM arrives; the responder must answer it and then exit 0. The responder is
+    started here, not by scripts/stack, so that its exit status can be read."""
+    s.stop("sales")
+    sock = s.info["SALES_SOCKET"]
+    env = dict(s.env, RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"], RESTOCK_DB_TIMEOUT="60")
+    wrapper = os.environ.get("RESTOCK_WRAPPER", "").split()
+    log = open(os.path.join(s.dir, "log", "sales.log"), "a")
+    proc = subprocess.Popen(wrapper + [os.path.join(BUILDDIR, "fcgi", "restock-sales")], env=env,
+                            stdout=log, stderr=log)
+    pidfile = os.path.join(s.dir, "pid", "sales.pid")
+    with open(pidfile, "w") as f:  # so that the stack's stop ends it if this test fails
+        f.write(str(proc.pid))
+    t.ok(s.wait_until(lambda: os.path.exists(sock), timeout=60), "the responder listens")
+    s.sql("UPDATE product SET stock = 5 WHERE sku = '%s'" % DONUT)
+
+    locker = mysql_root(s)
+    locker.stdin.write("BEGIN; SELECT stock FROM product WHERE sku = '%s' FOR UPDATE;\n" % DONUT)
+    locker.stdin.flush()
+    t.is_(locker.stdout.readline().strip(), "5", "another session holds the donut's row lock")
+
+    answer = {}
+
+    def checkout():
+        answer["r"] = s.request("POST", "/checkout", b"", timeout=120)
+    client = threading.Thread(target=checkout)
+    client.start()
+
+    def waiting():
+        return root_value(s, "SELECT COUNT(*) FROM information_schema.innodb_trx"
+                                " WHERE trx_state = 'LOCK WAIT'") == "1"
+    t.ok(s.wait_until(waiting, timeout=60), "the checkout waits for the lock")
+
+    proc.send_signal(signal.SIGTERM)
+    t.ok(s.wait_until(lambda: "event=stopping" in s.log("sales"), timeout=60),
+         "the responder took SIGTERM")
+    r = s.request("GET", "/healthz")
+    t.is_(r.status, 503, "it accepts no new request (nginx answers 503)")
+    t.is_(proc.poll(), None, "it is still running: a request is in flight")
+
+    locker.stdin.write("ROLLBACK;\n")
+    locker.stdin.close()
+    locker.wait()
+    client.join(120)
+    r = answer.get("r")
+    t.ok(r is not None and r.status == 200, "the request in flight is answered 200", r)
+    t.is_(r.json() if r else None, bought(4), "with its purchase")
+    t.is_(s.stock(), 4, "and the purchase is in the database")
+    try:
+        status = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        status = "still running after 60 s"
+    os.unlink(pidfile)
+    log.close()
+    t.is_(status, 0, "then the responder exits with status 0")
+    t.ok("event=stopped" in s.log("sales"), "logging that it stopped")
+    t.ok(not os.path.exists(sock), "and its socket is gone")
+
+
+def body(t):
+    with Stack(t, components=["db", "sales", "nginx"]) as s:
+        test_products(t, s)
+        test_checkout(t, s)
+        test_bad_requests(t, s)
+        test_methods_and_paths(t, s)
+        test_database_down(t, s)
+        test_sigterm_in_flight(t, s)
+
+
+if __name__ == "__main__":
+    run_tests(body)
