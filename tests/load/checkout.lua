@@ -1,0 +1,68 @@
+-- tests/load/checkout.lua: wrk script for POST /checkout, the first version's k6
+-- checkout scenario rewritten for wrk: every virtual user buys one donut, with
+-- the body the first version's scripts sent.
+--
+--   wrk -t2 -c64 -d10s -s tests/load/checkout.lua http://127.0.0.1:8080
+--
+-- CHECKOUT_BODY overrides the body; CHECKOUT_BODY=empty sends none (an empty
+-- body buys one CP-502101, as the first version did). WRK_PATH overrides the path.
+-- Statuses are counted, so that "zero oversold" can be checked against the
+-- stock: 200 (sold), 409 (sold out), anything else; "sold" counts the answers
+-- whose body says 구매 완료, because the first version answered 200 to a failed
+-- purchase too. done() prints one "wrk-result key=value ..." line that
+-- tests/load/bench reads.
+
+-- result.lua lies next to this script, wherever wrk is started from.
+package.path = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "?.lua;" .. package.path
+local result = require("result")
+
+local body = os.getenv("CHECKOUT_BODY") or '{"MessageAttributeFactoryId":"FF-500293"}'
+if body == "empty" then
+   body = nil
+end
+
+wrk.method = "POST"
+wrk.path = os.getenv("WRK_PATH") or "/checkout"
+wrk.body = body
+if body ~= nil then
+   wrk.headers["Content-Type"] = "application/json"
+end
+
+-- Globals, one set per wrk thread: done() reads them with thread:get().
+status_200 = 0
+status_409 = 0
+status_other = 0
+sold = 0
+
+local threads = {}
+
+function setup(thread)
+   table.insert(threads, thread)
+end
+
+function response(status, headers, answer)
+   if status == 200 then
+      status_200 = status_200 + 1
+   elseif status == 409 then
+      status_409 = status_409 + 1
+   else
+      status_other = status_other + 1
+   end
+   if status == 200 and answer ~= nil and string.find(answer, "구매 완료", 1, true) then
+      sold = sold + 1
+   end
+end
+
+function done(summary, latency, requests)
+   local c200, c409, other, total_sold = 0, 0, 0, 0
+   for _, thread in ipairs(threads) do
+      c200 = c200 + thread:get("status_200")
+      c409 = c409 + thread:get("status_409")
+      other = other + thread:get("status_other")
+      total_sold = total_sold + thread:get("sold")
+   end
+   io.write(string.format("statuses: 200=%d 409=%d other=%d (sold: %d)\n",
+                          c200, c409, other, total_sold))
+   result.write(summary, latency, string.format(
+      "status_200=%d status_409=%d status_other=%d sold=%d", c200, c409, other, total_sold))
+end
