@@ -482,7 +482,11 @@ responder_thread_main(void *arg)
             break;
         }
         responder_serve(th);
-        /* Sends the answer and closes the connection now, not at the next accept. */
+        /* Detached, libfcgi closes the connection plainly instead of lingering
+         * (shutdown, then waiting for nginx to close its end), which would hold
+         * this thread for one more round trip per request. Lingering guards
+         * against unread input; the body was read to its end (or drained). */
+        FCGX_Detach(&th->rq.fcgx);
         FCGX_Finish_r(&th->rq.fcgx);
     }
     FCGX_Finish_r(&th->rq.fcgx);
