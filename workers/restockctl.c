@@ -341,9 +341,11 @@ ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
     if (found <= 0)
         return found;
     if (spool_msg_state(m) != SPOOL_DEAD) {
+        /* Not an error yet: an event's factory order and its email share the
+         * event's id, and the other queue may hold it dead. */
         errbuf_set(err, "message %s is %s, not dead", id, spool_state_name(spool_msg_state(m)));
         spool_msg_destroy(&m);
-        return RS_ERR;
+        return 0;
     }
     /* The order first: if the database is down, the message stays dead and the
      * operator can try again; the other way round, the worker could deliver it
@@ -408,7 +410,9 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
     if (rc != RS_OK)
         return RS_ERR;
     if (total == 0 && strcmp(argv[0], "--all") != 0)
-        return errbuf_set(err, "no dead message %s in the factory or mail queue", argv[0]);
+        return err->msg[0] != '\0'
+                   ? RS_ERR /* found, but not dead */
+                   : errbuf_set(err, "no dead message %s in the factory or mail queue", argv[0]);
     printf("%d message%s redriven\n", total, total == 1 ? "" : "s");
     return RS_OK;
 }
