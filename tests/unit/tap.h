@@ -57,7 +57,7 @@ diag(const char *fmt, ...)
 
 /* The whole content of a file as a NUL-terminated string the caller frees, NULL
  * when it cannot be read: tests check the files a program leaves behind. */
-static char *__attribute__((unused))
+static __attribute__((unused)) char *
 tap_slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
