@@ -95,6 +95,10 @@ static const struct conf_param conf_params[] = {
     {"smtp_port", CONF_INT, "25", 1, 65535, NULL, 0, NULL, "SMTP relay port."},
     {"smtp_starttls", CONF_ENUM, "opportunistic", 0, 0, "required|opportunistic|off", 0, NULL,
      "STARTTLS: required (fail without it), opportunistic (use when offered) or off."},
+    {"smtp_ca_file", CONF_STR, "", 0, 0, NULL, 0, NULL,
+     "CA certificates (PEM) that verify the relay when smtp_starttls = required; the "
+     "certificate must also name smtp_host. Empty means the system's CAs. Opportunistic "
+     "STARTTLS encrypts without verifying (RFC 7435)."},
     {"smtp_user", CONF_STR, "", 0, 0, NULL, 0, NULL, "SMTP AUTH user; empty means no AUTH."},
     {"smtp_password", CONF_STR, "", 0, 0, NULL, 1, NULL, "SMTP AUTH password (secret)."},
     {"smtp_timeout", CONF_INT, "30", 1, 600, NULL, 0, NULL, "Seconds an SMTP exchange may take."},
