@@ -36,7 +36,8 @@ void mail_destroy(mail **self_p);
  * hangs up mid-session would otherwise kill it. libesmtp's connect(2) has no
  * timeout of its own: an unanswered SYN takes the kernel's (about 2 minutes);
  * smtp_timeout bounds each wait for a reply (greeting, each command, the data).
- * Nothing is logged but failures at debug level; the password never appears in
+ * It logs only at debug level (the relay's replies, one line each; the commands'
+ * arguments never), the caller logs the result; the password never appears in
  * err or in any log line. A message the relay accepted whose QUIT then failed
  * counts as sent. Invalid arguments (see mail_compose) are MAIL_PERMANENT. */
 enum mail_result mail_send(mail *self, const char *to, const char *subject, const char *body,
