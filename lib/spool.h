@@ -45,6 +45,9 @@
  * files that vanish between readdir and open. Only one worker process may own a
  * queue (spool_recover moves everything in active/ back).
  *
+ * The spool wants a local journalling file system (ext4, xfs, btrfs; tmpfs for
+ * tests): renames must be atomic across a crash and support RENAME_NOREPLACE.
+ *
  * Errors follow errbuf.h; messages name the file or folder. RS_ERR from a write
  * (in particular an fsync error) means the disk may have lost data: the caller
  * should stop rather than retry blindly; spool_recover at the next start verifies
