@@ -567,12 +567,13 @@ responder_run(responder *self, errbuf *err)
              self->nthreads, self->body_limit);
     if (sigwait(&set, &sig) != 0)
         sig = SIGTERM;
+    responder_stop_accepting(self);
+    /* Logged once no new connection is accepted (tests rely on that order). */
     if (atomic_load(&self->failed))
         errbuf_set(err, "a serving thread failed (see the lines above)");
     else
         log_info("event=stopping signal=%s what=\"finishing requests in flight\"",
                  sig == SIGINT ? "SIGINT" : "SIGTERM");
-    responder_stop_accepting(self);
     responder_join(self);
     return atomic_load(&self->failed) ? RS_ERR : RS_OK;
 }
