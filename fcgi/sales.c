@@ -12,6 +12,7 @@
 #include "ident.h"
 #include "json.h"
 #include "log.h"
+#include "replenish.h"
 #include "responder.h"
 
 #define SALES_SKU_MAX      32 /* product.sku is VARCHAR(32) */
@@ -30,6 +31,7 @@ struct sales_thread {
     db_stmt *products; /* all, by sku */
     db_stmt *buy;      /* the atomic decrement */
     db_stmt *stock_of; /* what is left, after a checkout found too little */
+    replenish *restock; /* opens the order of a stock-out, rings the doorbell */
     int db_down;       /* to log the database going away and coming back once */
 };
 
@@ -206,15 +208,16 @@ sales_reply_checkout(responder_request *rq, int status, const char *prefix, cons
 
 /* The checkout changed no row: the product is unknown (404) or has less than
  * quantity left (409). This is where a stock-out turns into a replenishment
- * request: the replenishment issue puts here, in one transaction, the opening
- * of the order and its outbox event, and after the commit the doorbell. */
+ * request: in one transaction the order and its outbox event, after the commit
+ * the doorbell (replenish.c). If that fails the answer is 503, not 409: the
+ * shortage was seen but nobody was told, and the next checkout tries again. */
 static void
 sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, long long quantity)
 {
     errbuf err = {{0}};
-    long long rows;
+    long long rows, remaining;
+    int state;
 
-    (void)quantity; /* what the replenishment will weigh against the stock */
     rows = db_stmt_exec(th->stock_of, &err, "s", sku);
     if (rows < 0) {
         sales_unavailable(th, rq, &err);
@@ -224,7 +227,13 @@ sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, 
         sales_reply_message(rq, 404, "상품 없음");
         return;
     }
-    sales_reply_checkout(rq, 409, "구매 실패!", sku, db_stmt_col_int(th->stock_of, 0), "requested");
+    remaining = db_stmt_col_int(th->stock_of, 0);
+    state = replenish_request(th->restock, sku, (long)quantity, &err);
+    if (state < 0) {
+        sales_unavailable(th, rq, &err);
+        return;
+    }
+    sales_reply_checkout(rq, 409, "구매 실패!", sku, remaining, replenish_state_name(state));
 }
 
 static void
@@ -373,6 +382,7 @@ sales_thread_fini(void *state)
     struct sales_thread *th = state;
 
     if (th != NULL) {
+        replenish_destroy(&th->restock);
         db_destroy(&th->conn); /* statements go with it */
         free(th);
     }
@@ -405,6 +415,13 @@ sales_thread_init(void *app, void **state, errbuf *err)
     th->stock_of = db_stmt_new(th->conn, "SELECT stock FROM product WHERE sku = ?", DB_IDEMPOTENT);
     if (!th->product || !th->products || !th->buy || !th->stock_of)
         goto oom;
+    /* Each thread its own doorbell: ZeroMQ sockets are not thread-safe. */
+    th->restock = replenish_new(th->conn, conf_str(th->app->cf, "bus_endpoint"), err);
+    if (th->restock == NULL) {
+        sales_thread_fini(th);
+        *state = NULL;
+        return RS_ERR;
+    }
     return RS_OK;
 
 oom:
