@@ -1,0 +1,145 @@
+/* Unit test of queue: backoff bounds, and delivery threads over a real spool with
+ * a driver whose outcomes the test chooses: done, deferred with attempts and
+ * error, dead after max_attempts with the dead hook called, dead at once. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "queue.h"
+#include "tap.h"
+
+static int dead_calls;
+
+static int
+fake_init(const conf *cf, void **state, errbuf *err)
+{
+    *state = NULL;
+    return RS_OK;
+}
+
+static void
+fake_fini(void *state)
+{
+}
+
+/* The body says what to answer: "done", "retry" or "permanent". */
+static enum queue_outcome
+fake_deliver(void *state, const spool_msg *msg, errbuf *err)
+{
+    const char *body = spool_msg_body(msg);
+
+    if (strcmp(body, "done") == 0)
+        return QUEUE_DONE;
+    if (strcmp(body, "retry") == 0) {
+        errbuf_set(err, "peer said 500");
+        return QUEUE_RETRY;
+    }
+    errbuf_set(err, "peer said 400");
+    return QUEUE_PERMANENT;
+}
+
+static void
+fake_dead(void *state, const spool_msg *msg, const char *reason)
+{
+    __atomic_add_fetch(&dead_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static const struct queue_driver fake = {"fake", fake_init, fake_fini, fake_deliver, fake_dead};
+
+/* Waits up to 10 s for the state of id; returns the message or NULL. */
+static spool_msg *
+wait_state(spool *sp, const char *id, enum spool_state want)
+{
+    errbuf err;
+    for (int i = 0; i < 1000; i++) {
+        spool_msg *m = NULL;
+        if (spool_get(sp, id, &m, &err) == 1) {
+            if (spool_msg_state(m) == want)
+                return m;
+            spool_msg_destroy(&m);
+        }
+        usleep(10000);
+    }
+    return NULL;
+}
+
+int
+main(void)
+{
+    char dir[] = "/tmp/queue_test.XXXXXX";
+    errbuf err = {{0}};
+    spool *sp;
+    queue *q;
+    conf *cf;
+    spool_msg *m;
+    int in_range = 1;
+
+    for (int i = 0; i < 1000; i++) {
+        long b1 = queue_backoff(1, 5, 300), b3 = queue_backoff(3, 5, 300);
+        long b9 = queue_backoff(9, 5, 300);
+        in_range = in_range && b1 >= 2 && b1 <= 5 && b3 >= 10 && b3 <= 20 && b9 >= 150 &&
+                   b9 <= 300;
+    }
+    ok(in_range, "backoff doubles from min, capped at max, jitter takes off at most half");
+    is_int(queue_backoff(4, 0, 300), 0, "no backoff when min is 0");
+
+    ok(mkdtemp(dir) != NULL, "temporary spool folder");
+    setenv("RESTOCK_MAX_ATTEMPTS", "3", 1);
+    setenv("RESTOCK_BACKOFF_MIN", "0", 1);
+    setenv("RESTOCK_BACKOFF_MAX", "0", 1);
+    cf = conf_new("/dev/null", &err);
+    sp = spool_new(dir, "fake", &err);
+    ok(cf != NULL && sp != NULL, "configuration and spool");
+    q = queue_new(cf, sp, &fake, 3, &err);
+    ok(q != NULL, "three delivery threads start");
+
+    spool_put(sp, "m-done", NULL, "done", 4, &err);
+    spool_put(sp, "m-retry", NULL, "retry", 5, &err);
+    spool_put(sp, "m-perm", NULL, "permanent", 9, &err);
+    queue_kick(q);
+
+    m = wait_state(sp, "m-done", SPOOL_DONE);
+    ok(m != NULL, "a delivered message is in done/");
+    spool_msg_destroy(&m);
+
+    m = wait_state(sp, "m-perm", SPOOL_DEAD);
+    ok(m != NULL && spool_msg_attempts(m) == 1, "a permanent failure is dead at once, 1 attempt");
+    ok(m && spool_msg_death_reason(m) && strstr(spool_msg_death_reason(m), "permanent"),
+       "its death reason says permanent");
+    spool_msg_destroy(&m);
+
+    /* Deferred with backoff 0: due at once; the worker's main loop wakes deferred
+     * messages, here the test does. */
+    for (int round = 0; round < 3; round++) {
+        time_t next;
+        m = wait_state(sp, "m-retry", round < 2 ? SPOOL_DEFERRED : SPOOL_DEAD);
+        if (m == NULL)
+            break;
+        if (round < 2) {
+            ok(spool_msg_attempts(m) == round + 1 && spool_msg_last_error(m) &&
+                   strstr(spool_msg_last_error(m), "peer said 500"),
+               "retry %d: deferred with its attempt count and last error", round + 1);
+            spool_wake(sp, time(NULL) + 1, &next, &err);
+            queue_kick(q);
+        } else {
+            ok(spool_msg_attempts(m) == 3, "after max_attempts (3) the message is dead");
+            ok(spool_msg_death_reason(m) && strstr(spool_msg_death_reason(m), "max_attempts"),
+               "its death reason names max_attempts: %s",
+               spool_msg_death_reason(m) ? spool_msg_death_reason(m) : "(none)");
+        }
+        spool_msg_destroy(&m);
+    }
+    is_int(__atomic_load_n(&dead_calls, __ATOMIC_SEQ_CST), 2, "the dead hook ran for both deaths");
+
+    queue_destroy(&q);
+    ok(q == NULL, "destroy stops the threads and clears the pointer");
+    spool_destroy(&sp);
+    conf_destroy(&cf);
+    {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        ok(system(cmd) == 0, "clean up");
+    }
+    return done_testing();
+}
