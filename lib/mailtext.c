@@ -242,3 +242,12 @@ mailtext_expand(const char *text, const mailtext_var *vars, char **out, errbuf *
 {
     return mailtext_fill("(text)", text, vars, 0, out, err);
 }
+
+void
+mailtext_time(time_t t, char *out, size_t size)
+{
+    struct tm tm;
+
+    localtime_r(&t, &tm);
+    strftime(out, size, "%Y-%m-%d %H:%M:%S %Z", &tm);
+}

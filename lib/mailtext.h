@@ -3,6 +3,9 @@
 #ifndef RESTOCK_MAILTEXT_H
 #define RESTOCK_MAILTEXT_H
 
+#include <stddef.h>
+#include <time.h>
+
 #include "errbuf.h"
 
 /* The emails. The names (mailtext_name) are stable: a queued message may store one. */
@@ -54,5 +57,9 @@ const char *mailtext_name(enum mailtext_id id);
 
 /* The id of a name, or -1. */
 int mailtext_find(const char *name);
+
+/* A time as the emails show it: the reader's local time with its zone
+ * ("2025-01-14 10:00:00 KST"), the zone being the worker's TZ. */
+void mailtext_time(time_t t, char *out, size_t size);
 
 #endif

@@ -41,15 +41,6 @@ alert_destroy(alert **self_p)
     *self_p = NULL;
 }
 
-void
-alert_time(time_t t, char *out, size_t size)
-{
-    struct tm tm;
-
-    localtime_r(&t, &tm);
-    strftime(out, size, "%Y-%m-%d %H:%M:%S %Z", &tm);
-}
-
 int
 alert_raise(alert *self, const char *cause, const char *template_name, const mailtext_var *vars,
             errbuf *err)

@@ -21,7 +21,4 @@ void alert_destroy(alert **self_p);
 int alert_raise(alert *self, const char *cause, const char *template_name,
                 const mailtext_var *vars, errbuf *err);
 
-/* Now, as the emails show times. */
-void alert_time(time_t t, char *out, size_t size);
-
 #endif

@@ -35,12 +35,15 @@ drivers_describe(const spool_msg *msg, char *out, size_t size)
     const cJSON *sku = cJSON_GetObjectItemCaseSensitive(m, "sku");
     const cJSON *qty = cJSON_GetObjectItemCaseSensitive(m, "quantity");
     const cJSON *maker = cJSON_GetObjectItemCaseSensitive(m, "factory_identifier");
+    const cJSON *order = cJSON_GetObjectItemCaseSensitive(m, "order_id");
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(m, "template");
     const cJSON *to = cJSON_GetObjectItemCaseSensitive(m, "to");
 
+    /* The order id is what operators look up (restockctl orders, the factory). */
     if (cJSON_IsString(sku) && cJSON_IsNumber(qty))
-        snprintf(out, size, "공장 주문 / factory order: %s x %d → %s", sku->valuestring,
-                 qty->valueint, cJSON_IsString(maker) ? maker->valuestring : "?");
+        snprintf(out, size, "공장 주문 / factory order %s: %s x %d → %s",
+                 cJSON_IsString(order) ? order->valuestring : "?", sku->valuestring, qty->valueint,
+                 cJSON_IsString(maker) ? maker->valuestring : "?");
     else if (cJSON_IsString(tmpl))
         snprintf(out, size, "email %s to %s", tmpl->valuestring,
                  cJSON_IsString(to) ? to->valuestring : "?");
@@ -56,8 +59,9 @@ drivers_alert_dead(const spool_msg *msg, const char *queue_name, const char *rea
     errbuf err = {{0}};
 
     drivers_describe(msg, what, sizeof(what));
-    snprintf(attempts, sizeof(attempts), "%d", spool_msg_attempts(msg) + 1);
-    alert_time(time(NULL), when, sizeof(when));
+    /* spool_kill counted the attempt that killed it. */
+    snprintf(attempts, sizeof(attempts), "%d", spool_msg_attempts(msg));
+    mailtext_time(time(NULL), when, sizeof(when));
     /* Named by the message and the moment, so that a message redriven and dead
      * again is told again. */
     snprintf(cause, sizeof(cause), "dead-%s-%.60s-%ld", queue_name, spool_msg_id(msg),

@@ -10,6 +10,7 @@
 
 #include "ident.h"
 #include "log.h"
+#include "mailtext.h"
 #include "outbox.h"
 
 #define OUTBOX_BATCH 100
@@ -101,16 +102,6 @@ outbox_add_str(cJSON *obj, const char *name, db_stmt *st, int col)
         cJSON_AddStringToObject(obj, name, s);
 }
 
-/* Local time of a unix time, as people read it in an email. */
-static void
-outbox_local_time(time_t t, char *out, size_t size)
-{
-    struct tm tm;
-
-    localtime_r(&t, &tm);
-    strftime(out, size, "%Y-%m-%d %H:%M:%S %Z", &tm);
-}
-
 /* The factory message of a stock_empty event. The callback token is made here,
  * once per order: it lives only in this message (and the URL the factory gets);
  * the driver stores its hash before the first request. */
@@ -126,7 +117,7 @@ outbox_factory_message(db_stmt *st, const char *event_text)
     randombytes_buf(token, sizeof(token));
     sodium_bin2hex(token_hex, sizeof(token_hex), token, sizeof(token));
     sodium_memzero(token, sizeof(token));
-    outbox_local_time((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
+    mailtext_time((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
     cJSON_AddStringToObject(m, "event_id", event_text);
     cJSON_AddStringToObject(m, "kind", "stock_empty");
     outbox_add_id(m, "order_id", st, COL_ORDER);
@@ -154,7 +145,7 @@ outbox_mail_message(db_stmt *st, const char *event_text, int empty)
 
     if (m == NULL)
         return NULL;
-    outbox_local_time((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
+    mailtext_time((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
     snprintf(quantity, sizeof(quantity), "%lld", db_stmt_col_int(st, COL_QUANTITY));
     snprintf(stock, sizeof(stock), "%lld", db_stmt_col_int(st, COL_STOCK));
     cJSON_AddStringToObject(m, "event_id", event_text);

@@ -79,7 +79,7 @@ worker_alert_corrupt(alert *alerts)
 {
     char when[64];
 
-    alert_time(time(NULL), when, sizeof(when));
+    mailtext_time(time(NULL), when, sizeof(when));
     pthread_mutex_lock(&worker_corrupt.lock);
     for (size_t i = 0; i < worker_corrupt.n; i++) {
         errbuf err = {{0}};
@@ -127,7 +127,7 @@ worker_check_overdue(struct worker_watch *w, db *conn, alert *alerts)
         if (len != IDENT_BYTES)
             continue;
         memcpy(ids[n++], id, IDENT_BYTES);
-        alert_time((time_t)db_stmt_col_int(w->overdue, 5), sent_at, sizeof(sent_at));
+        mailtext_time((time_t)db_stmt_col_int(w->overdue, 5), sent_at, sizeof(sent_at));
         snprintf(age, sizeof(age), "%ld분 (%ld min)", minutes, minutes);
         snprintf(cause, sizeof(cause), "callback-missing-%s", order);
         mailtext_var vars[] = {{"order_id", order},
@@ -169,7 +169,7 @@ worker_check_delay(struct worker_watch *w, spool *sp, alert *alerts)
              (long)(now - oldest) / 60);
     snprintf(count, sizeof(count), "%ld", waiting);
     snprintf(cause, sizeof(cause), "delay-%s-%ld", spool_queue(sp), (long)oldest);
-    alert_time(now, when, sizeof(when));
+    mailtext_time(now, when, sizeof(when));
     mailtext_var vars[] = {{"queue", spool_queue(sp)},
                            {"age", age},
                            {"count", count},
