@@ -76,6 +76,7 @@ static void
 callback_app_fini(void *app)
 {
     free(app);
+    bus_shutdown(); /* every thread's doorbell is closed by now */
     mysql_library_end();
 }
 

@@ -8,6 +8,7 @@
 
 #include <mysql.h>
 
+#include "bus.h"
 #include "db.h"
 #include "ident.h"
 #include "json.h"
@@ -373,6 +374,7 @@ sales_app_init(const conf *cf, void **app_p, errbuf *err)
 static void
 sales_app_fini(void *app)
 {
+    bus_shutdown(); /* every thread's doorbell is closed by now */
     mysql_library_end();
 }
 

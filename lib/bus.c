@@ -21,29 +21,45 @@ struct bus_sub {
 };
 
 /* One ZeroMQ context per process, made on first use and shared by every thread
- * (contexts are thread-safe). It is never terminated: zmq_ctx_term would block
- * on sockets of threads still running at exit, and the process ends anyway. */
+ * (contexts are thread-safe). bus_shutdown terminates it; zmq_ctx_term would
+ * block on a socket still open, hence "once every bus object is destroyed". */
 static void *bus_context;
-static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t bus_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void
-bus_context_make(void)
+static void *
+bus_context_get(void)
 {
-    bus_context = zmq_ctx_new();
+    void *ctx;
+
+    pthread_mutex_lock(&bus_lock);
+    if (bus_context == NULL)
+        bus_context = zmq_ctx_new();
+    ctx = bus_context;
+    pthread_mutex_unlock(&bus_lock);
+    return ctx;
+}
+
+void
+bus_shutdown(void)
+{
+    pthread_mutex_lock(&bus_lock);
+    if (bus_context != NULL)
+        zmq_ctx_term(bus_context);
+    bus_context = NULL;
+    pthread_mutex_unlock(&bus_lock);
 }
 
 static void *
 bus_socket(int type, errbuf *err)
 {
-    void *s;
+    void *s, *ctx = bus_context_get();
     int linger = 0;
 
-    pthread_once(&bus_once, bus_context_make);
-    if (bus_context == NULL) {
+    if (ctx == NULL) {
         errbuf_set(err, "bus: cannot create a ZeroMQ context: %s", zmq_strerror(errno));
         return NULL;
     }
-    s = zmq_socket(bus_context, type);
+    s = zmq_socket(ctx, type);
     if (s == NULL) {
         errbuf_set(err, "bus: cannot create a ZeroMQ socket: %s", zmq_strerror(errno));
         return NULL;

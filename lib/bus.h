@@ -27,6 +27,10 @@ int bus_ring(bus_pub *self, const char *topic, const char *text);
 bus_sub *bus_sub_new(const char *endpoint, errbuf *err);
 void bus_sub_destroy(bus_sub **self_p);
 
+/* Ends ZeroMQ in this process (its I/O threads), once every bus object is
+ * destroyed, at the very end of a program; a later bus_*_new starts it again. */
+void bus_shutdown(void);
+
 /* Waits up to timeout_ms for doorbells; returns how many rang (all are consumed),
  * 0 on timeout, -1 when interrupted by a signal or on error. */
 int bus_wait(bus_sub *self, long timeout_ms);

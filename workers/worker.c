@@ -399,6 +399,7 @@ done:
     if (lock_fd >= 0)
         close(lock_fd);
     http_global_cleanup();
+    bus_shutdown();
     mysql_library_end();
     conf_destroy(&cf);
     if (status == 0)

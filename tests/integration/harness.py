@@ -111,7 +111,12 @@ class Stack:
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self):
-        self.start(*(self.components or []))
+        try:
+            self.start(*(self.components or []))
+        except BaseException:
+            # __exit__ does not run when __enter__ fails: stop what did start.
+            self.close(failed=True)
+            raise
         return self
 
     def __exit__(self, *exc):

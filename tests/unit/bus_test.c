@@ -51,6 +51,11 @@ main(void)
        err.msg);
     bus_pub_destroy(&pub);
     ok(pub == NULL, "destroy clears the pointer");
+    bus_shutdown();
+    pub = bus_pub_new(endpoint, &err);
+    ok(pub != NULL, "after bus_shutdown a new publisher starts ZeroMQ again");
+    bus_pub_destroy(&pub);
+    bus_shutdown();
     rmdir(dir);
     return done_testing();
 }
