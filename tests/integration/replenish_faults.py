@@ -3,14 +3,15 @@ down. The order's message is retried with backoff (seen in its deferred/ file: a
 due time, last error), goes to dead/ after max_attempts with the reason, the order is
 marked failed, operators get a dead_letter email, `restockctl dlq list` shows it; with
 the factory back, `restockctl dlq redrive ID` (or --all) delivers it once and the
-callback restores the stock once."""
+callback restores the stock once. A database that goes away while an order waits
+delays it; it goes out, once, when the database is back."""
 
 import time
 
 from harness import Stack, run_tests
-from replenish_common import (REORDER, alerts, factory_callbacks, factory_requests, header,
-                              orders, outbox, received_mail, sell_out, sim_config, spool_find,
-                              spool_message)
+from replenish_common import (REORDER, add_products, alerts, factory_callbacks,
+                              factory_requests, header, orders, outbox, received_mail, sell_out,
+                              sim_config, spool_find, spool_message)
 
 MAX_ATTEMPTS = 3
 ENV = {"RESTOCK_FACTORY_ARGS": "--delay 0.3", "RESTOCK_SWEEP_INTERVAL": "1",
@@ -111,8 +112,9 @@ def factory_500(t, s, sku):
     gaps = [b["time"] - a["time"] for a, b in zip(reqs, reqs[1:])]
     t.ok(all(g >= 0.5 for g in gaps), "%s: attempts are spaced by the backoff" % what, gaps)
     p = s.restockctl("status")
-    t.ok(p.returncode == 0 and "failed 1" in p.stdout, "%s: restockctl status shows the failed "
-         "order" % what, p.stdout)
+    line = [ln.split() for ln in p.stdout.splitlines() if ln.startswith("factory")]
+    t.ok(p.returncode == 0 and line and line[0][4] == "1" and "failed 1" in p.stdout,
+         "%s: restockctl status shows the dead message and the failed order" % what, p.stdout)
     sim_config(s, fail_rate=0)
     redriven(t, s, sku, event, order, what, event, len(reqs))
 
@@ -139,6 +141,33 @@ def factory_down(t, s, sku):
     return event
 
 
+def database_down(t, s, sku):
+    what = "database down"
+    # Enough attempts to outlast the outage: this is about the way back, not about dying.
+    s.stop("worker")
+    s.start("worker", env={"RESTOCK_MAX_ATTEMPTS": "100"})
+    s.stop("factory")
+    t.is_(sell_out(s, sku).status, 409, "%s: %s sold out" % (what, sku))
+    event = s.wait_until(lambda: outbox(s, sku, "stock_empty"))[-1][0]
+    t.ok(s.wait_until(lambda: "deferred" in spool_find(s, "factory", event), timeout=30),
+         "%s: the order waits in deferred/ (factory down)" % what)
+    s.stop("db")
+    s.start("factory")
+
+    def says_database():
+        got = spool_message(s, "factory", "deferred", event)
+        return got and "database" in got[0].get("last-error", "")
+    t.ok(s.wait_until(says_database, timeout=30),
+         "%s: with the factory back but no database, it is deferred again, saying why" % what)
+    t.is_(factory_requests(s, sku), [], "%s: nothing was sent without the order's row" % what)
+    s.start("db")
+    t.ok(s.wait_until(lambda: [o["status"] for o in orders(s, sku)] == ["fulfilled"],
+                      timeout=60), "%s: once the database is back the order is delivered and "
+         "fulfilled" % what, orders(s, sku))
+    t.is_(len(factory_requests(s, sku)), 1, "%s: the factory received it once" % what)
+    t.is_(s.stock(sku), REORDER, "%s: the stock is restored once" % what)
+
+
 def body(t):
     with Stack(t, env=ENV) as s:
         factory_500(t, s, "CP-502101")
@@ -150,6 +179,7 @@ def body(t):
         p = s.restockctl("dlq", "redrive", "no-such-message")
         t.ok(p.returncode != 0 and "no dead message" in p.stderr,
              "redriving an unknown message fails with a reason", p.stdout + p.stderr)
+        database_down(t, s, add_products(s, 1, prefix="DB")[0])
         p = s.restockctl("dlq", "list")
         t.ok(p.returncode == 0 and len(p.stdout.strip().splitlines()) == 1,
              "in the end the dead letter queue is empty", p.stdout)
