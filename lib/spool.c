@@ -1701,18 +1701,32 @@ spool_get(spool *sp, const char *id, spool_msg **msg, errbuf *err)
 int
 spool_oldest_waiting(spool *sp, time_t *created, errbuf *err)
 {
+    return spool_oldest_waiting_except(sp, NULL, created, err);
+}
+
+int
+spool_oldest_waiting_except(spool *sp, const char *except, time_t *created, errbuf *err)
+{
+    /* In flight counts: a message retried often is in active/ at many a look, and
+     * is no less late for it. In the order a message moves, so that one moving
+     * meanwhile is seen once at least. */
+    static const int folders[] = {SPOOL_INCOMING, SPOOL_ACTIVE, SPOOL_DEFERRED};
     int64_t oldest = 0;
     int rc = RS_ERR;
 
     *created = 0;
     pthread_mutex_lock(&sp->lock);
-    for (int k = 0; k < 2; k++) {
-        int f = k == 0 ? SPOOL_INCOMING : SPOOL_DEFERRED;
+    for (size_t k = 0; k < sizeof(folders) / sizeof(folders[0]); k++) {
+        int f = folders[k];
         if (scan_refresh(sp, f, 0, err) < 0)
             goto done;
-        for (size_t i = 0; i < sp->scans[f].n; i++)
-            if (oldest == 0 || sp->scans[f].v[i].created < oldest)
-                oldest = sp->scans[f].v[i].created;
+        for (size_t i = 0; i < sp->scans[f].n; i++) {
+            const struct entry *e = &sp->scans[f].v[i];
+            if (except != NULL && strncmp(e->name, except, strlen(except)) == 0)
+                continue;
+            if (oldest == 0 || e->created < oldest)
+                oldest = e->created;
+        }
     }
     *created = (time_t)(oldest / NS);
     rc = RS_OK;

@@ -186,9 +186,11 @@ int spool_each(spool *sp, enum spool_state state, spool_each_fn *fn, void *arg, 
  * corrupt file is an error here; it is not moved). */
 int spool_get(spool *sp, const char *id, spool_msg **msg, errbuf *err);
 
-/* Created time of the oldest message waiting (incoming/ or deferred/), 0 when none
- * is; RS_ERR on error. */
+/* Created time of the oldest message waiting (incoming/, deferred/, or in flight in
+ * active/: not delivered yet), 0 when none is; RS_ERR on error. */
 int spool_oldest_waiting(spool *sp, time_t *created, errbuf *err);
+/* The same, leaving out messages whose id begins with `except` (NULL: none). */
+int spool_oldest_waiting_except(spool *sp, const char *except, time_t *created, errbuf *err);
 
 /* The message. Strings are NUL-terminated; NULL where the header is absent. The
  * body is followed by a NUL byte (not counted in its length), for parsers. */

@@ -53,7 +53,7 @@ alert_raise(alert *self, const char *cause, const char *template_name, const mai
 
     if (m == NULL)
         return errbuf_set(err, "out of memory");
-    n = (size_t)snprintf(id, sizeof(id), "alert-%.100s", cause);
+    n = (size_t)snprintf(id, sizeof(id), ALERT_ID_PREFIX "%.100s", cause);
     for (size_t i = 0; i < n && id[i]; i++)
         if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') ||
               (id[i] >= '0' && id[i] <= '9') || id[i] == '-' || id[i] == '_' || id[i] == '.'))

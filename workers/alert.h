@@ -12,6 +12,9 @@
 
 typedef struct alert alert;
 
+/* An alert's message id in the mail queue is this prefix and its cause. */
+#define ALERT_ID_PREFIX "alert-"
+
 alert *alert_new(const conf *cf, spool *mail_queue);
 void alert_destroy(alert **self_p);
 

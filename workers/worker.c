@@ -149,7 +149,10 @@ worker_check_overdue(struct worker_watch *w, db *conn, alert *alerts)
     (void)conn;
 }
 
-/* The oldest waiting message older than delay_warning: told once per message. */
+/* The oldest waiting message older than delay_warning: told once per message.
+ * Alerts waiting in the mail queue do not count: with the relay down, the warning
+ * itself would become the oldest message once the others went out, and be told
+ * of in turn (an email about a delayed email). */
 static void
 worker_check_delay(struct worker_watch *w, spool *sp, alert *alerts)
 {
@@ -158,7 +161,7 @@ worker_check_delay(struct worker_watch *w, spool *sp, alert *alerts)
     char age[48], count[24], cause[64], when[64];
     long waiting;
 
-    if (spool_oldest_waiting(sp, &oldest, &err) != RS_OK) {
+    if (spool_oldest_waiting_except(sp, ALERT_ID_PREFIX, &oldest, &err) != RS_OK) {
         log_warn("event=delay_check_failed queue=%s error=\"%s\"", spool_queue(sp), err.msg);
         return;
     }

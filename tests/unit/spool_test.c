@@ -422,12 +422,23 @@ test_redrive_and_listing(void)
     is_int(spool_count(sp, SPOOL_INCOMING, &err), 3, "incoming/ has three");
     ok(spool_oldest_waiting(sp, &oldest, &err) == 0 && oldest > 0 && oldest <= time(NULL),
        "oldest waiting is the created time of x0");
+    ok(spool_oldest_waiting_except(sp, "x", &oldest, &err) == 0 && oldest == 0,
+       "none waits when ids beginning with x are left out");
+    ok(spool_oldest_waiting_except(sp, "y", &oldest, &err) == 0 && oldest > 0,
+       "leaving out ids beginning with y leaves them");
 
     is_int(spool_get(sp, "x1", &m, &err), 1, "get finds x1");
     is_int(m ? (int)spool_msg_state(m) : -1, SPOOL_INCOMING, "in incoming");
     is_int(m ? (int)spool_msg_history_count(m) : -1, 1, "with one history line");
     spool_msg_destroy(&m);
     is_int(spool_get(sp, "nope", &m, &err), 0, "get of an unknown id answers 0");
+    for (int i = 0; i < 3; i++) {
+        spool_take(sp, NULL, 0, &m, &err);
+        spool_msg_destroy(&m);
+    }
+    ok(spool_count(sp, SPOOL_ACTIVE, &err) == 3 && spool_oldest_waiting(sp, &oldest, &err) == 0 &&
+           oldest > 0,
+       "messages in flight (active/) still count as waiting");
     spool_destroy(&sp);
 }
 
