@@ -1,0 +1,74 @@
+"""Integration test of the delay warning (issue 4): with the factory failing and the
+SMTP relay down, messages wait (retried, never dead: max_attempts is high); once the
+oldest waiting message of a queue is older than delay_warning, operators are told
+once per queue and oldest message, not at every watch of the worker, and the
+warning reaches them when the relay is back."""
+
+import time
+
+from harness import Stack, run_tests
+from inbox import OPERATORS, check_headers, inbox, wait_mails
+from replenish_common import alerts, orders, outbox, sell_out, sim_config, spool_find
+
+ENV = {
+    "RESTOCK_FACTORY_ARGS": "--fail-rate 1 --silent",
+    "RESTOCK_DELAY_WARNING": "3",
+    "RESTOCK_MAX_ATTEMPTS": "1000",
+    "RESTOCK_BACKOFF_MIN": "1",
+    "RESTOCK_BACKOFF_MAX": "2",
+    "RESTOCK_SWEEP_INTERVAL": "1",
+}
+WATCH_INTERVAL = 10  # workers/worker.c looks at the oldest messages this often
+SKU = "CP-502101"
+
+
+def queued_warnings(s, queue):
+    return [(state, name) for state, name, m in alerts(s, "delay_warning")
+            if m.get("vars", {}).get("queue") == queue]
+
+
+def body(t):
+    with Stack(t, env=ENV) as s:
+        s.stop("smtp")
+        sell_out(s, SKU)
+        events = s.wait_until(lambda: outbox(s, SKU, "stock_empty"))
+        event = events[0][0] if events else "?"
+        got = s.wait_until(lambda: queued_warnings(s, "factory") and queued_warnings(s, "mail"),
+                           timeout=3 * WATCH_INTERVAL)
+        t.ok(got, "the factory failing and the relay down: a delay warning is queued for"
+             " each queue", alerts(s, "delay_warning"))
+        # Later watches find the same oldest messages still waiting.
+        time.sleep(2 * WATCH_INTERVAL + 1)
+        t.is_(len(queued_warnings(s, "factory")), 1,
+              "one warning about the factory queue, not one per watch")
+        t.is_(len(queued_warnings(s, "mail")), 1, "one about the mail queue")
+        where = [spool_find(s, q, event) for q in ("factory", "mail")]
+        t.ok(all(len(w) == 1 and w[0] in ("incoming", "active", "deferred") for w in where),
+             "the order and the pause email are still waiting, retried", where)
+        t.is_(orders(s, SKU)[0]["status"], "open", "the order is still open, not failed")
+
+        # The factory and the relay come back: everything goes out, the warnings too.
+        sim_config(s, fail_rate=0)
+        s.start("smtp")
+        warned = wait_mails(s, count=2, kind="delay_warning")
+        t.ok(s.wait_until(lambda: orders(s, SKU)[0]["status"] == "sent"),
+             "the order reaches the factory")
+        t.ok(wait_mails(s, kind="ad_pause"), "the pause email arrives")
+        by_queue = sorted(m.subject for m in warned)
+        t.ok(len(warned) == 2, "operators get two delay warnings", by_queue)
+        for m in warned:
+            check_headers(t, m, OPERATORS, "delay warning")
+        t.ok(any(m.subject.startswith("[restock] 처리 지연: factory 큐의 메시지가 ") for m in warned)
+             and any(m.subject.startswith("[restock] 처리 지연: mail 큐의 메시지가 ")
+                     for m in warned),
+             "one names the factory queue, one the mail queue", by_queue)
+        t.ok(all("대기 중인 메시지: " in m.body and "restockctl status" in m.body for m in warned),
+             "they say how many messages wait and how to look")
+
+        # Nothing waits any more: later watches have nothing to tell.
+        time.sleep(WATCH_INTERVAL + 1)
+        t.is_(len(inbox(s, kind="delay_warning")), 2, "no further delay warning")
+        t.is_(len(alerts(s, "delay_warning")), 2, "none queued either")
+
+
+run_tests(body)
