@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "conf.h"
+#include "log.h"
 
 enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM };
 
@@ -337,6 +340,46 @@ const char *
 conf_path(const conf *self)
 {
     return self->path;
+}
+
+conf *
+conf_from_args(int argc, char **argv, const char *program, void (*usage)(FILE *out),
+               int *exit_status)
+{
+    const char *path = NULL;
+    errbuf err = {{0}};
+    conf *cf;
+    int opt;
+
+    log_init(program, LOG_LEVEL_INFO);
+    while ((opt = getopt(argc, argv, "c:h")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            *exit_status = 0;
+            return NULL;
+        default:
+            usage(stderr);
+            *exit_status = 2;
+            return NULL;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        *exit_status = 2;
+        return NULL;
+    }
+    cf = conf_new(path, &err);
+    if (cf == NULL) {
+        log_error("event=config_failed error=\"%s\"", err.msg);
+        *exit_status = 1;
+        return NULL;
+    }
+    log_init(program, (enum log_level)log_level_parse(conf_str(cf, "log_level")));
+    return cf;
 }
 
 void

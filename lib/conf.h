@@ -27,6 +27,14 @@ long conf_int(const conf *self, const char *key);
 /* The file the values came from, or NULL when only defaults and environment hold. */
 const char *conf_path(const conf *self);
 
+/* The start of every restock daemon: options -c FILE and -h, the configuration,
+ * and log_init(program) at its log_level. usage writes the help (the options
+ * above, and what the program does) to out. Returns the configuration, or NULL
+ * with *exit_status set: 0 after -h, 2 for bad usage, 1 for a bad configuration
+ * (logged). */
+conf *conf_from_args(int argc, char **argv, const char *program, void (*usage)(FILE *out),
+                     int *exit_status);
+
 /* Writes a documented configuration file with every key at its default. */
 void conf_write_defaults(FILE *out);
 

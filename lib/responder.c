@@ -580,9 +580,14 @@ responder_run(responder *self, errbuf *err)
 
 /* -- the program --------------------------------------------------------------- */
 
+/* The program whose usage conf_from_args prints (one per process). */
+static const struct responder_program *responder_usage_prog;
+
 static void
-responder_usage(FILE *out, const struct responder_program *prog)
+responder_usage(FILE *out)
 {
+    const struct responder_program *prog = responder_usage_prog;
+
     fprintf(out,
             "usage: %s [-c FILE]\n\n"
             "Serves its FastCGI routes on the unix socket named by %s, with %s threads,\n"
@@ -597,11 +602,10 @@ int
 responder_main(int argc, char **argv, const struct responder_program *prog)
 {
     struct responder_settings settings;
-    const char *path = NULL;
     responder *server = NULL;
     conf *cf = NULL;
     void *app = NULL;
-    int app_ready = 0, status = 1, opt;
+    int app_ready = 0, status = 1;
     errbuf err = {{0}};
     sigset_t set;
 
@@ -609,30 +613,11 @@ responder_main(int argc, char **argv, const struct responder_program *prog)
      * thread of the process leaves SIGTERM and SIGINT to sigwait. */
     responder_signals(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    log_init(prog->name, LOG_LEVEL_INFO);
-    while ((opt = getopt(argc, argv, "c:h")) != -1) {
-        switch (opt) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'h':
-            responder_usage(stdout, prog);
-            return 0;
-        default:
-            responder_usage(stderr, prog);
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        responder_usage(stderr, prog);
-        return 2;
-    }
-    cf = conf_new(path, &err);
-    if (cf == NULL) {
-        log_error("event=config_failed error=\"%s\"", err.msg);
-        return 1;
-    }
-    log_init(prog->name, (enum log_level)log_level_parse(conf_str(cf, "log_level")));
+    responder_usage_prog = prog;
+    cf = conf_from_args(argc, argv, prog->name, responder_usage, &status);
+    if (cf == NULL)
+        return status;
+    status = 1;
     settings.socket_path = conf_str(cf, prog->socket_key);
     settings.socket_mode = (unsigned)conf_int(cf, "socket_mode");
     settings.backlog = (int)conf_int(cf, "socket_backlog");

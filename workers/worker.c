@@ -215,7 +215,6 @@ worker_usage(FILE *out)
 int
 main(int argc, char **argv)
 {
-    const char *path = NULL;
     conf *cf = NULL;
     errbuf err = {{0}};
     spool *factory_q = NULL, *mail_q = NULL;
@@ -227,27 +226,12 @@ main(int argc, char **argv)
     struct worker_watch watch = {0};
     struct sigaction sa;
     time_t next_sweep = 0, next_watch = 0;
-    int opt, status = 1, lock_fd = -1, sweep_failing = 0;
+    int status = 1, lock_fd = -1, sweep_failing = 0;
 
-    while ((opt = getopt(argc, argv, "c:h")) != -1) {
-        switch (opt) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'h':
-            worker_usage(stdout);
-            return 0;
-        default:
-            worker_usage(stderr);
-            return 2;
-        }
-    }
-    cf = conf_new(path, &err);
-    if (cf == NULL) {
-        fprintf(stderr, "error restock-worker event=config_failed error=\"%s\"\n", err.msg);
-        return 1;
-    }
-    log_init("restock-worker", (enum log_level)log_level_parse(conf_str(cf, "log_level")));
+    cf = conf_from_args(argc, argv, "restock-worker", worker_usage, &status);
+    if (cf == NULL)
+        return status;
+    status = 1;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = worker_on_signal; /* no SA_RESTART: the wait returns at once */
