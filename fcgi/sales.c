@@ -15,6 +15,7 @@
 #include "log.h"
 #include "replenish.h"
 #include "responder.h"
+#include "row.h"
 
 #define SALES_SKU_MAX      32 /* product.sku is VARCHAR(32) */
 #define SALES_QUANTITY_MAX 1000
@@ -65,19 +66,6 @@ sales_db_answered(struct sales_thread *th)
 
 /* -- products ---------------------------------------------------------------------- */
 
-static int
-sales_add_ident(cJSON *obj, const char *key, db_stmt *st, int col)
-{
-    char text[IDENT_TEXT];
-    size_t len;
-    const char *bytes = db_stmt_col(st, col, &len);
-
-    if (bytes == NULL)
-        return cJSON_AddNullToObject(obj, key) != NULL;
-    ident_format(bytes, len, text);
-    return cJSON_AddStringToObject(obj, key, text) != NULL;
-}
-
 /* The product JSON of the current row of a SALES_PRODUCT_COLUMNS statement. */
 static cJSON *
 sales_product_json(db_stmt *st)
@@ -86,13 +74,13 @@ sales_product_json(db_stmt *st)
     const char *sku = db_stmt_col(st, 1, NULL), *name = db_stmt_col(st, 2, NULL);
     int ok = obj != NULL;
 
-    ok = ok && sales_add_ident(obj, "product_id", st, 0);
+    ok = ok && row_add_ident(obj, "product_id", st, 0);
     ok = ok && cJSON_AddStringToObject(obj, "sku", sku ? sku : "") != NULL;
     ok = ok && cJSON_AddStringToObject(obj, "name", name ? name : "") != NULL;
     ok = ok && cJSON_AddNumberToObject(obj, "price", (double)db_stmt_col_int(st, 3)) != NULL;
     ok = ok && cJSON_AddNumberToObject(obj, "stock", (double)db_stmt_col_int(st, 4)) != NULL;
-    ok = ok && sales_add_ident(obj, "factory_id", st, 5);
-    ok = ok && sales_add_ident(obj, "ad_id", st, 6);
+    ok = ok && row_add_ident(obj, "factory_id", st, 5);
+    ok = ok && row_add_ident(obj, "ad_id", st, 6);
     if (!ok) {
         cJSON_Delete(obj);
         return NULL;

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "mailtext.h"
 #include "outbox.h"
+#include "row.h"
 
 #define OUTBOX_BATCH 100
 #define OUTBOX_STR_(x) #x
@@ -77,31 +78,6 @@ outbox_destroy(outbox **self_p)
     *self_p = NULL;
 }
 
-static void
-outbox_add_id(cJSON *obj, const char *name, db_stmt *st, int col)
-{
-    char text[IDENT_TEXT];
-    size_t len;
-    const char *bytes = db_stmt_col(st, col, &len);
-
-    ident_format(bytes, len, text);
-    if (text[0] == '\0')
-        cJSON_AddNullToObject(obj, name);
-    else
-        cJSON_AddStringToObject(obj, name, text);
-}
-
-static void
-outbox_add_str(cJSON *obj, const char *name, db_stmt *st, int col)
-{
-    const char *s = db_stmt_col(st, col, NULL);
-
-    if (s == NULL)
-        cJSON_AddNullToObject(obj, name);
-    else
-        cJSON_AddStringToObject(obj, name, s);
-}
-
 /* The factory message of a stock_empty event. The callback token is made here,
  * once per order: it lives only in this message (and the URL the factory gets);
  * the driver stores its hash before the first request. */
@@ -120,15 +96,15 @@ outbox_factory_message(db_stmt *st, const char *event_text)
     mailtext_time((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
     cJSON_AddStringToObject(m, "event_id", event_text);
     cJSON_AddStringToObject(m, "kind", "stock_empty");
-    outbox_add_id(m, "order_id", st, COL_ORDER);
-    outbox_add_id(m, "product_id", st, COL_PRODUCT);
-    outbox_add_str(m, "sku", st, COL_SKU);
-    outbox_add_str(m, "product_name", st, COL_NAME);
+    row_add_ident(m, "order_id", st, COL_ORDER);
+    row_add_ident(m, "product_id", st, COL_PRODUCT);
+    row_add_str(m, "sku", st, COL_SKU);
+    row_add_str(m, "product_name", st, COL_NAME);
     cJSON_AddNumberToObject(m, "quantity", (double)db_stmt_col_int(st, COL_QUANTITY));
-    outbox_add_id(m, "factory_id", st, COL_FACTORY);
-    outbox_add_str(m, "factory_identifier", st, COL_FACTORY_IDENT);
-    outbox_add_str(m, "factory_name", st, COL_FACTORY_NAME);
-    outbox_add_str(m, "factory_api", st, COL_FACTORY_API);
+    row_add_ident(m, "factory_id", st, COL_FACTORY);
+    row_add_str(m, "factory_identifier", st, COL_FACTORY_IDENT);
+    row_add_str(m, "factory_name", st, COL_FACTORY_NAME);
+    row_add_str(m, "factory_api", st, COL_FACTORY_API);
     cJSON_AddStringToObject(m, "token", token_hex);
     cJSON_AddStringToObject(m, "created_at", created);
     sodium_memzero(token_hex, sizeof(token_hex));
@@ -151,17 +127,17 @@ outbox_mail_message(db_stmt *st, const char *event_text, int empty)
     cJSON_AddStringToObject(m, "event_id", event_text);
     cJSON_AddStringToObject(m, "kind", empty ? "stock_empty" : "stock_arrived");
     cJSON_AddStringToObject(m, "template", empty ? "ad_pause" : "ad_resume");
-    outbox_add_str(m, "to", st, COL_AD_EMAIL);
+    row_add_str(m, "to", st, COL_AD_EMAIL);
     vars = cJSON_AddObjectToObject(m, "vars");
     if (vars == NULL) {
         cJSON_Delete(m);
         return NULL;
     }
-    outbox_add_str(vars, "product_name", st, COL_NAME);
-    outbox_add_str(vars, "sku", st, COL_SKU);
-    outbox_add_id(vars, "order_id", st, COL_ORDER);
-    outbox_add_id(vars, "ad_id", st, COL_AD);
-    outbox_add_str(vars, "factory_identifier", st, COL_FACTORY_IDENT);
+    row_add_str(vars, "product_name", st, COL_NAME);
+    row_add_str(vars, "sku", st, COL_SKU);
+    row_add_ident(vars, "order_id", st, COL_ORDER);
+    row_add_ident(vars, "ad_id", st, COL_AD);
+    row_add_str(vars, "factory_identifier", st, COL_FACTORY_IDENT);
     cJSON_AddStringToObject(vars, "quantity", quantity);
     cJSON_AddStringToObject(vars, "stock", stock);
     cJSON_AddStringToObject(vars, "time", when);
