@@ -18,7 +18,10 @@ from replenish_common import (REORDER, SEEDED, add_products, factory_callbacks,
 
 KILLS = 20
 PER_ROUND = 4
-ENV = {"RESTOCK_FACTORY_ARGS": "--delay 0.4 --slow 0.3", "RESTOCK_SWEEP_INTERVAL": "1",
+# The callback comes after the worker is back from a kill, so that a restarted worker
+# finds orders the factory has but the database does not call sent: it sends them
+# again, and the factory calls back twice.
+ENV = {"RESTOCK_FACTORY_ARGS": "--delay 2.5 --slow 0.3", "RESTOCK_SWEEP_INTERVAL": "1",
        "RESTOCK_BACKOFF_MIN": "1", "RESTOCK_BACKOFF_MAX": "2", "RESTOCK_MAX_ATTEMPTS": "1000"}
 
 
