@@ -99,6 +99,21 @@ def redriven(t, s, sku, event, order, what, redrive, factory_sent_before):
     t.is_(len(orders(s, sku)), 1, "%s: still one order" % what)
 
 
+def factory_fails_twice(t, s, sku):
+    what = "factory fails twice"
+    sim_config(s, fail_first=MAX_ATTEMPTS - 1, fail_rate=0, silent=False, slow=0)
+    t.is_(sell_out(s, sku).status, 409, "%s: %s sold out" % (what, sku))
+    t.ok(s.wait_until(lambda: [o["status"] for o in orders(s, sku)] == ["fulfilled"],
+                      timeout=30), "%s: the third attempt goes through, the order is fulfilled"
+         % what, orders(s, sku))
+    reqs = factory_requests(s, sku)
+    t.is_(len(reqs), MAX_ATTEMPTS, "%s: the factory saw %d attempts" % (what, MAX_ATTEMPTS))
+    t.is_(orders(s, sku)[0]["attempts"], MAX_ATTEMPTS, "%s: the order counts them" % what)
+    event = outbox(s, sku, "stock_empty")[0][0]
+    t.is_(spool_find(s, "factory", event), ["done"], "%s: the message is done, not dead" % what)
+    t.is_(s.stock(sku), REORDER, "%s: the stock is restored once" % what)
+
+
 def factory_500(t, s, sku):
     what = "factory answers 500"
     sim_config(s, fail_rate=1, silent=False, slow=0)
@@ -179,6 +194,7 @@ def body(t):
         p = s.restockctl("dlq", "redrive", "no-such-message")
         t.ok(p.returncode != 0 and "no dead message" in p.stderr,
              "redriving an unknown message fails with a reason", p.stdout + p.stderr)
+        factory_fails_twice(t, s, add_products(s, 1, prefix="FT")[0])
         database_down(t, s, add_products(s, 1, prefix="DB")[0])
         p = s.restockctl("dlq", "list")
         t.ok(p.returncode == 0 and len(p.stdout.strip().splitlines()) == 1,
