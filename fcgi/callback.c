@@ -21,7 +21,7 @@
 #include "log.h"
 #include "responder.h"
 
-#define CALLBACK_PREFIX   "/callbacks/factory/"
+#define CALLBACK_PREFIX    "/callbacks/factory/"
 #define CALLBACK_TOKEN_HEX (2 * 32)
 /* Deadlocks and lock waits are resolved by running the transaction again. */
 #define CALLBACK_TRIES 3
@@ -112,11 +112,12 @@ callback_thread_init(void *app_ptr, void **state, errbuf *err)
     t->bell = bus_pub_new(conf_str(app->cf, "bus_endpoint"), err);
     if (t->bell == NULL)
         goto fail;
-    t->find_order = db_stmt_new(t->conn,
-                                "SELECT r.token_hash, r.product_id, p.sku FROM replenishment_order r"
-                                " JOIN product p ON p.product_id = r.product_id"
-                                " WHERE r.order_id = ?",
-                                DB_IDEMPOTENT);
+    t->find_order =
+        db_stmt_new(t->conn,
+                    "SELECT r.token_hash, r.product_id, p.sku FROM replenishment_order r"
+                    " JOIN product p ON p.product_id = r.product_id"
+                    " WHERE r.order_id = ?",
+                    DB_IDEMPOTENT);
     /* The product row first, then the order: the sold-out transaction of
      * restock-sales takes them in the same order, so the two cannot deadlock. */
     t->lock_product =
@@ -191,8 +192,7 @@ callback_token_matches(const char *token, const char *stored, size_t stored_len)
 /* The stock transaction: RS_OK with the outcome, or RS_ERR (rolled back). */
 static int
 callback_fulfil(struct callback_thread *t, const unsigned char *order_id, const char *product_id,
-                size_t product_len, long long delivered, struct callback_outcome *out,
-                errbuf *err)
+                size_t product_len, long long delivered, struct callback_outcome *out, errbuf *err)
 {
     unsigned char event_id[IDENT_BYTES];
     const char *status;
@@ -320,8 +320,9 @@ callback_handle(responder_request *rq, void *state)
         goto done;
     }
     if (sku != NULL && strcmp(sku, callback_sku) != 0) {
-        responder_reply_error(rq, 400, "MessageAttributeProductId %s is not the product %s of order %s",
-                              sku, callback_sku, order_text);
+        responder_reply_error(rq, 400,
+                              "MessageAttributeProductId %s is not the product %s of order %s", sku,
+                              callback_sku, order_text);
         goto done;
     }
 

@@ -54,8 +54,7 @@ replenish_new(db *conn, const char *bus_endpoint, errbuf *err)
                                      " quantity) SELECT ?, 'stock_empty', order_id, product_id,"
                                      " quantity FROM replenishment_order WHERE order_id = ?",
                                      0);
-    if (!self->open_order_of || !self->lock_product || !self->insert_order ||
-        !self->insert_event) {
+    if (!self->open_order_of || !self->lock_product || !self->insert_order || !self->insert_event) {
         errbuf_set(err, "out of memory");
         goto fail;
     }
@@ -128,8 +127,7 @@ replenish_request(replenish *self, const char *sku, long quantity, errbuf *err)
     rows = db_stmt_exec(self->insert_event, err, "bb", event_id, sizeof(event_id), order_id,
                         sizeof(order_id));
     if (rows == 0)
-        errbuf_set(err, "database: the new order of %s is not visible to its own transaction",
-                   sku);
+        errbuf_set(err, "database: the new order of %s is not visible to its own transaction", sku);
     if (rows != 1)
         goto fail;
     if (db_commit(self->conn, err) != RS_OK)

@@ -29,12 +29,12 @@ struct sales_app {
 struct sales_thread {
     const struct sales_app *app;
     db *conn;
-    db_stmt *product;  /* one product by sku */
-    db_stmt *products; /* all, by sku */
-    db_stmt *buy;      /* the atomic decrement */
-    db_stmt *stock_of; /* what is left, after a checkout found too little */
+    db_stmt *product;   /* one product by sku */
+    db_stmt *products;  /* all, by sku */
+    db_stmt *buy;       /* the atomic decrement */
+    db_stmt *stock_of;  /* what is left, after a checkout found too little */
     replenish *restock; /* opens the order of a stock-out, rings the doorbell */
-    int db_down;       /* to log the database going away and coming back once */
+    int db_down;        /* to log the database going away and coming back once */
 };
 
 #define SALES_PRODUCT_COLUMNS "product_id, sku, name, price, stock, factory_id, ad_id"

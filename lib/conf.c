@@ -161,8 +161,8 @@ conf_set(conf *self, size_t i, const char *value, const char *origin, errbuf *er
         n = strtol(value, &end, p->type == CONF_MODE ? 8 : 10);
         if (errno != 0 || end == value || *end != '\0' || n < p->min || n > p->max)
             return errbuf_set(err, "%s: %s = \"%s\": expected %s from %ld to %ld", origin, p->key,
-                              value, p->type == CONF_MODE ? "an octal mode" : "an integer",
-                              p->min, p->max);
+                              value, p->type == CONF_MODE ? "an octal mode" : "an integer", p->min,
+                              p->max);
         break;
     case CONF_ENUM:
         if (!conf_enum_has(p->choices, value))

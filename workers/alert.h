@@ -21,7 +21,7 @@ void alert_destroy(alert **self_p);
 /* Queues the email `template` ("dead_letter", …) with vars to the operators.
  * cause names the alert ([A-Za-z0-9._-] and at most 100 characters; others are
  * replaced). Returns 1 when queued, 0 when this cause was told already, or -1. */
-int alert_raise(alert *self, const char *cause, const char *template_name,
-                const mailtext_var *vars, errbuf *err);
+int alert_raise(alert *self, const char *cause, const char *template_name, const mailtext_var *vars,
+                errbuf *err);
 
 #endif

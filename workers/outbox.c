@@ -14,9 +14,9 @@
 #include "outbox.h"
 #include "row.h"
 
-#define OUTBOX_BATCH 100
-#define OUTBOX_STR_(x) #x
-#define OUTBOX_STR(x) OUTBOX_STR_(x)
+#define OUTBOX_BATCH       100
+#define OUTBOX_STR_(x)     #x
+#define OUTBOX_STR(x)      OUTBOX_STR_(x)
 #define OUTBOX_TOKEN_BYTES 32
 
 struct outbox {
@@ -30,8 +30,20 @@ struct outbox {
 
 /* Columns of the pending query, in order. */
 enum {
-    COL_EVENT, COL_KIND, COL_ORDER, COL_PRODUCT, COL_QUANTITY, COL_CREATED, COL_SKU, COL_NAME,
-    COL_FACTORY, COL_FACTORY_IDENT, COL_FACTORY_NAME, COL_FACTORY_API, COL_AD, COL_AD_EMAIL,
+    COL_EVENT,
+    COL_KIND,
+    COL_ORDER,
+    COL_PRODUCT,
+    COL_QUANTITY,
+    COL_CREATED,
+    COL_SKU,
+    COL_NAME,
+    COL_FACTORY,
+    COL_FACTORY_IDENT,
+    COL_FACTORY_NAME,
+    COL_FACTORY_API,
+    COL_AD,
+    COL_AD_EMAIL,
     COL_STOCK
 };
 
@@ -174,8 +186,8 @@ outbox_batch_add(struct outbox_batch *b, spool_item *items, size_t *n, size_t ro
         return errbuf_set(err, "out of memory building the message of event %s",
                           b->event_texts[row]);
     b->texts[b->n_texts++] = text;
-    items[*n] = (spool_item){.id = b->event_texts[row], .key = b->products[row], .body = text,
-                             .len = strlen(text)};
+    items[*n] = (spool_item){
+        .id = b->event_texts[row], .key = b->products[row], .body = text, .len = strlen(text)};
     (*n)++;
     return RS_OK;
 }
@@ -209,15 +221,14 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         has_ad[n] = ad != NULL && len == IDENT_BYTES;
         if (has_ad[n])
             memcpy(ads[n], ad, IDENT_BYTES);
-        if (empties[n] && outbox_batch_add(b, b->factory, &b->n_factory, n,
-                                           outbox_factory_message(st, b->event_texts[n]),
-                                           err) != RS_OK)
+        if (empties[n] &&
+            outbox_batch_add(b, b->factory, &b->n_factory, n,
+                             outbox_factory_message(st, b->event_texts[n]), err) != RS_OK)
             return RS_ERR;
         /* No ad, or nobody to tell: no email. */
         if (db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL &&
             outbox_batch_add(b, b->mail, &b->n_mail, n,
-                             outbox_mail_message(st, b->event_texts[n], empties[n]),
-                             err) != RS_OK)
+                             outbox_mail_message(st, b->event_texts[n], empties[n]), err) != RS_OK)
             return RS_ERR;
         n++;
     }

@@ -42,8 +42,7 @@ queue_backoff(long attempts, long min, long max)
 
 /* Decides what becomes of a message after a delivery. */
 static void
-queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome,
-             const char *error)
+queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, const char *error)
 {
     const char *id = spool_msg_id(msg), *name = q->driver->name;
     long attempts = spool_msg_attempts(msg) + 1; /* counting this one */
@@ -74,8 +73,8 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome,
     dead:
         rc = spool_kill(q->sp, msg, error, reason, &err);
         if (rc == RS_OK) {
-            log_error("event=dead queue=%s id=%s attempts=%ld reason=\"%s\" error=\"%s\"", name,
-                      id, attempts, reason, error);
+            log_error("event=dead queue=%s id=%s attempts=%ld reason=\"%s\" error=\"%s\"", name, id,
+                      attempts, reason, error);
             if (q->driver->dead != NULL)
                 q->driver->dead(state, msg, reason);
         }

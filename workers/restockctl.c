@@ -145,8 +145,10 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
     conn = db_new(cf, 0);
     if (conn == NULL)
         return errbuf_set(err, "out of memory");
-    st = db_stmt_new(conn, "SELECT status, COUNT(*) FROM replenishment_order GROUP BY status"
-                           " ORDER BY status", 0);
+    st = db_stmt_new(conn,
+                     "SELECT status, COUNT(*) FROM replenishment_order GROUP BY status"
+                     " ORDER BY status",
+                     0);
     rows = st ? db_stmt_exec(st, err, "") : -1;
     if (rows >= 0) {
         printf("orders:");
@@ -279,8 +281,8 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
         ctl_close_queues(queues);
         return RS_ERR;
     }
-    printf("id:           %s\nqueue:        %s\nstate:        %s\n", spool_msg_id(m),
-           ctl_queues[q], spool_state_name(spool_msg_state(m)));
+    printf("id:           %s\nqueue:        %s\nstate:        %s\n", spool_msg_id(m), ctl_queues[q],
+           spool_state_name(spool_msg_state(m)));
     printf("key:          %s\n", spool_msg_key(m) ? spool_msg_key(m) : "-");
     ctl_time(spool_msg_created(m), when, sizeof(when));
     printf("created:      %s\nattempts:     %d\n", when, spool_msg_attempts(m));
@@ -386,8 +388,8 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
     for (int i = 0; i < CTL_NQUEUES && rc == RS_OK; i++) {
         if (strcmp(argv[0], "--all") == 0) {
             char **names = calloc(4097, sizeof(*names));
-            if (names == NULL || spool_each(queues[i], SPOOL_DEAD, ctl_redrive_all_cb, names,
-                                            err) == RS_ERR)
+            if (names == NULL ||
+                spool_each(queues[i], SPOOL_DEAD, ctl_redrive_all_cb, names, err) == RS_ERR)
                 rc = names ? RS_ERR : errbuf_set(err, "out of memory");
             for (int k = 0; names && names[k] != NULL; k++) {
                 int n = rc == RS_OK ? ctl_redrive_one(cf, queues[i], names[k], err) : 0;
@@ -398,9 +400,9 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
             }
             free(names);
         } else {
-            int n = spool_valid_id(argv[0]) ? ctl_redrive_one(cf, queues[i], argv[0], err)
-                                            : errbuf_set(err, "\"%s\" is not a message id",
-                                                         argv[0]);
+            int n = spool_valid_id(argv[0])
+                        ? ctl_redrive_one(cf, queues[i], argv[0], err)
+                        : errbuf_set(err, "\"%s\" is not a message id", argv[0]);
             if (n < 0)
                 rc = RS_ERR;
             total += n > 0;
@@ -438,8 +440,9 @@ ctl_usage(FILE *out)
     for (size_t i = 0; i < CTL_NCOMMANDS; i++)
         fprintf(out, "  %-18s %-16s %s\n", ctl_commands[i].words, ctl_commands[i].usage,
                 ctl_commands[i].doc);
-    fprintf(out, "\nThe configuration is %s unless -c or RESTOCK_CONFIG names another;\n"
-                 "RESTOCK_<KEY> environment variables override single keys.\n",
+    fprintf(out,
+            "\nThe configuration is %s unless -c or RESTOCK_CONFIG names another;\n"
+            "RESTOCK_<KEY> environment variables override single keys.\n",
             CONF_DEFAULT_PATH);
 }
 

@@ -173,11 +173,8 @@ worker_check_delay(struct worker_watch *w, spool *sp, alert *alerts)
     snprintf(count, sizeof(count), "%ld", waiting);
     snprintf(cause, sizeof(cause), "delay-%s-%ld", spool_queue(sp), (long)oldest);
     mailtext_time(now, when, sizeof(when));
-    mailtext_var vars[] = {{"queue", spool_queue(sp)},
-                           {"age", age},
-                           {"count", count},
-                           {"time", when},
-                           {NULL, NULL}};
+    mailtext_var vars[] = {
+        {"queue", spool_queue(sp)}, {"age", age}, {"count", count}, {"time", when}, {NULL, NULL}};
     log_warn("event=delay_warning queue=%s oldest_age=%lds waiting=%ld", spool_queue(sp),
              (long)(now - oldest), waiting);
     if (alert_raise(alerts, cause, "delay_warning", vars, &err) < 0)
@@ -198,8 +195,8 @@ worker_lock(const char *spool_dir, errbuf *err)
         return errbuf_set(err, "cannot open %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         close(fd);
-        return errbuf_set(err, "another restock-worker owns the spool %s (%s is locked)",
-                          spool_dir, path);
+        return errbuf_set(err, "another restock-worker owns the spool %s (%s is locked)", spool_dir,
+                          path);
     }
     return fd; /* held until exit */
 }
@@ -207,8 +204,9 @@ worker_lock(const char *spool_dir, errbuf *err)
 static void
 worker_usage(FILE *out)
 {
-    fprintf(out, "usage: restock-worker [-c FILE]\n"
-                 "The configuration is %s unless -c or RESTOCK_CONFIG names another.\n",
+    fprintf(out,
+            "usage: restock-worker [-c FILE]\n"
+            "The configuration is %s unless -c or RESTOCK_CONFIG names another.\n",
             CONF_DEFAULT_PATH);
 }
 

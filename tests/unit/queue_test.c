@@ -78,8 +78,7 @@ main(void)
     for (int i = 0; i < 1000; i++) {
         long b1 = queue_backoff(1, 5, 300), b3 = queue_backoff(3, 5, 300);
         long b9 = queue_backoff(9, 5, 300);
-        in_range = in_range && b1 >= 2 && b1 <= 5 && b3 >= 10 && b3 <= 20 && b9 >= 150 &&
-                   b9 <= 300;
+        in_range = in_range && b1 >= 2 && b1 <= 5 && b3 >= 10 && b3 <= 20 && b9 >= 150 && b9 <= 300;
     }
     ok(in_range, "backoff doubles from min, capped at max, jitter takes off at most half");
     is_int(queue_backoff(4, 0, 300), 0, "no backoff when min is 0");

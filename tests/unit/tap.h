@@ -10,8 +10,7 @@
 
 static int tap_count, tap_failed;
 
-static int __attribute__((format(printf, 2, 3), unused))
-tap_ok(int pass, const char *fmt, ...)
+static int __attribute__((format(printf, 2, 3), unused)) tap_ok(int pass, const char *fmt, ...)
 {
     va_list ap;
 
@@ -33,18 +32,17 @@ tap_ok(int pass, const char *fmt, ...)
     do {                                                                                           \
         long long g_ = (long long)(got), w_ = (long long)(want);                                   \
         if (!tap_ok(g_ == w_, "%s", name))                                                         \
-            printf("#   got %lld, want %lld\n", g_, w_);                                          \
+            printf("#   got %lld, want %lld\n", g_, w_);                                           \
     } while (0)
 
 #define is_str(got, want, name)                                                                    \
     do {                                                                                           \
         const char *g_ = (got), *w_ = (want);                                                      \
-        if (!tap_ok(g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0, "%s", name))                 \
-            printf("#   got \"%s\", want \"%s\"\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");     \
+        if (!tap_ok(g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0, "%s", name))                  \
+            printf("#   got \"%s\", want \"%s\"\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");       \
     } while (0)
 
-static void __attribute__((format(printf, 1, 2), unused))
-diag(const char *fmt, ...)
+static void __attribute__((format(printf, 1, 2), unused)) diag(const char *fmt, ...)
 {
     va_list ap;
 
@@ -76,8 +74,7 @@ tap_slurp(const char *path)
 }
 
 /* Prints the plan and returns the exit status of the test program. */
-static int __attribute__((unused))
-done_testing(void)
+static int __attribute__((unused)) done_testing(void)
 {
     printf("1..%d\n", tap_count);
     return tap_failed ? 1 : 0;
