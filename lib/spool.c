@@ -1260,8 +1260,9 @@ spool_done(spool *sp, spool_msg *m, errbuf *err)
     return RS_OK;
 }
 
-int
-spool_defer(spool *sp, spool_msg *m, time_t due, const char *error, errbuf *err)
+static int
+spool_defer_counting(spool *sp, spool_msg *m, time_t due, const char *error, int counted,
+                     errbuf *err)
 {
     spool_msg saved;
     char *text;
@@ -1271,7 +1272,7 @@ spool_defer(spool *sp, spool_msg *m, time_t due, const char *error, errbuf *err)
     if (text_clean(error, &text) < 0)
         return errbuf_set(err, "spool %s: out of memory", sp->qdir);
     saved = *m;
-    m->attempts++;
+    m->attempts += counted;
     m->due = due > 0 ? due : 1; /* 0 means "no due time" in the file */
     m->last_error = text;
     if (msg_rewrite_move(sp, m, SPOOL_ACTIVE, SPOOL_DEFERRED, err) < 0) {
@@ -1281,6 +1282,18 @@ spool_defer(spool *sp, spool_msg *m, time_t due, const char *error, errbuf *err)
     }
     free(saved.last_error);
     return RS_OK;
+}
+
+int
+spool_defer(spool *sp, spool_msg *m, time_t due, const char *error, errbuf *err)
+{
+    return spool_defer_counting(sp, m, due, error, 1, err);
+}
+
+int
+spool_postpone(spool *sp, spool_msg *m, time_t due, const char *error, errbuf *err)
+{
+    return spool_defer_counting(sp, m, due, error, 0, err);
 }
 
 int

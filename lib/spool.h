@@ -147,6 +147,11 @@ int spool_done(spool *sp, spool_msg *m, errbuf *err);
 /* active/ → deferred/, rewritten with attempts+1, due time and last error. */
 int spool_defer(spool *sp, spool_msg *m, time_t due, const char *error, errbuf *err);
 
+/* active/ → deferred/ like spool_defer, but without counting an attempt: the
+ * delivery could not even be tried (what it needs, such as the database, is
+ * down), so that an outage does not use up max_attempts. */
+int spool_postpone(spool *sp, spool_msg *m, time_t due, const char *error, errbuf *err);
+
 /* active/ → dead/, rewritten with died-at and the reason. `error` is the failure of
  * the attempt just made (counted: attempts+1, last-error), or NULL when the message
  * dies without a new attempt (malformed body, say). */

@@ -129,6 +129,8 @@ factory_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
         return QUEUE_DONE;
     case FACTORY_RETRY:
         return QUEUE_RETRY;
+    case FACTORY_BLOCKED:
+        return QUEUE_BLOCKED;
     default:
         return QUEUE_PERMANENT;
     }

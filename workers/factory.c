@@ -422,7 +422,7 @@ factory_deliver(factory *self, const char *msg, size_t len, errbuf *err)
         result = FACTORY_SENT;
         goto done;
     case CLAIM_RETRY:
-        result = FACTORY_RETRY;
+        result = FACTORY_BLOCKED; /* the factory was not asked: no attempt */
         goto done;
     case CLAIM_PERMANENT:
         goto done;

@@ -20,6 +20,8 @@ enum factory_result {
     FACTORY_SENT,      /* done: the factory took the order, or it had been sent already */
     FACTORY_RETRY,     /* try again later (backoff); err says why */
     FACTORY_PERMANENT, /* trying again cannot help: move it to dead/; err says why */
+    FACTORY_BLOCKED,   /* nothing was sent: the order's row could not be read or
+                          claimed (database down); try again, not an attempt */
 };
 
 /* A driver for one delivery thread. It borrows that thread's db and http (client

@@ -56,6 +56,13 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
         if (rc == RS_OK)
             log_info("event=delivered queue=%s id=%s attempts=%ld", name, id, attempts);
         break;
+    case QUEUE_BLOCKED:
+        rc = spool_postpone(q->sp, msg, time(NULL) + (q->backoff_min > 0 ? q->backoff_min : 1),
+                            error, &err);
+        if (rc == RS_OK)
+            log_warn("event=postponed queue=%s id=%s attempts=%ld error=\"%s\"", name, id,
+                     attempts - 1, error);
+        break;
     case QUEUE_RETRY:
         if (attempts < q->max_attempts) {
             long delay = queue_backoff(attempts, q->backoff_min, q->backoff_max);

@@ -13,6 +13,8 @@ enum queue_outcome {
     QUEUE_DONE,      /* delivered (or nothing left to deliver) */
     QUEUE_RETRY,     /* failed for now: try again after a backoff */
     QUEUE_PERMANENT, /* retrying cannot help: dead at once */
+    QUEUE_BLOCKED,   /* not tried: what it needs (the database) is down; try again
+                        after the shortest backoff, without counting an attempt */
 };
 
 /* What a driver brings: per-thread state (its own database connection, HTTP or

@@ -227,8 +227,8 @@ test_deliver(void)
     ok(strstr(err.msg, "quantity") != NULL, "and says which field: %s", err.msg);
 
     m = msg("10", "\"http://127.0.0.1:9\"");
-    is_int(factory_deliver(f, m, strlen(m), &err), FACTORY_RETRY,
-           "the database unreachable: try again");
+    is_int(factory_deliver(f, m, strlen(m), &err), FACTORY_BLOCKED,
+           "the database unreachable: try again later, not counted as an attempt");
     ok(strstr(err.msg, "127.0.0.1:9") == NULL && strstr(err.msg, TOKEN) == NULL,
        "the database error, not a request that was made: %s", err.msg);
 

@@ -31,6 +31,10 @@ fake_deliver(void *state, const spool_msg *msg, errbuf *err)
 
     if (strcmp(body, "done") == 0)
         return QUEUE_DONE;
+    if (strcmp(body, "blocked") == 0) {
+        errbuf_set(err, "database down");
+        return QUEUE_BLOCKED;
+    }
     if (strcmp(body, "retry") == 0) {
         errbuf_set(err, "peer said 500");
         return QUEUE_RETRY;
@@ -96,7 +100,22 @@ main(void)
     spool_put(sp, "m-done", NULL, "done", 4, &err);
     spool_put(sp, "m-retry", NULL, "retry", 5, &err);
     spool_put(sp, "m-perm", NULL, "permanent", 9, &err);
+    spool_put(sp, "m-blocked", NULL, "blocked", 7, &err);
     queue_kick(q);
+
+    for (int round = 0; round < 5; round++) {
+        time_t next;
+        m = wait_state(sp, "m-blocked", SPOOL_DEFERRED);
+        if (m == NULL)
+            break;
+        if (round == 4)
+            ok(spool_msg_attempts(m) == 0 && spool_msg_last_error(m) &&
+                   strstr(spool_msg_last_error(m), "database down"),
+               "blocked 5 times (more than max_attempts): still deferred, 0 attempts counted");
+        spool_msg_destroy(&m);
+        spool_wake(sp, time(NULL) + 2, &next, &err);
+        queue_kick(q);
+    }
 
     m = wait_state(sp, "m-done", SPOOL_DONE);
     ok(m != NULL, "a delivered message is in done/");
