@@ -362,17 +362,28 @@ ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
     return 1;
 }
 
-static int
-ctl_redrive_all_cb(void *arg, const char *name, const spool_msg *m, const char *problem)
-{
-    char **names = arg;
+/* The ids of a state's messages, collected before acting on them: the walk
+ * reads the folder, the redrive changes it. */
+struct ctl_names {
+    char **ids;
+    size_t n, cap;
+};
 
-    for (int i = 0; i < 4096; i++)
-        if (names[i] == NULL) {
-            names[i] = strdup(name);
-            return 0;
-        }
-    return 0;
+static int
+ctl_collect(void *arg, const char *name, const spool_msg *m, const char *problem)
+{
+    struct ctl_names *names = arg;
+
+    if (names->n == names->cap) {
+        size_t cap = names->cap ? 2 * names->cap : 64;
+        char **ids = realloc(names->ids, cap * sizeof(*ids));
+        if (ids == NULL)
+            return 1;
+        names->ids = ids;
+        names->cap = cap;
+    }
+    names->ids[names->n] = strdup(name);
+    return names->ids[names->n++] == NULL;
 }
 
 static int
@@ -387,18 +398,18 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
         return RS_ERR;
     for (int i = 0; i < CTL_NQUEUES && rc == RS_OK; i++) {
         if (strcmp(argv[0], "--all") == 0) {
-            char **names = calloc(4097, sizeof(*names));
-            if (names == NULL ||
-                spool_each(queues[i], SPOOL_DEAD, ctl_redrive_all_cb, names, err) == RS_ERR)
-                rc = names ? RS_ERR : errbuf_set(err, "out of memory");
-            for (int k = 0; names && names[k] != NULL; k++) {
-                int n = rc == RS_OK ? ctl_redrive_one(cf, queues[i], names[k], err) : 0;
+            struct ctl_names names = {0};
+            rc = spool_each(queues[i], SPOOL_DEAD, ctl_collect, &names, err);
+            if (rc > 0)
+                rc = errbuf_set(err, "out of memory");
+            for (size_t k = 0; k < names.n; k++) {
+                int n = rc == RS_OK ? ctl_redrive_one(cf, queues[i], names.ids[k], err) : 0;
                 if (n < 0)
                     rc = RS_ERR;
                 total += n > 0;
-                free(names[k]);
+                free(names.ids[k]);
             }
-            free(names);
+            free(names.ids);
         } else {
             int n = spool_valid_id(argv[0])
                         ? ctl_redrive_one(cf, queues[i], argv[0], err)
