@@ -16,6 +16,7 @@
 
 #include "bus.h"
 #include "db.h"
+#include "delivery.h"
 #include "ident.h"
 #include "json.h"
 #include "log.h"
@@ -23,8 +24,6 @@
 
 #define CALLBACK_PREFIX    "/callbacks/factory/"
 #define CALLBACK_TOKEN_HEX (2 * 32)
-/* Deadlocks and lock waits are resolved by running the transaction again. */
-#define CALLBACK_TRIES 3
 
 struct callback_app {
     const conf *cf;
@@ -36,19 +35,7 @@ struct callback_thread {
     db *conn;
     bus_pub *bell;
     db_stmt *find_order;
-    db_stmt *lock_product;
-    db_stmt *lock_order;
-    db_stmt *add_stock;
-    db_stmt *fulfil;
-    db_stmt *insert_event;
-};
-
-/* What the transaction found and did. */
-struct callback_outcome {
-    int repeated; /* the order was fulfilled before: nothing changed */
-    long long stock;
-    long long delivered;
-    char event[IDENT_TEXT];
+    delivery *deliveries;
 };
 
 static int
@@ -87,6 +74,7 @@ callback_thread_fini(void *state)
 
     if (t == NULL)
         return;
+    delivery_destroy(&t->deliveries);
     bus_pub_destroy(&t->bell);
     db_destroy(&t->conn);
     free(t);
@@ -112,32 +100,13 @@ callback_thread_init(void *app_ptr, void **state, errbuf *err)
     t->bell = bus_pub_new(conf_str(app->cf, "bus_endpoint"), err);
     if (t->bell == NULL)
         goto fail;
-    t->find_order =
-        db_stmt_new(t->conn,
-                    "SELECT r.token_hash, r.product_id, p.sku FROM replenishment_order r"
-                    " JOIN product p ON p.product_id = r.product_id"
-                    " WHERE r.order_id = ?",
-                    DB_IDEMPOTENT);
-    /* The product row first, then the order: the sold-out transaction of
-     * restock-sales takes them in the same order, so the two cannot deadlock. */
-    t->lock_product =
-        db_stmt_new(t->conn, "SELECT stock FROM product WHERE product_id = ? FOR UPDATE", 0);
-    t->lock_order = db_stmt_new(
-        t->conn, "SELECT status FROM replenishment_order WHERE order_id = ? FOR UPDATE", 0);
-    /* LAST_INSERT_ID(expr) hands the new stock back in the same round trip. */
-    t->add_stock = db_stmt_new(
-        t->conn, "UPDATE product SET stock = LAST_INSERT_ID(stock + ?) WHERE product_id = ?", 0);
-    t->fulfil = db_stmt_new(t->conn,
-                            "UPDATE replenishment_order SET status = 'fulfilled',"
-                            " fulfilled_at = CURRENT_TIMESTAMP(6), delivered_quantity = ?"
-                            " WHERE order_id = ?",
-                            0);
-    t->insert_event = db_stmt_new(t->conn,
-                                  "INSERT INTO outbox (event_id, kind, order_id, product_id,"
-                                  " quantity) VALUES (?, 'stock_arrived', ?, ?, ?)",
-                                  0);
-    if (!t->find_order || !t->lock_product || !t->lock_order || !t->add_stock || !t->fulfil ||
-        !t->insert_event) {
+    t->find_order = db_stmt_new(t->conn,
+                                "SELECT r.token_hash, p.sku FROM replenishment_order r"
+                                " JOIN product p ON p.product_id = r.product_id"
+                                " WHERE r.order_id = ?",
+                                DB_IDEMPOTENT);
+    t->deliveries = delivery_new(t->conn);
+    if (!t->find_order || !t->deliveries) {
         errbuf_set(err, "out of memory");
         goto fail;
     }
@@ -189,72 +158,19 @@ callback_token_matches(const char *token, const char *stored, size_t stored_len)
     return sodium_memcmp(digest, stored, sizeof(digest)) == 0;
 }
 
-/* The stock transaction: RS_OK with the outcome, or RS_ERR (rolled back). */
-static int
-callback_fulfil(struct callback_thread *t, const unsigned char *order_id, const char *product_id,
-                size_t product_len, long long delivered, struct callback_outcome *out, errbuf *err)
-{
-    unsigned char event_id[IDENT_BYTES];
-    const char *status;
-    long long rows;
-
-    memset(out, 0, sizeof(*out));
-    if (db_begin(t->conn, err) != RS_OK)
-        return RS_ERR;
-    rows = db_stmt_exec(t->lock_product, err, "b", product_id, product_len);
-    if (rows < 0)
-        goto fail;
-    if (rows == 0 || !db_stmt_next(t->lock_product)) {
-        errbuf_set(err, "the order's product is gone");
-        goto fail;
-    }
-    out->stock = db_stmt_col_int(t->lock_product, 0);
-    rows = db_stmt_exec(t->lock_order, err, "b", order_id, (size_t)IDENT_BYTES);
-    if (rows < 0)
-        goto fail;
-    if (rows == 0 || !db_stmt_next(t->lock_order)) {
-        errbuf_set(err, "the order is gone");
-        goto fail;
-    }
-    status = db_stmt_col(t->lock_order, 0, NULL);
-    if (status != NULL && strcmp(status, "fulfilled") == 0) {
-        db_rollback(t->conn);
-        out->repeated = 1;
-        return RS_OK;
-    }
-    if (db_stmt_exec(t->add_stock, err, "ib", delivered, product_id, product_len) != 1)
-        goto fail;
-    out->stock = (long long)db_stmt_insert_id(t->add_stock);
-    if (db_stmt_exec(t->fulfil, err, "ib", delivered, order_id, (size_t)IDENT_BYTES) != 1)
-        goto fail;
-    ident_new(event_id);
-    if (db_stmt_exec(t->insert_event, err, "bbbi", event_id, sizeof(event_id), order_id,
-                     (size_t)IDENT_BYTES, product_id, product_len, delivered) != 1)
-        goto fail;
-    if (db_commit(t->conn, err) != RS_OK)
-        return RS_ERR;
-    out->delivered = delivered;
-    ident_format(event_id, sizeof(event_id), out->event);
-    return RS_OK;
-fail:
-    db_rollback(t->conn);
-    return RS_ERR;
-}
-
 static void
 callback_handle(responder_request *rq, void *state)
 {
     struct callback_thread *t = state;
     const char *path = responder_path(rq), *body, *sku = NULL, *stored;
-    char order_text[IDENT_TEXT], token[CALLBACK_TOKEN_HEX + 1], product_id[IDENT_BYTES];
+    char order_text[IDENT_TEXT], token[CALLBACK_TOKEN_HEX + 1];
     char callback_sku[64];
     unsigned char order_id[IDENT_BYTES];
-    struct callback_outcome outcome;
+    struct delivery_outcome outcome;
     long long delivered = 0, rows;
-    size_t body_len, stored_len, product_len;
+    size_t body_len, stored_len;
     cJSON *json = NULL, *reply = NULL;
     errbuf err = {{0}};
-    int rc = RS_ERR;
 
     if (strncmp(path, CALLBACK_PREFIX, strlen(CALLBACK_PREFIX)) != 0 ||
         ident_parse(path + strlen(CALLBACK_PREFIX), order_id) != 0) {
@@ -288,16 +204,8 @@ callback_handle(responder_request *rq, void *state)
         return;
     }
     /* Columns are overwritten by the next statement: keep what is needed. */
-    {
-        const char *p = db_stmt_col(t->find_order, 1, &product_len);
-        if (p == NULL || product_len != sizeof(product_id)) {
-            responder_reply_error(rq, 500, "order %s has no product", order_text);
-            return;
-        }
-        memcpy(product_id, p, product_len);
-        snprintf(callback_sku, sizeof(callback_sku), "%s",
-                 db_stmt_col(t->find_order, 2, NULL) ? db_stmt_col(t->find_order, 2, NULL) : "");
-    }
+    snprintf(callback_sku, sizeof(callback_sku), "%s",
+             db_stmt_col(t->find_order, 1, NULL) ? db_stmt_col(t->find_order, 1, NULL) : "");
 
     body = responder_body(rq, &body_len);
     if (json_parse_object(body, body_len, &json, &err) != RS_OK) {
@@ -326,14 +234,7 @@ callback_handle(responder_request *rq, void *state)
         goto done;
     }
 
-    for (int attempt = 1; attempt <= CALLBACK_TRIES; attempt++) {
-        rc = callback_fulfil(t, order_id, product_id, product_len, delivered, &outcome, &err);
-        if (rc == RS_OK)
-            break;
-        log_warn("event=callback_retry order=%s attempt=%d error=\"%s\"", order_text, attempt,
-                 err.msg);
-    }
-    if (rc != RS_OK) {
+    if (delivery_record(t->deliveries, order_id, delivered, &outcome, &err) != RS_OK) {
         log_error("event=callback_failed order=%s quantity=%lld error=\"%s\"", order_text,
                   delivered, err.msg);
         responder_reply_error(rq, 503, "database unavailable: the callback was not recorded");
@@ -353,7 +254,7 @@ callback_handle(responder_request *rq, void *state)
     } else {
         char message[96];
         log_info("event=stock_arrived order=%s sku=%s quantity=%lld stock=%lld outbox_event=%s",
-                 order_text, callback_sku, outcome.delivered, outcome.stock, outcome.event);
+                 order_text, callback_sku, delivered, outcome.stock, outcome.event);
         if (bus_ring(t->bell, BUS_STOCK_ARRIVED, outcome.event) != RS_OK)
             log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_ARRIVED,
                      outcome.event);
@@ -361,7 +262,7 @@ callback_handle(responder_request *rq, void *state)
         cJSON_AddStringToObject(reply, "message", message);
         cJSON_AddStringToObject(reply, "order_id", order_text);
         cJSON_AddStringToObject(reply, "sku", callback_sku);
-        cJSON_AddNumberToObject(reply, "delivered", (double)outcome.delivered);
+        cJSON_AddNumberToObject(reply, "delivered", (double)delivered);
         cJSON_AddNumberToObject(reply, "stock", (double)outcome.stock);
         cJSON_AddStringToObject(reply, "status", "fulfilled");
     }

@@ -15,6 +15,7 @@
 
 #include "conf.h"
 #include "db.h"
+#include "delivery.h"
 #include "errbuf.h"
 #include "factory.h"
 #include "ident.h"
@@ -208,6 +209,42 @@ ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
     }
     db_destroy(&conn);
     return rows < 0 ? RS_ERR : RS_OK;
+}
+
+/* A delivery whose callback was lost (the database was down when the factory
+ * called, and the factory never calls twice): the operator records it by hand,
+ * exactly as the callback would have. The worker's next sweep sends the ad
+ * resume email. */
+static int
+ctl_orders_fulfil(conf *cf, int argc, char **argv, errbuf *err)
+{
+    unsigned char order_id[IDENT_BYTES];
+    struct delivery_outcome out;
+    long long quantity, max = conf_int(cf, "callback_quantity_max");
+    char *end;
+    db *conn;
+    delivery *deliveries;
+    int rc;
+
+    if (argc != 2)
+        return errbuf_set(err, "usage: restockctl orders fulfil ORDER_ID QUANTITY");
+    if (ident_parse(argv[0], order_id) != 0)
+        return errbuf_set(err, "\"%s\" is not an order id", argv[0]);
+    quantity = strtoll(argv[1], &end, 10);
+    if (*argv[1] == '\0' || *end != '\0' || quantity < 1 || quantity > max)
+        return errbuf_set(err, "quantity \"%s\": expected an integer from 1 to %lld", argv[1], max);
+    conn = db_new(cf, 0);
+    deliveries = conn ? delivery_new(conn) : NULL;
+    rc = deliveries ? delivery_record(deliveries, order_id, quantity, &out, err)
+                    : errbuf_set(err, "out of memory");
+    if (rc == RS_OK && out.repeated)
+        printf("order %s was fulfilled already: nothing changed\n", argv[0]);
+    else if (rc == RS_OK)
+        printf("order %s fulfilled: %lld delivered, stock now %lld\n", argv[0], quantity,
+               out.stock);
+    delivery_destroy(&deliveries);
+    db_destroy(&conn);
+    return rc;
 }
 
 static int
@@ -432,6 +469,8 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
 
 static const struct ctl_command ctl_commands[] = {
     {"status", "", "depth of each queue and state, orders by status", ctl_status},
+    {"orders fulfil", "ORDER QUANTITY", "record a delivery whose callback was lost",
+     ctl_orders_fulfil},
     {"orders", "[--limit N]", "replenishment orders, newest first", ctl_orders},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},
     {"dlq show", "ID", "one message (any state) with its history", ctl_dlq_show},
