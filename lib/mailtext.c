@@ -81,10 +81,13 @@ static const struct mailtext_template mailtext_templates[MAILTEXT_COUNT] = {
          "주문 전송 시각: {sent_at}\n"
          "\n"
          "열린 주문 보기: restockctl orders\n"
+         "공장이 납품했다면 재고에 반영: restockctl orders fulfil {order_id} <수량>\n"
          "\n"
          "Order {order_id} for {product_name} ({sku}) was sent to factory\n"
          "{factory_name} ({factory_id}) at {sent_at}; no callback has come in "
-         "{age}.\n" MAILTEXT_SIGNATURE},
+         "{age}.\n"
+         "If the factory did deliver, record it: restockctl orders fulfil {order_id} "
+         "QUANTITY\n" MAILTEXT_SIGNATURE},
     [MAILTEXT_CORRUPT] =
         {"corrupt", "[restock] 손상된 메시지 파일 ({queue} 큐)",
          "운영자님,\n"
