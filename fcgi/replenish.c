@@ -12,7 +12,7 @@
 struct replenish {
     db *conn;
     bus_pub *bell;
-    db_stmt *open_order_of; /* the fast path: is an order already unfinished? */
+    db_stmt *stock_of; /* the fast path: what is left, and is an order unfinished? */
     db_stmt *lock_product;
     db_stmt *insert_order;
     db_stmt *insert_event;
@@ -31,11 +31,11 @@ replenish_new(db *conn, const char *bus_endpoint, errbuf *err)
     self->bell = bus_pub_new(bus_endpoint, err);
     if (self->bell == NULL)
         goto fail;
-    self->open_order_of = db_stmt_new(conn,
-                                      "SELECT 1 FROM replenishment_order r"
-                                      " JOIN product p ON r.open_product_id = p.product_id"
-                                      " WHERE p.sku = ?",
-                                      DB_IDEMPOTENT);
+    self->stock_of = db_stmt_new(conn,
+                                 "SELECT p.stock, r.order_id IS NOT NULL FROM product p"
+                                 " LEFT JOIN replenishment_order r"
+                                 " ON r.open_product_id = p.product_id WHERE p.sku = ?",
+                                 DB_IDEMPOTENT);
     self->lock_product = db_stmt_new(conn,
                                      "SELECT stock, factory_id IS NOT NULL FROM product"
                                      " WHERE sku = ? FOR UPDATE",
@@ -54,7 +54,7 @@ replenish_new(db *conn, const char *bus_endpoint, errbuf *err)
                                      " quantity) SELECT ?, 'stock_empty', order_id, product_id,"
                                      " quantity FROM replenishment_order WHERE order_id = ?",
                                      0);
-    if (!self->open_order_of || !self->lock_product || !self->insert_order || !self->insert_event) {
+    if (!self->stock_of || !self->lock_product || !self->insert_order || !self->insert_event) {
         errbuf_set(err, "out of memory");
         goto fail;
     }
@@ -77,21 +77,27 @@ replenish_destroy(replenish **self_p)
 }
 
 int
-replenish_request(replenish *self, const char *sku, long quantity, errbuf *err)
+replenish_request(replenish *self, const char *sku, long quantity, long long *remaining,
+                  errbuf *err)
 {
     unsigned char order_id[IDENT_BYTES], event_id[IDENT_BYTES];
     char event_text[IDENT_TEXT], order_text[IDENT_TEXT];
     long long rows;
-    long stock;
     int has_factory;
 
-    /* The surge after a sell-out ends here: one indexed read per failed checkout,
-     * no transaction, no lock. */
-    rows = db_stmt_exec(self->open_order_of, err, "s", sku);
+    /* The surge after a sell-out ends here: one indexed read per failed checkout
+     * (the stock for the answer and the open order at once), no transaction, no
+     * lock. */
+    rows = db_stmt_exec(self->stock_of, err, "s", sku);
     if (rows < 0)
         return RS_ERR;
-    if (rows > 0)
+    if (rows == 0 || !db_stmt_next(self->stock_of))
+        return REPLENISH_UNKNOWN;
+    *remaining = db_stmt_col_int(self->stock_of, 0);
+    if (db_stmt_col_int(self->stock_of, 1))
         return REPLENISH_PENDING;
+    if (*remaining >= quantity)
+        return REPLENISH_BACK;
 
     if (db_begin(self->conn, err) != RS_OK)
         return RS_ERR;
@@ -105,9 +111,9 @@ replenish_request(replenish *self, const char *sku, long quantity, errbuf *err)
         db_rollback(self->conn);
         return REPLENISH_UNKNOWN;
     }
-    stock = (long)db_stmt_col_int(self->lock_product, 0);
+    *remaining = db_stmt_col_int(self->lock_product, 0);
     has_factory = (int)db_stmt_col_int(self->lock_product, 1);
-    if (stock >= quantity) {
+    if (*remaining >= quantity) {
         db_rollback(self->conn);
         return REPLENISH_BACK;
     }

@@ -22,9 +22,11 @@ typedef struct replenish replenish;
 replenish *replenish_new(db *conn, const char *bus_endpoint, errbuf *err);
 void replenish_destroy(replenish **self_p);
 
-/* Requests stock for sku after a checkout of quantity found too little. Returns
- * an enum replenish_state, or -1 (the database failed; nothing was written). */
-int replenish_request(replenish *self, const char *sku, long quantity, errbuf *err);
+/* Requests stock for sku after a checkout of quantity found too little, and says
+ * how much is left (*remaining, for the 409). Returns an enum replenish_state, or
+ * -1 (the database failed; nothing was written). */
+int replenish_request(replenish *self, const char *sku, long quantity, long long *remaining,
+                      errbuf *err);
 
 /* The word the 409 answer carries in "replenishment" for a state. */
 const char *replenish_state_name(int state);

@@ -32,7 +32,6 @@ struct sales_thread {
     db_stmt *product;   /* one product by sku */
     db_stmt *products;  /* all, by sku */
     db_stmt *buy;       /* the atomic decrement */
-    db_stmt *stock_of;  /* what is left, after a checkout found too little */
     replenish *restock; /* opens the order of a stock-out, rings the doorbell */
     int db_down;        /* to log the database going away and coming back once */
 };
@@ -204,22 +203,15 @@ static void
 sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, long long quantity)
 {
     errbuf err = {{0}};
-    long long rows, remaining;
-    int state;
+    long long remaining = 0;
+    int state = replenish_request(th->restock, sku, (long)quantity, &remaining, &err);
 
-    rows = db_stmt_exec(th->stock_of, &err, "s", sku);
-    if (rows < 0) {
-        sales_unavailable(th, rq, &err);
-        return;
-    }
-    if (rows == 0 || !db_stmt_next(th->stock_of)) {
-        sales_reply_message(rq, 404, "상품 없음");
-        return;
-    }
-    remaining = db_stmt_col_int(th->stock_of, 0);
-    state = replenish_request(th->restock, sku, (long)quantity, &err);
     if (state < 0) {
         sales_unavailable(th, rq, &err);
+        return;
+    }
+    if (state == REPLENISH_UNKNOWN) {
+        sales_reply_message(rq, 404, "상품 없음");
         return;
     }
     sales_reply_checkout(rq, 409, "구매 실패!", sku, remaining, replenish_state_name(state));
@@ -402,8 +394,7 @@ sales_thread_init(void *app, void **state, errbuf *err)
                           "UPDATE product SET stock = LAST_INSERT_ID(stock - ?)"
                           " WHERE sku = ? AND stock >= ?",
                           0);
-    th->stock_of = db_stmt_new(th->conn, "SELECT stock FROM product WHERE sku = ?", DB_IDEMPOTENT);
-    if (!th->product || !th->products || !th->buy || !th->stock_of)
+    if (!th->product || !th->products || !th->buy)
         goto oom;
     /* Each thread its own doorbell: ZeroMQ sockets are not thread-safe. */
     th->restock = replenish_new(th->conn, conf_str(th->app->cf, "bus_endpoint"), err);

@@ -106,7 +106,7 @@ struct worker_watch {
 };
 
 static void
-worker_check_overdue(struct worker_watch *w, db *conn, alert *alerts)
+worker_check_overdue(struct worker_watch *w, alert *alerts)
 {
     errbuf err = {{0}};
     long long rows = db_stmt_exec(w->overdue, &err, "i", (long long)w->callback_timeout);
@@ -146,7 +146,6 @@ worker_check_overdue(struct worker_watch *w, db *conn, alert *alerts)
     for (int i = 0; i < n; i++)
         if (db_stmt_exec(w->reported, &err, "b", ids[i], (size_t)IDENT_BYTES) < 0)
             log_warn("event=overdue_mark_failed error=\"%s\"", err.msg);
-    (void)conn;
 }
 
 /* The oldest waiting message older than delay_warning: told once per message.
@@ -342,7 +341,7 @@ main(int argc, char **argv)
                 next_due = due;
         }
         if (now >= next_watch) {
-            worker_check_overdue(&watch, conn, alerts);
+            worker_check_overdue(&watch, alerts);
             worker_check_delay(&watch, factory_q, alerts);
             worker_check_delay(&watch, mail_q, alerts);
             for (int i = 0; i < 2; i++)
