@@ -195,6 +195,54 @@ conf_trim(char *s)
     return s;
 }
 
+/* The value of a line, after its '=': the syntax of restock.conf(5), stated once.
+ * A '#' at the start of the value or after whitespace starts a comment (so that
+ * "smtp_starttls = required   # or opportunistic" means "required"), and one inside
+ * a word does not ("pa#ss" stays whole). A value in double quotes is taken as it
+ * stands, '#' and spaces included, with \" and \\ for a quote and a backslash;
+ * after the closing quote only a comment may follow. Cuts s in place. */
+static char *
+conf_value(char *s, const char *where, errbuf *err)
+{
+    char *out, *p;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s != '"') {
+        for (p = s; *p != '\0'; p++)
+            if (*p == '#' && (p == s || isspace((unsigned char)p[-1]))) {
+                *p = '\0';
+                break;
+            }
+        return conf_trim(s);
+    }
+    out = s;
+    for (p = s + 1; *p != '"'; p++) {
+        if (*p == '\0' || (*p == '\\' && p[1] == '\0')) {
+            errbuf_set(err, "%s: the value's opening quote has no closing quote", where);
+            return NULL;
+        }
+        if (*p == '\\') {
+            if (p[1] != '"' && p[1] != '\\') {
+                errbuf_set(err,
+                           "%s: unknown escape \"\\%c\" in a quoted value (only \\\" and \\\\)",
+                           where, p[1]);
+                return NULL;
+            }
+            p++;
+        }
+        *out++ = *p;
+    }
+    *out = '\0';
+    for (p++; isspace((unsigned char)*p); p++)
+        ;
+    if (*p != '\0' && *p != '#') {
+        errbuf_set(err, "%s: unexpected text after the quoted value: \"%s\"", where, conf_trim(p));
+        return NULL;
+    }
+    return s;
+}
+
 static int
 conf_load_file(conf *self, FILE *f, errbuf *err)
 {
@@ -217,11 +265,9 @@ conf_load_file(conf *self, FILE *f, errbuf *err)
             return errbuf_set(err, "%s: expected \"key = value\"", where);
         *eq = '\0';
         key = conf_trim(key);
-        value = conf_trim(eq + 1);
-        if (value[0] == '"' && strlen(value) >= 2 && value[strlen(value) - 1] == '"') {
-            value[strlen(value) - 1] = '\0';
-            value++;
-        }
+        value = conf_value(eq + 1, where, err);
+        if (value == NULL)
+            return RS_ERR;
         i = conf_index(key);
         if (i < 0)
             return errbuf_set(err, "%s: unknown key \"%s\"", where, key);
@@ -385,7 +431,9 @@ conf_from_args(int argc, char **argv, const char *program, void (*usage)(FILE *o
 void
 conf_write_defaults(FILE *out)
 {
-    fprintf(out, "# restock configuration: `key = value`, one per line; '#' starts a comment.\n"
+    fprintf(out, "# restock configuration: `key = value`, one per line. A '#' at the start of a\n"
+                 "# line or after a space starts a comment; a value with \" #\" in it is written\n"
+                 "# in double quotes (\\\" and \\\\ inside them for a quote and a backslash).\n"
                  "# Every key can be overridden by an environment variable RESTOCK_<KEY>\n"
                  "# (for example RESTOCK_DB_HOST). Durations are in seconds.\n"
                  "# Every key is shown at its default, commented out.\n");

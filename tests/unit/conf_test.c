@@ -84,6 +84,46 @@ main(void)
        "bad enum with line and choices: %s", err.msg);
     unlink(path);
 
+    /* One comment syntax (restock.conf(5)): '#' after whitespace, outside quotes. */
+    path = write_tmp("smtp_starttls = required   # required | opportunistic | off\n"
+                     "public_url = https://shop.example#top\t# where the factory calls back\n"
+                     "db_password = pa#ss\n"
+                     "smtp_password = \"secret # with \\\"quotes\\\" and \\\\\"  # kept\n"
+                     "db_host =   # empty, then a comment\n"
+                     "mail_from = \"\"\n");
+    cf = conf_new(path, &err);
+    ok(cf != NULL, "values followed by comments load: %s", cf ? "" : err.msg);
+    if (cf != NULL) {
+        is_str(conf_str(cf, "smtp_starttls"), "required", "a comment after a value is not kept");
+        is_str(conf_str(cf, "public_url"), "https://shop.example#top",
+               "a '#' inside a word is part of the value");
+        is_str(conf_str(cf, "db_password"), "pa#ss", "also in a secret");
+        is_str(conf_str(cf, "smtp_password"), "secret # with \"quotes\" and \\",
+               "a quoted value keeps ' #', with \\\" and \\\\ escapes");
+        is_str(conf_str(cf, "db_host"), "", "a value that is only a comment is empty");
+        is_str(conf_str(cf, "mail_from"), "", "\"\" is the empty value");
+    }
+    conf_destroy(&cf);
+    unlink(path);
+
+    path = write_tmp("db_host = localhost\ndb_password = \"unterminated # oops\n");
+    cf = conf_new(path, &err);
+    ok(cf == NULL && strstr(err.msg, ":2:") && strstr(err.msg, "no closing quote"),
+       "an unterminated quote is refused with its line: %s", err.msg);
+    unlink(path);
+
+    path = write_tmp("db_password = \"a\" b\n");
+    cf = conf_new(path, &err);
+    ok(cf == NULL && strstr(err.msg, ":1:") && strstr(err.msg, "after the quoted value"),
+       "text after a closing quote is refused: %s", err.msg);
+    unlink(path);
+
+    path = write_tmp("db_password = \"a\\nb\"\n");
+    cf = conf_new(path, &err);
+    ok(cf == NULL && strstr(err.msg, ":1:") && strstr(err.msg, "unknown escape"),
+       "an unknown escape in quotes is refused: %s", err.msg);
+    unlink(path);
+
     path = write_tmp("just words\n");
     cf = conf_new(path, &err);
     ok(cf == NULL && strstr(err.msg, "key = value"), "line without '=': %s", err.msg);
