@@ -20,6 +20,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "notify.h"
 #include "responder.h"
 
 /* Room for the JSON of one answer without an allocation; larger ones allocate. */
@@ -565,8 +566,13 @@ responder_run(responder *self, errbuf *err)
 
     log_info("event=listening socket=%s threads=%d body_limit=%zu", self->socket_path,
              self->nthreads, self->body_limit);
+    /* Ready once every thread has its state: a database that is down is not a
+     * failed start (each request answers 503 until it is back, /healthz says so),
+     * or a responder started before its database would crash-loop. */
+    notify_ready("serving");
     if (sigwait(&set, &sig) != 0)
         sig = SIGTERM;
+    notify_stopping();
     responder_stop_accepting(self);
     /* Logged once no new connection is accepted (tests rely on that order). */
     if (atomic_load(&self->failed))

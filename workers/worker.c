@@ -29,6 +29,7 @@
 #include "http.h"
 #include "ident.h"
 #include "log.h"
+#include "notify.h"
 #include "outbox.h"
 #include "queue.h"
 #include "spool.h"
@@ -304,6 +305,9 @@ main(int argc, char **argv)
     log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld",
              conf_str(cf, "spool_dir"), conf_str(cf, "bus_endpoint"),
              conf_int(cf, "factory_concurrency"), conf_int(cf, "mail_concurrency"));
+    /* Ready with the spool recovered and the doorbell bound; the database may
+     * still be down (the sweep retries it, as during an outage). */
+    notify_ready("delivering");
 
     while (!worker_stop) {
         time_t now = time(NULL), next_due = 0, due;
@@ -365,6 +369,7 @@ main(int argc, char **argv)
             next_sweep = 0; /* a doorbell: sweep now */
     }
     log_info("event=stopping signal=%d", (int)worker_stop);
+    notify_stopping();
     status = 0;
     goto done;
 
