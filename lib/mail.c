@@ -22,6 +22,7 @@
 #include "ident.h"
 #include "log.h"
 #include "mail.h"
+#include "timetext.h"
 #include "utf8.h"
 
 #define MAIL_LINE   76 /* RFC 2045 (base64) and RFC 2047 (encoded-word lines) */
@@ -137,22 +138,14 @@ mail_base64(FILE *out, const unsigned char *bin, size_t len)
     return RS_OK;
 }
 
-/* RFC 5322 date in English whatever the locale, local time with its offset. */
+/* The Date header: when the message was composed, local time with its offset. */
 static void
 mail_date(FILE *out)
 {
-    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t now = time(NULL);
-    struct tm tm;
-    long off;
+    char date[TIMETEXT_SIZE];
 
-    localtime_r(&now, &tm);
-    off = tm.tm_gmtoff / 60;
-    fprintf(out, "Date: %s, %d %s %d %02d:%02d:%02d %c%02ld%02ld\r\n", days[tm.tm_wday], tm.tm_mday,
-            months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-            off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+    timetext_rfc5322(time(NULL), date, sizeof(date));
+    fprintf(out, "Date: %s\r\n", date);
 }
 
 /* Subject as RFC 2047 encoded-words, folded: every line at most 76 characters, every
