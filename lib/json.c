@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "utf8.h"
 
 int
 json_parse_object(const char *text, size_t len, cJSON **out, errbuf *err)
@@ -112,43 +113,7 @@ wrong:
 long
 json_utf8_chars(const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    long n = 0;
-
-    while (*p != '\0') {
-        size_t extra;
-        unsigned cp;
-
-        if (*p < 0x80) {
-            p++;
-            n++;
-            continue;
-        }
-        if ((*p & 0xE0) == 0xC0) {
-            extra = 1;
-            cp = *p & 0x1F;
-        } else if ((*p & 0xF0) == 0xE0) {
-            extra = 2;
-            cp = *p & 0x0F;
-        } else if ((*p & 0xF8) == 0xF0) {
-            extra = 3;
-            cp = *p & 0x07;
-        } else {
-            return -1;
-        }
-        for (size_t i = 1; i <= extra; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        /* Overlong forms, surrogates and values past U+10FFFF are not UTF-8. */
-        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) ||
-            (extra == 3 && cp < 0x10000) || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-            return -1;
-        p += extra + 1;
-        n++;
-    }
-    return n;
+    return utf8_chars(s, strlen(s));
 }
 
 int
@@ -166,7 +131,7 @@ json_opt_str(const cJSON *obj, const char *key, size_t min_chars, size_t max_cha
         return errbuf_set(err, "%s must be a string of %zu to %zu characters, not %s", key,
                           min_chars, max_chars, what);
     }
-    n = json_utf8_chars(item->valuestring);
+    n = utf8_chars(item->valuestring, strlen(item->valuestring));
     if (n < 0)
         return errbuf_set(err, "%s must be valid UTF-8", key);
     if ((size_t)n < min_chars || (size_t)n > max_chars)

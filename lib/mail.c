@@ -22,6 +22,8 @@
 #include "ident.h"
 #include "log.h"
 #include "mail.h"
+#include "timetext.h"
+#include "utf8.h"
 
 #define MAIL_LINE   76 /* RFC 2045 (base64) and RFC 2047 (encoded-word lines) */
 #define MAIL_EWORD  75 /* RFC 2047: longest encoded-word */
@@ -121,47 +123,6 @@ mail_token_ok(const char *t)
     return ats <= 1 && t[0] != '@' && t[len - 1] != '@';
 }
 
-/* Length of the UTF-8 sequence at p, or 0 when it is not valid UTF-8 (overlong
- * forms, surrogates and values past U+10FFFF included). */
-static size_t
-mail_utf8_len(const unsigned char *p)
-{
-    size_t n;
-    unsigned long c;
-
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        n = 2, c = p[0] & 0x1f;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        n = 3, c = p[0] & 0x0f;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        n = 4, c = p[0] & 0x07;
-    else
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) ||
-        (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    return n;
-}
-
-static int
-mail_utf8_ok(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = mail_utf8_len(p);
-        if (n == 0)
-            return 0;
-        p += n;
-    }
-    return 1;
-}
-
 /* ---- composition ---------------------------------------------------------- */
 
 static int
@@ -177,22 +138,14 @@ mail_base64(FILE *out, const unsigned char *bin, size_t len)
     return RS_OK;
 }
 
-/* RFC 5322 date in English whatever the locale, local time with its offset. */
+/* The Date header: when the message was composed, local time with its offset. */
 static void
 mail_date(FILE *out)
 {
-    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t now = time(NULL);
-    struct tm tm;
-    long off;
+    char date[TIMETEXT_SIZE];
 
-    localtime_r(&now, &tm);
-    off = tm.tm_gmtoff / 60;
-    fprintf(out, "Date: %s, %d %s %d %02d:%02d:%02d %c%02ld%02ld\r\n", days[tm.tm_wday], tm.tm_mday,
-            months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec,
-            off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+    timetext_rfc5322(time(NULL), date, sizeof(date));
+    fprintf(out, "Date: %s\r\n", date);
 }
 
 /* Subject as RFC 2047 encoded-words, folded: every line at most 76 characters, every
@@ -203,7 +156,7 @@ static int
 mail_subject(FILE *out, const char *subject)
 {
     const unsigned char *p = (const unsigned char *)subject;
-    size_t col = strlen("Subject:");
+    size_t col = strlen("Subject:"), left = strlen(subject);
     int plain = strlen(subject) <= 66, first = 1;
 
     for (const unsigned char *c = p; *c && plain; c++)
@@ -223,7 +176,7 @@ mail_subject(FILE *out, const char *subject)
         size_t max = (word - strlen(MAIL_EW_PRE MAIL_EW_SUF)) / 4 * 3;
         size_t n = 0, c;
 
-        while (p[n] && (c = mail_utf8_len(p + n)) > 0 && n + c <= max)
+        while (p[n] && (c = utf8_char_len((const char *)p + n, left - n)) > 0 && n + c <= max)
             n += c;
         if (n == 0)
             return RS_ERR; /* not UTF-8: mail_compose checked, so a bug */
@@ -233,6 +186,7 @@ mail_subject(FILE *out, const char *subject)
             return RS_ERR;
         fputs(MAIL_EW_SUF, out);
         p += n;
+        left -= n;
         col = 0; /* the next word starts a folded line, after its space */
         first = 0;
     }
@@ -290,12 +244,12 @@ mail_compose(mail *self, const char *to, const char *subject, const char *body,
     *out = NULL;
     if (to == NULL || !mail_address_ok(to))
         return errbuf_set(err, "mail to \"%s\": not one address local@domain", to ? to : "(null)");
-    if (subject == NULL || !mail_utf8_ok(subject))
+    if (subject == NULL || !utf8_valid(subject, strlen(subject)))
         return errbuf_set(err, "mail to %s: subject is not UTF-8 text", to);
     for (const char *p = subject; *p; p++)
         if ((unsigned char)*p < ' ' || *p == 0x7f)
             return errbuf_set(err, "mail to %s: subject has a control character", to);
-    if (body == NULL || !mail_utf8_ok(body))
+    if (body == NULL || !utf8_valid(body, strlen(body)))
         return errbuf_set(err, "mail to %s: body is not UTF-8 text", to);
     if (message_id == NULL) {
         unsigned char id[IDENT_BYTES];

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mailtext.h"
+#include "timetext.h"
 
 struct mailtext_template {
     const char *name;
@@ -249,8 +250,5 @@ mailtext_expand(const char *text, const mailtext_var *vars, char **out, errbuf *
 void
 mailtext_time(time_t t, char *out, size_t size)
 {
-    struct tm tm;
-
-    localtime_r(&t, &tm);
-    strftime(out, size, "%Y-%m-%d %H:%M:%S %Z", &tm);
+    timetext_local_zone(t, out, size);
 }

@@ -5,23 +5,8 @@
  *
  * Layout: {root}/{queue}/{tmp,incoming,active,deferred,dead,done,corrupt}/ID
  *
- * File format (text; the body is bytes, length given by its header):
- *
- *     restock-spool 1
- *     id: 3f0c…                      (the file name)
- *     queue: factory
- *     key: 9a41…                     (ordering key, optional)
- *     created: 1712345678.123456789 2024-04-05T19:34:38Z
- *     attempts: 2                    (failed attempts so far)
- *     due: 1712345700 2024-04-05T19:35:00Z        (deferred: when it is due)
- *     last-error: HTTP 500 from …    (optional)
- *     died-at: 1712349999 2024-04-05T20:46:39Z   (dead only)
- *     death-reason: max_attempts (5) reached      (dead only)
- *     history: died … after 5 attempts: …; redriven …   (one line per redrive)
- *     length: 123
- *
- *     <123 bytes of body>
- *     end <64 hex digits: BLAKE2b-256 of every byte before this line>
+ * One file is one message; its format (headers, body, checksum) and what it
+ * records are in spool_msg.h, which this header includes.
  *
  * A message enters a state folder only by write → fsync(file) → rename →
  * fsync(folder), and has exactly one name in the state folders at every moment
@@ -59,23 +44,9 @@
 #include <time.h>
 
 #include "errbuf.h"
-
-#define SPOOL_ID_MAX   128       /* ids and keys: [A-Za-z0-9._-], 1..128, no leading dot */
-#define SPOOL_BODY_MAX (8 << 20) /* largest body accepted, in bytes */
-#define SPOOL_TEXT_MAX 1000      /* header texts (errors, reasons) are cut to this */
-
-enum spool_state {
-    SPOOL_INCOMING, /* waiting */
-    SPOOL_ACTIVE,   /* taken, in delivery */
-    SPOOL_DEFERRED, /* failed, waiting until its due time */
-    SPOOL_DEAD,     /* gave up; waits for an operator (redrive) */
-    SPOOL_DONE,     /* delivered; kept so that a repeated put stays a no-op */
-    SPOOL_CORRUPT,  /* unreadable files, kept for an operator */
-    SPOOL_NSTATES
-};
+#include "spool_msg.h" /* the message, its states, SPOOL_ID_MAX, SPOOL_BODY_MAX */
 
 typedef struct spool spool;
-typedef struct spool_msg spool_msg;
 
 /* One message of a batch put. `added` is set by spool_put_batch: 1 when the message
  * was written, 0 when its id was already in the queue. */
@@ -109,12 +80,12 @@ typedef struct spool_recovery {
  * folders (mode 0700) where missing. When run as root, what it creates belongs to
  * the owner of `root`, so that restockctl run by root cannot lock the worker out. */
 spool *spool_new(const char *root, const char *queue, errbuf *err);
-void spool_destroy(spool **sp);
+void spool_destroy(spool **self_p);
 
 /* Replaces the default report of corrupt files (a log_warn line). */
-void spool_set_corrupt_handler(spool *sp, spool_corrupt_fn *fn, void *arg);
+void spool_set_corrupt_handler(spool *self, spool_corrupt_fn *fn, void *arg);
 
-const char *spool_queue(const spool *sp);
+const char *spool_queue(const spool *self);
 const char *spool_state_name(enum spool_state state);
 /* The state called `name` ("dead", …), or -1. */
 int spool_state_parse(const char *name);
@@ -125,94 +96,80 @@ int spool_valid_id(const char *id);
  * with this id is already in incoming, active, deferred, dead or done (a repeated
  * put is a no-op; a copy in corrupt/ does not count), RS_ERR on error. Durable when
  * it returns 1. */
-int spool_put(spool *sp, const char *id, const char *key, const void *body, size_t len,
+int spool_put(spool *self, const char *id, const char *key, const void *body, size_t len,
               errbuf *err);
 
 /* Writes several messages with a constant number of disk syncs (one syncfs(2) of
  * the file system and one fsync of incoming/) instead of two per message. Sets each
  * item's `added`; returns how many were written, or RS_ERR (then some of them may be
  * in incoming/, none acknowledged). All are durable when it returns. */
-int spool_put_batch(spool *sp, spool_item *items, size_t n, errbuf *err);
+int spool_put_batch(spool *self, spool_item *items, size_t n, errbuf *err);
 
 /* Takes the oldest waiting message whose key is free (see Ordering above; `busy`
  * lists further keys to skip, n_busy of them, may be NULL) and moves it to active/.
  * Returns 1 with *msg set (the caller destroys it), 0 when nothing can be taken,
  * RS_ERR on error. Corrupt files met on the way are moved and reported. The move to
  * active/ is not fsync'd: after a crash, active/ goes back to incoming/ anyway. */
-int spool_take(spool *sp, const char *const *busy, size_t n_busy, spool_msg **msg, errbuf *err);
+int spool_take(spool *self, const char *const *busy, size_t n_busy, spool_msg **msg, errbuf *err);
+
+/* The moves of a taken message (done, defer, postpone, kill) change m as they
+ * change its file, and leave it as it was when they fail. Its id, key and body
+ * stay where they are either way: callers log them after the move. */
 
 /* active/ → done/ (its mtime is the time of delivery, for spool_prune_done). */
-int spool_done(spool *sp, spool_msg *m, errbuf *err);
+int spool_done(spool *self, spool_msg *m, errbuf *err);
 
 /* active/ → deferred/, rewritten with attempts+1, due time and last error. */
-int spool_defer(spool *sp, spool_msg *m, time_t due, const char *error, errbuf *err);
+int spool_defer(spool *self, spool_msg *m, time_t due, const char *error, errbuf *err);
 
 /* active/ → deferred/ like spool_defer, but without counting an attempt: the
  * delivery could not even be tried (what it needs, such as the database, is
  * down), so that an outage does not use up max_attempts. */
-int spool_postpone(spool *sp, spool_msg *m, time_t due, const char *error, errbuf *err);
+int spool_postpone(spool *self, spool_msg *m, time_t due, const char *error, errbuf *err);
 
 /* active/ → dead/, rewritten with died-at and the reason. `error` is the failure of
  * the attempt just made (counted: attempts+1, last-error), or NULL when the message
  * dies without a new attempt (malformed body, say). */
-int spool_kill(spool *sp, spool_msg *m, const char *error, const char *reason, errbuf *err);
+int spool_kill(spool *self, spool_msg *m, const char *error, const char *reason, errbuf *err);
 
 /* Moves deferred messages due at `now` or before back to incoming/. Returns how many
  * (RS_ERR on error); *next_due (may be NULL) is the earliest due time still
  * deferred, 0 when none is. */
-int spool_wake(spool *sp, time_t now, time_t *next_due, errbuf *err);
+int spool_wake(spool *self, time_t now, time_t *next_due, errbuf *err);
 
 /* Start-up after a crash: removes half-written files of dead processes from tmp/,
  * moves active/ back to incoming/, verifies every file of every state and moves bad
  * ones to corrupt/. Call it before the worker's threads use the spool. `report` may
  * be NULL. Returns RS_OK or RS_ERR. */
-int spool_recover(spool *sp, spool_recovery *report, errbuf *err);
+int spool_recover(spool *self, spool_recovery *report, errbuf *err);
 
 /* dead/ → incoming/ with attempts reset to 0 and a history line recording the
  * death; id NULL redrives all. Returns how many, or RS_ERR (an id that is not in
  * dead/ is an error). */
-int spool_redrive(spool *sp, const char *id, errbuf *err);
+int spool_redrive(spool *self, const char *id, errbuf *err);
 
 /* Deletes messages delivered (moved to done/) more than `age` seconds ago.
  * Returns how many, or RS_ERR. */
-int spool_prune_done(spool *sp, time_t age, errbuf *err);
+int spool_prune_done(spool *self, time_t age, errbuf *err);
 
 /* Inspection (restockctl; safe while the worker runs). */
 
 /* Number of files in a state folder, or RS_ERR. */
-long spool_count(spool *sp, enum spool_state state, errbuf *err);
+long spool_count(spool *self, enum spool_state state, errbuf *err);
 
 /* Calls fn for every file of a state, oldest first (created, then id). Returns
  * RS_OK, RS_ERR, or what a callback returned to stop. */
-int spool_each(spool *sp, enum spool_state state, spool_each_fn *fn, void *arg, errbuf *err);
+int spool_each(spool *self, enum spool_state state, spool_each_fn *fn, void *arg, errbuf *err);
 
 /* Reads message `id` from whatever state it is in (spool_msg_state tells).
  * Returns 1 with *msg set, 0 when there is no such message, RS_ERR on error (a
  * corrupt file is an error here; it is not moved). */
-int spool_get(spool *sp, const char *id, spool_msg **msg, errbuf *err);
+int spool_get(spool *self, const char *id, spool_msg **msg, errbuf *err);
 
 /* Created time of the oldest message waiting (incoming/, deferred/, or in flight in
  * active/: not delivered yet), 0 when none is; RS_ERR on error. */
-int spool_oldest_waiting(spool *sp, time_t *created, errbuf *err);
+int spool_oldest_waiting(spool *self, time_t *created, errbuf *err);
 /* The same, leaving out messages whose id begins with `except` (NULL: none). */
-int spool_oldest_waiting_except(spool *sp, const char *except, time_t *created, errbuf *err);
-
-/* The message. Strings are NUL-terminated; NULL where the header is absent. The
- * body is followed by a NUL byte (not counted in its length), for parsers. */
-void spool_msg_destroy(spool_msg **m);
-const char *spool_msg_id(const spool_msg *m);
-const char *spool_msg_queue(const spool_msg *m);
-const char *spool_msg_key(const spool_msg *m);
-const void *spool_msg_body(const spool_msg *m);
-size_t spool_msg_len(const spool_msg *m);
-enum spool_state spool_msg_state(const spool_msg *m);
-time_t spool_msg_created(const spool_msg *m);
-int spool_msg_attempts(const spool_msg *m);
-time_t spool_msg_due(const spool_msg *m); /* 0: none */
-const char *spool_msg_last_error(const spool_msg *m);
-time_t spool_msg_died_at(const spool_msg *m); /* 0: not dead */
-const char *spool_msg_death_reason(const spool_msg *m);
-size_t spool_msg_history_count(const spool_msg *m);
-const char *spool_msg_history(const spool_msg *m, size_t i);
+int spool_oldest_waiting_except(spool *self, const char *except, time_t *created, errbuf *err);
 
 #endif

@@ -442,6 +442,43 @@ test_redrive_and_listing(void)
     spool_destroy(&sp);
 }
 
+/* Callers read a message's id before a state change and log it after (the
+ * worker's queue does): id, key and body stay valid across defer, postpone and kill. */
+static void
+test_msg_kept(void)
+{
+    errbuf err;
+    spool *sp = spool_new(root, "kept", &err);
+    spool_msg *m = NULL;
+    const char *id, *key;
+    const void *body;
+    int same = 1;
+
+    spool_put(sp, "k1", "P", "body", 4, &err);
+    spool_take(sp, NULL, 0, &m, &err);
+    id = spool_msg_id(m);
+    key = spool_msg_key(m);
+    body = spool_msg_body(m);
+    same &= spool_postpone(sp, m, time(NULL) - 1, "db down", &err) == 0;
+    same &= spool_msg_id(m) == id && spool_msg_key(m) == key && spool_msg_body(m) == body;
+    spool_msg_destroy(&m);
+    spool_wake(sp, time(NULL), NULL, &err);
+    spool_take(sp, NULL, 0, &m, &err);
+    id = spool_msg_id(m);
+    body = spool_msg_body(m);
+    same &= spool_defer(sp, m, time(NULL) - 1, "HTTP 500", &err) == 0;
+    same &= spool_msg_id(m) == id && spool_msg_body(m) == body;
+    spool_msg_destroy(&m);
+    spool_wake(sp, time(NULL), NULL, &err);
+    spool_take(sp, NULL, 0, &m, &err);
+    id = spool_msg_id(m);
+    same &= spool_kill(sp, m, "HTTP 400", "permanent", &err) == 0;
+    same &= spool_msg_id(m) == id && strcmp(id, "k1") == 0;
+    ok(same, "id, key and body of a message stay where they are across its state changes");
+    spool_msg_destroy(&m);
+    spool_destroy(&sp);
+}
+
 static void
 test_done_prune(void)
 {
@@ -650,6 +687,7 @@ main(void)
     test_fifo_and_keys();
     test_defer_wake_kill();
     test_redrive_and_listing();
+    test_msg_kept();
     test_done_prune();
     test_corruption();
     test_recover();
