@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mysql.h>
 #include <sodium.h>
 
 #include "bus.h"
@@ -49,9 +48,9 @@ callback_app_init(const conf *cf, void **app_out, errbuf *err)
         free(app);
         return errbuf_set(err, "libsodium cannot initialise");
     }
-    if (mysql_library_init(0, NULL, NULL) != 0) {
+    if (db_library_init(err) != RS_OK) {
         free(app);
-        return errbuf_set(err, "the MySQL client library cannot initialise");
+        return RS_ERR;
     }
     app->cf = cf;
     app->quantity_max = conf_int(cf, "callback_quantity_max");
@@ -64,7 +63,7 @@ callback_app_fini(void *app)
 {
     free(app);
     bus_shutdown(); /* every thread's doorbell is closed by now */
-    mysql_library_end();
+    db_library_end();
 }
 
 static void
@@ -78,17 +77,20 @@ callback_thread_fini(void *state)
     bus_pub_destroy(&t->bell);
     db_destroy(&t->conn);
     free(t);
-    mysql_thread_end();
+    db_thread_end();
 }
 
 static int
 callback_thread_init(void *app_ptr, void **state, errbuf *err)
 {
     struct callback_app *app = app_ptr;
-    struct callback_thread *t = calloc(1, sizeof(*t));
+    struct callback_thread *t;
 
-    if (t == NULL || mysql_thread_init() != 0) {
-        free(t);
+    if (db_thread_init(err) != RS_OK)
+        return RS_ERR;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        db_thread_end();
         return errbuf_set(err, "out of memory");
     }
     t->app = app;

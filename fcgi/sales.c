@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mysql.h>
-
 #include "bus.h"
 #include "db.h"
 #include "ident.h"
@@ -343,8 +341,8 @@ sales_app_init(const conf *cf, void **app_p, errbuf *err)
     static struct sales_app app;
 
     /* Once, before the threads: the client library's set-up is not thread-safe. */
-    if (mysql_library_init(0, NULL, NULL) != 0)
-        return errbuf_set(err, "mysql_library_init failed");
+    if (db_library_init(err) != RS_OK)
+        return RS_ERR;
     app.cf = cf;
     app.default_sku = conf_str(cf, "default_sku");
     *app_p = &app;
@@ -355,7 +353,7 @@ static void
 sales_app_fini(void *app)
 {
     bus_shutdown(); /* every thread's doorbell is closed by now */
-    mysql_library_end();
+    db_library_end();
 }
 
 static void
@@ -368,7 +366,7 @@ sales_thread_fini(void *state)
         db_destroy(&th->conn); /* statements go with it */
         free(th);
     }
-    mysql_thread_end();
+    db_thread_end();
 }
 
 static int
@@ -376,7 +374,10 @@ sales_thread_init(void *app, void **state, errbuf *err)
 {
     struct sales_thread *th;
 
-    mysql_thread_init();
+    if (db_thread_init(err) != RS_OK) {
+        *state = NULL;
+        return RS_ERR;
+    }
     th = calloc(1, sizeof(*th));
     if (th == NULL)
         goto oom;

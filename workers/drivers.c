@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <mysql.h>
 
 #include "db.h"
 #include "drivers.h"
@@ -96,16 +95,19 @@ factory_thread_fini(void *state)
     http_destroy(&t->client);
     db_destroy(&t->conn);
     free(t);
-    mysql_thread_end();
+    db_thread_end();
 }
 
 static int
 factory_thread_init(const conf *cf, void **state, errbuf *err)
 {
-    struct factory_thread *t = calloc(1, sizeof(*t));
+    struct factory_thread *t;
 
-    if (t == NULL || mysql_thread_init() != 0) {
-        free(t);
+    if (db_thread_init(err) != RS_OK)
+        return RS_ERR;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        db_thread_end();
         return errbuf_set(err, "out of memory");
     }
     t->conn = db_new(cf, 0);

@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <mysql.h>
 
 #include "conf.h"
 #include "db.h"

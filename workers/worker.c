@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <mysql.h>
 #include <sodium.h>
 
 #include "alert.h"
@@ -236,8 +235,7 @@ main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (sodium_init() < 0 || mysql_library_init(0, NULL, NULL) != 0 ||
-        http_global_init(&err) != RS_OK) {
+    if (sodium_init() < 0 || db_library_init(&err) != RS_OK || http_global_init(&err) != RS_OK) {
         log_error("event=start_failed error=\"cannot initialise libsodium, MySQL or curl %s\"",
                   err.msg);
         goto done;
@@ -384,7 +382,7 @@ done:
         close(lock_fd);
     http_global_cleanup();
     bus_shutdown();
-    mysql_library_end();
+    db_library_end();
     conf_destroy(&cf);
     if (status == 0)
         log_info("event=stopped");
