@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sodium.h>
-
 #include "bus.h"
 #include "db.h"
 #include "delivery.h"
@@ -20,9 +18,9 @@
 #include "json.h"
 #include "log.h"
 #include "responder.h"
+#include "token.h"
 
-#define CALLBACK_PREFIX    "/callbacks/factory/"
-#define CALLBACK_TOKEN_HEX (2 * 32)
+#define CALLBACK_PREFIX "/callbacks/factory/"
 
 struct callback_app {
     const conf *cf;
@@ -44,11 +42,7 @@ callback_app_init(const conf *cf, void **app_out, errbuf *err)
 
     if (app == NULL)
         return errbuf_set(err, "out of memory");
-    if (sodium_init() < 0) {
-        free(app);
-        return errbuf_set(err, "libsodium cannot initialise");
-    }
-    if (db_library_init(err) != RS_OK) {
+    if (token_init(err) != RS_OK || db_library_init(err) != RS_OK) {
         free(app);
         return RS_ERR;
     }
@@ -119,45 +113,22 @@ fail:
     return RS_ERR;
 }
 
-/* The token of the query string (token=...), copied into out; -1 when absent or
- * not 64 hex characters. */
+/* The token of the query string (token=...), copied into out; RS_ERR when it
+ * is absent or not a token. */
 static int
-callback_token(const char *query, char out[CALLBACK_TOKEN_HEX + 1])
+callback_token(const char *query, char out[TOKEN_HEX + 1])
 {
     const char *p = query;
 
+    out[0] = '\0';
     while (p != NULL && *p != '\0') {
-        if (strncmp(p, "token=", 6) == 0) {
-            size_t n = strcspn(p + 6, "&");
-            if (n != CALLBACK_TOKEN_HEX)
-                return -1;
-            memcpy(out, p + 6, n);
-            out[n] = '\0';
-            for (size_t i = 0; i < n; i++)
-                if (!((out[i] >= '0' && out[i] <= '9') || (out[i] >= 'a' && out[i] <= 'f') ||
-                      (out[i] >= 'A' && out[i] <= 'F')))
-                    return -1;
-            return 0;
-        }
+        if (strncmp(p, "token=", 6) == 0)
+            return token_parse(p + 6, strcspn(p + 6, "&"), out);
         p = strchr(p, '&');
         if (p != NULL)
             p++;
     }
-    return -1;
-}
-
-/* 1 when SHA-256 of token equals the stored hash. The comparison takes the same
- * time wherever the first difference is (sodium_memcmp), so that timing tells an
- * attacker nothing about the hash. */
-static int
-callback_token_matches(const char *token, const char *stored, size_t stored_len)
-{
-    unsigned char digest[crypto_hash_sha256_BYTES];
-
-    if (stored == NULL || stored_len != sizeof(digest))
-        return 0;
-    crypto_hash_sha256(digest, (const unsigned char *)token, strlen(token));
-    return sodium_memcmp(digest, stored, sizeof(digest)) == 0;
+    return RS_ERR;
 }
 
 static void
@@ -165,7 +136,7 @@ callback_handle(responder_request *rq, void *state)
 {
     struct callback_thread *t = state;
     const char *path = responder_path(rq), *body, *sku = NULL, *stored;
-    char order_text[IDENT_TEXT], token[CALLBACK_TOKEN_HEX + 1];
+    char order_text[IDENT_TEXT], token[TOKEN_HEX + 1];
     char callback_sku[64];
     unsigned char order_id[IDENT_BYTES];
     struct delivery_outcome outcome;
@@ -198,8 +169,8 @@ callback_handle(responder_request *rq, void *state)
         return;
     }
     stored = db_stmt_col(t->find_order, 0, &stored_len);
-    if (callback_token(responder_param(rq, "QUERY_STRING"), token) != 0 ||
-        !callback_token_matches(token, stored, stored_len)) {
+    if (callback_token(responder_param(rq, "QUERY_STRING"), token) != RS_OK ||
+        !token_verify(token, stored, stored_len)) {
         log_warn("event=callback_rejected order=%s reason=bad_token", order_text);
         responder_reply_error(rq, 403, "forbidden: missing or wrong token for order %s",
                               order_text);

@@ -11,8 +11,8 @@
 #include "ident.h"
 #include "json.h"
 #include "log.h"
+#include "token.h"
 
-#define FACTORY_TOKEN_HEX    64      /* 32 random bytes, hex: the callback's secret */
 #define FACTORY_QUANTITY_MAX 1000000 /* product.reorder_quantity's upper bound */
 #define FACTORY_FIELD_MAX    255
 #define FACTORY_URL_MAX      2048
@@ -30,7 +30,8 @@ struct factory {
 /* The fields of a factory-queue message the driver needs; strings point into json. */
 struct factory_msg {
     cJSON *json;
-    const char *sku, *factory_identifier, *factory_api, *token;
+    const char *sku, *factory_identifier, *factory_api;
+    char token[TOKEN_HEX + 1]; /* a secret: zeroed by factory_msg_clear */
     long long quantity;
     unsigned char id[IDENT_BYTES];
     char order_id[IDENT_TEXT]; /* canonical, as the callback responder reads it */
@@ -41,8 +42,9 @@ factory_new(const conf *cf, db *conn, http *client)
 {
     factory *self;
 
-    /* Idempotent and thread-safe; libsodium wants it before any other call. */
-    if (sodium_init() < 0)
+    /* The driver hashes tokens and zeroes what holds them with libsodium, which
+     * wants its start-up before any other call. */
+    if (token_init(NULL) != RS_OK)
         return NULL;
     self = calloc(1, sizeof(*self));
     if (self == NULL)
@@ -110,21 +112,21 @@ factory_field(const cJSON *json, const char *key, size_t max, const char **out, 
     return RS_OK;
 }
 
-static int
-factory_is_hex(const char *s, size_t len)
+/* Deletes what factory_msg_parse made, the token zeroed. */
+static void
+factory_msg_clear(struct factory_msg *m)
 {
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return s[len] == '\0';
+    cJSON_Delete(m->json);
+    m->json = NULL;
+    sodium_memzero(m->token, sizeof(m->token));
 }
 
-/* Parses and checks a message; on RS_OK the caller deletes m->json. */
+/* Parses and checks a message; on RS_OK the caller clears it (factory_msg_clear). */
 static int
 factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *err)
 {
     const cJSON *api;
-    const char *kind = NULL, *order_id = NULL;
+    const char *kind = NULL, *order_id = NULL, *token = NULL;
 
     memset(m, 0, sizeof(*m));
     if (json_parse_object(msg, len, &m->json, err) != RS_OK)
@@ -134,7 +136,7 @@ factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *er
         factory_field(m->json, "sku", FACTORY_FIELD_MAX, &m->sku, err) != RS_OK ||
         factory_field(m->json, "factory_identifier", FACTORY_FIELD_MAX, &m->factory_identifier,
                       err) != RS_OK ||
-        factory_field(m->json, "token", FACTORY_TOKEN_HEX, &m->token, err) != RS_OK)
+        factory_field(m->json, "token", TOKEN_HEX, &token, err) != RS_OK)
         goto fail;
     if (strcmp(kind, "stock_empty") != 0) {
         errbuf_set(err, "kind is \"%.40s\", not stock_empty", kind);
@@ -145,10 +147,10 @@ factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *er
         goto fail;
     }
     ident_format(m->id, sizeof(m->id), m->order_id);
-    if (strlen(m->token) != FACTORY_TOKEN_HEX || !factory_is_hex(m->token, FACTORY_TOKEN_HEX)) {
+    if (token_parse(token, strlen(token), m->token) != RS_OK) {
         /* Never quote the token, even a malformed one. */
         errbuf_set(err, "token of order %s is not %d lower-case hex digits", m->order_id,
-                   FACTORY_TOKEN_HEX);
+                   TOKEN_HEX);
         goto fail;
     }
     m->quantity = 0;
@@ -166,8 +168,7 @@ factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *er
         goto fail;
     return RS_OK;
 fail:
-    cJSON_Delete(m->json);
-    m->json = NULL;
+    factory_msg_clear(m);
     return errbuf_prefix(err, "factory message");
 }
 
@@ -250,7 +251,7 @@ factory_request_body(const char *msg, size_t len, const char *requester, const c
     if (factory_msg_parse(msg, len, &m, err) != RS_OK)
         return RS_ERR;
     ret = factory_build(&m, requester, public_url, default_api, url, &json_body, err);
-    cJSON_Delete(m.json);
+    factory_msg_clear(&m);
     if (ret != RS_OK)
         return RS_ERR;
     /* cJSON allocates with its own hooks; the caller frees with free(). */
@@ -298,12 +299,12 @@ static enum factory_claim
 factory_claim(factory *self, const struct factory_msg *m, errbuf *err)
 {
     const unsigned char *id = m->id;
-    unsigned char hash[crypto_hash_sha256_BYTES];
+    unsigned char hash[TOKEN_HASH_BYTES];
     const char *status, *stored;
     size_t stored_len = 0;
     long long n;
 
-    crypto_hash_sha256(hash, (const unsigned char *)m->token, FACTORY_TOKEN_HEX);
+    token_hash(m->token, hash);
     for (int round = 0; round < 2; round++) {
         n = db_stmt_exec(self->load, err, "b", id, (size_t)IDENT_BYTES);
         if (n < 0)
@@ -320,7 +321,7 @@ factory_claim(factory *self, const struct factory_msg *m, errbuf *err)
         }
         stored = db_stmt_col(self->load, 1, &stored_len);
         if (stored != NULL) {
-            if (stored_len == sizeof(hash) && sodium_memcmp(stored, hash, sizeof(hash)) == 0)
+            if (token_verify(m->token, stored, stored_len))
                 return CLAIM_SEND;
             errbuf_set(err,
                        "order %s already has another callback token (a second message for "
@@ -466,7 +467,7 @@ done:
         sodium_memzero(body, strlen(body));
     free(body);
     free(url);
-    cJSON_Delete(m.json);
+    factory_msg_clear(&m);
     return result;
 }
 

@@ -13,11 +13,11 @@
 #include "mailtext.h"
 #include "outbox.h"
 #include "row.h"
+#include "token.h"
 
-#define OUTBOX_BATCH       100
-#define OUTBOX_STR_(x)     #x
-#define OUTBOX_STR(x)      OUTBOX_STR_(x)
-#define OUTBOX_TOKEN_BYTES 32
+#define OUTBOX_BATCH   100
+#define OUTBOX_STR_(x) #x
+#define OUTBOX_STR(x)  OUTBOX_STR_(x)
 
 struct outbox {
     db *conn;
@@ -96,15 +96,12 @@ outbox_destroy(outbox **self_p)
 static cJSON *
 outbox_factory_message(db_stmt *st, const char *event_text)
 {
-    unsigned char token[OUTBOX_TOKEN_BYTES];
-    char token_hex[2 * OUTBOX_TOKEN_BYTES + 1], created[64];
+    char token[TOKEN_HEX + 1], created[64];
     cJSON *m = cJSON_CreateObject();
 
     if (m == NULL)
         return NULL;
-    randombytes_buf(token, sizeof(token));
-    sodium_bin2hex(token_hex, sizeof(token_hex), token, sizeof(token));
-    sodium_memzero(token, sizeof(token));
+    token_make(token);
     mailtext_time((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
     cJSON_AddStringToObject(m, "event_id", event_text);
     cJSON_AddStringToObject(m, "kind", "stock_empty");
@@ -117,9 +114,9 @@ outbox_factory_message(db_stmt *st, const char *event_text)
     row_add_str(m, "factory_identifier", st, COL_FACTORY_IDENT);
     row_add_str(m, "factory_name", st, COL_FACTORY_NAME);
     row_add_str(m, "factory_api", st, COL_FACTORY_API);
-    cJSON_AddStringToObject(m, "token", token_hex);
+    cJSON_AddStringToObject(m, "token", token);
     cJSON_AddStringToObject(m, "created_at", created);
-    sodium_memzero(token_hex, sizeof(token_hex));
+    sodium_memzero(token, sizeof(token));
     return m;
 }
 
