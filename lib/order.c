@@ -12,7 +12,6 @@
 /* Deadlocks and lock waits of a delivery are resolved by running it again. */
 #define ORDER_FULFIL_TRIES 3
 #define ORDER_ERROR_CHARS  500 /* replenishment_order.last_error */
-#define ORDER_OVERDUE_MAX  32  /* per order_each_overdue */
 #define ORDER_STR_(x)      #x
 #define ORDER_STR(x)       ORDER_STR_(x)
 

@@ -165,9 +165,12 @@ struct order_overdue {
     long long age; /* seconds since sent */
 };
 
+/* The most overdue orders one call of order_each_overdue reports. */
+#define ORDER_OVERDUE_MAX 32
+
 /* Calls fn for sent orders whose callback has not come within timeout seconds
- * and that were not reported yet (at most a few dozen per call). Returns how
- * many, or RS_ERR. */
+ * and that were not reported yet, at most ORDER_OVERDUE_MAX per call. Returns
+ * how many, or RS_ERR. */
 int order_each_overdue(order *self, long timeout,
                        void (*fn)(void *arg, const struct order_overdue *late), void *arg,
                        errbuf *err);

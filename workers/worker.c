@@ -109,7 +109,7 @@ struct worker_watch {
 struct worker_overdue {
     alert *alerts;
     int n;
-    char orders[32][IDENT_TEXT];
+    char orders[ORDER_OVERDUE_MAX][IDENT_TEXT];
 };
 
 static void
@@ -120,7 +120,7 @@ worker_tell_overdue(void *arg, const struct order_overdue *late)
     char sent_at[64], age[32], cause[64];
     long minutes = (long)(late->age / 60);
 
-    if (o->n == (int)(sizeof(o->orders) / sizeof(o->orders[0])))
+    if (o->n == ORDER_OVERDUE_MAX)
         return;
     snprintf(o->orders[o->n++], IDENT_TEXT, "%s", late->order_id);
     mailtext_time(late->sent_at, sent_at, sizeof(sent_at));
