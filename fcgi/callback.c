@@ -11,19 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mysql.h>
-#include <sodium.h>
-
 #include "bus.h"
 #include "db.h"
-#include "delivery.h"
 #include "ident.h"
 #include "json.h"
 #include "log.h"
+#include "order.h"
 #include "responder.h"
+#include "token.h"
 
-#define CALLBACK_PREFIX    "/callbacks/factory/"
-#define CALLBACK_TOKEN_HEX (2 * 32)
+#define CALLBACK_PREFIX "/callbacks/factory/"
 
 struct callback_app {
     const conf *cf;
@@ -34,8 +31,7 @@ struct callback_thread {
     struct callback_app *app;
     db *conn;
     bus_pub *bell;
-    db_stmt *find_order;
-    delivery *deliveries;
+    order *orders;
 };
 
 static int
@@ -45,13 +41,9 @@ callback_app_init(const conf *cf, void **app_out, errbuf *err)
 
     if (app == NULL)
         return errbuf_set(err, "out of memory");
-    if (sodium_init() < 0) {
+    if (token_init(err) != RS_OK || db_library_init(err) != RS_OK) {
         free(app);
-        return errbuf_set(err, "libsodium cannot initialise");
-    }
-    if (mysql_library_init(0, NULL, NULL) != 0) {
-        free(app);
-        return errbuf_set(err, "the MySQL client library cannot initialise");
+        return RS_ERR;
     }
     app->cf = cf;
     app->quantity_max = conf_int(cf, "callback_quantity_max");
@@ -64,7 +56,7 @@ callback_app_fini(void *app)
 {
     free(app);
     bus_shutdown(); /* every thread's doorbell is closed by now */
-    mysql_library_end();
+    db_library_end();
 }
 
 static void
@@ -72,24 +64,27 @@ callback_thread_fini(void *state)
 {
     struct callback_thread *t = state;
 
-    if (t == NULL)
-        return;
-    delivery_destroy(&t->deliveries);
-    bus_pub_destroy(&t->bell);
-    db_destroy(&t->conn);
-    free(t);
-    mysql_thread_end();
+    if (t != NULL) {
+        order_destroy(&t->orders);
+        bus_pub_destroy(&t->bell);
+        db_destroy(&t->conn);
+        free(t);
+    }
+    db_thread_end();
 }
 
 static int
 callback_thread_init(void *app_ptr, void **state, errbuf *err)
 {
     struct callback_app *app = app_ptr;
-    struct callback_thread *t = calloc(1, sizeof(*t));
+    struct callback_thread *t = NULL;
 
-    if (t == NULL || mysql_thread_init() != 0) {
-        free(t);
-        return errbuf_set(err, "out of memory");
+    if (db_thread_init(err) != RS_OK)
+        goto fail;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
     }
     t->app = app;
     t->conn = db_new(app->cf, 0);
@@ -100,16 +95,9 @@ callback_thread_init(void *app_ptr, void **state, errbuf *err)
     t->bell = bus_pub_new(conf_str(app->cf, "bus_endpoint"), err);
     if (t->bell == NULL)
         goto fail;
-    t->find_order = db_stmt_new(t->conn,
-                                "SELECT r.token_hash, p.sku FROM replenishment_order r"
-                                " JOIN product p ON p.product_id = r.product_id"
-                                " WHERE r.order_id = ?",
-                                DB_IDEMPOTENT);
-    t->deliveries = delivery_new(t->conn);
-    if (!t->find_order || !t->deliveries) {
-        errbuf_set(err, "out of memory");
+    t->orders = order_new(t->conn, err);
+    if (t->orders == NULL)
         goto fail;
-    }
     *state = t;
     return RS_OK;
 fail:
@@ -117,58 +105,36 @@ fail:
     return RS_ERR;
 }
 
-/* The token of the query string (token=...), copied into out; -1 when absent or
- * not 64 hex characters. */
+/* The token of the query string (token=...), copied into out; RS_ERR when it
+ * is absent or not a token. */
 static int
-callback_token(const char *query, char out[CALLBACK_TOKEN_HEX + 1])
+callback_token(const char *query, char out[TOKEN_HEX + 1])
 {
     const char *p = query;
 
+    out[0] = '\0';
     while (p != NULL && *p != '\0') {
-        if (strncmp(p, "token=", 6) == 0) {
-            size_t n = strcspn(p + 6, "&");
-            if (n != CALLBACK_TOKEN_HEX)
-                return -1;
-            memcpy(out, p + 6, n);
-            out[n] = '\0';
-            for (size_t i = 0; i < n; i++)
-                if (!((out[i] >= '0' && out[i] <= '9') || (out[i] >= 'a' && out[i] <= 'f') ||
-                      (out[i] >= 'A' && out[i] <= 'F')))
-                    return -1;
-            return 0;
-        }
+        if (strncmp(p, "token=", 6) == 0)
+            return token_parse(p + 6, strcspn(p + 6, "&"), out);
         p = strchr(p, '&');
         if (p != NULL)
             p++;
     }
-    return -1;
-}
-
-/* 1 when SHA-256 of token equals the stored hash. The comparison takes the same
- * time wherever the first difference is (sodium_memcmp), so that timing tells an
- * attacker nothing about the hash. */
-static int
-callback_token_matches(const char *token, const char *stored, size_t stored_len)
-{
-    unsigned char digest[crypto_hash_sha256_BYTES];
-
-    if (stored == NULL || stored_len != sizeof(digest))
-        return 0;
-    crypto_hash_sha256(digest, (const unsigned char *)token, strlen(token));
-    return sodium_memcmp(digest, stored, sizeof(digest)) == 0;
+    return RS_ERR;
 }
 
 static void
 callback_handle(responder_request *rq, void *state)
 {
     struct callback_thread *t = state;
-    const char *path = responder_path(rq), *body, *sku = NULL, *stored;
-    char order_text[IDENT_TEXT], token[CALLBACK_TOKEN_HEX + 1];
-    char callback_sku[64];
+    const char *path = responder_path(rq), *body, *sku = NULL;
+    char order_text[IDENT_TEXT], token[TOKEN_HEX + 1];
     unsigned char order_id[IDENT_BYTES];
-    struct delivery_outcome outcome;
-    long long delivered = 0, rows;
-    size_t body_len, stored_len;
+    struct order_view view;
+    struct order_fulfil_outcome outcome;
+    long long delivered = 0;
+    size_t body_len;
+    int found;
     cJSON *json = NULL, *reply = NULL;
     errbuf err = {{0}};
 
@@ -184,29 +150,24 @@ callback_handle(responder_request *rq, void *state)
         return;
     }
 
-    rows = db_stmt_exec(t->find_order, &err, "b", order_id, sizeof(order_id));
-    if (rows < 0) {
+    found = order_get(t->orders, order_text, &view, &err);
+    if (found < 0) {
         log_error("event=callback_failed order=%s error=\"%s\"", order_text, err.msg);
         responder_reply_error(rq, 503, "database unavailable: the callback was not recorded");
         return;
     }
-    if (rows == 0 || !db_stmt_next(t->find_order)) {
+    if (found == 0) {
         log_warn("event=callback_rejected order=%s reason=unknown_order", order_text);
         responder_reply_error(rq, 404, "unknown order %s", order_text);
         return;
     }
-    stored = db_stmt_col(t->find_order, 0, &stored_len);
-    if (callback_token(responder_param(rq, "QUERY_STRING"), token) != 0 ||
-        !callback_token_matches(token, stored, stored_len)) {
+    if (callback_token(responder_param(rq, "QUERY_STRING"), token) != RS_OK ||
+        !token_verify(token, view.token_hash, view.token_hash_len)) {
         log_warn("event=callback_rejected order=%s reason=bad_token", order_text);
         responder_reply_error(rq, 403, "forbidden: missing or wrong token for order %s",
                               order_text);
         return;
     }
-    /* Columns are overwritten by the next statement: keep what is needed. */
-    snprintf(callback_sku, sizeof(callback_sku), "%s",
-             db_stmt_col(t->find_order, 1, NULL) ? db_stmt_col(t->find_order, 1, NULL) : "");
-
     body = responder_body(rq, &body_len);
     if (json_parse_object(body, body_len, &json, &err) != RS_OK) {
         responder_reply_error(rq, 400, "%s", err.msg);
@@ -227,14 +188,14 @@ callback_handle(responder_request *rq, void *state)
         responder_reply_error(rq, 400, "%s", err.msg);
         goto done;
     }
-    if (sku != NULL && strcmp(sku, callback_sku) != 0) {
+    if (sku != NULL && strcmp(sku, view.sku) != 0) {
         responder_reply_error(rq, 400,
                               "MessageAttributeProductId %s is not the product %s of order %s", sku,
-                              callback_sku, order_text);
+                              view.sku, order_text);
         goto done;
     }
 
-    if (delivery_record(t->deliveries, order_id, delivered, &outcome, &err) != RS_OK) {
+    if (order_fulfil(t->orders, order_text, delivered, &outcome, &err) != RS_OK) {
         log_error("event=callback_failed order=%s quantity=%lld error=\"%s\"", order_text,
                   delivered, err.msg);
         responder_reply_error(rq, 503, "database unavailable: the callback was not recorded");
@@ -254,14 +215,14 @@ callback_handle(responder_request *rq, void *state)
     } else {
         char message[96];
         log_info("event=stock_arrived order=%s sku=%s quantity=%lld stock=%lld outbox_event=%s",
-                 order_text, callback_sku, delivered, outcome.stock, outcome.event);
+                 order_text, view.sku, delivered, outcome.stock, outcome.event);
         if (bus_ring(t->bell, BUS_STOCK_ARRIVED, outcome.event) != RS_OK)
             log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_ARRIVED,
                      outcome.event);
         snprintf(message, sizeof(message), "입고 완료! 남은 재고: %lld", outcome.stock);
         cJSON_AddStringToObject(reply, "message", message);
         cJSON_AddStringToObject(reply, "order_id", order_text);
-        cJSON_AddStringToObject(reply, "sku", callback_sku);
+        cJSON_AddStringToObject(reply, "sku", view.sku);
         cJSON_AddNumberToObject(reply, "delivered", (double)delivered);
         cJSON_AddNumberToObject(reply, "stock", (double)outcome.stock);
         cJSON_AddStringToObject(reply, "status", "fulfilled");

@@ -6,14 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mysql.h>
-
 #include "bus.h"
 #include "db.h"
 #include "ident.h"
 #include "json.h"
 #include "log.h"
-#include "replenish.h"
+#include "order.h"
 #include "responder.h"
 #include "row.h"
 
@@ -29,11 +27,12 @@ struct sales_app {
 struct sales_thread {
     const struct sales_app *app;
     db *conn;
-    db_stmt *product;   /* one product by sku */
-    db_stmt *products;  /* all, by sku */
-    db_stmt *buy;       /* the atomic decrement */
-    replenish *restock; /* opens the order of a stock-out, rings the doorbell */
-    int db_down;        /* to log the database going away and coming back once */
+    db_stmt *product;  /* one product by sku */
+    db_stmt *products; /* all, by sku */
+    db_stmt *buy;      /* the atomic decrement */
+    order *orders;     /* opens the order of a stock-out */
+    bus_pub *bell;     /* rings stock_empty after the order's commit */
+    int db_down;       /* to log the database going away and coming back once */
 };
 
 #define SALES_PRODUCT_COLUMNS "product_id, sku, name, price, stock, factory_id, ad_id"
@@ -194,27 +193,48 @@ sales_reply_checkout(responder_request *rq, int status, const char *prefix, cons
     cJSON_Delete(json);
 }
 
+/* The word the 409 answer carries in "replenishment" for an order_open result. */
+static const char *
+sales_replenishment(int state)
+{
+    switch (state) {
+    case ORDER_OPENED:
+    case ORDER_PENDING:
+        return "requested";
+    case ORDER_RESTOCKED:
+        return "restocked";
+    case ORDER_NO_FACTORY:
+        return "unavailable";
+    default:
+        return "unknown";
+    }
+}
+
 /* The checkout changed no row: the product is unknown (404) or has less than
  * quantity left (409). This is where a stock-out turns into a replenishment
- * request: in one transaction the order and its outbox event, after the commit
- * the doorbell (replenish.c). If that fails the answer is 503, not 409: the
+ * request: in one transaction the order and its outbox event (order.c), after
+ * the commit the doorbell. If that fails the answer is 503, not 409: the
  * shortage was seen but nobody was told, and the next checkout tries again. */
 static void
 sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, long long quantity)
 {
     errbuf err = {{0}};
-    long long remaining = 0;
-    int state = replenish_request(th->restock, sku, (long)quantity, &remaining, &err);
+    struct order_open_outcome out;
+    int state = order_open(th->orders, sku, quantity, &out, &err);
 
     if (state < 0) {
         sales_unavailable(th, rq, &err);
         return;
     }
-    if (state == REPLENISH_UNKNOWN) {
+    if (state == ORDER_NO_PRODUCT) {
         sales_reply_message(rq, 404, "상품 없음");
         return;
     }
-    sales_reply_checkout(rq, 409, "구매 실패!", sku, remaining, replenish_state_name(state));
+    /* After the commit, never before: the worker must find the row it is woken
+     * for. A lost doorbell costs one sweep interval, not the order. */
+    if (state == ORDER_OPENED && bus_ring(th->bell, BUS_STOCK_EMPTY, out.event) != RS_OK)
+        log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_EMPTY, out.event);
+    sales_reply_checkout(rq, 409, "구매 실패!", sku, out.remaining, sales_replenishment(state));
 }
 
 static void
@@ -343,8 +363,8 @@ sales_app_init(const conf *cf, void **app_p, errbuf *err)
     static struct sales_app app;
 
     /* Once, before the threads: the client library's set-up is not thread-safe. */
-    if (mysql_library_init(0, NULL, NULL) != 0)
-        return errbuf_set(err, "mysql_library_init failed");
+    if (db_library_init(err) != RS_OK)
+        return RS_ERR;
     app.cf = cf;
     app.default_sku = conf_str(cf, "default_sku");
     *app_p = &app;
@@ -355,7 +375,7 @@ static void
 sales_app_fini(void *app)
 {
     bus_shutdown(); /* every thread's doorbell is closed by now */
-    mysql_library_end();
+    db_library_end();
 }
 
 static void
@@ -364,28 +384,34 @@ sales_thread_fini(void *state)
     struct sales_thread *th = state;
 
     if (th != NULL) {
-        replenish_destroy(&th->restock);
+        bus_pub_destroy(&th->bell);
+        order_destroy(&th->orders);
         db_destroy(&th->conn); /* statements go with it */
         free(th);
     }
-    mysql_thread_end();
+    db_thread_end();
 }
 
 static int
 sales_thread_init(void *app, void **state, errbuf *err)
 {
-    struct sales_thread *th;
+    struct sales_thread *th = NULL;
 
-    mysql_thread_init();
+    *state = NULL;
+    if (db_thread_init(err) != RS_OK)
+        goto fail;
     th = calloc(1, sizeof(*th));
-    if (th == NULL)
-        goto oom;
+    if (th == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
+    }
     th->app = app;
-    *state = th;
     /* Connects at the first request, and again whenever the database was gone. */
     th->conn = db_new(th->app->cf, 0);
-    if (th->conn == NULL)
-        goto oom;
+    if (th->conn == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
+    }
     th->product = db_stmt_new(
         th->conn, "SELECT " SALES_PRODUCT_COLUMNS " FROM product WHERE sku = ?", DB_IDEMPOTENT);
     th->products = db_stmt_new(
@@ -394,21 +420,23 @@ sales_thread_init(void *app, void **state, errbuf *err)
                           "UPDATE product SET stock = LAST_INSERT_ID(stock - ?)"
                           " WHERE sku = ? AND stock >= ?",
                           0);
-    if (!th->product || !th->products || !th->buy)
-        goto oom;
-    /* Each thread its own doorbell: ZeroMQ sockets are not thread-safe. */
-    th->restock = replenish_new(th->conn, conf_str(th->app->cf, "bus_endpoint"), err);
-    if (th->restock == NULL) {
-        sales_thread_fini(th);
-        *state = NULL;
-        return RS_ERR;
+    if (!th->product || !th->products || !th->buy) {
+        errbuf_set(err, "out of memory");
+        goto fail;
     }
+    th->orders = order_new(th->conn, err);
+    if (th->orders == NULL)
+        goto fail;
+    /* Each thread its own doorbell: ZeroMQ sockets are not thread-safe. */
+    th->bell = bus_pub_new(conf_str(th->app->cf, "bus_endpoint"), err);
+    if (th->bell == NULL)
+        goto fail;
+    *state = th;
     return RS_OK;
 
-oom:
+fail:
     sales_thread_fini(th);
-    *state = NULL;
-    return errbuf_set(err, "out of memory");
+    return RS_ERR;
 }
 
 int

@@ -50,6 +50,34 @@ struct db {
     db_stmt *stmts;
 };
 
+int
+db_library_init(errbuf *err)
+{
+    if (mysql_library_init(0, NULL, NULL) != 0)
+        return errbuf_set(err, "database: the MySQL client library cannot initialise");
+    return RS_OK;
+}
+
+void
+db_library_end(void)
+{
+    mysql_library_end();
+}
+
+int
+db_thread_init(errbuf *err)
+{
+    if (mysql_thread_init() != 0)
+        return errbuf_set(err, "database: the MySQL client library cannot start a thread");
+    return RS_OK;
+}
+
+void
+db_thread_end(void)
+{
+    mysql_thread_end();
+}
+
 db *
 db_new(const conf *cf, int flags)
 {
@@ -70,15 +98,12 @@ db_new(const conf *cf, int flags)
     return self;
 }
 
+/* Drops the result set of the last execution and its column buffers. */
 static void
-db_stmt_release(db_stmt *st)
+db_stmt_clear_result(db_stmt *st)
 {
-    if (st->handle != NULL) {
-        if (st->has_result)
-            mysql_stmt_free_result(st->handle);
-        mysql_stmt_close(st->handle);
-        st->handle = NULL;
-    }
+    if (st->has_result && st->handle != NULL)
+        mysql_stmt_free_result(st->handle);
     st->has_result = 0;
     for (unsigned i = 0; i < st->ncols; i++)
         free(st->bufs[i]);
@@ -91,6 +116,17 @@ db_stmt_release(db_stmt *st)
     st->lens = NULL;
     st->nulls = NULL;
     st->ncols = 0;
+}
+
+/* Also closes the handle: the statement is prepared again at its next use. */
+static void
+db_stmt_release(db_stmt *st)
+{
+    db_stmt_clear_result(st);
+    if (st->handle != NULL) {
+        mysql_stmt_close(st->handle);
+        st->handle = NULL;
+    }
 }
 
 static void
@@ -366,25 +402,6 @@ db_stmt_bind_result(db_stmt *st, errbuf *err)
         return db_fail(st->owner, mysql_stmt_errno(st->handle), "bind result",
                        mysql_stmt_error(st->handle), err);
     return RS_OK;
-}
-
-static void
-db_stmt_clear_result(db_stmt *st)
-{
-    if (st->has_result && st->handle != NULL)
-        mysql_stmt_free_result(st->handle);
-    st->has_result = 0;
-    for (unsigned i = 0; i < st->ncols; i++)
-        free(st->bufs[i]);
-    free(st->bufs);
-    free(st->cols);
-    free(st->lens);
-    free(st->nulls);
-    st->bufs = NULL;
-    st->cols = NULL;
-    st->lens = NULL;
-    st->nulls = NULL;
-    st->ncols = 0;
 }
 
 static long long

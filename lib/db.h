@@ -19,7 +19,17 @@ typedef struct db_stmt db_stmt;
 /* Statement flags */
 #define DB_IDEMPOTENT 1 /* safe to send again when the connection broke while it ran */
 
-/* Reads db_* from the configuration; connects lazily. */
+/* The client library's start-up, which is not thread-safe: db_library_init once
+ * in main before any thread starts, db_library_end at exit after the last
+ * db_destroy. A thread other than main's calls db_thread_init before its first
+ * db_new and db_thread_end after its last db_destroy. */
+int db_library_init(errbuf *err);
+void db_library_end(void);
+int db_thread_init(errbuf *err);
+void db_thread_end(void);
+
+/* Reads db_* from the configuration; connects lazily. NULL only when out of
+ * memory. */
 db *db_new(const conf *cf, int flags);
 void db_destroy(db **self_p);
 
@@ -38,7 +48,8 @@ int db_commit(db *self, errbuf *err);
 /* Rolls back if a transaction is open; never fails (a broken connection rolls back). */
 void db_rollback(db *self);
 
-/* A statement belongs to its db and is destroyed with it. */
+/* A statement belongs to its db and is destroyed with it. It is prepared at its
+ * first execution on each connection; NULL only when out of memory. */
 db_stmt *db_stmt_new(db *self, const char *sql, int flags);
 
 /* Executes with parameters described by types, one letter each:

@@ -33,14 +33,18 @@ http_global_cleanup(void)
 }
 
 http *
-http_new(void)
+http_new(errbuf *err)
 {
     http *self = calloc(1, sizeof(*self));
 
-    if (self == NULL)
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
         return NULL;
+    }
     self->curl = curl_easy_init();
     if (self->curl == NULL) {
+        errbuf_set(err, "libcurl cannot make a handle (out of memory, or curl_global_init "
+                        "failed)");
         free(self);
         return NULL;
     }

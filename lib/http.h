@@ -32,8 +32,9 @@ enum http_failure {
 int http_global_init(errbuf *err);
 void http_global_cleanup(void);
 
-/* An object for one thread at a time. NULL when out of memory. */
-http *http_new(void);
+/* An object for one thread at a time. NULL, with err saying why, when libcurl
+ * cannot make a handle (out of memory, or its global init failed). */
+http *http_new(errbuf *err);
 void http_destroy(http **self_p);
 
 /* POSTs body (NUL-terminated) to url with `Content-Type: application/json` and the

@@ -6,7 +6,6 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <mysql.h>
 
 #include "db.h"
 #include "drivers.h"
@@ -15,6 +14,7 @@
 #include "log.h"
 #include "mail.h"
 #include "mailtext.h"
+#include "order.h"
 
 #define DRIVERS_MAX_VARS 32
 
@@ -35,15 +35,15 @@ drivers_describe(const spool_msg *msg, char *out, size_t size)
     const cJSON *sku = cJSON_GetObjectItemCaseSensitive(m, "sku");
     const cJSON *qty = cJSON_GetObjectItemCaseSensitive(m, "quantity");
     const cJSON *maker = cJSON_GetObjectItemCaseSensitive(m, "factory_identifier");
-    const cJSON *order = cJSON_GetObjectItemCaseSensitive(m, "order_id");
+    const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(m, "order_id");
     const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(m, "template");
     const cJSON *to = cJSON_GetObjectItemCaseSensitive(m, "to");
 
     /* The order id is what operators look up (restockctl orders, the factory). */
     if (cJSON_IsString(sku) && cJSON_IsNumber(qty))
         snprintf(out, size, "공장 주문 / factory order %s: %s x %d → %s",
-                 cJSON_IsString(order) ? order->valuestring : "?", sku->valuestring, qty->valueint,
-                 cJSON_IsString(maker) ? maker->valuestring : "?");
+                 cJSON_IsString(order_id) ? order_id->valuestring : "?", sku->valuestring,
+                 qty->valueint, cJSON_IsString(maker) ? maker->valuestring : "?");
     else if (cJSON_IsString(tmpl))
         snprintf(out, size, "email %s to %s", tmpl->valuestring,
                  cJSON_IsString(to) ? to->valuestring : "?");
@@ -82,6 +82,7 @@ drivers_alert_dead(const spool_msg *msg, const char *queue_name, const char *rea
 struct factory_thread {
     db *conn;
     http *client;
+    order *orders;
     factory *driver;
 };
 
@@ -90,33 +91,47 @@ factory_thread_fini(void *state)
 {
     struct factory_thread *t = state;
 
-    if (t == NULL)
-        return;
-    factory_destroy(&t->driver);
-    http_destroy(&t->client);
-    db_destroy(&t->conn);
-    free(t);
-    mysql_thread_end();
+    if (t != NULL) {
+        factory_destroy(&t->driver);
+        order_destroy(&t->orders);
+        http_destroy(&t->client);
+        db_destroy(&t->conn);
+        free(t);
+    }
+    db_thread_end();
 }
 
 static int
 factory_thread_init(const conf *cf, void **state, errbuf *err)
 {
-    struct factory_thread *t = calloc(1, sizeof(*t));
+    struct factory_thread *t = NULL;
 
-    if (t == NULL || mysql_thread_init() != 0) {
-        free(t);
-        return errbuf_set(err, "out of memory");
+    if (db_thread_init(err) != RS_OK)
+        goto fail;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
     }
     t->conn = db_new(cf, 0);
-    t->client = http_new();
-    t->driver = t->conn && t->client ? factory_new(cf, t->conn, t->client) : NULL;
-    if (t->driver == NULL) {
-        factory_thread_fini(t);
-        return errbuf_set(err, "out of memory");
+    if (t->conn == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
     }
+    t->client = http_new(err);
+    if (t->client == NULL)
+        goto fail;
+    t->orders = order_new(t->conn, err);
+    if (t->orders == NULL)
+        goto fail;
+    t->driver = factory_new(cf, t->orders, t->client, err);
+    if (t->driver == NULL)
+        goto fail;
     *state = t;
     return RS_OK;
+fail:
+    factory_thread_fini(t);
+    return RS_ERR;
 }
 
 static enum queue_outcome
@@ -141,17 +156,17 @@ factory_queue_dead(void *state, const spool_msg *msg, const char *reason)
 {
     struct factory_thread *t = state;
     cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
-    const cJSON *order = cJSON_GetObjectItemCaseSensitive(m, "order_id");
+    const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(m, "order_id");
     const char *last = spool_msg_last_error(msg);
     char why[600];
     errbuf err = {{0}};
 
     snprintf(why, sizeof(why), "%s: %s", reason, last ? last : "");
-    if (cJSON_IsString(order) &&
-        factory_mark_failed(t->driver, order->valuestring, why, &err) != RS_OK)
+    if (cJSON_IsString(order_id) &&
+        order_failed(t->orders, order_id->valuestring, why, &err) != RS_OK)
         /* The order stays open in the database; the dead message and the alert
          * below still tell the operator, and a redrive settles it. */
-        log_error("event=mark_failed_failed order=%s error=\"%s\"", order->valuestring, err.msg);
+        log_error("event=mark_failed_failed order=%s error=\"%s\"", order_id->valuestring, err.msg);
     cJSON_Delete(m);
     drivers_alert_dead(msg, "factory", last ? last : reason);
 }

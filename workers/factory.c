@@ -11,83 +11,47 @@
 #include "ident.h"
 #include "json.h"
 #include "log.h"
+#include "token.h"
 
-#define FACTORY_TOKEN_HEX    64      /* 32 random bytes, hex: the callback's secret */
 #define FACTORY_QUANTITY_MAX 1000000 /* product.reorder_quantity's upper bound */
 #define FACTORY_FIELD_MAX    255
 #define FACTORY_URL_MAX      2048
-#define FACTORY_REF_MAX      64  /* replenishment_order.factory_ref */
-#define FACTORY_ERROR_CHARS  500 /* replenishment_order.last_error */
+#define FACTORY_REF_MAX      64 /* the order's factory_ref */
 #define FACTORY_ANSWER_SHOWN 200
 
 struct factory {
     const conf *cf;
-    db *conn;
+    order *orders;
     http *client;
-    db_stmt *load, *claim, *sent, *retry, *failed, *reopen;
 };
 
 /* The fields of a factory-queue message the driver needs; strings point into json. */
 struct factory_msg {
     cJSON *json;
-    const char *sku, *factory_identifier, *factory_api, *token;
+    const char *sku, *factory_identifier, *factory_api;
+    char token[TOKEN_HEX + 1]; /* a secret: zeroed by factory_msg_clear */
     long long quantity;
     unsigned char id[IDENT_BYTES];
     char order_id[IDENT_TEXT]; /* canonical, as the callback responder reads it */
 };
 
 factory *
-factory_new(const conf *cf, db *conn, http *client)
+factory_new(const conf *cf, order *orders, http *client, errbuf *err)
 {
     factory *self;
 
-    /* Idempotent and thread-safe; libsodium wants it before any other call. */
-    if (sodium_init() < 0)
+    /* The driver zeroes what holds a token with libsodium, which wants its
+     * start-up before any other call. */
+    if (token_init(err) != RS_OK)
         return NULL;
     self = calloc(1, sizeof(*self));
-    if (self == NULL)
-        return NULL;
-    self->cf = cf;
-    self->conn = conn;
-    self->client = client;
-    /* Statements that may run twice when the connection broke under them: each is
-     * conditional, or (sent) counts an attempt twice at worst, which beats
-     * ordering twice because a reconnection looked like a failed request. */
-    self->load = db_stmt_new(conn,
-                             "SELECT status, token_hash FROM replenishment_order"
-                             " WHERE order_id = ?",
-                             DB_IDEMPOTENT);
-    self->claim = db_stmt_new(conn,
-                              "UPDATE replenishment_order SET token_hash = ?"
-                              " WHERE order_id = ? AND token_hash IS NULL",
-                              DB_IDEMPOTENT);
-    /* A callback can overtake this update (a fast factory): a fulfilled order
-     * stays fulfilled. */
-    self->sent = db_stmt_new(conn,
-                             "UPDATE replenishment_order"
-                             " SET status = IF(status IN ('open', 'failed'), 'sent', status),"
-                             " sent_at = NOW(6), failed_at = NULL, attempts = attempts + 1,"
-                             " factory_ref = ?, last_error = NULL WHERE order_id = ?",
-                             DB_IDEMPOTENT);
-    self->retry = db_stmt_new(conn,
-                              "UPDATE replenishment_order SET attempts = attempts + 1,"
-                              " last_error = ? WHERE order_id = ?",
-                              0);
-    self->failed = db_stmt_new(conn,
-                               "UPDATE replenishment_order SET status = 'failed',"
-                               " failed_at = NOW(6), last_error = ?"
-                               " WHERE order_id = ? AND status = 'open'",
-                               DB_IDEMPOTENT);
-    self->reopen = db_stmt_new(conn,
-                               "UPDATE replenishment_order SET status = 'open', failed_at = NULL"
-                               " WHERE order_id = ? AND status = 'failed'",
-                               DB_IDEMPOTENT);
-    if (self->load == NULL || self->claim == NULL || self->sent == NULL || self->retry == NULL ||
-        self->failed == NULL || self->reopen == NULL) {
-        /* The statements already made belong to conn and go with it. */
-        free(self);
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
         return NULL;
     }
+    self->cf = cf;
+    self->orders = orders;
+    self->client = client;
     return self;
 }
 
@@ -110,21 +74,21 @@ factory_field(const cJSON *json, const char *key, size_t max, const char **out, 
     return RS_OK;
 }
 
-static int
-factory_is_hex(const char *s, size_t len)
+/* Deletes what factory_msg_parse made, the token zeroed. */
+static void
+factory_msg_clear(struct factory_msg *m)
 {
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return 0;
-    return s[len] == '\0';
+    cJSON_Delete(m->json);
+    m->json = NULL;
+    sodium_memzero(m->token, sizeof(m->token));
 }
 
-/* Parses and checks a message; on RS_OK the caller deletes m->json. */
+/* Parses and checks a message; on RS_OK the caller clears it (factory_msg_clear). */
 static int
 factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *err)
 {
     const cJSON *api;
-    const char *kind = NULL, *order_id = NULL;
+    const char *kind = NULL, *order_id = NULL, *token = NULL;
 
     memset(m, 0, sizeof(*m));
     if (json_parse_object(msg, len, &m->json, err) != RS_OK)
@@ -134,7 +98,7 @@ factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *er
         factory_field(m->json, "sku", FACTORY_FIELD_MAX, &m->sku, err) != RS_OK ||
         factory_field(m->json, "factory_identifier", FACTORY_FIELD_MAX, &m->factory_identifier,
                       err) != RS_OK ||
-        factory_field(m->json, "token", FACTORY_TOKEN_HEX, &m->token, err) != RS_OK)
+        factory_field(m->json, "token", TOKEN_HEX, &token, err) != RS_OK)
         goto fail;
     if (strcmp(kind, "stock_empty") != 0) {
         errbuf_set(err, "kind is \"%.40s\", not stock_empty", kind);
@@ -145,10 +109,10 @@ factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *er
         goto fail;
     }
     ident_format(m->id, sizeof(m->id), m->order_id);
-    if (strlen(m->token) != FACTORY_TOKEN_HEX || !factory_is_hex(m->token, FACTORY_TOKEN_HEX)) {
+    if (token_parse(token, strlen(token), m->token) != RS_OK) {
         /* Never quote the token, even a malformed one. */
         errbuf_set(err, "token of order %s is not %d lower-case hex digits", m->order_id,
-                   FACTORY_TOKEN_HEX);
+                   TOKEN_HEX);
         goto fail;
     }
     m->quantity = 0;
@@ -166,8 +130,7 @@ factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *er
         goto fail;
     return RS_OK;
 fail:
-    cJSON_Delete(m->json);
-    m->json = NULL;
+    factory_msg_clear(m);
     return errbuf_prefix(err, "factory message");
 }
 
@@ -250,7 +213,7 @@ factory_request_body(const char *msg, size_t len, const char *requester, const c
     if (factory_msg_parse(msg, len, &m, err) != RS_OK)
         return RS_ERR;
     ret = factory_build(&m, requester, public_url, default_api, url, &json_body, err);
-    cJSON_Delete(m.json);
+    factory_msg_clear(&m);
     if (ret != RS_OK)
         return RS_ERR;
     /* cJSON allocates with its own hooks; the caller frees with free(). */
@@ -262,83 +225,6 @@ factory_request_body(const char *msg, size_t len, const char *requester, const c
         return errbuf_set(err, "out of memory");
     }
     return RS_OK;
-}
-
-/* Copies s into out, cut to the characters (not bytes) last_error holds, and never
- * in the middle of a UTF-8 sequence. */
-static void
-factory_clip(const char *s, char out[FACTORY_ERROR_CHARS * 4 + 1])
-{
-    size_t i = 0, chars = 0;
-
-    while (s[i] != '\0') {
-        size_t n = 1;
-        unsigned char c = (unsigned char)s[i];
-
-        if (c >= 0xF0)
-            n = 4;
-        else if (c >= 0xE0)
-            n = 3;
-        else if (c >= 0xC0)
-            n = 2;
-        if (chars == FACTORY_ERROR_CHARS || strnlen(s + i, n) < n)
-            break;
-        i += n;
-        chars++;
-    }
-    memcpy(out, s, i);
-    out[i] = '\0';
-}
-
-enum factory_claim { CLAIM_SEND, CLAIM_DONE, CLAIM_RETRY, CLAIM_PERMANENT };
-
-/* Loads the order: already sent or fulfilled means done; otherwise makes sure the
- * stored token hash is this message's (the first message to come stores it). */
-static enum factory_claim
-factory_claim(factory *self, const struct factory_msg *m, errbuf *err)
-{
-    const unsigned char *id = m->id;
-    unsigned char hash[crypto_hash_sha256_BYTES];
-    const char *status, *stored;
-    size_t stored_len = 0;
-    long long n;
-
-    crypto_hash_sha256(hash, (const unsigned char *)m->token, FACTORY_TOKEN_HEX);
-    for (int round = 0; round < 2; round++) {
-        n = db_stmt_exec(self->load, err, "b", id, (size_t)IDENT_BYTES);
-        if (n < 0)
-            return CLAIM_RETRY;
-        if (n == 0 || !db_stmt_next(self->load)) {
-            errbuf_set(err, "order %s not found", m->order_id);
-            return CLAIM_PERMANENT;
-        }
-        status = db_stmt_col(self->load, 0, NULL);
-        if (status != NULL && (strcmp(status, "sent") == 0 || strcmp(status, "fulfilled") == 0)) {
-            log_info("event=factory_skip order=%s factory=%s status=%s", m->order_id,
-                     m->factory_identifier, status);
-            return CLAIM_DONE;
-        }
-        stored = db_stmt_col(self->load, 1, &stored_len);
-        if (stored != NULL) {
-            if (stored_len == sizeof(hash) && sodium_memcmp(stored, hash, sizeof(hash)) == 0)
-                return CLAIM_SEND;
-            errbuf_set(err,
-                       "order %s already has another callback token (a second message for "
-                       "it?)",
-                       m->order_id);
-            return CLAIM_PERMANENT;
-        }
-        if (round == 1)
-            break;
-        n = db_stmt_exec(self->claim, err, "bb", hash, sizeof(hash), id, (size_t)IDENT_BYTES);
-        if (n < 0)
-            return CLAIM_RETRY;
-        if (n == 1)
-            return CLAIM_SEND;
-        /* Another delivery stored a hash meanwhile: read which. */
-    }
-    errbuf_set(err, "order %s: the token hash could not be stored", m->order_id);
-    return CLAIM_RETRY;
 }
 
 /* "factory FF-1 answered 404 to order X: <start of its answer>", without the
@@ -387,11 +273,9 @@ factory_ref(const char *answer)
 static void
 factory_count_failure(factory *self, const struct factory_msg *m, const errbuf *why)
 {
-    char clipped[FACTORY_ERROR_CHARS * 4 + 1];
     errbuf err = {""};
 
-    factory_clip(why->msg, clipped);
-    if (db_stmt_exec(self->retry, &err, "sb", clipped, m->id, sizeof(m->id)) < 0)
+    if (order_attempt_failed(self->orders, m->order_id, why->msg, &err) != RS_OK)
         log_warn("event=factory_attempt_not_recorded order=%s error=\"%s\"", m->order_id, err.msg);
 }
 
@@ -403,6 +287,7 @@ factory_deliver(factory *self, const char *msg, size_t len, errbuf *err)
     const char *answer = NULL;
     struct factory_msg m;
     enum factory_result result = FACTORY_PERMANENT;
+    enum order_status order_status;
     long status = 0;
 
     if (self->client == NULL) {
@@ -415,16 +300,20 @@ factory_deliver(factory *self, const char *msg, size_t len, errbuf *err)
                       conf_str(self->cf, "factory_api"), &url, &body, err) != RS_OK)
         goto done;
 
-    switch (factory_claim(self, &m, err)) {
-    case CLAIM_SEND:
+    /* Only the first message of an order stores its token's hash; one already
+     * sent or fulfilled is done. */
+    switch (order_claim(self->orders, m.order_id, m.token, &order_status, err)) {
+    case ORDER_CLAIMED:
         break;
-    case CLAIM_DONE:
+    case ORDER_SETTLED:
+        log_info("event=factory_skip order=%s factory=%s status=%s", m.order_id,
+                 m.factory_identifier, order_status_name(order_status));
         result = FACTORY_SENT;
         goto done;
-    case CLAIM_RETRY:
-        result = FACTORY_BLOCKED; /* the factory was not asked: no attempt */
+    case ORDER_REFUSED:
         goto done;
-    case CLAIM_PERMANENT:
+    default:
+        result = FACTORY_BLOCKED; /* the factory was not asked: no attempt */
         goto done;
     }
 
@@ -442,7 +331,7 @@ factory_deliver(factory *self, const char *msg, size_t len, errbuf *err)
     }
     if (status >= 200 && status <= 299) {
         ref = factory_ref(answer);
-        if (db_stmt_exec(self->sent, err, "sb", ref, m.id, sizeof(m.id)) < 0) {
+        if (order_sent(self->orders, m.order_id, ref, err) != RS_OK) {
             /* The factory has the order but the row does not say so. Sending it again
              * is the safe side: the callback of a second copy changes nothing. */
             errbuf_prefix(err, "factory %s took order %s but marking it sent failed",
@@ -466,34 +355,6 @@ done:
         sodium_memzero(body, strlen(body));
     free(body);
     free(url);
-    cJSON_Delete(m.json);
+    factory_msg_clear(&m);
     return result;
-}
-
-int
-factory_mark_failed(factory *self, const char *order_id, const char *reason, errbuf *err)
-{
-    unsigned char id[IDENT_BYTES];
-    char clipped[FACTORY_ERROR_CHARS * 4 + 1];
-
-    if (ident_parse(order_id, id) != 0)
-        return errbuf_set(err, "marking order failed: \"%.40s\" is not an order id",
-                          order_id ? order_id : "(null)");
-    factory_clip(reason ? reason : "", clipped);
-    if (db_stmt_exec(self->failed, err, "sb", clipped, id, (size_t)IDENT_BYTES) < 0)
-        return errbuf_prefix(err, "marking order %s failed", order_id);
-    return RS_OK;
-}
-
-int
-factory_mark_open_again(factory *self, const char *order_id, errbuf *err)
-{
-    unsigned char id[IDENT_BYTES];
-
-    if (ident_parse(order_id, id) != 0)
-        return errbuf_set(err, "reopening order: \"%.40s\" is not an order id",
-                          order_id ? order_id : "(null)");
-    if (db_stmt_exec(self->reopen, err, "b", id, (size_t)IDENT_BYTES) < 0)
-        return errbuf_prefix(err, "reopening order %s", order_id);
-    return RS_OK;
 }

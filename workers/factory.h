@@ -9,9 +9,9 @@
 #include <stddef.h>
 
 #include "conf.h"
-#include "db.h"
 #include "errbuf.h"
 #include "http.h"
+#include "order.h"
 
 typedef struct factory factory;
 
@@ -24,29 +24,22 @@ enum factory_result {
                           claimed (database down); try again, not an attempt */
 };
 
-/* A driver for one delivery thread. It borrows that thread's db and http (client
- * may be NULL when only factory_mark_* are used, as by restockctl) and keeps its
- * prepared statements on db, so make one per thread and reuse it. Reads
- * factory_api, requester, public_url and attempt_timeout from cf. */
-factory *factory_new(const conf *cf, db *conn, http *client);
+/* A driver for one delivery thread. It borrows that thread's orders (on its db)
+ * and http client, so make one per thread and reuse it. Reads factory_api,
+ * requester, public_url and attempt_timeout from cf. */
+factory *factory_new(const conf *cf, order *orders, http *client, errbuf *err);
 void factory_destroy(factory **self_p);
 
 /* Delivers one message: the JSON the outbox fan-out wrote (event_id, kind, order_id,
  * product_id, sku, product_name, quantity, factory_id, factory_identifier,
- * factory_name, factory_api, token, created_at). Stores SHA-256(token) as the order's
- * token_hash if none is stored yet, POSTs to {factory_api}/api/manufactures with
+ * factory_name, factory_api, token, created_at). Claims the order with the token
+ * (order_claim), POSTs to {factory_api}/api/manufactures with
  * `Idempotency-Key: <order id>` and on 2xx marks the order sent. A transport error,
  * timeout, 408, 429 or 5xx counts an attempt in the row and answers FACTORY_RETRY, as
  * does a database failure; a malformed message, an unknown order, a token other than
- * the stored one, no factory URL or another 4xx answer FACTORY_PERMANENT. */
+ * the stored one, no factory URL or another 4xx answer FACTORY_PERMANENT. (A dead
+ * message's order is the caller's to mark failed: order_failed.) */
 enum factory_result factory_deliver(factory *self, const char *msg, size_t len, errbuf *err);
-
-/* The message of order_id (canonical UUID text) went to dead/: marks the order failed
- * with reason as its last error, unless it was sent or fulfilled meanwhile. */
-int factory_mark_failed(factory *self, const char *order_id, const char *reason, errbuf *err);
-
-/* An operator redrove the dead message of order_id: a failed order is open again. */
-int factory_mark_open_again(factory *self, const char *order_id, errbuf *err);
 
 /* The factory request of a message, without I/O: *url the address to POST to (the
  * message's factory_api, else default_api, with /api/manufactures appended) and *body

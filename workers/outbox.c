@@ -13,14 +13,15 @@
 #include "mailtext.h"
 #include "outbox.h"
 #include "row.h"
+#include "token.h"
 
-#define OUTBOX_BATCH       100
-#define OUTBOX_STR_(x)     #x
-#define OUTBOX_STR(x)      OUTBOX_STR_(x)
-#define OUTBOX_TOKEN_BYTES 32
+#define OUTBOX_BATCH   100
+#define OUTBOX_STR_(x) #x
+#define OUTBOX_STR(x)  OUTBOX_STR_(x)
 
 struct outbox {
     db *conn;
+    order *orders;
     spool *factory_queue;
     spool *mail_queue;
     db_stmt *pending;
@@ -38,36 +39,38 @@ enum {
     COL_CREATED,
     COL_SKU,
     COL_NAME,
-    COL_FACTORY,
-    COL_FACTORY_IDENT,
-    COL_FACTORY_NAME,
-    COL_FACTORY_API,
     COL_AD,
     COL_AD_EMAIL,
     COL_STOCK
 };
 
 outbox *
-outbox_new(const conf *cf, db *conn, spool *factory_queue, spool *mail_queue)
+outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool *mail_queue,
+           errbuf *err)
 {
-    outbox *self = calloc(1, sizeof(*self));
+    outbox *self;
 
-    if (self == NULL)
+    /* Factory messages carry a new token each. */
+    if (token_init(err) != RS_OK)
         return NULL;
+    self = calloc(1, sizeof(*self));
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
     self->conn = conn;
+    self->orders = orders;
     self->factory_queue = factory_queue;
     self->mail_queue = mail_queue;
     /* Everything a message needs is copied into it, so that its delivery does not
-     * depend on rows that may change meanwhile. */
+     * depend on rows that may change meanwhile; the order's factory comes from the
+     * order (order_get). */
     self->pending = db_stmt_new(
         conn,
         "SELECT o.event_id, o.kind, o.order_id, o.product_id, o.quantity,"
-        " UNIX_TIMESTAMP(o.created_at), p.sku, p.name, f.factory_id, f.identifier, f.name,"
-        " f.api, a.ad_id, a.manager_email, p.stock"
+        " UNIX_TIMESTAMP(o.created_at), p.sku, p.name, a.ad_id, a.manager_email, p.stock"
         " FROM outbox o"
         " JOIN product p ON p.product_id = o.product_id"
-        " JOIN replenishment_order r ON r.order_id = o.order_id"
-        " JOIN factory f ON f.factory_id = r.factory_id"
         " LEFT JOIN advertisement a ON a.ad_id = p.ad_id"
         " WHERE o.taken_at IS NULL ORDER BY o.seq LIMIT " OUTBOX_STR(OUTBOX_BATCH),
         DB_IDEMPOTENT);
@@ -76,8 +79,10 @@ outbox_new(const conf *cf, db *conn, spool *factory_queue, spool *mail_queue)
                              " WHERE event_id = ? AND taken_at IS NULL",
                              0);
     self->ad_status = db_stmt_new(conn, "UPDATE advertisement SET status = ? WHERE ad_id = ?", 0);
-    if (!self->pending || !self->take || !self->ad_status)
+    if (!self->pending || !self->take || !self->ad_status) {
+        errbuf_set(err, "out of memory");
         outbox_destroy(&self);
+    }
     return self;
 }
 
@@ -94,17 +99,15 @@ outbox_destroy(outbox **self_p)
  * once per order: it lives only in this message (and the URL the factory gets);
  * the driver stores its hash before the first request. */
 static cJSON *
-outbox_factory_message(db_stmt *st, const char *event_text)
+outbox_factory_message(db_stmt *st, const struct order_view *o, const char *event_text)
 {
-    unsigned char token[OUTBOX_TOKEN_BYTES];
-    char token_hex[2 * OUTBOX_TOKEN_BYTES + 1], created[64];
+    char token[TOKEN_HEX + 1], created[64], factory_id[IDENT_TEXT];
     cJSON *m = cJSON_CreateObject();
 
     if (m == NULL)
         return NULL;
-    randombytes_buf(token, sizeof(token));
-    sodium_bin2hex(token_hex, sizeof(token_hex), token, sizeof(token));
-    sodium_memzero(token, sizeof(token));
+    token_make(token);
+    ident_format(o->factory_id, sizeof(o->factory_id), factory_id);
     mailtext_time((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
     cJSON_AddStringToObject(m, "event_id", event_text);
     cJSON_AddStringToObject(m, "kind", "stock_empty");
@@ -113,20 +116,23 @@ outbox_factory_message(db_stmt *st, const char *event_text)
     row_add_str(m, "sku", st, COL_SKU);
     row_add_str(m, "product_name", st, COL_NAME);
     cJSON_AddNumberToObject(m, "quantity", (double)db_stmt_col_int(st, COL_QUANTITY));
-    row_add_ident(m, "factory_id", st, COL_FACTORY);
-    row_add_str(m, "factory_identifier", st, COL_FACTORY_IDENT);
-    row_add_str(m, "factory_name", st, COL_FACTORY_NAME);
-    row_add_str(m, "factory_api", st, COL_FACTORY_API);
-    cJSON_AddStringToObject(m, "token", token_hex);
+    cJSON_AddStringToObject(m, "factory_id", factory_id);
+    cJSON_AddStringToObject(m, "factory_identifier", o->factory_identifier);
+    cJSON_AddStringToObject(m, "factory_name", o->factory_name);
+    if (o->factory_api_null)
+        cJSON_AddNullToObject(m, "factory_api");
+    else
+        cJSON_AddStringToObject(m, "factory_api", o->factory_api);
+    cJSON_AddStringToObject(m, "token", token);
     cJSON_AddStringToObject(m, "created_at", created);
-    sodium_memzero(token_hex, sizeof(token_hex));
+    sodium_memzero(token, sizeof(token));
     return m;
 }
 
 /* The ad manager's email of an event, for the mail queue: the template and its
  * values, rendered when sent. */
 static cJSON *
-outbox_mail_message(db_stmt *st, const char *event_text, int empty)
+outbox_mail_message(db_stmt *st, const struct order_view *o, const char *event_text, int empty)
 {
     char when[64], quantity[32], stock[32];
     cJSON *m = cJSON_CreateObject(), *vars;
@@ -149,7 +155,7 @@ outbox_mail_message(db_stmt *st, const char *event_text, int empty)
     row_add_str(vars, "sku", st, COL_SKU);
     row_add_ident(vars, "order_id", st, COL_ORDER);
     row_add_ident(vars, "ad_id", st, COL_AD);
-    row_add_str(vars, "factory_identifier", st, COL_FACTORY_IDENT);
+    cJSON_AddStringToObject(vars, "factory_identifier", o->factory_identifier);
     cJSON_AddStringToObject(vars, "quantity", quantity);
     cJSON_AddStringToObject(vars, "stock", stock);
     cJSON_AddStringToObject(vars, "time", when);
@@ -209,6 +215,9 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         size_t len;
         const char *kind = db_stmt_col(st, COL_KIND, NULL);
         const char *ad, *bytes = db_stmt_col(st, COL_EVENT, &len);
+        int mail = db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL; /* no ad or nobody: no email */
+        struct order_view view;
+        char order_text[IDENT_TEXT];
 
         if (len != IDENT_BYTES)
             return errbuf_set(err, "outbox: an event id of %zu bytes", len);
@@ -221,14 +230,31 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         has_ad[n] = ad != NULL && len == IDENT_BYTES;
         if (has_ad[n])
             memcpy(ads[n], ad, IDENT_BYTES);
+        if (empties[n] || mail) {
+            int found;
+            bytes = db_stmt_col(st, COL_ORDER, &len);
+            ident_format(bytes, len, order_text);
+            found = order_get(self->orders, order_text, &view, err);
+            if (found < 0)
+                return RS_ERR;
+            /* A connection that broke and was made again under order_get took
+             * this batch's rows with it: the next sweep reads them again. */
+            if (db_stmt_col(st, COL_EVENT, NULL) == NULL)
+                return errbuf_set(err, "outbox: the database connection was lost in a sweep");
+            if (found == 0) {
+                /* Left waiting, as an event without an order always was. */
+                log_warn("event=outbox_orphan outbox_event=%s order=%s", b->event_texts[n],
+                         order_text);
+                continue;
+            }
+        }
         if (empties[n] &&
             outbox_batch_add(b, b->factory, &b->n_factory, n,
-                             outbox_factory_message(st, b->event_texts[n]), err) != RS_OK)
+                             outbox_factory_message(st, &view, b->event_texts[n]), err) != RS_OK)
             return RS_ERR;
-        /* No ad, or nobody to tell: no email. */
-        if (db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL &&
-            outbox_batch_add(b, b->mail, &b->n_mail, n,
-                             outbox_mail_message(st, b->event_texts[n], empties[n]), err) != RS_OK)
+        if (mail && outbox_batch_add(b, b->mail, &b->n_mail, n,
+                                     outbox_mail_message(st, &view, b->event_texts[n], empties[n]),
+                                     err) != RS_OK)
             return RS_ERR;
         n++;
     }

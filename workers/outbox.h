@@ -10,12 +10,15 @@
 #include "conf.h"
 #include "db.h"
 #include "errbuf.h"
+#include "order.h"
 #include "spool.h"
 
 typedef struct outbox outbox;
 
-/* conn and the spools stay the caller's. */
-outbox *outbox_new(const conf *cf, db *conn, spool *factory_queue, spool *mail_queue);
+/* conn, orders (on conn: it reads each event's order) and the spools stay the
+ * caller's. */
+outbox *outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool *mail_queue,
+                   errbuf *err);
 void outbox_destroy(outbox **self_p);
 
 /* Takes every waiting event, in batches. Returns the number of events taken, or

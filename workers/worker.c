@@ -18,7 +18,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <mysql.h>
 #include <sodium.h>
 
 #include "alert.h"
@@ -30,6 +29,7 @@
 #include "ident.h"
 #include "log.h"
 #include "notify.h"
+#include "order.h"
 #include "outbox.h"
 #include "queue.h"
 #include "spool.h"
@@ -102,50 +102,57 @@ worker_alert_corrupt(alert *alerts)
 
 /* Orders sent whose callback has not come within callback_timeout: told once. */
 struct worker_watch {
-    db_stmt *overdue, *reported;
+    order *orders;
     long callback_timeout, delay_warning, done_retention;
 };
+
+/* The overdue orders of one check, told to operators, then marked reported. */
+struct worker_overdue {
+    alert *alerts;
+    int n;
+    char orders[ORDER_OVERDUE_MAX][IDENT_TEXT];
+};
+
+static void
+worker_tell_overdue(void *arg, const struct order_overdue *late)
+{
+    struct worker_overdue *o = arg;
+    errbuf err = {{0}};
+    char sent_at[64], age[32], cause[64];
+    long minutes = (long)(late->age / 60);
+
+    if (o->n == ORDER_OVERDUE_MAX)
+        return;
+    snprintf(o->orders[o->n++], IDENT_TEXT, "%s", late->order_id);
+    mailtext_time(late->sent_at, sent_at, sizeof(sent_at));
+    snprintf(age, sizeof(age), "%ld분 (%ld min)", minutes, minutes);
+    snprintf(cause, sizeof(cause), "callback-missing-%s", late->order_id);
+    mailtext_var vars[] = {{"order_id", late->order_id},
+                           {"product_name", late->product_name},
+                           {"sku", late->sku},
+                           {"factory_name", late->factory_name},
+                           {"factory_id", late->factory_identifier},
+                           {"sent_at", sent_at},
+                           {"age", age},
+                           {NULL, NULL}};
+    log_error("event=callback_missing order=%s sku=%s sent_at=\"%s\"", late->order_id,
+              vars[2].value, sent_at);
+    if (alert_raise(o->alerts, cause, "callback_missing", vars, &err) < 0)
+        log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
+}
 
 static void
 worker_check_overdue(struct worker_watch *w, alert *alerts)
 {
+    struct worker_overdue found = {.alerts = alerts};
     errbuf err = {{0}};
-    long long rows = db_stmt_exec(w->overdue, &err, "i", (long long)w->callback_timeout);
-    unsigned char ids[32][IDENT_BYTES];
-    int n = 0;
 
-    if (rows < 0) {
+    if (order_each_overdue(w->orders, w->callback_timeout, worker_tell_overdue, &found, &err) < 0) {
         log_warn("event=overdue_check_failed error=\"%s\"", err.msg);
         return;
     }
-    while (n < 32 && db_stmt_next(w->overdue)) {
-        size_t len;
-        const char *id = db_stmt_col(w->overdue, 0, &len);
-        char order[IDENT_TEXT], sent_at[64], age[32], cause[64];
-        long minutes = (long)(db_stmt_col_int(w->overdue, 6) / 60);
-
-        ident_format(id, len, order);
-        if (len != IDENT_BYTES)
-            continue;
-        memcpy(ids[n++], id, IDENT_BYTES);
-        mailtext_time((time_t)db_stmt_col_int(w->overdue, 5), sent_at, sizeof(sent_at));
-        snprintf(age, sizeof(age), "%ld분 (%ld min)", minutes, minutes);
-        snprintf(cause, sizeof(cause), "callback-missing-%s", order);
-        mailtext_var vars[] = {{"order_id", order},
-                               {"product_name", db_stmt_col(w->overdue, 1, NULL)},
-                               {"sku", db_stmt_col(w->overdue, 2, NULL)},
-                               {"factory_name", db_stmt_col(w->overdue, 3, NULL)},
-                               {"factory_id", db_stmt_col(w->overdue, 4, NULL)},
-                               {"sent_at", sent_at},
-                               {"age", age},
-                               {NULL, NULL}};
-        log_error("event=callback_missing order=%s sku=%s sent_at=\"%s\"", order, vars[2].value,
-                  sent_at);
-        if (alert_raise(alerts, cause, "callback_missing", vars, &err) < 0)
-            log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
-    }
-    for (int i = 0; i < n; i++)
-        if (db_stmt_exec(w->reported, &err, "b", ids[i], (size_t)IDENT_BYTES) < 0)
+    for (int i = 0; i < found.n; i++)
+        if (order_overdue_reported(w->orders, found.orders[i], &err) != RS_OK)
             log_warn("event=overdue_mark_failed error=\"%s\"", err.msg);
 }
 
@@ -220,6 +227,7 @@ main(int argc, char **argv)
     bus_sub *bell = NULL;
     db *conn = NULL;
     outbox *events = NULL;
+    order *orders = NULL;
     alert *alerts = NULL;
     struct worker_watch watch = {0};
     struct sigaction sa;
@@ -237,8 +245,7 @@ main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (sodium_init() < 0 || mysql_library_init(0, NULL, NULL) != 0 ||
-        http_global_init(&err) != RS_OK) {
+    if (sodium_init() < 0 || db_library_init(&err) != RS_OK || http_global_init(&err) != RS_OK) {
         log_error("event=start_failed error=\"cannot initialise libsodium, MySQL or curl %s\"",
                   err.msg);
         goto done;
@@ -263,31 +270,18 @@ main(int argc, char **argv)
 
     alerts = alert_new(cf, mail_q);
     conn = db_new(cf, 0);
-    events = conn ? outbox_new(cf, conn, factory_q, mail_q) : NULL;
-    if (alerts == NULL || events == NULL) {
+    if (alerts == NULL || conn == NULL) {
         errbuf_set(&err, "out of memory");
         goto fail;
     }
+    orders = order_new(conn, &err);
+    events = orders ? outbox_new(cf, conn, orders, factory_q, mail_q, &err) : NULL;
+    if (events == NULL)
+        goto fail;
+    watch.orders = orders;
     watch.callback_timeout = conf_int(cf, "callback_timeout");
     watch.delay_warning = conf_int(cf, "delay_warning");
     watch.done_retention = conf_int(cf, "done_retention");
-    watch.overdue = db_stmt_new(
-        conn,
-        "SELECT r.order_id, p.name, p.sku, f.name, f.identifier, UNIX_TIMESTAMP(r.sent_at),"
-        " TIMESTAMPDIFF(SECOND, r.sent_at, CURRENT_TIMESTAMP(6))"
-        " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
-        " JOIN factory f ON f.factory_id = r.factory_id"
-        " WHERE r.status = 'sent' AND r.overdue_reported_at IS NULL"
-        " AND r.sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND LIMIT 32",
-        DB_IDEMPOTENT);
-    watch.reported = db_stmt_new(conn,
-                                 "UPDATE replenishment_order SET overdue_reported_at ="
-                                 " CURRENT_TIMESTAMP(6) WHERE order_id = ?",
-                                 0);
-    if (watch.overdue == NULL || watch.reported == NULL) {
-        errbuf_set(&err, "out of memory");
-        goto fail;
-    }
     bell = bus_sub_new(conf_str(cf, "bus_endpoint"), &err);
     if (bell == NULL)
         goto fail;
@@ -381,6 +375,7 @@ done:
     queue_destroy(&mail_runner);
     bus_sub_destroy(&bell);
     outbox_destroy(&events);
+    order_destroy(&orders);
     db_destroy(&conn);
     alert_destroy(&alerts);
     spool_destroy(&factory_q);
@@ -389,7 +384,7 @@ done:
         close(lock_fd);
     http_global_cleanup();
     bus_shutdown();
-    mysql_library_end();
+    db_library_end();
     conf_destroy(&cf);
     if (status == 0)
         log_info("event=stopped");

@@ -17,7 +17,7 @@ def body(t):
         readme = f.read()
     begin = readme.index("<!-- conf:begin")
     block = readme[readme.index("```\n", begin) + 4:readme.index("```\n<!-- conf:end -->")]
-    p = subprocess.run([os.path.join(BUILDDIR, "workers", "restockctl"), "-c", "/dev/null",
+    p = subprocess.run([os.path.join(BUILDDIR, "ctl", "restockctl"), "-c", "/dev/null",
                         "config", "defaults"], capture_output=True, text=True)
     t.is_(p.returncode, 0, "restockctl config defaults succeeds")
     t.ok(block == p.stdout, "README's configuration reference is restockctl config defaults",
@@ -62,7 +62,7 @@ def examples_load(t):
         with tempfile.NamedTemporaryFile("w", suffix=".conf", encoding="utf-8") as f:
             f.write(block)
             f.flush()
-            p = subprocess.run([os.path.join(BUILDDIR, "workers", "restockctl"), "-c", f.name,
+            p = subprocess.run([os.path.join(BUILDDIR, "ctl", "restockctl"), "-c", f.name,
                                 "config", "show"], capture_output=True, text=True)
         t.is_(p.returncode, 0, "the example at %s loads as it stands" % where)
         if p.returncode != 0:

@@ -242,7 +242,7 @@ class Stack:
     def restockctl(self, *args, check=False):
         env = dict(self.env)
         env["RESTOCK_CONFIG"] = self.info["RESTOCK_CONFIG"]
-        p = subprocess.run([os.path.join(BUILDDIR, "workers", "restockctl")] + list(args),
+        p = subprocess.run([os.path.join(BUILDDIR, "ctl", "restockctl")] + list(args),
                            env=env, capture_output=True, text=True)
         if check and p.returncode != 0:
             raise RuntimeError("restockctl %s: %s" % (" ".join(args), p.stderr.strip()))

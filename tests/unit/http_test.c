@@ -299,8 +299,8 @@ main(void)
     sim = sim_start();
     if (!ok(sim > 0, "the factory simulator started"))
         goto done;
-    h = http_new();
-    if (!ok(h != NULL, "http_new"))
+    h = http_new(&err);
+    if (!ok(h != NULL, "http_new (%s)", h ? "" : err.msg))
         goto done;
     test_answers(h);
     test_body_cap(h);

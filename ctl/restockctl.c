@@ -11,15 +11,13 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <mysql.h>
 
 #include "conf.h"
 #include "db.h"
-#include "delivery.h"
 #include "errbuf.h"
-#include "factory.h"
 #include "ident.h"
 #include "migrate.h"
+#include "order.h"
 #include "spool.h"
 
 static const char *const ctl_queues[] = {"factory", "mail"};
@@ -105,14 +103,46 @@ ctl_close_queues(spool *queues[CTL_NQUEUES])
         spool_destroy(&queues[i]);
 }
 
+/* Opens the database and the orders on it; ctl_close_orders closes both. */
+static int
+ctl_open_orders(conf *cf, db **conn, order **orders, errbuf *err)
+{
+    *orders = NULL;
+    *conn = db_new(cf, 0);
+    if (*conn == NULL)
+        return errbuf_set(err, "out of memory");
+    *orders = order_new(*conn, err);
+    if (*orders == NULL) {
+        db_destroy(conn);
+        return RS_ERR;
+    }
+    return RS_OK;
+}
+
+static void
+ctl_close_orders(db **conn, order **orders)
+{
+    order_destroy(orders);
+    db_destroy(conn);
+}
+
+/* " open 2" after "orders:", which only a status with orders prints. */
+static void
+ctl_status_line(void *arg, const char *status, long long count)
+{
+    int *printed = arg;
+
+    printf("%s %s %lld", *printed ? "" : "orders:", status, count);
+    *printed = 1;
+}
+
 static int
 ctl_status(conf *cf, int argc, char **argv, errbuf *err)
 {
     spool *queues[CTL_NQUEUES];
     db *conn;
-    db_stmt *st;
-    long long rows;
-    int rc = RS_OK;
+    order *orders;
+    int rc = RS_OK, statuses, printed = 0;
 
     if (argc != 0)
         return errbuf_set(err, "usage: restockctl status");
@@ -143,32 +173,48 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
     if (rc != RS_OK)
         return RS_ERR;
 
-    conn = db_new(cf, 0);
-    if (conn == NULL)
-        return errbuf_set(err, "out of memory");
-    st = db_stmt_new(conn,
-                     "SELECT status, COUNT(*) FROM replenishment_order GROUP BY status"
-                     " ORDER BY status",
-                     0);
-    rows = st ? db_stmt_exec(st, err, "") : -1;
-    if (rows >= 0) {
-        printf("orders:");
-        if (rows == 0)
-            printf(" none");
-        while (db_stmt_next(st))
-            printf(" %s %lld", db_stmt_col(st, 0, NULL), db_stmt_col_int(st, 1));
-        printf("\n");
-    }
-    db_destroy(&conn);
-    return rows < 0 ? errbuf_prefix(err, "orders") : RS_OK;
+    if (ctl_open_orders(cf, &conn, &orders, err) != RS_OK)
+        return errbuf_prefix(err, "orders");
+    statuses = order_count_by_status(orders, ctl_status_line, &printed, err);
+    if (statuses >= 0)
+        printf("%s\n", statuses == 0 ? "orders: none" : "");
+    ctl_close_orders(&conn, &orders);
+    return statuses < 0 ? errbuf_prefix(err, "orders") : RS_OK;
+}
+
+#define CTL_ORDER_FORMAT "%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %s\n"
+
+/* The header of `orders`, once, and only when the orders could be read. */
+static void
+ctl_orders_header(int *printed)
+{
+    if (*printed)
+        return;
+    printf(CTL_ORDER_FORMAT, "order", "sku", "qty", "status", "try", "created", "sent", "fulfilled",
+           "delivered", "last error");
+    *printed = 1;
+}
+
+static void
+ctl_order_line(void *arg, const struct order_line *o)
+{
+    const char *c[] = {o->sku,  o->quantity,  o->status,    o->attempts,  o->created,
+                       o->sent, o->fulfilled, o->delivered, o->last_error};
+
+    ctl_orders_header(arg);
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+        if (c[i] == NULL)
+            c[i] = "-";
+    printf(CTL_ORDER_FORMAT, o->order_id, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]);
 }
 
 static int
 ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
 {
-    long long limit = 50, rows;
+    long long limit = 50;
     db *conn;
-    db_stmt *st;
+    order *orders;
+    int rc, printed = 0;
 
     if (argc == 2 && strcmp(argv[0], "--limit") == 0)
         limit = strtoll(argv[1], NULL, 10);
@@ -176,39 +222,13 @@ ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
         return errbuf_set(err, "usage: restockctl orders [--limit N]");
     if (limit < 1)
         return errbuf_set(err, "--limit wants a positive number");
-    conn = db_new(cf, 0);
-    if (conn == NULL)
-        return errbuf_set(err, "out of memory");
-    st = db_stmt_new(conn,
-                     "SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"
-                     " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
-                     " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
-                     " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
-                     " r.delivered_quantity, r.last_error"
-                     " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
-                     " ORDER BY r.created_at DESC LIMIT ?",
-                     0);
-    rows = st ? db_stmt_exec(st, err, "i", limit) : -1;
-    if (rows >= 0) {
-        printf("%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %s\n", "order", "sku", "qty",
-               "status", "try", "created", "sent", "fulfilled", "delivered", "last error");
-        while (db_stmt_next(st)) {
-            const char *c[10];
-            char id[IDENT_TEXT];
-            size_t len;
-            const char *raw = db_stmt_col(st, 0, &len);
-            ident_format(raw, len, id);
-            for (int i = 1; i < 10; i++) {
-                c[i] = db_stmt_col(st, i, NULL);
-                if (c[i] == NULL)
-                    c[i] = "-";
-            }
-            printf("%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %s\n", id, c[1], c[2], c[3],
-                   c[4], c[5], c[6], c[7], c[8], c[9]);
-        }
-    }
-    db_destroy(&conn);
-    return rows < 0 ? RS_ERR : RS_OK;
+    if (ctl_open_orders(cf, &conn, &orders, err) != RS_OK)
+        return RS_ERR;
+    rc = order_each(orders, limit, ctl_order_line, &printed, err);
+    if (rc == RS_OK)
+        ctl_orders_header(&printed); /* no orders: the header alone */
+    ctl_close_orders(&conn, &orders);
+    return rc;
 }
 
 /* A delivery whose callback was lost (the database was down when the factory
@@ -219,11 +239,11 @@ static int
 ctl_orders_fulfil(conf *cf, int argc, char **argv, errbuf *err)
 {
     unsigned char order_id[IDENT_BYTES];
-    struct delivery_outcome out;
+    struct order_fulfil_outcome out;
     long long quantity, max = conf_int(cf, "callback_quantity_max");
     char *end;
     db *conn;
-    delivery *deliveries;
+    order *orders;
     int rc;
 
     if (argc != 2)
@@ -233,17 +253,15 @@ ctl_orders_fulfil(conf *cf, int argc, char **argv, errbuf *err)
     quantity = strtoll(argv[1], &end, 10);
     if (*argv[1] == '\0' || *end != '\0' || quantity < 1 || quantity > max)
         return errbuf_set(err, "quantity \"%s\": expected an integer from 1 to %lld", argv[1], max);
-    conn = db_new(cf, 0);
-    deliveries = conn ? delivery_new(conn) : NULL;
-    rc = deliveries ? delivery_record(deliveries, order_id, quantity, &out, err)
-                    : errbuf_set(err, "out of memory");
+    if (ctl_open_orders(cf, &conn, &orders, err) != RS_OK)
+        return RS_ERR;
+    rc = order_fulfil(orders, argv[0], quantity, &out, err);
     if (rc == RS_OK && out.repeated)
         printf("order %s was fulfilled already: nothing changed\n", argv[0]);
     else if (rc == RS_OK)
         printf("order %s fulfilled: %lld delivered, stock now %lld\n", argv[0], quantity,
                out.stock);
-    delivery_destroy(&deliveries);
-    db_destroy(&conn);
+    ctl_close_orders(&conn, &orders);
     return rc;
 }
 
@@ -354,19 +372,17 @@ static int
 ctl_reopen_order(conf *cf, const spool_msg *m, errbuf *err)
 {
     cJSON *body = cJSON_ParseWithLength(spool_msg_body(m), spool_msg_len(m));
-    const cJSON *order = cJSON_GetObjectItemCaseSensitive(body, "order_id");
-    db *conn = NULL;
-    factory *orders = NULL;
+    const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(body, "order_id");
+    db *conn;
+    order *orders;
     int rc = RS_OK;
 
-    if (cJSON_IsString(order)) {
-        conn = db_new(cf, 0);
-        orders = conn ? factory_new(cf, conn, NULL) : NULL;
-        rc = orders ? factory_mark_open_again(orders, order->valuestring, err)
-                    : errbuf_set(err, "out of memory");
+    if (cJSON_IsString(order_id)) {
+        rc = ctl_open_orders(cf, &conn, &orders, err);
+        if (rc == RS_OK)
+            rc = order_reopen(orders, order_id->valuestring, err);
+        ctl_close_orders(&conn, &orders);
     }
-    factory_destroy(&orders);
-    db_destroy(&conn);
     cJSON_Delete(body);
     return rc;
 }

@@ -1,0 +1,631 @@
+/* order: the replenishment order's row and its states (see order.h). Every
+ * statement on replenishment_order is here. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "order.h"
+
+/* Deadlocks and lock waits of a delivery are resolved by running it again. */
+#define ORDER_FULFIL_TRIES 3
+#define ORDER_ERROR_CHARS  500 /* replenishment_order.last_error */
+#define ORDER_STR_(x)      #x
+#define ORDER_STR(x)       ORDER_STR_(x)
+
+enum order_stmt {
+    /* order_open */
+    ST_STOCK_OF,
+    ST_LOCK_SKU,
+    ST_INSERT,
+    ST_EVENT_EMPTY,
+    /* reads */
+    ST_GET,
+    ST_COUNTS,
+    ST_LIST,
+    /* the factory driver */
+    ST_CLAIM,
+    ST_SENT,
+    ST_ATTEMPT,
+    ST_FAILED,
+    ST_REOPEN,
+    /* order_fulfil */
+    ST_LOCK_PRODUCT,
+    ST_LOCK_ORDER,
+    ST_ADD_STOCK,
+    ST_FULFIL,
+    ST_EVENT_ARRIVED,
+    /* overdue callbacks */
+    ST_OVERDUE,
+    ST_REPORTED,
+    ST_COUNT
+};
+
+/* DB_IDEMPOTENT marks what may run twice when the connection broke under it:
+ * reads, and updates that are conditional or (sent) count an attempt twice at
+ * worst, which beats ordering twice because a reconnection looked like a failed
+ * request. */
+static const struct {
+    const char *sql;
+    int flags;
+} order_sql[ST_COUNT] = {
+    /* The surge after a sell-out ends here: one indexed read per failed checkout
+     * (the stock for the answer and the open order at once), no transaction, no
+     * lock. */
+    [ST_STOCK_OF] = {"SELECT p.stock, r.order_id IS NOT NULL FROM product p"
+                     " LEFT JOIN replenishment_order r"
+                     " ON r.open_product_id = p.product_id WHERE p.sku = ?",
+                     DB_IDEMPOTENT},
+    [ST_LOCK_SKU] = {"SELECT stock, factory_id IS NOT NULL FROM product WHERE sku = ? FOR UPDATE",
+                     0},
+    /* INSERT IGNORE: the unique key on open_product_id makes a second unfinished
+     * order for the product a no-op, whatever the race. */
+    [ST_INSERT] = {"INSERT IGNORE INTO replenishment_order"
+                   " (order_id, product_id, factory_id, quantity)"
+                   " SELECT ?, product_id, factory_id, reorder_quantity FROM product"
+                   " WHERE sku = ? AND factory_id IS NOT NULL",
+                   0},
+    [ST_EVENT_EMPTY] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
+                        " SELECT ?, 'stock_empty', order_id, product_id, quantity"
+                        " FROM replenishment_order WHERE order_id = ?",
+                        0},
+    [ST_GET] = {"SELECT r.status, r.token_hash, r.product_id, p.sku, r.factory_id, f.identifier,"
+                " f.name, f.api FROM replenishment_order r"
+                " JOIN product p ON p.product_id = r.product_id"
+                " JOIN factory f ON f.factory_id = r.factory_id WHERE r.order_id = ?",
+                DB_IDEMPOTENT},
+    [ST_COUNTS] = {"SELECT status, COUNT(*) FROM replenishment_order GROUP BY status"
+                   " ORDER BY status",
+                   0},
+    [ST_LIST] = {"SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"
+                 " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
+                 " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
+                 " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
+                 " r.delivered_quantity, r.last_error"
+                 " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
+                 " ORDER BY r.created_at DESC LIMIT ?",
+                 0},
+    [ST_CLAIM] = {"UPDATE replenishment_order SET token_hash = ?"
+                  " WHERE order_id = ? AND token_hash IS NULL",
+                  DB_IDEMPOTENT},
+    /* A callback can overtake this update (a fast factory): a fulfilled order
+     * stays fulfilled. */
+    [ST_SENT] = {"UPDATE replenishment_order"
+                 " SET status = IF(status IN ('open', 'failed'), 'sent', status),"
+                 " sent_at = NOW(6), failed_at = NULL, attempts = attempts + 1,"
+                 " factory_ref = ?, last_error = NULL WHERE order_id = ?",
+                 DB_IDEMPOTENT},
+    [ST_ATTEMPT] = {"UPDATE replenishment_order SET attempts = attempts + 1,"
+                    " last_error = ? WHERE order_id = ?",
+                    0},
+    [ST_FAILED] = {"UPDATE replenishment_order SET status = 'failed',"
+                   " failed_at = NOW(6), last_error = ?"
+                   " WHERE order_id = ? AND status = 'open'",
+                   DB_IDEMPOTENT},
+    [ST_REOPEN] = {"UPDATE replenishment_order SET status = 'open', failed_at = NULL"
+                   " WHERE order_id = ? AND status = 'failed'",
+                   DB_IDEMPOTENT},
+    [ST_LOCK_PRODUCT] = {"SELECT stock FROM product WHERE product_id = ? FOR UPDATE", 0},
+    [ST_LOCK_ORDER] = {"SELECT status FROM replenishment_order WHERE order_id = ? FOR UPDATE", 0},
+    /* LAST_INSERT_ID(expr) hands the new stock back in the same round trip. */
+    [ST_ADD_STOCK] = {"UPDATE product SET stock = LAST_INSERT_ID(stock + ?) WHERE product_id = ?",
+                      0},
+    [ST_FULFIL] = {"UPDATE replenishment_order SET status = 'fulfilled',"
+                   " fulfilled_at = CURRENT_TIMESTAMP(6), delivered_quantity = ?"
+                   " WHERE order_id = ?",
+                   0},
+    [ST_EVENT_ARRIVED] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
+                          " VALUES (?, 'stock_arrived', ?, ?, ?)",
+                          0},
+    [ST_OVERDUE] = {"SELECT r.order_id, p.name, p.sku, f.name, f.identifier,"
+                    " UNIX_TIMESTAMP(r.sent_at),"
+                    " TIMESTAMPDIFF(SECOND, r.sent_at, CURRENT_TIMESTAMP(6))"
+                    " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
+                    " JOIN factory f ON f.factory_id = r.factory_id"
+                    " WHERE r.status = 'sent' AND r.overdue_reported_at IS NULL"
+                    " AND r.sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
+                    " LIMIT " ORDER_STR(ORDER_OVERDUE_MAX),
+                    DB_IDEMPOTENT},
+    [ST_REPORTED] = {"UPDATE replenishment_order SET overdue_reported_at = CURRENT_TIMESTAMP(6)"
+                     " WHERE order_id = ?",
+                     0},
+};
+
+struct order {
+    db *conn;
+    db_stmt *st[ST_COUNT]; /* they belong to conn and go with it */
+};
+
+static const char *const order_status_names[] = {
+    [ORDER_OPEN] = "open",
+    [ORDER_SENT] = "sent",
+    [ORDER_FULFILLED] = "fulfilled",
+    [ORDER_FAILED] = "failed",
+};
+#define ORDER_NSTATUS (sizeof(order_status_names) / sizeof(order_status_names[0]))
+
+order *
+order_new(db *conn, errbuf *err)
+{
+    order *self;
+
+    /* The claim hashes and compares tokens. */
+    if (token_init(err) != RS_OK)
+        return NULL;
+    self = calloc(1, sizeof(*self));
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
+    self->conn = conn;
+    /* Made, not prepared: each is prepared on its first use on a connection. */
+    for (int i = 0; i < ST_COUNT; i++) {
+        self->st[i] = db_stmt_new(conn, order_sql[i].sql, order_sql[i].flags);
+        if (self->st[i] == NULL) {
+            errbuf_set(err, "out of memory");
+            order_destroy(&self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+void
+order_destroy(order **self_p)
+{
+    free(*self_p);
+    *self_p = NULL;
+}
+
+const char *
+order_status_name(enum order_status status)
+{
+    if ((unsigned)status >= ORDER_NSTATUS)
+        return "unknown";
+    return order_status_names[status];
+}
+
+static enum order_status
+order_status_of(const char *name)
+{
+    for (size_t i = 0; name != NULL && i < ORDER_NSTATUS; i++)
+        if (strcmp(name, order_status_names[i]) == 0)
+            return (enum order_status)i;
+    return ORDER_OPEN; /* the column's ENUM has no other value */
+}
+
+/* The bytes of an order id; doing says what for, in the message. */
+static int
+order_id_parse(const char *text, unsigned char id[IDENT_BYTES], const char *doing, errbuf *err)
+{
+    if (text == NULL || ident_parse(text, id) != 0)
+        return errbuf_set(err, "%s: \"%.40s\" is not an order id", doing, text ? text : "(null)");
+    return RS_OK;
+}
+
+/* Copies s into out, cut to the characters (not bytes) last_error holds, and never
+ * in the middle of a UTF-8 sequence. */
+static void
+order_clip(const char *s, char out[ORDER_ERROR_CHARS * 4 + 1])
+{
+    size_t i = 0, chars = 0;
+
+    while (s[i] != '\0') {
+        size_t n = 1;
+        unsigned char c = (unsigned char)s[i];
+
+        if (c >= 0xF0)
+            n = 4;
+        else if (c >= 0xE0)
+            n = 3;
+        else if (c >= 0xC0)
+            n = 2;
+        if (chars == ORDER_ERROR_CHARS || strnlen(s + i, n) < n)
+            break;
+        i += n;
+        chars++;
+    }
+    memcpy(out, s, i);
+    out[i] = '\0';
+}
+
+/* A text column of the current row into out (size bytes), "" for SQL NULL. */
+static void
+order_col_copy(db_stmt *st, int col, char *out, size_t size)
+{
+    const char *s = db_stmt_col(st, col, NULL);
+
+    snprintf(out, size, "%s", s ? s : "");
+}
+
+/* A BINARY(16) column of the current row into out; zeros when it is not one. */
+static void
+order_col_ident(db_stmt *st, int col, unsigned char out[IDENT_BYTES])
+{
+    size_t len;
+    const char *s = db_stmt_col(st, col, &len);
+
+    memset(out, 0, IDENT_BYTES);
+    if (s != NULL && len == IDENT_BYTES)
+        memcpy(out, s, IDENT_BYTES);
+}
+
+/* --- open ------------------------------------------------------------------- */
+
+int
+order_open(order *self, const char *sku, long long quantity, struct order_open_outcome *out,
+           errbuf *err)
+{
+    db_stmt *stock_of = self->st[ST_STOCK_OF], *lock = self->st[ST_LOCK_SKU];
+    unsigned char order_id[IDENT_BYTES], event_id[IDENT_BYTES];
+    char order_text[IDENT_TEXT];
+    long long rows;
+    int has_factory;
+
+    memset(out, 0, sizeof(*out));
+    rows = db_stmt_exec(stock_of, err, "s", sku);
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0 || !db_stmt_next(stock_of))
+        return ORDER_NO_PRODUCT;
+    out->remaining = db_stmt_col_int(stock_of, 0);
+    if (db_stmt_col_int(stock_of, 1))
+        return ORDER_PENDING;
+    if (out->remaining >= quantity)
+        return ORDER_RESTOCKED;
+
+    if (db_begin(self->conn, err) != RS_OK)
+        return RS_ERR;
+    /* The product row first (the lock order of order.h): a delivery adds stock
+     * under the same lock. */
+    rows = db_stmt_exec(lock, err, "s", sku);
+    if (rows < 0)
+        goto fail;
+    if (rows == 0 || !db_stmt_next(lock)) {
+        db_rollback(self->conn);
+        return ORDER_NO_PRODUCT;
+    }
+    out->remaining = db_stmt_col_int(lock, 0);
+    has_factory = (int)db_stmt_col_int(lock, 1);
+    if (out->remaining >= quantity) {
+        db_rollback(self->conn);
+        return ORDER_RESTOCKED;
+    }
+    if (!has_factory) {
+        db_rollback(self->conn);
+        return ORDER_NO_FACTORY;
+    }
+    ident_new(order_id);
+    rows = db_stmt_exec(self->st[ST_INSERT], err, "bs", order_id, sizeof(order_id), sku);
+    if (rows < 0)
+        goto fail;
+    if (rows == 0) {
+        db_rollback(self->conn);
+        return ORDER_PENDING;
+    }
+    ident_new(event_id);
+    rows = db_stmt_exec(self->st[ST_EVENT_EMPTY], err, "bb", event_id, sizeof(event_id), order_id,
+                        sizeof(order_id));
+    if (rows == 0)
+        errbuf_set(err, "database: the new order of %s is not visible to its own transaction", sku);
+    if (rows != 1)
+        goto fail;
+    if (db_commit(self->conn, err) != RS_OK)
+        return RS_ERR;
+
+    ident_format(event_id, sizeof(event_id), out->event);
+    ident_format(order_id, sizeof(order_id), order_text);
+    log_info("event=replenishment_opened sku=%s order=%s outbox_event=%s", sku, order_text,
+             out->event);
+    return ORDER_OPENED;
+
+fail:
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
+/* --- reads ------------------------------------------------------------------- */
+
+/* order_get on the bytes of an id. */
+static int
+order_get_id(order *self, const unsigned char id[IDENT_BYTES], struct order_view *out, errbuf *err)
+{
+    db_stmt *st = self->st[ST_GET];
+    const char *hash;
+    long long rows;
+
+    memset(out, 0, sizeof(*out));
+    rows = db_stmt_exec(st, err, "b", id, (size_t)IDENT_BYTES);
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0 || !db_stmt_next(st))
+        return 0;
+    out->status = order_status_of(db_stmt_col(st, 0, NULL));
+    hash = db_stmt_col(st, 1, &out->token_hash_len);
+    /* BINARY(32) holds a hash of exactly that size; another size matches no token. */
+    if (hash != NULL && out->token_hash_len == sizeof(out->token_hash))
+        memcpy(out->token_hash, hash, sizeof(out->token_hash));
+    order_col_ident(st, 2, out->product_id);
+    order_col_copy(st, 3, out->sku, sizeof(out->sku));
+    order_col_ident(st, 4, out->factory_id);
+    order_col_copy(st, 5, out->factory_identifier, sizeof(out->factory_identifier));
+    order_col_copy(st, 6, out->factory_name, sizeof(out->factory_name));
+    order_col_copy(st, 7, out->factory_api, sizeof(out->factory_api));
+    out->factory_api_null = db_stmt_col_is_null(st, 7);
+    return 1;
+}
+
+int
+order_get(order *self, const char *order_id, struct order_view *out, errbuf *err)
+{
+    unsigned char id[IDENT_BYTES];
+
+    if (order_id_parse(order_id, id, "reading order", err) != RS_OK)
+        return RS_ERR;
+    return order_get_id(self, id, out, err);
+}
+
+int
+order_count_by_status(order *self, void (*fn)(void *arg, const char *status, long long count),
+                      void *arg, errbuf *err)
+{
+    db_stmt *st = self->st[ST_COUNTS];
+    int n = 0;
+
+    if (db_stmt_exec(st, err, "") < 0)
+        return RS_ERR;
+    for (; db_stmt_next(st); n++)
+        fn(arg, db_stmt_col(st, 0, NULL), db_stmt_col_int(st, 1));
+    return n;
+}
+
+int
+order_each(order *self, long long limit, void (*fn)(void *arg, const struct order_line *line),
+           void *arg, errbuf *err)
+{
+    db_stmt *st = self->st[ST_LIST];
+
+    if (db_stmt_exec(st, err, "i", limit) < 0)
+        return RS_ERR;
+    while (db_stmt_next(st)) {
+        size_t len;
+        const char *id = db_stmt_col(st, 0, &len);
+        struct order_line line = {
+            .sku = db_stmt_col(st, 1, NULL),
+            .quantity = db_stmt_col(st, 2, NULL),
+            .status = db_stmt_col(st, 3, NULL),
+            .attempts = db_stmt_col(st, 4, NULL),
+            .created = db_stmt_col(st, 5, NULL),
+            .sent = db_stmt_col(st, 6, NULL),
+            .fulfilled = db_stmt_col(st, 7, NULL),
+            .delivered = db_stmt_col(st, 8, NULL),
+            .last_error = db_stmt_col(st, 9, NULL),
+        };
+        ident_format(id, len, line.order_id);
+        fn(arg, &line);
+    }
+    return RS_OK;
+}
+
+/* --- the factory driver -------------------------------------------------------- */
+
+int
+order_claim(order *self, const char *order_id, const char *token, enum order_status *status,
+            errbuf *err)
+{
+    unsigned char id[IDENT_BYTES], hash[TOKEN_HASH_BYTES];
+    struct order_view v;
+    long long n;
+
+    if (order_id_parse(order_id, id, "claiming order", err) != RS_OK)
+        return ORDER_REFUSED;
+    token_hash(token, hash);
+    for (int round = 0; round < 2; round++) {
+        n = order_get_id(self, id, &v, err);
+        if (n < 0)
+            return RS_ERR;
+        if (n == 0) {
+            errbuf_set(err, "order %s not found", order_id);
+            return ORDER_REFUSED;
+        }
+        *status = v.status;
+        if (v.status == ORDER_SENT || v.status == ORDER_FULFILLED)
+            return ORDER_SETTLED;
+        if (v.token_hash_len > 0) {
+            if (token_verify(token, v.token_hash, v.token_hash_len))
+                return ORDER_CLAIMED;
+            errbuf_set(err,
+                       "order %s already has another callback token (a second message for "
+                       "it?)",
+                       order_id);
+            return ORDER_REFUSED;
+        }
+        if (round == 1)
+            break;
+        n = db_stmt_exec(self->st[ST_CLAIM], err, "bb", hash, sizeof(hash), id, sizeof(id));
+        if (n < 0)
+            return RS_ERR;
+        if (n == 1)
+            return ORDER_CLAIMED;
+        /* Another delivery stored a hash meanwhile: read which. */
+    }
+    return errbuf_set(err, "order %s: the token hash could not be stored", order_id);
+}
+
+/* One statement that changes the order named order_id, with the id as its only
+ * parameter, or (with_text) text and then the id. The messages say what for:
+ * "<before> <order id> <after>" ("marking order X failed"). */
+static int
+order_change(order *self, enum order_stmt st, const char *order_id, int with_text, const char *text,
+             const char *before, const char *after, errbuf *err)
+{
+    unsigned char id[IDENT_BYTES];
+    char doing[128];
+    long long rows;
+
+    snprintf(doing, sizeof(doing), "%s%s%s", before, *after ? " " : "", after);
+    if (order_id_parse(order_id, id, doing, err) != RS_OK)
+        return RS_ERR;
+    if (with_text)
+        rows = db_stmt_exec(self->st[st], err, "sb", text, id, sizeof(id));
+    else
+        rows = db_stmt_exec(self->st[st], err, "b", id, sizeof(id));
+    if (rows < 0)
+        return errbuf_prefix(err, "%s %s%s%s", before, order_id, *after ? " " : "", after);
+    return RS_OK;
+}
+
+int
+order_sent(order *self, const char *order_id, const char *factory_ref, errbuf *err)
+{
+    return order_change(self, ST_SENT, order_id, 1, factory_ref, "marking order", "sent", err);
+}
+
+int
+order_attempt_failed(order *self, const char *order_id, const char *error, errbuf *err)
+{
+    char clipped[ORDER_ERROR_CHARS * 4 + 1];
+
+    order_clip(error ? error : "", clipped);
+    return order_change(self, ST_ATTEMPT, order_id, 1, clipped, "counting an attempt of order", "",
+                        err);
+}
+
+int
+order_failed(order *self, const char *order_id, const char *reason, errbuf *err)
+{
+    char clipped[ORDER_ERROR_CHARS * 4 + 1];
+
+    order_clip(reason ? reason : "", clipped);
+    return order_change(self, ST_FAILED, order_id, 1, clipped, "marking order", "failed", err);
+}
+
+int
+order_reopen(order *self, const char *order_id, errbuf *err)
+{
+    return order_change(self, ST_REOPEN, order_id, 0, NULL, "reopening order", "", err);
+}
+
+/* --- delivery ------------------------------------------------------------------- */
+
+static int
+order_fulfil_once(order *self, const unsigned char *id, const unsigned char *product_id,
+                  long long quantity, struct order_fulfil_outcome *out, errbuf *err)
+{
+    db_stmt *lock_product = self->st[ST_LOCK_PRODUCT], *lock_order = self->st[ST_LOCK_ORDER];
+    db_stmt *add_stock = self->st[ST_ADD_STOCK];
+    unsigned char event_id[IDENT_BYTES];
+    const char *status;
+    long long rows;
+
+    memset(out, 0, sizeof(*out));
+    if (db_begin(self->conn, err) != RS_OK)
+        return RS_ERR;
+    /* The product row first, then the order (the lock order of order.h). */
+    rows = db_stmt_exec(lock_product, err, "b", product_id, (size_t)IDENT_BYTES);
+    if (rows < 0)
+        goto fail;
+    if (rows == 0 || !db_stmt_next(lock_product)) {
+        errbuf_set(err, "the order's product is gone");
+        goto fail;
+    }
+    out->stock = db_stmt_col_int(lock_product, 0);
+    rows = db_stmt_exec(lock_order, err, "b", id, (size_t)IDENT_BYTES);
+    if (rows < 0)
+        goto fail;
+    if (rows == 0 || !db_stmt_next(lock_order)) {
+        errbuf_set(err, "the order is gone");
+        goto fail;
+    }
+    status = db_stmt_col(lock_order, 0, NULL);
+    if (order_status_of(status) == ORDER_FULFILLED) {
+        db_rollback(self->conn);
+        out->repeated = 1;
+        return RS_OK;
+    }
+    if (db_stmt_exec(add_stock, err, "ib", quantity, product_id, (size_t)IDENT_BYTES) != 1)
+        goto fail;
+    out->stock = (long long)db_stmt_insert_id(add_stock);
+    if (db_stmt_exec(self->st[ST_FULFIL], err, "ib", quantity, id, (size_t)IDENT_BYTES) != 1)
+        goto fail;
+    ident_new(event_id);
+    if (db_stmt_exec(self->st[ST_EVENT_ARRIVED], err, "bbbi", event_id, sizeof(event_id), id,
+                     (size_t)IDENT_BYTES, product_id, (size_t)IDENT_BYTES, quantity) != 1)
+        goto fail;
+    if (db_commit(self->conn, err) != RS_OK)
+        return RS_ERR;
+    ident_format(event_id, sizeof(event_id), out->event);
+    return RS_OK;
+fail:
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
+int
+order_fulfil(order *self, const char *order_id, long long quantity,
+             struct order_fulfil_outcome *out, errbuf *err)
+{
+    unsigned char id[IDENT_BYTES];
+    char text[IDENT_TEXT];
+    struct order_view v;
+    int rc = RS_ERR;
+
+    memset(out, 0, sizeof(*out));
+    if (order_id_parse(order_id, id, "fulfilling order", err) != RS_OK)
+        return RS_ERR;
+    ident_format(id, sizeof(id), text); /* an operator may type it in capitals */
+    switch (order_get_id(self, id, &v, err)) {
+    case 1:
+        break;
+    case 0:
+        return errbuf_set(err, "unknown order %s", text);
+    default:
+        return RS_ERR;
+    }
+    for (int attempt = 1; attempt <= ORDER_FULFIL_TRIES && rc != RS_OK; attempt++) {
+        rc = order_fulfil_once(self, id, v.product_id, quantity, out, err);
+        if (rc != RS_OK)
+            log_warn("event=delivery_retry order=%s attempt=%d error=\"%s\"", text, attempt,
+                     err->msg);
+    }
+    return rc;
+}
+
+/* --- overdue callbacks ----------------------------------------------------------- */
+
+int
+order_each_overdue(order *self, long timeout,
+                   void (*fn)(void *arg, const struct order_overdue *late), void *arg, errbuf *err)
+{
+    db_stmt *st = self->st[ST_OVERDUE];
+    int n = 0;
+
+    if (db_stmt_exec(st, err, "i", (long long)timeout) < 0)
+        return RS_ERR;
+    while (db_stmt_next(st)) {
+        size_t len;
+        const char *id = db_stmt_col(st, 0, &len);
+        struct order_overdue late = {
+            .product_name = db_stmt_col(st, 1, NULL),
+            .sku = db_stmt_col(st, 2, NULL),
+            .factory_name = db_stmt_col(st, 3, NULL),
+            .factory_identifier = db_stmt_col(st, 4, NULL),
+            .sent_at = (time_t)db_stmt_col_int(st, 5),
+            .age = db_stmt_col_int(st, 6),
+        };
+        if (len != IDENT_BYTES)
+            continue;
+        ident_format(id, len, late.order_id);
+        fn(arg, &late);
+        n++;
+    }
+    return n;
+}
+
+int
+order_overdue_reported(order *self, const char *order_id, errbuf *err)
+{
+    return order_change(self, ST_REPORTED, order_id, 0, NULL, "marking order", "reported", err);
+}

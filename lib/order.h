@@ -1,0 +1,181 @@
+/* order: the replenishment order, the one owner of its row and its states:
+ *
+ *   open      -> sent       the factory took it (order_sent; from failed too)
+ *   open      -> failed     its message died (order_failed)
+ *   failed    -> open       an operator redrove the message (order_reopen)
+ *   any other -> fulfilled  the factory delivered (order_fulfil; a fast factory's
+ *                           callback may come before order_sent)
+ *
+ * A product has at most one unfinished order. It is opened by the checkout that
+ * finds the product sold out, with its stock_empty event, in one transaction; the
+ * factory driver claims it with the callback token's hash, counts its attempts,
+ * marks it sent or failed; the factory's callback (or an operator) fulfils it,
+ * with its stock_arrived event, in one transaction. Whoever commits an event
+ * rings its doorbell (bus.h) after the commit: the order does not.
+ *
+ * Lock order: a transaction that locks a product row and one of its orders locks
+ * the product first, then the order. Opening and fulfilling both do, so they
+ * cannot deadlock, and a checkout that saw the shelf empty just before a delivery
+ * cannot open a second order just after it.
+ *
+ * Orders are named by their id's canonical text, as URLs, messages and logs show
+ * it; an id that is not a UUID is refused with a message that quotes it. An
+ * order object keeps its prepared statements on the caller's db, so it is used
+ * by that db's thread only; make one per connection. */
+#ifndef RESTOCK_ORDER_H
+#define RESTOCK_ORDER_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "db.h"
+#include "errbuf.h"
+#include "ident.h"
+#include "token.h"
+
+/* Buffers for the text columns an order read copies out (utf8mb4: 4 bytes per
+ * character of the column). */
+#define ORDER_SKU_SIZE           (32 * 4 + 1)  /* product.sku */
+#define ORDER_FACTORY_IDENT_SIZE (32 * 4 + 1)  /* factory.identifier */
+#define ORDER_FACTORY_NAME_SIZE  (100 * 4 + 1) /* factory.name */
+#define ORDER_FACTORY_API_SIZE   (255 * 4 + 1) /* factory.api */
+
+enum order_status { ORDER_OPEN, ORDER_SENT, ORDER_FULFILLED, ORDER_FAILED };
+
+typedef struct order order;
+
+/* conn stays the caller's. */
+order *order_new(db *conn, errbuf *err);
+void order_destroy(order **self_p);
+
+/* "open", "sent", "fulfilled", "failed" (as the row and restockctl say). */
+const char *order_status_name(enum order_status status);
+
+/* --- open: the sold-out checkout ------------------------------------------ */
+
+enum order_open_result {
+    ORDER_OPENED,     /* this call opened the order: ring stock_empty with out->event */
+    ORDER_PENDING,    /* an order was open already: nothing to do */
+    ORDER_RESTOCKED,  /* the stock came back meanwhile: no order needed */
+    ORDER_NO_FACTORY, /* the product has no factory to order from */
+    ORDER_NO_PRODUCT  /* no such product */
+};
+
+struct order_open_outcome {
+    long long remaining;    /* the product's stock, for the checkout's answer */
+    char event[IDENT_TEXT]; /* the stock_empty event written (ORDER_OPENED only) */
+};
+
+/* A checkout of quantity found too little of sku: opens an order unless one is
+ * unfinished, with its stock_empty event, in one transaction. The common case,
+ * an order already open, costs one indexed read and no lock. Returns an enum
+ * order_open_result, or RS_ERR (the database failed; nothing was written). */
+int order_open(order *self, const char *sku, long long quantity, struct order_open_outcome *out,
+               errbuf *err);
+
+/* --- reads ------------------------------------------------------------------ */
+
+/* One order as the factory driver, the callback and the outbox need it. */
+struct order_view {
+    enum order_status status;
+    unsigned char token_hash[TOKEN_HASH_BYTES];
+    size_t token_hash_len; /* TOKEN_HASH_BYTES, or 0: no token claimed yet */
+    unsigned char product_id[IDENT_BYTES];
+    char sku[ORDER_SKU_SIZE];
+    unsigned char factory_id[IDENT_BYTES]; /* the factory ordered from */
+    char factory_identifier[ORDER_FACTORY_IDENT_SIZE];
+    char factory_name[ORDER_FACTORY_NAME_SIZE];
+    char factory_api[ORDER_FACTORY_API_SIZE];
+    int factory_api_null; /* factory.api is NULL: the configured factory_api applies */
+};
+
+/* 1 with *out filled, 0 when there is no such order, RS_ERR. */
+int order_get(order *self, const char *order_id, struct order_view *out, errbuf *err);
+
+/* Calls fn for each status with its number of orders (statuses without orders
+ * are left out). Returns how many statuses it called fn for, or RS_ERR. */
+int order_count_by_status(order *self, void (*fn)(void *arg, const char *status, long long count),
+                          void *arg, errbuf *err);
+
+/* An order as restockctl lists it: text, NULL for SQL NULL; valid during fn. */
+struct order_line {
+    char order_id[IDENT_TEXT];
+    const char *sku, *quantity, *status, *attempts, *created, *sent, *fulfilled, *delivered,
+        *last_error; /* times as "YYYY-MM-DD HH:MM:SS" */
+};
+
+/* Calls fn for the newest limit orders, newest first. RS_OK or RS_ERR. */
+int order_each(order *self, long long limit, void (*fn)(void *arg, const struct order_line *line),
+               void *arg, errbuf *err);
+
+/* --- the factory driver ------------------------------------------------------- */
+
+enum order_claim_result {
+    ORDER_CLAIMED, /* the order is this token's and not sent yet: send it */
+    ORDER_SETTLED, /* sent or fulfilled already (*status says which): send nothing */
+    ORDER_REFUSED, /* no such order, or it has another token: never send it */
+};
+
+/* Makes sure the order's stored token hash is token's (the first message to
+ * come stores it) before it is sent. Returns an enum order_claim_result, or
+ * RS_ERR when the database failed (nothing was decided: try again). */
+int order_claim(order *self, const char *order_id, const char *token, enum order_status *status,
+                errbuf *err);
+
+/* The factory took the order (factory_ref: its own id for it, or NULL). A
+ * callback can overtake this: a fulfilled order stays fulfilled. Counts the
+ * attempt. */
+int order_sent(order *self, const char *order_id, const char *factory_ref, errbuf *err);
+
+/* An attempt to send it failed and will be tried again: counts it, with error
+ * (cut to what the row holds) as its last error. */
+int order_attempt_failed(order *self, const char *order_id, const char *error, errbuf *err);
+
+/* Its message is dead: an open order is failed, with reason as its last error;
+ * one sent or fulfilled meanwhile stays so. */
+int order_failed(order *self, const char *order_id, const char *reason, errbuf *err);
+
+/* An operator redrove its dead message: a failed order is open again. */
+int order_reopen(order *self, const char *order_id, errbuf *err);
+
+/* --- delivery ------------------------------------------------------------------ */
+
+struct order_fulfil_outcome {
+    int repeated;           /* the order was fulfilled before: nothing changed */
+    long long stock;        /* the product's stock after the transaction */
+    char event[IDENT_TEXT]; /* the stock_arrived event written ("" when repeated):
+                               ring it after the call */
+};
+
+/* The factory delivered quantity for the order (its callback, or an operator
+ * for a lost one): in one transaction the product's stock += quantity, the
+ * order fulfilled, and a stock_arrived event. Deadlocks and lock waits are
+ * retried a few times. RS_ERR when the order is unknown or the database failed
+ * (rolled back: nothing changed). */
+int order_fulfil(order *self, const char *order_id, long long quantity,
+                 struct order_fulfil_outcome *out, errbuf *err);
+
+/* --- overdue callbacks ---------------------------------------------------------- */
+
+/* A sent order whose callback has not come. Strings valid during fn. */
+struct order_overdue {
+    char order_id[IDENT_TEXT];
+    const char *product_name, *sku, *factory_name, *factory_identifier;
+    time_t sent_at;
+    long long age; /* seconds since sent */
+};
+
+/* The most overdue orders one call of order_each_overdue reports. */
+#define ORDER_OVERDUE_MAX 32
+
+/* Calls fn for sent orders whose callback has not come within timeout seconds
+ * and that were not reported yet, at most ORDER_OVERDUE_MAX per call. Returns
+ * how many, or RS_ERR. */
+int order_each_overdue(order *self, long timeout,
+                       void (*fn)(void *arg, const struct order_overdue *late), void *arg,
+                       errbuf *err);
+
+/* Operators were told that its callback is overdue: it is not reported again. */
+int order_overdue_reported(order *self, const char *order_id, errbuf *err);
+
+#endif

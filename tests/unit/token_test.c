@@ -1,0 +1,91 @@
+/* Unit test of token: a made token is what the one validator accepts, the
+ * validator refuses every other text (length, case, digits), the stored hash is
+ * SHA-256 of the text, and verification says yes only to that hash. */
+#include "config.h"
+
+#include "tap.h"
+#include "token.h"
+
+#define TOKEN "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+/* sha256sum of the 64 characters of TOKEN */
+#define TOKEN_SHA256 "a8ae6e6ee929abea3afcfc5258c8ccd6f85273e0d4626d26c7279f3250f77c8e"
+
+static void
+test_make(void)
+{
+    char a[TOKEN_HEX + 1], b[TOKEN_HEX + 1], parsed[TOKEN_HEX + 1];
+
+    token_make(a);
+    token_make(b);
+    is_int(strlen(a), TOKEN_HEX, "a made token has TOKEN_HEX characters");
+    is_int(TOKEN_HEX, 64, "which are 64 (32 random bytes)");
+    ok(token_parse(a, strlen(a), parsed) == RS_OK && strcmp(a, parsed) == 0,
+       "a made token passes the validator");
+    ok(strcmp(a, b) != 0, "two made tokens differ");
+}
+
+/* Asserts that the validator refuses text (len bytes) and leaves out empty. */
+static void
+refused(const char *text, size_t len, const char *name)
+{
+    char out[TOKEN_HEX + 1] = "x";
+
+    ok(token_parse(text, len, out) == RS_ERR && out[0] == '\0', "refused: %s", name);
+}
+
+static void
+test_parse(void)
+{
+    char out[TOKEN_HEX + 1];
+    const char *query = TOKEN "&other=1";
+    char upper[] = TOKEN, nul[] = TOKEN;
+
+    ok(token_parse(TOKEN, strlen(TOKEN), out) == RS_OK, "64 lower-case hex digits are a token");
+    is_str(out, TOKEN, "copied as they are");
+    ok(token_parse(query, TOKEN_HEX, out) == RS_OK, "text need not end after the token");
+    is_str(out, TOKEN, "and the copy ends with it");
+    upper[10] = 'A';
+    nul[20] = '\0';
+    refused(TOKEN, TOKEN_HEX - 1, "63 digits");
+    refused(TOKEN "0", TOKEN_HEX + 1, "65 digits");
+    refused("", 0, "nothing");
+    refused(NULL, 0, "NULL");
+    refused(upper, TOKEN_HEX, "an upper-case digit");
+    refused("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg", TOKEN_HEX,
+            "a letter that is not a hex digit");
+    refused(nul, TOKEN_HEX, "a NUL inside");
+}
+
+static void
+test_hash_verify(void)
+{
+    unsigned char hash[TOKEN_HASH_BYTES];
+    char hex[2 * TOKEN_HASH_BYTES + 1];
+
+    token_hash(TOKEN, hash);
+    for (size_t i = 0; i < sizeof(hash); i++)
+        snprintf(hex + 2 * i, 3, "%02x", hash[i]);
+    is_str(hex, TOKEN_SHA256, "the stored hash is SHA-256 of the token's text");
+    ok(token_verify(TOKEN, hash, sizeof(hash)), "the token verifies against its hash");
+    ok(!token_verify("1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", hash,
+                     sizeof(hash)),
+       "another token does not");
+    ok(!token_verify(TOKEN, NULL, 0), "nothing stored: no token verifies");
+    ok(!token_verify(TOKEN, hash, sizeof(hash) - 1), "a stored hash of another size: none");
+    hash[sizeof(hash) - 1] ^= 1;
+    ok(!token_verify(TOKEN, hash, sizeof(hash)), "a hash one bit off: none");
+}
+
+int
+main(void)
+{
+    errbuf err = {""};
+
+    if (!ok(token_init(&err) == RS_OK, "token_init (%s)", err.msg))
+        return done_testing();
+    ok(token_init(&err) == RS_OK, "token_init again is harmless");
+    test_make();
+    test_parse();
+    test_hash_verify();
+    return done_testing();
+}
