@@ -19,6 +19,7 @@
 #include "migrate.h"
 #include "order.h"
 #include "spool.h"
+#include "timetext.h"
 
 static const char *const ctl_queues[] = {"factory", "mail"};
 #define CTL_NQUEUES 2
@@ -70,14 +71,10 @@ ctl_db_migrate(conf *cf, int argc, char **argv, errbuf *err)
 static void
 ctl_time(time_t t, char *out, size_t size)
 {
-    struct tm tm;
-
-    if (t == 0) {
-        snprintf(out, size, "-");
-        return;
-    }
-    localtime_r(&t, &tm);
-    strftime(out, size, "%Y-%m-%d %H:%M:%S", &tm);
+    if (t == 0)
+        snprintf(out, size, "-"); /* no such time (never sent, not dead) */
+    else
+        timetext_local(t, out, size);
 }
 
 /* Opens the spool queues, which restockctl reads directly (the worker may be
@@ -303,7 +300,7 @@ ctl_dlq_list(conf *cf, int argc, char **argv, errbuf *err)
 static int
 ctl_find(spool *queues[CTL_NQUEUES], const char *id, spool_msg **m, errbuf *err)
 {
-    if (!spool_valid_id(id)) {
+    if (!spool_msg_valid_id(id)) {
         errbuf_set(err, "\"%s\" is not a message id", id);
         return -1;
     }
@@ -464,7 +461,7 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
             }
             free(names.ids);
         } else {
-            int n = spool_valid_id(argv[0])
+            int n = spool_msg_valid_id(argv[0])
                         ? ctl_redrive_one(cf, queues[i], argv[0], err)
                         : errbuf_set(err, "\"%s\" is not a message id", argv[0]);
             if (n < 0)

@@ -1,4 +1,4 @@
-/* restock-sales: the Sales API behind nginx (DESIGN.md, "Sales API"): the
+/* restock-sales: the Sales API behind nginx (docs/design.md §4.1): the
  * products, checkout by one atomic UPDATE, and a health check. Each responder
  * thread has its own database connection and prepared statements. */
 #include "config.h"
@@ -14,6 +14,7 @@
 #include "order.h"
 #include "responder.h"
 #include "row.h"
+#include "utf8.h"
 
 #define SALES_SKU_MAX      32 /* product.sku is VARCHAR(32) */
 #define SALES_QUANTITY_MAX 1000
@@ -106,7 +107,7 @@ sales_reply_product(struct sales_thread *th, responder_request *rq, const char *
     cJSON *json;
 
     /* No sku longer than the column can exist: no need to ask. */
-    if (json_utf8_chars(sku) < 1 || json_utf8_chars(sku) > SALES_SKU_MAX) {
+    if (utf8_chars(sku, strlen(sku)) < 1 || utf8_chars(sku, strlen(sku)) > SALES_SKU_MAX) {
         sales_reply_message(rq, 404, "상품 없음");
         return;
     }

@@ -110,12 +110,6 @@ wrong:
     return errbuf_set(err, "%s must be an integer from %lld to %lld, not %s", key, min, max, what);
 }
 
-long
-json_utf8_chars(const char *s)
-{
-    return utf8_chars(s, strlen(s));
-}
-
 int
 json_opt_str(const cJSON *obj, const char *key, size_t min_chars, size_t max_chars,
              const char **out, errbuf *err)

@@ -31,7 +31,6 @@ int json_opt_str(const cJSON *obj, const char *key, size_t min_chars, size_t max
 /* Characters in valid UTF-8 text, or -1 when s is not valid UTF-8: utf8_chars of
  * a C string, kept for its callers (fcgi/sales.c, workers/factory.c) until they
  * call utf8_chars; new code calls utf8.h. */
-long json_utf8_chars(const char *s);
 
 /* Compact text of json in buf when it fits, else in a new allocation; NULL when
  * out of memory. Free the result with json_print_free(result, buf). */

@@ -246,9 +246,3 @@ mailtext_expand(const char *text, const mailtext_var *vars, char **out, errbuf *
 {
     return mailtext_fill("(text)", text, vars, 0, out, err);
 }
-
-void
-mailtext_time(time_t t, char *out, size_t size)
-{
-    timetext_local_zone(t, out, size);
-}

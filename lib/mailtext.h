@@ -58,9 +58,4 @@ const char *mailtext_name(enum mailtext_id id);
 /* The id of a name, or -1. */
 int mailtext_find(const char *name);
 
-/* A time as the emails show it: the reader's local time with its zone
- * ("2025-01-14 10:00:00 KST"), the zone being the worker's TZ. The form is
- * timetext_local_zone's; this name says that it is the emails' choice. */
-void mailtext_time(time_t t, char *out, size_t size);
-
 #endif

@@ -97,13 +97,6 @@ spool_resource_errno(int e)
     return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOBUFS;
 }
 
-int
-spool_valid_id(const char *id)
-{
-    /* Ids are file names and a header of the file: the format defines them. */
-    return spool_msg_valid_id(id);
-}
-
 static int
 spool_kernel_at_least(int major, int minor)
 {
@@ -392,7 +385,7 @@ spool_scan_refresh(spool *self, int folder, int repair, errbuf *err)
         spool_msg *m;
         int got;
 
-        if (!spool_valid_id(names[i].s)) {
+        if (!spool_msg_valid_id(names[i].s)) {
             if (repair && spool_corrupt_move(self, folder, names[i].s,
                                              "file name is not a message id", err) < 0)
                 goto done;
@@ -477,7 +470,7 @@ spool_new(const char *root, const char *queue, errbuf *err)
         errbuf_set(err, "spool: no spool folder given");
         return NULL;
     }
-    if (!spool_valid_id(queue)) {
+    if (!spool_msg_valid_id(queue)) {
         errbuf_set(err, "spool: invalid queue name \"%.40s\"", queue ? queue : "(null)");
         return NULL;
     }
@@ -671,10 +664,10 @@ spool_put_batch(spool *self, spool_item *items, size_t n, errbuf *err)
 
     for (i = 0; i < n; i++) {
         items[i].added = 0;
-        if (!spool_valid_id(items[i].id))
+        if (!spool_msg_valid_id(items[i].id))
             return errbuf_set(err, "spool %s: invalid message id \"%.140s\"", self->qdir,
                               items[i].id ? items[i].id : "(null)");
-        if (items[i].key != NULL && items[i].key[0] != '\0' && !spool_valid_id(items[i].key))
+        if (items[i].key != NULL && items[i].key[0] != '\0' && !spool_msg_valid_id(items[i].key))
             return errbuf_set(err, "spool %s: invalid key \"%.140s\" of message %s", self->qdir,
                               items[i].key, items[i].id);
         if (items[i].len > SPOOL_BODY_MAX || (items[i].body == NULL && items[i].len > 0))
@@ -1077,7 +1070,7 @@ spool_recover_folder(spool *self, int folder, spool_recovery *r, errbuf *err)
         spool_msg *m = NULL;
         int got = SPOOL_LOAD_BAD;
 
-        if (!spool_valid_id(names[i].s))
+        if (!spool_msg_valid_id(names[i].s))
             snprintf(why, sizeof(why), "file name is not a message id");
         else if ((got = spool_load(self, folder, names[i].s, &m, why, sizeof(why), err)) < 0)
             goto done;
@@ -1177,7 +1170,7 @@ spool_redrive(spool *self, const char *id, errbuf *err)
     size_t n = 0;
     int count = 0, rc = RS_ERR, one;
 
-    if (id != NULL && !spool_valid_id(id))
+    if (id != NULL && !spool_msg_valid_id(id))
         return errbuf_set(err, "spool %s: invalid message id \"%.140s\"", self->qdir, id);
     /* Two operators redriving at once must not both rewrite one message. */
     if (flock(self->qfd, LOCK_EX) < 0)
@@ -1189,7 +1182,7 @@ spool_redrive(spool *self, const char *id, errbuf *err)
     if (spool_folder_list(self, SPOOL_DEAD, &names, &n, err) < 0)
         goto done;
     for (size_t i = 0; i < n; i++) {
-        if (!spool_valid_id(names[i].s))
+        if (!spool_msg_valid_id(names[i].s))
             continue;
         if ((one = spool_redrive_one(self, names[i].s, 0, err)) < 0)
             goto done;
@@ -1292,7 +1285,7 @@ spool_each(spool *self, enum spool_state state, spool_each_fn *fn, void *arg, er
         int got = SPOOL_LOAD_BAD;
 
         v[k].name = names[i].s;
-        if (!spool_valid_id(names[i].s))
+        if (!spool_msg_valid_id(names[i].s))
             snprintf(v[k].why, sizeof(v[k].why), "file name is not a message id");
         else if ((got = spool_load(self, state, names[i].s, &v[k].m, v[k].why, sizeof(v[k].why),
                                    err)) < 0)
@@ -1323,7 +1316,7 @@ spool_get(spool *self, const char *id, spool_msg **msg, errbuf *err)
     char why[256], path[PATH_MAX];
 
     *msg = NULL;
-    if (!spool_valid_id(id))
+    if (!spool_msg_valid_id(id))
         return errbuf_set(err, "spool %s: invalid message id \"%.140s\"", self->qdir,
                           id ? id : "(null)");
     for (int pass = 0; pass < 2; pass++)

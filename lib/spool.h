@@ -89,8 +89,6 @@ const char *spool_queue(const spool *self);
 const char *spool_state_name(enum spool_state state);
 /* The state called `name` ("dead", …), or -1. */
 int spool_state_parse(const char *name);
-/* 1 when `id` is a valid message id (or key), 0 otherwise. */
-int spool_valid_id(const char *id);
 
 /* Writes a message into incoming/. Returns 1 when it was written, 0 when a message
  * with this id is already in incoming, active, deferred, dead or done (a repeated

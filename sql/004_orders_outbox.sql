@@ -1,4 +1,4 @@
--- 004: replenishment orders and the outbox of events (DESIGN.md, steps 2 to 5).
+-- 004: replenishment orders and the outbox of events (docs/design.md §1 and §3).
 
 -- One order per stock-out. open_product_id is the product's id while the order is
 -- not fulfilled and NULL after, so that its unique key allows one unfinished order

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Factory simulator: behaves like the legacy factory API that restock orders from.
 
-POST /api/manufactures with the JSON of DESIGN.md answers 201 with
+POST /api/manufactures with the JSON of docs/design.md answers 201 with
 {"data":{"id":"<uuid>","reqestor":<requester>,"data":<the request>}} (the factory's own
 spelling), keeps the order in memory only and, --delay seconds later, POSTs the identical
 request body to its CallbackUrl with only Content-Type: application/json; it never

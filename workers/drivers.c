@@ -15,6 +15,7 @@
 #include "mail.h"
 #include "mailtext.h"
 #include "order.h"
+#include "timetext.h"
 
 #define DRIVERS_MAX_VARS 32
 
@@ -61,7 +62,7 @@ drivers_alert_dead(const spool_msg *msg, const char *queue_name, const char *rea
     drivers_describe(msg, what, sizeof(what));
     /* spool_kill counted the attempt that killed it. */
     snprintf(attempts, sizeof(attempts), "%d", spool_msg_attempts(msg));
-    mailtext_time(time(NULL), when, sizeof(when));
+    timetext_local_zone(time(NULL), when, sizeof(when));
     /* Named by the message and the moment, so that a message redriven and dead
      * again is told again. */
     snprintf(cause, sizeof(cause), "dead-%s-%.60s-%ld", queue_name, spool_msg_id(msg),

@@ -12,6 +12,7 @@
 #include "json.h"
 #include "log.h"
 #include "token.h"
+#include "utf8.h"
 
 #define FACTORY_QUANTITY_MAX 1000000 /* product.reorder_quantity's upper bound */
 #define FACTORY_FIELD_MAX    255
@@ -262,7 +263,7 @@ factory_ref(const char *answer)
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(json, "data"), "id"));
     char *ref = NULL;
 
-    if (id != NULL && id[0] != '\0' && strlen(id) <= FACTORY_REF_MAX && json_utf8_chars(id) >= 0)
+    if (id != NULL && id[0] != '\0' && strlen(id) <= FACTORY_REF_MAX && utf8_valid(id, strlen(id)))
         ref = strdup(id);
     cJSON_Delete(json);
     return ref;

@@ -1,6 +1,6 @@
 /* factory: the factory driver of the queue worker. It delivers one message of the
  * `factory` queue: the replenishment order POSTed to the legacy factory API in the
- * exact JSON of DESIGN.md, at most once per order as far as restock can tell (an
+ * exact JSON of docs/design.md, at most once per order as far as restock can tell (an
  * order already sent or fulfilled is not sent again), its outcome recorded in the
  * order's row. Never logs the callback token or the callback URL. */
 #ifndef RESTOCK_FACTORY_H
@@ -43,7 +43,7 @@ enum factory_result factory_deliver(factory *self, const char *msg, size_t len, 
 
 /* The factory request of a message, without I/O: *url the address to POST to (the
  * message's factory_api, else default_api, with /api/manufactures appended) and *body
- * the JSON of DESIGN.md with the callback URL {public_url}/callbacks/factory/{order
+ * the JSON of docs/design.md with the callback URL {public_url}/callbacks/factory/{order
  * id}?token={token}. Both malloc'ed, for the caller to free. RS_ERR, naming the field
  * or the factory, when the message is malformed or no factory URL is known. */
 int factory_request_body(const char *msg, size_t len, const char *requester, const char *public_url,

@@ -14,6 +14,7 @@
 #include "outbox.h"
 #include "row.h"
 #include "token.h"
+#include "timetext.h"
 
 #define OUTBOX_BATCH   100
 #define OUTBOX_STR_(x) #x
@@ -108,7 +109,7 @@ outbox_factory_message(db_stmt *st, const struct order_view *o, const char *even
         return NULL;
     token_make(token);
     ident_format(o->factory_id, sizeof(o->factory_id), factory_id);
-    mailtext_time((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
+    timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
     cJSON_AddStringToObject(m, "event_id", event_text);
     cJSON_AddStringToObject(m, "kind", "stock_empty");
     row_add_ident(m, "order_id", st, COL_ORDER);
@@ -139,7 +140,7 @@ outbox_mail_message(db_stmt *st, const struct order_view *o, const char *event_t
 
     if (m == NULL)
         return NULL;
-    mailtext_time((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
+    timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
     snprintf(quantity, sizeof(quantity), "%lld", db_stmt_col_int(st, COL_QUANTITY));
     snprintf(stock, sizeof(stock), "%lld", db_stmt_col_int(st, COL_STOCK));
     cJSON_AddStringToObject(m, "event_id", event_text);

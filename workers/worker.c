@@ -33,6 +33,7 @@
 #include "outbox.h"
 #include "queue.h"
 #include "spool.h"
+#include "timetext.h"
 
 /* How often the slow checks run (overdue callbacks, delays, pruning), seconds. */
 #define WORKER_WATCH_INTERVAL 10
@@ -80,7 +81,7 @@ worker_alert_corrupt(alert *alerts)
 {
     char when[64];
 
-    mailtext_time(time(NULL), when, sizeof(when));
+    timetext_local_zone(time(NULL), when, sizeof(when));
     pthread_mutex_lock(&worker_corrupt.lock);
     for (size_t i = 0; i < worker_corrupt.n; i++) {
         errbuf err = {{0}};
@@ -124,7 +125,7 @@ worker_tell_overdue(void *arg, const struct order_overdue *late)
     if (o->n == ORDER_OVERDUE_MAX)
         return;
     snprintf(o->orders[o->n++], IDENT_TEXT, "%s", late->order_id);
-    mailtext_time(late->sent_at, sent_at, sizeof(sent_at));
+    timetext_local_zone(late->sent_at, sent_at, sizeof(sent_at));
     snprintf(age, sizeof(age), "%ld분 (%ld min)", minutes, minutes);
     snprintf(cause, sizeof(cause), "callback-missing-%s", late->order_id);
     mailtext_var vars[] = {{"order_id", late->order_id},
@@ -179,7 +180,7 @@ worker_check_delay(struct worker_watch *w, spool *sp, alert *alerts)
              (long)(now - oldest) / 60);
     snprintf(count, sizeof(count), "%ld", waiting);
     snprintf(cause, sizeof(cause), "delay-%s-%ld", spool_queue(sp), (long)oldest);
-    mailtext_time(now, when, sizeof(when));
+    timetext_local_zone(now, when, sizeof(when));
     mailtext_var vars[] = {
         {"queue", spool_queue(sp)}, {"age", age}, {"count", count}, {"time", when}, {NULL, NULL}};
     log_warn("event=delay_warning queue=%s oldest_age=%lds waiting=%ld", spool_queue(sp),

@@ -89,7 +89,7 @@ def wait_mails(s, count=1, timeout=60, **filters):
 
 
 def check_headers(t, m, to, what):
-    """The headers every email of restock carries, as DESIGN.md and issue 4 say."""
+    """The headers every email of restock carries, as docs/design.md and issue 4 say."""
     t.is_(m["From"], SENDER, "%s: From is the configured sender" % what)
     t.is_(m["To"], to, "%s: To is %s" % (what, to))
     t.ok(m["Delivered-To"] == to, "%s: the SMTP envelope went to %s" % (what, to),

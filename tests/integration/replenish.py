@@ -1,4 +1,4 @@
-"""Integration test of replenishment on the whole stack (DESIGN.md, steps 2 to 5): a
+"""Integration test of replenishment on the whole stack (docs/design.md §1 and §3): a
 sold-out checkout sends exactly one order, with the exact JSON of the factory API, and
 the factory's callback puts the stock back, after which the product sells again; a
 surge of 1,000 failed checkouts from 32 clients still makes one order; a worker that

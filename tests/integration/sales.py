@@ -1,4 +1,4 @@
-"""Integration test of the Sales API (DESIGN.md, "Sales API") through nginx on the real
+"""Integration test of the Sales API (docs/design.md §4.1) through nginx on the real
 stack: every route's status and body, and the product row in the database; the 400s
 leave the stock alone; the database going away answers 503 and coming back serves
 again without a restart; SIGTERM finishes the request in flight and exits 0."""

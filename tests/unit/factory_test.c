@@ -1,5 +1,5 @@
 /* Unit test of the factory driver: the request built from a factory-queue message
- * (the exact JSON of DESIGN.md, its types, the callback URL, the factory URL), the
+ * (the exact JSON of docs/design.md, its types, the callback URL, the factory URL), the
  * messages it refuses and why, and the outcomes decided before any request: a
  * malformed message or no factory URL is permanent, an unreachable database means
  * try again. The full delivery runs in the worker's integration tests. */

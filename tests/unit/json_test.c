@@ -2,9 +2,11 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "json.h"
 #include "tap.h"
+#include "utf8.h"
 
 static cJSON *
 parse(const char *text, errbuf *err)
@@ -109,9 +111,11 @@ test_str(void)
     cJSON_AddStringToObject(bad, "x", "\xff\xfe");
     ok(json_opt_str(bad, "x", 1, 32, &s, &err) == RS_ERR, "invalid UTF-8 is refused");
     is_str(err.msg, "x must be valid UTF-8", "message for invalid UTF-8");
-    is_int(json_utf8_chars("\xed\xa0\x80"), -1, "a UTF-16 surrogate is not UTF-8");
-    is_int(json_utf8_chars("\xc0\xaf"), -1, "an overlong form is not UTF-8");
-    is_int(json_utf8_chars("a\xf0\x9f\x8d\xa9"), 2, "a four-byte character counts once");
+    is_int(utf8_chars("\xed\xa0\x80", strlen("\xed\xa0\x80")), -1,
+           "a UTF-16 surrogate is not UTF-8");
+    is_int(utf8_chars("\xc0\xaf", strlen("\xc0\xaf")), -1, "an overlong form is not UTF-8");
+    is_int(utf8_chars("a\xf0\x9f\x8d\xa9", strlen("a\xf0\x9f\x8d\xa9")), 2,
+           "a four-byte character counts once");
     cJSON_Delete(bad);
     cJSON_Delete(json);
 }
