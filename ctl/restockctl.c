@@ -3,9 +3,14 @@
  * status 0 on success; otherwise a one-line reason on stderr. */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <time.h>
@@ -77,11 +82,62 @@ ctl_time(time_t t, char *out, size_t size)
         timetext_local(t, out, size);
 }
 
+/* Run as root, restockctl acts on the spool as the spool's owner, as Postfix's
+ * postsuper does: the owner (the worker's user) can plant symlinks and files in
+ * the spool, and root following them would write wherever they point. It
+ * switches groups and user for good (setgid, initgroups, setuid), after the
+ * configuration has been read (root:restock 0640). A spool owned by root that
+ * nobody else may write is used as root (nobody could plant anything there); one
+ * owned by root but writable by a group or others is refused. Not root: nothing
+ * to do, the kernel checks what the user may. */
+static int
+ctl_drop_to_spool_owner(conf *cf, errbuf *err)
+{
+    const char *dir = conf_str(cf, "spool_dir");
+    struct passwd *pw;
+    struct stat st;
+    int fd, rc;
+
+    if (geteuid() != 0)
+        return RS_OK;
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errbuf_set(err,
+                          "spool %s: %s (run as root, restockctl acts only on an existing "
+                          "spool, as its owner)",
+                          dir, strerror(errno));
+    rc = fstat(fd, &st);
+    close(fd);
+    if (rc < 0)
+        return errbuf_set(err, "spool %s: %s", dir, strerror(errno));
+    if (st.st_uid == 0) {
+        if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+            return errbuf_set(err,
+                              "spool %s belongs to root but others may write it: refusing to "
+                              "act as root on it (give it to the worker's user)",
+                              dir);
+        return RS_OK;
+    }
+    pw = getpwuid(st.st_uid);
+    errno = 0;
+    if (setgid(st.st_gid) < 0 ||
+        (pw != NULL ? initgroups(pw->pw_name, st.st_gid) : setgroups(1, &st.st_gid)) < 0 ||
+        setuid(st.st_uid) < 0)
+        return errbuf_set(err, "spool %s: cannot become its owner (uid %ld, gid %ld): %s", dir,
+                          (long)st.st_uid, (long)st.st_gid, strerror(errno));
+    /* For good: a process that could become root again could be made to. */
+    if (setuid(0) == 0 || geteuid() == 0)
+        return errbuf_set(err, "spool %s: the switch to its owner did not hold", dir);
+    return RS_OK;
+}
+
 /* Opens the spool queues, which restockctl reads directly (the worker may be
- * stopped). */
+ * stopped); as root, as the spool's owner. */
 static int
 ctl_open_queues(conf *cf, spool *queues[CTL_NQUEUES], errbuf *err)
 {
+    if (ctl_drop_to_spool_owner(cf, err) != RS_OK)
+        return RS_ERR;
     for (int i = 0; i < CTL_NQUEUES; i++) {
         queues[i] = spool_new(conf_str(cf, "spool_dir"), ctl_queues[i], err);
         if (queues[i] == NULL) {

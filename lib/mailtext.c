@@ -104,6 +104,23 @@ static const struct mailtext_template mailtext_templates[MAILTEXT_COUNT] = {
          "\n"
          "An unreadable or torn file of the {queue} queue was moved to corrupt/:\n"
          "{path} ({last_error}). The other messages keep flowing.\n" MAILTEXT_SIGNATURE},
+    [MAILTEXT_SPOOL_FAULT] =
+        {"spool_fault", "[restock] 스풀 디스크 오류 ({queue} 큐)",
+         "운영자님,\n"
+         "\n"
+         "{queue} 큐의 스풀에 쓰기(write, fsync, rename)가 실패했습니다.\n"
+         "판매는 계속되지만, 새 주문과 이메일은 디스크가 복구될 때까지 보내지지 않고\n"
+         "DB의 outbox에서 기다립니다 (잃어버리지 않습니다). 워커가 계속 다시 시도합니다.\n"
+         "\n"
+         "오류: {last_error}\n"
+         "시각: {time}\n"
+         "\n"
+         "디스크 공간(df)과 커널 로그(dmesg)를 확인해 주세요.\n"
+         "\n"
+         "A write, fsync or rename in the spool of the {queue} queue failed:\n"
+         "{last_error}. Checkout keeps selling; new orders and emails wait in the\n"
+         "outbox, not lost, and the worker retries until the disk takes them. Check\n"
+         "free space (df) and the kernel log (dmesg).\n" MAILTEXT_SIGNATURE},
     [MAILTEXT_DELAY_WARNING] =
         {"delay_warning", "[restock] 처리 지연: {queue} 큐의 메시지가 {age} 동안 대기 중",
          "운영자님,\n"

@@ -15,6 +15,7 @@ enum mailtext_id {
     MAILTEXT_DEAD_LETTER,      /* operators: a message went to dead/ */
     MAILTEXT_CALLBACK_MISSING, /* operators: an order's factory callback never came */
     MAILTEXT_CORRUPT,          /* operators: a file went to corrupt/ */
+    MAILTEXT_SPOOL_FAULT,      /* operators: the spool's disk failed a write, fsync or rename */
     MAILTEXT_DELAY_WARNING,    /* operators: the oldest waiting message is too old */
     MAILTEXT_COUNT
 };
@@ -52,7 +53,7 @@ int mailtext_render(enum mailtext_id id, const mailtext_var *vars, char **subjec
 int mailtext_expand(const char *text, const mailtext_var *vars, char **out, errbuf *err);
 
 /* "ad_pause", "ad_resume", "dead_letter", "callback_missing", "corrupt",
- * "delay_warning"; NULL for an id out of range. */
+ * "spool_fault", "delay_warning"; NULL for an id out of range. */
 const char *mailtext_name(enum mailtext_id id);
 
 /* The id of a name, or -1. */

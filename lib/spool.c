@@ -300,7 +300,8 @@ spool_folder_list(spool *self, int folder, struct spool_name **out, size_t *coun
 
     *out = NULL;
     *count = 0;
-    if ((fd = openat(self->dfd[folder], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+    if ((fd = openat(self->dfd[folder], ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+            0 ||
         (dir = fdopendir(fd)) == NULL) {
         int e = errno;
         if (fd >= 0)
@@ -448,10 +449,13 @@ spool_make_folder(spool *self, int at, const char *name, const char *path, int *
     return RS_OK;
 }
 
+/* Never through a symlink: the spool's owner may be less trusted than who opens
+ * it (restockctl run by root), and a state folder replaced by a link to another
+ * folder must not send messages there. */
 static int
 spool_open_folder(int at, const char *name, const char *path, errbuf *err)
 {
-    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
     if (fd < 0)
         errbuf_set(err, "opening folder %s: %s", path, strerror(errno));
@@ -588,22 +592,40 @@ spool_state_parse(const char *name)
 
 /* ---- putting ---- */
 
-/* 1 when a message `id` is in any state folder that makes a put a no-op. */
+/* 1 when a message `id` is in any state folder that makes a put a no-op. Found is
+ * not yet durable: the file may be what an earlier put left after its fsync or
+ * rename failed (or a crashed process before its fsync), so its file and its
+ * folder are fsync'd again before the caller may count it; a failure is RS_ERR,
+ * like a failed put. `synced` (bit per folder) saves a batch fsyncing a folder
+ * twice. Lock held: nothing of this process moves the file meanwhile. */
 static int
-spool_id_present(spool *self, const char *id, errbuf *err)
+spool_id_present(spool *self, const char *id, unsigned *synced, errbuf *err)
 {
     static const int where[] = {SPOOL_INCOMING, SPOOL_ACTIVE, SPOOL_DEFERRED, SPOOL_DEAD,
                                 SPOOL_DONE};
     char path[PATH_MAX];
-    struct stat st;
 
     for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
-        if (fstatat(self->dfd[where[i]], id, &st, AT_SYMLINK_NOFOLLOW) == 0)
-            return 1;
-        if (errno != ENOENT)
-            return errbuf_set(err, "looking for %s: %s",
-                              spool_path_of(self, where[i], id, path, sizeof(path)),
-                              strerror(errno));
+        int f = where[i], fd, bad;
+
+        fd = openat(self->dfd[f], id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0 && errno == ENOENT)
+            continue;
+        spool_path_of(self, f, id, path, sizeof(path));
+        if (fd < 0)
+            return errbuf_set(err, "looking for %s: %s", path, strerror(errno));
+        bad = fsync(fd) < 0;
+        if (bad)
+            errbuf_set(err, "fsync of %s, found already there: %s", path, strerror(errno));
+        close(fd);
+        if (bad)
+            return RS_ERR;
+        if (!(*synced & (1u << f))) {
+            if (spool_folder_sync(self, f, err) < 0)
+                return RS_ERR;
+            *synced |= 1u << f;
+        }
+        return 1;
     }
     return 0;
 }
@@ -660,6 +682,7 @@ spool_put_batch(spool *self, spool_item *items, size_t n, errbuf *err)
     } *pend = NULL;
     size_t np = 0, i;
     int added = 0, rc = RS_ERR, sync_each, present;
+    unsigned synced = 0;
     char path[PATH_MAX];
 
     for (i = 0; i < n; i++) {
@@ -682,7 +705,7 @@ spool_put_batch(spool *self, spool_item *items, size_t n, errbuf *err)
     /* Most repeated puts are caught here, before anything is written. */
     pthread_mutex_lock(&self->lock);
     for (i = 0; i < n; i++) {
-        if ((present = spool_id_present(self, items[i].id, err)) < 0) {
+        if ((present = spool_id_present(self, items[i].id, &synced, err)) < 0) {
             pthread_mutex_unlock(&self->lock);
             goto done;
         }
@@ -721,7 +744,7 @@ spool_put_batch(spool *self, spool_item *items, size_t n, errbuf *err)
     for (i = 0; i < np; i++) {
         spool_item *it = &items[pend[i].item];
 
-        if ((present = spool_id_present(self, it->id, err)) < 0)
+        if ((present = spool_id_present(self, it->id, &synced, err)) < 0)
             break;
         if (present)
             continue;
@@ -747,9 +770,20 @@ done:
     for (i = 0; i < np; i++)
         if (pend[i].written)
             unlinkat(self->dfd[SPOOL_TMP], pend[i].tmp, 0);
-    if (rc < 0)
+    if (rc < 0) {
+        /* What this batch renamed into incoming/ is not known to be durable (its
+         * folder's fsync failed, or a later rename did): removed while still
+         * there, so that the caller's retry writes it anew instead of finding a
+         * file whose lost write the kernel has reported once and will not again.
+         * What a thread took meanwhile is found by the retry, fsync'd again. */
+        pthread_mutex_lock(&self->lock);
+        for (i = 0; i < n; i++)
+            if (items[i].added)
+                unlinkat(self->dfd[SPOOL_INCOMING], items[i].id, 0);
+        pthread_mutex_unlock(&self->lock);
         for (i = 0; i < n; i++)
             items[i].added = 0;
+    }
     free(pend);
     return rc;
 }

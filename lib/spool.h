@@ -33,10 +33,17 @@
  * The spool wants a local journalling file system (ext4, xfs, btrfs; tmpfs for
  * tests): renames must be atomic across a crash and support RENAME_NOREPLACE.
  *
+ * Every folder is opened without following symlinks (O_NOFOLLOW), the spool
+ * folder itself included: a folder replaced by a link is an error, never a way to
+ * write elsewhere.
+ *
  * Errors follow errbuf.h; messages name the file or folder. RS_ERR from a write
- * (in particular an fsync error) means the disk may have lost data: the caller
- * should stop rather than retry blindly; spool_recover at the next start verifies
- * every file. */
+ * (in particular an fsync error, or ENOSPC) means the disk may have lost data:
+ * nothing the failed call wrote counts as durable. A failed put removes what it
+ * renamed into incoming/, and a later put of the same id finds a message already
+ * there only after fsync'ing its file and folder again, so the caller may retry a
+ * put until it succeeds and then count the message as on disk; spool_recover at
+ * the next start verifies every file. */
 #ifndef RESTOCK_SPOOL_H
 #define RESTOCK_SPOOL_H
 
@@ -92,15 +99,17 @@ int spool_state_parse(const char *name);
 
 /* Writes a message into incoming/. Returns 1 when it was written, 0 when a message
  * with this id is already in incoming, active, deferred, dead or done (a repeated
- * put is a no-op; a copy in corrupt/ does not count), RS_ERR on error. Durable when
- * it returns 1. */
+ * put is a no-op; a copy in corrupt/ does not count; the file found and its folder
+ * are fsync'd before 0 is returned), RS_ERR on error. Durable when it returns 0 or
+ * 1. */
 int spool_put(spool *self, const char *id, const char *key, const void *body, size_t len,
               errbuf *err);
 
 /* Writes several messages with a constant number of disk syncs (one syncfs(2) of
  * the file system and one fsync of incoming/) instead of two per message. Sets each
- * item's `added`; returns how many were written, or RS_ERR (then some of them may be
- * in incoming/, none acknowledged). All are durable when it returns. */
+ * item's `added`; returns how many were written, or RS_ERR (none acknowledged; what
+ * it renamed into incoming/ is removed again where it still is). All, those found
+ * already there included, are durable when it returns. */
 int spool_put_batch(spool *self, spool_item *items, size_t n, errbuf *err);
 
 /* Takes the oldest waiting message whose key is free (see Ordering above; `busy`

@@ -28,6 +28,7 @@ struct outbox {
     db_stmt *pending;
     db_stmt *take;
     db_stmt *ad_status;
+    const char *spool_fault; /* queue of the last sweep's failed put, or NULL */
 };
 
 /* Columns of the pending query, in order. */
@@ -259,9 +260,16 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
             return RS_ERR;
         n++;
     }
-    if (spool_put_batch(self->factory_queue, b->factory, b->n_factory, err) < 0 ||
-        spool_put_batch(self->mail_queue, b->mail, b->n_mail, err) < 0)
+    /* A failed put marks nothing taken: the next sweep puts the same events
+     * again, and a message found already there counts once fsync'd again. */
+    if (spool_put_batch(self->factory_queue, b->factory, b->n_factory, err) < 0) {
+        self->spool_fault = spool_queue(self->factory_queue);
         return RS_ERR;
+    }
+    if (spool_put_batch(self->mail_queue, b->mail, b->n_mail, err) < 0) {
+        self->spool_fault = spool_queue(self->mail_queue);
+        return RS_ERR;
+    }
 
     /* Only now, with every message on disk, do the events count as taken. The ad
      * follows its product: paused while sold out, running once stock is back. */
@@ -291,6 +299,7 @@ outbox_sweep(outbox *self, errbuf *err)
     struct outbox_batch *b = calloc(1, sizeof(*b));
     int total = 0, n;
 
+    self->spool_fault = NULL;
     if (b == NULL)
         return errbuf_set(err, "out of memory");
     do {
@@ -304,4 +313,10 @@ outbox_sweep(outbox *self, errbuf *err)
     } while (n == OUTBOX_BATCH);
     free(b);
     return total;
+}
+
+const char *
+outbox_spool_fault(const outbox *self)
+{
+    return self->spool_fault;
 }

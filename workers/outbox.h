@@ -25,4 +25,9 @@ void outbox_destroy(outbox **self_p);
  * -1 (what was taken before the failure stays taken). */
 int outbox_sweep(outbox *self, errbuf *err);
 
+/* After a sweep that failed: the queue ("factory", "mail") whose spool put failed
+ * (a disk fault: its events stay untaken until a later put succeeds), or NULL
+ * when the failure was elsewhere (the database). */
+const char *outbox_spool_fault(const outbox *self);
+
 #endif

@@ -189,6 +189,50 @@ worker_check_delay(struct worker_watch *w, spool *sp, alert *alerts)
         log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
 }
 
+/* A disk fault of the spool (a put of the sweep failed: write, fsync, rename,
+ * ENOSPC): logged when it starts and when it ends, and told to operators once per
+ * fault, as soon as the mail queue's disk takes the alert: during the fault when
+ * only the factory queue fails, else once the disk is back (the fault's log line
+ * is the report meanwhile). The sweep keeps retrying; nothing is marked taken
+ * until it is durable. */
+struct worker_fault {
+    time_t since; /* 0: no fault */
+    int told;
+    char queue[16], error[sizeof(((errbuf *)0)->msg)];
+};
+
+/* Called with the failing queue and error at each failed sweep of a fault, and
+ * with NULL once a sweep succeeds again. */
+static void
+worker_spool_fault(struct worker_fault *f, alert *alerts, const char *queue_name, const char *error)
+{
+    errbuf err = {{0}};
+    char cause[64], when[64];
+
+    if (queue_name != NULL && f->since == 0) {
+        f->since = time(NULL);
+        snprintf(f->queue, sizeof(f->queue), "%s", queue_name);
+        snprintf(f->error, sizeof(f->error), "%s", error);
+        log_error("event=spool_fault queue=%s error=\"%s\"", queue_name, error);
+    }
+    if (f->since == 0)
+        return;
+    if (!f->told) {
+        snprintf(cause, sizeof(cause), "spool-fault-%s-%ld", f->queue, (long)f->since);
+        timetext_local_zone(f->since, when, sizeof(when));
+        mailtext_var vars[] = {
+            {"queue", f->queue}, {"last_error", f->error}, {"time", when}, {NULL, NULL}};
+        if (alert_raise(alerts, cause, "spool_fault", vars, &err) >= 0)
+            f->told = 1;
+        else if (queue_name == NULL)
+            log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
+    }
+    if (queue_name == NULL) {
+        log_info("event=spool_fault_cleared queue=%s since=%ld", f->queue, (long)f->since);
+        *f = (struct worker_fault){0};
+    }
+}
+
 static int
 worker_lock(const char *spool_dir, errbuf *err)
 {
@@ -231,6 +275,7 @@ main(int argc, char **argv)
     order *orders = NULL;
     alert *alerts = NULL;
     struct worker_watch watch = {0};
+    struct worker_fault fault = {0};
     struct sigaction sa;
     time_t next_sweep = 0, next_watch = 0;
     int status = 1, lock_fd = -1, sweep_failing = 0;
@@ -316,7 +361,10 @@ main(int argc, char **argv)
                 if (!sweep_failing)
                     log_error("event=sweep_failed error=\"%s\"", err.msg);
                 sweep_failing = 1;
+                if (outbox_spool_fault(events) != NULL)
+                    worker_spool_fault(&fault, alerts, outbox_spool_fault(events), err.msg);
             } else {
+                worker_spool_fault(&fault, alerts, NULL, NULL);
                 if (sweep_failing)
                     log_info("event=sweep_recovered");
                 sweep_failing = 0;

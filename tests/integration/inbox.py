@@ -25,6 +25,7 @@ KINDS = (
     ("dead_letter", "[restock] 처리 실패 "),
     ("callback_missing", "[restock] 공장 콜백 없음: "),
     ("corrupt", "[restock] 손상된 메시지 파일 "),
+    ("spool_fault", "[restock] 스풀 디스크 오류 "),
     ("delay_warning", "[restock] 처리 지연: "),
 )
 

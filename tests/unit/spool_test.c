@@ -162,6 +162,22 @@ test_new(void)
            err.msg);
         ok(spool_new(root, "../escape", &err) == NULL, "a queue name with / is refused");
     }
+
+    {
+        /* A state folder replaced by a symlink (planted by the spool's owner for a
+         * root restockctl) is refused, not followed. */
+        char dead[300], elsewhere[300];
+        snprintf(elsewhere, sizeof(elsewhere), "%s/elsewhere", root);
+        snprintf(dead, sizeof(dead), "%s/linked/dead", root);
+        sp = spool_new(root, "linked", &err);
+        spool_destroy(&sp);
+        ok(mkdir(elsewhere, 0700) == 0 && rmdir(dead) == 0 && symlink(elsewhere, dead) == 0,
+           "dead/ of queue linked replaced by a symlink");
+        sp = spool_new(root, "linked", &err);
+        ok(sp == NULL && strstr(err.msg, dead) != NULL, "spool_new refuses it, naming it: %s",
+           err.msg);
+        spool_destroy(&sp);
+    }
 }
 
 static void
