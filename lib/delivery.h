@@ -1,0 +1,55 @@
+/* delivery: a factory callback's delivery, read, checked against its order and
+ * applied, in one place for both who apply it: restock-callback at once, and the
+ * worker's callback queue for one accepted while the database was down (stored
+ * in the spool queue `callback`, DELIVERY_QUEUE).
+ *
+ * The legacy factory's callback body is its original request; only
+ * MessageAttributeProductCnt (the quantity, a number or a decimal string) and
+ * MessageAttributeProductId (the sku, optional) matter. A stored delivery is our
+ * own small JSON ({"order_id", "quantity", "sku"}), never the factory's body (it
+ * carries the callback URL and its token). */
+#ifndef RESTOCK_DELIVERY_H
+#define RESTOCK_DELIVERY_H
+
+#include <stddef.h>
+
+#include "errbuf.h"
+#include "order.h"
+
+/* The spool queue of callbacks accepted while the database was down. */
+#define DELIVERY_QUEUE "callback"
+
+/* One delivery: the order, the quantity claimed, the product named (or ""). */
+struct delivery {
+    char order_id[IDENT_TEXT];
+    long long quantity;
+    char sku[ORDER_SKU_SIZE];
+};
+
+/* Reads a callback body (len bytes) for order_id into out. RS_ERR with the
+ * client's 400 message (input quoted cut to whole characters) when it is not a
+ * JSON object, the quantity is missing (a key of another case is named as such),
+ * not an integer from 1 to quantity_max, or the sku is not 1 to 32 characters. */
+int delivery_from_callback(const char *order_id, const char *body, size_t len,
+                           long long quantity_max, struct delivery *out, errbuf *err);
+
+/* The stored form of d, malloc'ed (free it), NULL when out of memory; and back.
+ * delivery_parse: RS_ERR naming what is wrong. */
+char *delivery_format(const struct delivery *d);
+int delivery_parse(const char *text, size_t len, struct delivery *out, errbuf *err);
+
+enum delivery_result {
+    DELIVERY_APPLIED,       /* stock added, order fulfilled: ring out->event */
+    DELIVERY_REPEATED,      /* fulfilled before: nothing changed */
+    DELIVERY_REFUSED,       /* more than ordered: nothing changed, operators are told
+                               (a delivery_refused event: ring out->event) */
+    DELIVERY_WRONG_PRODUCT, /* the callback names another product: err says so */
+};
+
+/* Applies d to its order (view: that order, read by the caller) through
+ * order_fulfil, after checking the product. Returns an enum delivery_result, or
+ * RS_ERR when the database failed (nothing changed: try again). */
+int delivery_apply(order *orders, const struct order_view *view, const struct delivery *d,
+                   struct order_fulfil_outcome *out, errbuf *err);
+
+#endif
