@@ -35,6 +35,7 @@
 #include "queue.h"
 #include "spool.h"
 #include "timetext.h"
+#include "token.h"
 
 /* How often the slow checks run (overdue callbacks, delays, pruning), seconds. */
 #define WORKER_WATCH_INTERVAL 10
@@ -252,6 +253,15 @@ main(int argc, char **argv)
         log_error("event=start_failed error=\"cannot initialise libsodium, MySQL or curl %s\"",
                   err.msg);
         goto done;
+    }
+    /* A configuration that cannot make tokens is refused before the spool is
+     * touched (the outbox loads the keys it uses). */
+    {
+        token_keys keys;
+        int valid = token_keys_load(cf, &keys, &err) == RS_OK;
+        token_keys_wipe(&keys);
+        if (!valid)
+            goto fail;
     }
     lock_fd = worker_lock(conf_str(cf, "spool_dir"), &err);
     if (lock_fd < 0)
