@@ -6,7 +6,7 @@
  * under callback_key), and the body is read (delivery.h), before anything else.
  * With the database up, one transaction (order_fulfil) adds the delivered
  * quantity to the stock, marks the order fulfilled and writes the stock_arrived
- * event, and the answer is 200; after the commit it rings the doorbell. A repeated
+ * event, and the answer is 200; after the commit the doorbell rings. A repeated
  * callback changes nothing and answers 200; more than ordered changes nothing and
  * answers 422 (operators get an alert). With the database down, a callback whose
  * keyed token is right is written durably into the spool queue `callback` and
@@ -43,9 +43,7 @@ struct callback_app {
 
 struct callback_thread {
     struct callback_app *app;
-    db *conn;
-    bus_pub *bell;
-    order *orders;
+    delivery_agent *agent;
 };
 
 static int
@@ -92,44 +90,27 @@ callback_thread_fini(void *state)
     struct callback_thread *t = state;
 
     if (t != NULL) {
-        order_destroy(&t->orders);
-        bus_pub_destroy(&t->bell);
-        db_destroy(&t->conn);
+        delivery_agent_destroy(&t->agent);
         free(t);
     }
-    db_thread_end();
 }
 
 static int
 callback_thread_init(void *app_ptr, void **state, errbuf *err)
 {
     struct callback_app *app = app_ptr;
-    struct callback_thread *t = NULL;
+    struct callback_thread *t = calloc(1, sizeof(*t));
 
-    if (db_thread_init(err) != RS_OK)
-        goto fail;
-    t = calloc(1, sizeof(*t));
-    if (t == NULL) {
-        errbuf_set(err, "out of memory");
-        goto fail;
-    }
+    if (t == NULL)
+        return errbuf_set(err, "out of memory");
     t->app = app;
-    t->conn = db_new(app->cf, 0);
-    if (t->conn == NULL) {
-        errbuf_set(err, "out of memory");
-        goto fail;
+    t->agent = delivery_agent_new(app->cf, err);
+    if (t->agent == NULL) {
+        free(t);
+        return RS_ERR;
     }
-    t->bell = bus_pub_new(conf_str(app->cf, "bus_endpoint"), err);
-    if (t->bell == NULL)
-        goto fail;
-    t->orders = order_new(t->conn, err);
-    if (t->orders == NULL)
-        goto fail;
     *state = t;
     return RS_OK;
-fail:
-    callback_thread_fini(t);
-    return RS_ERR;
 }
 
 /* The token of the query string (token=...), copied into out; RS_ERR when it
@@ -185,7 +166,7 @@ callback_store(responder_request *rq, struct callback_thread *t, const struct de
     }
     log_warn("event=callback_stored order=%s quantity=%lld queue=%s new=%d", d->order_id,
              d->quantity, DELIVERY_QUEUE, put);
-    if (bus_ring(t->bell, DELIVERY_QUEUE, d->order_id) != RS_OK)
+    if (bus_ring(delivery_agent_bell(t->agent), DELIVERY_QUEUE, d->order_id) != RS_OK)
         log_warn("event=doorbell_dropped topic=%s order=%s", DELIVERY_QUEUE, d->order_id);
     reply = cJSON_CreateObject();
     if (reply == NULL) {
@@ -228,8 +209,7 @@ callback_handle(responder_request *rq, void *state)
     if (strcmp(responder_method(rq), "POST") != 0) {
         responder_header(rq, "Allow", "POST");
         responder_reply_error(rq, 405, "method %.*s not allowed: use POST",
-                              (int)utf8_cut(responder_method(rq), strlen(responder_method(rq)),
-                                            16),
+                              (int)utf8_cut(responder_method(rq), strlen(responder_method(rq)), 16),
                               responder_method(rq));
         return;
     }
@@ -244,14 +224,13 @@ callback_handle(responder_request *rq, void *state)
     }
     keyed = token_verify_order(&t->app->keys, order_text, token);
     body = responder_body(rq, &body_len);
-    if (keyed &&
-        delivery_from_callback(order_text, body, body_len, t->app->quantity_max, &d, &err) !=
-            RS_OK) {
+    if (keyed && delivery_from_callback(order_text, body, body_len, t->app->quantity_max, &d,
+                                        &err) != RS_OK) {
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
     }
 
-    found = order_get(t->orders, order_text, &view, &err);
+    found = order_get(delivery_agent_orders(t->agent), order_text, &view, &err);
     if (found < 0) {
         log_error("event=callback_db_failed order=%s error=\"%s\"", order_text, err.msg);
         if (keyed)
@@ -265,21 +244,20 @@ callback_handle(responder_request *rq, void *state)
         responder_reply_error(rq, 404, "unknown order %s", order_text);
         return;
     }
-    if (!keyed && !(view.token_legacy &&
-                    token_verify(token, view.token_hash, view.token_hash_len))) {
+    if (!keyed &&
+        !(view.token_legacy && token_verify(token, view.token_hash, view.token_hash_len))) {
         log_warn("event=callback_rejected order=%s reason=bad_token", order_text);
         responder_reply_error(rq, 403, "forbidden: missing or wrong token for order %s",
                               order_text);
         return;
     }
-    if (!keyed &&
-        delivery_from_callback(order_text, body, body_len, t->app->quantity_max, &d, &err) !=
-            RS_OK) {
+    if (!keyed && delivery_from_callback(order_text, body, body_len, t->app->quantity_max, &d,
+                                         &err) != RS_OK) {
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
     }
 
-    result = delivery_apply(t->orders, &view, &d, &outcome, &err);
+    result = delivery_agent_apply(t->agent, &view, &d, 0, &outcome, &err);
     if (result == DELIVERY_WRONG_PRODUCT) {
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
@@ -294,11 +272,6 @@ callback_handle(responder_request *rq, void *state)
         return;
     }
     if (result == DELIVERY_REFUSED) {
-        log_error("event=delivery_refused order=%s sku=%s ordered=%lld claimed=%lld outbox_event=%s",
-                  order_text, view.sku, outcome.ordered, d.quantity, outcome.event);
-        if (bus_ring(t->bell, BUS_STOCK_ARRIVED, outcome.event) != RS_OK)
-            log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_ARRIVED,
-                     outcome.event);
         responder_reply_error(rq, 422,
                               "order %s was for %lld, the callback claims %lld: more than "
                               "ordered, nothing was applied (operators are told)",
@@ -312,26 +285,18 @@ callback_handle(responder_request *rq, void *state)
         return;
     }
     if (result == DELIVERY_REPEATED) {
-        log_info("event=callback_repeated order=%s", order_text);
         cJSON_AddStringToObject(reply, "message", "이미 입고 처리된 주문입니다");
         cJSON_AddStringToObject(reply, "order_id", order_text);
         cJSON_AddStringToObject(reply, "status", "fulfilled");
     } else {
         char message[96];
-        log_info("event=stock_arrived order=%s sku=%s quantity=%lld ordered=%lld stock=%lld "
-                 "outbox_event=%s",
-                 order_text, view.sku, d.quantity, outcome.ordered, outcome.stock, outcome.event);
-        if (bus_ring(t->bell, BUS_STOCK_ARRIVED, outcome.event) != RS_OK)
-            log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_ARRIVED,
-                     outcome.event);
         snprintf(message, sizeof(message), "입고 완료! 남은 재고: %lld", outcome.stock);
         cJSON_AddStringToObject(reply, "message", message);
         cJSON_AddStringToObject(reply, "order_id", order_text);
         cJSON_AddStringToObject(reply, "sku", view.sku);
         cJSON_AddNumberToObject(reply, "delivered", (double)d.quantity);
         cJSON_AddNumberToObject(reply, "ordered", (double)outcome.ordered);
-        cJSON_AddStringToObject(reply, "delivery",
-                                d.quantity < outcome.ordered ? "short" : "full");
+        cJSON_AddStringToObject(reply, "delivery", d.quantity < outcome.ordered ? "short" : "full");
         cJSON_AddNumberToObject(reply, "stock", (double)outcome.stock);
         cJSON_AddStringToObject(reply, "status", "fulfilled");
     }

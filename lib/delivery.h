@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "bus.h"
+#include "conf.h"
 #include "errbuf.h"
 #include "order.h"
 
@@ -39,17 +41,33 @@ char *delivery_format(const struct delivery *d);
 int delivery_parse(const char *text, size_t len, struct delivery *out, errbuf *err);
 
 enum delivery_result {
-    DELIVERY_APPLIED,       /* stock added, order fulfilled: ring out->event */
+    DELIVERY_APPLIED,       /* stock added, order fulfilled, doorbell rung */
     DELIVERY_REPEATED,      /* fulfilled before: nothing changed */
     DELIVERY_REFUSED,       /* more than ordered: nothing changed, operators are told
-                               (a delivery_refused event: ring out->event) */
+                               (a delivery_refused event, doorbell rung) */
     DELIVERY_WRONG_PRODUCT, /* the callback names another product: err says so */
 };
 
-/* Applies d to its order (view: that order, read by the caller) through
- * order_fulfil, after checking the product. Returns an enum delivery_result, or
- * RS_ERR when the database failed (nothing changed: try again). */
-int delivery_apply(order *orders, const struct order_view *view, const struct delivery *d,
-                   struct order_fulfil_outcome *out, errbuf *err);
+/* What applies deliveries on one thread: its own database connection, its
+ * orders (on it) and a doorbell publisher (bus_endpoint). Made and destroyed on
+ * the thread that uses it (it starts and ends the client library's thread). */
+typedef struct delivery_agent delivery_agent;
+
+delivery_agent *delivery_agent_new(const conf *cf, errbuf *err);
+void delivery_agent_destroy(delivery_agent **self_p);
+
+/* The agent's orders, for order_get before a delivery, and its doorbell. */
+order *delivery_agent_orders(delivery_agent *self);
+bus_pub *delivery_agent_bell(delivery_agent *self);
+
+/* Applies d to its order (view: that order, read by the caller with
+ * delivery_agent_orders) through order_fulfil, after checking the product; logs
+ * what happened (stock_arrived, callback_repeated, delivery_refused; `stored`
+ * marks a delivery from the queue) and rings the doorbell for a new event.
+ * Returns an enum delivery_result with *out filled, or RS_ERR when the database
+ * failed (nothing changed: try again). */
+int delivery_agent_apply(delivery_agent *self, const struct order_view *view,
+                         const struct delivery *d, int stored, struct order_fulfil_outcome *out,
+                         errbuf *err);
 
 #endif

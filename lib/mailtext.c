@@ -146,9 +146,9 @@ static const struct mailtext_template mailtext_templates[MAILTEXT_COUNT] = {
 /* The placeholders a template may use (documented in mailtext.h): a typo in a
  * template is caught by the unit test that renders them all. */
 static const char *const mailtext_placeholders[] = {
-    "product_name", "sku",     "quantity", "order_id",   "time", "factory_name",
-    "factory_id",   "sent_at", "queue",    "message_id", "what", "attempts",
-    "last_error",   "path",    "age",      "count",   "ordered",
+    "product_name", "sku",     "quantity", "order_id",   "time",    "factory_name",
+    "factory_id",   "sent_at", "queue",    "message_id", "what",    "attempts",
+    "last_error",   "path",    "age",      "count",      "ordered",
 };
 
 const char *

@@ -559,25 +559,20 @@ order_fulfil_once(order *self, const unsigned char *id, const unsigned char *pro
         out->repeated = 1;
         return RS_OK;
     }
-    ident_new(event_id);
-    if (quantity > out->ordered && !(flags & ORDER_FULFIL_OVER)) {
-        /* Nothing of it is applied; the event is the operators' alert. */
-        out->refused = 1;
-        if (db_stmt_exec(self->st[ST_EVENT_REFUSED], err, "bbbi", event_id, sizeof(event_id), id,
-                         (size_t)IDENT_BYTES, product_id, (size_t)IDENT_BYTES, quantity) != 1)
+    /* More than ordered, not allowed: nothing of it is applied, and the event
+     * (delivery_refused instead of stock_arrived) is the operators' alert. */
+    out->refused = quantity > out->ordered && !(flags & ORDER_FULFIL_OVER);
+    if (!out->refused) {
+        if (db_stmt_exec(add_stock, err, "ib", quantity, product_id, (size_t)IDENT_BYTES) != 1)
             goto fail;
-        if (db_commit(self->conn, err) != RS_OK)
-            return RS_ERR;
-        ident_format(event_id, sizeof(event_id), out->event);
-        return RS_OK;
+        out->stock = (long long)db_stmt_insert_id(add_stock);
+        if (db_stmt_exec(self->st[ST_FULFIL], err, "ib", quantity, id, (size_t)IDENT_BYTES) != 1)
+            goto fail;
     }
-    if (db_stmt_exec(add_stock, err, "ib", quantity, product_id, (size_t)IDENT_BYTES) != 1)
-        goto fail;
-    out->stock = (long long)db_stmt_insert_id(add_stock);
-    if (db_stmt_exec(self->st[ST_FULFIL], err, "ib", quantity, id, (size_t)IDENT_BYTES) != 1)
-        goto fail;
-    if (db_stmt_exec(self->st[ST_EVENT_ARRIVED], err, "bbbi", event_id, sizeof(event_id), id,
-                     (size_t)IDENT_BYTES, product_id, (size_t)IDENT_BYTES, quantity) != 1)
+    ident_new(event_id);
+    if (db_stmt_exec(self->st[out->refused ? ST_EVENT_REFUSED : ST_EVENT_ARRIVED], err, "bbbi",
+                     event_id, sizeof(event_id), id, (size_t)IDENT_BYTES, product_id,
+                     (size_t)IDENT_BYTES, quantity) != 1)
         goto fail;
     if (db_commit(self->conn, err) != RS_OK)
         return RS_ERR;

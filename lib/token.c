@@ -67,8 +67,7 @@ token_keys_wipe(token_keys *keys)
 }
 
 static void
-token_hmac(const unsigned char key[TOKEN_KEY_BYTES], const char *order_id,
-           char out[TOKEN_HEX + 1])
+token_hmac(const unsigned char key[TOKEN_KEY_BYTES], const char *order_id, char out[TOKEN_HEX + 1])
 {
     unsigned char mac[crypto_auth_hmacsha256_BYTES];
 

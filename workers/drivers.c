@@ -7,7 +7,6 @@
 
 #include <cjson/cJSON.h>
 
-#include "bus.h"
 #include "db.h"
 #include "delivery.h"
 #include "drivers.h"
@@ -276,61 +275,30 @@ const struct queue_driver drivers_mail = {
 
 /* A callback restock-callback accepted (202) while the database was down:
  * applied by the same checks and transaction as one applied at once
- * (delivery_apply). The database still down is BLOCKED, not an attempt. */
-struct callback_thread {
-    db *conn;
-    order *orders;
-    bus_pub *bell; /* the worker's own doorbell: the new event is swept at once */
-};
+ * (delivery_agent_apply). The database still down is BLOCKED, not an attempt. */
+static int
+callback_thread_init(const conf *cf, void **state, errbuf *err)
+{
+    delivery_agent *agent = delivery_agent_new(cf, err);
+
+    if (agent == NULL)
+        return RS_ERR;
+    *state = agent;
+    return RS_OK;
+}
 
 static void
 callback_thread_fini(void *state)
 {
-    struct callback_thread *t = state;
+    delivery_agent *agent = state;
 
-    if (t != NULL) {
-        order_destroy(&t->orders);
-        bus_pub_destroy(&t->bell);
-        db_destroy(&t->conn);
-        free(t);
-    }
-    db_thread_end();
-}
-
-static int
-callback_thread_init(const conf *cf, void **state, errbuf *err)
-{
-    struct callback_thread *t = NULL;
-
-    if (db_thread_init(err) != RS_OK)
-        goto fail;
-    t = calloc(1, sizeof(*t));
-    if (t == NULL) {
-        errbuf_set(err, "out of memory");
-        goto fail;
-    }
-    t->conn = db_new(cf, 0);
-    if (t->conn == NULL) {
-        errbuf_set(err, "out of memory");
-        goto fail;
-    }
-    t->orders = order_new(t->conn, err);
-    if (t->orders == NULL)
-        goto fail;
-    t->bell = bus_pub_new(conf_str(cf, "bus_endpoint"), err);
-    if (t->bell == NULL)
-        goto fail;
-    *state = t;
-    return RS_OK;
-fail:
-    callback_thread_fini(t);
-    return RS_ERR;
+    delivery_agent_destroy(&agent);
 }
 
 static enum queue_outcome
 callback_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
 {
-    struct callback_thread *t = state;
+    delivery_agent *agent = state;
     struct delivery d;
     struct order_view view;
     struct order_fulfil_outcome out;
@@ -340,35 +308,23 @@ callback_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
         errbuf_prefix(err, "stored callback %s", spool_msg_id(msg));
         return QUEUE_PERMANENT;
     }
-    found = order_get(t->orders, d.order_id, &view, err);
+    found = order_get(delivery_agent_orders(agent), d.order_id, &view, err);
     if (found < 0)
         return QUEUE_BLOCKED;
     if (found == 0) {
         errbuf_set(err, "stored callback of unknown order %s", d.order_id);
         return QUEUE_PERMANENT;
     }
-    switch (delivery_apply(t->orders, &view, &d, &out, err)) {
+    switch (delivery_agent_apply(agent, &view, &d, 1, &out, err)) {
     case DELIVERY_APPLIED:
-        log_info("event=stock_arrived order=%s sku=%s quantity=%lld ordered=%lld stock=%lld "
-                 "outbox_event=%s stored=1",
-                 d.order_id, view.sku, d.quantity, out.ordered, out.stock, out.event);
-        break;
     case DELIVERY_REPEATED:
-        log_info("event=callback_repeated order=%s stored=1", d.order_id);
+    case DELIVERY_REFUSED: /* the delivery_refused event tells operators */
         return QUEUE_DONE;
-    case DELIVERY_REFUSED:
-        log_error("event=delivery_refused order=%s sku=%s ordered=%lld claimed=%lld "
-                  "outbox_event=%s stored=1",
-                  d.order_id, view.sku, out.ordered, d.quantity, out.event);
-        break;
     case DELIVERY_WRONG_PRODUCT:
         return QUEUE_PERMANENT;
     default:
         return QUEUE_BLOCKED; /* the database failed: nothing changed */
     }
-    if (bus_ring(t->bell, BUS_STOCK_ARRIVED, out.event) != RS_OK)
-        log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_ARRIVED, out.event);
-    return QUEUE_DONE;
 }
 
 static void

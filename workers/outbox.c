@@ -141,36 +141,55 @@ outbox_factory_message(outbox *self, db_stmt *st, const struct order_view *o,
     return m;
 }
 
+/* The head of an email of an event for the mail queue, and its vars with what
+ * every email names (product, order, time); the caller adds the rest to *vars.
+ * to NULL: the ad manager of the event's row. NULL when out of memory. */
+static cJSON *
+outbox_mail_head(db_stmt *st, const char *event_text, const char *kind, const char *template_name,
+                 const char *to, cJSON **vars)
+{
+    char when[64];
+    cJSON *m = cJSON_CreateObject();
+
+    if (m == NULL)
+        return NULL;
+    timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
+    cJSON_AddStringToObject(m, "event_id", event_text);
+    cJSON_AddStringToObject(m, "kind", kind);
+    cJSON_AddStringToObject(m, "template", template_name);
+    if (to != NULL)
+        cJSON_AddStringToObject(m, "to", to);
+    else
+        row_add_str(m, "to", st, COL_AD_EMAIL);
+    *vars = cJSON_AddObjectToObject(m, "vars");
+    if (*vars == NULL) {
+        cJSON_Delete(m);
+        return NULL;
+    }
+    row_add_str(*vars, "product_name", st, COL_NAME);
+    row_add_str(*vars, "sku", st, COL_SKU);
+    row_add_ident(*vars, "order_id", st, COL_ORDER);
+    cJSON_AddStringToObject(*vars, "time", when);
+    return m;
+}
+
 /* The ad manager's email of an event, for the mail queue: the template and its
  * values, rendered when sent. */
 static cJSON *
 outbox_mail_message(db_stmt *st, const struct order_view *o, const char *event_text, int empty)
 {
-    char when[64], quantity[32], stock[32];
-    cJSON *m = cJSON_CreateObject(), *vars;
+    char quantity[32], stock[32];
+    cJSON *vars, *m = outbox_mail_head(st, event_text, empty ? "stock_empty" : "stock_arrived",
+                                       empty ? "ad_pause" : "ad_resume", NULL, &vars);
 
     if (m == NULL)
         return NULL;
-    timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
     snprintf(quantity, sizeof(quantity), "%lld", db_stmt_col_int(st, COL_QUANTITY));
     snprintf(stock, sizeof(stock), "%lld", db_stmt_col_int(st, COL_STOCK));
-    cJSON_AddStringToObject(m, "event_id", event_text);
-    cJSON_AddStringToObject(m, "kind", empty ? "stock_empty" : "stock_arrived");
-    cJSON_AddStringToObject(m, "template", empty ? "ad_pause" : "ad_resume");
-    row_add_str(m, "to", st, COL_AD_EMAIL);
-    vars = cJSON_AddObjectToObject(m, "vars");
-    if (vars == NULL) {
-        cJSON_Delete(m);
-        return NULL;
-    }
-    row_add_str(vars, "product_name", st, COL_NAME);
-    row_add_str(vars, "sku", st, COL_SKU);
-    row_add_ident(vars, "order_id", st, COL_ORDER);
     row_add_ident(vars, "ad_id", st, COL_AD);
     cJSON_AddStringToObject(vars, "factory_identifier", o->factory_identifier);
     cJSON_AddStringToObject(vars, "quantity", quantity);
     cJSON_AddStringToObject(vars, "stock", stock);
-    cJSON_AddStringToObject(vars, "time", when);
     return m;
 }
 
@@ -180,31 +199,18 @@ static cJSON *
 outbox_refused_message(outbox *self, db_stmt *st, const struct order_view *o,
                        const char *event_text)
 {
-    char when[64], claimed[32], ordered[32];
-    cJSON *m = cJSON_CreateObject(), *vars;
+    char claimed[32], ordered[32];
+    cJSON *vars, *m = outbox_mail_head(st, event_text, "alert", "over_delivery",
+                                       conf_str(self->cf, "operator_email"), &vars);
 
     if (m == NULL)
         return NULL;
-    timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
     snprintf(claimed, sizeof(claimed), "%lld", db_stmt_col_int(st, COL_QUANTITY));
     snprintf(ordered, sizeof(ordered), "%lld", o->quantity);
-    cJSON_AddStringToObject(m, "event_id", event_text);
-    cJSON_AddStringToObject(m, "kind", "alert");
-    cJSON_AddStringToObject(m, "template", "over_delivery");
-    cJSON_AddStringToObject(m, "to", conf_str(self->cf, "operator_email"));
-    vars = cJSON_AddObjectToObject(m, "vars");
-    if (vars == NULL) {
-        cJSON_Delete(m);
-        return NULL;
-    }
-    row_add_str(vars, "product_name", st, COL_NAME);
-    row_add_str(vars, "sku", st, COL_SKU);
-    row_add_ident(vars, "order_id", st, COL_ORDER);
     cJSON_AddStringToObject(vars, "factory_name", o->factory_name);
     cJSON_AddStringToObject(vars, "factory_id", o->factory_identifier);
     cJSON_AddStringToObject(vars, "quantity", claimed);
     cJSON_AddStringToObject(vars, "ordered", ordered);
-    cJSON_AddStringToObject(vars, "time", when);
     return m;
 }
 
@@ -303,14 +309,14 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         }
         if (empties[n] &&
             outbox_batch_add(b, b->factory, &b->n_factory, n,
-                             outbox_factory_message(self, st, &view, b->event_texts[n]), err) != RS_OK)
+                             outbox_factory_message(self, st, &view, b->event_texts[n]),
+                             err) != RS_OK)
             return RS_ERR;
-        if (mail && outbox_batch_add(b, b->mail, &b->n_mail, n,
-                                     refused ? outbox_refused_message(self, st, &view,
-                                                                      b->event_texts[n])
-                                             : outbox_mail_message(st, &view, b->event_texts[n],
-                                                                   empties[n]),
-                                     err) != RS_OK)
+        if (mail && outbox_batch_add(
+                        b, b->mail, &b->n_mail, n,
+                        refused ? outbox_refused_message(self, st, &view, b->event_texts[n])
+                                : outbox_mail_message(st, &view, b->event_texts[n], empties[n]),
+                        err) != RS_OK)
             return RS_ERR;
         if (refused)
             b->mail[b->n_mail - 1].key = NULL; /* an alert waits behind no other message */

@@ -382,7 +382,7 @@ main(int argc, char **argv)
             wait_ms = 1000; /* bounds the wait for the watch and signal checks */
         rang = bus_wait(bell, wait_ms);
         if (rang > 0) {
-            next_sweep = 0; /* a doorbell: sweep now */
+            next_sweep = 0;              /* a doorbell: sweep now */
             queue_kick(callback_runner); /* restock-callback may have stored one */
         }
     }
