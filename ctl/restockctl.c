@@ -21,8 +21,9 @@
 #include "spool.h"
 #include "timetext.h"
 
-static const char *const ctl_queues[] = {"factory", "mail"};
-#define CTL_NQUEUES 2
+/* callback: factory callbacks restock-callback kept during a database outage. */
+static const char *const ctl_queues[] = {"factory", "mail", "callback"};
+#define CTL_NQUEUES 3
 
 struct ctl_command {
     const char *words; /* the command as typed, e.g. "db migrate" */
@@ -195,9 +196,8 @@ ctl_orders_header(int *printed)
 static void
 ctl_order_line(void *arg, const struct order_line *o)
 {
-    const char *c[] = {o->sku,       o->quantity,  o->status,   o->attempts,
-                       o->created,   o->sent,      o->fulfilled, o->delivered,
-                       o->delivery,  o->last_error};
+    const char *c[] = {o->sku,  o->quantity,  o->status,    o->attempts, o->created,
+                       o->sent, o->fulfilled, o->delivered, o->delivery, o->last_error};
 
     ctl_orders_header(arg);
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
@@ -496,8 +496,7 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
 static const struct ctl_command ctl_commands[] = {
     {"status", "", "depth of each queue and state, orders by status", ctl_status},
     {"orders fulfil", "[--over] ORDER QUANTITY",
-     "record a delivery whose callback was lost (--over: more than ordered)",
-     ctl_orders_fulfil},
+     "record a delivery whose callback was lost (--over: more than ordered)", ctl_orders_fulfil},
     {"orders", "[--limit N]", "replenishment orders, newest first", ctl_orders},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},
     {"dlq show", "ID", "one message (any state) with its history", ctl_dlq_show},

@@ -108,6 +108,11 @@ def body(t):
             t.is_(len(outbox(s, sku, "stock_arrived")), 1, "%s: one stock_arrived event" % sku)
             t.ok(s.wait_until(lambda: spool_find(s, "callback", order) == ["done"], 30),
                  "%s: the stored callback is done" % sku, spool_find(s, "callback", order))
+        p = s.restockctl("status")
+        lines = {ln.split()[0]: ln.split() for ln in p.stdout.splitlines() if ln.strip()}
+        queue = dict(zip(lines.get("queue", [])[1:], lines.get("callback", [])[1:]))
+        t.ok(queue.get("done") == "2" and queue.get("dead") == "0",
+             "restockctl status shows the callback queue: 2 done, none dead", p.stdout)
         got = wait_mails(s, count=pauses + 2, kind="ad_resume", to=AD_MANAGER)
         for sku in (A, B):
             t.is_(len([m for m in got if "(%s)" % sku in m.subject]), 1,

@@ -123,7 +123,8 @@ test_keyed(void)
     ok(token_verify_order(&keys, ORDER_ID, ORDER_TOKEN), "it verifies for its order");
     ok(!token_verify_order(&keys, "7d1f6d4e-3c52-4a3b-9d0e-2f6a5b4c3d22", ORDER_TOKEN),
        "not for another order");
-    ok(!token_verify_order(&keys, ORDER_ID, ORDER_TOKEN_PREV), "the previous key's: not configured");
+    ok(!token_verify_order(&keys, ORDER_ID, ORDER_TOKEN_PREV),
+       "the previous key's: not configured");
     token_keys_wipe(&keys);
 
     if (!ok(load(KEY, KEY_PREV, &keys, &err) == RS_OK, "a key and a previous one load (%s)",
@@ -137,8 +138,8 @@ test_keyed(void)
 
     ok(load("", "", &keys, &err) == RS_ERR && strstr(err.msg, "callback_key is not set"),
        "no key: refused (%s)", err.msg);
-    ok(load("00112233", "", &keys, &err) == RS_ERR && strstr(err.msg, "callback_key is malformed") &&
-           !strstr(err.msg, "00112233"),
+    ok(load("00112233", "", &keys, &err) == RS_ERR &&
+           strstr(err.msg, "callback_key is malformed") && !strstr(err.msg, "00112233"),
        "a short key: refused, not quoted (%s)", err.msg);
     ok(load("00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff", "", &keys, &err) ==
            RS_ERR,
