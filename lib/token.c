@@ -75,6 +75,7 @@ token_hmac(const unsigned char key[TOKEN_KEY_BYTES], const char *order_id, char 
     crypto_auth_hmacsha256_init(&st, key, TOKEN_KEY_BYTES);
     crypto_auth_hmacsha256_update(&st, (const unsigned char *)order_id, strlen(order_id));
     crypto_auth_hmacsha256_final(&st, mac);
+    /* sodium_bin2hex writes lower-case digits, the only ones token_parse takes. */
     sodium_bin2hex(out, TOKEN_HEX + 1, mac, sizeof(mac));
     sodium_memzero(&st, sizeof(st));
     sodium_memzero(mac, sizeof(mac));
@@ -104,17 +105,6 @@ token_verify_order(const token_keys *keys, const char *order_id, const char *tok
     }
     sodium_memzero(expected, sizeof(expected));
     return same;
-}
-
-void
-token_make(char out[TOKEN_HEX + 1])
-{
-    unsigned char bytes[TOKEN_HEX / 2];
-
-    randombytes_buf(bytes, sizeof(bytes));
-    /* sodium_bin2hex writes lower-case digits, the only ones token_parse takes. */
-    sodium_bin2hex(out, TOKEN_HEX + 1, bytes, sizeof(bytes));
-    sodium_memzero(bytes, sizeof(bytes));
 }
 
 int

@@ -16,7 +16,7 @@
 #include "conf.h"
 #include "errbuf.h"
 
-/* A token's text: exactly this many lower-case hex digits (32 random bytes). */
+/* A token's text: exactly this many lower-case hex digits (32 bytes: an HMAC-SHA256). */
 #define TOKEN_HEX 64
 
 /* What is stored of a token: its SHA-256. */
@@ -49,10 +49,6 @@ void token_of_order(const token_keys *keys, const char *order_id, char out[TOKEN
 
 /* 1 when token (parsed) is order_id's under the current or the previous key. */
 int token_verify_order(const token_keys *keys, const char *order_id, const char *token);
-
-/* A new random token, NUL-terminated (the kind orders had before keyed tokens;
- * tests make such orders). */
-void token_make(char out[TOKEN_HEX + 1]);
 
 /* The one validator: RS_OK, with the token copied NUL-terminated into out, when
  * the len bytes of text are exactly TOKEN_HEX lower-case hex digits; RS_ERR
