@@ -11,7 +11,7 @@ ALTER TABLE outbox
 -- delivered, and applied), full, or over (an operator recorded more on purpose:
 -- restockctl orders fulfil --over). NULL until fulfilled.
 ALTER TABLE replenishment_order
-  ADD COLUMN IF NOT EXISTS delivery VARCHAR(5) AS
+  ADD COLUMN delivery VARCHAR(5) AS
     (CASE WHEN delivered_quantity IS NULL THEN NULL
           WHEN delivered_quantity < quantity THEN 'short'
           WHEN delivered_quantity > quantity THEN 'over'
@@ -24,7 +24,7 @@ ALTER TABLE replenishment_order
 -- hash alone is stored: for them (0) the stored hash is checked as well. The
 -- column is added with default 0 (the existing rows), then new rows get 1.
 ALTER TABLE replenishment_order
-  ADD COLUMN IF NOT EXISTS token_keyed TINYINT(1) NOT NULL DEFAULT 0
+  ADD COLUMN token_keyed TINYINT(1) NOT NULL DEFAULT 0
   COMMENT '1: the callback token is keyed (HMAC of the order id); 0: random, hash in token_hash'
   AFTER token_hash;
 ALTER TABLE replenishment_order ALTER COLUMN token_keyed SET DEFAULT 1;
