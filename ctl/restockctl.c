@@ -26,8 +26,9 @@
 #include "spool.h"
 #include "timetext.h"
 
-static const char *const ctl_queues[] = {"factory", "mail"};
-#define CTL_NQUEUES 2
+/* callback: factory callbacks restock-callback kept during a database outage. */
+static const char *const ctl_queues[] = {"factory", "mail", "callback"};
+#define CTL_NQUEUES 3
 
 struct ctl_command {
     const char *words; /* the command as typed, e.g. "db migrate" */
@@ -235,7 +236,7 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
     return statuses < 0 ? errbuf_prefix(err, "orders") : RS_OK;
 }
 
-#define CTL_ORDER_FORMAT "%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %s\n"
+#define CTL_ORDER_FORMAT "%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %-8s %s\n"
 
 /* The header of `orders`, once, and only when the orders could be read. */
 static void
@@ -244,21 +245,22 @@ ctl_orders_header(int *printed)
     if (*printed)
         return;
     printf(CTL_ORDER_FORMAT, "order", "sku", "qty", "status", "try", "created", "sent", "fulfilled",
-           "delivered", "last error");
+           "delivered", "delivery", "last error");
     *printed = 1;
 }
 
 static void
 ctl_order_line(void *arg, const struct order_line *o)
 {
-    const char *c[] = {o->sku,  o->quantity,  o->status,    o->attempts,  o->created,
-                       o->sent, o->fulfilled, o->delivered, o->last_error};
+    const char *c[] = {o->sku,  o->quantity,  o->status,    o->attempts, o->created,
+                       o->sent, o->fulfilled, o->delivered, o->delivery, o->last_error};
 
     ctl_orders_header(arg);
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
         if (c[i] == NULL)
             c[i] = "-";
-    printf(CTL_ORDER_FORMAT, o->order_id, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]);
+    printf(CTL_ORDER_FORMAT, o->order_id, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8],
+           c[9]);
 }
 
 static int
@@ -284,10 +286,11 @@ ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
     return rc;
 }
 
-/* A delivery whose callback was lost (the database was down when the factory
- * called, and the factory never calls twice): the operator records it by hand,
- * exactly as the callback would have. The worker's next sweep sends the ad
- * resume email. */
+/* A delivery whose callback was lost (nginx could not reach restock-callback,
+ * and the factory never calls twice), or one refused as more than ordered: the
+ * operator records it by hand, exactly as the callback would have; more than
+ * ordered only with --over, a deliberate decision. The worker's next sweep sends
+ * the ad resume email. */
 static int
 ctl_orders_fulfil(conf *cf, int argc, char **argv, errbuf *err)
 {
@@ -297,10 +300,15 @@ ctl_orders_fulfil(conf *cf, int argc, char **argv, errbuf *err)
     char *end;
     db *conn;
     order *orders;
-    int rc;
+    int rc, flags = 0;
 
+    if (argc == 3 && strcmp(argv[0], "--over") == 0) {
+        flags = ORDER_FULFIL_OVER;
+        argv++;
+        argc--;
+    }
     if (argc != 2)
-        return errbuf_set(err, "usage: restockctl orders fulfil ORDER_ID QUANTITY");
+        return errbuf_set(err, "usage: restockctl orders fulfil [--over] ORDER_ID QUANTITY");
     if (ident_parse(argv[0], order_id) != 0)
         return errbuf_set(err, "\"%s\" is not an order id", argv[0]);
     quantity = strtoll(argv[1], &end, 10);
@@ -308,9 +316,14 @@ ctl_orders_fulfil(conf *cf, int argc, char **argv, errbuf *err)
         return errbuf_set(err, "quantity \"%s\": expected an integer from 1 to %lld", argv[1], max);
     if (ctl_open_orders(cf, &conn, &orders, err) != RS_OK)
         return RS_ERR;
-    rc = order_fulfil(orders, argv[0], quantity, &out, err);
+    rc = order_fulfil(orders, argv[0], quantity, flags, &out, err);
     if (rc == RS_OK && out.repeated)
         printf("order %s was fulfilled already: nothing changed\n", argv[0]);
+    else if (rc == RS_OK && out.refused)
+        rc = errbuf_set(err,
+                        "order %s: %lld is more than the %lld ordered; nothing changed (to record "
+                        "a real over-delivery: restockctl orders fulfil --over %s %lld)",
+                        argv[0], quantity, out.ordered, argv[0], quantity);
     else if (rc == RS_OK)
         printf("order %s fulfilled: %lld delivered, stock now %lld\n", argv[0], quantity,
                out.stock);
@@ -538,8 +551,8 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
 
 static const struct ctl_command ctl_commands[] = {
     {"status", "", "depth of each queue and state, orders by status", ctl_status},
-    {"orders fulfil", "ORDER QUANTITY", "record a delivery whose callback was lost",
-     ctl_orders_fulfil},
+    {"orders fulfil", "[--over] ORDER QUANTITY",
+     "record a delivery whose callback was lost (--over: more than ordered)", ctl_orders_fulfil},
     {"orders", "[--limit N]", "replenishment orders, newest first", ctl_orders},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},
     {"dlq show", "ID", "one message (any state) with its history", ctl_dlq_show},

@@ -1,11 +1,20 @@
 /* restock-callback: the FastCGI responder for the factory's callbacks,
- * POST /callbacks/factory/{order id}?token={secret}. It checks the order's token in
- * constant time against the stored hash, then in one transaction adds the
- * delivered quantity to the stock, marks the order fulfilled and writes the
- * stock_arrived event; after the commit it rings the doorbell. The legacy factory
- * calls back once, never retries and ignores the answer, so a repeated callback
- * changes nothing and still answers 200, and a transient database failure is
- * retried here before the callback is given up (503). */
+ * POST /callbacks/factory/{order id}?token={secret}. The legacy factory calls back
+ * once, never retries and ignores the answer: nothing it sends may be lost.
+ *
+ * The token is checked without the database (token.h: the HMAC of the order id
+ * under callback_key), and the body is read (delivery.h), before anything else.
+ * With the database up, one transaction (order_fulfil) adds the delivered
+ * quantity to the stock, marks the order fulfilled and writes the stock_arrived
+ * event, and the answer is 200; after the commit the doorbell rings. A repeated
+ * callback changes nothing and answers 200; more than ordered changes nothing and
+ * answers 422 (operators get an alert). With the database down, a callback whose
+ * keyed token is right is written durably into the spool queue `callback` and
+ * answered 202: the worker applies it, through the same order_fulfil, once the
+ * database is back. Orders made before keyed tokens (random token, hash stored)
+ * are checked against the stored hash, which needs the database: for those an
+ * outage still answers 503. 503 answers say the service is unavailable; what the
+ * database said goes to the log. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -13,25 +22,28 @@
 
 #include "bus.h"
 #include "db.h"
+#include "delivery.h"
 #include "ident.h"
 #include "json.h"
 #include "log.h"
 #include "order.h"
 #include "responder.h"
+#include "spool.h"
 #include "token.h"
+#include "utf8.h"
 
 #define CALLBACK_PREFIX "/callbacks/factory/"
 
 struct callback_app {
     const conf *cf;
     long quantity_max;
+    token_keys keys;
+    spool *stored; /* callbacks accepted while the database is down */
 };
 
 struct callback_thread {
     struct callback_app *app;
-    db *conn;
-    bus_pub *bell;
-    order *orders;
+    delivery_agent *agent;
 };
 
 static int
@@ -41,7 +53,16 @@ callback_app_init(const conf *cf, void **app_out, errbuf *err)
 
     if (app == NULL)
         return errbuf_set(err, "out of memory");
-    if (token_init(err) != RS_OK || db_library_init(err) != RS_OK) {
+    /* Without a valid key no callback could be checked: refuse to start. */
+    if (token_keys_load(cf, &app->keys, err) != RS_OK || db_library_init(err) != RS_OK) {
+        token_keys_wipe(&app->keys);
+        free(app);
+        return RS_ERR;
+    }
+    app->stored = spool_new(conf_str(cf, "spool_dir"), DELIVERY_QUEUE, err);
+    if (app->stored == NULL) {
+        token_keys_wipe(&app->keys);
+        db_library_end();
         free(app);
         return RS_ERR;
     }
@@ -52,8 +73,12 @@ callback_app_init(const conf *cf, void **app_out, errbuf *err)
 }
 
 static void
-callback_app_fini(void *app)
+callback_app_fini(void *app_ptr)
 {
+    struct callback_app *app = app_ptr;
+
+    spool_destroy(&app->stored);
+    token_keys_wipe(&app->keys);
     free(app);
     bus_shutdown(); /* every thread's doorbell is closed by now */
     db_library_end();
@@ -65,44 +90,27 @@ callback_thread_fini(void *state)
     struct callback_thread *t = state;
 
     if (t != NULL) {
-        order_destroy(&t->orders);
-        bus_pub_destroy(&t->bell);
-        db_destroy(&t->conn);
+        delivery_agent_destroy(&t->agent);
         free(t);
     }
-    db_thread_end();
 }
 
 static int
 callback_thread_init(void *app_ptr, void **state, errbuf *err)
 {
     struct callback_app *app = app_ptr;
-    struct callback_thread *t = NULL;
+    struct callback_thread *t = calloc(1, sizeof(*t));
 
-    if (db_thread_init(err) != RS_OK)
-        goto fail;
-    t = calloc(1, sizeof(*t));
-    if (t == NULL) {
-        errbuf_set(err, "out of memory");
-        goto fail;
-    }
+    if (t == NULL)
+        return errbuf_set(err, "out of memory");
     t->app = app;
-    t->conn = db_new(app->cf, 0);
-    if (t->conn == NULL) {
-        errbuf_set(err, "out of memory");
-        goto fail;
+    t->agent = delivery_agent_new(app->cf, err);
+    if (t->agent == NULL) {
+        free(t);
+        return RS_ERR;
     }
-    t->bell = bus_pub_new(conf_str(app->cf, "bus_endpoint"), err);
-    if (t->bell == NULL)
-        goto fail;
-    t->orders = order_new(t->conn, err);
-    if (t->orders == NULL)
-        goto fail;
     *state = t;
     return RS_OK;
-fail:
-    callback_thread_fini(t);
-    return RS_ERR;
 }
 
 /* The token of the query string (token=...), copied into out; RS_ERR when it
@@ -123,37 +131,112 @@ callback_token(const char *query, char out[TOKEN_HEX + 1])
     return RS_ERR;
 }
 
+/* The answer to an anonymous client when the database failed under a request:
+ * the service is unavailable; what failed is logged, never told. */
+static void
+callback_unavailable(responder_request *rq)
+{
+    responder_header(rq, "Retry-After", "5");
+    responder_reply_error(rq, 503, "service unavailable: the callback was not recorded");
+}
+
+/* The database is down and the token is the order's under our key: the
+ * delivery goes to disk (fsync'd) for the worker, and the answer is 202. */
+static void
+callback_store(responder_request *rq, struct callback_thread *t, const struct delivery *d)
+{
+    char *text = delivery_format(d);
+    cJSON *reply = NULL;
+    errbuf err = {{0}};
+    int put;
+
+    if (text == NULL) {
+        responder_reply_error(rq, 500, "out of memory");
+        return;
+    }
+    /* Named by the order: a second callback of the same order while the first
+     * waits is the same delivery (the factory calls once). */
+    put = spool_put(t->app->stored, d->order_id, NULL, text, strlen(text), &err);
+    free(text);
+    if (put < 0) {
+        log_error("event=callback_failed order=%s quantity=%lld error=\"%s\"", d->order_id,
+                  d->quantity, err.msg);
+        callback_unavailable(rq);
+        return;
+    }
+    log_warn("event=callback_stored order=%s quantity=%lld queue=%s new=%d", d->order_id,
+             d->quantity, DELIVERY_QUEUE, put);
+    if (bus_ring(delivery_agent_bell(t->agent), DELIVERY_QUEUE, d->order_id) != RS_OK)
+        log_warn("event=doorbell_dropped topic=%s order=%s", DELIVERY_QUEUE, d->order_id);
+    reply = cJSON_CreateObject();
+    if (reply == NULL) {
+        responder_reply_error(rq, 500, "out of memory");
+        return;
+    }
+    cJSON_AddStringToObject(reply, "message", "입고 콜백을 접수했습니다. 곧 재고에 반영됩니다");
+    cJSON_AddStringToObject(reply, "order_id", d->order_id);
+    cJSON_AddNumberToObject(reply, "delivered", (double)d->quantity);
+    cJSON_AddStringToObject(reply, "status", "accepted");
+    cJSON_AddStringToObject(reply, "detail",
+                            "accepted: stored durably, it will be applied when the database is "
+                            "back");
+    responder_reply_json(rq, 202, reply);
+    cJSON_Delete(reply);
+}
+
 static void
 callback_handle(responder_request *rq, void *state)
 {
     struct callback_thread *t = state;
-    const char *path = responder_path(rq), *body, *sku = NULL;
+    const char *path = responder_path(rq), *body;
     char order_text[IDENT_TEXT], token[TOKEN_HEX + 1];
     unsigned char order_id[IDENT_BYTES];
     struct order_view view;
     struct order_fulfil_outcome outcome;
-    long long delivered = 0;
+    struct delivery d;
     size_t body_len;
-    int found;
-    cJSON *json = NULL, *reply = NULL;
+    int found, keyed, result;
+    cJSON *reply = NULL;
     errbuf err = {{0}};
 
     if (strncmp(path, CALLBACK_PREFIX, strlen(CALLBACK_PREFIX)) != 0 ||
         ident_parse(path + strlen(CALLBACK_PREFIX), order_id) != 0) {
-        responder_reply_error(rq, 404, "unknown order: %s is not an order's callback URL", path);
+        responder_reply_error(rq, 404, "unknown order: %.*s is not an order's callback URL",
+                              (int)utf8_cut(path, strlen(path), 200), path);
         return;
     }
     ident_format(order_id, sizeof(order_id), order_text);
     if (strcmp(responder_method(rq), "POST") != 0) {
         responder_header(rq, "Allow", "POST");
-        responder_reply_error(rq, 405, "method %s not allowed: use POST", responder_method(rq));
+        responder_reply_error(rq, 405, "method %.*s not allowed: use POST",
+                              (int)utf8_cut(responder_method(rq), strlen(responder_method(rq)), 16),
+                              responder_method(rq));
         return;
     }
 
-    found = order_get(t->orders, order_text, &view, &err);
+    /* The key decides without the database; a token of an order made before keyed
+     * tokens is checked against its stored hash below. */
+    if (callback_token(responder_param(rq, "QUERY_STRING"), token) != RS_OK) {
+        log_warn("event=callback_rejected order=%s reason=bad_token", order_text);
+        responder_reply_error(rq, 403, "forbidden: missing or wrong token for order %s",
+                              order_text);
+        return;
+    }
+    keyed = token_verify_order(&t->app->keys, order_text, token);
+    body = responder_body(rq, &body_len);
+    if (keyed && delivery_from_callback(order_text, body, body_len, t->app->quantity_max, &d,
+                                        &err) != RS_OK) {
+        responder_reply_error(rq, 400, "%s", err.msg);
+        return;
+    }
+
+    found = order_get(delivery_agent_orders(t->agent), order_text, &view, &err);
     if (found < 0) {
-        log_error("event=callback_failed order=%s error=\"%s\"", order_text, err.msg);
-        responder_reply_error(rq, 503, "database unavailable: the callback was not recorded");
+        log_error("event=callback_db_failed order=%s error=\"%s\"", order_text, err.msg);
+        if (keyed)
+            callback_store(rq, t, &d);
+        else
+            callback_unavailable(rq); /* a legacy token needs its stored hash */
         return;
     }
     if (found == 0) {
@@ -161,76 +244,64 @@ callback_handle(responder_request *rq, void *state)
         responder_reply_error(rq, 404, "unknown order %s", order_text);
         return;
     }
-    if (callback_token(responder_param(rq, "QUERY_STRING"), token) != RS_OK ||
-        !token_verify(token, view.token_hash, view.token_hash_len)) {
+    if (!keyed &&
+        !(view.token_legacy && token_verify(token, view.token_hash, view.token_hash_len))) {
         log_warn("event=callback_rejected order=%s reason=bad_token", order_text);
         responder_reply_error(rq, 403, "forbidden: missing or wrong token for order %s",
                               order_text);
         return;
     }
-    body = responder_body(rq, &body_len);
-    if (json_parse_object(body, body_len, &json, &err) != RS_OK) {
+    if (!keyed && delivery_from_callback(order_text, body, body_len, t->app->quantity_max, &d,
+                                         &err) != RS_OK) {
         responder_reply_error(rq, 400, "%s", err.msg);
-        goto done;
-    }
-    if (!cJSON_HasObjectItem(json, "MessageAttributeProductCnt")) {
-        responder_reply_error(rq, 400, "MessageAttributeProductCnt is missing");
-        goto done;
-    }
-    if (json_opt_int(json, "MessageAttributeProductCnt", 1, t->app->quantity_max,
-                     JSON_NUMERIC_STRING, &delivered, &err) != RS_OK) {
-        responder_reply_error(rq, 400, "%s", err.msg);
-        goto done;
-    }
-    /* The factory echoes the order: a callback naming another product is not one
-     * of ours, whatever its token says. */
-    if (json_opt_str(json, "MessageAttributeProductId", 1, 64, &sku, &err) != RS_OK) {
-        responder_reply_error(rq, 400, "%s", err.msg);
-        goto done;
-    }
-    if (sku != NULL && strcmp(sku, view.sku) != 0) {
-        responder_reply_error(rq, 400,
-                              "MessageAttributeProductId %s is not the product %s of order %s", sku,
-                              view.sku, order_text);
-        goto done;
+        return;
     }
 
-    if (order_fulfil(t->orders, order_text, delivered, &outcome, &err) != RS_OK) {
-        log_error("event=callback_failed order=%s quantity=%lld error=\"%s\"", order_text,
-                  delivered, err.msg);
-        responder_reply_error(rq, 503, "database unavailable: the callback was not recorded");
-        goto done;
+    result = delivery_agent_apply(t->agent, &view, &d, 0, &outcome, &err);
+    if (result == DELIVERY_WRONG_PRODUCT) {
+        responder_reply_error(rq, 400, "%s", err.msg);
+        return;
+    }
+    if (result < 0) {
+        log_error("event=callback_db_failed order=%s quantity=%lld error=\"%s\"", order_text,
+                  d.quantity, err.msg);
+        if (keyed)
+            callback_store(rq, t, &d);
+        else
+            callback_unavailable(rq);
+        return;
+    }
+    if (result == DELIVERY_REFUSED) {
+        responder_reply_error(rq, 422,
+                              "order %s was for %lld, the callback claims %lld: more than "
+                              "ordered, nothing was applied (operators are told)",
+                              order_text, outcome.ordered, d.quantity);
+        return;
     }
 
     reply = cJSON_CreateObject();
     if (reply == NULL) {
         responder_reply_error(rq, 500, "out of memory");
-        goto done;
+        return;
     }
-    if (outcome.repeated) {
-        log_info("event=callback_repeated order=%s", order_text);
+    if (result == DELIVERY_REPEATED) {
         cJSON_AddStringToObject(reply, "message", "이미 입고 처리된 주문입니다");
         cJSON_AddStringToObject(reply, "order_id", order_text);
         cJSON_AddStringToObject(reply, "status", "fulfilled");
     } else {
         char message[96];
-        log_info("event=stock_arrived order=%s sku=%s quantity=%lld stock=%lld outbox_event=%s",
-                 order_text, view.sku, delivered, outcome.stock, outcome.event);
-        if (bus_ring(t->bell, BUS_STOCK_ARRIVED, outcome.event) != RS_OK)
-            log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_ARRIVED,
-                     outcome.event);
         snprintf(message, sizeof(message), "입고 완료! 남은 재고: %lld", outcome.stock);
         cJSON_AddStringToObject(reply, "message", message);
         cJSON_AddStringToObject(reply, "order_id", order_text);
         cJSON_AddStringToObject(reply, "sku", view.sku);
-        cJSON_AddNumberToObject(reply, "delivered", (double)delivered);
+        cJSON_AddNumberToObject(reply, "delivered", (double)d.quantity);
+        cJSON_AddNumberToObject(reply, "ordered", (double)outcome.ordered);
+        cJSON_AddStringToObject(reply, "delivery", d.quantity < outcome.ordered ? "short" : "full");
         cJSON_AddNumberToObject(reply, "stock", (double)outcome.stock);
         cJSON_AddStringToObject(reply, "status", "fulfilled");
     }
     responder_reply_json(rq, 200, reply);
-done:
     cJSON_Delete(reply);
-    cJSON_Delete(json);
 }
 
 static const struct responder_program callback_program = {

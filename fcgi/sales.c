@@ -41,18 +41,16 @@ struct sales_thread {
 /* -- database failures ----------------------------------------------------------- */
 
 /* Answers 503 for a failed statement: the database is down or failing. The
- * message is db's, which names the server and user, never the password. */
+ * client, anonymous, is told the service is unavailable; what the database
+ * said (its server, user, socket, name, SQL) goes to the log, once per outage. */
 static void
 sales_unavailable(struct sales_thread *th, responder_request *rq, const errbuf *err)
 {
-    const char *detail = err->msg;
-
-    if (strncmp(detail, "database: ", 10) == 0)
-        detail += 10;
     if (!th->db_down)
         log_error("event=database_unavailable error=\"%s\"", err->msg);
     th->db_down = 1;
-    responder_reply_error(rq, 503, "database unavailable: %s", detail);
+    responder_header(rq, "Retry-After", "5");
+    responder_reply_error(rq, 503, "service unavailable: try again shortly");
 }
 
 static void

@@ -91,6 +91,12 @@ static const struct conf_param conf_params[] = {
      "Public base URL of this shop; the factory calls back under /callbacks/factory/."},
     {"callback_timeout", CONF_INT, "900", 1, 2592000, NULL, 0, NULL,
      "Seconds after which a sent order without callback is reported to operators."},
+    {"callback_key", CONF_STR, "", 0, 0, NULL, 1, NULL,
+     "Key of the callback tokens (secret; required by restock-callback and restock-worker): "
+     "64 lower-case hex digits (openssl rand -hex 32). A token is the HMAC-SHA256 of the "
+     "order id under it, so callbacks are verified without the database."},
+    {"callback_key_previous", CONF_STR, "", 0, 0, NULL, 1, NULL,
+     "The key before the last rotation (secret): its tokens are still accepted; empty: none."},
     {"callback_quantity_max", CONF_INT, "100000", 1, 1000000000, NULL, 0, NULL,
      "Largest quantity a factory callback may deliver."},
 

@@ -44,7 +44,9 @@ static void
 json_describe(const cJSON *item, char *buf, size_t cap)
 {
     if (cJSON_IsString(item))
-        snprintf(buf, cap, "a string (\"%.40s\")", item->valuestring);
+        snprintf(buf, cap, "a string (\"%.*s\")",
+                 (int)utf8_cut(item->valuestring, strlen(item->valuestring), 40),
+                 item->valuestring); /* never half a character */
     else if (cJSON_IsNumber(item))
         snprintf(buf, cap, "%.15g", item->valuedouble);
     else if (cJSON_IsTrue(item))

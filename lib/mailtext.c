@@ -134,14 +134,38 @@ static const struct mailtext_template mailtext_templates[MAILTEXT_COUNT] = {
          "The oldest waiting message of the {queue} queue has waited {age};\n"
          "{count} messages are waiting. Check that the factory API and the SMTP relay "
          "answer.\n" MAILTEXT_SIGNATURE},
+    [MAILTEXT_OVER_DELIVERY] =
+        {"over_delivery", "[restock] 주문보다 많은 입고 콜백 거부: 주문 {order_id} ({sku})",
+         "운영자님,\n"
+         "\n"
+         "공장 콜백이 주문 수량보다 많은 입고를 알려 와서 반영하지 않았습니다.\n"
+         "재고와 주문은 바뀌지 않았습니다.\n"
+         "\n"
+         "주문: {order_id}\n"
+         "상품: {product_name} ({sku})\n"
+         "공장: {factory_name} ({factory_id})\n"
+         "주문 수량: {ordered}\n"
+         "콜백의 입고 수량: {quantity}\n"
+         "시각: {time}\n"
+         "\n"
+         "공장에 확인한 뒤, 실제로 더 많이 들어왔다면 재고에 반영:\n"
+         "    restockctl orders fulfil --over {order_id} {quantity}\n"
+         "주문 수량만큼 들어왔다면:\n"
+         "    restockctl orders fulfil {order_id} {ordered}\n"
+         "\n"
+         "A callback for order {order_id} ({sku}) claimed {quantity} units; {ordered} were\n"
+         "ordered. Nothing was applied. Once the factory confirms, record the real delivery:\n"
+         "    restockctl orders fulfil --over {order_id} {quantity}\n"
+         "or, if the ordered quantity came: restockctl orders fulfil {order_id} "
+         "{ordered}\n" MAILTEXT_SIGNATURE},
 };
 
 /* The placeholders a template may use (documented in mailtext.h): a typo in a
  * template is caught by the unit test that renders them all. */
 static const char *const mailtext_placeholders[] = {
-    "product_name", "sku",     "quantity", "order_id",   "time", "factory_name",
-    "factory_id",   "sent_at", "queue",    "message_id", "what", "attempts",
-    "last_error",   "path",    "age",      "count",
+    "product_name", "sku",     "quantity", "order_id",   "time",    "factory_name",
+    "factory_id",   "sent_at", "queue",    "message_id", "what",    "attempts",
+    "last_error",   "path",    "age",      "count",      "ordered",
 };
 
 const char *

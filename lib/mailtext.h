@@ -17,6 +17,7 @@ enum mailtext_id {
     MAILTEXT_CORRUPT,          /* operators: a file went to corrupt/ */
     MAILTEXT_SPOOL_FAULT,      /* operators: the spool's disk failed a write, fsync or rename */
     MAILTEXT_DELAY_WARNING,    /* operators: the oldest waiting message is too old */
+    MAILTEXT_OVER_DELIVERY,    /* operators: a callback claimed more than ordered */
     MAILTEXT_COUNT
 };
 
@@ -37,7 +38,7 @@ typedef struct mailtext_var {
  *   what          one line saying what the message was ("공장 주문 CP-502101 x 10")
  *   attempts      delivery attempts made   last_error  the last attempt's error
  *   path          a file's path            age         how long ("17분")
- *   count         messages waiting
+ *   count         messages waiting     ordered     units ordered
  * A {{ in a template is a literal {. */
 
 /* Renders template id: *subject (one line) and *body (UTF-8, LF line ends), both
@@ -53,7 +54,7 @@ int mailtext_render(enum mailtext_id id, const mailtext_var *vars, char **subjec
 int mailtext_expand(const char *text, const mailtext_var *vars, char **out, errbuf *err);
 
 /* "ad_pause", "ad_resume", "dead_letter", "callback_missing", "corrupt",
- * "spool_fault", "delay_warning"; NULL for an id out of range. */
+ * "spool_fault", "delay_warning", "over_delivery"; NULL for an id out of range. */
 const char *mailtext_name(enum mailtext_id id);
 
 /* The id of a name, or -1. */

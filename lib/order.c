@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "order.h"
+#include "utf8.h"
 
 /* Deadlocks and lock waits of a delivery are resolved by running it again. */
 #define ORDER_FULFIL_TRIES 3
@@ -37,6 +38,7 @@ enum order_stmt {
     ST_ADD_STOCK,
     ST_FULFIL,
     ST_EVENT_ARRIVED,
+    ST_EVENT_REFUSED,
     /* overdue callbacks */
     ST_OVERDUE,
     ST_REPORTED,
@@ -72,7 +74,7 @@ static const struct {
                         " FROM replenishment_order WHERE order_id = ?",
                         0},
     [ST_GET] = {"SELECT r.status, r.token_hash, r.product_id, p.sku, r.factory_id, f.identifier,"
-                " f.name, f.api FROM replenishment_order r"
+                " f.name, f.api, r.quantity, r.token_keyed FROM replenishment_order r"
                 " JOIN product p ON p.product_id = r.product_id"
                 " JOIN factory f ON f.factory_id = r.factory_id WHERE r.order_id = ?",
                 DB_IDEMPOTENT},
@@ -83,7 +85,7 @@ static const struct {
                  " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
                  " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
                  " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
-                 " r.delivered_quantity, r.last_error"
+                 " r.delivered_quantity, r.last_error, r.delivery"
                  " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
                  " ORDER BY r.created_at DESC LIMIT ?",
                  0},
@@ -108,7 +110,9 @@ static const struct {
                    " WHERE order_id = ? AND status = 'failed'",
                    DB_IDEMPOTENT},
     [ST_LOCK_PRODUCT] = {"SELECT stock FROM product WHERE product_id = ? FOR UPDATE", 0},
-    [ST_LOCK_ORDER] = {"SELECT status FROM replenishment_order WHERE order_id = ? FOR UPDATE", 0},
+    [ST_LOCK_ORDER] = {"SELECT status, quantity FROM replenishment_order"
+                       " WHERE order_id = ? FOR UPDATE",
+                       0},
     /* LAST_INSERT_ID(expr) hands the new stock back in the same round trip. */
     [ST_ADD_STOCK] = {"UPDATE product SET stock = LAST_INSERT_ID(stock + ?) WHERE product_id = ?",
                       0},
@@ -118,6 +122,9 @@ static const struct {
                    0},
     [ST_EVENT_ARRIVED] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
                           " VALUES (?, 'stock_arrived', ?, ?, ?)",
+                          0},
+    [ST_EVENT_REFUSED] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
+                          " VALUES (?, 'delivery_refused', ?, ?, ?)",
                           0},
     [ST_OVERDUE] = {"SELECT r.order_id, p.name, p.sku, f.name, f.identifier,"
                     " UNIX_TIMESTAMP(r.sent_at),"
@@ -200,8 +207,11 @@ order_status_of(const char *name)
 static int
 order_id_parse(const char *text, unsigned char id[IDENT_BYTES], const char *doing, errbuf *err)
 {
-    if (text == NULL || ident_parse(text, id) != 0)
-        return errbuf_set(err, "%s: \"%.40s\" is not an order id", doing, text ? text : "(null)");
+    if (text == NULL)
+        text = "(null)";
+    if (ident_parse(text, id) != 0)
+        return errbuf_set(err, "%s: \"%.*s\" is not an order id", doing,
+                          (int)utf8_cut(text, strlen(text), 40), text);
     return RS_OK;
 }
 
@@ -354,6 +364,8 @@ order_get_id(order *self, const unsigned char id[IDENT_BYTES], struct order_view
     order_col_copy(st, 6, out->factory_name, sizeof(out->factory_name));
     order_col_copy(st, 7, out->factory_api, sizeof(out->factory_api));
     out->factory_api_null = db_stmt_col_is_null(st, 7);
+    out->quantity = db_stmt_col_int(st, 8);
+    out->token_legacy = db_stmt_col_int(st, 9) == 0;
     return 1;
 }
 
@@ -402,6 +414,7 @@ order_each(order *self, long long limit, void (*fn)(void *arg, const struct orde
             .fulfilled = db_stmt_col(st, 7, NULL),
             .delivered = db_stmt_col(st, 8, NULL),
             .last_error = db_stmt_col(st, 9, NULL),
+            .delivery = db_stmt_col(st, 10, NULL),
         };
         ident_format(id, len, line.order_id);
         fn(arg, &line);
@@ -512,7 +525,7 @@ order_reopen(order *self, const char *order_id, errbuf *err)
 
 static int
 order_fulfil_once(order *self, const unsigned char *id, const unsigned char *product_id,
-                  long long quantity, struct order_fulfil_outcome *out, errbuf *err)
+                  long long quantity, int flags, struct order_fulfil_outcome *out, errbuf *err)
 {
     db_stmt *lock_product = self->st[ST_LOCK_PRODUCT], *lock_order = self->st[ST_LOCK_ORDER];
     db_stmt *add_stock = self->st[ST_ADD_STOCK];
@@ -540,19 +553,26 @@ order_fulfil_once(order *self, const unsigned char *id, const unsigned char *pro
         goto fail;
     }
     status = db_stmt_col(lock_order, 0, NULL);
+    out->ordered = db_stmt_col_int(lock_order, 1);
     if (order_status_of(status) == ORDER_FULFILLED) {
         db_rollback(self->conn);
         out->repeated = 1;
         return RS_OK;
     }
-    if (db_stmt_exec(add_stock, err, "ib", quantity, product_id, (size_t)IDENT_BYTES) != 1)
-        goto fail;
-    out->stock = (long long)db_stmt_insert_id(add_stock);
-    if (db_stmt_exec(self->st[ST_FULFIL], err, "ib", quantity, id, (size_t)IDENT_BYTES) != 1)
-        goto fail;
+    /* More than ordered, not allowed: nothing of it is applied, and the event
+     * (delivery_refused instead of stock_arrived) is the operators' alert. */
+    out->refused = quantity > out->ordered && !(flags & ORDER_FULFIL_OVER);
+    if (!out->refused) {
+        if (db_stmt_exec(add_stock, err, "ib", quantity, product_id, (size_t)IDENT_BYTES) != 1)
+            goto fail;
+        out->stock = (long long)db_stmt_insert_id(add_stock);
+        if (db_stmt_exec(self->st[ST_FULFIL], err, "ib", quantity, id, (size_t)IDENT_BYTES) != 1)
+            goto fail;
+    }
     ident_new(event_id);
-    if (db_stmt_exec(self->st[ST_EVENT_ARRIVED], err, "bbbi", event_id, sizeof(event_id), id,
-                     (size_t)IDENT_BYTES, product_id, (size_t)IDENT_BYTES, quantity) != 1)
+    if (db_stmt_exec(self->st[out->refused ? ST_EVENT_REFUSED : ST_EVENT_ARRIVED], err, "bbbi",
+                     event_id, sizeof(event_id), id, (size_t)IDENT_BYTES, product_id,
+                     (size_t)IDENT_BYTES, quantity) != 1)
         goto fail;
     if (db_commit(self->conn, err) != RS_OK)
         return RS_ERR;
@@ -564,7 +584,7 @@ fail:
 }
 
 int
-order_fulfil(order *self, const char *order_id, long long quantity,
+order_fulfil(order *self, const char *order_id, long long quantity, int flags,
              struct order_fulfil_outcome *out, errbuf *err)
 {
     unsigned char id[IDENT_BYTES];
@@ -585,7 +605,7 @@ order_fulfil(order *self, const char *order_id, long long quantity,
         return RS_ERR;
     }
     for (int attempt = 1; attempt <= ORDER_FULFIL_TRIES && rc != RS_OK; attempt++) {
-        rc = order_fulfil_once(self, id, v.product_id, quantity, out, err);
+        rc = order_fulfil_once(self, id, v.product_id, quantity, flags, out, err);
         if (rc != RS_OK)
             log_warn("event=delivery_retry order=%s attempt=%d error=\"%s\"", text, attempt,
                      err->msg);

@@ -87,6 +87,9 @@ struct order_view {
     char factory_name[ORDER_FACTORY_NAME_SIZE];
     char factory_api[ORDER_FACTORY_API_SIZE];
     int factory_api_null; /* factory.api is NULL: the configured factory_api applies */
+    long long quantity;   /* what was ordered */
+    int token_legacy;     /* made before keyed tokens: its token may be random, and
+                             only token_hash can check it (token.h) */
 };
 
 /* 1 with *out filled, 0 when there is no such order, RS_ERR. */
@@ -101,7 +104,8 @@ int order_count_by_status(order *self, void (*fn)(void *arg, const char *status,
 struct order_line {
     char order_id[IDENT_TEXT];
     const char *sku, *quantity, *status, *attempts, *created, *sent, *fulfilled, *delivered,
-        *last_error; /* times as "YYYY-MM-DD HH:MM:SS" */
+        *last_error, /* times as "YYYY-MM-DD HH:MM:SS" */
+        *delivery;   /* short, full, over (against quantity), NULL until fulfilled */
 };
 
 /* Calls fn for the newest limit orders, newest first. RS_OK or RS_ERR. */
@@ -142,17 +146,26 @@ int order_reopen(order *self, const char *order_id, errbuf *err);
 
 struct order_fulfil_outcome {
     int repeated;           /* the order was fulfilled before: nothing changed */
+    int refused;            /* more than ordered, not allowed: nothing changed but
+                               a delivery_refused event (operators are told) */
+    long long ordered;      /* the order's quantity */
     long long stock;        /* the product's stock after the transaction */
-    char event[IDENT_TEXT]; /* the stock_arrived event written ("" when repeated):
-                               ring it after the call */
+    char event[IDENT_TEXT]; /* the stock_arrived (or delivery_refused) event
+                               written ("" when repeated): ring it after the call */
 };
+
+/* order_fulfil's flags. */
+#define ORDER_FULFIL_OVER 1 /* more than ordered is applied (an operator's decision) */
 
 /* The factory delivered quantity for the order (its callback, or an operator
  * for a lost one): in one transaction the product's stock += quantity, the
- * order fulfilled, and a stock_arrived event. Deadlocks and lock waits are
- * retried a few times. RS_ERR when the order is unknown or the database failed
- * (rolled back: nothing changed). */
-int order_fulfil(order *self, const char *order_id, long long quantity,
+ * order fulfilled, and a stock_arrived event. Less than ordered is applied (a
+ * short delivery: the row's delivery says so). More than ordered is refused
+ * unless flags has ORDER_FULFIL_OVER: out->refused, and in one transaction a
+ * delivery_refused event with the claimed quantity, which the worker turns into
+ * an alert. Deadlocks and lock waits are retried a few times. RS_ERR when the
+ * order is unknown or the database failed (rolled back: nothing changed). */
+int order_fulfil(order *self, const char *order_id, long long quantity, int flags,
                  struct order_fulfil_outcome *out, errbuf *err);
 
 /* --- overdue callbacks ---------------------------------------------------------- */

@@ -17,15 +17,94 @@ token_init(errbuf *err)
     return RS_OK;
 }
 
-void
-token_make(char out[TOKEN_HEX + 1])
+/* The key named `name` of cf into out; RS_OK, 0 when empty and optional. */
+static int
+token_key_read(const conf *cf, const char *name, int required, unsigned char out[TOKEN_KEY_BYTES],
+               int *present, errbuf *err)
 {
-    unsigned char bytes[TOKEN_HEX / 2];
+    const char *text = conf_str(cf, name);
+    char hex[TOKEN_HEX + 1];
+    size_t len;
 
-    randombytes_buf(bytes, sizeof(bytes));
+    *present = 0;
+    if (*text == '\0') {
+        if (required)
+            return errbuf_set(err,
+                              "%s is not set: it must be %d lower-case hex digits (openssl rand "
+                              "-hex 32)",
+                              name, TOKEN_HEX);
+        return RS_OK;
+    }
+    if (token_parse(text, strlen(text), hex) != RS_OK)
+        return errbuf_set(err, "%s is malformed: it must be %d lower-case hex digits", name,
+                          TOKEN_HEX);
+    sodium_hex2bin(out, TOKEN_KEY_BYTES, hex, TOKEN_HEX, NULL, &len, NULL);
+    sodium_memzero(hex, sizeof(hex));
+    *present = 1;
+    return RS_OK;
+}
+
+int
+token_keys_load(const conf *cf, token_keys *out, errbuf *err)
+{
+    int present;
+
+    memset(out, 0, sizeof(*out));
+    if (token_init(err) != RS_OK ||
+        token_key_read(cf, "callback_key", 1, out->current, &present, err) != RS_OK ||
+        token_key_read(cf, "callback_key_previous", 0, out->previous, &out->has_previous, err) !=
+            RS_OK) {
+        token_keys_wipe(out);
+        return RS_ERR;
+    }
+    return RS_OK;
+}
+
+void
+token_keys_wipe(token_keys *keys)
+{
+    sodium_memzero(keys, sizeof(*keys));
+}
+
+static void
+token_hmac(const unsigned char key[TOKEN_KEY_BYTES], const char *order_id, char out[TOKEN_HEX + 1])
+{
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, key, TOKEN_KEY_BYTES);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)order_id, strlen(order_id));
+    crypto_auth_hmacsha256_final(&st, mac);
     /* sodium_bin2hex writes lower-case digits, the only ones token_parse takes. */
-    sodium_bin2hex(out, TOKEN_HEX + 1, bytes, sizeof(bytes));
-    sodium_memzero(bytes, sizeof(bytes));
+    sodium_bin2hex(out, TOKEN_HEX + 1, mac, sizeof(mac));
+    sodium_memzero(&st, sizeof(st));
+    sodium_memzero(mac, sizeof(mac));
+}
+
+_Static_assert(crypto_auth_hmacsha256_BYTES * 2 == TOKEN_HEX, "a keyed token is one HMAC-SHA256");
+
+void
+token_of_order(const token_keys *keys, const char *order_id, char out[TOKEN_HEX + 1])
+{
+    token_hmac(keys->current, order_id, out);
+}
+
+int
+token_verify_order(const token_keys *keys, const char *order_id, const char *token)
+{
+    char expected[TOKEN_HEX + 1];
+    int same = 0;
+
+    if (strlen(token) != TOKEN_HEX)
+        return 0;
+    token_hmac(keys->current, order_id, expected);
+    same |= sodium_memcmp(expected, token, TOKEN_HEX) == 0;
+    if (keys->has_previous) {
+        token_hmac(keys->previous, order_id, expected);
+        same |= sodium_memcmp(expected, token, TOKEN_HEX) == 0;
+    }
+    sodium_memzero(expected, sizeof(expected));
+    return same;
 }
 
 int

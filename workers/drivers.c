@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 
 #include "db.h"
+#include "delivery.h"
 #include "drivers.h"
 #include "factory.h"
 #include "http.h"
@@ -268,4 +269,76 @@ const struct queue_driver drivers_mail = {
     .thread_fini = mail_thread_fini,
     .deliver = mail_queue_deliver,
     .dead = mail_queue_dead,
+};
+
+/* --- callback -------------------------------------------------------------- */
+
+/* A callback restock-callback accepted (202) while the database was down:
+ * applied by the same checks and transaction as one applied at once
+ * (delivery_agent_apply). The database still down is BLOCKED, not an attempt. */
+static int
+callback_thread_init(const conf *cf, void **state, errbuf *err)
+{
+    delivery_agent *agent = delivery_agent_new(cf, err);
+
+    if (agent == NULL)
+        return RS_ERR;
+    *state = agent;
+    return RS_OK;
+}
+
+static void
+callback_thread_fini(void *state)
+{
+    delivery_agent *agent = state;
+
+    delivery_agent_destroy(&agent);
+}
+
+static enum queue_outcome
+callback_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+{
+    delivery_agent *agent = state;
+    struct delivery d;
+    struct order_view view;
+    struct order_fulfil_outcome out;
+    int found;
+
+    if (delivery_parse(spool_msg_body(msg), spool_msg_len(msg), &d, err) != RS_OK) {
+        errbuf_prefix(err, "stored callback %s", spool_msg_id(msg));
+        return QUEUE_PERMANENT;
+    }
+    found = order_get(delivery_agent_orders(agent), d.order_id, &view, err);
+    if (found < 0)
+        return QUEUE_BLOCKED;
+    if (found == 0) {
+        errbuf_set(err, "stored callback of unknown order %s", d.order_id);
+        return QUEUE_PERMANENT;
+    }
+    switch (delivery_agent_apply(agent, &view, &d, 1, &out, err)) {
+    case DELIVERY_APPLIED:
+    case DELIVERY_REPEATED:
+    case DELIVERY_REFUSED: /* the delivery_refused event tells operators */
+        return QUEUE_DONE;
+    case DELIVERY_WRONG_PRODUCT:
+        return QUEUE_PERMANENT;
+    default:
+        return QUEUE_BLOCKED; /* the database failed: nothing changed */
+    }
+}
+
+static void
+callback_queue_dead(void *state, const spool_msg *msg, const char *reason)
+{
+    const char *last = spool_msg_last_error(msg);
+
+    drivers_alert_dead(msg, DELIVERY_QUEUE, last ? last : reason);
+}
+
+const struct queue_driver drivers_callback = {
+    .name = DELIVERY_QUEUE,
+    .thread_init = callback_thread_init,
+    .thread_fini = callback_thread_fini,
+    .deliver = callback_queue_deliver,
+    .dead = callback_queue_dead,
 };

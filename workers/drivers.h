@@ -20,5 +20,7 @@ void drivers_init(const struct drivers_context *ctx);
 
 extern const struct queue_driver drivers_factory;
 extern const struct queue_driver drivers_mail;
+/* Callbacks restock-callback stored while the database was down (delivery.h). */
+extern const struct queue_driver drivers_callback;
 
 #endif

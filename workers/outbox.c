@@ -21,6 +21,7 @@
 #define OUTBOX_STR(x)  OUTBOX_STR_(x)
 
 struct outbox {
+    const conf *cf;
     db *conn;
     order *orders;
     spool *factory_queue;
@@ -29,6 +30,7 @@ struct outbox {
     db_stmt *take;
     db_stmt *ad_status;
     const char *spool_fault; /* queue of the last sweep's failed put, or NULL */
+    token_keys keys; /* the callback token of each order */
 };
 
 /* Columns of the pending query, in order. */
@@ -52,14 +54,18 @@ outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool 
 {
     outbox *self;
 
-    /* Factory messages carry a new token each. */
-    if (token_init(err) != RS_OK)
-        return NULL;
     self = calloc(1, sizeof(*self));
     if (self == NULL) {
         errbuf_set(err, "out of memory");
         return NULL;
     }
+    /* Factory messages carry their order's token: without a valid key the
+     * worker does not start. */
+    if (token_keys_load(cf, &self->keys, err) != RS_OK) {
+        free(self);
+        return NULL;
+    }
+    self->cf = cf;
     self->conn = conn;
     self->orders = orders;
     self->factory_queue = factory_queue;
@@ -93,22 +99,27 @@ outbox_destroy(outbox **self_p)
 {
     if (*self_p == NULL)
         return;
+    token_keys_wipe(&(*self_p)->keys);
     free(*self_p); /* statements belong to the connection */
     *self_p = NULL;
 }
 
-/* The factory message of a stock_empty event. The callback token is made here,
- * once per order: it lives only in this message (and the URL the factory gets);
- * the driver stores its hash before the first request. */
+/* The factory message of a stock_empty event, with the order's callback token
+ * (token.h): it lives only in this message (and the URL the factory gets); the
+ * driver stores its hash before the first request. */
 static cJSON *
-outbox_factory_message(db_stmt *st, const struct order_view *o, const char *event_text)
+outbox_factory_message(outbox *self, db_stmt *st, const struct order_view *o,
+                       const char *event_text)
 {
-    char token[TOKEN_HEX + 1], created[64], factory_id[IDENT_TEXT];
+    char token[TOKEN_HEX + 1], created[64], factory_id[IDENT_TEXT], order_id[IDENT_TEXT];
     cJSON *m = cJSON_CreateObject();
+    size_t len;
+    const char *id = db_stmt_col(st, COL_ORDER, &len);
 
     if (m == NULL)
         return NULL;
-    token_make(token);
+    ident_format(id, len, order_id);
+    token_of_order(&self->keys, order_id, token);
     ident_format(o->factory_id, sizeof(o->factory_id), factory_id);
     timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
     cJSON_AddStringToObject(m, "event_id", event_text);
@@ -131,36 +142,76 @@ outbox_factory_message(db_stmt *st, const struct order_view *o, const char *even
     return m;
 }
 
+/* The head of an email of an event for the mail queue, and its vars with what
+ * every email names (product, order, time); the caller adds the rest to *vars.
+ * to NULL: the ad manager of the event's row. NULL when out of memory. */
+static cJSON *
+outbox_mail_head(db_stmt *st, const char *event_text, const char *kind, const char *template_name,
+                 const char *to, cJSON **vars)
+{
+    char when[64];
+    cJSON *m = cJSON_CreateObject();
+
+    if (m == NULL)
+        return NULL;
+    timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
+    cJSON_AddStringToObject(m, "event_id", event_text);
+    cJSON_AddStringToObject(m, "kind", kind);
+    cJSON_AddStringToObject(m, "template", template_name);
+    if (to != NULL)
+        cJSON_AddStringToObject(m, "to", to);
+    else
+        row_add_str(m, "to", st, COL_AD_EMAIL);
+    *vars = cJSON_AddObjectToObject(m, "vars");
+    if (*vars == NULL) {
+        cJSON_Delete(m);
+        return NULL;
+    }
+    row_add_str(*vars, "product_name", st, COL_NAME);
+    row_add_str(*vars, "sku", st, COL_SKU);
+    row_add_ident(*vars, "order_id", st, COL_ORDER);
+    cJSON_AddStringToObject(*vars, "time", when);
+    return m;
+}
+
 /* The ad manager's email of an event, for the mail queue: the template and its
  * values, rendered when sent. */
 static cJSON *
 outbox_mail_message(db_stmt *st, const struct order_view *o, const char *event_text, int empty)
 {
-    char when[64], quantity[32], stock[32];
-    cJSON *m = cJSON_CreateObject(), *vars;
+    char quantity[32], stock[32];
+    cJSON *vars, *m = outbox_mail_head(st, event_text, empty ? "stock_empty" : "stock_arrived",
+                                       empty ? "ad_pause" : "ad_resume", NULL, &vars);
 
     if (m == NULL)
         return NULL;
-    timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), when, sizeof(when));
     snprintf(quantity, sizeof(quantity), "%lld", db_stmt_col_int(st, COL_QUANTITY));
     snprintf(stock, sizeof(stock), "%lld", db_stmt_col_int(st, COL_STOCK));
-    cJSON_AddStringToObject(m, "event_id", event_text);
-    cJSON_AddStringToObject(m, "kind", empty ? "stock_empty" : "stock_arrived");
-    cJSON_AddStringToObject(m, "template", empty ? "ad_pause" : "ad_resume");
-    row_add_str(m, "to", st, COL_AD_EMAIL);
-    vars = cJSON_AddObjectToObject(m, "vars");
-    if (vars == NULL) {
-        cJSON_Delete(m);
-        return NULL;
-    }
-    row_add_str(vars, "product_name", st, COL_NAME);
-    row_add_str(vars, "sku", st, COL_SKU);
-    row_add_ident(vars, "order_id", st, COL_ORDER);
     row_add_ident(vars, "ad_id", st, COL_AD);
     cJSON_AddStringToObject(vars, "factory_identifier", o->factory_identifier);
     cJSON_AddStringToObject(vars, "quantity", quantity);
     cJSON_AddStringToObject(vars, "stock", stock);
-    cJSON_AddStringToObject(vars, "time", when);
+    return m;
+}
+
+/* The operators' alert of a delivery_refused event (a callback claimed more than
+ * was ordered), for the mail queue; named by the event, told once. */
+static cJSON *
+outbox_refused_message(outbox *self, db_stmt *st, const struct order_view *o,
+                       const char *event_text)
+{
+    char claimed[32], ordered[32];
+    cJSON *vars, *m = outbox_mail_head(st, event_text, "alert", "over_delivery",
+                                       conf_str(self->cf, "operator_email"), &vars);
+
+    if (m == NULL)
+        return NULL;
+    snprintf(claimed, sizeof(claimed), "%lld", db_stmt_col_int(st, COL_QUANTITY));
+    snprintf(ordered, sizeof(ordered), "%lld", o->quantity);
+    cJSON_AddStringToObject(vars, "factory_name", o->factory_name);
+    cJSON_AddStringToObject(vars, "factory_id", o->factory_identifier);
+    cJSON_AddStringToObject(vars, "quantity", claimed);
+    cJSON_AddStringToObject(vars, "ordered", ordered);
     return m;
 }
 
@@ -206,6 +257,7 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
 {
     unsigned char events[OUTBOX_BATCH][IDENT_BYTES], ads[OUTBOX_BATCH][IDENT_BYTES];
     int empties[OUTBOX_BATCH], has_ad[OUTBOX_BATCH];
+    const char *kinds[OUTBOX_BATCH];
     db_stmt *st = self->pending;
     long long rows;
     size_t n = 0;
@@ -218,6 +270,7 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         const char *kind = db_stmt_col(st, COL_KIND, NULL);
         const char *ad, *bytes = db_stmt_col(st, COL_EVENT, &len);
         int mail = db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL; /* no ad or nobody: no email */
+        int refused;
         struct order_view view;
         char order_text[IDENT_TEXT];
 
@@ -228,8 +281,13 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         bytes = db_stmt_col(st, COL_PRODUCT, &len);
         ident_format(bytes, len, b->products[n]);
         empties[n] = kind != NULL && strcmp(kind, "stock_empty") == 0;
+        refused = kind != NULL && strcmp(kind, "delivery_refused") == 0;
+        kinds[n] = refused ? "delivery_refused" : empties[n] ? "stock_empty" : "stock_arrived";
         ad = db_stmt_col(st, COL_AD, &len);
-        has_ad[n] = ad != NULL && len == IDENT_BYTES;
+        /* A refused delivery changed nothing: the ad stays as it is, and the
+         * email goes to the operators. */
+        has_ad[n] = !refused && ad != NULL && len == IDENT_BYTES;
+        mail = mail || refused;
         if (has_ad[n])
             memcpy(ads[n], ad, IDENT_BYTES);
         if (empties[n] || mail) {
@@ -252,12 +310,17 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         }
         if (empties[n] &&
             outbox_batch_add(b, b->factory, &b->n_factory, n,
-                             outbox_factory_message(st, &view, b->event_texts[n]), err) != RS_OK)
+                             outbox_factory_message(self, st, &view, b->event_texts[n]),
+                             err) != RS_OK)
             return RS_ERR;
-        if (mail && outbox_batch_add(b, b->mail, &b->n_mail, n,
-                                     outbox_mail_message(st, &view, b->event_texts[n], empties[n]),
-                                     err) != RS_OK)
+        if (mail && outbox_batch_add(
+                        b, b->mail, &b->n_mail, n,
+                        refused ? outbox_refused_message(self, st, &view, b->event_texts[n])
+                                : outbox_mail_message(st, &view, b->event_texts[n], empties[n]),
+                        err) != RS_OK)
             return RS_ERR;
+        if (refused)
+            b->mail[b->n_mail - 1].key = NULL; /* an alert waits behind no other message */
         n++;
     }
     /* A failed put marks nothing taken: the next sweep puts the same events
@@ -286,7 +349,7 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         return RS_ERR;
     for (size_t i = 0; i < n; i++)
         log_info("event=outbox_taken outbox_event=%s kind=%s product=%s", b->event_texts[i],
-                 empties[i] ? "stock_empty" : "stock_arrived", b->products[i]);
+                 kinds[i], b->products[i]);
     return (int)n;
 fail:
     db_rollback(self->conn);

@@ -24,6 +24,7 @@
 #include "bus.h"
 #include "conf.h"
 #include "db.h"
+#include "delivery.h"
 #include "drivers.h"
 #include "http.h"
 #include "ident.h"
@@ -34,6 +35,7 @@
 #include "queue.h"
 #include "spool.h"
 #include "timetext.h"
+#include "token.h"
 
 /* How often the slow checks run (overdue callbacks, delays, pruning), seconds. */
 #define WORKER_WATCH_INTERVAL 10
@@ -267,8 +269,9 @@ main(int argc, char **argv)
 {
     conf *cf = NULL;
     errbuf err = {{0}};
-    spool *factory_q = NULL, *mail_q = NULL;
-    queue *factory_runner = NULL, *mail_runner = NULL;
+    spool *factory_q = NULL, *mail_q = NULL, *callback_q = NULL;
+    queue *factory_runner = NULL, *mail_runner = NULL, *callback_runner = NULL;
+    spool *queues[3] = {NULL, NULL, NULL}; /* factory, mail, callback */
     bus_sub *bell = NULL;
     db *conn = NULL;
     outbox *events = NULL;
@@ -296,17 +299,32 @@ main(int argc, char **argv)
                   err.msg);
         goto done;
     }
+    /* A configuration that cannot make tokens is refused before the spool is
+     * touched (the outbox loads the keys it uses). */
+    {
+        token_keys keys;
+        int valid = token_keys_load(cf, &keys, &err) == RS_OK;
+        token_keys_wipe(&keys);
+        if (!valid)
+            goto fail;
+    }
     lock_fd = worker_lock(conf_str(cf, "spool_dir"), &err);
     if (lock_fd < 0)
         goto fail;
     factory_q = spool_new(conf_str(cf, "spool_dir"), "factory", &err);
     mail_q = factory_q ? spool_new(conf_str(cf, "spool_dir"), "mail", &err) : NULL;
-    if (mail_q == NULL)
+    /* Callbacks restock-callback accepted while the database was down. */
+    callback_q = mail_q ? spool_new(conf_str(cf, "spool_dir"), DELIVERY_QUEUE, &err) : NULL;
+    if (callback_q == NULL)
         goto fail;
     spool_set_corrupt_handler(factory_q, worker_note_corrupt, "factory");
     spool_set_corrupt_handler(mail_q, worker_note_corrupt, "mail");
-    for (int i = 0; i < 2; i++) {
-        spool *sp = i ? mail_q : factory_q;
+    spool_set_corrupt_handler(callback_q, worker_note_corrupt, DELIVERY_QUEUE);
+    queues[0] = factory_q;
+    queues[1] = mail_q;
+    queues[2] = callback_q;
+    for (int i = 0; i < 3; i++) {
+        spool *sp = queues[i];
         spool_recovery r = {0};
         if (spool_recover(sp, &r, &err) != RS_OK)
             goto fail;
@@ -340,7 +358,8 @@ main(int argc, char **argv)
     mail_runner = factory_runner ? queue_new(cf, mail_q, &drivers_mail,
                                              (int)conf_int(cf, "mail_concurrency"), &err)
                                  : NULL;
-    if (mail_runner == NULL)
+    callback_runner = mail_runner ? queue_new(cf, callback_q, &drivers_callback, 1, &err) : NULL;
+    if (callback_runner == NULL)
         goto fail;
     log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld",
              conf_str(cf, "spool_dir"), conf_str(cf, "bus_endpoint"),
@@ -375,14 +394,15 @@ main(int argc, char **argv)
             }
             next_sweep = now + conf_int(cf, "sweep_interval");
         }
-        for (int i = 0; i < 2; i++) {
-            spool *sp = i ? mail_q : factory_q;
+        for (int i = 0; i < 3; i++) {
+            spool *sp = queues[i];
+            queue *runners[] = {factory_runner, mail_runner, callback_runner};
             int n = spool_wake(sp, now, &due, &err);
             if (n < 0)
                 log_error("event=wake_failed queue=%s error=\"%s\"", spool_queue(sp), err.msg);
             if (n > 0) {
                 woke++;
-                queue_kick(i ? mail_runner : factory_runner);
+                queue_kick(runners[i]);
             }
             if (due > 0 && (next_due == 0 || due < next_due))
                 next_due = due;
@@ -391,8 +411,9 @@ main(int argc, char **argv)
             worker_check_overdue(&watch, alerts);
             worker_check_delay(&watch, factory_q, alerts);
             worker_check_delay(&watch, mail_q, alerts);
-            for (int i = 0; i < 2; i++)
-                if (spool_prune_done(i ? mail_q : factory_q, watch.done_retention, &err) < 0)
+            worker_check_delay(&watch, callback_q, alerts);
+            for (int i = 0; i < 3; i++)
+                if (spool_prune_done(queues[i], watch.done_retention, &err) < 0)
                     log_warn("event=prune_failed error=\"%s\"", err.msg);
             next_watch = now + WORKER_WATCH_INTERVAL;
         }
@@ -408,8 +429,10 @@ main(int argc, char **argv)
         if (wait_ms > 1000)
             wait_ms = 1000; /* bounds the wait for the watch and signal checks */
         rang = bus_wait(bell, wait_ms);
-        if (rang > 0)
-            next_sweep = 0; /* a doorbell: sweep now */
+        if (rang > 0) {
+            next_sweep = 0;              /* a doorbell: sweep now */
+            queue_kick(callback_runner); /* restock-callback may have stored one */
+        }
     }
     log_info("event=stopping signal=%d", (int)worker_stop);
     notify_stopping();
@@ -422,6 +445,7 @@ done:
     /* Deliveries in flight finish before the queues are gone. */
     queue_destroy(&factory_runner);
     queue_destroy(&mail_runner);
+    queue_destroy(&callback_runner);
     bus_sub_destroy(&bell);
     outbox_destroy(&events);
     order_destroy(&orders);
@@ -429,6 +453,7 @@ done:
     alert_destroy(&alerts);
     spool_destroy(&factory_q);
     spool_destroy(&mail_q);
+    spool_destroy(&callback_q);
     if (lock_fd >= 0)
         close(lock_fd);
     http_global_cleanup();

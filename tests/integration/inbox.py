@@ -27,6 +27,7 @@ KINDS = (
     ("corrupt", "[restock] 손상된 메시지 파일 "),
     ("spool_fault", "[restock] 스풀 디스크 오류 "),
     ("delay_warning", "[restock] 처리 지연: "),
+    ("over_delivery", "[restock] 주문보다 많은 입고 콜백 거부: "),
 )
 
 LOCAL_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")

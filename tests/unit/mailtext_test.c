@@ -24,6 +24,7 @@ static const mailtext_var all_vars[] = {
     {"path", "/var/spool/restock/factory/corrupt/x"},
     {"age", "17분"},
     {"count", "3"},
+    {"ordered", "10"},
     {NULL, NULL},
 };
 

@@ -57,7 +57,7 @@ test_not_ids(order *o)
     ok(order_failed(o, "not-an-id", "why", &err) == RS_ERR && strstr(err.msg, "not-an-id") != NULL,
        "marking a non-id failed is refused: %s", err.msg);
     refused(order_reopen(o, "not-an-id", &err), &err, "order_reopen");
-    refused(order_fulfil(o, "not-an-id", 1, &fulfilled, &err), &err, "order_fulfil");
+    refused(order_fulfil(o, "not-an-id", 1, 0, &fulfilled, &err), &err, "order_fulfil");
     refused(order_overdue_reported(o, "not-an-id", &err), &err, "order_overdue_reported");
     ok(order_get(o, NULL, &view, &err) == RS_ERR && strstr(err.msg, "is not an order id") != NULL,
        "order_get of NULL is refused: %s", err.msg);
@@ -84,7 +84,7 @@ test_no_database(order *o, db *conn)
     ok(order_failed(o, ORDER, "why", &err) == RS_ERR && strstr(err.msg, ORDER) != NULL,
        "order_failed without a database fails, naming the order: %s", err.msg);
     ok(order_reopen(o, ORDER, &err) == RS_ERR, "reopening without a database fails: %s", err.msg);
-    ok(order_fulfil(o, ORDER, 10, &fulfilled, &err) == RS_ERR && !fulfilled.repeated,
+    ok(order_fulfil(o, ORDER, 10, 0, &fulfilled, &err) == RS_ERR && !fulfilled.repeated,
        "order_fulfil without a database fails");
     ok(order_overdue_reported(o, ORDER, &err) == RS_ERR,
        "order_overdue_reported without a database fails");
