@@ -405,17 +405,17 @@ mail_destroy(mail **self_p)
 
 /* ---- libesmtp callbacks --------------------------------------------------- */
 
-/* Keeps text from the wire printable and on one line. */
+/* Keeps text from the wire valid UTF-8, printable and on one line (utf8_sanitize),
+ * without the line end and blanks that close it, cut at a whole character. */
 static void
 mail_copy_text(char *dst, size_t size, const char *src)
 {
-    size_t i = 0;
+    size_t len = strlen(src);
 
-    for (; *src && i + 1 < size; src++)
-        dst[i++] = (*src == '\r' || *src == '\n' || *src == '\t') ? ' ' : *src;
-    while (i > 0 && dst[i - 1] == ' ')
-        i--;
-    dst[i] = '\0';
+    while (len > 0 && (src[len - 1] == '\r' || src[len - 1] == '\n' || src[len - 1] == ' ' ||
+                       src[len - 1] == '\t'))
+        len--;
+    utf8_sanitize(src, len, dst, size);
 }
 
 /* Commands sent: only the verb is kept. AUTH's initial response and the lines that

@@ -26,6 +26,7 @@ KINDS = (
     ("callback_missing", "[restock] 공장 콜백 없음: "),
     ("corrupt", "[restock] 손상된 메시지 파일 "),
     ("delay_warning", "[restock] 처리 지연: "),
+    ("mail_dead", "[restock] 메일 전송 실패: "),
 )
 
 LOCAL_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
