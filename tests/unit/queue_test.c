@@ -176,26 +176,59 @@ main(void)
     ok(q == NULL, "destroy stops the threads and clears the pointer");
     conf_destroy(&cf);
 
-    /* No attempt limit (the default): retried until the lifetime of 1 s passed. */
+    /* No attempt limit (the default): within its lifetime a message is retried
+     * past the old limit of 5 attempts. */
     setenv("RESTOCK_MAX_ATTEMPTS", "0", 1);
-    setenv("RESTOCK_FACTORY_LIFETIME", "1", 1);
+    setenv("RESTOCK_FACTORY_LIFETIME", "3600", 1);
     cf = conf_new("/dev/null", &err);
     q = cf ? queue_new(cf, sp, &mortal, 1, &err) : NULL;
     ok(q != NULL, "a queue with a lifetime starts");
+    spool_put(sp, "m-long", NULL, "retry", 5, &err);
+    queue_kick(q);
+    for (int round = 0; round < 8; round++) {
+        time_t next;
+        m = wait_state(sp, "m-long", SPOOL_DEFERRED);
+        if (m == NULL || spool_msg_attempts(m) != round + 1)
+            break;
+        spool_msg_destroy(&m);
+        if (round < 7) {
+            spool_wake(sp, time(NULL) + 1, &next, &err);
+            queue_kick(q);
+        }
+    }
+    m = NULL;
+    ok(spool_get(sp, "m-long", &m, &err) == 1 && spool_msg_state(m) == SPOOL_DEFERRED &&
+           spool_msg_attempts(m) == 8,
+       "8 transient failures within the lifetime: still deferred, not dead");
+    spool_msg_destroy(&m);
+    queue_destroy(&q);
+    conf_destroy(&cf);
+
+    /* A lifetime of 1 s: retried until it has passed, then dead. */
+    setenv("RESTOCK_FACTORY_LIFETIME", "1", 1);
+    cf = conf_new("/dev/null", &err);
+    q = cf ? queue_new(cf, sp, &mortal, 1, &err) : NULL;
     spool_put(sp, "m-mortal", NULL, "retry", 5, &err);
     queue_kick(q);
+    /* Both messages are older than 1 s in the end: wake them until both are dead
+     * (m-long, woken too, is older than the new lifetime). */
     m = NULL;
-    for (int i = 0; i < 500 && m == NULL; i++) {
+    for (int i = 0; i < 1000; i++) {
+        spool_msg *other = NULL;
         time_t next;
-        if (spool_get(sp, "m-mortal", &m, &err) == 1 && spool_msg_state(m) != SPOOL_DEAD)
+        int both =
+            spool_get(sp, "m-long", &other, &err) == 1 && spool_msg_state(other) == SPOOL_DEAD;
+        spool_msg_destroy(&other);
+        if (m == NULL && spool_get(sp, "m-mortal", &m, &err) == 1 &&
+            spool_msg_state(m) != SPOOL_DEAD)
             spool_msg_destroy(&m);
+        if (both && m != NULL)
+            break;
         spool_wake(sp, time(NULL) + 1, &next, &err);
         queue_kick(q);
         usleep(20000);
     }
-    ok(m != NULL && spool_msg_attempts(m) > 3,
-       "more attempts than the old max_attempts, then dead (%d attempts)",
-       m ? spool_msg_attempts(m) : -1);
+    ok(m != NULL, "a lifetime of 1 s: the message is dead");
     ok(m && spool_msg_death_reason(m) &&
            strstr(spool_msg_death_reason(m),
                   "queue lifetime of 1 s passed; last error: peer said 500"),
@@ -204,7 +237,7 @@ main(void)
     ok(m && spool_msg_created(m) + 1 <= spool_msg_died_at(m),
        "it died once the lifetime had passed");
     spool_msg_destroy(&m);
-    is_int(__atomic_load_n(&dead_calls, __ATOMIC_SEQ_CST), 3, "the dead hook ran for it");
+    is_int(__atomic_load_n(&dead_calls, __ATOMIC_SEQ_CST), 4, "the dead hook ran for both");
     queue_destroy(&q);
 
     /* A thread whose thread_init fails: queue_new fails with its error, and stops
