@@ -44,8 +44,8 @@ struct mail_session {
     char reply_command[16];
     int awaiting; /* a command was sent and its reply has not come */
     enum mail_auth auth;
-    char auth_reply[256];  /* the reply that rejected AUTH */
-    char tls_problem[256]; /* why TLS was not good enough */
+    char auth_reply[256 + 8]; /* the reply that rejected AUTH: its code and reply, whole */
+    char tls_problem[256];    /* why TLS was not good enough */
     int tls_used;
 };
 
@@ -534,12 +534,14 @@ mail_event(smtp_session_t session, int event, void *arg, ...)
         break;
     case SMTP_EV_WRONG_PEER_CERTIFICATE: {
         const char *name;
+        char shown[160]; /* the relay's text, whole within tls_problem */
         ok = va_arg(ap, int *);
         name = va_arg(ap, const char *);
         *ok = !verify;
+        utf8_sanitize(name ? name : "", name ? strlen(name) : 0, shown, sizeof(shown));
         if (verify)
             snprintf(s->tls_problem, sizeof(s->tls_problem),
-                     "the relay's certificate is for \"%s\", not for smtp_host", name ? name : "");
+                     "the relay's certificate is for \"%s\", not for smtp_host", shown);
         break;
     }
     case SMTP_EV_WEAK_CIPHER:
