@@ -25,6 +25,7 @@
 #include "order.h"
 #include "spool.h"
 #include "timetext.h"
+#include "utf8.h"
 
 /* callback: factory callbacks restock-callback kept during a database outage. */
 static const char *const ctl_queues[] = {"factory", "mail", "callback"};
@@ -236,6 +237,21 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
     return statuses < 0 ? errbuf_prefix(err, "orders") : RS_OK;
 }
 
+/* Text that came from outside (a factory's answer, a relay's reply) as the
+ * terminal may show it: valid UTF-8, control characters as escapes. Rows and
+ * files written before restock sanitized such text may still hold raw bytes.
+ * "-" for NULL. */
+static const char *
+ctl_safe(const char *s, char *out, size_t size)
+{
+    if (s == NULL)
+        return "-";
+    utf8_sanitize(s, strlen(s), out, size);
+    return out;
+}
+
+#define CTL_SAFE_SIZE UTF8_SANITIZED_SIZE(4000)
+
 #define CTL_ORDER_FORMAT "%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %-8s %s\n"
 
 /* The header of `orders`, once, and only when the orders could be read. */
@@ -252,8 +268,11 @@ ctl_orders_header(int *printed)
 static void
 ctl_order_line(void *arg, const struct order_line *o)
 {
+    static char last[CTL_SAFE_SIZE]; /* one thread */
     const char *c[] = {o->sku,  o->quantity,  o->status,    o->attempts, o->created,
-                       o->sent, o->fulfilled, o->delivered, o->delivery, o->last_error};
+                       o->sent, o->fulfilled, o->delivered, o->delivery, NULL};
+
+    c[9] = o->last_error ? ctl_safe(o->last_error, last, sizeof(last)) : NULL;
 
     ctl_orders_header(arg);
     for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
@@ -335,6 +354,7 @@ static int
 ctl_dlq_line(void *arg, const char *name, const spool_msg *m, const char *problem)
 {
     const char *queue_name = arg;
+    static char reason[CTL_SAFE_SIZE], last[CTL_SAFE_SIZE]; /* one thread */
     char died[32];
 
     if (m == NULL) {
@@ -343,8 +363,8 @@ ctl_dlq_line(void *arg, const char *name, const spool_msg *m, const char *proble
     }
     ctl_time(spool_msg_died_at(m), died, sizeof(died));
     printf("%-8s %-44s %-19s %8d  %s: %s\n", queue_name, name, died, spool_msg_attempts(m),
-           spool_msg_death_reason(m) ? spool_msg_death_reason(m) : "-",
-           spool_msg_last_error(m) ? spool_msg_last_error(m) : "-");
+           ctl_safe(spool_msg_death_reason(m), reason, sizeof(reason)),
+           ctl_safe(spool_msg_last_error(m), last, sizeof(last)));
     return 0;
 }
 
@@ -389,6 +409,7 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
 {
     spool *queues[CTL_NQUEUES];
     spool_msg *m = NULL;
+    static char shown[CTL_SAFE_SIZE]; /* one thread */
     char when[32];
     cJSON *body;
     int q;
@@ -409,10 +430,10 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
     printf("created:      %s\nattempts:     %d\n", when, spool_msg_attempts(m));
     ctl_time(spool_msg_due(m), when, sizeof(when));
     printf("due:          %s\n", when);
-    printf("last error:   %s\n", spool_msg_last_error(m) ? spool_msg_last_error(m) : "-");
+    printf("last error:   %s\n", ctl_safe(spool_msg_last_error(m), shown, sizeof(shown)));
     ctl_time(spool_msg_died_at(m), when, sizeof(when));
     printf("died:         %s\n", when);
-    printf("death reason: %s\n", spool_msg_death_reason(m) ? spool_msg_death_reason(m) : "-");
+    printf("death reason: %s\n", ctl_safe(spool_msg_death_reason(m), shown, sizeof(shown)));
     for (size_t i = 0; i < spool_msg_history_count(m); i++)
         printf("history:      %s\n", spool_msg_history(m, i));
     /* The callback token is a secret: shown as hidden even to the operator's

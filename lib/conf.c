@@ -66,15 +66,23 @@ static const struct conf_param conf_params[] = {
 
     {"spool_dir", CONF_STR, "/var/spool/restock", 0, 0, NULL, 0, "Queue worker and spool",
      "Directory of the on-disk queues (one folder per queue and state)."},
-    {"max_attempts", CONF_INT, "5", 1, 1000, NULL, 0, NULL,
-     "Attempts at delivering a message before it moves to dead/."},
+    {"max_attempts", CONF_INT, "0", 0, 1000000, NULL, 0, NULL,
+     "Attempts at delivering a message before it moves to dead/; 0 means no limit: a "
+     "transient failure is retried until the queue's lifetime has passed."},
+    {"factory_lifetime", CONF_INT, "259200", 1, 31536000, NULL, 0, NULL,
+     "Seconds a factory order is retried after transient failures (connection refused, "
+     "timeout, 408, 429, 5xx), counted from its creation, before it moves to dead/."},
+    {"mail_lifetime", CONF_INT, "432000", 1, 31536000, NULL, 0, NULL,
+     "Seconds an email is retried after transient failures (no connection, 4xx), counted "
+     "from its creation, before it moves to dead/ (Postfix's maximal_queue_lifetime)."},
     {"attempt_timeout", CONF_INT, "10", 1, 600, NULL, 0, NULL,
      "Seconds one delivery attempt (factory request, SMTP session) may take."},
     {"backoff_min", CONF_INT, "5", 0, 86400, NULL, 0, NULL,
      "Seconds before the first retry; doubles each attempt, with jitter."},
     {"backoff_max", CONF_INT, "300", 0, 86400, NULL, 0, NULL, "Longest wait between retries."},
     {"delay_warning", CONF_INT, "900", 1, 604800, NULL, 0, NULL,
-     "Operators are warned when the oldest waiting message is older than this."},
+     "Operators are warned when the oldest waiting message is older than this, and again "
+     "once per this period while it keeps waiting."},
     {"sweep_interval", CONF_INT, "5", 1, 3600, NULL, 0, NULL,
      "Seconds between sweeps of the outbox (doorbells make most sweeps unnecessary)."},
     {"factory_concurrency", CONF_INT, "4", 1, 64, NULL, 0, NULL,

@@ -44,8 +44,8 @@ struct mail_session {
     char reply_command[16];
     int awaiting; /* a command was sent and its reply has not come */
     enum mail_auth auth;
-    char auth_reply[256];  /* the reply that rejected AUTH */
-    char tls_problem[256]; /* why TLS was not good enough */
+    char auth_reply[256 + 8]; /* the reply that rejected AUTH: its code and reply, whole */
+    char tls_problem[256];    /* why TLS was not good enough */
     int tls_used;
 };
 
@@ -405,17 +405,17 @@ mail_destroy(mail **self_p)
 
 /* ---- libesmtp callbacks --------------------------------------------------- */
 
-/* Keeps text from the wire printable and on one line. */
+/* Keeps text from the wire valid UTF-8, printable and on one line (utf8_sanitize),
+ * without the line end and blanks that close it, cut at a whole character. */
 static void
 mail_copy_text(char *dst, size_t size, const char *src)
 {
-    size_t i = 0;
+    size_t len = strlen(src);
 
-    for (; *src && i + 1 < size; src++)
-        dst[i++] = (*src == '\r' || *src == '\n' || *src == '\t') ? ' ' : *src;
-    while (i > 0 && dst[i - 1] == ' ')
-        i--;
-    dst[i] = '\0';
+    while (len > 0 && (src[len - 1] == '\r' || src[len - 1] == '\n' || src[len - 1] == ' ' ||
+                       src[len - 1] == '\t'))
+        len--;
+    utf8_sanitize(src, len, dst, size);
 }
 
 /* Commands sent: only the verb is kept. AUTH's initial response and the lines that
@@ -534,12 +534,14 @@ mail_event(smtp_session_t session, int event, void *arg, ...)
         break;
     case SMTP_EV_WRONG_PEER_CERTIFICATE: {
         const char *name;
+        char shown[160]; /* the relay's text, whole within tls_problem */
         ok = va_arg(ap, int *);
         name = va_arg(ap, const char *);
         *ok = !verify;
+        utf8_sanitize(name ? name : "", name ? strlen(name) : 0, shown, sizeof(shown));
         if (verify)
             snprintf(s->tls_problem, sizeof(s->tls_problem),
-                     "the relay's certificate is for \"%s\", not for smtp_host", name ? name : "");
+                     "the relay's certificate is for \"%s\", not for smtp_host", shown);
         break;
     }
     case SMTP_EV_WEAK_CIPHER:

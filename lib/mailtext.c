@@ -158,14 +158,34 @@ static const struct mailtext_template mailtext_templates[MAILTEXT_COUNT] = {
          "    restockctl orders fulfil --over {order_id} {quantity}\n"
          "or, if the ordered quantity came: restockctl orders fulfil {order_id} "
          "{ordered}\n" MAILTEXT_SIGNATURE},
+    [MAILTEXT_MAIL_DEAD] =
+        {"mail_dead", "[restock] 메일 전송 실패: {recipient} 앞 \"{subject}\"",
+         "운영자님,\n"
+         "\n"
+         "다음 메일을 보내지 못해 mail 큐의 dead/로 옮겼습니다.\n"
+         "받는 사람이 이 내용을 받지 못했으니 직접 알려 주세요.\n"
+         "\n"
+         "받는 사람: {recipient}\n"
+         "제목: {subject}\n"
+         "SMTP 서버의 응답: {reason}\n"
+         "메시지: {message_id}\n"
+         "시각: {time}\n"
+         "\n"
+         "원인을 해결한 뒤 다시 보내려면:\n"
+         "    restockctl dlq redrive {message_id}\n"
+         "\n"
+         "The email \"{subject}\" to {recipient} could not be delivered and was moved\n"
+         "to dead/: {reason}\n"
+         "Tell the recipient yourself, or redrive it: restockctl dlq redrive "
+         "{message_id}\n" MAILTEXT_SIGNATURE},
 };
 
 /* The placeholders a template may use (documented in mailtext.h): a typo in a
  * template is caught by the unit test that renders them all. */
 static const char *const mailtext_placeholders[] = {
-    "product_name", "sku",     "quantity", "order_id",   "time",    "factory_name",
-    "factory_id",   "sent_at", "queue",    "message_id", "what",    "attempts",
-    "last_error",   "path",    "age",      "count",      "ordered",
+    "product_name", "sku",   "quantity",   "order_id",  "time",     "factory_name", "factory_id",
+    "sent_at",      "queue", "message_id", "what",      "attempts", "last_error",   "path",
+    "age",          "count", "ordered",    "recipient", "subject",  "reason",
 };
 
 const char *

@@ -18,6 +18,7 @@ enum mailtext_id {
     MAILTEXT_SPOOL_FAULT,      /* operators: the spool's disk failed a write, fsync or rename */
     MAILTEXT_DELAY_WARNING,    /* operators: the oldest waiting message is too old */
     MAILTEXT_OVER_DELIVERY,    /* operators: a callback claimed more than ordered */
+    MAILTEXT_MAIL_DEAD,        /* operators: an email went to dead/ */
     MAILTEXT_COUNT
 };
 
@@ -39,6 +40,8 @@ typedef struct mailtext_var {
  *   attempts      delivery attempts made   last_error  the last attempt's error
  *   path          a file's path            age         how long ("17분")
  *   count         messages waiting     ordered     units ordered
+ *   recipient     a dead email's To      subject     its subject
+ *   reason        why it died (the relay's answer)
  * A {{ in a template is a literal {. */
 
 /* Renders template id: *subject (one line) and *body (UTF-8, LF line ends), both
@@ -54,7 +57,8 @@ int mailtext_render(enum mailtext_id id, const mailtext_var *vars, char **subjec
 int mailtext_expand(const char *text, const mailtext_var *vars, char **out, errbuf *err);
 
 /* "ad_pause", "ad_resume", "dead_letter", "callback_missing", "corrupt",
- * "spool_fault", "delay_warning", "over_delivery"; NULL for an id out of range. */
+ * "spool_fault", "delay_warning", "over_delivery", "mail_dead"; NULL for an id out
+ * of range. */
 const char *mailtext_name(enum mailtext_id id);
 
 /* The id of a name, or -1. */

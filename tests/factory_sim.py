@@ -11,7 +11,9 @@ Knobs (command line, or at run time by POST /_sim/config with a JSON object of t
 same names with underscores): --delay S, --fail-rate P (answer 500 with probability P),
 --fail-first N (answer 500 to the first N orders), --slow S (wait S before answering),
 --duplicate-callbacks N (send each callback N times, at once), --silent (never call
-back). For tests: one JSON line per received request on stderr, GET /_sim/requests
+back); at run time only: answer_status (not 0: answer every order with this status and
+the bytes of answer_body_hex, as a factory answering in EUC-KR or with escape
+sequences does; 0 is the normal behaviour). For tests: one JSON line per received request on stderr, GET /_sim/requests
 (what was received: body, headers, peer, time), GET /_sim/callbacks (what was sent and
 the status each got, or its error), GET /_sim/config, POST /_sim/reset (forget both
 lists and the --fail-first count). --port 0 picks a free port; --port-file FILE then
@@ -51,6 +53,8 @@ class Factory:
             "slow": args.slow,
             "duplicate_callbacks": args.duplicate_callbacks,
             "silent": args.silent,
+            "answer_status": 0,
+            "answer_body_hex": "",
         }
         self.requests = []
         self.callbacks = []
@@ -72,6 +76,8 @@ class Factory:
             "slow": lambda v: isinstance(v, (int, float)) and v >= 0,
             "duplicate_callbacks": lambda v: isinstance(v, int) and v >= 1,
             "silent": lambda v: isinstance(v, bool),
+            "answer_status": lambda v: isinstance(v, int) and (v == 0 or 100 <= v <= 599),
+            "answer_body_hex": lambda v: isinstance(v, str) and is_hex(v),
         }
         if not isinstance(changes, dict):
             return "the configuration must be a JSON object"
@@ -186,6 +192,14 @@ def is_count(value):
     return False
 
 
+def is_hex(text):
+    try:
+        bytes.fromhex(text)
+        return True
+    except ValueError:
+        return False
+
+
 def check_order(order):
     """The reason a request body is not an order, or None."""
     if not isinstance(order, dict):
@@ -210,10 +224,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass  # one JSON line per request instead, written by the handlers
 
     def answer(self, status, obj):
-        data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        self.answer_bytes(status, json.dumps(obj, ensure_ascii=False).encode("utf-8"),
+                          "application/json")
+
+    def answer_bytes(self, status, data, content_type):
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -295,6 +312,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             time.sleep(knobs["slow"])
         if factory.should_fail(number):
             self.answer(500, {"message": "Internal Server Error"})
+            return
+        if knobs["answer_status"]:
+            self.answer_bytes(knobs["answer_status"], bytes.fromhex(knobs["answer_body_hex"]),
+                              "text/plain; charset=euc-kr")
             return
         problem = check_order(order)
         if problem:

@@ -5,7 +5,7 @@
 # STARTTLS, slow answers. Run with /usr/bin/python3 (it has aiosmtpd).
 #
 #   smtp_sink.py --port N --maildir DIR [--ready-file F] [--tempfail N] [--permfail]
-#                [--fail-at mail|rcpt|data] [--auth USER:PASS] [--tls CERT KEY]
+#                [--permfail-rcpt ADDR] [--fail-at mail|rcpt|data] [--auth USER:PASS] [--tls CERT KEY]
 #                [--delay S] [--delay-at mail|rcpt|data|all]
 #
 # DIR/new/* are the messages, exactly as received (CRLF line ends kept) with a
@@ -49,6 +49,7 @@ class Handler:
         self.maildir = mailbox.Maildir(args.maildir, create=False)
         self.tempfail_left = args.tempfail
         self.permfail = args.permfail
+        self.permfail_rcpt = args.permfail_rcpt
         self.fail_at = args.fail_at
         self.delay = args.delay
         self.delay_at = args.delay_at
@@ -80,6 +81,10 @@ class Handler:
         return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.permfail_rcpt and address.lower() == self.permfail_rcpt.lower():
+            reply = "550 5.1.1 smtp-sink rejects mail to %s (--permfail-rcpt)" % address
+            log("info", "rejected", phase="rcpt", reply=reply)
+            return reply
         reply = await self.gate("rcpt")
         if reply:
             return reply
@@ -131,6 +136,8 @@ def parse_args(argv):
     p.add_argument("--tempfail", type=int, default=0, metavar="N",
                    help="answer the first N transactions with 451")
     p.add_argument("--permfail", action="store_true", help="answer every transaction with 550")
+    p.add_argument("--permfail-rcpt", metavar="ADDR",
+                   help="answer RCPT TO:<ADDR> with 550, accept the other recipients")
     p.add_argument("--fail-at", choices=("mail", "rcpt", "data"), default="data",
                    help="the command whose reply fails (default: the end of DATA)")
     p.add_argument("--auth", metavar="USER:PASS", help="require AUTH (PLAIN, LOGIN)")

@@ -17,6 +17,7 @@
 #include "mailtext.h"
 #include "order.h"
 #include "timetext.h"
+#include "utf8.h"
 
 #define DRIVERS_MAX_VARS 32
 
@@ -29,10 +30,13 @@ drivers_init(const struct drivers_context *ctx)
 }
 
 /* One line saying what a message was, for the operator's alert: its kind, product
- * and quantity when its body says so. */
+ * and quantity when its body says so. Made safe (utf8_sanitize) and cut at a
+ * character, so that the alert is valid UTF-8 whatever the body holds. */
 static void
 drivers_describe(const spool_msg *msg, char *out, size_t size)
 {
+    char line[2048];
+
     cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
     const cJSON *sku = cJSON_GetObjectItemCaseSensitive(m, "sku");
     const cJSON *qty = cJSON_GetObjectItemCaseSensitive(m, "quantity");
@@ -43,40 +47,48 @@ drivers_describe(const spool_msg *msg, char *out, size_t size)
 
     /* The order id is what operators look up (restockctl orders, the factory). */
     if (cJSON_IsString(sku) && cJSON_IsNumber(qty))
-        snprintf(out, size, "공장 주문 / factory order %s: %s x %d → %s",
+        snprintf(line, sizeof(line), "공장 주문 / factory order %s: %s x %d → %s",
                  cJSON_IsString(order_id) ? order_id->valuestring : "?", sku->valuestring,
                  qty->valueint, cJSON_IsString(maker) ? maker->valuestring : "?");
     else if (cJSON_IsString(tmpl))
-        snprintf(out, size, "email %s to %s", tmpl->valuestring,
+        snprintf(line, sizeof(line), "email %s to %s", tmpl->valuestring,
                  cJSON_IsString(to) ? to->valuestring : "?");
     else
-        snprintf(out, size, "message %s", spool_msg_id(msg));
+        snprintf(line, sizeof(line), "message %s", spool_msg_id(msg));
     cJSON_Delete(m);
+    utf8_sanitize(line, strlen(line), out, size);
+}
+
+/* Raises one alert named after the dead message and the moment, so that a message
+ * redriven and dead again is told again. */
+static void
+drivers_raise(const spool_msg *msg, const char *queue_name, const char *template_name,
+              const mailtext_var *vars)
+{
+    char cause[SPOOL_ID_MAX];
+    errbuf err = {{0}};
+
+    snprintf(cause, sizeof(cause), "dead-%s-%.60s-%ld", queue_name, spool_msg_id(msg),
+             (long)time(NULL));
+    if (alert_raise(drivers_ctx.alerts, cause, template_name, vars, &err) < 0)
+        log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
 }
 
 static void
 drivers_alert_dead(const spool_msg *msg, const char *queue_name, const char *reason)
 {
-    char cause[SPOOL_ID_MAX], what[300], attempts[16], when[64];
-    errbuf err = {{0}};
+    char what[300], attempts[16], when[64], why[SPOOL_TEXT_MAX * 4 + 1];
 
     drivers_describe(msg, what, sizeof(what));
     /* spool_kill counted the attempt that killed it. */
     snprintf(attempts, sizeof(attempts), "%d", spool_msg_attempts(msg));
     timetext_local_zone(time(NULL), when, sizeof(when));
-    /* Named by the message and the moment, so that a message redriven and dead
-     * again is told again. */
-    snprintf(cause, sizeof(cause), "dead-%s-%.60s-%ld", queue_name, spool_msg_id(msg),
-             (long)time(NULL));
-    mailtext_var vars[] = {{"queue", queue_name},
-                           {"message_id", spool_msg_id(msg)},
-                           {"what", what},
-                           {"attempts", attempts},
-                           {"last_error", reason},
-                           {"time", when},
+    utf8_sanitize(reason, strlen(reason), why, sizeof(why));
+    mailtext_var vars[] = {{"queue", queue_name}, {"message_id", spool_msg_id(msg)},
+                           {"what", what},        {"attempts", attempts},
+                           {"last_error", why},   {"time", when},
                            {NULL, NULL}};
-    if (alert_raise(drivers_ctx.alerts, cause, "dead_letter", vars, &err) < 0)
-        log_error("event=alert_failed cause=%s error=\"%s\"", cause, err.msg);
+    drivers_raise(msg, queue_name, "dead_letter", vars);
 }
 
 /* --- factory ------------------------------------------------------------- */
@@ -159,18 +171,16 @@ factory_queue_dead(void *state, const spool_msg *msg, const char *reason)
     struct factory_thread *t = state;
     cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
     const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(m, "order_id");
-    const char *last = spool_msg_last_error(msg);
-    char why[600];
     errbuf err = {{0}};
 
-    snprintf(why, sizeof(why), "%s: %s", reason, last ? last : "");
+    /* The reason names the last error (queue_settle). */
     if (cJSON_IsString(order_id) &&
-        order_failed(t->orders, order_id->valuestring, why, &err) != RS_OK)
+        order_failed(t->orders, order_id->valuestring, reason, &err) != RS_OK)
         /* The order stays open in the database; the dead message and the alert
          * below still tell the operator, and a redrive settles it. */
         log_error("event=mark_failed_failed order=%s error=\"%s\"", order_id->valuestring, err.msg);
     cJSON_Delete(m);
-    drivers_alert_dead(msg, "factory", last ? last : reason);
+    drivers_alert_dead(msg, "factory", reason);
 }
 
 const struct queue_driver drivers_factory = {
@@ -179,6 +189,7 @@ const struct queue_driver drivers_factory = {
     .thread_fini = factory_thread_fini,
     .deliver = factory_queue_deliver,
     .dead = factory_queue_dead,
+    .lifetime_key = "factory_lifetime",
 };
 
 /* --- mail ---------------------------------------------------------------- */
@@ -202,44 +213,70 @@ mail_thread_fini(void *state)
     mail_destroy(&m);
 }
 
-static enum queue_outcome
-mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+/* What a mail message is: its template's name, recipient and rendered texts. */
+struct mail_parts {
+    cJSON *json;
+    const char *template_name, *to;
+    char *subject, *body;
+};
+
+static void
+mail_parts_clear(struct mail_parts *p)
 {
-    cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
-    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(m, "template");
-    const cJSON *to = cJSON_GetObjectItemCaseSensitive(m, "to");
-    const cJSON *vars = cJSON_GetObjectItemCaseSensitive(m, "vars"), *v;
+    free(p->subject);
+    free(p->body);
+    cJSON_Delete(p->json);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Parses a mail message and renders its template; on RS_ERR err says why (what
+ * could be read stays in p, for the dead hook), the caller clears p either way. */
+static int
+mail_parts_read(const spool_msg *msg, struct mail_parts *p, errbuf *err)
+{
+    const cJSON *tmpl, *to, *vars, *v;
     mailtext_var list[DRIVERS_MAX_VARS + 1];
-    char *subject = NULL, *body = NULL;
-    enum queue_outcome outcome = QUEUE_PERMANENT;
     size_t n = 0;
     int id;
 
-    if (m == NULL || !cJSON_IsString(tmpl) || !cJSON_IsString(to) || !cJSON_IsObject(vars)) {
-        errbuf_set(err, "malformed mail message %s: template, to and vars are required",
-                   spool_msg_id(msg));
-        goto done;
-    }
+    memset(p, 0, sizeof(*p));
+    p->json = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
+    tmpl = cJSON_GetObjectItemCaseSensitive(p->json, "template");
+    to = cJSON_GetObjectItemCaseSensitive(p->json, "to");
+    vars = cJSON_GetObjectItemCaseSensitive(p->json, "vars");
+    if (cJSON_IsString(to))
+        p->to = to->valuestring;
+    if (p->json == NULL || !cJSON_IsString(tmpl) || !cJSON_IsString(to) || !cJSON_IsObject(vars))
+        return errbuf_set(err, "malformed mail message %s: template, to and vars are required",
+                          spool_msg_id(msg));
+    p->template_name = tmpl->valuestring;
     id = mailtext_find(tmpl->valuestring);
-    if (id < 0) {
-        errbuf_set(err, "mail message %s: unknown template \"%s\"", spool_msg_id(msg),
-                   tmpl->valuestring);
-        goto done;
-    }
+    if (id < 0)
+        return errbuf_set(err, "mail message %s: unknown template \"%s\"", spool_msg_id(msg),
+                          tmpl->valuestring);
     cJSON_ArrayForEach(v, vars)
     {
         if (n < DRIVERS_MAX_VARS && cJSON_IsString(v))
             list[n++] = (mailtext_var){v->string, v->valuestring};
     }
     list[n] = (mailtext_var){NULL, NULL};
-    if (mailtext_render((enum mailtext_id)id, list, &subject, &body, err) != RS_OK)
+    return mailtext_render((enum mailtext_id)id, list, &p->subject, &p->body, err);
+}
+
+static enum queue_outcome
+mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+{
+    struct mail_parts p;
+    enum queue_outcome outcome = QUEUE_PERMANENT;
+
+    if (mail_parts_read(msg, &p, err) != RS_OK)
         goto done;
     /* The spool id names the Message-ID: a retry after a crash mid-send repeats
      * the same Message-ID, which lets mail systems drop the duplicate. */
-    switch (mail_send(state, to->valuestring, subject, body, spool_msg_id(msg), err)) {
+    switch (mail_send(state, p.to, p.subject, p.body, spool_msg_id(msg), err)) {
     case MAIL_SENT:
-        log_info("event=mail_sent id=%s template=%s to=%s", spool_msg_id(msg), tmpl->valuestring,
-                 to->valuestring);
+        log_info("event=mail_sent id=%s template=%s to=%s", spool_msg_id(msg), p.template_name,
+                 p.to);
         outcome = QUEUE_DONE;
         break;
     case MAIL_TEMPORARY:
@@ -250,17 +287,36 @@ mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
         break;
     }
 done:
-    free(subject);
-    free(body);
-    cJSON_Delete(m);
+    mail_parts_clear(&p);
     return outcome;
 }
 
+/* A dead email is told to the operators (recipient, subject, the relay's answer)
+ * by an alert, itself an email. A dead alert is only logged: an alert about it
+ * would go the same way, and could die in turn (a loop). */
 static void
 mail_queue_dead(void *state, const spool_msg *msg, const char *reason)
 {
-    /* Never an email about a failed email: the log line of the queue and the file
-     * in dead/ are the operator's record (restockctl dlq list). */
+    struct mail_parts p;
+    errbuf ignored = {{0}};
+    char recipient[1024], subject[1024], why[SPOOL_TEXT_MAX * 4 + 1], when[64];
+
+    mail_parts_read(msg, &p, &ignored);
+    utf8_sanitize(p.to ? p.to : "?", strlen(p.to ? p.to : "?"), recipient, sizeof(recipient));
+    utf8_sanitize(p.subject ? p.subject : "?", strlen(p.subject ? p.subject : "?"), subject,
+                  sizeof(subject));
+    utf8_sanitize(reason, strlen(reason), why, sizeof(why));
+    if (strncmp(spool_msg_id(msg), ALERT_ID_PREFIX, strlen(ALERT_ID_PREFIX)) == 0) {
+        log_error("event=alert_dead id=%s to=\"%s\" subject=\"%s\" reason=\"%s\"",
+                  spool_msg_id(msg), recipient, subject, why);
+    } else {
+        timetext_local_zone(time(NULL), when, sizeof(when));
+        mailtext_var vars[] = {{"recipient", recipient}, {"subject", subject},
+                               {"reason", why},          {"message_id", spool_msg_id(msg)},
+                               {"time", when},           {NULL, NULL}};
+        drivers_raise(msg, "mail", "mail_dead", vars);
+    }
+    mail_parts_clear(&p);
 }
 
 const struct queue_driver drivers_mail = {
@@ -269,6 +325,7 @@ const struct queue_driver drivers_mail = {
     .thread_fini = mail_thread_fini,
     .deliver = mail_queue_deliver,
     .dead = mail_queue_dead,
+    .lifetime_key = "mail_lifetime",
 };
 
 /* --- callback -------------------------------------------------------------- */

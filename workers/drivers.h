@@ -1,8 +1,10 @@
 /* drivers: the two queues' drivers as the queue module runs them. The factory
  * driver sends replenishment orders (factory.c); the mail driver renders a
  * template of mailtext.c and sends it through the SMTP relay (mail.c). Both tell
- * operators (alert.c) when one of their messages dies, except about a failed
- * email: that is logged, never emailed. */
+ * operators (alert.c) when one of their messages dies: a dead order by a
+ * dead_letter alert, a dead email by a mail_dead alert naming its recipient,
+ * subject and the relay's answer. A dead alert is logged, never emailed, so that
+ * alerts cannot loop. */
 #ifndef RESTOCK_DRIVERS_H
 #define RESTOCK_DRIVERS_H
 

@@ -229,29 +229,24 @@ factory_request_body(const char *msg, size_t len, const char *requester, const c
 }
 
 /* "factory FF-1 answered 404 to order X: <start of its answer>", without the
- * answer when it quotes the callback token. */
+ * answer when it quotes the callback token. The factory's bytes go into logs,
+ * alerts and the order's row: the first FACTORY_ANSWER_SHOWN characters, made valid
+ * UTF-8 on one line with control characters shown as escapes (a factory answering
+ * in EUC-KR, say), and cut where err is full at a whole character or escape. */
 static void
 factory_answer_error(const struct factory_msg *m, long status, const char *answer, errbuf *err)
 {
-    char shown[FACTORY_ANSWER_SHOWN * 4 + 1] = "";
+    int n;
 
+    errbuf_set(err, "factory %s answered HTTP %ld to order %s: ", m->factory_identifier, status,
+               m->order_id);
+    n = (int)strlen(err->msg);
     if (answer != NULL && strstr(answer, m->token) != NULL)
-        snprintf(shown, sizeof(shown), "(answer withheld: it quotes the callback token)");
-    else if (answer != NULL) {
-        /* One line, at most FACTORY_ANSWER_SHOWN bytes and whole characters. */
-        size_t i = 0;
-        while (answer[i] != '\0' && i < FACTORY_ANSWER_SHOWN)
-            i++;
-        while (i > 0 && answer[i] != '\0' && ((unsigned char)answer[i] & 0xC0) == 0x80)
-            i--;
-        memcpy(shown, answer, i);
-        shown[i] = '\0';
-        for (char *p = shown; *p != '\0'; p++)
-            if (*p == '\n' || *p == '\r' || *p == '\t')
-                *p = ' ';
-    }
-    errbuf_set(err, "factory %s answered HTTP %ld to order %s: %s", m->factory_identifier, status,
-               m->order_id, shown);
+        snprintf(err->msg + n, sizeof(err->msg) - (size_t)n,
+                 "(answer withheld: it quotes the callback token)");
+    else if (answer != NULL)
+        utf8_sanitize(answer, utf8_cut_chars(answer, strlen(answer), FACTORY_ANSWER_SHOWN),
+                      err->msg + n, sizeof(err->msg) - (size_t)n);
 }
 
 /* The factory's id for the order, from {"data":{"id":…}}; NULL when absent. */

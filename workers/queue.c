@@ -17,12 +17,16 @@ struct queue {
     spool *sp;
     const struct queue_driver *driver;
     const conf *cf;
-    long max_attempts, backoff_min, backoff_max;
+    long max_attempts, backoff_min, backoff_max, lifetime;
     pthread_t *threads;
     int nthreads, started;
     pthread_mutex_t lock;
     pthread_cond_t wake;
     int stopping;
+    /* Start-up: each thread reports its thread_init (see queue_new). */
+    int reported, init_failed;
+    pthread_cond_t ready;
+    errbuf init_err;
     unsigned long kicks; /* bumped by queue_kick; a thread that saw it change looks again */
 };
 
@@ -31,7 +35,7 @@ queue_backoff(long attempts, long min, long max)
 {
     long delay = min;
 
-    for (long i = 1; i < attempts && delay < max; i++)
+    for (long i = 1; i < attempts && delay > 0 && delay < max; i++)
         delay *= 2;
     if (delay > max)
         delay = max;
@@ -40,16 +44,23 @@ queue_backoff(long attempts, long min, long max)
     return delay - (long)randombytes_uniform((uint32_t)(delay / 2 + 1));
 }
 
-/* Decides what becomes of a message after a delivery. */
+/* Decides what becomes of a message after a delivery. A transient failure is
+ * retried until the queue lifetime, counted from the message's creation, has
+ * passed (and, when max_attempts is set, until that many attempts), never past it:
+ * the last retry is due when the lifetime ends, so that the death comes on time. */
 static void
 queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, const char *error)
 {
     const char *id = spool_msg_id(msg), *name = q->driver->name;
     long attempts = spool_msg_attempts(msg) + 1; /* counting this one */
+    time_t now = time(NULL);
+    time_t ends = (time_t)(spool_msg_created_ns(msg) / 1000000000) + q->lifetime;
     errbuf err = {{0}};
-    char reason[160];
+    char reason[SPOOL_TEXT_MAX];
     int rc;
 
+    if (error == NULL)
+        error = "";
     switch (outcome) {
     case QUEUE_DONE:
         rc = spool_done(q->sp, msg, &err);
@@ -57,31 +68,41 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
             log_info("event=delivered queue=%s id=%s attempts=%ld", name, id, attempts);
         break;
     case QUEUE_BLOCKED:
-        rc = spool_postpone(q->sp, msg, time(NULL) + (q->backoff_min > 0 ? q->backoff_min : 1),
-                            error, &err);
+        rc = spool_postpone(q->sp, msg, now + (q->backoff_min > 0 ? q->backoff_min : 1), error,
+                            &err);
         if (rc == RS_OK)
             log_warn("event=postponed queue=%s id=%s attempts=%ld error=\"%s\"", name, id,
                      attempts - 1, error);
         break;
     case QUEUE_RETRY:
-        if (attempts < q->max_attempts) {
+        if (q->max_attempts > 0 && attempts >= q->max_attempts) {
+            snprintf(reason, sizeof(reason), "max_attempts (%ld) reached; last error: %s",
+                     q->max_attempts, error);
+            goto dead;
+        }
+        if (q->lifetime > 0 && now >= ends) {
+            snprintf(reason, sizeof(reason), "queue lifetime of %ld s passed; last error: %s",
+                     q->lifetime, error);
+            goto dead;
+        }
+        {
             long delay = queue_backoff(attempts, q->backoff_min, q->backoff_max);
-            rc = spool_defer(q->sp, msg, time(NULL) + delay, error, &err);
+            if (q->lifetime > 0 && now + delay > ends)
+                delay = (long)(ends - now);
+            rc = spool_defer(q->sp, msg, now + delay, error, &err);
             if (rc == RS_OK)
                 log_warn("event=deferred queue=%s id=%s attempts=%ld retry_in=%lds error=\"%s\"",
                          name, id, attempts, delay, error);
-            break;
         }
-        snprintf(reason, sizeof(reason), "max_attempts (%ld) reached", q->max_attempts);
-        goto dead;
+        break;
     case QUEUE_PERMANENT:
     default:
-        snprintf(reason, sizeof(reason), "permanent failure");
+        snprintf(reason, sizeof(reason), "permanent failure: %s", error);
     dead:
         rc = spool_kill(q->sp, msg, error, reason, &err);
         if (rc == RS_OK) {
-            log_error("event=dead queue=%s id=%s attempts=%ld reason=\"%s\" error=\"%s\"", name, id,
-                      attempts, reason, error);
+            log_error("event=dead queue=%s id=%s attempts=%ld reason=\"%s\"", name, id, attempts,
+                      reason);
             if (q->driver->dead != NULL)
                 q->driver->dead(state, msg, reason);
         }
@@ -106,9 +127,18 @@ queue_thread(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     if (q->driver->thread_init(q->cf, &state, &err) != RS_OK) {
         log_error("event=thread_failed queue=%s error=\"%s\"", q->driver->name, err.msg);
+        pthread_mutex_lock(&q->lock);
+        if (!q->init_failed)
+            q->init_err = err;
+        q->init_failed = 1;
+        q->reported++;
+        pthread_cond_broadcast(&q->ready);
+        pthread_mutex_unlock(&q->lock);
         return NULL;
     }
     pthread_mutex_lock(&q->lock);
+    q->reported++;
+    pthread_cond_broadcast(&q->ready);
     while (!q->stopping) {
         unsigned long seen = q->kicks;
         spool_msg *msg = NULL;
@@ -156,8 +186,10 @@ queue_new(const conf *cf, spool *sp, const struct queue_driver *driver, int thre
     self->max_attempts = conf_int(cf, "max_attempts");
     self->backoff_min = conf_int(cf, "backoff_min");
     self->backoff_max = conf_int(cf, "backoff_max");
+    self->lifetime = driver->lifetime_key ? conf_int(cf, driver->lifetime_key) : 0;
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->wake, NULL);
+    pthread_cond_init(&self->ready, NULL);
     self->threads = calloc((size_t)threads, sizeof(*self->threads));
     if (self->threads == NULL) {
         errbuf_set(err, "out of memory");
@@ -171,6 +203,17 @@ queue_new(const conf *cf, spool *sp, const struct queue_driver *driver, int thre
             goto fail;
         }
         self->started++;
+    }
+    /* A worker whose threads cannot deliver must not run on as if they did: wait
+     * for every thread's thread_init and fail with the first error. */
+    pthread_mutex_lock(&self->lock);
+    while (self->reported < self->started)
+        pthread_cond_wait(&self->ready, &self->lock);
+    pthread_mutex_unlock(&self->lock);
+    if (self->init_failed) {
+        errbuf_set(err, "%s queue: a delivery thread cannot start: %s", driver->name,
+                   self->init_err.msg);
+        goto fail;
     }
     return self;
 fail:
@@ -202,6 +245,7 @@ queue_destroy(queue **self_p)
         pthread_join(self->threads[i], NULL);
     free(self->threads);
     pthread_cond_destroy(&self->wake);
+    pthread_cond_destroy(&self->ready);
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;

@@ -1,7 +1,9 @@
 /* queue: the delivery side of one spool queue. A pool of threads takes waiting
  * messages and hands each to the queue's driver (factory, mail); the outcome
- * decides the message's next state: done, deferred with exponential backoff and
- * jitter, or dead after max_attempts (or at once when retrying cannot help). */
+ * decides the message's next state: done, deferred with capped exponential
+ * backoff and jitter until the queue lifetime (counted from the message's
+ * creation) has passed or max_attempts (when not 0) are used, or dead at once when
+ * retrying cannot help. */
 #ifndef RESTOCK_QUEUE_H
 #define RESTOCK_QUEUE_H
 
@@ -25,13 +27,20 @@ struct queue_driver {
     void (*thread_fini)(void *state);
     enum queue_outcome (*deliver)(void *state, const spool_msg *msg, errbuf *err);
     /* The message went to dead/ (may be NULL): mark what it was for as failed,
-     * tell operators. reason says why it died. */
+     * tell operators. reason says why it died, the last error included
+     * ("permanent failure: …", "queue lifetime of N s passed; last error: …"). */
     void (*dead)(void *state, const spool_msg *msg, const char *reason);
+    /* Configuration key of the queue lifetime in seconds ("factory_lifetime"); NULL:
+     * retried without a time limit. */
+    const char *lifetime_key;
 };
 
 typedef struct queue queue;
 
-/* Starts threads delivering from sp (which stays the caller's). */
+/* Starts threads delivering from sp (which stays the caller's), and returns once
+ * every thread's thread_init has answered: NULL with err set when one of them
+ * failed (the others are stopped), so that a worker that cannot deliver does not
+ * start. */
 queue *queue_new(const conf *cf, spool *sp, const struct queue_driver *driver, int threads,
                  errbuf *err);
 

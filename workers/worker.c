@@ -159,10 +159,12 @@ worker_check_overdue(struct worker_watch *w, alert *alerts)
             log_warn("event=overdue_mark_failed error=\"%s\"", err.msg);
 }
 
-/* The oldest waiting message older than delay_warning: told once per message.
- * Alerts waiting in the mail queue do not count: with the relay down, the warning
- * itself would become the oldest message once the others went out, and be told
- * of in turn (an email about a delayed email). */
+/* The oldest waiting message older than delay_warning: told, and told again once
+ * per delay_warning period while it keeps waiting (the cause names the message and
+ * the period), so that operators are reminded at a bounded rate. Alerts waiting in
+ * the mail queue do not count: with the relay down, the warning itself would
+ * become the oldest message once the others went out, and be told of in turn (an
+ * email about a delayed email). */
 static void
 worker_check_delay(struct worker_watch *w, spool *sp, alert *alerts)
 {
@@ -181,7 +183,8 @@ worker_check_delay(struct worker_watch *w, spool *sp, alert *alerts)
     snprintf(age, sizeof(age), "%ld분 (%ld min)", (long)(now - oldest) / 60,
              (long)(now - oldest) / 60);
     snprintf(count, sizeof(count), "%ld", waiting);
-    snprintf(cause, sizeof(cause), "delay-%s-%ld", spool_queue(sp), (long)oldest);
+    snprintf(cause, sizeof(cause), "delay-%s-%ld-%ld", spool_queue(sp), (long)oldest,
+             (long)(now - oldest) / w->delay_warning);
     timetext_local_zone(now, when, sizeof(when));
     mailtext_var vars[] = {
         {"queue", spool_queue(sp)}, {"age", age}, {"count", count}, {"time", when}, {NULL, NULL}};

@@ -28,6 +28,7 @@ KINDS = (
     ("spool_fault", "[restock] 스풀 디스크 오류 "),
     ("delay_warning", "[restock] 처리 지연: "),
     ("over_delivery", "[restock] 주문보다 많은 입고 콜백 거부: "),
+    ("mail_dead", "[restock] 메일 전송 실패: "),
 )
 
 LOCAL_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")

@@ -2,13 +2,14 @@
 down during the sell-out and started later → the email arrives, once; answering
 4xx and then accepting → delivered after retries that the spool and the logs show;
 answering 5xx → the message is in spool/mail/dead with the relay's reply, is not
-retried, and no email is sent about the failed email."""
+retried, and the operators get an alert (issue 10) naming its recipient, subject and
+the relay's reply; an alert that dies in turn is only logged, never alerted about."""
 
 import re
 
 from harness import Stack, run_tests
-from inbox import AD_MANAGER, call_back, check_headers, inbox, wait_mails
-from replenish_common import (STATES, factory_requests, mail_queue, outbox, sell_out, spool_files,
+from inbox import AD_MANAGER, OPERATORS, call_back, check_headers, inbox, wait_mails
+from replenish_common import (STATES, alerts, factory_requests, outbox, sell_out, spool_files,
                               spool_find, spool_message)
 
 ENV = {
@@ -17,7 +18,6 @@ ENV = {
     "RESTOCK_SWEEP_INTERVAL": "1",
     "RESTOCK_BACKOFF_MIN": "1",
     "RESTOCK_BACKOFF_MAX": "2",
-    "RESTOCK_MAX_ATTEMPTS": "100",  # a relay down for a while must not kill the email
 }
 
 
@@ -85,25 +85,52 @@ def smtp_tempfail(t, s):
 def smtp_permfail(t, s, delivered):
     sku = "CP-502103"
     s.stop("smtp")
-    s.start("smtp", env={"RESTOCK_SMTP_ARGS": "--permfail"})
+    # The relay refuses the ad manager's address only: the alert to the operators
+    # about the dead email gets through.
+    s.start("smtp", env={"RESTOCK_SMTP_ARGS": "--permfail-rcpt " + AD_MANAGER})
     event = pause_event(t, s, sku)
     t.ok(s.wait_until(lambda: headers_of(s, "dead", event)),
          "a relay answering 550: the email goes to spool/mail/dead")
     head = headers_of(s, "dead", event) or {}
-    t.ok("550 5.7.1 smtp-sink rejects every message" in head.get("last-error", ""),
+    reply = "550 5.1.1 smtp-sink rejects mail to %s" % AD_MANAGER
+    t.ok(reply in head.get("last-error", ""),
          "with the relay's reply in its last-error header", head)
-    t.ok(head.get("died-at") and head.get("death-reason") == "permanent failure"
-         and head.get("attempts") == "1",
-         "dead at its first attempt, for a permanent failure", head)
+    t.ok(head.get("died-at") and head.get("death-reason", "").startswith("permanent failure: ")
+         and reply in head.get("death-reason", "") and head.get("attempts") == "1",
+         "dead at its first attempt, the reply as the reason", head)
     t.ok(re.search(r"event=dead queue=mail id=%s .*550" % event, s.log("worker")),
          "the worker logged its death with the reply")
     listed = s.restockctl("dlq", "list")
     t.ok(listed.returncode == 0 and event in listed.stdout,
          "restockctl dlq list shows it", listed.stdout + listed.stderr)
 
+    told = wait_mails(s, kind="mail_dead")
+    t.is_(len(told), 1, "the operators are told of the dead email")
+    if told:
+        m = told[0]
+        check_headers(t, m, OPERATORS, "dead email alert")
+        t.ok(AD_MANAGER in m.subject and "품절: 부산도너츠 말차 (%s)" % sku in m.subject,
+             "its subject names the recipient and the dead email's subject", m.subject)
+        t.ok("받는 사람: %s\n" % AD_MANAGER in m.body and reply in m.body
+             and "restockctl dlq redrive %s" % event in m.body,
+             "its body names the recipient, the relay's reply and the redrive", m.body)
+
+    # A relay refusing everything: redriven, the email dies again, its alert dies
+    # too, and that is only logged: no alert about an alert.
+    s.stop("smtp")
+    s.start("smtp", env={"RESTOCK_SMTP_ARGS": "--permfail"})
+    t.is_(s.restockctl("dlq", "redrive", event).returncode, 0, "the dead email is redriven")
+    dead_alert = s.wait_until(lambda: [n for st, n, _ in alerts(s, "mail_dead") if st == "dead"])
+    t.ok(dead_alert, "its second death's alert is refused too and dead", alerts(s, "mail_dead"))
+    t.ok(s.wait_until(lambda: re.search(r"event=alert_dead id=%s to=\"%s\" .*550"
+                                        % (re.escape(dead_alert[0]) if dead_alert else "-",
+                                           re.escape(OPERATORS)), s.log("worker"))),
+         "the worker logged the dead alert with its recipient and the reply")
+    t.is_(len(alerts(s, "mail_dead")), 2,
+          "no alert about the dead alert is queued (one per death of the email)")
+
     # Back to a relay that accepts everything: the factory's callback for the first
-    # product sends its resume email, and the dead one stays dead: no retry, no
-    # email about it.
+    # product sends its resume email, and the dead ones stay dead: no retry.
     s.stop("smtp")
     s.start("smtp")
     sent = factory_requests(s, delivered)
@@ -111,12 +138,11 @@ def smtp_permfail(t, s, delivered):
           "the factory calls back for %s" % delivered)
     t.ok(wait_mails(s, kind="ad_resume"), "its resume email is delivered")
     t.is_(spool_find(s, "mail", event), ["dead"], "the 5xx email is still only in dead/")
-    t.is_(len(re.findall(r"event=rejected", s.log("smtp"))), 3,
-          "the 550 relay saw it once (2 rejections before were the 451s)")
-    t.is_(inbox(s, containing=sku), [], "it was never delivered")
-    t.is_([m for _, _, m in mail_queue(s) if m and m.get("kind") == "alert"], [],
-          "no operator alert about a failed email is queued")
-    t.is_(inbox(s, to="ops@donut-states.example"), [], "and none was received")
+    t.is_(len(re.findall(r"event=rejected", s.log("smtp"))), 5,
+          "the relays refused it once, then once more with its alert (2 rejections"
+          " before were the 451s)")
+    t.is_(inbox(s, to=AD_MANAGER, containing=sku), [], "it was never delivered")
+    t.is_(len(inbox(s, to=OPERATORS)), 1, "the operators received one alert in all")
 
 
 def body(t):
@@ -124,8 +150,8 @@ def body(t):
         down = smtp_down(t, s)
         smtp_tempfail(t, s)
         smtp_permfail(t, s, down)
-        t.is_(sorted(m.kind for m in inbox(s)), ["ad_pause", "ad_pause", "ad_resume"],
-              "in all: the two pause emails the relay took, and one resume email")
+        t.is_(sorted(m.kind for m in inbox(s)), ["ad_pause", "ad_pause", "ad_resume", "mail_dead"],
+              "in all: the two pause emails the relay took, one resume email and the alert")
         t.is_(len(set(m["Message-ID"] for m in inbox(s))), len(inbox(s)),
               "no email was received twice")
         t.is_(sum(len(spool_files(s, "mail", st)) for st in STATES if st not in ("done", "dead")),

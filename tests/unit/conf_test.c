@@ -151,7 +151,8 @@ main(void)
         rewind(devnull);
         size_t n = fread(buf, 1, sizeof(buf) - 1, devnull);
         buf[n] = '\0';
-        ok(strstr(buf, "#max_attempts = 5\n") && strstr(buf, "#spool_dir = /var/spool/restock\n"),
+        ok(strstr(buf, "#max_attempts = 0\n") && strstr(buf, "#factory_lifetime = 259200\n") &&
+               strstr(buf, "#spool_dir = /var/spool/restock\n"),
            "generated file documents keys at their defaults");
         /* The generated file, uncommented, must load: defaults are valid values. */
         for (char *p = buf; (p = strstr(p, "\n#")) != NULL; p++)

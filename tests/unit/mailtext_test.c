@@ -25,6 +25,9 @@ static const mailtext_var all_vars[] = {
     {"age", "17분"},
     {"count", "3"},
     {"ordered", "10"},
+    {"recipient", "ads@donut-states.example"},
+    {"subject", "[restock] 품절: 도넛 (CP-502101)"},
+    {"reason", "permanent failure: smtp 127.0.0.1: 550 5.7.1 no such user (RCPT)"},
     {NULL, NULL},
 };
 
@@ -98,6 +101,13 @@ main(void)
     ok(mailtext_render(MAILTEXT_DELAY_WARNING, all_vars, &subject, &body, &err) == RS_OK &&
            strstr(subject, "17분") && strstr(body, "대기 중인 메시지: 3개"),
        "delay warning: queue, age, count");
+    free(subject);
+    free(body);
+    ok(mailtext_render(MAILTEXT_MAIL_DEAD, all_vars, &subject, &body, &err) == RS_OK &&
+           strstr(subject, "ads@donut-states.example") && strstr(subject, "품절: 도넛") &&
+           strstr(body, "받는 사람: ads@donut-states.example") &&
+           strstr(body, "550 5.7.1 no such user"),
+       "dead email: recipient and subject in the subject, the relay's answer in the body");
     free(subject);
     free(body);
 

@@ -1,6 +1,8 @@
 /* Unit test of queue: backoff bounds, and delivery threads over a real spool with
  * a driver whose outcomes the test chooses: done, deferred with attempts and
- * error, dead after max_attempts with the dead hook called, dead at once. */
+ * error, dead after max_attempts with the dead hook called, dead at once, dead
+ * when the queue lifetime has passed; and queue_new failing when a thread cannot
+ * start. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -49,7 +51,27 @@ fake_dead(void *state, const spool_msg *msg, const char *reason)
     __atomic_add_fetch(&dead_calls, 1, __ATOMIC_SEQ_CST);
 }
 
-static const struct queue_driver fake = {"fake", fake_init, fake_fini, fake_deliver, fake_dead};
+static const struct queue_driver fake = {"fake",       fake_init, fake_fini,
+                                         fake_deliver, fake_dead, NULL};
+
+/* Every second thread cannot start (its SMTP client, say). */
+static int
+failing_init(const conf *cf, void **state, errbuf *err)
+{
+    static int calls;
+
+    *state = NULL;
+    if (__atomic_add_fetch(&calls, 1, __ATOMIC_SEQ_CST) % 2 == 0)
+        return errbuf_set(err, "no SMTP client today");
+    return RS_OK;
+}
+
+static const struct queue_driver failing = {"failing",    failing_init, fake_fini,
+                                            fake_deliver, fake_dead,    NULL};
+
+/* Retried until its lifetime (factory_lifetime, set by the test) has passed. */
+static const struct queue_driver mortal = {"mortal",     fake_init, fake_fini,
+                                           fake_deliver, fake_dead, "factory_lifetime"};
 
 /* Waits up to 10 s for the state of id; returns the message or NULL. */
 static spool_msg *
@@ -152,6 +174,80 @@ main(void)
 
     queue_destroy(&q);
     ok(q == NULL, "destroy stops the threads and clears the pointer");
+    conf_destroy(&cf);
+
+    /* No attempt limit (the default): within its lifetime a message is retried
+     * past the old limit of 5 attempts. */
+    setenv("RESTOCK_MAX_ATTEMPTS", "0", 1);
+    setenv("RESTOCK_FACTORY_LIFETIME", "3600", 1);
+    cf = conf_new("/dev/null", &err);
+    q = cf ? queue_new(cf, sp, &mortal, 1, &err) : NULL;
+    ok(q != NULL, "a queue with a lifetime starts");
+    spool_put(sp, "m-long", NULL, "retry", 5, &err);
+    queue_kick(q);
+    for (int round = 0; round < 8; round++) {
+        time_t next;
+        m = wait_state(sp, "m-long", SPOOL_DEFERRED);
+        if (m == NULL || spool_msg_attempts(m) != round + 1)
+            break;
+        spool_msg_destroy(&m);
+        if (round < 7) {
+            spool_wake(sp, time(NULL) + 1, &next, &err);
+            queue_kick(q);
+        }
+    }
+    m = NULL;
+    ok(spool_get(sp, "m-long", &m, &err) == 1 && spool_msg_state(m) == SPOOL_DEFERRED &&
+           spool_msg_attempts(m) == 8,
+       "8 transient failures within the lifetime: still deferred, not dead");
+    spool_msg_destroy(&m);
+    queue_destroy(&q);
+    conf_destroy(&cf);
+
+    /* A lifetime of 1 s: retried until it has passed, then dead. */
+    setenv("RESTOCK_FACTORY_LIFETIME", "1", 1);
+    cf = conf_new("/dev/null", &err);
+    q = cf ? queue_new(cf, sp, &mortal, 1, &err) : NULL;
+    spool_put(sp, "m-mortal", NULL, "retry", 5, &err);
+    queue_kick(q);
+    /* Both messages are older than 1 s in the end: wake them until both are dead
+     * (m-long, woken too, is older than the new lifetime). */
+    m = NULL;
+    for (int i = 0; i < 1000; i++) {
+        spool_msg *other = NULL;
+        time_t next;
+        int both =
+            spool_get(sp, "m-long", &other, &err) == 1 && spool_msg_state(other) == SPOOL_DEAD;
+        spool_msg_destroy(&other);
+        if (m == NULL && spool_get(sp, "m-mortal", &m, &err) == 1 &&
+            spool_msg_state(m) != SPOOL_DEAD)
+            spool_msg_destroy(&m);
+        if (both && m != NULL)
+            break;
+        spool_wake(sp, time(NULL) + 1, &next, &err);
+        queue_kick(q);
+        usleep(20000);
+    }
+    ok(m != NULL, "a lifetime of 1 s: the message is dead");
+    ok(m && spool_msg_death_reason(m) &&
+           strstr(spool_msg_death_reason(m),
+                  "queue lifetime of 1 s passed; last error: peer said 500"),
+       "its death reason names the lifetime and the last error: %s",
+       m && spool_msg_death_reason(m) ? spool_msg_death_reason(m) : "(none)");
+    ok(m && spool_msg_created(m) + 1 <= spool_msg_died_at(m),
+       "it died once the lifetime had passed");
+    spool_msg_destroy(&m);
+    is_int(__atomic_load_n(&dead_calls, __ATOMIC_SEQ_CST), 4, "the dead hook ran for both");
+    queue_destroy(&q);
+
+    /* A thread whose thread_init fails: queue_new fails with its error, and stops
+     * the threads that did start. */
+    err.msg[0] = '\0';
+    q = queue_new(cf, sp, &failing, 4, &err);
+    ok(q == NULL, "queue_new fails when a thread cannot start");
+    ok(strstr(err.msg, "failing queue") && strstr(err.msg, "no SMTP client today"),
+       "its error names the queue and the thread's error: %s", err.msg);
+
     spool_destroy(&sp);
     conf_destroy(&cf);
     {
