@@ -392,6 +392,8 @@ callback_queue_dead(void *state, const spool_msg *msg, const char *reason)
     drivers_alert_dead(msg, DELIVERY_QUEUE, last ? last : reason);
 }
 
+/* No lifetime_key: a stored delivery is the factory's only word on it, so it is
+ * never given up for age; while the database is down it waits (BLOCKED). */
 const struct queue_driver drivers_callback = {
     .name = DELIVERY_QUEUE,
     .thread_init = callback_thread_init,
