@@ -30,7 +30,7 @@ struct outbox {
     db_stmt *take;
     db_stmt *ad_status;
     const char *spool_fault; /* queue of the last sweep's failed put, or NULL */
-    token_keys keys; /* the callback token of each order */
+    token_keys keys;         /* the callback token of each order */
 };
 
 /* Columns of the pending query, in order. */

@@ -76,7 +76,7 @@ write(int fd, const void *buf, size_t len)
         errno = EIO;
         return -1;
     }
-    return FAULTSHIM_NEXT(ssize_t (*)(int, const void *, size_t), "write")(fd, buf, len);
+    return FAULTSHIM_NEXT(ssize_t(*)(int, const void *, size_t), "write")(fd, buf, len);
 }
 
 int
@@ -86,8 +86,8 @@ renameat(int olddir, const char *oldpath, int newdir, const char *newpath)
         errno = EIO;
         return -1;
     }
-    return FAULTSHIM_NEXT(int (*)(int, const char *, int, const char *), "renameat")(
-        olddir, oldpath, newdir, newpath);
+    return FAULTSHIM_NEXT(int (*)(int, const char *, int, const char *),
+                          "renameat")(olddir, oldpath, newdir, newpath);
 }
 
 int
@@ -97,6 +97,6 @@ renameat2(int olddir, const char *oldpath, int newdir, const char *newpath, unsi
         errno = EIO;
         return -1;
     }
-    return FAULTSHIM_NEXT(int (*)(int, const char *, int, const char *, unsigned), "renameat2")(
-        olddir, oldpath, newdir, newpath, flags);
+    return FAULTSHIM_NEXT(int (*)(int, const char *, int, const char *, unsigned),
+                          "renameat2")(olddir, oldpath, newdir, newpath, flags);
 }
