@@ -220,25 +220,10 @@ order_id_parse(const char *text, unsigned char id[IDENT_BYTES], const char *doin
 static void
 order_clip(const char *s, char out[ORDER_ERROR_CHARS * 4 + 1])
 {
-    size_t i = 0, chars = 0;
+    size_t n = utf8_cut_chars(s, strlen(s), ORDER_ERROR_CHARS);
 
-    while (s[i] != '\0') {
-        size_t n = 1;
-        unsigned char c = (unsigned char)s[i];
-
-        if (c >= 0xF0)
-            n = 4;
-        else if (c >= 0xE0)
-            n = 3;
-        else if (c >= 0xC0)
-            n = 2;
-        if (chars == ORDER_ERROR_CHARS || strnlen(s + i, n) < n)
-            break;
-        i += n;
-        chars++;
-    }
-    memcpy(out, s, i);
-    out[i] = '\0';
+    memcpy(out, s, n);
+    out[n] = '\0';
 }
 
 /* A text column of the current row into out (size bytes), "" for SQL NULL. */
