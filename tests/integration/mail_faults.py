@@ -73,7 +73,9 @@ def smtp_tempfail(t, s):
     retries = re.findall(r"event=deferred queue=mail id=%s attempts=(\d+) .*451" % event,
                          s.log("worker"))
     t.is_(retries, ["1", "2"], "the worker logged both deferrals with the 451 reply")
-    t.ok(re.search(r"event=delivered queue=mail id=%s attempts=3\b" % event, s.log("worker")),
+    # Logged once the message is done, which is after the relay has it.
+    t.ok(s.wait_until(lambda: re.search(r"event=delivered queue=mail id=%s attempts=3\b" % event,
+                                        s.log("worker"))),
          "and the delivery at the third attempt")
     s.wait_until(lambda: headers_of(s, "done", event))
     head = headers_of(s, "done", event)
@@ -98,7 +100,9 @@ def smtp_permfail(t, s, delivered):
     t.ok(head.get("died-at") and head.get("death-reason", "").startswith("permanent failure: ")
          and reply in head.get("death-reason", "") and head.get("attempts") == "1",
          "dead at its first attempt, the reply as the reason", head)
-    t.ok(re.search(r"event=dead queue=mail id=%s .*550" % event, s.log("worker")),
+    # The line comes after the rename into dead/: wait for it, do not race it.
+    t.ok(s.wait_until(lambda: re.search(r"event=dead queue=mail id=%s .*550" % event,
+                                        s.log("worker"))),
          "the worker logged its death with the reply")
     listed = s.restockctl("dlq", "list")
     t.ok(listed.returncode == 0 and event in listed.stdout,
