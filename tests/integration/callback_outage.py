@@ -16,7 +16,7 @@ import uuid
 from callback import is_error, order_of, post
 from harness import Stack, run_tests
 from inbox import AD_MANAGER, inbox, wait_mails
-from replenish_common import (REORDER, orders, outbox, spool_files, spool_find, spool_message,
+from replenish_common import (REORDER, orders, outbox, spool_catch, spool_files, spool_find,
                               token_hash)
 
 A, B, C = "CP-502101", "CP-502102", "CP-502103"
@@ -58,19 +58,21 @@ def body(t):
               ("accepted", a, REORDER), "the answer says accepted, with the order and quantity")
         t.ok("will be applied" in r.json().get("detail", ""),
              "and that it will be applied", r.json())
-        where = spool_find(s, "callback", a)
-        t.ok(where and where[0] in ("incoming", "active", "deferred"),
-             "the callback is on disk in the spool queue `callback`", where)
-        stored = spool_message(s, "callback", where[0], a) if where else None
-        t.ok(stored is not None and json.loads(stored[1]) == {
-            "order_id": a, "quantity": REORDER, "sku": A},
-             "it holds the order, the quantity and the product", stored)
-        raw = open(os.path.join(s.info["SPOOL_DIR"], "callback", where[0], a), "rb").read() \
-            if where else b""
+        caught = spool_catch(s, "callback", a)
+        t.ok(caught and caught[0] in ("incoming", "active", "deferred"),
+             "the callback is on disk in the spool queue `callback`", caught)
+        raw = caught[1] if caught else b""
+        head, _, rest = raw.partition(b"\n\n")
+        length = [int(ln[len(b"length: "):]) for ln in head.splitlines()
+                  if ln.startswith(b"length: ")]
+        try:
+            stored = json.loads(rest[:length[0]]) if length else None
+        except ValueError:
+            stored = None
+        t.ok(stored == {"order_id": a, "quantity": REORDER, "sku": A},
+             "it holds the order, the quantity and the product", raw)
         t.ok(raw and token_a.encode() not in raw, "and not the token", raw)
-        mode = os.stat(os.path.join(s.info["SPOOL_DIR"], "callback", where[0], a)).st_mode \
-            if where else 0
-        t.is_(mode & 0o077, 0, "the file is readable by restock alone")
+        t.is_(caught[2] & 0o077 if caught else None, 0, "the file is readable by restock alone")
 
         # Crashes between the 202 and the database's return lose nothing.
         s.kill("worker")

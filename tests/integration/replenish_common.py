@@ -177,6 +177,19 @@ def spool_message(s, queue, state, name):
     return spool_read(os.path.join(spool_dir(s, queue, state), name))
 
 
+def spool_catch(s, queue, name, tries=50):
+    """Message name read from whichever folder holds it, as (state, raw bytes, file
+    mode), or None. The worker may move it between a look and a read: the look is retried."""
+    for _ in range(tries):
+        for state in STATES:
+            try:
+                with open(os.path.join(spool_dir(s, queue, state), name), "rb") as f:
+                    return state, f.read(), os.fstat(f.fileno()).st_mode
+            except FileNotFoundError:
+                continue
+    return None
+
+
 def spool_find(s, queue, name):
     """The states (folders) where message name is."""
     return [st for st in STATES if os.path.exists(os.path.join(spool_dir(s, queue, st), name))]
