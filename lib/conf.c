@@ -14,6 +14,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 
 enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM };
 
@@ -607,5 +608,26 @@ conf_reload(const conf *old, const char *const *changeable, errbuf *err)
     }
     log_info("event=reloaded config=%s changed=%d kept=%d", cf->path ? cf->path : "(defaults)",
              changed - note.kept, note.kept);
+    return cf;
+}
+
+conf *
+conf_reload_current(const char *const *changeable)
+{
+    errbuf err = {{0}};
+    conf *now = conf_current(), *cf = NULL;
+
+    if (now != NULL)
+        cf = conf_reload(now, changeable, &err);
+    conf_destroy(&now);
+    if (cf == NULL) {
+        log_error("event=reload_failed error=\"%s\" action=\"the old configuration is kept\"",
+                  err.msg);
+        metrics_count(METRICS_RELOADS_FAILED);
+        return NULL;
+    }
+    log_set_level((enum log_level)log_level_parse(conf_str(cf, "log_level")));
+    conf_set_current(cf);
+    metrics_count(METRICS_RELOADS_OK);
     return cf;
 }

@@ -40,6 +40,13 @@ void conf_set_current(conf *cf);
  * keys that apply are logged by name (never by value: secrets). */
 conf *conf_reload(const conf *old, const char *const *changeable, errbuf *err);
 
+/* A program's reload: conf_reload of the current snapshot. Refused: logged
+ * (event=reload_failed, with the file's error), NULL, nothing changed. Else its
+ * log_level applied, made current, and returned (the caller's reference: it may
+ * read what it applies itself, then conf_destroy it). Both counted in
+ * restock_config_reloads_total. */
+conf *conf_reload_current(const char *const *changeable);
+
 /* 1 when key has another value in b than in a. */
 int conf_differs(const conf *a, const conf *b, const char *key);
 /* Calls fn for each key whose value differs; returns how many. */

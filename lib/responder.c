@@ -617,26 +617,14 @@ responder_usage(FILE *out)
  * database, the bus, the spool). */
 static const char *const responder_changeable[] = {"log_level", NULL};
 
-static conf *responder_conf; /* the one responder_main loaded, for the reload */
-
 static void
 responder_reload(void *app)
 {
-    errbuf err = {{0}};
     conf *cf;
 
     notify_reloading();
-    cf = conf_reload(responder_conf, responder_changeable, &err);
-    if (cf == NULL) {
-        log_error("event=reload_failed error=\"%s\" action=\"the old configuration is kept\"",
-                  err.msg);
-        metrics_count(METRICS_RELOADS_FAILED);
-    } else {
-        log_set_level((enum log_level)log_level_parse(conf_str(cf, "log_level")));
-        conf_set_current(cf);
-        conf_destroy(&cf);
-        metrics_count(METRICS_RELOADS_OK);
-    }
+    cf = conf_reload_current(responder_changeable);
+    conf_destroy(&cf);
     notify_ready("serving");
 }
 
@@ -662,7 +650,6 @@ responder_main(int argc, char **argv, const struct responder_program *prog)
     if (cf == NULL)
         return status;
     status = 1;
-    responder_conf = cf;
     conf_set_current(cf);
     if (prog->reload == NULL)
         with_reload.reload = responder_reload;
@@ -696,7 +683,6 @@ done:
         prog->app_fini(app);
     metrics_destroy(&counters);
     conf_set_current(NULL);
-    responder_conf = NULL;
     conf_destroy(&cf);
     return status;
 }

@@ -275,27 +275,18 @@ worker_spool_fault(struct worker_fault *f, alert *alerts, const char *queue_name
 static void
 worker_reload(struct worker_watch *w, scrape *endpoint)
 {
-    errbuf err = {{0}};
-    conf *now = conf_current(), *cf;
+    conf *cf;
 
     notify_reloading();
-    cf = conf_reload(now, worker_changeable, &err);
-    if (cf == NULL) {
-        log_error("event=reload_failed error=\"%s\" action=\"the old configuration is kept\"",
-                  err.msg);
-        metrics_count(METRICS_RELOADS_FAILED);
-    } else {
-        log_set_level((enum log_level)log_level_parse(conf_str(cf, "log_level")));
+    cf = conf_reload_current(worker_changeable);
+    if (cf != NULL) {
         w->callback_timeout = conf_int(cf, "callback_timeout");
         w->delay_warning = conf_int(cf, "delay_warning");
         w->done_retention = conf_int(cf, "done_retention");
         if (endpoint != NULL)
             scrape_set_limits(endpoint, w->delay_warning, w->callback_timeout);
-        conf_set_current(cf); /* deliveries pick it up at their next message */
-        conf_destroy(&cf);
-        metrics_count(METRICS_RELOADS_OK);
+        conf_destroy(&cf); /* deliveries pick it up at their next message */
     }
-    conf_destroy(&now);
     notify_ready("delivering");
 }
 
