@@ -3,7 +3,9 @@
  * on-disk spool queues (factory, mail), and delivers them on threads: orders to
  * the factory, emails through the SMTP relay. It watches for what operators must
  * hear of: dead messages, corrupt files, orders whose callback never came, and
- * messages waiting too long. One worker per spool (a lock file says so). */
+ * messages waiting too long. It serves every program's Prometheus metrics on
+ * metrics_listen (scrape.c), and re-reads its configuration on SIGHUP. One worker
+ * per spool (a lock file says so). */
 #include "config.h"
 
 #include <errno.h>
@@ -29,10 +31,10 @@
 #include "http.h"
 #include "ident.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "order.h"
 #include "outbox.h"
-#include "metrics.h"
 #include "queue.h"
 #include "scrape.h"
 #include "spool.h"
