@@ -221,7 +221,7 @@ def prometheus(t, s):
             ('sum(restock_up)', 3.0),
         ]
         for expr, want in checks:
-            got = s.wait_until(lambda: prom_query(port, expr) == want, timeout=30)
+            s.wait_until(lambda: prom_query(port, expr) == want, timeout=30)
             t.is_(prom_query(port, expr), want, "Prometheus: %s = %r (database, spool, sink)"
                   % (expr, want))
         t.ok(prom_query(port, 'count(ALERTS{alertname="RestockDeadLetter"})') is None,
