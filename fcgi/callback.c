@@ -26,6 +26,7 @@
 #include "ident.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "order.h"
 #include "responder.h"
 #include "spool.h"
@@ -136,6 +137,7 @@ callback_token(const char *query, char out[TOKEN_HEX + 1])
 static void
 callback_unavailable(responder_request *rq)
 {
+    metrics_count(METRICS_CALLBACK_UNAVAILABLE);
     responder_header(rq, "Retry-After", "5");
     responder_reply_error(rq, 503, "service unavailable: the callback was not recorded");
 }
@@ -166,8 +168,10 @@ callback_store(responder_request *rq, struct callback_thread *t, const struct de
     }
     log_warn("event=callback_stored order=%s quantity=%lld queue=%s new=%d", d->order_id,
              d->quantity, DELIVERY_QUEUE, put);
-    if (bus_ring(delivery_agent_bell(t->agent), DELIVERY_QUEUE, d->order_id) != RS_OK)
+    if (bus_ring(delivery_agent_bell(t->agent), DELIVERY_QUEUE, d->order_id) != RS_OK) {
+        metrics_count(METRICS_DOORBELLS_DROPPED);
         log_warn("event=doorbell_dropped topic=%s order=%s", DELIVERY_QUEUE, d->order_id);
+    }
     reply = cJSON_CreateObject();
     if (reply == NULL) {
         responder_reply_error(rq, 500, "out of memory");
@@ -180,6 +184,7 @@ callback_store(responder_request *rq, struct callback_thread *t, const struct de
     cJSON_AddStringToObject(reply, "detail",
                             "accepted: stored durably, it will be applied when the database is "
                             "back");
+    metrics_count(METRICS_CALLBACK_STORED);
     responder_reply_json(rq, 202, reply);
     cJSON_Delete(reply);
 }
@@ -201,12 +206,14 @@ callback_handle(responder_request *rq, void *state)
 
     if (strncmp(path, CALLBACK_PREFIX, strlen(CALLBACK_PREFIX)) != 0 ||
         ident_parse(path + strlen(CALLBACK_PREFIX), order_id) != 0) {
+        metrics_count(METRICS_CALLBACK_NOT_FOUND);
         responder_reply_error(rq, 404, "unknown order: %.*s is not an order's callback URL",
                               (int)utf8_cut(path, strlen(path), 200), path);
         return;
     }
     ident_format(order_id, sizeof(order_id), order_text);
     if (strcmp(responder_method(rq), "POST") != 0) {
+        metrics_count(METRICS_CALLBACK_BAD_REQUEST);
         responder_header(rq, "Allow", "POST");
         responder_reply_error(rq, 405, "method %.*s not allowed: use POST",
                               (int)utf8_cut(responder_method(rq), strlen(responder_method(rq)), 16),
@@ -218,6 +225,7 @@ callback_handle(responder_request *rq, void *state)
      * tokens is checked against its stored hash below. */
     if (callback_token(responder_param(rq, "QUERY_STRING"), token) != RS_OK) {
         log_warn("event=callback_rejected order=%s reason=bad_token", order_text);
+        metrics_count(METRICS_CALLBACK_FORBIDDEN);
         responder_reply_error(rq, 403, "forbidden: missing or wrong token for order %s",
                               order_text);
         return;
@@ -226,12 +234,14 @@ callback_handle(responder_request *rq, void *state)
     body = responder_body(rq, &body_len);
     if (keyed && delivery_from_callback(order_text, body, body_len, t->app->quantity_max, &d,
                                         &err) != RS_OK) {
+        metrics_count(METRICS_CALLBACK_BAD_REQUEST);
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
     }
 
     found = order_get(delivery_agent_orders(t->agent), order_text, &view, &err);
     if (found < 0) {
+        metrics_count(METRICS_DATABASE_ERRORS);
         log_error("event=callback_db_failed order=%s error=\"%s\"", order_text, err.msg);
         if (keyed)
             callback_store(rq, t, &d);
@@ -241,28 +251,33 @@ callback_handle(responder_request *rq, void *state)
     }
     if (found == 0) {
         log_warn("event=callback_rejected order=%s reason=unknown_order", order_text);
+        metrics_count(METRICS_CALLBACK_NOT_FOUND);
         responder_reply_error(rq, 404, "unknown order %s", order_text);
         return;
     }
     if (!keyed &&
         !(view.token_legacy && token_verify(token, view.token_hash, view.token_hash_len))) {
         log_warn("event=callback_rejected order=%s reason=bad_token", order_text);
+        metrics_count(METRICS_CALLBACK_FORBIDDEN);
         responder_reply_error(rq, 403, "forbidden: missing or wrong token for order %s",
                               order_text);
         return;
     }
     if (!keyed && delivery_from_callback(order_text, body, body_len, t->app->quantity_max, &d,
                                          &err) != RS_OK) {
+        metrics_count(METRICS_CALLBACK_BAD_REQUEST);
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
     }
 
     result = delivery_agent_apply(t->agent, &view, &d, 0, &outcome, &err);
     if (result == DELIVERY_WRONG_PRODUCT) {
+        metrics_count(METRICS_CALLBACK_BAD_REQUEST);
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
     }
     if (result < 0) {
+        metrics_count(METRICS_DATABASE_ERRORS);
         log_error("event=callback_db_failed order=%s quantity=%lld error=\"%s\"", order_text,
                   d.quantity, err.msg);
         if (keyed)
@@ -272,6 +287,7 @@ callback_handle(responder_request *rq, void *state)
         return;
     }
     if (result == DELIVERY_REFUSED) {
+        metrics_count(METRICS_CALLBACK_REFUSED);
         responder_reply_error(rq, 422,
                               "order %s was for %lld, the callback claims %lld: more than "
                               "ordered, nothing was applied (operators are told)",
@@ -300,6 +316,7 @@ callback_handle(responder_request *rq, void *state)
         cJSON_AddNumberToObject(reply, "stock", (double)outcome.stock);
         cJSON_AddStringToObject(reply, "status", "fulfilled");
     }
+    metrics_count(result == DELIVERY_REPEATED ? METRICS_CALLBACK_REPEATED : METRICS_CALLBACK_OK);
     responder_reply_json(rq, 200, reply);
     cJSON_Delete(reply);
 }

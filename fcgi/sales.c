@@ -11,6 +11,7 @@
 #include "ident.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "order.h"
 #include "responder.h"
 #include "row.h"
@@ -46,6 +47,7 @@ struct sales_thread {
 static void
 sales_unavailable(struct sales_thread *th, responder_request *rq, const errbuf *err)
 {
+    metrics_count(METRICS_DATABASE_ERRORS);
     if (!th->db_down)
         log_error("event=database_unavailable error=\"%s\"", err->msg);
     th->db_down = 1;
@@ -222,17 +224,24 @@ sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, 
     int state = order_open(th->orders, sku, quantity, &out, &err);
 
     if (state < 0) {
+        metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
         sales_unavailable(th, rq, &err);
         return;
     }
     if (state == ORDER_NO_PRODUCT) {
+        metrics_count(METRICS_CHECKOUT_NOT_FOUND);
         sales_reply_message(rq, 404, "상품 없음");
         return;
     }
     /* After the commit, never before: the worker must find the row it is woken
      * for. A lost doorbell costs one sweep interval, not the order. */
-    if (state == ORDER_OPENED && bus_ring(th->bell, BUS_STOCK_EMPTY, out.event) != RS_OK)
+    if (state == ORDER_OPENED)
+        metrics_count(METRICS_SELLOUTS);
+    if (state == ORDER_OPENED && bus_ring(th->bell, BUS_STOCK_EMPTY, out.event) != RS_OK) {
+        metrics_count(METRICS_DOORBELLS_DROPPED);
         log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_EMPTY, out.event);
+    }
+    metrics_count(METRICS_CHECKOUT_REFUSED);
     sales_reply_checkout(rq, 409, "구매 실패!", sku, out.remaining, sales_replenishment(state));
 }
 
@@ -252,6 +261,7 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
         (json_parse_object(body, len, &json, &err) != RS_OK ||
          json_opt_str(json, "sku", 1, SALES_SKU_MAX, &sku, &err) != RS_OK ||
          json_opt_int(json, "quantity", 1, SALES_QUANTITY_MAX, 0, &quantity, &err) != RS_OK)) {
+        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
         responder_reply_error(rq, 400, "%s", err.msg);
         goto done;
     }
@@ -260,15 +270,18 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
      * stock left by this very update in the same round trip. */
     rows = db_stmt_exec(th->buy, &err, "isi", quantity, sku, quantity);
     if (rows < 0) {
+        metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
         sales_unavailable(th, rq, &err);
         goto done;
     }
     sales_db_answered(th);
     if (rows == 0)
         sales_sold_out(th, rq, sku, quantity);
-    else
+    else {
+        metrics_count(METRICS_CHECKOUT_SOLD);
         sales_reply_checkout(rq, 200, "구매 완료!", sku, (long long)db_stmt_insert_id(th->buy),
                              NULL);
+    }
 
 done:
     cJSON_Delete(json); /* after the reply: sku may point into it */

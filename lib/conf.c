@@ -4,6 +4,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 
 enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM };
 
@@ -91,6 +94,13 @@ static const struct conf_param conf_params[] = {
     {"done_retention", CONF_INT, "604800", 0, 31536000, NULL, 0, NULL,
      "Seconds a delivered message is kept in done/ (it makes a repeated event a no-op)."},
 
+    {"metrics_listen", CONF_STR, "127.0.0.1:9464", 0, 0, NULL, 0, "Metrics (Prometheus)",
+     "Address (host:port, [v6]:port) where restock-worker serves the Prometheus metrics of "
+     "every program at /metrics; empty: no endpoint. Keep it off the public network."},
+    {"metrics_dir", CONF_STR, "/run/restock/metrics", 0, 0, NULL, 0, NULL,
+     "Folder of the programs' counter files (one small shared file per process), which the "
+     "worker sums at each scrape."},
+
     {"factory_api", CONF_STR, "", 0, 0, NULL, 0, "Factory",
      "Factory API base URL for factories whose factory.api column is empty."},
     {"requester", CONF_STR, "restock", 0, 0, NULL, 0, NULL,
@@ -128,11 +138,15 @@ static const struct conf_param conf_params[] = {
 #define CONF_NPARAMS (sizeof(conf_params) / sizeof(conf_params[0]))
 
 struct conf {
+    atomic_int refs; /* conf_ref; conf_destroy frees at the last */
+    unsigned long generation;
     char *path;
     char *values[CONF_NPARAMS];
     const char *origins[CONF_NPARAMS]; /* "default", "environment" or the path */
     long ints[CONF_NPARAMS];
 };
+
+static int conf_index_or_abort(const char *key);
 
 static int
 conf_index(const char *key)
@@ -298,6 +312,8 @@ conf_load_file(conf *self, FILE *f, errbuf *err)
     return RS_OK;
 }
 
+static atomic_ulong conf_generations;
+
 conf *
 conf_new(const char *path, errbuf *err)
 {
@@ -309,6 +325,8 @@ conf_new(const char *path, errbuf *err)
         errbuf_set(err, "out of memory");
         return NULL;
     }
+    atomic_init(&self->refs, 1);
+    self->generation = atomic_fetch_add(&conf_generations, 1) + 1;
     for (size_t i = 0; i < CONF_NPARAMS; i++)
         if (conf_set(self, i, conf_params[i].def, "default", err) != RS_OK)
             goto fail; /* a bad default is a bug the unit test catches */
@@ -365,11 +383,77 @@ conf_destroy(conf **self_p)
 
     if (self == NULL)
         return;
+    *self_p = NULL;
+    if (atomic_fetch_sub(&self->refs, 1) > 1)
+        return; /* another holder still reads it */
     for (size_t i = 0; i < CONF_NPARAMS; i++)
         free(self->values[i]);
     free(self->path);
     free(self);
-    *self_p = NULL;
+}
+
+conf *
+conf_ref(conf *self)
+{
+    atomic_fetch_add(&self->refs, 1);
+    return self;
+}
+
+unsigned long
+conf_generation(const conf *self)
+{
+    return self->generation;
+}
+
+/* The process's current snapshot: swapped whole under the lock, so that a reader
+ * gets either the old or the new one, never a mix, and keeps it as long as it
+ * holds its reference. */
+static pthread_mutex_t conf_current_lock = PTHREAD_MUTEX_INITIALIZER;
+static conf *conf_current_cf;
+
+conf *
+conf_current(void)
+{
+    conf *cf;
+
+    pthread_mutex_lock(&conf_current_lock);
+    cf = conf_current_cf ? conf_ref(conf_current_cf) : NULL;
+    pthread_mutex_unlock(&conf_current_lock);
+    return cf;
+}
+
+void
+conf_set_current(conf *cf)
+{
+    conf *old;
+
+    pthread_mutex_lock(&conf_current_lock);
+    old = conf_current_cf;
+    conf_current_cf = cf ? conf_ref(cf) : NULL;
+    pthread_mutex_unlock(&conf_current_lock);
+    conf_destroy(&old);
+}
+
+int
+conf_differs(const conf *a, const conf *b, const char *key)
+{
+    int i = conf_index_or_abort(key);
+
+    return strcmp(a->values[i], b->values[i]) != 0;
+}
+
+int
+conf_each_changed(const conf *old, const conf *new_cf, void (*fn)(void *arg, const char *key),
+                  void *arg)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < CONF_NPARAMS; i++)
+        if (strcmp(old->values[i], new_cf->values[i]) != 0) {
+            fn(arg, conf_params[i].key);
+            n++;
+        }
+    return n;
 }
 
 static int
@@ -473,4 +557,77 @@ conf_write_effective(const conf *self, FILE *out)
             v = "********";
         fprintf(out, "%s = %s\t# %s\n", conf_params[i].key, v, self->origins[i]);
     }
+}
+
+struct conf_reload_note {
+    const char *const *changeable;
+    int kept;
+};
+
+static void
+conf_reload_note(void *arg, const char *key)
+{
+    struct conf_reload_note *n = arg;
+
+    for (const char *const *k = n->changeable; *k != NULL; k++)
+        if (strcmp(*k, key) == 0) {
+            /* The key, never its value: it may be a secret. */
+            log_info("event=config_changed key=%s", key);
+            return;
+        }
+    log_warn("event=config_kept key=%s reason=\"cannot change while running: the old value "
+             "stays until a restart\"",
+             key);
+    n->kept++;
+}
+
+conf *
+conf_reload(const conf *old, const char *const *changeable, errbuf *err)
+{
+    struct conf_reload_note note = {changeable, 0};
+    conf *cf = conf_new(conf_path(old), err);
+    int changed;
+
+    if (cf == NULL)
+        return NULL;
+    /* A key that cannot change keeps its old value in the new snapshot, so that
+     * whoever reads the current configuration never sees it half-applied. */
+    changed = conf_each_changed(old, cf, conf_reload_note, &note);
+    for (size_t i = 0; i < CONF_NPARAMS; i++) {
+        int can = 0;
+        for (const char *const *k = changeable; *k != NULL; k++)
+            can = can || strcmp(*k, conf_params[i].key) == 0;
+        /* An origin that is old's path must not outlive old: the same file's. */
+        const char *origin =
+            old->origins[i] == old->path && cf->path != NULL ? cf->path : old->origins[i];
+        if (!can && strcmp(old->values[i], cf->values[i]) != 0 &&
+            conf_set(cf, i, old->values[i], origin, err) != RS_OK) {
+            conf_destroy(&cf);
+            return NULL;
+        }
+    }
+    log_info("event=reloaded config=%s changed=%d kept=%d", cf->path ? cf->path : "(defaults)",
+             changed - note.kept, note.kept);
+    return cf;
+}
+
+conf *
+conf_reload_current(const char *const *changeable)
+{
+    errbuf err = {{0}};
+    conf *now = conf_current(), *cf = NULL;
+
+    if (now != NULL)
+        cf = conf_reload(now, changeable, &err);
+    conf_destroy(&now);
+    if (cf == NULL) {
+        log_error("event=reload_failed error=\"%s\" action=\"the old configuration is kept\"",
+                  err.msg);
+        metrics_count(METRICS_RELOADS_FAILED);
+        return NULL;
+    }
+    log_set_level((enum log_level)log_level_parse(conf_str(cf, "log_level")));
+    conf_set_current(cf);
+    metrics_count(METRICS_RELOADS_OK);
+    return cf;
 }

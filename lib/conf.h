@@ -18,7 +18,40 @@ typedef struct conf conf;
  * named file may not. Unknown keys and invalid values are errors naming the key,
  * the value and where it came from. */
 conf *conf_new(const char *path, errbuf *err);
+/* Drops the caller's reference (conf_new's or conf_ref's); the last one frees. */
 void conf_destroy(conf **self_p);
+/* One more reference to a loaded configuration, for a reader that keeps it. */
+conf *conf_ref(conf *self);
+/* Different for every conf_new of the process: tells a holder that it has an
+ * older snapshot than the current one. */
+unsigned long conf_generation(const conf *self);
+
+/* Reload (SIGHUP). The process's current configuration: conf_current returns a
+ * reference (conf_destroy it when done, at the end of a unit of work, so that the
+ * whole unit sees one snapshot) or NULL before conf_set_current. conf_set_current
+ * swaps it atomically (it takes its own reference; NULL drops the current). */
+conf *conf_current(void);
+void conf_set_current(conf *cf);
+
+/* Reads the configuration again from where old came from. NULL with err when it
+ * does not load (the caller keeps old). Otherwise the new snapshot, in which
+ * every key not listed in changeable (NULL-terminated) that changed keeps its old
+ * value and is logged as kept (event=config_kept key=…, a warning); the changed
+ * keys that apply are logged by name (never by value: secrets). */
+conf *conf_reload(const conf *old, const char *const *changeable, errbuf *err);
+
+/* A program's reload: conf_reload of the current snapshot. Refused: logged
+ * (event=reload_failed, with the file's error), NULL, nothing changed. Else its
+ * log_level applied, made current, and returned (the caller's reference: it may
+ * read what it applies itself, then conf_destroy it). Both counted in
+ * restock_config_reloads_total. */
+conf *conf_reload_current(const char *const *changeable);
+
+/* 1 when key has another value in b than in a. */
+int conf_differs(const conf *a, const conf *b, const char *key);
+/* Calls fn for each key whose value differs; returns how many. */
+int conf_each_changed(const conf *old, const conf *new_cf, void (*fn)(void *arg, const char *key),
+                      void *arg);
 
 /* Values by name. The name must be one of the table's (a typo aborts: it is a bug). */
 const char *conf_str(const conf *self, const char *key);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,14 +10,21 @@
 #include "log.h"
 
 static const char *log_program = "restock";
-static enum log_level log_min = LOG_LEVEL_INFO;
+/* Atomic: a reload (SIGHUP) changes it while other threads write lines. */
+static atomic_int log_min = LOG_LEVEL_INFO;
 static const char *const log_names[] = {"debug", "info", "warn", "error"};
 
 void
 log_init(const char *program, enum log_level level)
 {
     log_program = program;
-    log_min = level;
+    atomic_store_explicit(&log_min, (int)level, memory_order_relaxed);
+}
+
+void
+log_set_level(enum log_level level)
+{
+    atomic_store_explicit(&log_min, (int)level, memory_order_relaxed);
 }
 
 int
@@ -35,7 +43,7 @@ log_write(enum log_level level, const char *fmt, ...)
     int n;
     va_list ap;
 
-    if (level < log_min)
+    if ((int)level < atomic_load_explicit(&log_min, memory_order_relaxed))
         return;
     n = snprintf(line, sizeof(line), "%s %s ", log_names[level], log_program);
     va_start(ap, fmt);

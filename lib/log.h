@@ -7,6 +7,8 @@ enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERRO
 
 /* Names the program in every line and sets the lowest level printed. */
 void log_init(const char *program, enum log_level level);
+/* Changes the lowest level printed (a reload), safe while other threads log. */
+void log_set_level(enum log_level level);
 
 /* Parses "debug", "info", "warn" or "error"; returns -1 for anything else. */
 int log_level_parse(const char *name);

@@ -27,3 +27,14 @@ notify_stopping(void)
     if (rc < 0)
         log_warn("event=notify_failed what=STOPPING error=\"%s\"", strerror(-rc));
 }
+
+void
+notify_reloading(void)
+{
+    /* RELOADING=1 then READY=1 when done: systemctl reload waits for it with
+     * Type=notify-reload (systemd 253); older ones ignore the line. */
+    int rc = sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
+
+    if (rc < 0)
+        log_warn("event=notify_failed what=RELOADING error=\"%s\"", strerror(-rc));
+}

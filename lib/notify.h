@@ -9,6 +9,9 @@
  * and fails if the program exits first. */
 void notify_ready(const char *status);
 
+/* The program re-reads its configuration (SIGHUP); notify_ready follows. */
+void notify_reloading(void);
+
 /* The program has begun to stop (requests or deliveries in flight still finish). */
 void notify_stopping(void);
 

@@ -42,6 +42,7 @@ enum order_stmt {
     /* overdue callbacks */
     ST_OVERDUE,
     ST_REPORTED,
+    ST_OVERDUE_COUNT,
     ST_COUNT
 };
 
@@ -138,6 +139,10 @@ static const struct {
     [ST_REPORTED] = {"UPDATE replenishment_order SET overdue_reported_at = CURRENT_TIMESTAMP(6)"
                      " WHERE order_id = ?",
                      0},
+    /* The metrics' restock_orders_overdue: reported or not, as long as it lasts. */
+    [ST_OVERDUE_COUNT] = {"SELECT COUNT(*) FROM replenishment_order WHERE status = 'sent'"
+                          " AND sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND",
+                          DB_IDEMPOTENT},
 };
 
 struct order {
@@ -633,4 +638,14 @@ int
 order_overdue_reported(order *self, const char *order_id, errbuf *err)
 {
     return order_change(self, ST_REPORTED, order_id, 0, NULL, "marking order", "reported", err);
+}
+
+long long
+order_count_overdue(order *self, long timeout, errbuf *err)
+{
+    db_stmt *st = self->st[ST_OVERDUE_COUNT];
+
+    if (db_stmt_exec(st, err, "i", (long long)timeout) < 0)
+        return RS_ERR;
+    return db_stmt_next(st) ? db_stmt_col_int(st, 0) : 0;
 }

@@ -191,4 +191,8 @@ int order_each_overdue(order *self, long timeout,
 /* Operators were told that its callback is overdue: it is not reported again. */
 int order_overdue_reported(order *self, const char *order_id, errbuf *err);
 
+/* Orders sent longer than timeout seconds ago whose callback has not come
+ * (told to operators or not), or RS_ERR. */
+long long order_count_overdue(order *self, long timeout, errbuf *err);
+
 #endif

@@ -20,6 +20,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "responder.h"
 
@@ -503,6 +504,7 @@ responder_signals(sigset_t *set)
     sigemptyset(set);
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
 }
 
 /* Stops accepting: libfcgi's flag for threads on their way to accept(), and a
@@ -570,8 +572,15 @@ responder_run(responder *self, errbuf *err)
      * failed start (each request answers 503 until it is back, /healthz says so),
      * or a responder started before its database would crash-loop. */
     notify_ready("serving");
-    if (sigwait(&set, &sig) != 0)
-        sig = SIGTERM;
+    for (;;) {
+        if (sigwait(&set, &sig) != 0)
+            sig = SIGTERM;
+        if (sig != SIGHUP)
+            break;
+        /* In this thread, while the others go on serving: nothing waits. */
+        if (self->prog->reload != NULL)
+            self->prog->reload(self->app);
+    }
     notify_stopping();
     responder_stop_accepting(self);
     /* Logged once no new connection is accepted (tests rely on that order). */
@@ -604,11 +613,28 @@ responder_usage(FILE *out)
             prog->name, prog->socket_key, prog->threads_key, CONF_DEFAULT_PATH);
 }
 
+/* What a responder applies at run time; the rest is kept (sockets, threads, the
+ * database, the bus, the spool). */
+static const char *const responder_changeable[] = {"log_level", NULL};
+
+static void
+responder_reload(void *app)
+{
+    conf *cf;
+
+    notify_reloading();
+    cf = conf_reload_current(responder_changeable);
+    conf_destroy(&cf);
+    notify_ready("serving");
+}
+
 int
 responder_main(int argc, char **argv, const struct responder_program *prog)
 {
     struct responder_settings settings;
+    struct responder_program with_reload = *prog;
     responder *server = NULL;
+    metrics *counters = NULL;
     conf *cf = NULL;
     void *app = NULL;
     int app_ready = 0, status = 1;
@@ -624,6 +650,15 @@ responder_main(int argc, char **argv, const struct responder_program *prog)
     if (cf == NULL)
         return status;
     status = 1;
+    conf_set_current(cf);
+    if (prog->reload == NULL)
+        with_reload.reload = responder_reload;
+    prog = &with_reload;
+    /* Without its counters a responder still serves: metrics are not worth an
+     * outage. */
+    counters = metrics_new(conf_str(cf, "metrics_dir"), prog->name, &err);
+    if (counters == NULL)
+        log_warn("event=metrics_unavailable error=\"%s\"", err.msg);
     settings.socket_path = conf_str(cf, prog->socket_key);
     settings.socket_mode = (unsigned)conf_int(cf, "socket_mode");
     settings.backlog = (int)conf_int(cf, "socket_backlog");
@@ -646,6 +681,8 @@ done:
     responder_destroy(&server);
     if (app_ready && prog->app_fini != NULL)
         prog->app_fini(app);
+    metrics_destroy(&counters);
+    conf_set_current(NULL);
     conf_destroy(&cf);
     return status;
 }

@@ -4,7 +4,9 @@
  * program (a database connection with prepared statements, say); it reads the
  * body up to a limit, calls the program's handler, and offers the JSON replies.
  * SIGTERM or SIGINT: it stops accepting, finishes the requests in flight, and
- * returns (the program exits 0). */
+ * returns (the program exits 0). SIGHUP re-reads the configuration; like the
+ * other two it is taken by sigwait in the main thread, so that no serving
+ * thread (blocked in FCGX_Accept_r or mid-request) is ever interrupted. */
 #ifndef RESTOCK_RESPONDER_H
 #define RESTOCK_RESPONDER_H
 
@@ -42,6 +44,10 @@ struct responder_program {
     /* One request; must answer it with exactly one responder_reply*. An
      * unanswered request answers 500. */
     void (*handle)(responder_request *rq, void *state);
+    /* SIGHUP, in the main thread while the serving threads go on; NULL: the
+     * frame's own (log_level is applied, other changed keys are kept with a
+     * warning, a file that does not load is refused and the old one kept). */
+    void (*reload)(void *app);
 };
 
 /* The whole program: options (-c FILE, -h), configuration, log, the server until

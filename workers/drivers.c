@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mail.h"
 #include "mailtext.h"
+#include "metrics.h"
 #include "order.h"
 #include "timetext.h"
 #include "utf8.h"
@@ -98,7 +99,34 @@ struct factory_thread {
     http *client;
     order *orders;
     factory *driver;
+    conf *cf; /* the snapshot driver reads (a reference, or NULL: the start's) */
 };
+
+/* After a reload, the next message builds its driver on the new snapshot
+ * (factory_api, public_url, requester, attempt_timeout). */
+static void
+factory_thread_refresh(struct factory_thread *t)
+{
+    conf *cf = conf_current();
+    errbuf err = {{0}};
+    factory *fresh;
+
+    if (cf == NULL || (t->cf != NULL && conf_generation(cf) == conf_generation(t->cf)) ||
+        (t->cf == NULL && conf_generation(cf) == conf_generation(drivers_ctx.cf))) {
+        conf_destroy(&cf);
+        return;
+    }
+    fresh = factory_new(cf, t->orders, t->client, &err);
+    if (fresh == NULL) {
+        log_error("event=reload_failed what=factory error=\"%s\"", err.msg);
+        conf_destroy(&cf);
+        return;
+    }
+    factory_destroy(&t->driver);
+    t->driver = fresh;
+    conf_destroy(&t->cf);
+    t->cf = cf;
+}
 
 static void
 factory_thread_fini(void *state)
@@ -107,6 +135,7 @@ factory_thread_fini(void *state)
 
     if (t != NULL) {
         factory_destroy(&t->driver);
+        conf_destroy(&t->cf);
         order_destroy(&t->orders);
         http_destroy(&t->client);
         db_destroy(&t->conn);
@@ -153,6 +182,7 @@ factory_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
 {
     struct factory_thread *t = state;
 
+    factory_thread_refresh(t);
     switch (factory_deliver(t->driver, spool_msg_body(msg), spool_msg_len(msg), err)) {
     case FACTORY_SENT:
         return QUEUE_DONE;
@@ -194,23 +224,59 @@ const struct queue_driver drivers_factory = {
 
 /* --- mail ---------------------------------------------------------------- */
 
+struct mail_thread {
+    mail *client;
+    unsigned long generation; /* of the snapshot client was made from */
+};
+
 static int
 mail_thread_init(const conf *cf, void **state, errbuf *err)
 {
-    mail *m = mail_new(cf, err);
+    struct mail_thread *t = calloc(1, sizeof(*t));
 
-    if (m == NULL)
+    if (t == NULL)
+        return errbuf_set(err, "out of memory");
+    t->client = mail_new(cf, err);
+    if (t->client == NULL) {
+        free(t);
         return RS_ERR;
-    *state = m;
+    }
+    t->generation = conf_generation(cf);
+    *state = t;
     return RS_OK;
 }
 
 static void
 mail_thread_fini(void *state)
 {
-    mail *m = state;
+    struct mail_thread *t = state;
 
-    mail_destroy(&m);
+    if (t != NULL) {
+        mail_destroy(&t->client);
+        free(t);
+    }
+}
+
+/* After a reload the next email goes out with the new SMTP settings (and
+ * password): mail_new copies what it needs, so the snapshot is let go at once. */
+static void
+mail_thread_refresh(struct mail_thread *t)
+{
+    conf *cf = conf_current();
+    errbuf err = {{0}};
+    mail *fresh;
+
+    if (cf != NULL && conf_generation(cf) != t->generation) {
+        fresh = mail_new(cf, &err);
+        if (fresh == NULL) {
+            log_error("event=reload_failed what=mail error=\"%s\"", err.msg);
+        } else {
+            mail_destroy(&t->client);
+            t->client = fresh;
+        }
+        t->generation = conf_generation(cf); /* tried once per snapshot */
+    }
+    conf_destroy(&cf);
 }
 
 /* What a mail message is: its template's name, recipient and rendered texts. */
@@ -266,23 +332,28 @@ mail_parts_read(const spool_msg *msg, struct mail_parts *p, errbuf *err)
 static enum queue_outcome
 mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
 {
+    struct mail_thread *t = state;
     struct mail_parts p;
     enum queue_outcome outcome = QUEUE_PERMANENT;
 
+    mail_thread_refresh(t);
     if (mail_parts_read(msg, &p, err) != RS_OK)
         goto done;
     /* The spool id names the Message-ID: a retry after a crash mid-send repeats
      * the same Message-ID, which lets mail systems drop the duplicate. */
-    switch (mail_send(state, p.to, p.subject, p.body, spool_msg_id(msg), err)) {
+    switch (mail_send(t->client, p.to, p.subject, p.body, spool_msg_id(msg), err)) {
     case MAIL_SENT:
         log_info("event=mail_sent id=%s template=%s to=%s", spool_msg_id(msg), p.template_name,
                  p.to);
+        metrics_count(METRICS_MAIL_SENT);
         outcome = QUEUE_DONE;
         break;
     case MAIL_TEMPORARY:
+        metrics_count(METRICS_MAIL_TEMPORARY);
         outcome = QUEUE_RETRY;
         break;
     default:
+        metrics_count(METRICS_MAIL_PERMANENT);
         outcome = QUEUE_PERMANENT;
         break;
     }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -11,6 +12,7 @@
 #include "ident.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "token.h"
 #include "utf8.h"
 
@@ -284,7 +286,9 @@ factory_deliver(factory *self, const char *msg, size_t len, errbuf *err)
     struct factory_msg m;
     enum factory_result result = FACTORY_PERMANENT;
     enum order_status order_status;
+    struct timespec began, ended;
     long status = 0;
+    int sent;
 
     if (self->client == NULL) {
         errbuf_set(err, "the factory driver was made without an http client");
@@ -315,8 +319,14 @@ factory_deliver(factory *self, const char *msg, size_t len, errbuf *err)
 
     snprintf(idem, sizeof(idem), "Idempotency-Key: %s", m.order_id);
     headers = (const char *const[]){idem, NULL};
-    if (http_post_json(self->client, url, headers, body, conf_int(self->cf, "attempt_timeout"),
-                       &status, &answer, err) != RS_OK) {
+    clock_gettime(CLOCK_MONOTONIC, &began);
+    sent = http_post_json(self->client, url, headers, body, conf_int(self->cf, "attempt_timeout"),
+                          &status, &answer, err);
+    clock_gettime(CLOCK_MONOTONIC, &ended);
+    metrics_factory_request(sent == RS_OK ? status : 0,
+                            (double)(ended.tv_sec - began.tv_sec) +
+                                (double)(ended.tv_nsec - began.tv_nsec) / 1e9);
+    if (sent != RS_OK) {
         errbuf_prefix(err, "order %s to factory %s", m.order_id, m.factory_identifier);
         /* A malformed URL stays malformed; everything else may pass. */
         result =

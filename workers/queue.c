@@ -11,6 +11,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 
 struct queue {
@@ -48,51 +49,81 @@ queue_backoff(long attempts, long min, long max)
  * retried until the queue lifetime, counted from the message's creation, has
  * passed (and, when max_attempts is set, until that many attempts), never past it:
  * the last retry is due when the lifetime ends, so that the death comes on time. */
+/* Counts a move of queue `name`: first is the factory queue's slot of the
+ * family; mail and callback follow it (metrics.h). */
+static void
+queue_metric(const char *name, enum metrics_id first)
+{
+    static const char *const order[] = {"factory", "mail", "callback"};
+
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, order[i]) == 0)
+            metrics_count((enum metrics_id)(first + i));
+}
+
 static void
 queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, const char *error)
 {
     const char *id = spool_msg_id(msg), *name = q->driver->name;
     long attempts = spool_msg_attempts(msg) + 1; /* counting this one */
     time_t now = time(NULL);
-    time_t ends = (time_t)(spool_msg_created_ns(msg) / 1000000000) + q->lifetime;
+    time_t ends;
     errbuf err = {{0}};
     char reason[SPOOL_TEXT_MAX];
+    conf *cf = conf_current();
+    long max_attempts = q->max_attempts, backoff_min = q->backoff_min, backoff_max = q->backoff_max,
+         lifetime = q->lifetime;
     int rc;
 
+    /* The settings of now, not of the start: a reload changes them. */
+    if (cf != NULL) {
+        max_attempts = conf_int(cf, "max_attempts");
+        backoff_min = conf_int(cf, "backoff_min");
+        backoff_max = conf_int(cf, "backoff_max");
+        lifetime = q->driver->lifetime_key ? conf_int(cf, q->driver->lifetime_key) : 0;
+        conf_destroy(&cf);
+    }
+    ends = (time_t)(spool_msg_created_ns(msg) / 1000000000) + lifetime;
     if (error == NULL)
         error = "";
     switch (outcome) {
     case QUEUE_DONE:
         rc = spool_done(q->sp, msg, &err);
-        if (rc == RS_OK)
+        if (rc == RS_OK) {
             log_info("event=delivered queue=%s id=%s attempts=%ld", name, id, attempts);
+            queue_metric(name, METRICS_QUEUE_DELIVERED_FACTORY);
+        }
         break;
     case QUEUE_BLOCKED:
-        rc = spool_postpone(q->sp, msg, now + (q->backoff_min > 0 ? q->backoff_min : 1), error,
-                            &err);
-        if (rc == RS_OK)
+        rc = spool_postpone(q->sp, msg, now + (backoff_min > 0 ? backoff_min : 1), error, &err);
+        if (rc == RS_OK) {
             log_warn("event=postponed queue=%s id=%s attempts=%ld error=\"%s\"", name, id,
                      attempts - 1, error);
+            queue_metric(name, METRICS_QUEUE_DEFERRED_FACTORY);
+            metrics_count(METRICS_DATABASE_ERRORS);
+        }
         break;
     case QUEUE_RETRY:
-        if (q->max_attempts > 0 && attempts >= q->max_attempts) {
+        if (max_attempts > 0 && attempts >= max_attempts) {
             snprintf(reason, sizeof(reason), "max_attempts (%ld) reached; last error: %s",
-                     q->max_attempts, error);
+                     max_attempts, error);
             goto dead;
         }
-        if (q->lifetime > 0 && now >= ends) {
+        if (lifetime > 0 && now >= ends) {
             snprintf(reason, sizeof(reason), "queue lifetime of %ld s passed; last error: %s",
-                     q->lifetime, error);
+                     lifetime, error);
             goto dead;
         }
         {
-            long delay = queue_backoff(attempts, q->backoff_min, q->backoff_max);
-            if (q->lifetime > 0 && now + delay > ends)
+            long delay = queue_backoff(attempts, backoff_min, backoff_max);
+            if (lifetime > 0 && now + delay > ends)
                 delay = (long)(ends - now);
             rc = spool_defer(q->sp, msg, now + delay, error, &err);
-            if (rc == RS_OK)
+            if (rc == RS_OK) {
                 log_warn("event=deferred queue=%s id=%s attempts=%ld retry_in=%lds error=\"%s\"",
                          name, id, attempts, delay, error);
+                queue_metric(name, METRICS_QUEUE_DEFERRED_FACTORY);
+            }
         }
         break;
     case QUEUE_PERMANENT:
@@ -103,6 +134,7 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
         if (rc == RS_OK) {
             log_error("event=dead queue=%s id=%s attempts=%ld reason=\"%s\"", name, id, attempts,
                       reason);
+            queue_metric(name, METRICS_QUEUE_DEAD_FACTORY);
             if (q->driver->dead != NULL)
                 q->driver->dead(state, msg, reason);
         }

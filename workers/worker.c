@@ -3,7 +3,9 @@
  * on-disk spool queues (factory, mail), and delivers them on threads: orders to
  * the factory, emails through the SMTP relay. It watches for what operators must
  * hear of: dead messages, corrupt files, orders whose callback never came, and
- * messages waiting too long. One worker per spool (a lock file says so). */
+ * messages waiting too long. It serves every program's Prometheus metrics on
+ * metrics_listen (scrape.c), and re-reads its configuration on SIGHUP. One worker
+ * per spool (a lock file says so). */
 #include "config.h"
 
 #include <errno.h>
@@ -29,10 +31,12 @@
 #include "http.h"
 #include "ident.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "order.h"
 #include "outbox.h"
 #include "queue.h"
+#include "scrape.h"
 #include "spool.h"
 #include "timetext.h"
 #include "token.h"
@@ -41,13 +45,44 @@
 #define WORKER_WATCH_INTERVAL 10
 #define WORKER_MAX_CORRUPT    64
 
-static volatile sig_atomic_t worker_stop;
+static volatile sig_atomic_t worker_stop, worker_hup;
 
 static void
 worker_on_signal(int sig)
 {
-    worker_stop = sig;
+    if (sig == SIGHUP)
+        worker_hup = 1;
+    else
+        worker_stop = sig;
 }
+
+/* What the worker applies at run time, read from the current configuration
+ * (conf_current) at the start of each unit of work: a delivery, a settle, a
+ * loop pass. The rest (spool, bus, database, threads, the metrics endpoint,
+ * operator_email of the alerts, the callback keys) is kept until a restart. */
+static const char *const worker_changeable[] = {"log_level",
+                                                "max_attempts",
+                                                "factory_lifetime",
+                                                "mail_lifetime",
+                                                "attempt_timeout",
+                                                "backoff_min",
+                                                "backoff_max",
+                                                "delay_warning",
+                                                "sweep_interval",
+                                                "done_retention",
+                                                "factory_api",
+                                                "requester",
+                                                "public_url",
+                                                "callback_timeout",
+                                                "smtp_host",
+                                                "smtp_port",
+                                                "smtp_starttls",
+                                                "smtp_ca_file",
+                                                "smtp_user",
+                                                "smtp_password",
+                                                "smtp_timeout",
+                                                "mail_from",
+                                                NULL};
 
 /* Corrupt files are reported from inside spool calls, which may hold the spool's
  * lock: they are noted here and alerted from the main loop. */
@@ -238,6 +273,25 @@ worker_spool_fault(struct worker_fault *f, alert *alerts, const char *queue_name
     }
 }
 
+/* SIGHUP: the new file parsed first; refused, the old settings stay. */
+static void
+worker_reload(struct worker_watch *w, scrape *endpoint)
+{
+    conf *cf;
+
+    notify_reloading();
+    cf = conf_reload_current(worker_changeable);
+    if (cf != NULL) {
+        w->callback_timeout = conf_int(cf, "callback_timeout");
+        w->delay_warning = conf_int(cf, "delay_warning");
+        w->done_retention = conf_int(cf, "done_retention");
+        if (endpoint != NULL)
+            scrape_set_limits(endpoint, w->delay_warning, w->callback_timeout);
+        conf_destroy(&cf); /* deliveries pick it up at their next message */
+    }
+    notify_ready("delivering");
+}
+
 static int
 worker_lock(const char *spool_dir, errbuf *err)
 {
@@ -283,6 +337,9 @@ main(int argc, char **argv)
     struct worker_watch watch = {0};
     struct worker_fault fault = {0};
     struct sigaction sa;
+    sigset_t hup;
+    metrics *counters = NULL;
+    scrape *endpoint = NULL;
     time_t next_sweep = 0, next_watch = 0;
     int status = 1, lock_fd = -1, sweep_failing = 0;
 
@@ -295,7 +352,15 @@ main(int argc, char **argv)
     sa.sa_handler = worker_on_signal; /* no SA_RESTART: the wait returns at once */
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* SIGHUP blocked in every thread started below (delivery, libzmq, metrics),
+     * so that only this one, between two passes, takes it: no SMTP or HTTP
+     * exchange is cut short by EINTR. Unblocked once they all run. */
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    conf_set_current(cf);
 
     if (sodium_init() < 0 || db_library_init(&err) != RS_OK || http_global_init(&err) != RS_OK) {
         log_error("event=start_failed error=\"cannot initialise libsodium, MySQL or curl %s\"",
@@ -314,6 +379,9 @@ main(int argc, char **argv)
     lock_fd = worker_lock(conf_str(cf, "spool_dir"), &err);
     if (lock_fd < 0)
         goto fail;
+    counters = metrics_new(conf_str(cf, "metrics_dir"), "restock-worker", &err);
+    if (counters == NULL)
+        log_warn("event=metrics_unavailable error=\"%s\"", err.msg);
     factory_q = spool_new(conf_str(cf, "spool_dir"), "factory", &err);
     mail_q = factory_q ? spool_new(conf_str(cf, "spool_dir"), "mail", &err) : NULL;
     /* Callbacks restock-callback accepted while the database was down. */
@@ -364,6 +432,14 @@ main(int argc, char **argv)
     callback_runner = mail_runner ? queue_new(cf, callback_q, &drivers_callback, 1, &err) : NULL;
     if (callback_runner == NULL)
         goto fail;
+    /* An endpoint that cannot listen is a failed start: an operator who asked
+     * for metrics would otherwise see the worker as down. */
+    if (*conf_str(cf, "metrics_listen") != '\0') {
+        endpoint = scrape_new(cf, queues, 3, &err);
+        if (endpoint == NULL)
+            goto fail;
+    }
+    pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
     log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld",
              conf_str(cf, "spool_dir"), conf_str(cf, "bus_endpoint"),
              conf_int(cf, "factory_concurrency"), conf_int(cf, "mail_concurrency"));
@@ -376,6 +452,11 @@ main(int argc, char **argv)
         long wait_ms;
         int rang, woke = 0;
 
+        if (worker_hup) {
+            worker_hup = 0;
+            worker_reload(&watch, endpoint);
+        }
+
         if (now >= next_sweep) {
             int n = outbox_sweep(events, &err);
             if (n < 0) {
@@ -383,6 +464,7 @@ main(int argc, char **argv)
                 if (!sweep_failing)
                     log_error("event=sweep_failed error=\"%s\"", err.msg);
                 sweep_failing = 1;
+                metrics_count(METRICS_DATABASE_ERRORS);
                 if (outbox_spool_fault(events) != NULL)
                     worker_spool_fault(&fault, alerts, outbox_spool_fault(events), err.msg);
             } else {
@@ -395,7 +477,11 @@ main(int argc, char **argv)
                     queue_kick(mail_runner);
                 }
             }
-            next_sweep = now + conf_int(cf, "sweep_interval");
+            {
+                conf *current = conf_current();
+                next_sweep = now + conf_int(current, "sweep_interval");
+                conf_destroy(&current);
+            }
         }
         for (int i = 0; i < 3; i++) {
             spool *sp = queues[i];
@@ -446,6 +532,7 @@ fail:
     log_error("event=start_failed error=\"%s\"", err.msg);
 done:
     /* Deliveries in flight finish before the queues are gone. */
+    scrape_destroy(&endpoint);
     queue_destroy(&factory_runner);
     queue_destroy(&mail_runner);
     queue_destroy(&callback_runner);
@@ -462,6 +549,8 @@ done:
     http_global_cleanup();
     bus_shutdown();
     db_library_end();
+    metrics_destroy(&counters);
+    conf_set_current(NULL);
     conf_destroy(&cf);
     if (status == 0)
         log_info("event=stopped");

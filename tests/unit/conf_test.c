@@ -166,5 +166,45 @@ main(void)
         unlink(path);
     }
     fclose(devnull);
+
+    /* Reload: snapshots, references, what is kept, a file that is refused. */
+    {
+        static const char *const changeable[] = {"log_level", "smtp_port", NULL};
+        conf *first, *again, *held, *now;
+        FILE *f;
+
+        path = write_tmp("log_level = info\nsmtp_port = 25\nspool_dir = /a\n");
+        first = conf_new(path, &err);
+        conf_set_current(first);
+        held = conf_current();
+        ok(held == first, "conf_current is the snapshot set");
+        f = fopen(path, "w");
+        fputs("log_level = warn\nsmtp_port = 2525\nspool_dir = /b\n", f);
+        fclose(f);
+        again = conf_reload_current(changeable);
+        ok(again != NULL && again != first, "a reload makes a new snapshot");
+        is_int(conf_int(again, "smtp_port"), 2525, "a changeable key takes its new value");
+        is_str(conf_str(again, "log_level"), "warn", "so does log_level");
+        is_str(conf_str(again, "spool_dir"), "/a", "a key that cannot change keeps its old value");
+        ok(conf_generation(again) != conf_generation(first), "the generations differ");
+        now = conf_current();
+        ok(now == again, "the reloaded snapshot is the current one");
+        conf_destroy(&now);
+        is_int(conf_int(held, "smtp_port"), 25, "an old snapshot held by a reader stays whole");
+        conf_destroy(&held);
+        conf_destroy(&first); /* the last reference to the first snapshot */
+        conf_destroy(&again);
+        f = fopen(path, "w");
+        fputs("smtp_port = banana\n", f);
+        fclose(f);
+        ok(conf_reload_current(changeable) == NULL, "a file that does not parse is refused");
+        now = conf_current();
+        is_int(now ? conf_int(now, "smtp_port") : 0, 2525, "and the current snapshot is kept");
+        conf_destroy(&now);
+        conf_set_current(NULL);
+        now = conf_current();
+        ok(now == NULL, "no current snapshot after conf_set_current(NULL)");
+        unlink(path);
+    }
     return done_testing();
 }

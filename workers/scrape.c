@@ -1,0 +1,343 @@
+/* scrape: the worker's Prometheus endpoint (see scrape.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "db.h"
+#include "log.h"
+#include "metrics.h"
+#include "order.h"
+#include "scrape.h"
+
+#define SCRAPE_MAX_QUEUES 8
+#define SCRAPE_CONTENT    "text/plain; version=0.0.4; charset=utf-8"
+
+struct scrape {
+    struct MHD_Daemon *daemon;
+    pthread_t thread;
+    int started;
+    atomic_int stop;
+    atomic_long delay_warning, callback_timeout;
+    char *dir;
+    spool *queues[SCRAPE_MAX_QUEUES];
+    int nqueues;
+    /* Made and used in the scrape thread only (db objects are thread-bound). */
+    db *conn;
+    order *orders;
+    int db_down;
+};
+
+static const char *const scrape_statuses[] = {"open", "sent", "fulfilled", "failed"};
+
+struct scrape_counts {
+    long long n[4];
+};
+
+static void
+scrape_note_status(void *arg, const char *status, long long count)
+{
+    struct scrape_counts *c = arg;
+
+    for (int i = 0; i < 4; i++)
+        if (status != NULL && strcmp(status, scrape_statuses[i]) == 0)
+            c->n[i] = count;
+}
+
+/* The worker's own view: spool folders and orders. */
+static void
+scrape_write_state(scrape *self, FILE *out)
+{
+    struct scrape_counts counts = {{0}};
+    time_t now = time(NULL);
+    errbuf err = {{0}};
+    long long overdue = 0;
+    int db_ok;
+
+    fprintf(out, "# HELP restock_queue_messages Spool messages per queue and state folder.\n"
+                 "# TYPE restock_queue_messages gauge\n");
+    for (int q = 0; q < self->nqueues; q++)
+        for (int s = 0; s < SPOOL_NSTATES; s++) {
+            long n = spool_count(self->queues[q], (enum spool_state)s, &err);
+            if (n < 0) {
+                log_warn("event=metrics_spool_failed queue=%s error=\"%s\"",
+                         spool_queue(self->queues[q]), err.msg);
+                continue;
+            }
+            fprintf(out, "restock_queue_messages{queue=\"%s\",state=\"%s\"} %ld\n",
+                    spool_queue(self->queues[q]), spool_state_name((enum spool_state)s), n);
+        }
+    fprintf(out, "# HELP restock_queue_oldest_waiting_seconds Age of the oldest message not yet "
+                 "delivered (incoming, active or deferred); 0 when none waits.\n"
+                 "# TYPE restock_queue_oldest_waiting_seconds gauge\n");
+    for (int q = 0; q < self->nqueues; q++) {
+        time_t oldest = 0;
+        if (spool_oldest_waiting(self->queues[q], &oldest, &err) != RS_OK) {
+            log_warn("event=metrics_spool_failed queue=%s error=\"%s\"",
+                     spool_queue(self->queues[q]), err.msg);
+            continue;
+        }
+        fprintf(out, "restock_queue_oldest_waiting_seconds{queue=\"%s\"} %ld\n",
+                spool_queue(self->queues[q]),
+                oldest > 0 && now > oldest ? (long)(now - oldest) : 0L);
+    }
+
+    db_ok = order_count_by_status(self->orders, scrape_note_status, &counts, &err) >= 0;
+    if (db_ok) {
+        overdue = order_count_overdue(self->orders, atomic_load(&self->callback_timeout), &err);
+        db_ok = overdue >= 0;
+    }
+    if (!db_ok) {
+        if (!self->db_down)
+            log_warn("event=metrics_db_failed error=\"%s\"", err.msg);
+        self->db_down = 1;
+        metrics_count(METRICS_DATABASE_ERRORS);
+    } else {
+        if (self->db_down)
+            log_info("event=metrics_db_back");
+        self->db_down = 0;
+        fprintf(out, "# HELP restock_orders Replenishment orders by status.\n"
+                     "# TYPE restock_orders gauge\n");
+        for (int i = 0; i < 4; i++)
+            fprintf(out, "restock_orders{status=\"%s\"} %lld\n", scrape_statuses[i], counts.n[i]);
+        fprintf(out,
+                "# HELP restock_orders_overdue Orders sent longer than callback_timeout ago "
+                "whose callback has not come.\n"
+                "# TYPE restock_orders_overdue gauge\n"
+                "restock_orders_overdue %lld\n",
+                overdue);
+    }
+    fprintf(out,
+            "# HELP restock_database_up 1 when the worker's scrape could read the orders.\n"
+            "# TYPE restock_database_up gauge\n"
+            "restock_database_up %d\n",
+            db_ok);
+    fprintf(out,
+            "# HELP restock_config_delay_warning_seconds The delay_warning setting.\n"
+            "# TYPE restock_config_delay_warning_seconds gauge\n"
+            "restock_config_delay_warning_seconds %ld\n"
+            "# HELP restock_config_callback_timeout_seconds The callback_timeout setting.\n"
+            "# TYPE restock_config_callback_timeout_seconds gauge\n"
+            "restock_config_callback_timeout_seconds %ld\n",
+            atomic_load(&self->delay_warning), atomic_load(&self->callback_timeout));
+}
+
+static char *
+scrape_text(scrape *self, size_t *len)
+{
+    struct metrics_totals totals;
+    errbuf err = {{0}};
+    char *text = NULL;
+    FILE *out = open_memstream(&text, len);
+
+    if (out == NULL)
+        return NULL;
+    if (metrics_collect(self->dir, &totals, &err) != RS_OK) {
+        log_warn("event=metrics_collect_failed error=\"%s\"", err.msg);
+        memset(&totals, 0, sizeof(totals));
+    }
+    metrics_write(&totals, out);
+    scrape_write_state(self, out);
+    if (fclose(out) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static enum MHD_Result
+scrape_reply(struct MHD_Connection *c, unsigned status, char *body, size_t len, int owned)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result rc;
+
+    if (r == NULL) {
+        if (owned)
+            free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            status == 200 ? SCRAPE_CONTENT : "text/plain; charset=utf-8");
+    if (status == 405)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result
+scrape_answer(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+              const char *version, const char *upload, size_t *upload_len, void **req)
+{
+    static char not_found[] = "not found: the metrics are at /metrics\n";
+    static char not_allowed[] = "method not allowed: GET or HEAD\n";
+    scrape *self = cls;
+    size_t len = 0;
+    char *text;
+
+    if (strcmp(url, "/metrics") != 0)
+        return scrape_reply(c, 404, not_found, sizeof(not_found) - 1, 0);
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+        return scrape_reply(c, 405, not_allowed, sizeof(not_allowed) - 1, 0);
+    text = scrape_text(self, &len);
+    if (text == NULL)
+        return MHD_NO;
+    return scrape_reply(c, 200, text, len, 1);
+}
+
+static void *
+scrape_thread(void *arg)
+{
+    scrape *self = arg;
+    errbuf err = {{0}};
+
+    /* The connection was made (not connected) in scrape_new; it connects here. */
+    if (db_thread_init(&err) != RS_OK) {
+        log_error("event=metrics_failed error=\"%s\"", err.msg);
+        return NULL;
+    }
+    while (!atomic_load(&self->stop))
+        if (MHD_run_wait(self->daemon, 250) != MHD_YES)
+            break;
+    order_destroy(&self->orders);
+    db_destroy(&self->conn);
+    db_thread_end();
+    return NULL;
+}
+
+/* Binds "host:port", "[v6]:port" or ":port" (every address). */
+static int
+scrape_listen(const char *where, int *ipv6, errbuf *err)
+{
+    char host[256] = "", port[16] = "";
+    const char *colon;
+    struct addrinfo hints = {0}, *ai = NULL;
+    int fd = -1, one = 1, rc;
+
+    if (where[0] == '[') {
+        const char *end = strchr(where, ']');
+        if (end == NULL || end[1] != ':')
+            return errbuf_set(err, "metrics_listen = \"%s\": expected [address]:port", where);
+        snprintf(host, sizeof(host), "%.*s", (int)(end - where - 1), where + 1);
+        colon = end + 1;
+    } else {
+        colon = strrchr(where, ':');
+        if (colon == NULL)
+            return errbuf_set(err, "metrics_listen = \"%s\": expected host:port", where);
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - where), where);
+    }
+    snprintf(port, sizeof(port), "%s", colon + 1);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &ai);
+    if (rc != 0)
+        return errbuf_set(err, "metrics_listen = \"%s\": %s", where, gai_strerror(rc));
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        errbuf_set(err, "metrics_listen: socket: %s", strerror(errno));
+        goto done;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+        errbuf_set(err, "cannot listen on metrics_listen = %s: %s", where, strerror(errno));
+        close(fd);
+        fd = -1;
+        goto done;
+    }
+    *ipv6 = ai->ai_family == AF_INET6;
+done:
+    freeaddrinfo(ai);
+    return fd < 0 ? RS_ERR : fd;
+}
+
+scrape *
+scrape_new(const conf *cf, spool *const *queues, int nqueues, errbuf *err)
+{
+    scrape *self = calloc(1, sizeof(*self));
+    int fd = -1, ipv6 = 0, rc;
+
+    if (self == NULL || nqueues > SCRAPE_MAX_QUEUES) {
+        errbuf_set(err, "out of memory");
+        free(self);
+        return NULL;
+    }
+    self->dir = strdup(conf_str(cf, "metrics_dir"));
+    self->conn = db_new(cf, 0);
+    if (self->dir == NULL || self->conn == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
+    }
+    self->orders = order_new(self->conn, err);
+    if (self->orders == NULL)
+        goto fail;
+    for (int i = 0; i < nqueues; i++)
+        self->queues[i] = queues[i];
+    self->nqueues = nqueues;
+    scrape_set_limits(self, conf_int(cf, "delay_warning"), conf_int(cf, "callback_timeout"));
+    fd = scrape_listen(conf_str(cf, "metrics_listen"), &ipv6, err);
+    if (fd < 0)
+        goto fail;
+    /* No thread of its own: scrape_thread drives it, so that the database
+     * connection it uses stays in one thread. */
+    self->daemon = MHD_start_daemon(ipv6 ? MHD_USE_IPv6 : MHD_NO_FLAG, 0, NULL, NULL, scrape_answer,
+                                    self, MHD_OPTION_LISTEN_SOCKET, fd,
+                                    MHD_OPTION_CONNECTION_TIMEOUT, 10U, MHD_OPTION_END);
+    if (self->daemon == NULL) {
+        close(fd);
+        errbuf_set(err, "libmicrohttpd could not serve metrics_listen = %s",
+                   conf_str(cf, "metrics_listen"));
+        goto fail;
+    }
+    rc = pthread_create(&self->thread, NULL, scrape_thread, self);
+    if (rc != 0) {
+        errbuf_set(err, "cannot start the metrics thread: %s", strerror(rc));
+        goto fail;
+    }
+    self->started = 1;
+    log_info("event=metrics_listening address=%s path=/metrics", conf_str(cf, "metrics_listen"));
+    return self;
+
+fail:
+    scrape_destroy(&self);
+    return NULL;
+}
+
+void
+scrape_destroy(scrape **self_p)
+{
+    scrape *self = *self_p;
+
+    if (self == NULL)
+        return;
+    if (self->started) {
+        atomic_store(&self->stop, 1);
+        pthread_join(self->thread, NULL);
+    } else {
+        order_destroy(&self->orders);
+        db_destroy(&self->conn);
+    }
+    if (self->daemon != NULL)
+        MHD_stop_daemon(self->daemon);
+    free(self->dir);
+    free(self);
+    *self_p = NULL;
+}
+
+void
+scrape_set_limits(scrape *self, long delay_warning, long callback_timeout)
+{
+    atomic_store(&self->delay_warning, delay_warning);
+    atomic_store(&self->callback_timeout, callback_timeout);
+}
