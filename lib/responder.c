@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -48,6 +49,12 @@ struct responder_thread {
     responder_request rq;
 };
 
+/* A first-in first-out queue of connections (descriptors). */
+struct responder_fdq {
+    int *fd;
+    size_t head, len, cap;
+};
+
 struct responder {
     const struct responder_program *prog;
     void *app;
@@ -65,6 +72,22 @@ struct responder {
     int init_failed;
     errbuf init_err;
     struct responder_thread *threads;
+    /* The dispatcher polls the listening socket and the idle connections, and
+     * queues a connection with a request ready for the serving threads; a
+     * thread serves one request and gives a kept connection back. Under lock:
+     * the two queues, and closing (the dispatcher has ended: no more work). */
+    pthread_t dispatcher;
+    int dispatcher_running;
+    int wake[2]; /* a pipe: wakes the dispatcher (a connection back, the stop) */
+    pthread_cond_t work;
+    struct responder_fdq ready; /* a request waits on each: for the threads */
+    struct responder_fdq back;  /* served, kept open: for the dispatcher */
+    int closing;
+    /* The dispatcher's own: the idle connections and its poll set. */
+    int *idle;
+    size_t nidle, idle_cap;
+    struct pollfd *pfd;
+    size_t pfd_cap;
 };
 
 static const struct {
@@ -127,7 +150,8 @@ responder_listen(const char *path, unsigned mode, int backlog, errbuf *err)
         if (unlink(path) != 0 && errno != ENOENT)
             return errbuf_set(err, "cannot remove the stale socket %s: %s", path, strerror(errno));
     }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: the dispatcher accepts what poll saw, until EAGAIN. */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return errbuf_set(err, "socket: %s", strerror(errno));
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -152,6 +176,61 @@ fail:
     return RS_ERR;
 }
 
+/* -- connection queues ----------------------------------------------------------- */
+
+/* Doubles an array of descriptors (64 at first). */
+static int
+responder_fds_grow(int **fds, size_t *cap)
+{
+    size_t more = *cap ? *cap * 2 : 64;
+    int *grown = realloc(*fds, more * sizeof(**fds));
+
+    if (grown == NULL)
+        return RS_ERR;
+    *fds = grown;
+    *cap = more;
+    return RS_OK;
+}
+
+static int
+responder_fdq_push(struct responder_fdq *q, int fd)
+{
+    if (q->head + q->len == q->cap) {
+        if (q->head > 0) {
+            memmove(q->fd, q->fd + q->head, q->len * sizeof(*q->fd));
+            q->head = 0;
+        } else if (responder_fds_grow(&q->fd, &q->cap) != RS_OK) {
+            return RS_ERR;
+        }
+    }
+    q->fd[q->head + q->len++] = fd;
+    return RS_OK;
+}
+
+static int
+responder_fdq_pop(struct responder_fdq *q)
+{
+    int fd;
+
+    if (q->len == 0)
+        return -1;
+    fd = q->fd[q->head++];
+    if (--q->len == 0)
+        q->head = 0;
+    return fd;
+}
+
+static void
+responder_fdq_close(struct responder_fdq *q)
+{
+    int fd;
+
+    while ((fd = responder_fdq_pop(q)) >= 0)
+        close(fd);
+    free(q->fd);
+    memset(q, 0, sizeof(*q));
+}
+
 responder *
 responder_new(const struct responder_settings *settings, const struct responder_program *prog,
               void *app, errbuf *err)
@@ -173,8 +252,10 @@ responder_new(const struct responder_settings *settings, const struct responder_
     self->body_limit = settings->body_limit;
     self->nthreads = settings->threads;
     self->listen_fd = -1;
+    self->wake[0] = self->wake[1] = -1;
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, NULL);
+    pthread_cond_init(&self->work, NULL);
     self->socket_path = strdup(settings->socket_path);
     self->threads = calloc((size_t)settings->threads, sizeof(*self->threads));
     if (self->socket_path == NULL || self->threads == NULL) {
@@ -193,6 +274,10 @@ responder_new(const struct responder_settings *settings, const struct responder_
         responder_listen(settings->socket_path, settings->socket_mode, settings->backlog, err);
     if (self->listen_fd < 0)
         goto fail;
+    if (pipe2(self->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        errbuf_set(err, "pipe: %s", strerror(errno));
+        goto fail;
+    }
     for (int i = 0; i < self->nthreads; i++) {
         struct responder_thread *th = &self->threads[i];
         th->owner = self;
@@ -202,7 +287,11 @@ responder_new(const struct responder_settings *settings, const struct responder_
             errbuf_set(err, "out of memory");
             goto fail;
         }
-        if (FCGX_InitRequest(&th->rq.fcgx, self->listen_fd, 0) != 0) {
+        /* No listening socket (-1): a thread is given its connections and
+         * never accepts. When libfcgi finds a kept connection closed it
+         * tries accept() on it, which then fails at once (EBADF) instead of
+         * taking a connection from under the dispatcher. */
+        if (FCGX_InitRequest(&th->rq.fcgx, -1, 0) != 0) {
             errbuf_set(err, "libfcgi: FCGX_InitRequest failed");
             goto fail;
         }
@@ -231,8 +320,20 @@ responder_destroy(responder **self_p)
             free(self->threads[i].rq.body);
     free(self->threads);
     free(self->socket_path);
+    /* The dispatcher closed every connection when it ended; a responder that
+     * never ran has none. */
+    responder_fdq_close(&self->ready);
+    responder_fdq_close(&self->back);
+    for (size_t i = 0; i < self->nidle; i++)
+        close(self->idle[i]);
+    free(self->idle);
+    free(self->pfd);
+    for (int i = 0; i < 2; i++)
+        if (self->wake[i] >= 0)
+            close(self->wake[i]);
     pthread_mutex_destroy(&self->lock);
     pthread_cond_destroy(&self->cond);
+    pthread_cond_destroy(&self->work);
     free(self);
     *self_p = NULL;
 }
@@ -446,13 +547,66 @@ responder_fail(responder *self)
     pthread_kill(self->main_thread, SIGTERM);
 }
 
+/* Wakes the dispatcher from its poll. A full pipe means it is due to wake anyway. */
+static void
+responder_wake(responder *self)
+{
+    char b = 1;
+
+    while (write(self->wake[1], &b, 1) < 0 && errno == EINTR)
+        ;
+}
+
+/* Serves the request waiting on the connection fd. Returns fd when the
+ * connection stays open for the next request (nginx asked for it,
+ * fastcgi_keep_conn), -1 when it was closed. */
+static int
+responder_serve_connection(struct responder_thread *th, int fd)
+{
+    FCGX_Request *r = &th->rq.fcgx;
+
+    r->ipcFd = fd;
+    /* FCGX_Accept_r begins by finishing the request before, which closes the
+     * connection unless it is kept; the request read next says whether it is.
+     * With ipcFd set it reads that request instead of accepting one. */
+    r->keepConnection = 1;
+    /* Detached, libfcgi closes a connection plainly instead of lingering
+     * (shutdown, then waiting for nginx to close its end), which would hold
+     * this thread for one more round trip. Lingering guards against unread
+     * input; the body was read to its end (or drained). */
+    FCGX_Detach(r);
+    if (FCGX_Accept_r(r) < 0)
+        return -1; /* nginx closed it while idle (or spoke no FastCGI): closed */
+    responder_serve(th);
+    FCGX_Detach(r);
+    FCGX_Finish_r(r);
+    return r->ipcFd;
+}
+
+/* A kept connection goes back to the dispatcher's poll; at the stop it is closed. */
+static void
+responder_give_back(responder *self, struct responder_thread *th, int fd)
+{
+    int kept;
+
+    th->rq.fcgx.ipcFd = -1; /* the dispatcher's now, or closed */
+    pthread_mutex_lock(&self->lock);
+    kept = !self->closing && !atomic_load(&self->stopping) &&
+           responder_fdq_push(&self->back, fd) == RS_OK;
+    pthread_mutex_unlock(&self->lock);
+    if (kept)
+        responder_wake(self);
+    else
+        close(fd);
+}
+
 static void *
 responder_thread_main(void *arg)
 {
     struct responder_thread *th = arg;
     responder *self = th->owner;
     errbuf err = {{0}};
-    int rc = RS_OK;
+    int rc = RS_OK, fd;
 
     if (self->prog->thread_init != NULL)
         rc = self->prog->thread_init(self->app, &th->state, &err);
@@ -467,33 +621,218 @@ responder_thread_main(void *arg)
     if (rc != RS_OK)
         return NULL;
 
-    while (!atomic_load(&self->stopping)) {
-        rc = FCGX_Accept_r(&th->rq.fcgx);
-        if (rc < 0) {
-            if (atomic_load(&self->stopping))
-                break;
-            if (responder_transient(-rc)) {
-                struct timespec pause = {0, 100 * 1000 * 1000};
-                log_warn("event=accept_failed error=\"%s\" action=retry", strerror(-rc));
-                nanosleep(&pause, NULL);
-                continue;
-            }
-            log_error("event=accept_failed error=\"%s\"", rc < -9000 ? "libfcgi" : strerror(-rc));
-            responder_fail(self);
-            break;
-        }
-        responder_serve(th);
-        /* Detached, libfcgi closes the connection plainly instead of lingering
-         * (shutdown, then waiting for nginx to close its end), which would hold
-         * this thread for one more round trip per request. Lingering guards
-         * against unread input; the body was read to its end (or drained). */
-        FCGX_Detach(&th->rq.fcgx);
-        FCGX_Finish_r(&th->rq.fcgx);
+    /* One request at a time, from a connection that has one waiting: a thread
+     * never waits on an idle connection, so a kept connection holds no thread. */
+    for (;;) {
+        pthread_mutex_lock(&self->lock);
+        while (self->ready.len == 0 && !self->closing)
+            pthread_cond_wait(&self->work, &self->lock);
+        fd = responder_fdq_pop(&self->ready);
+        pthread_mutex_unlock(&self->lock);
+        if (fd < 0)
+            break; /* the dispatcher has ended and nothing is left to serve */
+        fd = responder_serve_connection(th, fd);
+        if (fd >= 0)
+            responder_give_back(self, th, fd);
     }
     FCGX_Finish_r(&th->rq.fcgx);
     if (self->prog->thread_fini != NULL)
         self->prog->thread_fini(th->state);
     th->state = NULL;
+    return NULL;
+}
+
+/* -- the dispatcher ---------------------------------------------------------------- */
+
+static int
+responder_idle_add(responder *self, int fd)
+{
+    if (self->nidle == self->idle_cap && responder_fds_grow(&self->idle, &self->idle_cap) != RS_OK)
+        return RS_ERR;
+    self->idle[self->nidle++] = fd;
+    return RS_OK;
+}
+
+/* A connection with a request waiting goes to the threads. Returns RS_ERR when
+ * the queue cannot grow: the caller closes it (nginx answers 503). */
+static int
+responder_hand_over(responder *self, int fd)
+{
+    int rc;
+
+    pthread_mutex_lock(&self->lock);
+    rc = responder_fdq_push(&self->ready, fd);
+    if (rc == RS_OK)
+        pthread_cond_signal(&self->work);
+    pthread_mutex_unlock(&self->lock);
+    return rc;
+}
+
+/* 1 when nginx has closed the idle connection fd: readable with nothing to read. */
+static int
+responder_peer_closed(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* The idle connections that poll found readable (the first npolled of idle, at
+ * pfd[2...]) go to the threads, or are closed when nginx closed them. */
+static void
+responder_idle_ready(responder *self, size_t npolled)
+{
+    size_t keep = 0;
+
+    for (size_t i = 0; i < self->nidle; i++) {
+        int fd = self->idle[i];
+        short ev = i < npolled ? self->pfd[2 + i].revents : 0;
+
+        if (ev == 0) {
+            self->idle[keep++] = fd;
+        } else if ((ev & (POLLERR | POLLNVAL)) || responder_peer_closed(fd) ||
+                   responder_hand_over(self, fd) != RS_OK) {
+            close(fd);
+        }
+    }
+    self->nidle = keep;
+}
+
+/* Takes every connection the listening socket has waiting, as idle ones: each
+ * goes to a thread once its first request is there. RS_ERR: a fatal error. */
+static int
+responder_accept(responder *self)
+{
+    for (;;) {
+        int fd = accept4(self->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || atomic_load(&self->stopping))
+                return RS_OK;
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (responder_transient(errno)) {
+                /* Out of descriptors, say: poll would see the same connection
+                 * at once again; a pause lets requests in flight end. */
+                struct timespec pause = {0, 100 * 1000 * 1000};
+                log_warn("event=accept_failed error=\"%s\" action=retry", strerror(errno));
+                nanosleep(&pause, NULL);
+                return RS_OK;
+            }
+            log_error("event=accept_failed error=\"%s\"", strerror(errno));
+            return RS_ERR;
+        }
+        if (responder_idle_add(self, fd) != RS_OK) {
+            log_warn("event=accept_failed error=\"out of memory\" action=close");
+            close(fd);
+        }
+    }
+}
+
+/* Kept connections given back by the threads join the idle ones. */
+static void
+responder_take_back(responder *self)
+{
+    int fd;
+
+    pthread_mutex_lock(&self->lock);
+    while ((fd = responder_fdq_pop(&self->back)) >= 0)
+        if (responder_idle_add(self, fd) != RS_OK)
+            close(fd);
+    pthread_mutex_unlock(&self->lock);
+}
+
+/* No more work: the threads end once the queued requests are served. */
+static void
+responder_close_work(responder *self)
+{
+    pthread_mutex_lock(&self->lock);
+    self->closing = 1;
+    responder_fdq_close(&self->back);
+    pthread_cond_broadcast(&self->work);
+    pthread_mutex_unlock(&self->lock);
+}
+
+static int
+responder_pfd_room(responder *self)
+{
+    size_t need = 2 + self->nidle;
+
+    if (need > self->pfd_cap) {
+        size_t cap = need * 2;
+        struct pollfd *grown = realloc(self->pfd, cap * sizeof(*self->pfd));
+        if (grown == NULL)
+            return RS_ERR;
+        self->pfd = grown;
+        self->pfd_cap = cap;
+    }
+    return RS_OK;
+}
+
+/* At the stop: a request nginx already sent on an idle connection is still
+ * served; the other idle connections are closed (nginx opens a new one for its
+ * next request, which the closed socket refuses: 503). */
+static void
+responder_dispatch_end(responder *self)
+{
+    responder_take_back(self);
+    if (responder_pfd_room(self) != RS_OK) {
+        for (size_t i = 0; i < self->nidle; i++)
+            close(self->idle[i]); /* cannot poll them: closed, unserved */
+        self->nidle = 0;
+    }
+    for (size_t i = 0; i < self->nidle; i++) {
+        self->pfd[2 + i].fd = self->idle[i];
+        self->pfd[2 + i].events = POLLIN;
+        self->pfd[2 + i].revents = 0;
+    }
+    if (self->nidle > 0 && poll(self->pfd + 2, self->nidle, 0) > 0)
+        responder_idle_ready(self, self->nidle);
+    for (size_t i = 0; i < self->nidle; i++)
+        close(self->idle[i]);
+    self->nidle = 0;
+    responder_close_work(self);
+}
+
+static void *
+responder_dispatch_main(void *arg)
+{
+    responder *self = arg;
+    char drain[64];
+
+    while (!atomic_load(&self->stopping)) {
+        size_t npolled = self->nidle;
+
+        if (responder_pfd_room(self) != RS_OK) {
+            log_error("event=dispatch_failed error=\"out of memory\"");
+            responder_fail(self);
+            break;
+        }
+        self->pfd[0] = (struct pollfd){.fd = self->wake[0], .events = POLLIN};
+        self->pfd[1] = (struct pollfd){.fd = self->listen_fd, .events = POLLIN};
+        for (size_t i = 0; i < npolled; i++)
+            self->pfd[2 + i] = (struct pollfd){.fd = self->idle[i], .events = POLLIN};
+        if (poll(self->pfd, 2 + npolled, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("event=dispatch_failed error=\"poll: %s\"", strerror(errno));
+            responder_fail(self);
+            break;
+        }
+        if (self->pfd[0].revents)
+            while (read(self->wake[0], drain, sizeof(drain)) > 0)
+                ;
+        if (atomic_load(&self->stopping))
+            break;
+        responder_idle_ready(self, npolled);
+        responder_take_back(self);
+        if (self->pfd[1].revents && responder_accept(self) != RS_OK) {
+            responder_fail(self);
+            break;
+        }
+    }
+    responder_dispatch_end(self);
     return NULL;
 }
 
@@ -505,20 +844,28 @@ responder_signals(sigset_t *set)
     sigaddset(set, SIGINT);
 }
 
-/* Stops accepting: libfcgi's flag for threads on their way to accept(), and a
- * shutdown of the listening socket, which makes accept() fail with EINVAL in the
- * threads already blocked in it. Connections in progress are not touched. */
+/* Stops accepting: a shutdown of the listening socket, which refuses new
+ * connections, and the dispatcher woken to end (see responder_dispatch_end).
+ * Requests in flight are not touched. */
 static void
 responder_stop_accepting(responder *self)
 {
     atomic_store(&self->stopping, 1);
-    FCGX_ShutdownPending();
     shutdown(self->listen_fd, SHUT_RDWR);
+    responder_wake(self);
 }
 
+/* The dispatcher first: it hands over what is already sent, then the threads
+ * end as the last requests are answered. */
 static void
 responder_join(responder *self)
 {
+    if (self->dispatcher_running) {
+        pthread_join(self->dispatcher, NULL);
+        self->dispatcher_running = 0;
+    } else {
+        responder_close_work(self);
+    }
     for (int i = 0; i < self->nthreads; i++)
         if (self->threads[i].running) {
             pthread_join(self->threads[i].id, NULL);
@@ -558,6 +905,12 @@ responder_run(responder *self, errbuf *err)
     if (rc)
         *err = self->init_err;
     pthread_mutex_unlock(&self->lock);
+    if (!rc) {
+        rc = pthread_create(&self->dispatcher, NULL, responder_dispatch_main, self);
+        if (rc != 0)
+            errbuf_set(err, "cannot start the dispatcher thread: %s", strerror(rc));
+        self->dispatcher_running = rc == 0;
+    }
     if (rc) {
         responder_stop_accepting(self);
         responder_join(self);
