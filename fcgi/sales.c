@@ -388,6 +388,7 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
     /* Never read-then-write: the row lock makes the statements of one sku queue in
      * the database, the WHERE never lets stock go below zero. The checkouts that
      * arrive while one is in flight wait here and go in the next one together. */
+    log_debug("event=checkout_submitted quantity=%lld", buy.quantity); /* tests wait for it */
     combiner_submit(th->app->checkouts, &buy.item, buy.sku, sales_batch_run, th);
     if (buy.failed) {
         sales_unavailable(th, rq, &buy.err);
