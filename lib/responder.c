@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -72,22 +73,21 @@ struct responder {
     int init_failed;
     errbuf init_err;
     struct responder_thread *threads;
-    /* The dispatcher polls the listening socket and the idle connections, and
-     * queues a connection with a request ready for the serving threads; a
-     * thread serves one request and gives a kept connection back. Under lock:
-     * the two queues, and closing (the dispatcher has ended: no more work). */
+    /* The dispatcher waits (epoll) on the listening socket and the idle
+     * connections, and queues a connection with a request ready for the
+     * serving threads; a thread serves one request and puts a kept connection
+     * back into the epoll set itself (one-shot: it fires once per request).
+     * Under lock: the queue, which connections are idle, and closing (the
+     * dispatcher has ended: no more work). */
     pthread_t dispatcher;
     int dispatcher_running;
-    int wake[2]; /* a pipe: wakes the dispatcher (a connection back, the stop) */
+    int epfd;
+    int wake[2]; /* a pipe: wakes the dispatcher for the stop */
     pthread_cond_t work;
     struct responder_fdq ready; /* a request waits on each: for the threads */
-    struct responder_fdq back;  /* served, kept open: for the dispatcher */
+    unsigned char *idle;        /* idle[fd]: fd is an idle connection in the epoll set */
+    size_t idle_cap;
     int closing;
-    /* The dispatcher's own: the idle connections and its poll set. */
-    int *idle;
-    size_t nidle, idle_cap;
-    struct pollfd *pfd;
-    size_t pfd_cap;
 };
 
 static const struct {
@@ -253,6 +253,7 @@ responder_new(const struct responder_settings *settings, const struct responder_
     self->nthreads = settings->threads;
     self->listen_fd = -1;
     self->wake[0] = self->wake[1] = -1;
+    self->epfd = -1;
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, NULL);
     pthread_cond_init(&self->work, NULL);
@@ -276,6 +277,15 @@ responder_new(const struct responder_settings *settings, const struct responder_
         goto fail;
     if (pipe2(self->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         errbuf_set(err, "pipe: %s", strerror(errno));
+        goto fail;
+    }
+    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (self->epfd < 0 ||
+        epoll_ctl(self->epfd, EPOLL_CTL_ADD, self->wake[0],
+                  &(struct epoll_event){.events = EPOLLIN, .data.fd = self->wake[0]}) != 0 ||
+        epoll_ctl(self->epfd, EPOLL_CTL_ADD, self->listen_fd,
+                  &(struct epoll_event){.events = EPOLLIN, .data.fd = self->listen_fd}) != 0) {
+        errbuf_set(err, "epoll: %s", strerror(errno));
         goto fail;
     }
     for (int i = 0; i < self->nthreads; i++) {
@@ -323,11 +333,12 @@ responder_destroy(responder **self_p)
     /* The dispatcher closed every connection when it ended; a responder that
      * never ran has none. */
     responder_fdq_close(&self->ready);
-    responder_fdq_close(&self->back);
-    for (size_t i = 0; i < self->nidle; i++)
-        close(self->idle[i]);
+    for (size_t fd = 0; fd < self->idle_cap; fd++)
+        if (self->idle[fd])
+            close((int)fd);
     free(self->idle);
-    free(self->pfd);
+    if (self->epfd >= 0)
+        close(self->epfd);
     for (int i = 0; i < 2; i++)
         if (self->wake[i] >= 0)
             close(self->wake[i]);
@@ -547,7 +558,7 @@ responder_fail(responder *self)
     pthread_kill(self->main_thread, SIGTERM);
 }
 
-/* Wakes the dispatcher from its poll. A full pipe means it is due to wake anyway. */
+/* Wakes the dispatcher from its wait. A full pipe means it is due to wake anyway. */
 static void
 responder_wake(responder *self)
 {
@@ -583,7 +594,32 @@ responder_serve_connection(struct responder_thread *th, int fd)
     return r->ipcFd;
 }
 
-/* A kept connection goes back to the dispatcher's poll; at the stop it is closed. */
+/* Marks fd idle and arms it in the epoll set for its next request (one-shot:
+ * it fires once, then waits to be armed again). Under the lock. */
+static int
+responder_arm(responder *self, int fd, int op)
+{
+    if ((size_t)fd >= self->idle_cap) {
+        size_t cap = self->idle_cap ? self->idle_cap : 64;
+        unsigned char *grown;
+
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        grown = realloc(self->idle, cap);
+        if (grown == NULL)
+            return RS_ERR;
+        memset(grown + self->idle_cap, 0, cap - self->idle_cap);
+        self->idle = grown;
+        self->idle_cap = cap;
+    }
+    if (epoll_ctl(self->epfd, op, fd,
+                  &(struct epoll_event){.events = EPOLLIN | EPOLLONESHOT, .data.fd = fd}) != 0)
+        return RS_ERR;
+    self->idle[fd] = 1;
+    return RS_OK;
+}
+
+/* A kept connection goes back into the epoll set; at the stop it is closed. */
 static void
 responder_give_back(responder *self, struct responder_thread *th, int fd)
 {
@@ -592,11 +628,9 @@ responder_give_back(responder *self, struct responder_thread *th, int fd)
     th->rq.fcgx.ipcFd = -1; /* the dispatcher's now, or closed */
     pthread_mutex_lock(&self->lock);
     kept = !self->closing && !atomic_load(&self->stopping) &&
-           responder_fdq_push(&self->back, fd) == RS_OK;
+           responder_arm(self, fd, EPOLL_CTL_MOD) == RS_OK;
     pthread_mutex_unlock(&self->lock);
-    if (kept)
-        responder_wake(self);
-    else
+    if (!kept)
         close(fd);
 }
 
@@ -644,59 +678,19 @@ responder_thread_main(void *arg)
 
 /* -- the dispatcher ---------------------------------------------------------------- */
 
-static int
-responder_idle_add(responder *self, int fd)
-{
-    if (self->nidle == self->idle_cap && responder_fds_grow(&self->idle, &self->idle_cap) != RS_OK)
-        return RS_ERR;
-    self->idle[self->nidle++] = fd;
-    return RS_OK;
-}
-
-/* A connection with a request waiting goes to the threads. Returns RS_ERR when
- * the queue cannot grow: the caller closes it (nginx answers 503). */
-static int
+/* An idle connection with a request waiting goes to the threads (under the
+ * lock). When the queue cannot grow it is closed: nginx answers 503. */
+static void
 responder_hand_over(responder *self, int fd)
 {
-    int rc;
-
-    pthread_mutex_lock(&self->lock);
-    rc = responder_fdq_push(&self->ready, fd);
-    if (rc == RS_OK)
+    if ((size_t)fd < self->idle_cap)
+        self->idle[fd] = 0;
+    if (responder_fdq_push(&self->ready, fd) == RS_OK) {
         pthread_cond_signal(&self->work);
-    pthread_mutex_unlock(&self->lock);
-    return rc;
-}
-
-/* 1 when nginx has closed the idle connection fd: readable with nothing to read. */
-static int
-responder_peer_closed(int fd)
-{
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
-/* The idle connections that poll found readable (the first npolled of idle, at
- * pfd[2...]) go to the threads, or are closed when nginx closed them. */
-static void
-responder_idle_ready(responder *self, size_t npolled)
-{
-    size_t keep = 0;
-
-    for (size_t i = 0; i < self->nidle; i++) {
-        int fd = self->idle[i];
-        short ev = i < npolled ? self->pfd[2 + i].revents : 0;
-
-        if (ev == 0) {
-            self->idle[keep++] = fd;
-        } else if ((ev & (POLLERR | POLLNVAL)) || responder_peer_closed(fd) ||
-                   responder_hand_over(self, fd) != RS_OK) {
-            close(fd);
-        }
+    } else {
+        log_warn("event=request_dropped error=\"out of memory\"");
+        close(fd);
     }
-    self->nidle = keep;
 }
 
 /* Takes every connection the listening socket has waiting, as idle ones: each
@@ -705,7 +699,7 @@ static int
 responder_accept(responder *self)
 {
     for (;;) {
-        int fd = accept4(self->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        int fd = accept4(self->listen_fd, NULL, NULL, SOCK_CLOEXEC), rc;
 
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || atomic_load(&self->stopping))
@@ -713,8 +707,8 @@ responder_accept(responder *self)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (responder_transient(errno)) {
-                /* Out of descriptors, say: poll would see the same connection
-                 * at once again; a pause lets requests in flight end. */
+                /* Out of descriptors, say: epoll would report the same
+                 * connection at once again; a pause lets requests in flight end. */
                 struct timespec pause = {0, 100 * 1000 * 1000};
                 log_warn("event=accept_failed error=\"%s\" action=retry", strerror(errno));
                 nanosleep(&pause, NULL);
@@ -723,116 +717,77 @@ responder_accept(responder *self)
             log_error("event=accept_failed error=\"%s\"", strerror(errno));
             return RS_ERR;
         }
-        if (responder_idle_add(self, fd) != RS_OK) {
-            log_warn("event=accept_failed error=\"out of memory\" action=close");
+        pthread_mutex_lock(&self->lock);
+        rc = responder_arm(self, fd, EPOLL_CTL_ADD);
+        pthread_mutex_unlock(&self->lock);
+        if (rc != RS_OK) {
+            log_warn("event=accept_failed error=\"%s\" action=close", strerror(errno));
             close(fd);
         }
     }
 }
 
-/* Kept connections given back by the threads join the idle ones. */
-static void
-responder_take_back(responder *self)
-{
-    int fd;
-
-    pthread_mutex_lock(&self->lock);
-    while ((fd = responder_fdq_pop(&self->back)) >= 0)
-        if (responder_idle_add(self, fd) != RS_OK)
-            close(fd);
-    pthread_mutex_unlock(&self->lock);
-}
-
-/* No more work: the threads end once the queued requests are served. */
+/* No more work: the threads end once the queued requests are served. At the
+ * stop a request nginx already sent on an idle connection is still served; the
+ * other idle connections are closed (nginx opens a new one for its next
+ * request, which the shut-down socket refuses: 503). */
 static void
 responder_close_work(responder *self)
 {
     pthread_mutex_lock(&self->lock);
+    for (size_t fd = 0; fd < self->idle_cap; fd++) {
+        struct pollfd p = {.fd = (int)fd, .events = POLLIN};
+
+        if (!self->idle[fd])
+            continue;
+        if (poll(&p, 1, 0) == 1 && !(p.revents & (POLLERR | POLLNVAL))) {
+            responder_hand_over(self, (int)fd);
+        } else {
+            self->idle[fd] = 0;
+            close((int)fd);
+        }
+    }
     self->closing = 1;
-    responder_fdq_close(&self->back);
     pthread_cond_broadcast(&self->work);
     pthread_mutex_unlock(&self->lock);
-}
-
-static int
-responder_pfd_room(responder *self)
-{
-    size_t need = 2 + self->nidle;
-
-    if (need > self->pfd_cap) {
-        size_t cap = need * 2;
-        struct pollfd *grown = realloc(self->pfd, cap * sizeof(*self->pfd));
-        if (grown == NULL)
-            return RS_ERR;
-        self->pfd = grown;
-        self->pfd_cap = cap;
-    }
-    return RS_OK;
-}
-
-/* At the stop: a request nginx already sent on an idle connection is still
- * served; the other idle connections are closed (nginx opens a new one for its
- * next request, which the closed socket refuses: 503). */
-static void
-responder_dispatch_end(responder *self)
-{
-    responder_take_back(self);
-    if (responder_pfd_room(self) != RS_OK) {
-        for (size_t i = 0; i < self->nidle; i++)
-            close(self->idle[i]); /* cannot poll them: closed, unserved */
-        self->nidle = 0;
-    }
-    for (size_t i = 0; i < self->nidle; i++) {
-        self->pfd[2 + i].fd = self->idle[i];
-        self->pfd[2 + i].events = POLLIN;
-        self->pfd[2 + i].revents = 0;
-    }
-    if (self->nidle > 0 && poll(self->pfd + 2, self->nidle, 0) > 0)
-        responder_idle_ready(self, self->nidle);
-    for (size_t i = 0; i < self->nidle; i++)
-        close(self->idle[i]);
-    self->nidle = 0;
-    responder_close_work(self);
 }
 
 static void *
 responder_dispatch_main(void *arg)
 {
     responder *self = arg;
+    struct epoll_event ev[64];
     char drain[64];
+    int n;
 
     while (!atomic_load(&self->stopping)) {
-        size_t npolled = self->nidle;
-
-        if (responder_pfd_room(self) != RS_OK) {
-            log_error("event=dispatch_failed error=\"out of memory\"");
-            responder_fail(self);
-            break;
-        }
-        self->pfd[0] = (struct pollfd){.fd = self->wake[0], .events = POLLIN};
-        self->pfd[1] = (struct pollfd){.fd = self->listen_fd, .events = POLLIN};
-        for (size_t i = 0; i < npolled; i++)
-            self->pfd[2 + i] = (struct pollfd){.fd = self->idle[i], .events = POLLIN};
-        if (poll(self->pfd, 2 + npolled, -1) < 0) {
+        n = epoll_wait(self->epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])), -1);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
-            log_error("event=dispatch_failed error=\"poll: %s\"", strerror(errno));
+            log_error("event=dispatch_failed error=\"epoll_wait: %s\"", strerror(errno));
             responder_fail(self);
             break;
         }
-        if (self->pfd[0].revents)
-            while (read(self->wake[0], drain, sizeof(drain)) > 0)
-                ;
-        if (atomic_load(&self->stopping))
-            break;
-        responder_idle_ready(self, npolled);
-        responder_take_back(self);
-        if (self->pfd[1].revents && responder_accept(self) != RS_OK) {
-            responder_fail(self);
-            break;
+        pthread_mutex_lock(&self->lock);
+        for (int i = 0; i < n; i++) {
+            int fd = ev[i].data.fd;
+            if (fd != self->wake[0] && fd != self->listen_fd)
+                responder_hand_over(self, fd);
         }
+        pthread_mutex_unlock(&self->lock);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.fd == self->wake[0])
+                while (read(self->wake[0], drain, sizeof(drain)) > 0)
+                    ;
+            else if (ev[i].data.fd == self->listen_fd && !atomic_load(&self->stopping) &&
+                     responder_accept(self) != RS_OK)
+                responder_fail(self);
+        }
+        if (atomic_load(&self->failed))
+            break;
     }
-    responder_dispatch_end(self);
+    responder_close_work(self);
     return NULL;
 }
 

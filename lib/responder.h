@@ -21,7 +21,7 @@ typedef struct responder_request responder_request;
 struct responder_settings {
     const char *socket_path;
     unsigned socket_mode; /* chmod of the socket, so that nginx's user may connect */
-    int backlog;          /* connections waiting for a free thread */
+    int backlog;          /* new connections not yet accepted by the dispatcher */
     int threads;
     size_t body_limit; /* larger bodies answer 400 before the handler sees them */
 };
