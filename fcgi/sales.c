@@ -300,7 +300,8 @@ sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *
         if (rows < 0)
             goto fail;
         if (rows != 1) {
-            errbuf_set(&err, "the stock of %s changed under its row lock", sku);
+            /* Not the sku: it is the client's text, and this goes to the log. */
+            errbuf_set(&err, "a product's stock changed under its row lock");
             goto fail;
         }
     }
