@@ -625,7 +625,7 @@ responder_give_back(responder *self, struct responder_thread *th, int fd)
 {
     int kept;
 
-    th->rq.fcgx.ipcFd = -1; /* the dispatcher's now, or closed */
+    th->rq.fcgx.ipcFd = -1; /* back in the epoll set, or closed */
     pthread_mutex_lock(&self->lock);
     kept = !self->closing && !atomic_load(&self->stopping) &&
            responder_arm(self, fd, EPOLL_CTL_MOD) == RS_OK;

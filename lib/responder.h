@@ -1,10 +1,12 @@
 /* responder: the frame of restock's FastCGI programs (restock-sales,
- * restock-callback) on libfcgi. It listens on a unix socket and serves requests
- * on N threads, each with its own FCGX_Request and its own state made by the
- * program (a database connection with prepared statements, say); it reads the
- * body up to a limit, calls the program's handler, and offers the JSON replies.
- * SIGTERM or SIGINT: it stops accepting, finishes the requests in flight, and
- * returns (the program exits 0). */
+ * restock-callback) on libfcgi. It listens on a unix socket; a dispatcher thread
+ * waits on it and on the connections nginx keeps open, and hands a connection
+ * whose request has arrived to one of N serving threads, each with its own
+ * FCGX_Request and its own state made by the program (a database connection
+ * with prepared statements, say), so that an idle connection never holds a
+ * thread. It reads the body up to a limit, calls the program's handler, and
+ * offers the JSON replies. SIGTERM or SIGINT: it stops accepting, finishes the
+ * requests in flight, and returns (the program exits 0). */
 #ifndef RESTOCK_RESPONDER_H
 #define RESTOCK_RESPONDER_H
 
