@@ -1,12 +1,14 @@
 /* restock-sales: the Sales API behind nginx (docs/design.md §4.1): the
- * products, checkout by one atomic UPDATE, and a health check. Each responder
- * thread has its own database connection and prepared statements. */
+ * products, checkout by one atomic UPDATE for all the concurrent checkouts of a
+ * product (lib/combiner), and a health check. Each responder thread has its own
+ * database connection and prepared statements. */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus.h"
+#include "combiner.h"
 #include "db.h"
 #include "ident.h"
 #include "json.h"
@@ -24,6 +26,7 @@
 struct sales_app {
     const conf *cf;
     const char *default_sku;
+    combiner *checkouts; /* per sku: the checkouts that wait for one statement */
 };
 
 struct sales_thread {
@@ -32,6 +35,7 @@ struct sales_thread {
     db_stmt *product;  /* one product by sku */
     db_stmt *products; /* all, by sku */
     db_stmt *buy;      /* the atomic decrement */
+    db_stmt *lock;     /* the stock under its row lock, when a batch does not fit */
     order *orders;     /* opens the order of a stock-out */
     bus_pub *bell;     /* rings stock_empty after the order's commit */
     int db_down;       /* to log the database going away and coming back once */
@@ -245,43 +249,167 @@ sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, 
     sales_reply_checkout(rq, 409, "구매 실패!", sku, out.remaining, sales_replenishment(state));
 }
 
+/* One checkout in a batch of the checkouts of one sku (lib/combiner): what it
+ * asks for, and what the batch's statement gave it. */
+struct sales_buy {
+    combiner_item item; /* first: the batch's items are sales_buys */
+    const char *sku;
+    long long quantity;
+    int failed;          /* the statement failed: err says why, nothing was sold */
+    int sold;            /* else: sold, or not (too few left, or no such sku) */
+    long long remaining; /* when sold: the stock this very sale left */
+    errbuf err;
+};
+
+static void
+sales_batch_fail(combiner_item *batch, const errbuf *err)
+{
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sales_buy *b = (struct sales_buy *)it;
+        b->failed = 1;
+        b->err = *err;
+    }
+}
+
+/* The batch's total did not fit in the stock (or the sku is unknown): the sell-out
+ * boundary, rare. Under the row's lock, each checkout in arrival order takes its
+ * whole quantity if what is left covers it, or nothing; then one UPDATE takes
+ * what was given, and the commit releases the row. Any failure rolls back:
+ * nothing sold, every member 503. */
+static void
+sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *sku)
+{
+    errbuf err = {{0}};
+    long long rows, stock, left, taken;
+
+    if (db_begin(th->conn, &err) != RS_OK)
+        goto fail;
+    rows = db_stmt_exec(th->lock, &err, "s", sku);
+    if (rows < 0)
+        goto fail;
+    if (rows == 0 || !db_stmt_next(th->lock)) {
+        /* No such product: nobody bought; each member's sold-out path says 404. */
+        db_rollback(th->conn);
+        for (combiner_item *it = batch; it != NULL; it = it->next)
+            ((struct sales_buy *)it)->sold = 0;
+        return;
+    }
+    stock = left = db_stmt_col_int(th->lock, 0);
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sales_buy *b = (struct sales_buy *)it;
+        b->sold = b->quantity <= left;
+        if (b->sold) {
+            left -= b->quantity;
+            b->remaining = left;
+        }
+    }
+    taken = stock - left;
+    if (taken > 0) {
+        rows = db_stmt_exec(th->buy, &err, "isi", taken, sku, taken);
+        if (rows < 0)
+            goto fail;
+        if (rows != 1) {
+            /* Not the sku: it is the client's text, and this goes to the log. */
+            errbuf_set(&err, "a product's stock changed under its row lock");
+            goto fail;
+        }
+    }
+    if (db_commit(th->conn, &err) != RS_OK)
+        goto fail;
+    return;
+
+fail:
+    db_rollback(th->conn);
+    sales_batch_fail(batch, &err);
+}
+
+/* One statement for the whole batch, run by its leader on its own connection.
+ * The common case, every quantity fits: one UPDATE takes the total, and
+ * LAST_INSERT_ID(expr) hands back the stock it left; each member's remaining is
+ * then the stock after the members before it and itself, in arrival order, so
+ * that no two buyers are told the same remaining. */
+static void
+sales_batch_run(void *ctx, combiner_item *batch, size_t n)
+{
+    struct sales_thread *th = ctx;
+    const char *sku = ((struct sales_buy *)batch)->sku;
+    long long total = 0, rows, left;
+    errbuf err = {{0}};
+
+    (void)n;
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        total += ((struct sales_buy *)it)->quantity;
+    rows = db_stmt_exec(th->buy, &err, "isi", total, sku, total);
+    if (rows < 0) {
+        sales_batch_fail(batch, &err);
+        return;
+    }
+    if (rows == 0) {
+        /* Alone, the one checkout did not fit: sold out, without a transaction. */
+        if (batch->next == NULL)
+            ((struct sales_buy *)batch)->sold = 0;
+        else
+            sales_batch_allocate(th, batch, sku);
+        return;
+    }
+    left = (long long)db_stmt_insert_id(th->buy) + total;
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sales_buy *b = (struct sales_buy *)it;
+        left -= b->quantity;
+        b->sold = 1;
+        b->remaining = left;
+    }
+}
+
+/* What one checkout's outcome answers, the same whether it was alone or in a
+ * batch: sold → 200 with the stock it left; not sold → the sold-out path (404,
+ * 409 and the replenishment order). Whatever a sale triggers goes here. */
+static void
+sales_checkout_result(struct sales_thread *th, responder_request *rq, const char *sku,
+                      long long quantity, long long remaining, int sold)
+{
+    if (sold) {
+        metrics_count(METRICS_CHECKOUT_SOLD);
+        sales_reply_checkout(rq, 200, "구매 완료!", sku, remaining, NULL);
+    } else {
+        sales_sold_out(th, rq, sku, quantity);
+    }
+}
+
 static void
 sales_checkout(struct sales_thread *th, responder_request *rq)
 {
-    const char *sku = th->app->default_sku;
-    long long quantity = 1, rows;
+    struct sales_buy buy;
     errbuf err = {{0}};
     cJSON *json = NULL;
     size_t len;
     const char *body = responder_body(rq, &len);
 
+    memset(&buy, 0, sizeof(buy));
+    buy.sku = th->app->default_sku;
+    buy.quantity = 1;
     /* An empty body buys one of the default product, as the first version's
      * scripts expect; fields other than sku and quantity are ignored. */
     if (len > 0 &&
         (json_parse_object(body, len, &json, &err) != RS_OK ||
-         json_opt_str(json, "sku", 1, SALES_SKU_MAX, &sku, &err) != RS_OK ||
-         json_opt_int(json, "quantity", 1, SALES_QUANTITY_MAX, 0, &quantity, &err) != RS_OK)) {
+         json_opt_str(json, "sku", 1, SALES_SKU_MAX, &buy.sku, &err) != RS_OK ||
+         json_opt_int(json, "quantity", 1, SALES_QUANTITY_MAX, 0, &buy.quantity, &err) != RS_OK)) {
         metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
         responder_reply_error(rq, 400, "%s", err.msg);
         goto done;
     }
-    /* One statement: the row lock makes concurrent checkouts queue, the WHERE
-     * never lets stock go below zero, and LAST_INSERT_ID(expr) hands back the
-     * stock left by this very update in the same round trip. */
-    rows = db_stmt_exec(th->buy, &err, "isi", quantity, sku, quantity);
-    if (rows < 0) {
+    /* Never read-then-write: the row lock makes the statements of one sku queue in
+     * the database, the WHERE never lets stock go below zero. The checkouts that
+     * arrive while one is in flight wait here and go in the next one together. */
+    log_debug("event=checkout_submitted quantity=%lld", buy.quantity); /* tests wait for it */
+    combiner_submit(th->app->checkouts, &buy.item, buy.sku, sales_batch_run, th);
+    if (buy.failed) {
         metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
-        sales_unavailable(th, rq, &err);
+        sales_unavailable(th, rq, &buy.err);
         goto done;
     }
     sales_db_answered(th);
-    if (rows == 0)
-        sales_sold_out(th, rq, sku, quantity);
-    else {
-        metrics_count(METRICS_CHECKOUT_SOLD);
-        sales_reply_checkout(rq, 200, "구매 완료!", sku, (long long)db_stmt_insert_id(th->buy),
-                             NULL);
-    }
+    sales_checkout_result(th, rq, buy.sku, buy.quantity, buy.remaining, buy.sold);
 
 done:
     cJSON_Delete(json); /* after the reply: sku may point into it */
@@ -379,13 +507,29 @@ sales_app_init(const conf *cf, void **app_p, errbuf *err)
         return RS_ERR;
     app.cf = cf;
     app.default_sku = conf_str(cf, "default_sku");
+    /* A sku in flight per thread at most: one slot each. */
+    app.checkouts = combiner_new((size_t)conf_int(cf, "sales_threads"));
+    if (app.checkouts == NULL) {
+        db_library_end();
+        return errbuf_set(err, "out of memory");
+    }
     *app_p = &app;
     return RS_OK;
 }
 
 static void
-sales_app_fini(void *app)
+sales_app_fini(void *app_p)
 {
+    struct sales_app *app = app_p;
+    struct combiner_stats st;
+    char sizes[160];
+
+    /* How much the checkouts were combined, for the operator and the bench. */
+    combiner_stats(app->checkouts, &st);
+    combiner_sizes_text(&st, sizes, sizeof(sizes));
+    log_info("event=checkout_batches statements=%llu checkouts=%llu largest=%llu sizes=\"%s\"",
+             st.batches, st.items, st.max, sizes);
+    combiner_destroy(&app->checkouts);
     bus_shutdown(); /* every thread's doorbell is closed by now */
     db_library_end();
 }
@@ -432,7 +576,8 @@ sales_thread_init(void *app, void **state, errbuf *err)
                           "UPDATE product SET stock = LAST_INSERT_ID(stock - ?)"
                           " WHERE sku = ? AND stock >= ?",
                           0);
-    if (!th->product || !th->products || !th->buy) {
+    th->lock = db_stmt_new(th->conn, "SELECT stock FROM product WHERE sku = ? FOR UPDATE", 0);
+    if (!th->product || !th->products || !th->buy || !th->lock) {
         errbuf_set(err, "out of memory");
         goto fail;
     }

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -49,6 +51,12 @@ struct responder_thread {
     responder_request rq;
 };
 
+/* A first-in first-out queue of connections (descriptors). */
+struct responder_fdq {
+    int *fd;
+    size_t head, len, cap;
+};
+
 struct responder {
     const struct responder_program *prog;
     void *app;
@@ -66,6 +74,21 @@ struct responder {
     int init_failed;
     errbuf init_err;
     struct responder_thread *threads;
+    /* The dispatcher waits (epoll) on the listening socket and the idle
+     * connections, and queues a connection with a request ready for the
+     * serving threads; a thread serves one request and puts a kept connection
+     * back into the epoll set itself (one-shot: it fires once per request).
+     * Under lock: the queue, which connections are idle, and closing (the
+     * dispatcher has ended: no more work). */
+    pthread_t dispatcher;
+    int dispatcher_running;
+    int epfd;
+    int wake[2]; /* a pipe: wakes the dispatcher for the stop */
+    pthread_cond_t work;
+    struct responder_fdq ready; /* a request waits on each: for the threads */
+    unsigned char *idle;        /* idle[fd]: fd is an idle connection in the epoll set */
+    size_t idle_cap;
+    int closing;
 };
 
 static const struct {
@@ -128,7 +151,8 @@ responder_listen(const char *path, unsigned mode, int backlog, errbuf *err)
         if (unlink(path) != 0 && errno != ENOENT)
             return errbuf_set(err, "cannot remove the stale socket %s: %s", path, strerror(errno));
     }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: the dispatcher accepts what poll saw, until EAGAIN. */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return errbuf_set(err, "socket: %s", strerror(errno));
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -153,6 +177,61 @@ fail:
     return RS_ERR;
 }
 
+/* -- connection queues ----------------------------------------------------------- */
+
+/* Doubles an array of descriptors (64 at first). */
+static int
+responder_fds_grow(int **fds, size_t *cap)
+{
+    size_t more = *cap ? *cap * 2 : 64;
+    int *grown = realloc(*fds, more * sizeof(**fds));
+
+    if (grown == NULL)
+        return RS_ERR;
+    *fds = grown;
+    *cap = more;
+    return RS_OK;
+}
+
+static int
+responder_fdq_push(struct responder_fdq *q, int fd)
+{
+    if (q->head + q->len == q->cap) {
+        if (q->head > 0) {
+            memmove(q->fd, q->fd + q->head, q->len * sizeof(*q->fd));
+            q->head = 0;
+        } else if (responder_fds_grow(&q->fd, &q->cap) != RS_OK) {
+            return RS_ERR;
+        }
+    }
+    q->fd[q->head + q->len++] = fd;
+    return RS_OK;
+}
+
+static int
+responder_fdq_pop(struct responder_fdq *q)
+{
+    int fd;
+
+    if (q->len == 0)
+        return -1;
+    fd = q->fd[q->head++];
+    if (--q->len == 0)
+        q->head = 0;
+    return fd;
+}
+
+static void
+responder_fdq_close(struct responder_fdq *q)
+{
+    int fd;
+
+    while ((fd = responder_fdq_pop(q)) >= 0)
+        close(fd);
+    free(q->fd);
+    memset(q, 0, sizeof(*q));
+}
+
 responder *
 responder_new(const struct responder_settings *settings, const struct responder_program *prog,
               void *app, errbuf *err)
@@ -174,8 +253,11 @@ responder_new(const struct responder_settings *settings, const struct responder_
     self->body_limit = settings->body_limit;
     self->nthreads = settings->threads;
     self->listen_fd = -1;
+    self->wake[0] = self->wake[1] = -1;
+    self->epfd = -1;
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, NULL);
+    pthread_cond_init(&self->work, NULL);
     self->socket_path = strdup(settings->socket_path);
     self->threads = calloc((size_t)settings->threads, sizeof(*self->threads));
     if (self->socket_path == NULL || self->threads == NULL) {
@@ -194,6 +276,19 @@ responder_new(const struct responder_settings *settings, const struct responder_
         responder_listen(settings->socket_path, settings->socket_mode, settings->backlog, err);
     if (self->listen_fd < 0)
         goto fail;
+    if (pipe2(self->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        errbuf_set(err, "pipe: %s", strerror(errno));
+        goto fail;
+    }
+    self->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (self->epfd < 0 ||
+        epoll_ctl(self->epfd, EPOLL_CTL_ADD, self->wake[0],
+                  &(struct epoll_event){.events = EPOLLIN, .data.fd = self->wake[0]}) != 0 ||
+        epoll_ctl(self->epfd, EPOLL_CTL_ADD, self->listen_fd,
+                  &(struct epoll_event){.events = EPOLLIN, .data.fd = self->listen_fd}) != 0) {
+        errbuf_set(err, "epoll: %s", strerror(errno));
+        goto fail;
+    }
     for (int i = 0; i < self->nthreads; i++) {
         struct responder_thread *th = &self->threads[i];
         th->owner = self;
@@ -203,7 +298,11 @@ responder_new(const struct responder_settings *settings, const struct responder_
             errbuf_set(err, "out of memory");
             goto fail;
         }
-        if (FCGX_InitRequest(&th->rq.fcgx, self->listen_fd, 0) != 0) {
+        /* No listening socket (-1): a thread is given its connections and
+         * never accepts. When libfcgi finds a kept connection closed it
+         * tries accept() on it, which then fails at once (EBADF) instead of
+         * taking a connection from under the dispatcher. */
+        if (FCGX_InitRequest(&th->rq.fcgx, -1, 0) != 0) {
             errbuf_set(err, "libfcgi: FCGX_InitRequest failed");
             goto fail;
         }
@@ -232,8 +331,21 @@ responder_destroy(responder **self_p)
             free(self->threads[i].rq.body);
     free(self->threads);
     free(self->socket_path);
+    /* The dispatcher closed every connection when it ended; a responder that
+     * never ran has none. */
+    responder_fdq_close(&self->ready);
+    for (size_t fd = 0; fd < self->idle_cap; fd++)
+        if (self->idle[fd])
+            close((int)fd);
+    free(self->idle);
+    if (self->epfd >= 0)
+        close(self->epfd);
+    for (int i = 0; i < 2; i++)
+        if (self->wake[i] >= 0)
+            close(self->wake[i]);
     pthread_mutex_destroy(&self->lock);
     pthread_cond_destroy(&self->cond);
+    pthread_cond_destroy(&self->work);
     free(self);
     *self_p = NULL;
 }
@@ -447,13 +559,89 @@ responder_fail(responder *self)
     pthread_kill(self->main_thread, SIGTERM);
 }
 
+/* Wakes the dispatcher from its wait. A full pipe means it is due to wake anyway. */
+static void
+responder_wake(responder *self)
+{
+    char b = 1;
+
+    while (write(self->wake[1], &b, 1) < 0 && errno == EINTR)
+        ;
+}
+
+/* Serves the request waiting on the connection fd. Returns fd when the
+ * connection stays open for the next request (nginx asked for it,
+ * fastcgi_keep_conn), -1 when it was closed. */
+static int
+responder_serve_connection(struct responder_thread *th, int fd)
+{
+    FCGX_Request *r = &th->rq.fcgx;
+
+    r->ipcFd = fd;
+    /* FCGX_Accept_r begins by finishing the request before, which closes the
+     * connection unless it is kept; the request read next says whether it is.
+     * With ipcFd set it reads that request instead of accepting one. */
+    r->keepConnection = 1;
+    /* Detached, libfcgi closes a connection plainly instead of lingering
+     * (shutdown, then waiting for nginx to close its end), which would hold
+     * this thread for one more round trip. Lingering guards against unread
+     * input; the body was read to its end (or drained). */
+    FCGX_Detach(r);
+    if (FCGX_Accept_r(r) < 0)
+        return -1; /* nginx closed it while idle (or spoke no FastCGI): closed */
+    responder_serve(th);
+    FCGX_Detach(r);
+    FCGX_Finish_r(r);
+    return r->ipcFd;
+}
+
+/* Marks fd idle and arms it in the epoll set for its next request (one-shot:
+ * it fires once, then waits to be armed again). Under the lock. */
+static int
+responder_arm(responder *self, int fd, int op)
+{
+    if ((size_t)fd >= self->idle_cap) {
+        size_t cap = self->idle_cap ? self->idle_cap : 64;
+        unsigned char *grown;
+
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        grown = realloc(self->idle, cap);
+        if (grown == NULL)
+            return RS_ERR;
+        memset(grown + self->idle_cap, 0, cap - self->idle_cap);
+        self->idle = grown;
+        self->idle_cap = cap;
+    }
+    if (epoll_ctl(self->epfd, op, fd,
+                  &(struct epoll_event){.events = EPOLLIN | EPOLLONESHOT, .data.fd = fd}) != 0)
+        return RS_ERR;
+    self->idle[fd] = 1;
+    return RS_OK;
+}
+
+/* A kept connection goes back into the epoll set; at the stop it is closed. */
+static void
+responder_give_back(responder *self, struct responder_thread *th, int fd)
+{
+    int kept;
+
+    th->rq.fcgx.ipcFd = -1; /* back in the epoll set, or closed */
+    pthread_mutex_lock(&self->lock);
+    kept = !self->closing && !atomic_load(&self->stopping) &&
+           responder_arm(self, fd, EPOLL_CTL_MOD) == RS_OK;
+    pthread_mutex_unlock(&self->lock);
+    if (!kept)
+        close(fd);
+}
+
 static void *
 responder_thread_main(void *arg)
 {
     struct responder_thread *th = arg;
     responder *self = th->owner;
     errbuf err = {{0}};
-    int rc = RS_OK;
+    int rc = RS_OK, fd;
 
     if (self->prog->thread_init != NULL)
         rc = self->prog->thread_init(self->app, &th->state, &err);
@@ -468,33 +656,139 @@ responder_thread_main(void *arg)
     if (rc != RS_OK)
         return NULL;
 
-    while (!atomic_load(&self->stopping)) {
-        rc = FCGX_Accept_r(&th->rq.fcgx);
-        if (rc < 0) {
-            if (atomic_load(&self->stopping))
-                break;
-            if (responder_transient(-rc)) {
-                struct timespec pause = {0, 100 * 1000 * 1000};
-                log_warn("event=accept_failed error=\"%s\" action=retry", strerror(-rc));
-                nanosleep(&pause, NULL);
-                continue;
-            }
-            log_error("event=accept_failed error=\"%s\"", rc < -9000 ? "libfcgi" : strerror(-rc));
-            responder_fail(self);
-            break;
-        }
-        responder_serve(th);
-        /* Detached, libfcgi closes the connection plainly instead of lingering
-         * (shutdown, then waiting for nginx to close its end), which would hold
-         * this thread for one more round trip per request. Lingering guards
-         * against unread input; the body was read to its end (or drained). */
-        FCGX_Detach(&th->rq.fcgx);
-        FCGX_Finish_r(&th->rq.fcgx);
+    /* One request at a time, from a connection that has one waiting: a thread
+     * never waits on an idle connection, so a kept connection holds no thread. */
+    for (;;) {
+        pthread_mutex_lock(&self->lock);
+        while (self->ready.len == 0 && !self->closing)
+            pthread_cond_wait(&self->work, &self->lock);
+        fd = responder_fdq_pop(&self->ready);
+        pthread_mutex_unlock(&self->lock);
+        if (fd < 0)
+            break; /* the dispatcher has ended and nothing is left to serve */
+        fd = responder_serve_connection(th, fd);
+        if (fd >= 0)
+            responder_give_back(self, th, fd);
     }
     FCGX_Finish_r(&th->rq.fcgx);
     if (self->prog->thread_fini != NULL)
         self->prog->thread_fini(th->state);
     th->state = NULL;
+    return NULL;
+}
+
+/* -- the dispatcher ---------------------------------------------------------------- */
+
+/* An idle connection with a request waiting goes to the threads (under the
+ * lock). When the queue cannot grow it is closed: nginx answers 503. */
+static void
+responder_hand_over(responder *self, int fd)
+{
+    if ((size_t)fd < self->idle_cap)
+        self->idle[fd] = 0;
+    if (responder_fdq_push(&self->ready, fd) == RS_OK) {
+        pthread_cond_signal(&self->work);
+    } else {
+        log_warn("event=request_dropped error=\"out of memory\"");
+        close(fd);
+    }
+}
+
+/* Takes every connection the listening socket has waiting, as idle ones: each
+ * goes to a thread once its first request is there. RS_ERR: a fatal error. */
+static int
+responder_accept(responder *self)
+{
+    for (;;) {
+        int fd = accept4(self->listen_fd, NULL, NULL, SOCK_CLOEXEC), rc;
+
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || atomic_load(&self->stopping))
+                return RS_OK;
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (responder_transient(errno)) {
+                /* Out of descriptors, say: epoll would report the same
+                 * connection at once again; a pause lets requests in flight end. */
+                struct timespec pause = {0, 100 * 1000 * 1000};
+                log_warn("event=accept_failed error=\"%s\" action=retry", strerror(errno));
+                nanosleep(&pause, NULL);
+                return RS_OK;
+            }
+            log_error("event=accept_failed error=\"%s\"", strerror(errno));
+            return RS_ERR;
+        }
+        pthread_mutex_lock(&self->lock);
+        rc = responder_arm(self, fd, EPOLL_CTL_ADD);
+        pthread_mutex_unlock(&self->lock);
+        if (rc != RS_OK) {
+            log_warn("event=accept_failed error=\"%s\" action=close", strerror(errno));
+            close(fd);
+        }
+    }
+}
+
+/* No more work: the threads end once the queued requests are served. At the
+ * stop a request nginx already sent on an idle connection is still served; the
+ * other idle connections are closed (nginx opens a new one for its next
+ * request, which the shut-down socket refuses: 503). */
+static void
+responder_close_work(responder *self)
+{
+    pthread_mutex_lock(&self->lock);
+    for (size_t fd = 0; fd < self->idle_cap; fd++) {
+        struct pollfd p = {.fd = (int)fd, .events = POLLIN};
+
+        if (!self->idle[fd])
+            continue;
+        if (poll(&p, 1, 0) == 1 && !(p.revents & (POLLERR | POLLNVAL))) {
+            responder_hand_over(self, (int)fd);
+        } else {
+            self->idle[fd] = 0;
+            close((int)fd);
+        }
+    }
+    self->closing = 1;
+    pthread_cond_broadcast(&self->work);
+    pthread_mutex_unlock(&self->lock);
+}
+
+static void *
+responder_dispatch_main(void *arg)
+{
+    responder *self = arg;
+    struct epoll_event ev[64];
+    char drain[64];
+    int n;
+
+    while (!atomic_load(&self->stopping)) {
+        n = epoll_wait(self->epfd, ev, (int)(sizeof(ev) / sizeof(ev[0])), -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("event=dispatch_failed error=\"epoll_wait: %s\"", strerror(errno));
+            responder_fail(self);
+            break;
+        }
+        pthread_mutex_lock(&self->lock);
+        for (int i = 0; i < n; i++) {
+            int fd = ev[i].data.fd;
+            if (fd != self->wake[0] && fd != self->listen_fd)
+                responder_hand_over(self, fd);
+        }
+        pthread_mutex_unlock(&self->lock);
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.fd == self->wake[0])
+                while (read(self->wake[0], drain, sizeof(drain)) > 0)
+                    ;
+            else if (ev[i].data.fd == self->listen_fd && !atomic_load(&self->stopping) &&
+                     responder_accept(self) != RS_OK)
+                responder_fail(self);
+        }
+        if (atomic_load(&self->failed))
+            break;
+    }
+    responder_close_work(self);
     return NULL;
 }
 
@@ -507,20 +801,28 @@ responder_signals(sigset_t *set)
     sigaddset(set, SIGHUP);
 }
 
-/* Stops accepting: libfcgi's flag for threads on their way to accept(), and a
- * shutdown of the listening socket, which makes accept() fail with EINVAL in the
- * threads already blocked in it. Connections in progress are not touched. */
+/* Stops accepting: a shutdown of the listening socket, which refuses new
+ * connections, and the dispatcher woken to end (see responder_dispatch_end).
+ * Requests in flight are not touched. */
 static void
 responder_stop_accepting(responder *self)
 {
     atomic_store(&self->stopping, 1);
-    FCGX_ShutdownPending();
     shutdown(self->listen_fd, SHUT_RDWR);
+    responder_wake(self);
 }
 
+/* The dispatcher first: it hands over what is already sent, then the threads
+ * end as the last requests are answered. */
 static void
 responder_join(responder *self)
 {
+    if (self->dispatcher_running) {
+        pthread_join(self->dispatcher, NULL);
+        self->dispatcher_running = 0;
+    } else {
+        responder_close_work(self);
+    }
     for (int i = 0; i < self->nthreads; i++)
         if (self->threads[i].running) {
             pthread_join(self->threads[i].id, NULL);
@@ -560,6 +862,12 @@ responder_run(responder *self, errbuf *err)
     if (rc)
         *err = self->init_err;
     pthread_mutex_unlock(&self->lock);
+    if (!rc) {
+        rc = pthread_create(&self->dispatcher, NULL, responder_dispatch_main, self);
+        if (rc != 0)
+            errbuf_set(err, "cannot start the dispatcher thread: %s", strerror(rc));
+        self->dispatcher_running = rc == 0;
+    }
     if (rc) {
         responder_stop_accepting(self);
         responder_join(self);

@@ -1,12 +1,14 @@
 /* responder: the frame of restock's FastCGI programs (restock-sales,
- * restock-callback) on libfcgi. It listens on a unix socket and serves requests
- * on N threads, each with its own FCGX_Request and its own state made by the
- * program (a database connection with prepared statements, say); it reads the
- * body up to a limit, calls the program's handler, and offers the JSON replies.
- * SIGTERM or SIGINT: it stops accepting, finishes the requests in flight, and
- * returns (the program exits 0). SIGHUP re-reads the configuration; like the
- * other two it is taken by sigwait in the main thread, so that no serving
- * thread (blocked in FCGX_Accept_r or mid-request) is ever interrupted. */
+ * restock-callback) on libfcgi. It listens on a unix socket; a dispatcher thread
+ * waits on it and on the connections nginx keeps open, and hands a connection
+ * whose request has arrived to one of N serving threads, each with its own
+ * FCGX_Request and its own state made by the program (a database connection
+ * with prepared statements, say), so that an idle connection never holds a
+ * thread. It reads the body up to a limit, calls the program's handler, and
+ * offers the JSON replies. SIGTERM or SIGINT: it stops accepting, finishes the
+ * requests in flight, and returns (the program exits 0). SIGHUP re-reads the
+ * configuration; like the other two it is taken by sigwait in the main thread,
+ * so that no serving thread is ever interrupted. */
 #ifndef RESTOCK_RESPONDER_H
 #define RESTOCK_RESPONDER_H
 
@@ -23,7 +25,7 @@ typedef struct responder_request responder_request;
 struct responder_settings {
     const char *socket_path;
     unsigned socket_mode; /* chmod of the socket, so that nginx's user may connect */
-    int backlog;          /* connections waiting for a free thread */
+    int backlog;          /* new connections not yet accepted by the dispatcher */
     int threads;
     size_t body_limit; /* larger bodies answer 400 before the handler sees them */
 };

@@ -21,7 +21,7 @@ def body(t):
                         "config", "defaults"], capture_output=True, text=True)
     t.is_(p.returncode, 0, "restockctl config defaults succeeds")
     t.ok(block == p.stdout, "README's configuration reference is restockctl config defaults",
-         "regenerate the block between conf:begin and conf:end from `restockctl config defaults`")
+         "regenerate the block between conf:begin and conf:end: scripts/conf-block")
     for command in ("./scripts/run", "./scripts/test"):
         t.ok(command in readme, "README shows the Quick start command " + command)
 

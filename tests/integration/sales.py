@@ -205,21 +205,40 @@ def root_value(s, query):
     return out.strip()
 
 
+class OwnSales:
+    """restock-sales started here instead of by scripts/stack, so that its exit
+    status can be read; its lines go to the stack's log/sales.log."""
+
+    def __init__(self, t, s, **env):
+        s.stop("sales")
+        self.sock = s.info["SALES_SOCKET"]
+        env = dict(s.env, RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"], **env)
+        wrapper = os.environ.get("RESTOCK_WRAPPER", "").split()
+        self.log = open(os.path.join(s.dir, "log", "sales.log"), "a")
+        self.proc = subprocess.Popen(wrapper + [os.path.join(BUILDDIR, "fcgi", "restock-sales")],
+                                     env=env, stdout=self.log, stderr=self.log)
+        self.pidfile = os.path.join(s.dir, "pid", "sales.pid")
+        with open(self.pidfile, "w") as f:  # so that the stack's stop ends it if the test fails
+            f.write(str(self.proc.pid))
+        t.ok(s.wait_until(lambda: os.path.exists(self.sock), timeout=60), "the responder listens")
+
+    def wait(self):
+        """Its exit status, once it has ended (it is killed after 60 s)."""
+        try:
+            status = self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            status = "still running after 60 s"
+        os.unlink(self.pidfile)
+        self.log.close()
+        return status
+
+
 def test_sigterm_in_flight(t, s):
     """A checkout blocked on a row lock held by another session is in flight when
-    SIGTERM arrives; the responder must answer it and then exit 0. The responder is
-    started here, not by scripts/stack, so that its exit status can be read."""
-    s.stop("sales")
-    sock = s.info["SALES_SOCKET"]
-    env = dict(s.env, RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"], RESTOCK_DB_TIMEOUT="60")
-    wrapper = os.environ.get("RESTOCK_WRAPPER", "").split()
-    log = open(os.path.join(s.dir, "log", "sales.log"), "a")
-    proc = subprocess.Popen(wrapper + [os.path.join(BUILDDIR, "fcgi", "restock-sales")], env=env,
-                            stdout=log, stderr=log)
-    pidfile = os.path.join(s.dir, "pid", "sales.pid")
-    with open(pidfile, "w") as f:  # so that the stack's stop ends it if this test fails
-        f.write(str(proc.pid))
-    t.ok(s.wait_until(lambda: os.path.exists(sock), timeout=60), "the responder listens")
+    SIGTERM arrives; the responder must answer it and then exit 0."""
+    own = OwnSales(t, s, RESTOCK_DB_TIMEOUT="60")
+    proc, sock = own.proc, own.sock
     s.sql("UPDATE product SET stock = 5 WHERE sku = '%s'" % DONUT)
 
     locker = mysql_root(s)
@@ -256,14 +275,7 @@ def test_sigterm_in_flight(t, s):
     t.ok(r is not None and r.status == 200, "the request in flight is answered 200", r)
     t.is_(r.json() if r else None, bought(4), "with its purchase")
     t.is_(s.stock(), 4, "and the purchase is in the database")
-    try:
-        status = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        status = "still running after 60 s"
-    os.unlink(pidfile)
-    log.close()
-    t.is_(status, 0, "then the responder exits with status 0")
+    t.is_(own.wait(), 0, "then the responder exits with status 0")
     t.ok("event=stopped" in s.log("sales")[mark:], "logging that it stopped")
     t.ok(not os.path.exists(sock), "and its socket is gone")
 

@@ -1,6 +1,7 @@
 /* Unit test of responder: a responder in this process, spoken to over its unix
  * socket as nginx would (a small FastCGI client below): the request reaches the
- * handler, the body limit, the replies, and SIGTERM finishing a request in flight. */
+ * handler, the body limit, the replies, kept connections, and SIGTERM finishing a
+ * request in flight. */
 #include "config.h"
 
 #include <errno.h>
@@ -158,19 +159,18 @@ connect_socket(const char *path)
     return fd;
 }
 
-/* One request; content_length NULL sends no CONTENT_LENGTH (a chunked body). */
+/* One request on the connection fd, kept open after it (FCGI_KEEP_CONN, as nginx's
+ * fastcgi_keep_conn) when keep; content_length NULL sends no CONTENT_LENGTH (a
+ * chunked body). */
 static int
-fcgi_call(const char *method, const char *path, const char *content_length, const char *body,
-          size_t body_len, struct reply *r)
+fcgi_on(int fd, int keep, const char *method, const char *path, const char *content_length,
+        const char *body, size_t body_len, struct reply *r)
 {
-    FCGI_BeginRequestBody begin = {0, FCGI_RESPONDER, 0, {0}};
+    FCGI_BeginRequestBody begin = {0, FCGI_RESPONDER, keep ? FCGI_KEEP_CONN : 0, {0}};
     char params[512];
     size_t n = 0;
-    int fd = connect_socket(test_socket);
 
     memset(r, 0, sizeof(*r));
-    if (fd < 0)
-        return -1;
     n += put_pair(params + n, "REQUEST_METHOD", method);
     n += put_pair(params + n, "DOCUMENT_URI", path);
     if (content_length != NULL)
@@ -203,7 +203,6 @@ fcgi_call(const char *method, const char *path, const char *content_length, cons
             r->len += clen;
         }
     }
-    close(fd);
     r->raw[r->len] = '\0';
     sscanf(r->raw, "Status: %d", &r->status);
     r->body = strstr(r->raw, "\r\n\r\n");
@@ -211,8 +210,22 @@ fcgi_call(const char *method, const char *path, const char *content_length, cons
     return 0;
 
 fail:
-    close(fd);
     return -1;
+}
+
+/* One request on a connection of its own, closed by the responder after it. */
+static int
+fcgi_call(const char *method, const char *path, const char *content_length, const char *body,
+          size_t body_len, struct reply *r)
+{
+    int fd = connect_socket(test_socket), rc;
+
+    memset(r, 0, sizeof(*r));
+    if (fd < 0)
+        return -1;
+    rc = fcgi_on(fd, 0, method, path, content_length, body, body_len, r);
+    close(fd);
+    return rc;
 }
 
 /* -- the server in a thread -------------------------------------------------------- */
@@ -297,6 +310,41 @@ test_requests(void)
        "the first answer is the one sent");
 }
 
+/* Kept connections (nginx's fastcgi_keep_conn): several requests on one; more
+ * idle kept connections than threads hold no thread, so that a request on
+ * another connection is still served; one that nginx closes is dropped. */
+static void
+test_kept(void)
+{
+    enum { KEPT = 7 }; /* more than settings.threads */
+    int fd[KEPT], all = 1, again = 1;
+    struct reply r;
+
+    fd[0] = connect_socket(test_socket);
+    for (int i = 0; i < 3; i++)
+        all = all && fcgi_on(fd[0], 1, "GET", "/echo", "", NULL, 0, &r) == 0 && r.status == 200;
+    ok(all, "three requests in a row on one kept connection are answered");
+    for (int i = 1; i < KEPT; i++) {
+        fd[i] = connect_socket(test_socket);
+        all = all && fcgi_on(fd[i], 1, "GET", "/echo", "", NULL, 0, &r) == 0 && r.status == 200;
+    }
+    ok(all, "%d kept connections, each answered once, now idle (%d threads)", KEPT,
+       settings.threads);
+    ok(fcgi_call("GET", "/echo", "", NULL, 0, &r) == 0 && r.status == 200,
+       "a request on a new connection is served: idle kept connections hold no thread");
+    close(fd[3]);
+    for (int i = KEPT - 1; i >= 0; i--)
+        if (i != 3)
+            again = again && fcgi_on(fd[i], 1, "POST", "/echo", "2", "ok", 2, &r) == 0 &&
+                    r.status == 200 && strstr(r.body, "\"body\":\"ok\"") != NULL;
+    ok(again, "each idle kept connection serves its next request, in any order");
+    ok(fcgi_call("GET", "/echo", "", NULL, 0, &r) == 0 && r.status == 200,
+       "a kept connection closed by the client is dropped, the others go on");
+    for (int i = 0; i < KEPT; i++)
+        if (i != 3)
+            close(fd[i]);
+}
+
 static void *
 slow_client(void *arg)
 {
@@ -312,10 +360,13 @@ slow_client(void *arg)
 static void
 test_shutdown(struct server *s)
 {
-    struct reply slow;
+    struct reply slow, r;
     pthread_t client;
-    int refused = 0, fd;
+    int refused = 0, fd, idle = connect_socket(test_socket);
+    char c;
 
+    ok(fcgi_on(idle, 1, "GET", "/echo", "", NULL, 0, &r) == 0 && r.status == 200,
+       "a kept connection, idle at the stop");
     pthread_create(&client, NULL, slow_client, &slow);
     pthread_mutex_lock(&slow_lock);
     while (!slow_entered)
@@ -334,6 +385,8 @@ test_shutdown(struct server *s)
     }
     ok(refused, "after SIGTERM new connections are refused");
     ok(!atomic_load(&s->returned), "the responder waits for the request in flight");
+    ok(read(idle, &c, 1) == 0, "and has closed the idle kept connection");
+    close(idle);
 
     pthread_mutex_lock(&slow_lock);
     slow_released = 1;
@@ -400,6 +453,7 @@ main(void)
     pthread_create(&s.thread, NULL, server_main, &s);
 
     test_requests();
+    test_kept();
     test_socket_guard();
     test_shutdown(&s);
     responder_destroy(&s.r);
