@@ -1,0 +1,28 @@
+-- 007: what a stock-out cost, measured on its order, and the sales rate the
+-- worker measures (docs/design.md §3). One ALTER of replenishment_order (not
+-- idempotent: alone), then idempotent statements.
+--   sold_out_at: when the stock reached 0 while the order was unfinished (its
+--     sold_out event paused the ad); NULL: the shelf never emptied, the ad ran on.
+--   turned_away, turned_away_units: checkouts refused while sold out, and what
+--     they asked for.
+ALTER TABLE replenishment_order
+  ADD COLUMN sold_out_at DATETIME(6) NULL AFTER sent_at,
+  ADD COLUMN turned_away INT NOT NULL DEFAULT 0,
+  ADD COLUMN turned_away_units BIGINT NOT NULL DEFAULT 0;
+
+-- sold_out: the stock reached 0 (ad pause), apart from stock_empty (the order
+-- opened, which a reorder point above 0 does while the product is on sale).
+ALTER TABLE outbox
+  MODIFY kind ENUM('stock_empty', 'stock_arrived', 'delivery_refused', 'sold_out') NOT NULL
+  COMMENT 'delivery_refused: quantity is what the callback claimed';
+
+-- The worker's sample of each product's sales: sold_total at sampled_at, and the
+-- moving average of units per minute up to then (rate_window in restock.conf).
+CREATE TABLE IF NOT EXISTS product_demand (
+  product_id  BINARY(16)  NOT NULL,
+  sold_total  BIGINT      NOT NULL,
+  sampled_at  DATETIME(6) NOT NULL,
+  rate        DOUBLE      NOT NULL DEFAULT 0 COMMENT 'units per minute',
+  PRIMARY KEY (product_id),
+  CONSTRAINT fk_demand_product FOREIGN KEY (product_id) REFERENCES product (product_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
