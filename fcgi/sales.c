@@ -31,8 +31,8 @@ struct sales_thread {
     db_stmt *product;  /* one product by sku */
     db_stmt *products; /* all, by sku */
     db_stmt *buy;      /* the atomic decrement */
-    order *orders;     /* opens the order of a stock-out */
-    bus_pub *bell;     /* rings stock_empty after the order's commit */
+    order *orders;     /* opens the order at the reorder point, marks the sell-out */
+    bus_pub *bell;     /* rings the outbox events after their commit */
     int db_down;       /* to log the database going away and coming back once */
 };
 
@@ -192,7 +192,8 @@ sales_reply_checkout(responder_request *rq, int status, const char *prefix, cons
     cJSON_Delete(json);
 }
 
-/* The word the 409 answer carries in "replenishment" for an order_open result. */
+/* The word the 409 answer carries in "replenishment" for an order_refused
+ * result: only what is true (NULL: no field, nothing is on order). */
 static const char *
 sales_replenishment(int state)
 {
@@ -205,21 +206,56 @@ sales_replenishment(int state)
     case ORDER_NO_FACTORY:
         return "unavailable";
     default:
-        return "unknown";
+        return NULL;
     }
 }
 
-/* The checkout changed no row: the product is unknown (404) or has less than
- * quantity left (409). This is where a stock-out turns into a replenishment
- * request: in one transaction the order and its outbox event (order.c), after
- * the commit the doorbell. If that fails the answer is 503, not 409: the
- * shortage was seen but nobody was told, and the next checkout tries again. */
+/* After the commit, never before: the worker must find the row it is woken
+ * for. A lost doorbell costs one sweep interval, not the order. */
 static void
-sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, long long quantity)
+sales_ring(struct sales_thread *th, const struct order_open_outcome *out)
+{
+    if (out->event[0] != '\0' && bus_ring(th->bell, BUS_STOCK_EMPTY, out->event) != RS_OK)
+        log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_EMPTY, out->event);
+}
+
+/* What one sale's result triggers: the sale of quantity left remaining of sku,
+ * and crossed says whether it took the stock from above the reorder point to or
+ * below it (the UPDATE decided that on the row it changed). Only that sale and
+ * the one that empties the shelf do more: order.c opens the order (crossing)
+ * and marks it sold out (stock 0), in one transaction. The sale itself is
+ * committed whatever happens here: a failure is logged, and the worker's sweep
+ * opens the order of a product at or below its point. (One call per sale; a
+ * batch of checkouts calls it for each member.) */
+static void
+sales_after_sale(struct sales_thread *th, const char *sku, long long quantity, long long remaining,
+                 int crossed)
 {
     errbuf err = {{0}};
     struct order_open_outcome out;
-    int state = order_open(th->orders, sku, quantity, &out, &err);
+
+    if (!crossed && remaining > 0)
+        return;
+    if (order_reorder(th->orders, sku, &out, &err) < 0) {
+        log_error("event=reorder_failed sku=%s quantity=%lld remaining=%lld error=\"%s\"", sku,
+                  quantity, remaining, err.msg);
+        return;
+    }
+    sales_ring(th, &out);
+}
+
+/* The checkout changed no row: the product is unknown (404) or has less than
+ * quantity left (409). While sold out, order.c counts the customer turned away
+ * (and opens the order if none is: a crash after the emptying sale, or the
+ * first version's policy, reorder_point -1). Asking more than remains while
+ * stock is above 0 is neither a sell-out nor an order. If the database fails the
+ * answer is 503, not 409: nothing was decided. */
+static void
+sales_refused(struct sales_thread *th, responder_request *rq, const char *sku, long long quantity)
+{
+    errbuf err = {{0}};
+    struct order_open_outcome out;
+    int state = order_refused(th->orders, sku, quantity, &out, &err);
 
     if (state < 0) {
         sales_unavailable(th, rq, &err);
@@ -229,10 +265,7 @@ sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, 
         sales_reply_message(rq, 404, "상품 없음");
         return;
     }
-    /* After the commit, never before: the worker must find the row it is woken
-     * for. A lost doorbell costs one sweep interval, not the order. */
-    if (state == ORDER_OPENED && bus_ring(th->bell, BUS_STOCK_EMPTY, out.event) != RS_OK)
-        log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_EMPTY, out.event);
+    sales_ring(th, &out);
     sales_reply_checkout(rq, 409, "구매 실패!", sku, out.remaining, sales_replenishment(state));
 }
 
@@ -256,19 +289,23 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
         goto done;
     }
     /* One statement: the row lock makes concurrent checkouts queue, the WHERE
-     * never lets stock go below zero, and LAST_INSERT_ID(expr) hands back the
-     * stock left by this very update in the same round trip. */
-    rows = db_stmt_exec(th->buy, &err, "isi", quantity, sku, quantity);
+     * never lets stock go below zero, and LAST_INSERT_ID(expr) hands back what
+     * this very update did in the same round trip (see sales_thread_init). */
+    rows = db_stmt_exec(th->buy, &err, "iiisi", quantity, quantity, quantity, sku, quantity);
     if (rows < 0) {
         sales_unavailable(th, rq, &err);
         goto done;
     }
     sales_db_answered(th);
-    if (rows == 0)
-        sales_sold_out(th, rq, sku, quantity);
-    else
-        sales_reply_checkout(rq, 200, "구매 완료!", sku, (long long)db_stmt_insert_id(th->buy),
-                             NULL);
+    if (rows == 0) {
+        sales_refused(th, rq, sku, quantity);
+    } else {
+        unsigned long long sold = db_stmt_insert_id(th->buy);
+        long long remaining = (long long)(sold / 2);
+
+        sales_after_sale(th, sku, quantity, remaining, (int)(sold % 2));
+        sales_reply_checkout(rq, 200, "구매 완료!", sku, remaining, NULL);
+    }
 
 done:
     cJSON_Delete(json); /* after the reply: sku may point into it */
@@ -415,8 +452,15 @@ sales_thread_init(void *app, void **state, errbuf *err)
         th->conn, "SELECT " SALES_PRODUCT_COLUMNS " FROM product WHERE sku = ?", DB_IDEMPOTENT);
     th->products = db_stmt_new(
         th->conn, "SELECT " SALES_PRODUCT_COLUMNS " FROM product ORDER BY sku", DB_IDEMPOTENT);
+    /* The sale, and what it did, in one statement: LAST_INSERT_ID(expr) returns
+     * expr, here twice the new stock plus 1 when this sale took the stock from
+     * above the reorder point to or below it (stock is still the old row's value
+     * inside its own assignment), and DIV 2 stores the new stock. sold_total
+     * counts the units for the worker's sales rate. */
     th->buy = db_stmt_new(th->conn,
-                          "UPDATE product SET stock = LAST_INSERT_ID(stock - ?)"
+                          "UPDATE product SET sold_total = sold_total + ?,"
+                          " stock = LAST_INSERT_ID((stock - ?) * 2"
+                          " + (stock > reorder_point AND stock - ? <= reorder_point)) DIV 2"
                           " WHERE sku = ? AND stock >= ?",
                           0);
     if (!th->product || !th->products || !th->buy) {

@@ -2,18 +2,26 @@
 -- worker measures (docs/design.md §3). One ALTER of replenishment_order (not
 -- idempotent: alone), then idempotent statements.
 --   sold_out_at: when the stock reached 0 while the order was unfinished (its
---     sold_out event paused the ad); NULL: the shelf never emptied, the ad ran on.
+--     event paused the ad); NULL: the shelf never emptied, the ad ran on. Orders
+--     made before were all opened by a sell-out: added with the time of the
+--     migration as their value, then the default is NULL (below).
 --   turned_away, turned_away_units: checkouts refused while sold out, and what
 --     they asked for.
 ALTER TABLE replenishment_order
-  ADD COLUMN sold_out_at DATETIME(6) NULL AFTER sent_at,
+  ADD COLUMN sold_out_at DATETIME(6) NULL DEFAULT CURRENT_TIMESTAMP(6) AFTER sent_at,
   ADD COLUMN turned_away INT NOT NULL DEFAULT 0,
   ADD COLUMN turned_away_units BIGINT NOT NULL DEFAULT 0;
 
--- sold_out: the stock reached 0 (ad pause), apart from stock_empty (the order
--- opened, which a reorder point above 0 does while the product is on sale).
+-- (Idempotent.)
+ALTER TABLE replenishment_order ALTER COLUMN sold_out_at SET DEFAULT NULL;
+
+-- stock_empty stays what it was, the order opened by the sale that emptied the
+-- shelf (factory message and ad pause); reorder is an order opened at a point
+-- above 0 while the product is on sale (factory message only), and sold_out the
+-- shelf emptying later under that order (ad pause only). (Idempotent.)
 ALTER TABLE outbox
-  MODIFY kind ENUM('stock_empty', 'stock_arrived', 'delivery_refused', 'sold_out') NOT NULL
+  MODIFY kind ENUM('stock_empty', 'stock_arrived', 'delivery_refused', 'reorder', 'sold_out')
+  NOT NULL
   COMMENT 'delivery_refused: quantity is what the callback claimed';
 
 -- The worker's sample of each product's sales: sold_total at sampled_at, and the
