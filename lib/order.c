@@ -30,6 +30,7 @@ enum order_stmt {
     /* measurements */
     ST_LEAD_TIMES,
     ST_ON_ORDER,
+    ST_TURNED_OF,
     /* reads */
     ST_GET,
     ST_COUNTS,
@@ -112,8 +113,11 @@ static const struct {
                        " AND sent_at IS NOT NULL AND fulfilled_at >= sent_at"
                        " ORDER BY fulfilled_at DESC LIMIT ?",
                        DB_IDEMPOTENT},
-    [ST_ON_ORDER] = {"SELECT quantity FROM replenishment_order WHERE open_product_id = ?",
+    [ST_ON_ORDER] = {"SELECT order_id, quantity, turned_away_units FROM replenishment_order"
+                     " WHERE open_product_id = ?",
                      DB_IDEMPOTENT},
+    [ST_TURNED_OF] = {"SELECT turned_away_units FROM replenishment_order WHERE order_id = ?",
+                      DB_IDEMPOTENT},
     [ST_GET] = {"SELECT r.status, r.token_hash, r.product_id, p.sku, r.factory_id, f.identifier,"
                 " f.name, f.api, r.quantity, r.token_keyed, r.sold_out_at IS NOT NULL,"
                 " r.turned_away, r.turned_away_units FROM replenishment_order r"
@@ -485,17 +489,36 @@ order_lead_times(order *self, const unsigned char factory_id[IDENT_BYTES], doubl
 }
 
 int
-order_on_order(order *self, const unsigned char product_id[IDENT_BYTES], long long *quantity,
-               errbuf *err)
+order_on_order(order *self, const unsigned char product_id[IDENT_BYTES],
+               struct order_unfinished *out, errbuf *err)
 {
     db_stmt *st = self->st[ST_ON_ORDER];
     long long rows = db_stmt_exec(st, err, "b", product_id, (size_t)IDENT_BYTES);
 
-    *quantity = 0;
+    memset(out, 0, sizeof(*out));
+    if (rows < 0)
+        return RS_ERR;
+    if (rows > 0 && db_stmt_next(st)) {
+        out->exists = 1;
+        order_col_ident(st, 0, out->order_id);
+        out->quantity = db_stmt_col_int(st, 1);
+        out->turned_away_units = db_stmt_col_int(st, 2);
+    }
+    return RS_OK;
+}
+
+int
+order_turned_away_units(order *self, const unsigned char order_id[IDENT_BYTES], long long *units,
+                        errbuf *err)
+{
+    db_stmt *st = self->st[ST_TURNED_OF];
+    long long rows = db_stmt_exec(st, err, "b", order_id, (size_t)IDENT_BYTES);
+
+    *units = 0;
     if (rows < 0)
         return RS_ERR;
     if (rows > 0 && db_stmt_next(st))
-        *quantity = db_stmt_col_int(st, 0);
+        *units = db_stmt_col_int(st, 0);
     return RS_OK;
 }
 

@@ -106,10 +106,22 @@ int order_each_due(order *self, void (*fn)(void *arg, const char *sku), void *ar
 int order_lead_times(order *self, const unsigned char factory_id[IDENT_BYTES], double *secs,
                      int max, errbuf *err);
 
-/* The quantity of the product's unfinished order into *quantity (0: none).
- * RS_OK or RS_ERR. */
-int order_on_order(order *self, const unsigned char product_id[IDENT_BYTES], long long *quantity,
-                   errbuf *err);
+/* The product's unfinished order, if any. */
+struct order_unfinished {
+    int exists;
+    unsigned char order_id[IDENT_BYTES];
+    long long quantity;          /* on order */
+    long long turned_away_units; /* asked for while sold out, so far */
+};
+
+/* Fills *out (out->exists 0: none). RS_OK or RS_ERR. */
+int order_on_order(order *self, const unsigned char product_id[IDENT_BYTES],
+                   struct order_unfinished *out, errbuf *err);
+
+/* The units turned away on an order (finished or not) into *units; 0 when
+ * there is no such order. RS_OK or RS_ERR. */
+int order_turned_away_units(order *self, const unsigned char order_id[IDENT_BYTES],
+                            long long *units, errbuf *err);
 
 /* --- reads ------------------------------------------------------------------ */
 

@@ -33,14 +33,17 @@ enum {
     COL_SOLD,
     COL_SAMPLE_SOLD, /* product_demand's, NULL before the first sample */
     COL_SAMPLE_AGE,  /* microseconds since that sample */
-    COL_RATE
+    COL_RATE,
+    COL_SAMPLE_ORDER,  /* the unfinished order at that sample, NULL: none */
+    COL_SAMPLE_TURNED  /* the units turned away on it then */
 };
 
 #define REORDER_COLUMNS                                                                            \
     "SELECT p.product_id, p.sku, p.stock, p.reorder_point, p.reorder_level,"                      \
     " p.reorder_quantity, p.reorder_auto, p.reorder_point_min, p.reorder_point_max,"              \
     " p.factory_id, p.sold_total, d.sold_total,"                                                   \
-    " TIMESTAMPDIFF(MICROSECOND, d.sampled_at, CURRENT_TIMESTAMP(6)), d.rate"                     \
+    " TIMESTAMPDIFF(MICROSECOND, d.sampled_at, CURRENT_TIMESTAMP(6)), d.rate,"                    \
+    " d.order_id, d.order_turned_away_units"                                                       \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"
 
 static const struct {
@@ -50,10 +53,12 @@ static const struct {
     [ST_PRODUCTS] = {REORDER_COLUMNS " ORDER BY p.sku", DB_IDEMPOTENT},
     [ST_ONE] = {REORDER_COLUMNS " WHERE p.sku = ?", DB_IDEMPOTENT},
     /* A separate table: sampling never locks the hot product row. */
-    [ST_SAMPLE] = {"INSERT INTO product_demand (product_id, sold_total, sampled_at, rate)"
-                   " VALUES (?, ?, CURRENT_TIMESTAMP(6), ?) ON DUPLICATE KEY UPDATE"
-                   " sold_total = VALUES(sold_total), sampled_at = VALUES(sampled_at),"
-                   " rate = VALUES(rate)",
+    [ST_SAMPLE] = {"INSERT INTO product_demand (product_id, sold_total, order_id,"
+                   " order_turned_away_units, sampled_at, rate)"
+                   " VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP(6), ?) ON DUPLICATE KEY UPDATE"
+                   " sold_total = VALUES(sold_total), order_id = VALUES(order_id),"
+                   " order_turned_away_units = VALUES(order_turned_away_units),"
+                   " sampled_at = VALUES(sampled_at), rate = VALUES(rate)",
                    DB_IDEMPOTENT},
     /* Only while the switch is on: an operator who turned it off meanwhile keeps
      * the point. */
@@ -177,8 +182,10 @@ reorder_measure(reorder *self, db_stmt *st, struct reorder_line *line, errbuf *e
     bytes = db_stmt_col(st, COL_ID, &len);
     if (bytes != NULL && len == IDENT_BYTES) {
         memcpy(product, bytes, IDENT_BYTES);
-        if (order_on_order(self->orders, product, &line->on_order, err) != RS_OK)
+        struct order_unfinished open;
+        if (order_on_order(self->orders, product, &open, err) != RS_OK)
             return RS_ERR;
+        line->on_order = open.quantity;
     }
     return RS_OK;
 }
@@ -206,6 +213,7 @@ struct reorder_step {
     unsigned char product_id[IDENT_BYTES];
     char sku[32 * 4 + 1];
     long long sold;
+    struct order_unfinished open; /* the unfinished order now, for the next sample */
     double rate;
     int sample;     /* write the sample */
     int move;       /* automatic: write point and level */
@@ -214,8 +222,8 @@ struct reorder_step {
     int lead_orders;
 };
 
-/* The moving average of units per minute after a sample of sold units at age
- * seconds since the previous one: an exponential average over rate_window whose
+/* The moving average of units per minute after a sample of units asked for
+ * (sold, and turned away while sold out) at age seconds since the previous one: an exponential average over rate_window whose
  * weight follows the time that passed, so that irregular sweeps (doorbells)
  * weigh what they measured. */
 static double
@@ -256,6 +264,43 @@ reorder_decide(reorder *self, const struct reorder_line *line, struct reorder_st
     step->lead_orders = line->lead_orders;
     (void)self;
     return 1;
+}
+
+/* The units turned away since the product's last sample (st's current row):
+ * what its unfinished order gained, and what the one of the last sample gained
+ * until it was fulfilled. *open is the unfinished order now. The checkouts count
+ * them on the order (one statement each while sold out), so that a stock-out
+ * does not read as a fall of the demand. */
+static int
+reorder_turned_since(reorder *self, db_stmt *st, const unsigned char product_id[IDENT_BYTES],
+                     struct order_unfinished *open, long long *asked, errbuf *err)
+{
+    size_t len;
+    const char *before = db_stmt_col(st, COL_SAMPLE_ORDER, &len);
+    long long then = db_stmt_col_int(st, COL_SAMPLE_TURNED), final;
+    int same;
+
+    *asked = 0;
+    if (order_on_order(self->orders, product_id, open, err) != RS_OK)
+        return RS_ERR;
+    if (before == NULL || len != IDENT_BYTES)
+        before = NULL;
+    same = before != NULL && open->exists && memcmp(before, open->order_id, IDENT_BYTES) == 0;
+    if (same) {
+        *asked = open->turned_away_units - then;
+    } else {
+        if (before != NULL) {
+            if (order_turned_away_units(self->orders, (const unsigned char *)before, &final,
+                                        err) != RS_OK)
+                return RS_ERR;
+            *asked += final - then;
+        }
+        if (open->exists)
+            *asked += open->turned_away_units;
+    }
+    if (*asked < 0)
+        *asked = 0;
+    return RS_OK;
 }
 
 static void
@@ -299,11 +344,16 @@ reorder_sweep(reorder *self, errbuf *err)
         snprintf(step.sku, sizeof(step.sku), "%s", line.sku ? line.sku : "");
         step.sold = db_stmt_col_int(st, COL_SOLD);
         step.rate = rate ? strtod(rate, NULL) : 0;
-        if (db_stmt_col_is_null(st, COL_SAMPLE_SOLD)) {
-            step.sample = 1; /* the first sample: the rate starts at 0 */
-        } else if (age >= REORDER_SAMPLE_MIN) {
-            step.rate = reorder_rate(step.rate, step.sold - db_stmt_col_int(st, COL_SAMPLE_SOLD),
-                                     age, window);
+        if (db_stmt_col_is_null(st, COL_SAMPLE_SOLD) || age >= REORDER_SAMPLE_MIN) {
+            long long asked = 0;
+            if (reorder_turned_since(self, st, step.product_id, &step.open, &asked, err) !=
+                RS_OK)
+                goto done;
+            /* The first sample only starts the count: the rate starts at 0. */
+            if (!db_stmt_col_is_null(st, COL_SAMPLE_SOLD))
+                step.rate = reorder_rate(
+                    step.rate, step.sold - db_stmt_col_int(st, COL_SAMPLE_SOLD) + asked, age,
+                    window);
             step.sample = 1;
         }
         if (step.sample || line.automatic) {
@@ -334,8 +384,10 @@ reorder_sweep(reorder *self, errbuf *err)
         char rate[64];
 
         snprintf(rate, sizeof(rate), "%.6f", s->rate);
-        if (s->sample && db_stmt_exec(self->st[ST_SAMPLE], err, "bis", s->product_id,
-                                      (size_t)IDENT_BYTES, s->sold, rate) < 0)
+        if (s->sample &&
+            db_stmt_exec(self->st[ST_SAMPLE], err, "bibis", s->product_id, (size_t)IDENT_BYTES,
+                         s->sold, s->open.exists ? s->open.order_id : NULL, (size_t)IDENT_BYTES,
+                         s->open.turned_away_units, rate) < 0)
             goto done;
         if (!s->move)
             continue;

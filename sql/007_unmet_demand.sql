@@ -24,13 +24,17 @@ ALTER TABLE outbox
   NOT NULL
   COMMENT 'delivery_refused: quantity is what the callback claimed';
 
--- The worker's sample of each product's sales: sold_total at sampled_at, and the
--- moving average of units per minute up to then (rate_window in restock.conf).
+-- The worker's sample of each product's demand: sold_total at sampled_at, the
+-- unfinished order then and the units turned away on it, and the moving average
+-- of units asked for per minute (sold, and turned away while sold out) up to
+-- then (rate_window in restock.conf).
 CREATE TABLE IF NOT EXISTS product_demand (
   product_id  BINARY(16)  NOT NULL,
   sold_total  BIGINT      NOT NULL,
+  order_id    BINARY(16)  NULL,
+  order_turned_away_units BIGINT NOT NULL DEFAULT 0,
   sampled_at  DATETIME(6) NOT NULL,
-  rate        DOUBLE      NOT NULL DEFAULT 0 COMMENT 'units per minute',
+  rate        DOUBLE      NOT NULL DEFAULT 0 COMMENT 'units asked for per minute',
   PRIMARY KEY (product_id),
   CONSTRAINT fk_demand_product FOREIGN KEY (product_id) REFERENCES product (product_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
