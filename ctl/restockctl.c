@@ -336,8 +336,8 @@ ctl_product_line(void *arg, const struct reorder_line *p)
     int *printed = arg;
 
     if (!*printed)
-        printf(CTL_PRODUCT_FORMAT, "sku", "stock", "point", "level", "auto", "on_order",
-               "rate/min", "lead_p50", "lead_p90", "suggested", "sells_out");
+        printf(CTL_PRODUCT_FORMAT, "sku", "stock", "point", "level", "auto", "on_order", "rate/min",
+               "lead_p50", "lead_p90", "suggested", "sells_out");
     *printed = 1;
     snprintf(stock, sizeof(stock), "%lld", p->stock);
     snprintf(point, sizeof(point), "%lld", p->point);
@@ -689,8 +689,7 @@ static const struct ctl_command ctl_commands[] = {
     {"orders fulfil", "[--over] ORDER QUANTITY",
      "record a delivery whose callback was lost (--over: more than ordered)", ctl_orders_fulfil},
     {"orders", "[--limit N]", "replenishment orders, newest first", ctl_orders},
-    {"products", "", "stock, reorder point and level, rate, lead time, suggestion",
-     ctl_products},
+    {"products", "", "stock, reorder point and level, rate, lead time, suggestion", ctl_products},
     {"product set", "SKU key=value...", "reorder settings of a product (reorder_point, ...)",
      ctl_product_set},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},

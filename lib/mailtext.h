@@ -43,7 +43,7 @@ typedef struct mailtext_var {
  *   recipient     a dead email's To      subject     its subject
  *   reason        why it died (the relay's answer)
  *   turned_away   checkouts refused while sold out (on the order)
- *   turned_away_units  the units they asked for
+ *   turned_units  the units they asked for
  * A {{ in a template is a literal {. */
 
 /* Renders template id: *subject (one line) and *body (UTF-8, LF line ends), both

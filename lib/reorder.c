@@ -34,15 +34,15 @@ enum {
     COL_SAMPLE_SOLD, /* product_demand's, NULL before the first sample */
     COL_SAMPLE_AGE,  /* microseconds since that sample */
     COL_RATE,
-    COL_SAMPLE_ORDER,  /* the unfinished order at that sample, NULL: none */
-    COL_SAMPLE_TURNED  /* the units turned away on it then */
+    COL_SAMPLE_ORDER, /* the unfinished order at that sample, NULL: none */
+    COL_SAMPLE_TURNED /* the units turned away on it then */
 };
 
 #define REORDER_COLUMNS                                                                            \
-    "SELECT p.product_id, p.sku, p.stock, p.reorder_point, p.reorder_level,"                      \
-    " p.reorder_quantity, p.reorder_auto, p.reorder_point_min, p.reorder_point_max,"              \
+    "SELECT p.product_id, p.sku, p.stock, p.reorder_point, p.reorder_level,"                       \
+    " p.reorder_quantity, p.reorder_auto, p.reorder_point_min, p.reorder_point_max,"               \
     " p.factory_id, p.sold_total, d.sold_total,"                                                   \
-    " TIMESTAMPDIFF(MICROSECOND, d.sampled_at, CURRENT_TIMESTAMP(6)), d.rate,"                    \
+    " TIMESTAMPDIFF(MICROSECOND, d.sampled_at, CURRENT_TIMESTAMP(6)), d.rate,"                     \
     " d.order_id, d.order_turned_away_units"                                                       \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"
 
@@ -166,7 +166,8 @@ reorder_measure(reorder *self, db_stmt *st, struct reorder_line *line, errbuf *e
     bytes = db_stmt_col(st, COL_FACTORY, &len);
     if (bytes != NULL && len == IDENT_BYTES) {
         memcpy(factory, bytes, IDENT_BYTES);
-        n = order_lead_times(self->orders, factory, lead, max > REORDER_LEAD_MAX ? REORDER_LEAD_MAX : (int)max, err);
+        n = order_lead_times(self->orders, factory, lead,
+                             max > REORDER_LEAD_MAX ? REORDER_LEAD_MAX : (int)max, err);
         if (n < 0)
             return RS_ERR;
     }
@@ -176,7 +177,8 @@ reorder_measure(reorder *self, db_stmt *st, struct reorder_line *line, errbuf *e
         line->lead_p90 = reorder_percentile(lead, n, 90);
     }
     line->lead_orders = n;
-    line->suggested = reorder_suggest(line->rate, line->lead_p90, conf_int(self->cf, "reorder_safety"));
+    line->suggested =
+        reorder_suggest(line->rate, line->lead_p90, conf_int(self->cf, "reorder_safety"));
     line->sellout = line->rate > 0 ? (double)line->stock * 60.0 / line->rate : -1;
     line->on_order = 0;
     bytes = db_stmt_col(st, COL_ID, &len);
@@ -215,17 +217,17 @@ struct reorder_step {
     long long sold;
     struct order_unfinished open; /* the unfinished order now, for the next sample */
     double rate;
-    int sample;     /* write the sample */
-    int move;       /* automatic: write point and level */
+    int sample; /* write the sample */
+    int move;   /* automatic: write point and level */
     long long point, level, old_point, old_level;
     double lead;
     int lead_orders;
 };
 
 /* The moving average of units per minute after a sample of units asked for
- * (sold, and turned away while sold out) at age seconds since the previous one: an exponential average over rate_window whose
- * weight follows the time that passed, so that irregular sweeps (doorbells)
- * weigh what they measured. */
+ * (sold, and turned away while sold out) at age seconds since the previous one: an exponential
+ * average over rate_window whose weight follows the time that passed, so that irregular sweeps
+ * (doorbells) weigh what they measured. */
 static double
 reorder_rate(double rate, long long sold, double age, long window)
 {
@@ -290,8 +292,8 @@ reorder_turned_since(reorder *self, db_stmt *st, const unsigned char product_id[
         *asked = open->turned_away_units - then;
     } else {
         if (before != NULL) {
-            if (order_turned_away_units(self->orders, (const unsigned char *)before, &final,
-                                        err) != RS_OK)
+            if (order_turned_away_units(self->orders, (const unsigned char *)before, &final, err) !=
+                RS_OK)
                 return RS_ERR;
             *asked += final - then;
         }
@@ -306,7 +308,7 @@ reorder_turned_since(reorder *self, db_stmt *st, const unsigned char product_id[
 static void
 reorder_due(void *arg, const char *sku)
 {
-    char (*skus)[32 * 4 + 1] = arg;
+    char(*skus)[32 * 4 + 1] = arg;
     int i = 0;
 
     while (skus[i][0] != '\0')
@@ -346,14 +348,13 @@ reorder_sweep(reorder *self, errbuf *err)
         step.rate = rate ? strtod(rate, NULL) : 0;
         if (db_stmt_col_is_null(st, COL_SAMPLE_SOLD) || age >= REORDER_SAMPLE_MIN) {
             long long asked = 0;
-            if (reorder_turned_since(self, st, step.product_id, &step.open, &asked, err) !=
-                RS_OK)
+            if (reorder_turned_since(self, st, step.product_id, &step.open, &asked, err) != RS_OK)
                 goto done;
             /* The first sample only starts the count: the rate starts at 0. */
             if (!db_stmt_col_is_null(st, COL_SAMPLE_SOLD))
-                step.rate = reorder_rate(
-                    step.rate, step.sold - db_stmt_col_int(st, COL_SAMPLE_SOLD) + asked, age,
-                    window);
+                step.rate = reorder_rate(step.rate,
+                                         step.sold - db_stmt_col_int(st, COL_SAMPLE_SOLD) + asked,
+                                         age, window);
             step.sample = 1;
         }
         if (step.sample || line.automatic) {
@@ -372,8 +373,8 @@ reorder_sweep(reorder *self, errbuf *err)
                 if (reorder_measure(self, st, &line, err) != RS_OK)
                     goto done;
                 line.rate = step.rate;
-                line.suggested = reorder_suggest(line.rate, line.lead_p90,
-                                                 conf_int(self->cf, "reorder_safety"));
+                line.suggested =
+                    reorder_suggest(line.rate, line.lead_p90, conf_int(self->cf, "reorder_safety"));
                 step.move = reorder_decide(self, &line, &step);
             }
             steps[n++] = step;
@@ -456,8 +457,8 @@ static const struct reorder_key {
     const char *name;
     long long min, max;
 } reorder_keys[] = {
-    {"reorder_point", -1, REORDER_MAX},  {"reorder_level", 0, REORDER_MAX},
-    {"reorder_quantity", 1, REORDER_MAX}, {"reorder_auto", 0, 1},
+    {"reorder_point", -1, REORDER_MAX},    {"reorder_level", 0, REORDER_MAX},
+    {"reorder_quantity", 1, REORDER_MAX},  {"reorder_auto", 0, 1},
     {"reorder_point_min", 0, REORDER_MAX}, {"reorder_point_max", 0, REORDER_MAX},
 };
 #define REORDER_NKEYS (sizeof(reorder_keys) / sizeof(reorder_keys[0]))
@@ -477,7 +478,7 @@ reorder_value(const struct reorder_key *k, const char *text, long long *out, err
             *out = 0;
             return RS_OK;
         }
-        return errbuf_set(err, "reorder_auto \"%.*s\": expected on or off", 
+        return errbuf_set(err, "reorder_auto \"%.*s\": expected on or off",
                           (int)utf8_cut(text, strlen(text), 40), text);
     }
     errno = 0;
@@ -541,8 +542,7 @@ reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorde
     if (v[4] > v[5])
         return errbuf_set(err, "reorder_point_min %lld is above reorder_point_max %lld", v[4],
                           v[5]);
-    if (db_stmt_exec(self->st[ST_SET], err, "iiiiiis", v[0], v[1], v[2], v[3], v[4], v[5], sku) <
-        0)
+    if (db_stmt_exec(self->st[ST_SET], err, "iiiiiis", v[0], v[1], v[2], v[3], v[4], v[5], sku) < 0)
         return RS_ERR;
     out->point = v[0];
     out->level = v[1];

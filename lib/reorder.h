@@ -31,12 +31,12 @@ struct reorder_line {
     long long stock, point, level, quantity, point_min, point_max;
     int automatic;
     int has_factory;
-    long long on_order; /* the unfinished order's quantity, 0: none */
-    double rate;        /* units per minute (moving average); 0 until measured */
+    long long on_order;        /* the unfinished order's quantity, 0: none */
+    double rate;               /* units per minute (moving average); 0 until measured */
     double lead_p50, lead_p90; /* seconds from sending to callback */
-    int lead_orders;    /* how many orders measured them; 0: lead_time_assumed */
+    int lead_orders;           /* how many orders measured them; 0: lead_time_assumed */
     long long suggested;
-    double sellout;     /* seconds until the stock runs out at this rate; -1: never */
+    double sellout; /* seconds until the stock runs out at this rate; -1: never */
 };
 
 /* Calls fn for every product, by sku. RS_OK or RS_ERR. */

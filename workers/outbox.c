@@ -196,7 +196,7 @@ outbox_mail_message(db_stmt *st, const struct order_view *o, const char *event_t
     cJSON_AddStringToObject(vars, "quantity", quantity);
     cJSON_AddStringToObject(vars, "stock", stock);
     cJSON_AddStringToObject(vars, "turned_away", turned);
-    cJSON_AddStringToObject(vars, "turned_away_units", units);
+    cJSON_AddStringToObject(vars, "turned_units", units);
     return m;
 }
 
@@ -285,10 +285,8 @@ outbox_kind_of(const char *kind)
 }
 
 static const char *const outbox_kind_names[] = {
-    [OUTBOX_EMPTY] = "stock_empty",
-    [OUTBOX_REORDER] = "reorder",
-    [OUTBOX_SOLD_OUT] = "sold_out",
-    [OUTBOX_ARRIVED] = "stock_arrived",
+    [OUTBOX_EMPTY] = "stock_empty",        [OUTBOX_REORDER] = "reorder",
+    [OUTBOX_SOLD_OUT] = "sold_out",        [OUTBOX_ARRIVED] = "stock_arrived",
     [OUTBOX_REFUSED] = "delivery_refused",
 };
 
@@ -333,8 +331,7 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
             return errbuf_set(err, "outbox: the database connection was lost in a sweep");
         if (found == 0) {
             /* Left waiting, as an event without an order always was. */
-            log_warn("event=outbox_orphan outbox_event=%s order=%s", b->event_texts[n],
-                     order_text);
+            log_warn("event=outbox_orphan outbox_event=%s order=%s", b->event_texts[n], order_text);
             continue;
         }
         ad = db_stmt_col(st, COL_AD, &len);

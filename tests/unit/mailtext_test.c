@@ -26,7 +26,7 @@ static const mailtext_var all_vars[] = {
     {"count", "3"},
     {"ordered", "10"},
     {"turned_away", "42"},
-    {"turned_away_units", "57"},
+    {"turned_units", "57"},
     {"recipient", "ads@donut-states.example"},
     {"subject", "[restock] 품절: 도넛 (CP-502101)"},
     {"reason", "permanent failure: smtp 127.0.0.1: 550 5.7.1 no such user (RCPT)"},

@@ -50,8 +50,7 @@ main(void)
     o = conn ? order_new(conn, &err) : NULL;
     r = o ? reorder_new(cf, conn, o, &err) : NULL;
     if (ok(r != NULL, "reorder_new (%s)", r ? "" : err.msg)) {
-        ok(reorder_sweep(r, &err) == RS_ERR, "reorder_sweep without a database fails: %s",
-           err.msg);
+        ok(reorder_sweep(r, &err) == RS_ERR, "reorder_sweep without a database fails: %s", err.msg);
         ok(reorder_set(r, "CP-502101", 1, args, &line, &err) == RS_ERR,
            "reorder_set without a database fails: %s", err.msg);
         ok(reorder_set(r, "CP-502101", 0, args, &line, &err) == RS_ERR &&
