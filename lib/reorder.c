@@ -15,6 +15,7 @@
 #define REORDER_MAX        1000000 /* the columns' CHECK bounds */
 #define REORDER_LEAD_MAX   1000    /* lead_time_orders' bound */
 #define REORDER_SAMPLE_MIN 1.0     /* seconds between two samples of a product */
+#define REORDER_RATE_ZERO  0.001   /* units a minute: nothing sells */
 
 enum reorder_stmt { ST_PRODUCTS, ST_ONE, ST_SAMPLE, ST_AUTO, ST_SET, ST_COUNT };
 
@@ -338,6 +339,7 @@ reorder_sweep(reorder *self, errbuf *err)
         const char *id = db_stmt_col(st, COL_ID, &len);
         double age = (double)db_stmt_col_int(st, COL_SAMPLE_AGE) / 1e6;
         const char *rate = db_stmt_col(st, COL_RATE, NULL);
+        int quiet;
 
         if (id == NULL || len != IDENT_BYTES)
             continue;
@@ -346,7 +348,12 @@ reorder_sweep(reorder *self, errbuf *err)
         snprintf(step.sku, sizeof(step.sku), "%s", line.sku ? line.sku : "");
         step.sold = db_stmt_col_int(st, COL_SOLD);
         step.rate = rate ? strtod(rate, NULL) : 0;
-        if (db_stmt_col_is_null(st, COL_SAMPLE_SOLD) || age >= REORDER_SAMPLE_MIN) {
+        /* A product that sold nothing, had no order and has no rate left to
+         * decay costs no statement: a large quiet catalogue stays cheap. */
+        quiet = !db_stmt_col_is_null(st, COL_SAMPLE_SOLD) &&
+                step.sold == db_stmt_col_int(st, COL_SAMPLE_SOLD) &&
+                db_stmt_col_is_null(st, COL_SAMPLE_ORDER) && step.rate < REORDER_RATE_ZERO;
+        if (!quiet && (db_stmt_col_is_null(st, COL_SAMPLE_SOLD) || age >= REORDER_SAMPLE_MIN)) {
             long long asked = 0;
             if (reorder_turned_since(self, st, step.product_id, &step.open, &asked, err) != RS_OK)
                 goto done;
