@@ -23,6 +23,7 @@
 #include "ident.h"
 #include "migrate.h"
 #include "order.h"
+#include "reorder.h"
 #include "spool.h"
 #include "timetext.h"
 #include "utf8.h"
@@ -305,6 +306,119 @@ ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
     return rc;
 }
 
+/* --- products: reorder points ----------------------------------------------- */
+
+#define CTL_PRODUCT_FORMAT "%-12s %6s %6s %6s %-4s %8s %9s %9s %9s %9s %10s\n"
+
+/* A duration in seconds as "3d4h", "12m30s", "40s"; "-" when negative. */
+static void
+ctl_duration(double secs, char *out, size_t size)
+{
+    long long s = (long long)(secs + 0.5);
+
+    if (secs < 0)
+        snprintf(out, size, "-");
+    else if (s >= 86400)
+        snprintf(out, size, "%lldd%lldh", s / 86400, s % 86400 / 3600);
+    else if (s >= 3600)
+        snprintf(out, size, "%lldh%lldm", s / 3600, s % 3600 / 60);
+    else if (s >= 60)
+        snprintf(out, size, "%lldm%llds", s / 60, s % 60);
+    else
+        snprintf(out, size, "%.1fs", secs);
+}
+
+static void
+ctl_product_line(void *arg, const struct reorder_line *p)
+{
+    char stock[24], point[24], level[24], on_order[24], rate[32], p50[32], p90[32], lead[48],
+        suggested[24], sellout[32];
+    int *printed = arg;
+
+    if (!*printed)
+        printf(CTL_PRODUCT_FORMAT, "sku", "stock", "point", "level", "auto", "on_order", "rate/min",
+               "lead_p50", "lead_p90", "suggested", "sells_out");
+    *printed = 1;
+    snprintf(stock, sizeof(stock), "%lld", p->stock);
+    snprintf(point, sizeof(point), "%lld", p->point);
+    if (p->level > 0)
+        snprintf(level, sizeof(level), "%lld", p->level);
+    else
+        snprintf(level, sizeof(level), "+%lld", p->quantity); /* a fixed order size */
+    snprintf(on_order, sizeof(on_order), "%lld", p->on_order);
+    snprintf(rate, sizeof(rate), "%.2f", p->rate);
+    ctl_duration(p->lead_p50, p50, sizeof(p50));
+    ctl_duration(p->lead_p90, p90, sizeof(p90));
+    /* (n): measured over n orders; (assumed): none yet, lead_time_assumed. */
+    if (p->lead_orders > 0)
+        snprintf(lead, sizeof(lead), "%s(%d)", p90, p->lead_orders);
+    else
+        snprintf(lead, sizeof(lead), "%s(a)", p90);
+    snprintf(suggested, sizeof(suggested), "%lld", p->suggested);
+    ctl_duration(p->sellout, sellout, sizeof(sellout));
+    printf(CTL_PRODUCT_FORMAT, p->sku ? p->sku : "-", stock, point, level,
+           p->automatic ? "on" : "off", on_order, rate, p->has_factory ? p50 : "-",
+           p->has_factory ? lead : "-", suggested, sellout);
+}
+
+/* Opens the database, its orders and the reorder policy on them. */
+static int
+ctl_open_policy(conf *cf, db **conn, order **orders, reorder **policy, errbuf *err)
+{
+    if (ctl_open_orders(cf, conn, orders, err) != RS_OK)
+        return RS_ERR;
+    *policy = reorder_new(cf, *conn, *orders, err);
+    if (*policy == NULL) {
+        ctl_close_orders(conn, orders);
+        return RS_ERR;
+    }
+    return RS_OK;
+}
+
+static int
+ctl_products(conf *cf, int argc, char **argv, errbuf *err)
+{
+    db *conn;
+    order *orders;
+    reorder *policy;
+    int rc, printed = 0;
+
+    if (argc != 0)
+        return errbuf_set(err, "usage: restockctl products");
+    if (ctl_open_policy(cf, &conn, &orders, &policy, err) != RS_OK)
+        return RS_ERR;
+    rc = reorder_each(policy, ctl_product_line, &printed, err);
+    reorder_destroy(&policy);
+    ctl_close_orders(&conn, &orders);
+    return rc;
+}
+
+/* The worker's next sweep acts on the new settings: a point raised to or above
+ * the stock opens the order then. */
+static int
+ctl_product_set(conf *cf, int argc, char **argv, errbuf *err)
+{
+    struct reorder_line p;
+    db *conn;
+    order *orders;
+    reorder *policy;
+    int rc;
+
+    if (argc < 2)
+        return errbuf_set(err, "usage: restockctl product set SKU key=value...");
+    if (ctl_open_policy(cf, &conn, &orders, &policy, err) != RS_OK)
+        return RS_ERR;
+    rc = reorder_set(policy, argv[0], argc - 1, argv + 1, &p, err);
+    if (rc == RS_OK)
+        printf("%s: reorder_point=%lld reorder_level=%lld reorder_quantity=%lld reorder_auto=%s "
+               "reorder_point_min=%lld reorder_point_max=%lld\n",
+               argv[0], p.point, p.level, p.quantity, p.automatic ? "on" : "off", p.point_min,
+               p.point_max);
+    reorder_destroy(&policy);
+    ctl_close_orders(&conn, &orders);
+    return rc;
+}
+
 /* A delivery whose callback was lost (nginx could not reach restock-callback,
  * and the factory never calls twice), or one refused as more than ordered: the
  * operator records it by hand, exactly as the callback would have; more than
@@ -575,6 +689,9 @@ static const struct ctl_command ctl_commands[] = {
     {"orders fulfil", "[--over] ORDER QUANTITY",
      "record a delivery whose callback was lost (--over: more than ordered)", ctl_orders_fulfil},
     {"orders", "[--limit N]", "replenishment orders, newest first", ctl_orders},
+    {"products", "", "stock, reorder point and level, rate, lead time, suggestion", ctl_products},
+    {"product set", "SKU key=value...", "reorder settings of a product (reorder_point, ...)",
+     ctl_product_set},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},
     {"dlq show", "ID", "one message (any state) with its history", ctl_dlq_show},
     {"dlq redrive", "ID|--all", "put dead messages back to waiting", ctl_dlq_redrive},

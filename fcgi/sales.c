@@ -36,8 +36,8 @@ struct sales_thread {
     db_stmt *products; /* all, by sku */
     db_stmt *buy;      /* the atomic decrement */
     db_stmt *lock;     /* the stock under its row lock, when a batch does not fit */
-    order *orders;     /* opens the order of a stock-out */
-    bus_pub *bell;     /* rings stock_empty after the order's commit */
+    order *orders;     /* opens the order at the reorder point, marks the sell-out */
+    bus_pub *bell;     /* rings the outbox events after their commit */
     int db_down;       /* to log the database going away and coming back once */
 };
 
@@ -198,7 +198,8 @@ sales_reply_checkout(responder_request *rq, int status, const char *prefix, cons
     cJSON_Delete(json);
 }
 
-/* The word the 409 answer carries in "replenishment" for an order_open result. */
+/* The word the 409 answer carries in "replenishment" for an order_refused
+ * result: only what is true (NULL: no field, nothing is on order). */
 static const char *
 sales_replenishment(int state)
 {
@@ -211,21 +212,60 @@ sales_replenishment(int state)
     case ORDER_NO_FACTORY:
         return "unavailable";
     default:
-        return "unknown";
+        return NULL;
     }
 }
 
-/* The checkout changed no row: the product is unknown (404) or has less than
- * quantity left (409). This is where a stock-out turns into a replenishment
- * request: in one transaction the order and its outbox event (order.c), after
- * the commit the doorbell. If that fails the answer is 503, not 409: the
- * shortage was seen but nobody was told, and the next checkout tries again. */
+/* After the commit, never before: the worker must find the row it is woken
+ * for. A lost doorbell costs one sweep interval, not the order. */
 static void
-sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, long long quantity)
+sales_ring(struct sales_thread *th, const struct order_open_outcome *out)
+{
+    if (out->event[0] != '\0' && bus_ring(th->bell, BUS_STOCK_EMPTY, out->event) != RS_OK) {
+        metrics_count(METRICS_DOORBELLS_DROPPED);
+        log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_EMPTY, out->event);
+    }
+}
+
+/* What one sale's result triggers: the sale of quantity left remaining of sku,
+ * and crossed says whether it took the stock from above the reorder point to or
+ * below it (the UPDATE decided that on the row it changed). Only that sale and
+ * the one that empties the shelf do more: order.c opens the order (crossing)
+ * and marks it sold out (stock 0), in one transaction. The sale itself is
+ * committed whatever happens here: a failure is logged, and the worker's sweep
+ * opens the order of a product at or below its point. (One call per sale; a
+ * batch of checkouts calls it for each member.) */
+static void
+sales_after_sale(struct sales_thread *th, const char *sku, long long quantity, long long remaining,
+                 int crossed)
 {
     errbuf err = {{0}};
     struct order_open_outcome out;
-    int state = order_open(th->orders, sku, quantity, &out, &err);
+
+    if (!crossed && remaining > 0)
+        return;
+    if (remaining == 0)
+        metrics_count(METRICS_SELLOUTS);
+    if (order_reorder(th->orders, sku, &out, &err) < 0) {
+        log_error("event=reorder_failed sku=%s quantity=%lld remaining=%lld error=\"%s\"", sku,
+                  quantity, remaining, err.msg);
+        return;
+    }
+    sales_ring(th, &out);
+}
+
+/* The checkout changed no row: the product is unknown (404) or has less than
+ * quantity left (409). While sold out, order.c counts the customer turned away
+ * (and opens the order if none is: a crash after the emptying sale, or the
+ * first version's policy, reorder_point -1). Asking more than remains while
+ * stock is above 0 is neither a sell-out nor an order. If the database fails the
+ * answer is 503, not 409: nothing was decided. */
+static void
+sales_refused(struct sales_thread *th, responder_request *rq, const char *sku, long long quantity)
+{
+    errbuf err = {{0}};
+    struct order_open_outcome out;
+    int state = order_refused(th->orders, sku, quantity, &out, &err);
 
     if (state < 0) {
         metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
@@ -237,15 +277,8 @@ sales_sold_out(struct sales_thread *th, responder_request *rq, const char *sku, 
         sales_reply_message(rq, 404, "상품 없음");
         return;
     }
-    /* After the commit, never before: the worker must find the row it is woken
-     * for. A lost doorbell costs one sweep interval, not the order. */
-    if (state == ORDER_OPENED)
-        metrics_count(METRICS_SELLOUTS);
-    if (state == ORDER_OPENED && bus_ring(th->bell, BUS_STOCK_EMPTY, out.event) != RS_OK) {
-        metrics_count(METRICS_DOORBELLS_DROPPED);
-        log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_EMPTY, out.event);
-    }
     metrics_count(METRICS_CHECKOUT_REFUSED);
+    sales_ring(th, &out);
     sales_reply_checkout(rq, 409, "구매 실패!", sku, out.remaining, sales_replenishment(state));
 }
 
@@ -258,8 +291,36 @@ struct sales_buy {
     int failed;          /* the statement failed: err says why, nothing was sold */
     int sold;            /* else: sold, or not (too few left, or no such sku) */
     long long remaining; /* when sold: the stock this very sale left */
+    int crossed;         /* this sale ends the batch's take, which crossed the reorder
+                            point: its thread does what that triggers */
     errbuf err;
 };
+
+/* The one statement that sells: n units of sku, if that many are left. The row
+ * lock makes the statements of one sku queue in the database, the WHERE never
+ * lets stock go below zero, and LAST_INSERT_ID(expr) hands back what this very
+ * update did in the same round trip (see sales_thread_init): twice the stock
+ * left, plus 1 when it crossed the reorder point. Rows changed, or RS_ERR. */
+static long long
+sales_take(struct sales_thread *th, const char *sku, long long n, errbuf *err)
+{
+    return db_stmt_exec(th->buy, err, "iiisi", n, n, n, sku, n);
+}
+
+/* The batch's take crossed the reorder point (crossed): the last member sold,
+ * whose remaining is the stock the take left, carries what that triggers, so
+ * that it happens once per batch, in that member's own thread. */
+static void
+sales_batch_crossed(combiner_item *batch, int crossed)
+{
+    struct sales_buy *last = NULL;
+
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        if (((struct sales_buy *)it)->sold)
+            last = (struct sales_buy *)it;
+    if (last != NULL)
+        last->crossed = crossed;
+}
 
 static void
 sales_batch_fail(combiner_item *batch, const errbuf *err)
@@ -305,7 +366,7 @@ sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *
     }
     taken = stock - left;
     if (taken > 0) {
-        rows = db_stmt_exec(th->buy, &err, "isi", taken, sku, taken);
+        rows = sales_take(th, sku, taken, &err);
         if (rows < 0)
             goto fail;
         if (rows != 1) {
@@ -313,6 +374,7 @@ sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *
             errbuf_set(&err, "a product's stock changed under its row lock");
             goto fail;
         }
+        sales_batch_crossed(batch, db_stmt_insert_id(th->buy) % 2);
     }
     if (db_commit(th->conn, &err) != RS_OK)
         goto fail;
@@ -339,7 +401,7 @@ sales_batch_run(void *ctx, combiner_item *batch, size_t n)
     (void)n;
     for (combiner_item *it = batch; it != NULL; it = it->next)
         total += ((struct sales_buy *)it)->quantity;
-    rows = db_stmt_exec(th->buy, &err, "isi", total, sku, total);
+    rows = sales_take(th, sku, total, &err);
     if (rows < 0) {
         sales_batch_fail(batch, &err);
         return;
@@ -352,27 +414,28 @@ sales_batch_run(void *ctx, combiner_item *batch, size_t n)
             sales_batch_allocate(th, batch, sku);
         return;
     }
-    left = (long long)db_stmt_insert_id(th->buy) + total;
+    left = (long long)(db_stmt_insert_id(th->buy) / 2) + total;
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sales_buy *b = (struct sales_buy *)it;
         left -= b->quantity;
         b->sold = 1;
         b->remaining = left;
     }
+    sales_batch_crossed(batch, db_stmt_insert_id(th->buy) % 2);
 }
 
 /* What one checkout's outcome answers, the same whether it was alone or in a
- * batch: sold → 200 with the stock it left; not sold → the sold-out path (404,
- * 409 and the replenishment order). Whatever a sale triggers goes here. */
+ * batch: sold → what the sale triggers (sales_after_sale), then 200 with the
+ * stock it left; not sold → 404 or 409 (sales_refused). */
 static void
-sales_checkout_result(struct sales_thread *th, responder_request *rq, const char *sku,
-                      long long quantity, long long remaining, int sold)
+sales_checkout_result(struct sales_thread *th, responder_request *rq, const struct sales_buy *buy)
 {
-    if (sold) {
+    if (buy->sold) {
         metrics_count(METRICS_CHECKOUT_SOLD);
-        sales_reply_checkout(rq, 200, "구매 완료!", sku, remaining, NULL);
+        sales_after_sale(th, buy->sku, buy->quantity, buy->remaining, buy->crossed);
+        sales_reply_checkout(rq, 200, "구매 완료!", buy->sku, buy->remaining, NULL);
     } else {
-        sales_sold_out(th, rq, sku, quantity);
+        sales_refused(th, rq, buy->sku, buy->quantity);
     }
 }
 
@@ -409,7 +472,7 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
         goto done;
     }
     sales_db_answered(th);
-    sales_checkout_result(th, rq, buy.sku, buy.quantity, buy.remaining, buy.sold);
+    sales_checkout_result(th, rq, &buy);
 
 done:
     cJSON_Delete(json); /* after the reply: sku may point into it */
@@ -572,8 +635,15 @@ sales_thread_init(void *app, void **state, errbuf *err)
         th->conn, "SELECT " SALES_PRODUCT_COLUMNS " FROM product WHERE sku = ?", DB_IDEMPOTENT);
     th->products = db_stmt_new(
         th->conn, "SELECT " SALES_PRODUCT_COLUMNS " FROM product ORDER BY sku", DB_IDEMPOTENT);
+    /* The sale, and what it did, in one statement: LAST_INSERT_ID(expr) returns
+     * expr, here twice the new stock plus 1 when this sale took the stock from
+     * above the reorder point to or below it (stock is still the old row's value
+     * inside its own assignment), and DIV 2 stores the new stock. sold_total
+     * counts the units for the worker's sales rate. */
     th->buy = db_stmt_new(th->conn,
-                          "UPDATE product SET stock = LAST_INSERT_ID(stock - ?)"
+                          "UPDATE product SET sold_total = sold_total + ?,"
+                          " stock = LAST_INSERT_ID((stock - ?) * 2"
+                          " + (stock > reorder_point AND stock - ? <= reorder_point)) DIV 2"
                           " WHERE sku = ? AND stock >= ?",
                           0);
     th->lock = db_stmt_new(th->conn, "SELECT stock FROM product WHERE sku = ? FOR UPDATE", 0);

@@ -102,6 +102,19 @@ static const struct conf_param conf_params[] = {
      "Folder of the programs' counter files (one small shared file per process), which the "
      "worker sums at each scrape."},
 
+    {"rate_window", CONF_INT, "300", 1, 86400, NULL, 0, "Reorder points",
+     "Seconds of the moving average of each product's sales rate (the worker samples the "
+     "units sold at every sweep; a sale's weight halves every 0.69 of this)."},
+    {"lead_time_orders", CONF_INT, "20", 1, 1000, NULL, 0, NULL,
+     "A factory's lead time (order sent to its callback) is measured over its newest this "
+     "many fulfilled orders: median and p90."},
+    {"lead_time_assumed", CONF_INT, "40", 1, 2592000, NULL, 0, NULL,
+     "Lead time in seconds assumed for a factory before any of its orders was fulfilled "
+     "(the legacy factory calls back after about 40 s)."},
+    {"reorder_safety", CONF_INT, "50", 0, 1000, NULL, 0, NULL,
+     "Safety margin of the suggested reorder point, in percent of the demand expected "
+     "during the lead time (sales rate x p90 lead time)."},
+
     {"factory_api", CONF_STR, "", 0, 0, NULL, 0, "Factory",
      "Factory API base URL for factories whose factory.api column is empty."},
     {"requester", CONF_STR, "restock", 0, 0, NULL, 0, NULL,

@@ -47,9 +47,11 @@ static const struct mailtext_template mailtext_templates[MAILTEXT_COUNT] = {
          "입고 수량: {quantity}\n"
          "입고 시각: {time}\n"
          "재입고 주문: {order_id}\n"
+         "품절 중 구매하지 못한 고객: {turned_away}명 ({turned_units}개)\n"
          "\n"
          "{product_name} ({sku}) is back in stock ({quantity} units, {time}).\n"
-         "Please resume its advertisement.\n" MAILTEXT_SIGNATURE},
+         "While it was sold out, {turned_away} customers were turned away\n"
+         "({turned_units} units asked for). Please resume its advertisement.\n" MAILTEXT_SIGNATURE},
     [MAILTEXT_DEAD_LETTER] =
         {"dead_letter", "[restock] 처리 실패 ({queue} 큐): {what}",
          "운영자님,\n"
@@ -183,9 +185,10 @@ static const struct mailtext_template mailtext_templates[MAILTEXT_COUNT] = {
 /* The placeholders a template may use (documented in mailtext.h): a typo in a
  * template is caught by the unit test that renders them all. */
 static const char *const mailtext_placeholders[] = {
-    "product_name", "sku",   "quantity",   "order_id",  "time",     "factory_name", "factory_id",
-    "sent_at",      "queue", "message_id", "what",      "attempts", "last_error",   "path",
-    "age",          "count", "ordered",    "recipient", "subject",  "reason",
+    "product_name", "sku",     "quantity",    "order_id",     "time",    "factory_name",
+    "factory_id",   "sent_at", "queue",       "message_id",   "what",    "attempts",
+    "last_error",   "path",    "age",         "count",        "ordered", "recipient",
+    "subject",      "reason",  "turned_away", "turned_units",
 };
 
 const char *

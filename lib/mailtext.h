@@ -42,6 +42,8 @@ typedef struct mailtext_var {
  *   count         messages waiting     ordered     units ordered
  *   recipient     a dead email's To      subject     its subject
  *   reason        why it died (the relay's answer)
+ *   turned_away   checkouts refused while sold out (on the order)
+ *   turned_units  the units they asked for
  * A {{ in a template is a literal {. */
 
 /* Renders template id: *subject (one line) and *body (UTF-8, LF line ends), both

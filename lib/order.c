@@ -17,11 +17,20 @@
 #define ORDER_STR(x)       ORDER_STR_(x)
 
 enum order_stmt {
-    /* order_open */
+    /* order_reorder, order_refused */
     ST_STOCK_OF,
+    ST_TURNED_AWAY,
     ST_LOCK_SKU,
+    ST_LOCK_OPEN,
     ST_INSERT,
     ST_EVENT_EMPTY,
+    ST_SOLD_OUT,
+    ST_EVENT_SOLD_OUT,
+    ST_DUE,
+    /* measurements */
+    ST_LEAD_TIMES,
+    ST_ON_ORDER,
+    ST_TURNED_OF,
     /* reads */
     ST_GET,
     ST_COUNTS,
@@ -56,26 +65,63 @@ static const struct {
 } order_sql[ST_COUNT] = {
     /* The surge after a sell-out ends here: one indexed read per failed checkout
      * (the stock for the answer and the open order at once), no transaction, no
-     * lock. */
-    [ST_STOCK_OF] = {"SELECT p.stock, r.order_id IS NOT NULL FROM product p"
+     * lock; while sold out, one single-row update counts it (ST_TURNED_AWAY). */
+    [ST_STOCK_OF] = {"SELECT p.stock, r.order_id, r.sold_out_at IS NOT NULL FROM product p"
                      " LEFT JOIN replenishment_order r"
                      " ON r.open_product_id = p.product_id WHERE p.sku = ?",
                      DB_IDEMPOTENT},
-    [ST_LOCK_SKU] = {"SELECT stock, factory_id IS NOT NULL FROM product WHERE sku = ? FOR UPDATE",
+    /* Not idempotent: a reconnection under it would count a customer twice. */
+    [ST_TURNED_AWAY] = {"UPDATE replenishment_order SET turned_away = turned_away + 1,"
+                        " turned_away_units = turned_away_units + ?"
+                        " WHERE order_id = ? AND status <> 'fulfilled'",
+                        0},
+    [ST_LOCK_SKU] = {"SELECT product_id, stock, factory_id IS NOT NULL, reorder_point,"
+                     " reorder_level, reorder_quantity FROM product WHERE sku = ? FOR UPDATE",
                      0},
+    [ST_LOCK_OPEN] = {"SELECT order_id, sold_out_at IS NOT NULL FROM replenishment_order"
+                      " WHERE open_product_id = ? FOR UPDATE",
+                      0},
     /* INSERT IGNORE: the unique key on open_product_id makes a second unfinished
      * order for the product a no-op, whatever the race. */
     [ST_INSERT] = {"INSERT IGNORE INTO replenishment_order"
-                   " (order_id, product_id, factory_id, quantity)"
-                   " SELECT ?, product_id, factory_id, reorder_quantity FROM product"
-                   " WHERE sku = ? AND factory_id IS NOT NULL",
+                   " (order_id, product_id, factory_id, quantity, sold_out_at)"
+                   " SELECT ?, product_id, factory_id, ?, IF(stock = 0, CURRENT_TIMESTAMP(6), NULL)"
+                   " FROM product WHERE product_id = ? AND factory_id IS NOT NULL",
                    0},
+    /* stock_empty: opened by the sale that emptied the shelf (both at once, the
+     * first version's event); reorder: opened while the product is on sale. */
     [ST_EVENT_EMPTY] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
-                        " SELECT ?, 'stock_empty', order_id, product_id, quantity"
-                        " FROM replenishment_order WHERE order_id = ?",
+                        " SELECT ?, IF(sold_out_at IS NULL, 'reorder', 'stock_empty'), order_id,"
+                        " product_id, quantity FROM replenishment_order WHERE order_id = ?",
                         0},
+    [ST_SOLD_OUT] = {"UPDATE replenishment_order SET sold_out_at = CURRENT_TIMESTAMP(6)"
+                     " WHERE order_id = ? AND sold_out_at IS NULL",
+                     0},
+    [ST_EVENT_SOLD_OUT] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
+                           " SELECT ?, 'sold_out', order_id, product_id, quantity"
+                           " FROM replenishment_order WHERE order_id = ?",
+                           0},
+    [ST_DUE] = {"SELECT p.sku FROM product p LEFT JOIN replenishment_order r"
+                " ON r.open_product_id = p.product_id WHERE p.factory_id IS NOT NULL"
+                " AND ((r.order_id IS NULL AND p.stock <= p.reorder_point)"
+                " OR (r.order_id IS NOT NULL AND p.stock = 0 AND r.sold_out_at IS NULL))"
+                " ORDER BY p.sku LIMIT " ORDER_STR(ORDER_DUE_MAX),
+                DB_IDEMPOTENT},
+    /* A fast factory's callback can come before order_sent stamps sent_at: such
+     * an order measured nothing. */
+    [ST_LEAD_TIMES] = {"SELECT TIMESTAMPDIFF(MICROSECOND, sent_at, fulfilled_at)"
+                       " FROM replenishment_order WHERE factory_id = ? AND status = 'fulfilled'"
+                       " AND sent_at IS NOT NULL AND fulfilled_at >= sent_at"
+                       " ORDER BY fulfilled_at DESC LIMIT ?",
+                       DB_IDEMPOTENT},
+    [ST_ON_ORDER] = {"SELECT order_id, quantity, turned_away_units FROM replenishment_order"
+                     " WHERE open_product_id = ?",
+                     DB_IDEMPOTENT},
+    [ST_TURNED_OF] = {"SELECT turned_away_units FROM replenishment_order WHERE order_id = ?",
+                      DB_IDEMPOTENT},
     [ST_GET] = {"SELECT r.status, r.token_hash, r.product_id, p.sku, r.factory_id, f.identifier,"
-                " f.name, f.api, r.quantity, r.token_keyed FROM replenishment_order r"
+                " f.name, f.api, r.quantity, r.token_keyed, r.sold_out_at IS NOT NULL,"
+                " r.turned_away, r.turned_away_units FROM replenishment_order r"
                 " JOIN product p ON p.product_id = r.product_id"
                 " JOIN factory f ON f.factory_id = r.factory_id WHERE r.order_id = ?",
                 DB_IDEMPOTENT},
@@ -254,15 +300,138 @@ order_col_ident(db_stmt *st, int col, unsigned char out[IDENT_BYTES])
 
 /* --- open ------------------------------------------------------------------- */
 
-int
-order_open(order *self, const char *sku, long long quantity, struct order_open_outcome *out,
-           errbuf *err)
+/* The transaction of order_reorder; turned: the quantity of a checkout turned
+ * away (0 for a sale or the sweep), counted as unmet demand while sold out. */
+static int
+order_reorder_tx(order *self, const char *sku, long long turned, struct order_open_outcome *out,
+                 int *result, errbuf *err)
 {
-    db_stmt *stock_of = self->st[ST_STOCK_OF], *lock = self->st[ST_LOCK_SKU];
-    unsigned char order_id[IDENT_BYTES], event_id[IDENT_BYTES];
+    db_stmt *lock = self->st[ST_LOCK_SKU], *lock_open = self->st[ST_LOCK_OPEN];
+    unsigned char product_id[IDENT_BYTES], order_id[IDENT_BYTES], event_id[IDENT_BYTES];
     char order_text[IDENT_TEXT];
+    long long rows, point, level, size, quantity;
+    int has_factory, has_order, sold_out, events = 0;
+
+    memset(out, 0, sizeof(*out));
+    *result = ORDER_PENDING;
+    if (db_begin(self->conn, err) != RS_OK)
+        return RS_ERR;
+    /* The product row first (the lock order of order.h): a delivery adds stock
+     * under the same lock, so what is read here stays true until the commit. */
+    rows = db_stmt_exec(lock, err, "s", sku);
+    if (rows < 0)
+        goto fail;
+    if (rows == 0 || !db_stmt_next(lock)) {
+        db_rollback(self->conn);
+        *result = ORDER_NO_PRODUCT;
+        return 0;
+    }
+    order_col_ident(lock, 0, product_id);
+    out->remaining = db_stmt_col_int(lock, 1);
+    has_factory = (int)db_stmt_col_int(lock, 2);
+    point = db_stmt_col_int(lock, 3);
+    level = db_stmt_col_int(lock, 4);
+    size = db_stmt_col_int(lock, 5);
+    rows = db_stmt_exec(lock_open, err, "b", product_id, sizeof(product_id));
+    if (rows < 0)
+        goto fail;
+    has_order = rows > 0 && db_stmt_next(lock_open);
+    sold_out = has_order && db_stmt_col_int(lock_open, 1) != 0;
+    if (has_order)
+        order_col_ident(lock_open, 0, order_id);
+    if (turned > 0 && out->remaining >= turned) {
+        db_rollback(self->conn);
+        *result = ORDER_RESTOCKED;
+        return 0;
+    }
+    if (!has_order && !has_factory) {
+        db_rollback(self->conn);
+        *result = out->remaining == 0 ? ORDER_NO_FACTORY : ORDER_SHORT;
+        return 0;
+    }
+    if (!has_order && (out->remaining <= point || (turned > 0 && out->remaining == 0))) {
+        /* One unfinished order per product: nothing else is on order, so the
+         * order alone brings the stock up to the level. */
+        quantity = level > 0 ? level - out->remaining : size;
+        if (quantity < 1)
+            quantity = 1;
+        ident_new(order_id);
+        rows = db_stmt_exec(self->st[ST_INSERT], err, "bib", order_id, sizeof(order_id), quantity,
+                            product_id, sizeof(product_id));
+        if (rows < 0)
+            goto fail;
+        if (rows == 0) {
+            errbuf_set(err, "database: the order of %s could not be inserted under its lock", sku);
+            goto fail;
+        }
+        ident_new(event_id);
+        rows = db_stmt_exec(self->st[ST_EVENT_EMPTY], err, "bb", event_id, sizeof(event_id),
+                            order_id, sizeof(order_id));
+        if (rows == 0)
+            errbuf_set(err, "database: the new order of %s is not visible to its own transaction",
+                       sku);
+        if (rows != 1)
+            goto fail;
+        ident_format(event_id, sizeof(event_id), out->event);
+        ident_format(order_id, sizeof(order_id), order_text);
+        log_info("event=replenishment_opened sku=%s order=%s quantity=%lld stock=%lld "
+                 "reorder_point=%lld reorder_level=%lld outbox_event=%s",
+                 sku, order_text, quantity, out->remaining, point, level, out->event);
+        has_order = 1;
+        sold_out = out->remaining == 0; /* its event, stock_empty, says so */
+        events++;
+        *result = ORDER_OPENED;
+    }
+    if (!has_order) {
+        db_rollback(self->conn);
+        *result = ORDER_SHORT;
+        return 0;
+    }
+    /* Sold out means the shelf is empty, not that the point was reached. */
+    if (out->remaining == 0 && !sold_out) {
+        if (db_stmt_exec(self->st[ST_SOLD_OUT], err, "b", order_id, sizeof(order_id)) != 1)
+            goto fail;
+        ident_new(event_id);
+        if (db_stmt_exec(self->st[ST_EVENT_SOLD_OUT], err, "bb", event_id, sizeof(event_id),
+                         order_id, sizeof(order_id)) != 1)
+            goto fail;
+        ident_format(event_id, sizeof(event_id), out->event);
+        ident_format(order_id, sizeof(order_id), order_text);
+        log_info("event=sold_out sku=%s order=%s outbox_event=%s", sku, order_text, out->event);
+        events++;
+    }
+    if (turned > 0 && out->remaining == 0 &&
+        db_stmt_exec(self->st[ST_TURNED_AWAY], err, "ib", turned, order_id, sizeof(order_id)) < 0)
+        goto fail;
+    if (events == 0 && turned == 0) {
+        db_rollback(self->conn);
+        return 0;
+    }
+    if (db_commit(self->conn, err) != RS_OK)
+        return RS_ERR;
+    return events;
+
+fail:
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
+int
+order_reorder(order *self, const char *sku, struct order_open_outcome *out, errbuf *err)
+{
+    int result;
+
+    return order_reorder_tx(self, sku, 0, out, &result, err);
+}
+
+int
+order_refused(order *self, const char *sku, long long quantity, struct order_open_outcome *out,
+              errbuf *err)
+{
+    db_stmt *stock_of = self->st[ST_STOCK_OF];
+    unsigned char order_id[IDENT_BYTES];
     long long rows;
-    int has_factory;
+    int has_order, sold_out, result;
 
     memset(out, 0, sizeof(*out));
     rows = db_stmt_exec(stock_of, err, "s", sku);
@@ -271,59 +440,91 @@ order_open(order *self, const char *sku, long long quantity, struct order_open_o
     if (rows == 0 || !db_stmt_next(stock_of))
         return ORDER_NO_PRODUCT;
     out->remaining = db_stmt_col_int(stock_of, 0);
-    if (db_stmt_col_int(stock_of, 1))
-        return ORDER_PENDING;
+    has_order = !db_stmt_col_is_null(stock_of, 1);
+    sold_out = db_stmt_col_int(stock_of, 2) != 0;
+    if (has_order)
+        order_col_ident(stock_of, 1, order_id);
     if (out->remaining >= quantity)
         return ORDER_RESTOCKED;
-
-    if (db_begin(self->conn, err) != RS_OK)
-        return RS_ERR;
-    /* The product row first (the lock order of order.h): a delivery adds stock
-     * under the same lock. */
-    rows = db_stmt_exec(lock, err, "s", sku);
-    if (rows < 0)
-        goto fail;
-    if (rows == 0 || !db_stmt_next(lock)) {
-        db_rollback(self->conn);
-        return ORDER_NO_PRODUCT;
-    }
-    out->remaining = db_stmt_col_int(lock, 0);
-    has_factory = (int)db_stmt_col_int(lock, 1);
-    if (out->remaining >= quantity) {
-        db_rollback(self->conn);
-        return ORDER_RESTOCKED;
-    }
-    if (!has_factory) {
-        db_rollback(self->conn);
-        return ORDER_NO_FACTORY;
-    }
-    ident_new(order_id);
-    rows = db_stmt_exec(self->st[ST_INSERT], err, "bs", order_id, sizeof(order_id), sku);
-    if (rows < 0)
-        goto fail;
-    if (rows == 0) {
-        db_rollback(self->conn);
+    /* Asking for more than remains is not a sell-out: no order, no ad pause. A
+     * product at or below its point without an order (a crash after its sale) is
+     * the sweep's. */
+    if (out->remaining > 0)
+        return has_order ? ORDER_PENDING : ORDER_SHORT;
+    if (has_order && sold_out) {
+        if (db_stmt_exec(self->st[ST_TURNED_AWAY], err, "ib", quantity, order_id,
+                         sizeof(order_id)) < 0)
+            return RS_ERR;
         return ORDER_PENDING;
     }
-    ident_new(event_id);
-    rows = db_stmt_exec(self->st[ST_EVENT_EMPTY], err, "bb", event_id, sizeof(event_id), order_id,
-                        sizeof(order_id));
-    if (rows == 0)
-        errbuf_set(err, "database: the new order of %s is not visible to its own transaction", sku);
-    if (rows != 1)
-        goto fail;
-    if (db_commit(self->conn, err) != RS_OK)
+    if (order_reorder_tx(self, sku, quantity, out, &result, err) < 0)
         return RS_ERR;
+    return result;
+}
 
-    ident_format(event_id, sizeof(event_id), out->event);
-    ident_format(order_id, sizeof(order_id), order_text);
-    log_info("event=replenishment_opened sku=%s order=%s outbox_event=%s", sku, order_text,
-             out->event);
-    return ORDER_OPENED;
+int
+order_each_due(order *self, void (*fn)(void *arg, const char *sku), void *arg, errbuf *err)
+{
+    db_stmt *st = self->st[ST_DUE];
+    int n = 0;
 
-fail:
-    db_rollback(self->conn);
-    return RS_ERR;
+    if (db_stmt_exec(st, err, "") < 0)
+        return RS_ERR;
+    for (; db_stmt_next(st); n++) {
+        const char *sku = db_stmt_col(st, 0, NULL);
+        fn(arg, sku ? sku : "");
+    }
+    return n;
+}
+
+/* --- measurements ----------------------------------------------------------- */
+
+int
+order_lead_times(order *self, const unsigned char factory_id[IDENT_BYTES], double *secs, int max,
+                 errbuf *err)
+{
+    db_stmt *st = self->st[ST_LEAD_TIMES];
+    int n = 0;
+
+    if (db_stmt_exec(st, err, "bi", factory_id, (size_t)IDENT_BYTES, (long long)max) < 0)
+        return RS_ERR;
+    while (n < max && db_stmt_next(st))
+        secs[n++] = (double)db_stmt_col_int(st, 0) / 1e6;
+    return n;
+}
+
+int
+order_on_order(order *self, const unsigned char product_id[IDENT_BYTES],
+               struct order_unfinished *out, errbuf *err)
+{
+    db_stmt *st = self->st[ST_ON_ORDER];
+    long long rows = db_stmt_exec(st, err, "b", product_id, (size_t)IDENT_BYTES);
+
+    memset(out, 0, sizeof(*out));
+    if (rows < 0)
+        return RS_ERR;
+    if (rows > 0 && db_stmt_next(st)) {
+        out->exists = 1;
+        order_col_ident(st, 0, out->order_id);
+        out->quantity = db_stmt_col_int(st, 1);
+        out->turned_away_units = db_stmt_col_int(st, 2);
+    }
+    return RS_OK;
+}
+
+int
+order_turned_away_units(order *self, const unsigned char order_id[IDENT_BYTES], long long *units,
+                        errbuf *err)
+{
+    db_stmt *st = self->st[ST_TURNED_OF];
+    long long rows = db_stmt_exec(st, err, "b", order_id, (size_t)IDENT_BYTES);
+
+    *units = 0;
+    if (rows < 0)
+        return RS_ERR;
+    if (rows > 0 && db_stmt_next(st))
+        *units = db_stmt_col_int(st, 0);
+    return RS_OK;
 }
 
 /* --- reads ------------------------------------------------------------------- */
@@ -356,6 +557,9 @@ order_get_id(order *self, const unsigned char id[IDENT_BYTES], struct order_view
     out->factory_api_null = db_stmt_col_is_null(st, 7);
     out->quantity = db_stmt_col_int(st, 8);
     out->token_legacy = db_stmt_col_int(st, 9) == 0;
+    out->sold_out = db_stmt_col_int(st, 10) != 0;
+    out->turned_away = db_stmt_col_int(st, 11);
+    out->turned_away_units = db_stmt_col_int(st, 12);
     return 1;
 }
 

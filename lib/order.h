@@ -6,8 +6,11 @@
  *   any other -> fulfilled  the factory delivered (order_fulfil; a fast factory's
  *                           callback may come before order_sent)
  *
- * A product has at most one unfinished order. It is opened by the checkout that
- * finds the product sold out, with its stock_empty event, in one transaction; the
+ * A product has at most one unfinished order. It is opened by the sale that takes
+ * the stock to or below the product's reorder point (or by the worker's sweep,
+ * or a checkout turned away from an empty shelf, when that sale could not), with
+ * its stock_empty event, in one transaction; the sale that empties the shelf
+ * marks it sold out with a sold_out event (the ad pause); the
  * factory driver claims it with the callback token's hash, counts its attempts,
  * marks it sent or failed; the factory's callback (or an operator) fulfils it,
  * with its stock_arrived event, in one transaction. Whoever commits an event
@@ -15,7 +18,7 @@
  *
  * Lock order: a transaction that locks a product row and one of its orders locks
  * the product first, then the order. Opening and fulfilling both do, so they
- * cannot deadlock, and a checkout that saw the shelf empty just before a delivery
+ * cannot deadlock, and a sale that crossed the point just before a delivery
  * cannot open a second order just after it.
  *
  * Orders are named by their id's canonical text, as URLs, messages and logs show
@@ -51,27 +54,74 @@ void order_destroy(order **self_p);
 /* "open", "sent", "fulfilled", "failed" (as the row and restockctl say). */
 const char *order_status_name(enum order_status status);
 
-/* --- open: the sold-out checkout ------------------------------------------ */
+/* --- open: the reorder point, the sell-out, the turned-away checkout -------- */
 
 enum order_open_result {
-    ORDER_OPENED,     /* this call opened the order: ring stock_empty with out->event */
-    ORDER_PENDING,    /* an order was open already: nothing to do */
-    ORDER_RESTOCKED,  /* the stock came back meanwhile: no order needed */
-    ORDER_NO_FACTORY, /* the product has no factory to order from */
+    ORDER_OPENED,     /* this call opened the order: ring with out->event */
+    ORDER_PENDING,    /* an order is unfinished: replenishment is requested */
+    ORDER_RESTOCKED,  /* the stock came back meanwhile: enough for the checkout now */
+    ORDER_SHORT,      /* stock above 0 but less than asked, and no order: nothing to do */
+    ORDER_NO_FACTORY, /* sold out, and the product has no factory to order from */
     ORDER_NO_PRODUCT  /* no such product */
 };
 
 struct order_open_outcome {
     long long remaining;    /* the product's stock, for the checkout's answer */
-    char event[IDENT_TEXT]; /* the stock_empty event written (ORDER_OPENED only) */
+    char event[IDENT_TEXT]; /* the last outbox event written ("" when none): ring it */
 };
 
-/* A checkout of quantity found too little of sku: opens an order unless one is
- * unfinished, with its stock_empty event, in one transaction. The common case,
- * an order already open, costs one indexed read and no lock. Returns an enum
- * order_open_result, or RS_ERR (the database failed; nothing was written). */
-int order_open(order *self, const char *sku, long long quantity, struct order_open_outcome *out,
-               errbuf *err);
+/* What a sale, or the worker's sweep, found: sku's stock is at or below its
+ * reorder point, or 0. In one transaction (product row locked first): opens the
+ * product's order unless one is unfinished, sized to bring stock plus what is
+ * on order up to reorder_level (reorder_quantity when the level is 0), with its
+ * stock_empty event; and, when the stock is 0, marks the unfinished order sold
+ * out with a sold_out event (the ad pause), once per order. Returns how many
+ * events it wrote (0 when there was nothing to do: the check is made again
+ * under the lock), or RS_ERR (nothing was written). out->event names the last. */
+int order_reorder(order *self, const char *sku, struct order_open_outcome *out, errbuf *err);
+
+/* A checkout of quantity found too little of sku. While the product is sold out
+ * (stock 0) it counts as unmet demand on the unfinished order (turned_away,
+ * turned_away_units), and opens the order, as order_reorder, if none is
+ * unfinished (a reorder point of -1 orders only then: the first version's
+ * policy). Stock above 0 is not a sell-out: nothing is written. The common case,
+ * sold out with its order open, costs one indexed read and one single-row
+ * update, without a transaction. Returns an enum order_open_result, or RS_ERR
+ * (the database failed; nothing was written). */
+int order_refused(order *self, const char *sku, long long quantity, struct order_open_outcome *out,
+                  errbuf *err);
+
+/* Calls fn for each product (by sku) that order_reorder would act on: with a
+ * factory, at or below its reorder point without an unfinished order, or sold
+ * out with an order not marked sold out (a crash came between the sale and its
+ * order). At most ORDER_DUE_MAX per call. Returns how many, or RS_ERR. */
+#define ORDER_DUE_MAX 64
+int order_each_due(order *self, void (*fn)(void *arg, const char *sku), void *arg, errbuf *err);
+
+/* --- measurements --------------------------------------------------------- */
+
+/* The lead times (seconds from the order's sending to its callback) of the
+ * newest max fulfilled orders of a factory, newest first, into secs. Returns
+ * how many, or RS_ERR. */
+int order_lead_times(order *self, const unsigned char factory_id[IDENT_BYTES], double *secs,
+                     int max, errbuf *err);
+
+/* The product's unfinished order, if any. */
+struct order_unfinished {
+    int exists;
+    unsigned char order_id[IDENT_BYTES];
+    long long quantity;          /* on order */
+    long long turned_away_units; /* asked for while sold out, so far */
+};
+
+/* Fills *out (out->exists 0: none). RS_OK or RS_ERR. */
+int order_on_order(order *self, const unsigned char product_id[IDENT_BYTES],
+                   struct order_unfinished *out, errbuf *err);
+
+/* The units turned away on an order (finished or not) into *units; 0 when
+ * there is no such order. RS_OK or RS_ERR. */
+int order_turned_away_units(order *self, const unsigned char order_id[IDENT_BYTES],
+                            long long *units, errbuf *err);
 
 /* --- reads ------------------------------------------------------------------ */
 
@@ -90,6 +140,8 @@ struct order_view {
     long long quantity;   /* what was ordered */
     int token_legacy;     /* made before keyed tokens: its token may be random, and
                              only token_hash can check it (token.h) */
+    int sold_out;         /* the stock reached 0 while it was unfinished (ad paused) */
+    long long turned_away, turned_away_units; /* checkouts refused while sold out */
 };
 
 /* 1 with *out filled, 0 when there is no such order, RS_ERR. */

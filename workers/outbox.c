@@ -174,23 +174,29 @@ outbox_mail_head(db_stmt *st, const char *event_text, const char *kind, const ch
     return m;
 }
 
-/* The ad manager's email of an event, for the mail queue: the template and its
- * values, rendered when sent. */
+/* The ad manager's email of a stock_empty or sold_out (pause) or stock_arrived
+ * (resume) event,
+ * for the mail queue: the template and its values, rendered when sent. The
+ * resume says how many customers the stock-out turned away. */
 static cJSON *
-outbox_mail_message(db_stmt *st, const struct order_view *o, const char *event_text, int empty)
+outbox_mail_message(db_stmt *st, const struct order_view *o, const char *event_text, int pause)
 {
-    char quantity[32], stock[32];
-    cJSON *vars, *m = outbox_mail_head(st, event_text, empty ? "stock_empty" : "stock_arrived",
-                                       empty ? "ad_pause" : "ad_resume", NULL, &vars);
+    char quantity[32], stock[32], turned[32], units[32];
+    cJSON *vars, *m = outbox_mail_head(st, event_text, pause ? "stock_empty" : "stock_arrived",
+                                       pause ? "ad_pause" : "ad_resume", NULL, &vars);
 
     if (m == NULL)
         return NULL;
     snprintf(quantity, sizeof(quantity), "%lld", db_stmt_col_int(st, COL_QUANTITY));
     snprintf(stock, sizeof(stock), "%lld", db_stmt_col_int(st, COL_STOCK));
+    snprintf(turned, sizeof(turned), "%lld", o->turned_away);
+    snprintf(units, sizeof(units), "%lld", o->turned_away_units);
     row_add_ident(vars, "ad_id", st, COL_AD);
     cJSON_AddStringToObject(vars, "factory_identifier", o->factory_identifier);
     cJSON_AddStringToObject(vars, "quantity", quantity);
     cJSON_AddStringToObject(vars, "stock", stock);
+    cJSON_AddStringToObject(vars, "turned_away", turned);
+    cJSON_AddStringToObject(vars, "turned_units", units);
     return m;
 }
 
@@ -251,12 +257,45 @@ outbox_batch_add(struct outbox_batch *b, spool_item *items, size_t *n, size_t ro
     return RS_OK;
 }
 
+/* An outbox event's kind, and what it fans out into:
+ *   stock_empty       the sale that emptied the shelf opened the order: the
+ *                     factory message, the ad pause email, the ad paused
+ *   reorder           the order opened at the reorder point, on sale: the
+ *                     factory message only
+ *   sold_out          the stock reached 0 under an open order: the ad pause
+ *                     email, the ad paused
+ *   stock_arrived     delivered: if the order had sold out, the ad resume email
+ *                     (with the customers turned away) and the ad running again;
+ *                     an order that arrived before the shelf emptied paused nothing
+ *   delivery_refused  the operators' alert; the ad stays as it is */
+enum outbox_kind { OUTBOX_EMPTY, OUTBOX_REORDER, OUTBOX_SOLD_OUT, OUTBOX_ARRIVED, OUTBOX_REFUSED };
+
+static enum outbox_kind
+outbox_kind_of(const char *kind)
+{
+    if (kind != NULL && strcmp(kind, "stock_empty") == 0)
+        return OUTBOX_EMPTY;
+    if (kind != NULL && strcmp(kind, "reorder") == 0)
+        return OUTBOX_REORDER;
+    if (kind != NULL && strcmp(kind, "sold_out") == 0)
+        return OUTBOX_SOLD_OUT;
+    if (kind != NULL && strcmp(kind, "delivery_refused") == 0)
+        return OUTBOX_REFUSED;
+    return OUTBOX_ARRIVED;
+}
+
+static const char *const outbox_kind_names[] = {
+    [OUTBOX_EMPTY] = "stock_empty",        [OUTBOX_REORDER] = "reorder",
+    [OUTBOX_SOLD_OUT] = "sold_out",        [OUTBOX_ARRIVED] = "stock_arrived",
+    [OUTBOX_REFUSED] = "delivery_refused",
+};
+
 /* One batch: returns the number of events taken, or -1. */
 static int
 outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
 {
     unsigned char events[OUTBOX_BATCH][IDENT_BYTES], ads[OUTBOX_BATCH][IDENT_BYTES];
-    int empties[OUTBOX_BATCH], has_ad[OUTBOX_BATCH];
+    int running[OUTBOX_BATCH], has_ad[OUTBOX_BATCH];
     const char *kinds[OUTBOX_BATCH];
     db_stmt *st = self->pending;
     long long rows;
@@ -267,10 +306,10 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         return (int)rows;
     while (n < OUTBOX_BATCH && db_stmt_next(st)) {
         size_t len;
-        const char *kind = db_stmt_col(st, COL_KIND, NULL);
+        enum outbox_kind kind = outbox_kind_of(db_stmt_col(st, COL_KIND, NULL));
         const char *ad, *bytes = db_stmt_col(st, COL_EVENT, &len);
-        int mail = db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL; /* no ad or nobody: no email */
-        int refused;
+        int manager = db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL; /* nobody: no email */
+        int mail, found, pause;
         struct order_view view;
         char order_text[IDENT_TEXT];
 
@@ -280,46 +319,42 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         ident_format(bytes, len, b->event_texts[n]);
         bytes = db_stmt_col(st, COL_PRODUCT, &len);
         ident_format(bytes, len, b->products[n]);
-        empties[n] = kind != NULL && strcmp(kind, "stock_empty") == 0;
-        refused = kind != NULL && strcmp(kind, "delivery_refused") == 0;
-        kinds[n] = refused ? "delivery_refused" : empties[n] ? "stock_empty" : "stock_arrived";
+        kinds[n] = outbox_kind_names[kind];
+        bytes = db_stmt_col(st, COL_ORDER, &len);
+        ident_format(bytes, len, order_text);
+        found = order_get(self->orders, order_text, &view, err);
+        if (found < 0)
+            return RS_ERR;
+        /* A connection that broke and was made again under order_get took
+         * this batch's rows with it: the next sweep reads them again. */
+        if (db_stmt_col(st, COL_EVENT, NULL) == NULL)
+            return errbuf_set(err, "outbox: the database connection was lost in a sweep");
+        if (found == 0) {
+            /* Left waiting, as an event without an order always was. */
+            log_warn("event=outbox_orphan outbox_event=%s order=%s", b->event_texts[n], order_text);
+            continue;
+        }
         ad = db_stmt_col(st, COL_AD, &len);
-        /* A refused delivery changed nothing: the ad stays as it is, and the
-         * email goes to the operators. */
-        has_ad[n] = !refused && ad != NULL && len == IDENT_BYTES;
-        mail = mail || refused;
+        pause = kind == OUTBOX_EMPTY || kind == OUTBOX_SOLD_OUT;
+        has_ad[n] = (pause || (kind == OUTBOX_ARRIVED && view.sold_out)) && ad != NULL &&
+                    len == IDENT_BYTES;
+        running[n] = !pause;
+        mail = kind == OUTBOX_REFUSED || (has_ad[n] && manager);
         if (has_ad[n])
             memcpy(ads[n], ad, IDENT_BYTES);
-        if (empties[n] || mail) {
-            int found;
-            bytes = db_stmt_col(st, COL_ORDER, &len);
-            ident_format(bytes, len, order_text);
-            found = order_get(self->orders, order_text, &view, err);
-            if (found < 0)
-                return RS_ERR;
-            /* A connection that broke and was made again under order_get took
-             * this batch's rows with it: the next sweep reads them again. */
-            if (db_stmt_col(st, COL_EVENT, NULL) == NULL)
-                return errbuf_set(err, "outbox: the database connection was lost in a sweep");
-            if (found == 0) {
-                /* Left waiting, as an event without an order always was. */
-                log_warn("event=outbox_orphan outbox_event=%s order=%s", b->event_texts[n],
-                         order_text);
-                continue;
-            }
-        }
-        if (empties[n] &&
+        if ((kind == OUTBOX_EMPTY || kind == OUTBOX_REORDER) &&
             outbox_batch_add(b, b->factory, &b->n_factory, n,
                              outbox_factory_message(self, st, &view, b->event_texts[n]),
                              err) != RS_OK)
             return RS_ERR;
-        if (mail && outbox_batch_add(
-                        b, b->mail, &b->n_mail, n,
-                        refused ? outbox_refused_message(self, st, &view, b->event_texts[n])
-                                : outbox_mail_message(st, &view, b->event_texts[n], empties[n]),
-                        err) != RS_OK)
+        if (mail &&
+            outbox_batch_add(b, b->mail, &b->n_mail, n,
+                             kind == OUTBOX_REFUSED
+                                 ? outbox_refused_message(self, st, &view, b->event_texts[n])
+                                 : outbox_mail_message(st, &view, b->event_texts[n], pause),
+                             err) != RS_OK)
             return RS_ERR;
-        if (refused)
+        if (kind == OUTBOX_REFUSED)
             b->mail[b->n_mail - 1].key = NULL; /* an alert waits behind no other message */
         n++;
     }
@@ -335,13 +370,14 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
     }
 
     /* Only now, with every message on disk, do the events count as taken. The ad
-     * follows its product: paused while sold out, running once stock is back. */
+     * follows its product: paused while sold out (stock 0), running once stock
+     * is back. */
     if (db_begin(self->conn, err) != RS_OK)
         return RS_ERR;
     for (size_t i = 0; i < n; i++) {
         if (db_stmt_exec(self->take, err, "b", events[i], (size_t)IDENT_BYTES) < 0)
             goto fail;
-        if (has_ad[i] && db_stmt_exec(self->ad_status, err, "ib", (long long)!empties[i], ads[i],
+        if (has_ad[i] && db_stmt_exec(self->ad_status, err, "ib", (long long)running[i], ads[i],
                                       (size_t)IDENT_BYTES) < 0)
             goto fail;
     }

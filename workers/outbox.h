@@ -1,6 +1,7 @@
 /* outbox: the worker's side of the outbox table. A sweep takes the events not yet
  * taken, fans each out into its spool queues (like SNS into SQS: stock_empty into
- * `factory` and, for the ad manager, into `mail`; stock_arrived into `mail`), and
+ * `factory` and, for the ad manager, into `mail`; reorder into `factory`;
+ * sold_out and stock_arrived into `mail`), and
  * marks them taken only once their messages are on disk. Taking an event twice
  * (a crash between the disk and the mark) yields one message: messages are named
  * by the event, and the spool keeps one message per name. */

@@ -37,6 +37,7 @@
 #include "outbox.h"
 #include "queue.h"
 #include "scrape.h"
+#include "reorder.h"
 #include "spool.h"
 #include "timetext.h"
 #include "token.h"
@@ -333,6 +334,7 @@ main(int argc, char **argv)
     db *conn = NULL;
     outbox *events = NULL;
     order *orders = NULL;
+    reorder *policy = NULL;
     alert *alerts = NULL;
     struct worker_watch watch = {0};
     struct worker_fault fault = {0};
@@ -411,7 +413,8 @@ main(int argc, char **argv)
     }
     orders = order_new(conn, &err);
     events = orders ? outbox_new(cf, conn, orders, factory_q, mail_q, &err) : NULL;
-    if (events == NULL)
+    policy = events ? reorder_new(cf, conn, orders, &err) : NULL;
+    if (policy == NULL)
         goto fail;
     watch.orders = orders;
     watch.callback_timeout = conf_int(cf, "callback_timeout");
@@ -458,7 +461,12 @@ main(int argc, char **argv)
         }
 
         if (now >= next_sweep) {
-            int n = outbox_sweep(events, &err);
+            int n;
+            /* Before the outbox: the orders it opens go out in this sweep. A
+             * failure is the database's, which the outbox sweep reports. */
+            if (reorder_sweep(policy, &err) < 0 && !sweep_failing)
+                log_warn("event=reorder_sweep_failed error=\"%s\"", err.msg);
+            n = outbox_sweep(events, &err);
             if (n < 0) {
                 /* Logged once per outage, not once per sweep. */
                 if (!sweep_failing)
@@ -537,6 +545,7 @@ done:
     queue_destroy(&mail_runner);
     queue_destroy(&callback_runner);
     bus_sub_destroy(&bell);
+    reorder_destroy(&policy);
     outbox_destroy(&events);
     order_destroy(&orders);
     db_destroy(&conn);

@@ -116,7 +116,8 @@ def token_hash(token):
 
 def add_products(s, n, prefix="XP", stock=0):
     """Inserts n products, each with a factory of its own (api NULL: the configured
-    factory API) and no advertisement; returns their skus."""
+    factory API) and no advertisement; returns their skus. At stock 0 a product is
+    at its reorder point (0): the worker's next sweep orders it (issue 11)."""
     skus = []
     for i in range(n):
         sku = "%s-%03d" % (prefix, i)

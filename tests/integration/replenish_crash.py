@@ -31,7 +31,7 @@ def body(t):
     rng.seed(seed)
     t.diag("random seed %d" % seed)
     with Stack(t, env=ENV) as s:
-        skus = list(SEEDED) + add_products(s, 9, prefix="KX")
+        skus = list(SEEDED) + add_products(s, 9, prefix="KX", stock=3)
         sold = defaultdict(int)        # units sold (200 answers)
         sellouts = defaultdict(int)    # 409s that found no unfinished order
         start_stock = {sku: s.stock(sku) for sku in skus}

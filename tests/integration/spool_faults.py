@@ -109,7 +109,7 @@ def body(t):
             mounted = True
         try:
             start_worker(s, control)
-            skus = add_products(s, 5, prefix="DF")
+            skus = add_products(s, 5, prefix="DF", stock=3)
 
             def shim(line):
                 def on():

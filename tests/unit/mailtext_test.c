@@ -25,6 +25,8 @@ static const mailtext_var all_vars[] = {
     {"age", "17분"},
     {"count", "3"},
     {"ordered", "10"},
+    {"turned_away", "42"},
+    {"turned_units", "57"},
     {"recipient", "ads@donut-states.example"},
     {"subject", "[restock] 품절: 도넛 (CP-502101)"},
     {"reason", "permanent failure: smtp 127.0.0.1: 550 5.7.1 no such user (RCPT)"},
@@ -74,6 +76,9 @@ main(void)
     ok(strstr(subject, "재입고") && strstr(body, "10개 재입고되었습니다") &&
            strstr(body, "입고 수량: 10"),
        "ad resume names the quantity");
+    ok(strstr(body, "품절 중 구매하지 못한 고객: 42명 (57개)") &&
+           strstr(body, "42 customers were turned away"),
+       "ad resume says how many customers were turned away while sold out");
     free(subject);
     free(body);
 

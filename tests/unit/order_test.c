@@ -73,8 +73,10 @@ test_no_database(order *o, db *conn)
     errbuf err = {""};
     int calls = 0;
 
-    ok(order_open(o, "CP-502101", 1, &opened, &err) == RS_ERR && db_failed_connection(conn),
-       "order_open without a database: an error of the connection (%s)", err.msg);
+    ok(order_refused(o, "CP-502101", 1, &opened, &err) == RS_ERR && db_failed_connection(conn),
+       "order_refused without a database: an error of the connection (%s)", err.msg);
+    ok(order_reorder(o, "CP-502101", &opened, &err) == RS_ERR,
+       "order_reorder without a database fails: %s", err.msg);
     ok(order_get(o, ORDER, &view, &err) == RS_ERR, "order_get without a database fails");
     is_int(order_claim(o, ORDER, TOKEN, &status, &err), RS_ERR,
            "order_claim without a database: try again, not refused");

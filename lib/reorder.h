@@ -1,0 +1,64 @@
+/* reorder: each product's reorder policy (docs/design.md §3.6): its settings
+ * (product.reorder_*), the sales rate measured from the units the checkouts count
+ * (product.sold_total, sampled by the worker into product_demand), its factory's
+ * lead time (order.c), the suggested point, and the automatic mode that moves the
+ * point and the level within the operator's bounds. A reorder object keeps its
+ * statements on the caller's db: one per connection, used by its thread only. */
+#ifndef RESTOCK_REORDER_H
+#define RESTOCK_REORDER_H
+
+#include "conf.h"
+#include "db.h"
+#include "errbuf.h"
+#include "order.h"
+
+typedef struct reorder reorder;
+
+/* cf, conn and orders stay the caller's (orders on conn). */
+reorder *reorder_new(const conf *cf, db *conn, order *orders, errbuf *err);
+void reorder_destroy(reorder **self_p);
+
+/* The worker's sweep: samples every product's units sold into its moving
+ * average (at most once a second), moves the point and level of automatic
+ * products (each change logged, event=reorder_auto, with its inputs), then opens
+ * the orders due (order_each_due, order_reorder). Returns how many outbox events
+ * it wrote (the caller sweeps the outbox after it), or RS_ERR. */
+int reorder_sweep(reorder *self, errbuf *err);
+
+/* A product as `restockctl products` shows it; sku valid during the call. */
+struct reorder_line {
+    const char *sku;
+    long long stock, point, level, quantity, point_min, point_max;
+    int automatic;
+    int has_factory;
+    long long on_order;        /* the unfinished order's quantity, 0: none */
+    double rate;               /* units per minute (moving average); 0 until measured */
+    double lead_p50, lead_p90; /* seconds from sending to callback */
+    int lead_orders;           /* how many orders measured them; 0: lead_time_assumed */
+    long long suggested;
+    double sellout; /* seconds until the stock runs out at this rate; -1: never */
+};
+
+/* Calls fn for every product, by sku. RS_OK or RS_ERR. */
+int reorder_each(reorder *self, void (*fn)(void *arg, const struct reorder_line *line), void *arg,
+                 errbuf *err);
+
+/* Sets the reorder settings of sku from "key=value" words (reorder_point,
+ * reorder_level, reorder_quantity, reorder_auto, reorder_point_min,
+ * reorder_point_max), all or none, after checking each value and the whole.
+ * The new settings are copied to *out. RS_ERR with a one-line reason for an
+ * unknown sku, an unknown key, a value out of range, or a database failure. */
+int reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorder_line *out,
+                errbuf *err);
+
+/* The suggested reorder point: the units expected to sell during the lead time
+ * (rate per minute x lead seconds / 60), plus safety percent of them, rounded
+ * up; 0 when nothing sells. */
+long long reorder_suggest(double rate_per_min, double lead_seconds, long safety_pct);
+
+/* The size of an automatic order: what sells during the lead time, and at
+ * least quantity (the product's reorder_quantity), so that a delivery lifts the
+ * stock back above the point. */
+long long reorder_auto_size(double rate_per_min, double lead_seconds, long long quantity);
+
+#endif
