@@ -66,7 +66,11 @@ static const struct conf_param conf_params[] = {
 
     {"bus_endpoint", CONF_STR, "ipc:///run/restock/bus.sock", 0, 0, NULL, 0,
      "Doorbell bus (ZeroMQ)",
-     "ZeroMQ endpoint the worker binds (SUB) and the responders publish doorbells to."},
+     "ZeroMQ endpoints the responders publish doorbells to, comma-separated, one per worker "
+     "(tcp://host:port for workers on other hosts); each worker gets every doorbell."},
+    {"bus_listen", CONF_STR, "", 0, 0, NULL, 0, NULL,
+     "ZeroMQ endpoint this worker binds (SUB), e.g. tcp://10.0.0.2:5560 or tcp://*:5560; "
+     "empty: the first of bus_endpoint."},
 
     {"spool_dir", CONF_STR, "/var/spool/restock", 0, 0, NULL, 0, "Queue worker and spool",
      "Directory of the on-disk queues (one folder per queue and state)."},

@@ -322,6 +322,14 @@ worker_usage(FILE *out)
             CONF_DEFAULT_PATH);
 }
 
+static const char *
+worker_bus_listen(const conf *cf)
+{
+    const char *listen = conf_str(cf, "bus_listen");
+
+    return *listen != '\0' ? listen : conf_str(cf, "bus_endpoint");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -420,7 +428,9 @@ main(int argc, char **argv)
     watch.callback_timeout = conf_int(cf, "callback_timeout");
     watch.delay_warning = conf_int(cf, "delay_warning");
     watch.done_retention = conf_int(cf, "done_retention");
-    bell = bus_sub_new(conf_str(cf, "bus_endpoint"), &err);
+    /* A worker of several binds its own endpoint (bus_listen); alone, it binds
+     * the one the responders ring. */
+    bell = bus_sub_new(worker_bus_listen(cf), &err);
     if (bell == NULL)
         goto fail;
 
@@ -444,8 +454,8 @@ main(int argc, char **argv)
     }
     pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
     log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld",
-             conf_str(cf, "spool_dir"), conf_str(cf, "bus_endpoint"),
-             conf_int(cf, "factory_concurrency"), conf_int(cf, "mail_concurrency"));
+             conf_str(cf, "spool_dir"), worker_bus_listen(cf), conf_int(cf, "factory_concurrency"),
+             conf_int(cf, "mail_concurrency"));
     /* Ready with the spool recovered and the doorbell bound; the database may
      * still be down (the sweep retries it, as during an outage). */
     notify_ready("delivering");
