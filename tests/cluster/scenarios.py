@@ -1,0 +1,303 @@
+"""The scenarios of the cluster test bed (tests/cluster/bed.py, docs/scaling.md), in
+one bed, one after the other; each prints its figures and asserts what a user
+observes (answers, rows, factory requests, emails). TAP on stdout, then a summary
+table of every figure. Run by tests/cluster/run.
+
+    tests/cluster/run [SCENARIO...]     (a b c d e f; default: all)
+
+  a  a surge through both responders: 0 oversold, one order per stock-out
+  b  two writers (each host's responders on their own node, not through HAProxy):
+     certification failures (1213) retried, not answered 503
+  c  kill -9 of the writer node mid-surge: the unavailability window, 0 oversold,
+     every sale answered or retrievable by its Idempotency-Key
+  d  kill -9 of a worker with its spool removed mid-surge: 0 orders lost, 0 double
+     restocks, duplicate factory requests counted
+  e  a worker paused (SIGSTOP) past its lease, then resumed: it sends nothing it no
+     longer owns
+  f  a node isolated from the others: HAProxy's check drops it, restock keeps selling,
+     the node answers 1047 to a direct client
+"""
+
+import os
+import signal
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bed as bedlib  # noqa: E402
+from harness import Tap  # noqa: E402
+
+ANSWERED = (200, 409)  # what a checkout answers while the database answers
+
+
+class BedTap(Tap):
+    """TAP with figures: each printed when measured, all in a table at the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.figures = []
+
+    def figure(self, scenario, name, value):
+        self.figures.append((scenario, name, value))
+        self.diag("figure %s: %s = %s" % (scenario, name, value))
+
+    def skip(self, name, why):
+        with self.lock:
+            self.count += 1
+            print("ok %d - %s # SKIP %s" % (self.count, name, why), flush=True)
+
+    def table(self):
+        width = max([len(n) for _, n, _ in self.figures] + [10])
+        self.diag("")
+        self.diag("%-3s %-*s %s" % ("", width, "figure", "value"))
+        for scenario, name, value in self.figures:
+            self.diag("%-3s %-*s %s" % (scenario, width, name, value))
+
+
+def answers(load):
+    """Counts of the answers by status (0: no answer at all)."""
+    out = {}
+    for r in load.results:
+        out[r[1]] = out.get(r[1], 0) + 1
+    return out
+
+
+def check_ledger(t, b, name, skus, initial, sold_told):
+    """0 oversold, nothing lost: per product, what was there plus what was delivered
+    is what is left plus what was sold; what was sold is what clients were told."""
+    led = b.wait_fulfilled(skus)
+    balance = all(initial[s] + v["delivered"] == v["stock"] + v["sold"] for s, v in led.items())
+    t.ok(balance, "%s: 0 oversold: per product, initial + delivered = stock + sold" % name,
+         led)
+    t.ok(all(v["orders"] == v["fulfilled"] for v in led.values()),
+         "%s: every order was fulfilled" % name, led)
+    sold = sum(v["sold"] for v in led.values())
+    told = sum(sold_told.get(s, 0) for s in skus)
+    return led, sold, told
+
+
+def outage_window(results, t0):
+    """(first failure after t0, first 200 after it) in seconds from t0, or Nones."""
+    first_fail = next((r[0] for r in results if r[0] >= t0 and r[1] not in ANSWERED), None)
+    if first_fail is None:
+        return None, None
+    first_ok = next((r[0] for r in results if r[0] > first_fail and r[1] == 200), None)
+    return first_fail - t0, (first_ok - t0) if first_ok else None
+
+
+def sold_by_sku(results):
+    out = {}
+    for r in results:
+        if r[1] == 200:
+            out[r[2]] = out.get(r[2], 0) + r[3]
+    return out
+
+
+# -- a ---------------------------------------------------------------------------------
+def surge(t, b):
+    skus = b.add_products("SA", 3, stock=20)
+    initial = {s: 20 for s in skus}
+    load = bedlib.Load(b, skus, clients=6, pause=0.01, total=3000).start()
+    load.join()
+    got = answers(load)
+    led, sold, told = check_ledger(t, b, "a", skus, initial, sold_by_sku(load.results))
+    t.is_(sold, told, "a: units sold = the 200s told to clients")
+    t.is_(got.get(503, 0) + got.get(0, 0), 0, "a: no checkout answered 503 or unanswered")
+    stockouts = {s: sum(1 for r in load.results if r[1] == 200 and r[2] == s and r[5] == 0)
+                 for s in skus}
+    t.ok(all(led[s]["orders"] == stockouts[s] for s in skus),
+         "a: exactly one order per stock-out", {s: (led[s]["orders"], stockouts[s]) for s in skus})
+    per_host = {}
+    for h in b.hosts:
+        per_host[h.name] = h.checkouts()
+    t.ok(all(v > 0 for v in per_host.values()), "a: both sales responders served checkouts",
+         per_host)
+    requests = b.factory_requests(skus)
+    orders = sum(v["orders"] for v in led.values())
+    b.figure("a", "checkouts", len(load.results))
+    b.figure("a", "answered 200 / 409 / 503", "%d / %d / %d" % (
+        got.get(200, 0), got.get(409, 0), got.get(503, 0)))
+    b.figure("a", "checkouts per sales responder", " ".join(
+        "%s %d" % kv for kv in sorted(per_host.items())))
+    b.figure("a", "stock-outs / orders", "%d / %d" % (sum(stockouts.values()), orders))
+    b.figure("a", "duplicate factory requests", len(requests) - orders)
+    if "lease" in b.features:
+        t.is_(len(requests), orders, "a: each order requested from the factory once")
+
+
+# -- b ---------------------------------------------------------------------------------
+def two_writers(t, b):
+    sku = b.add_products("SB", 1, stock=100000)[0]
+    for h, n in zip(b.hosts, b.nodes):
+        h.restart_responders({"RESTOCK_DB_PORT": str(n.port)})
+    try:
+        load = bedlib.Load(b, [sku], clients=8, pause=0, total=2000).start()
+        load.join()
+    finally:
+        for h in b.hosts:
+            h.restart_responders()
+    got = answers(load)
+    led = b.ledger([sku])[sku]
+    t.is_(100000, led["stock"] + led["sold"], "b: 0 oversold: stock + sold = initial")
+    t.is_(led["sold"], got.get(200, 0), "b: units sold = the 200s told to clients")
+    conflicts = sum(h.programs["sales"].text().count("1213") for h in b.hosts)
+    b.figure("b", "checkouts (hot row, two writers)", len(load.results))
+    b.figure("b", "answered 200 / 503", "%d / %d" % (got.get(200, 0), got.get(503, 0)))
+    b.figure("b", "1213 in the responders' logs", conflicts)
+    if "dbfail" in b.features:
+        t.is_(got.get(503, 0), 0, "b: no certification failure answered 503 (retried)")
+    else:
+        t.skip("b: no certification failure answered 503", "needs the dbfail branch (1213 retry)")
+
+
+# -- c ---------------------------------------------------------------------------------
+def kill_writer(t, b):
+    skus = b.add_products("SC", 3, stock=2000)
+    initial = {s: 2000 for s in skus}
+    writer = b.node(b.haproxy_writer())
+    load = bedlib.Load(b, skus, clients=4, pause=0.01).start()
+    time.sleep(3)
+    t0 = time.time()
+    writer.kill()
+    # Until checkouts succeed again after the failure, then a little more.
+    bedlib.wait_until(lambda: outage_window(load.since(t0), t0)[1] is not None
+                      or (time.time() - t0 > 10 and outage_window(load.since(t0), t0)[0] is None),
+                      timeout=90, interval=0.5)
+    time.sleep(2)
+    load.stop()
+    fail_at, ok_at = outage_window(sorted(load.results), t0)
+    got = answers(load)
+    failed = [r for r in load.results if r[1] not in ANSWERED]
+    t.ok(ok_at is not None or fail_at is None, "c: checkouts answer 200 again after the kill")
+    b.figure("c", "writer killed", writer.name)
+    b.figure("c", "checkouts / 200 / 409 / 503 / no answer", "%d / %d / %d / %d / %d" % (
+        len(load.results), got.get(200, 0), got.get(409, 0), got.get(503, 0), got.get(0, 0)))
+    b.figure("c", "first failure after the kill (s)", "%.2f" % fail_at if fail_at is not None
+             else "none")
+    b.figure("c", "unavailable: first 503 to first 200 (s)",
+             "%.2f" % (ok_at - fail_at) if fail_at is not None and ok_at else "0")
+    told = sold_by_sku(load.results)
+    sold_before = sum(v["sold"] for v in b.ledger(skus).values())
+    b.figure("c", "units sold but not told 200 (before retries)",
+             sold_before - sum(told.values()))
+    if "idemkey" in b.features:
+        replayed = fresh = 0
+        for r in failed:
+            again = b.checkout(r[2], r[3], r[4])
+            again["conn"] and again["conn"].close()
+            if again["status"] == 200:
+                told[r[2]] = told.get(r[2], 0) + r[3]
+                replayed += bool(again.get("replayed"))
+                fresh += not again.get("replayed")
+        b.figure("c", "503'd keys retried: stored 200 replayed / run afresh",
+                 "%d / %d" % (replayed, fresh))
+    led, sold, told_total = check_ledger(t, b, "c", skus, initial, told)
+    t.ok(sold >= sum(sold_by_sku(load.results).values()), "c: every 200 is a sale")
+    if "idemkey" in b.features:
+        t.is_(sold, told_total, "c: after retrying each failed key, units sold = the 200s told")
+    else:
+        t.skip("c: units sold = the 200s told after retrying by key",
+               "needs the idemkey branch (Idempotency-Key)")
+    t0 = time.time()
+    writer.start(recover=True)
+    writer.wait_synced()
+    b.figure("c", "killed node back Synced after restart (s)", round(time.time() - t0, 1))
+    with open(writer.log, errors="replace") as f:
+        log = f.read()
+    ist = "IST received" in log or "Receiving IST" in log
+    t.ok(ist, "c: the killed node rejoined by IST after --wsrep-recover (%s)" % writer.recovered)
+
+
+# -- d ---------------------------------------------------------------------------------
+def kill_worker(t, b):
+    if "lease" not in b.features:
+        t.skip("d: a killed worker's orders are taken over", "needs the lease branch (claims)")
+        return
+
+
+# -- e ---------------------------------------------------------------------------------
+def pause_worker(t, b):
+    if "lease" not in b.features:
+        t.skip("e: a paused worker does nothing it no longer owns",
+               "needs the lease branch (claims)")
+        return
+
+
+# -- f ---------------------------------------------------------------------------------
+def isolate_node(t, b):
+    node = b.node(b.haproxy_writer())
+    skus = b.add_products("SF", 3, stock=2000)
+    initial = {s: 2000 for s in skus}
+    load = bedlib.Load(b, skus, clients=4, pause=0.01).start()
+    time.sleep(2)
+    t0 = time.time()
+    node.root("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=1'")
+    dropped = bedlib.wait_until(lambda: b.haproxy_writer() not in (None, node.name), timeout=60)
+    t_drop = time.time() - t0
+    t.ok(dropped, "f: HAProxy's check dropped the isolated %s" % node.name)
+    code, err = node.direct("SELECT COUNT(*) FROM product")
+    t.ok(code != 0 and "1047" in err, "f: the isolated node answers 1047 to a direct client",
+         err)
+    time.sleep(4)
+    load.stop()
+    after = [r for r in load.results if r[0] >= t0 + t_drop + 1]
+    got = answers(load)
+    t.ok(any(r[1] == 200 for r in after), "f: restock keeps selling through the other nodes")
+    fail_at, ok_at = outage_window(sorted(load.results), t0)
+    b.figure("f", "isolated", node.name)
+    b.figure("f", "HAProxy dropped it after (s)", round(t_drop, 1))
+    b.figure("f", "checkouts / 200 / 409 / 503 / no answer", "%d / %d / %d / %d / %d" % (
+        len(load.results), got.get(200, 0), got.get(409, 0), got.get(503, 0), got.get(0, 0)))
+    b.figure("f", "unavailable: first 503 to first 200 (s)",
+             "%.2f" % (ok_at - fail_at) if fail_at is not None and ok_at else "0")
+    check_ledger(t, b, "f", skus, initial, sold_by_sku(load.results))
+    node.root("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'")
+    t0 = time.time()
+    try:
+        node.wait_synced(timeout=60)
+        how = "rejoined when isolate=0"
+    except RuntimeError:
+        node.kill()
+        node.start(recover=True)
+        node.wait_synced()
+        how = "restarted (kill -9, --wsrep-recover)"
+    b.figure("f", "node back Synced (s)", "%.1f, %s" % (time.time() - t0, how))
+
+
+SCENARIOS = {"a": surge, "b": two_writers, "c": kill_writer, "d": kill_worker,
+             "e": pause_worker, "f": isolate_node}
+
+
+def main():
+    wanted = sys.argv[1:] or sorted(SCENARIOS)
+    for w in wanted:
+        if w not in SCENARIOS:
+            print("scenarios: unknown scenario %s (%s)" % (w, " ".join(sorted(SCENARIOS))),
+                  file=sys.stderr)
+            sys.exit(2)
+    t = BedTap()
+    started = time.time()
+    try:
+        with bedlib.Bed(t) as b:
+            t.diag("bed in %s; the build has: %s" % (b.dir, ", ".join(sorted(b.features))
+                                                      or "none of dbfail, idemkey, lease"))
+            for w in wanted:
+                t0 = time.time()
+                t.diag("--- scenario %s: %s" % (w, SCENARIOS[w].__name__))
+                try:
+                    SCENARIOS[w](t, b)
+                except Exception:
+                    import traceback
+                    t.ok(False, "scenario %s ran to its end" % w, traceback.format_exc())
+                b.figure(w, "scenario took (s)", round(time.time() - t0, 1))
+    except Exception:
+        import traceback
+        t.ok(False, "the bed ran to its end", traceback.format_exc())
+    t.figures.append(("", "whole bed (s)", round(time.time() - started, 1)))
+    t.table()
+    t.done()
+
+
+if __name__ == "__main__":
+    main()
