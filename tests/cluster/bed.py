@@ -77,7 +77,8 @@ class Node:
         self.socket = os.path.join(self.dir, "mysqld.sock")
         self.port, self.gcomm, self.ist, self.sst = (free_port() for _ in range(4))
         self.proc = None
-        self.log = os.path.join(bed.logdir, self.name + ".log")
+        # In the node's own folder: the server, as mysql, writes it.
+        self.log = os.path.join(self.dir, "error.log")
 
     def args(self, extra=()):
         peers = ",".join("127.0.0.1:%d" % n.gcomm for n in self.bed.nodes)
