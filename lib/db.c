@@ -255,6 +255,15 @@ db_touch(db *self)
     clock_gettime(CLOCK_MONOTONIC, &self->last_used);
 }
 
+/* Host i as logs name it: "localhost" is the unix socket. */
+static const char *
+db_host_name(const db *self, size_t i)
+{
+    if (strcmp(hostlist_host(self->hosts, i), "localhost") != 0)
+        return hostlist_name(self->hosts, i);
+    return *self->socket ? self->socket : "localhost";
+}
+
 /* One attempt at host i; on failure err holds the host's error, without the
  * password. */
 static int
@@ -284,8 +293,8 @@ db_connect_to(db *self, size_t i, errbuf *err)
         flags |= CLIENT_MULTI_STATEMENTS;
     if (mysql_real_connect(self->conn, host, self->user, self->password, self->name,
                            hostlist_port(self->hosts, i), socket, flags) == NULL) {
-        errbuf_set(err, "%s: %s (%u)", socket ? socket : hostlist_name(self->hosts, i),
-                   mysql_error(self->conn), mysql_errno(self->conn));
+        errbuf_set(err, "%s: %s (%u)", db_host_name(self, i), mysql_error(self->conn),
+                   mysql_errno(self->conn));
         mysql_close(self->conn);
         self->conn = NULL;
         return RS_ERR;
@@ -311,9 +320,8 @@ db_connect(db *self, errbuf *err)
         if (db_connect_to(self, i, &one) == RS_OK) {
             /* The first connection counts as coming from the first host. */
             if (i != self->last_host)
-                log_warn("event=db_failover from=%s to=%s",
-                         hostlist_name(self->hosts, self->last_host),
-                         hostlist_name(self->hosts, i));
+                log_warn("event=db_failover from=%s to=%s", db_host_name(self, self->last_host),
+                         db_host_name(self, i));
             self->current = self->last_host = i;
             self->generation++;
             self->failed_connection = 0;
@@ -355,8 +363,7 @@ db_ready(db *self, errbuf *err)
     }
     log_info("event=db_reconnect host=%s reason=\"%s (%u)\" action=\"the connection died while "
              "idle: connecting again before the next statement\"",
-             hostlist_name(self->hosts, self->current), mysql_error(self->conn),
-             mysql_errno(self->conn));
+             db_host_name(self, self->current), mysql_error(self->conn), mysql_errno(self->conn));
     db_drop(self);
     return db_connect(self, err);
 }
