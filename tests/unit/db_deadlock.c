@@ -77,23 +77,23 @@ side_run(void *arg)
     return NULL;
 }
 
-/* Waits until b's statement is in the server (waiting for row 1). */
+/* Waits until b holds row 2 (a never takes it before that): then b is on its way
+ * to row 1, or already waiting for it. */
 static int
 wait_for_b(db *watch)
 {
-    db_stmt *st = db_stmt_new(watch,
-                              "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
-                              " WHERE ID <> CONNECTION_ID() AND INFO LIKE '%deadlock_probe%'",
-                              0);
+    db_stmt *st =
+        db_stmt_new(watch, "SELECT id FROM deadlock_probe WHERE id = 2 FOR UPDATE SKIP LOCKED", 0);
     errbuf err = {{0}};
 
-    for (int i = 0; i < 600; i++) {
+    for (int i = 0; i < 3000; i++) {
         struct timespec pause = {0, 10 * 1000000L};
-        if (db_stmt_exec(st, &err, "") < 0) {
+        long long rows = db_stmt_exec(st, &err, "");
+        if (rows < 0) {
             diag("%s", err.msg);
             return 0;
         }
-        if (db_stmt_next(st) && db_stmt_col_int(st, 0) > 0)
+        if (rows == 0)
             return 1;
         nanosleep(&pause, NULL);
     }
@@ -118,7 +118,7 @@ scenario(db *watch, int autocommit)
         goto done;
     }
     pthread_create(&thread, NULL, side_run, &b);
-    ok(wait_for_b(watch), "%s: b waits for row 1", what);
+    ok(wait_for_b(watch), "%s: b holds row 2", what);
     two = db_stmt_new(a, "UPDATE deadlock_probe SET n = n + 1 WHERE id = 2", 0);
     is_int(db_stmt_exec(two, &err, ""), 1, "a takes row 2 (b, the deadlock's victim, let go)");
     ok(db_commit(a, &err) == RS_OK, "a commits (%s)", err.msg);
