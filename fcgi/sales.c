@@ -336,16 +336,15 @@ sales_batch_fail(combiner_item *batch, const errbuf *err)
  * boundary, rare. Under the row's lock, each checkout in arrival order takes its
  * whole quantity if what is left covers it, or nothing; then one UPDATE takes
  * what was given, and the commit releases the row. Any failure rolls back:
- * nothing sold, every member 503. */
-static void
-sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *sku)
+ * nothing sold. RS_ERR with err when it failed. */
+static int
+sales_batch_allocate_tx(struct sales_thread *th, combiner_item *batch, const char *sku, errbuf *err)
 {
-    errbuf err = {{0}};
     long long rows, stock, left, taken;
 
-    if (db_begin(th->conn, &err) != RS_OK)
+    if (db_begin(th->conn, err) != RS_OK)
         goto fail;
-    rows = db_stmt_exec(th->lock, &err, "s", sku);
+    rows = db_stmt_exec(th->lock, err, "s", sku);
     if (rows < 0)
         goto fail;
     if (rows == 0 || !db_stmt_next(th->lock)) {
@@ -353,11 +352,12 @@ sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *
         db_rollback(th->conn);
         for (combiner_item *it = batch; it != NULL; it = it->next)
             ((struct sales_buy *)it)->sold = 0;
-        return;
+        return RS_OK;
     }
     stock = left = db_stmt_col_int(th->lock, 0);
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sales_buy *b = (struct sales_buy *)it;
+        b->crossed = 0; /* of an earlier attempt, rolled back */
         b->sold = b->quantity <= left;
         if (b->sold) {
             left -= b->quantity;
@@ -366,23 +366,40 @@ sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *
     }
     taken = stock - left;
     if (taken > 0) {
-        rows = sales_take(th, sku, taken, &err);
+        rows = sales_take(th, sku, taken, err);
         if (rows < 0)
             goto fail;
         if (rows != 1) {
             /* Not the sku: it is the client's text, and this goes to the log. */
-            errbuf_set(&err, "a product's stock changed under its row lock");
+            errbuf_set(err, "a product's stock changed under its row lock");
             goto fail;
         }
         sales_batch_crossed(batch, db_stmt_insert_id(th->buy) % 2);
     }
-    if (db_commit(th->conn, &err) != RS_OK)
+    if (db_commit(th->conn, err) != RS_OK)
         goto fail;
-    return;
+    return RS_OK;
 
 fail:
     db_rollback(th->conn);
-    sales_batch_fail(batch, &err);
+    return RS_ERR;
+}
+
+/* The allocation, run again while the database rolled it back (a deadlock, a
+ * lock wait, a Galera certification failure of a two-writer hot row): nothing
+ * was sold, so that a conflict is never answered 503. Another failure: every
+ * member 503. */
+static void
+sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *sku)
+{
+    errbuf err = {{0}};
+    int rc, attempts = 0;
+
+    do
+        rc = sales_batch_allocate_tx(th, batch, sku, &err);
+    while (rc != RS_OK && db_retry(th->conn, &attempts));
+    if (rc != RS_OK)
+        sales_batch_fail(batch, &err);
 }
 
 /* One statement for the whole batch, run by its leader on its own connection.

@@ -13,10 +13,11 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "hostlist.h"
 #include "log.h"
 #include "metrics.h"
 
-enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM };
+enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM, CONF_HOSTS };
 
 struct conf_param {
     const char *key;
@@ -34,16 +35,29 @@ static const struct conf_param conf_params[] = {
     {"log_level", CONF_ENUM, "info", 0, 0, "debug|info|warn|error", 0, "General",
      "Lowest level of the event lines written to stderr (journald)."},
 
-    {"db_host", CONF_STR, "localhost", 0, 0, NULL, 0, "Database (MySQL 8 or MariaDB 10.11)",
-     "Database host; \"localhost\" means the unix socket below."},
+    {"db_host", CONF_HOSTS, "localhost", 0, 0, NULL, 0, "Database (MySQL 8 or MariaDB 10.11)",
+     "Database host, or a comma-separated list host[:port],... tried in order (a port left out "
+     "is db_port): the first that answers is used until its connection fails, then the next; "
+     "\"localhost\" means the unix socket below."},
     {"db_port", CONF_INT, "3306", 1, 65535, NULL, 0, NULL, "Database TCP port."},
     {"db_socket", CONF_STR, "", 0, 0, NULL, 0, NULL,
      "Database unix socket; empty means the client library's default."},
     {"db_user", CONF_STR, "restock", 0, 0, NULL, 0, NULL, "Database user."},
     {"db_password", CONF_STR, "", 0, 0, NULL, 1, NULL, "Database password (secret)."},
     {"db_name", CONF_STR, "restock", 0, 0, NULL, 0, NULL, "Database name."},
-    {"db_timeout", CONF_INT, "5", 1, 600, NULL, 0, NULL,
-     "Seconds to connect, read or write before the database counts as unreachable."},
+    {"db_timeout", CONF_INT, "30", 1, 600, NULL, 0, NULL,
+     "Seconds a read or write may wait before the database counts as unreachable; longer than "
+     "the cluster's failure detection and reconfiguration (Galera: evs.inactive_timeout plus "
+     "the view change), so that a statement that commits is answered."},
+    {"db_connect_timeout", CONF_INT, "2", 1, 600, NULL, 0, NULL,
+     "Seconds to connect to one database host before the next one is tried."},
+    {"db_idle_check", CONF_INT, "1", 0, 3600, NULL, 0, NULL,
+     "Seconds a database connection may stay idle before it is checked (ping) ahead of its next "
+     "statement outside a transaction, so that a connection that died while idle (proxy or "
+     "server restart) is replaced before a statement is lost on it; 0 checks every time."},
+    {"db_retries", CONF_INT, "3", 0, 100, NULL, 0, NULL,
+     "Times a statement or transaction that the database rolled back as a deadlock, a lock wait "
+     "timeout or a cluster certification failure is run again before it fails."},
 
     {"sales_socket", CONF_STR, "/run/restock/sales.sock", 0, 0, NULL, 0,
      "FastCGI responders (nginx connects to these sockets)",
@@ -215,6 +229,16 @@ conf_set(conf *self, size_t i, const char *value, const char *origin, errbuf *er
             return errbuf_set(err, "%s: %s = \"%s\": expected one of %s", origin, p->key, value,
                               p->choices);
         break;
+    case CONF_HOSTS: {
+        hostlist *hl = hostlist_new(value, 1, err);
+        if (hl == NULL) {
+            char msg[sizeof(err->msg)];
+            snprintf(msg, sizeof(msg), "%s", err->msg);
+            return errbuf_set(err, "%s: %s = \"%s\": %s", origin, p->key, value, msg);
+        }
+        hostlist_destroy(&hl);
+        break;
+    }
     case CONF_STR:
         break;
     }

@@ -10,7 +10,8 @@
 #include "order.h"
 #include "utf8.h"
 
-/* Deadlocks and lock waits of a delivery are resolved by running it again. */
+/* A delivery that lost its connection runs again on a new one (it is idempotent:
+ * a repeated delivery changes nothing), this many times in all. */
 #define ORDER_FULFIL_TRIES 3
 #define ORDER_ERROR_CHARS  500 /* replenishment_order.last_error */
 #define ORDER_STR_(x)      #x
@@ -416,12 +417,26 @@ fail:
     return RS_ERR;
 }
 
+/* order_reorder_tx, run again while the database rolled it back (a deadlock, a
+ * lock wait, a Galera certification failure): nothing of it happened. */
+static int
+order_reorder_retried(order *self, const char *sku, long long turned,
+                      struct order_open_outcome *out, int *result, errbuf *err)
+{
+    int rc, attempts = 0;
+
+    do
+        rc = order_reorder_tx(self, sku, turned, out, result, err);
+    while (rc < 0 && db_retry(self->conn, &attempts));
+    return rc;
+}
+
 int
 order_reorder(order *self, const char *sku, struct order_open_outcome *out, errbuf *err)
 {
     int result;
 
-    return order_reorder_tx(self, sku, 0, out, &result, err);
+    return order_reorder_retried(self, sku, 0, out, &result, err);
 }
 
 int
@@ -457,7 +472,7 @@ order_refused(order *self, const char *sku, long long quantity, struct order_ope
             return RS_ERR;
         return ORDER_PENDING;
     }
-    if (order_reorder_tx(self, sku, quantity, out, &result, err) < 0)
+    if (order_reorder_retried(self, sku, quantity, out, &result, err) < 0)
         return RS_ERR;
     return result;
 }
@@ -784,7 +799,7 @@ order_fulfil(order *self, const char *order_id, long long quantity, int flags,
     unsigned char id[IDENT_BYTES];
     char text[IDENT_TEXT];
     struct order_view v;
-    int rc = RS_ERR;
+    int rc, attempts = 0, tries = 1;
 
     memset(out, 0, sizeof(*out));
     if (order_id_parse(order_id, id, "fulfilling order", err) != RS_OK)
@@ -798,13 +813,19 @@ order_fulfil(order *self, const char *order_id, long long quantity, int flags,
     default:
         return RS_ERR;
     }
-    for (int attempt = 1; attempt <= ORDER_FULFIL_TRIES && rc != RS_OK; attempt++) {
+    /* A deadlock, lock wait or certification failure rolled the delivery back:
+     * it is run again (db_retry logs each attempt); so is one whose connection
+     * broke. Any other failure is final. */
+    for (;;) {
         rc = order_fulfil_once(self, id, v.product_id, quantity, flags, out, err);
-        if (rc != RS_OK)
-            log_warn("event=delivery_retry order=%s attempt=%d error=\"%s\"", text, attempt,
-                     err->msg);
+        if (rc == RS_OK)
+            return RS_OK;
+        if (db_retry(self->conn, &attempts))
+            continue;
+        if (!db_failed_connection(self->conn) || tries == ORDER_FULFIL_TRIES)
+            return rc;
+        log_warn("event=delivery_retry order=%s attempt=%d error=\"%s\"", text, tries++, err->msg);
     }
-    return rc;
 }
 
 /* --- overdue callbacks ----------------------------------------------------------- */

@@ -290,6 +290,26 @@ static const char *const outbox_kind_names[] = {
     [OUTBOX_REFUSED] = "delivery_refused",
 };
 
+/* The transaction that marks n events taken and sets their ads' status. */
+static int
+outbox_take(outbox *self, size_t n, unsigned char events[][IDENT_BYTES], const int *has_ad,
+            const int *running, unsigned char ads[][IDENT_BYTES], errbuf *err)
+{
+    if (db_begin(self->conn, err) != RS_OK)
+        return RS_ERR;
+    for (size_t i = 0; i < n; i++) {
+        if (db_stmt_exec(self->take, err, "b", events[i], (size_t)IDENT_BYTES) < 0)
+            goto fail;
+        if (has_ad[i] && db_stmt_exec(self->ad_status, err, "ib", (long long)running[i], ads[i],
+                                      (size_t)IDENT_BYTES) < 0)
+            goto fail;
+    }
+    return db_commit(self->conn, err);
+fail:
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
 /* One batch: returns the number of events taken, or -1. */
 static int
 outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
@@ -300,6 +320,7 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
     db_stmt *st = self->pending;
     long long rows;
     size_t n = 0;
+    int rc, attempts = 0;
 
     rows = db_stmt_exec(st, err, "");
     if (rows <= 0)
@@ -371,25 +392,16 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
 
     /* Only now, with every message on disk, do the events count as taken. The ad
      * follows its product: paused while sold out (stock 0), running once stock
-     * is back. */
-    if (db_begin(self->conn, err) != RS_OK)
-        return RS_ERR;
-    for (size_t i = 0; i < n; i++) {
-        if (db_stmt_exec(self->take, err, "b", events[i], (size_t)IDENT_BYTES) < 0)
-            goto fail;
-        if (has_ad[i] && db_stmt_exec(self->ad_status, err, "ib", (long long)running[i], ads[i],
-                                      (size_t)IDENT_BYTES) < 0)
-            goto fail;
-    }
-    if (db_commit(self->conn, err) != RS_OK)
+     * is back. A deadlock or certification failure rolled it back: run again. */
+    do
+        rc = outbox_take(self, n, events, has_ad, running, ads, err);
+    while (rc != RS_OK && db_retry(self->conn, &attempts));
+    if (rc != RS_OK)
         return RS_ERR;
     for (size_t i = 0; i < n; i++)
         log_info("event=outbox_taken outbox_event=%s kind=%s product=%s", b->event_texts[i],
                  kinds[i], b->products[i]);
     return (int)n;
-fail:
-    db_rollback(self->conn);
-    return RS_ERR;
 }
 
 int
