@@ -306,10 +306,17 @@ db_begin(db *self, errbuf *err)
         self->in_transaction++;
         return RS_OK;
     }
-    if (db_connect(self, err) != RS_OK)
-        return RS_ERR;
-    if (mysql_real_query(self->conn, "START TRANSACTION", 17) != 0)
-        return db_fail(self, mysql_errno(self->conn), "begin", mysql_error(self->conn), err);
+    /* A connection that died while idle fails the first statement sent on it;
+     * nothing was done yet, so beginning again on a new connection is safe. */
+    for (int attempt = 0;; attempt++) {
+        if (db_connect(self, err) != RS_OK)
+            return RS_ERR;
+        if (mysql_real_query(self->conn, "START TRANSACTION", 17) == 0)
+            break;
+        db_fail(self, mysql_errno(self->conn), "begin", mysql_error(self->conn), err);
+        if (attempt > 0 || self->conn != NULL)
+            return RS_ERR;
+    }
     self->in_transaction = 1;
     return RS_OK;
 }
