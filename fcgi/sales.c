@@ -1,8 +1,8 @@
 /* restock-sales: the Sales API behind nginx (docs/design.md §4.1): the
  * products, checkout by one atomic UPDATE for all the concurrent checkouts of a
  * product (lib/combiner), a checkout with an Idempotency-Key in a transaction
- * of its own that stores its answer (lib/checkout_key), and a health check. Each responder thread has its own
- * database connection and prepared statements. */
+ * of its own that stores its answer (lib/checkout_key), and a health check. Each responder thread
+ * has its own database connection and prepared statements. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -35,14 +35,14 @@ struct sales_app {
 struct sales_thread {
     const struct sales_app *app;
     db *conn;
-    db_stmt *product;  /* one product by sku */
-    db_stmt *products; /* all, by sku */
-    db_stmt *buy;      /* the atomic decrement */
-    db_stmt *lock;     /* the stock under its row lock, when a batch does not fit */
-    order *orders;     /* opens the order at the reorder point, marks the sell-out */
+    db_stmt *product;   /* one product by sku */
+    db_stmt *products;  /* all, by sku */
+    db_stmt *buy;       /* the atomic decrement */
+    db_stmt *lock;      /* the stock under its row lock, when a batch does not fit */
+    order *orders;      /* opens the order at the reorder point, marks the sell-out */
     checkout_key *keys; /* the stored answers of keyed checkouts */
-    bus_pub *bell;     /* rings the outbox events after their commit */
-    int db_down;       /* to log the database going away and coming back once */
+    bus_pub *bell;      /* rings the outbox events after their commit */
+    int db_down;        /* to log the database going away and coming back once */
 };
 
 #define SALES_PRODUCT_COLUMNS "product_id, sku, name, price, stock, factory_id, ad_id"
@@ -277,8 +277,8 @@ sales_after_sale(struct sales_thread *th, const char *sku, long long quantity, l
 
 /* A refused checkout's answer, and what to ring once it is committed. */
 struct sales_refusal {
-    int status;    /* 404 or 409 */
-    cJSON *json;   /* the answer's body; NULL when out of memory */
+    int status;  /* 404 or 409 */
+    cJSON *json; /* the answer's body; NULL when out of memory */
     struct order_open_outcome out;
 };
 
@@ -290,8 +290,8 @@ struct sales_refusal {
  * answer is 503, not 409 (RS_ERR): nothing was decided. Inside a keyed
  * checkout's transaction, order.c's joins it (db.h: a savepoint). */
 static int
-sales_refusal(struct sales_thread *th, const char *sku, long long quantity,
-              struct sales_refusal *r, errbuf *err)
+sales_refusal(struct sales_thread *th, const char *sku, long long quantity, struct sales_refusal *r,
+              errbuf *err)
 {
     int state = order_refused(th->orders, sku, quantity, &r->out, err);
 
@@ -521,9 +521,10 @@ sales_checkout_keyed(struct sales_thread *th, responder_request *rq, const char 
         sales_db_answered(th);
         if (claim == CHECKOUT_KEY_MISMATCH) {
             metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
-            responder_reply_error(rq, 422,
-                                  "Idempotency-Key: this key was used for another checkout (another "
-                                  "sku or quantity); a new checkout needs a new key");
+            responder_reply_error(
+                rq, 422,
+                "Idempotency-Key: this key was used for another checkout (another "
+                "sku or quantity); a new checkout needs a new key");
             return;
         }
         metrics_count(METRICS_CHECKOUT_REPLAYED);

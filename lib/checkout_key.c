@@ -11,8 +11,8 @@
 
 /* CHECKOUT_KEY_PRUNE_BATCH, rows one prune deletes: small enough that it holds
  * few locks for little time beside the checkouts. */
-#define CHECKOUT_KEY_STR_(x)     #x
-#define CHECKOUT_KEY_STR(x)      CHECKOUT_KEY_STR_(x)
+#define CHECKOUT_KEY_STR_(x) #x
+#define CHECKOUT_KEY_STR(x)  CHECKOUT_KEY_STR_(x)
 
 _Static_assert(CHECKOUT_KEY_FINGERPRINT == crypto_hash_sha256_BYTES, "the fingerprint is SHA-256");
 
@@ -22,6 +22,22 @@ static int
 checkout_key_is_ows(char c)
 {
     return c == ' ' || c == '\t';
+}
+
+/* One character of the key: from lowest (0x20 quoted, 0x21 bare) to '~'. */
+static int
+checkout_key_put(char *out, size_t *n, unsigned char c, unsigned char lowest, errbuf *err)
+{
+    if (c < lowest || c > 0x7e)
+        return errbuf_set(err,
+                          "Idempotency-Key: byte 0x%02x is not %s ASCII (a key is 1 to %d "
+                          "characters of it%s)",
+                          c, lowest == 0x20 ? "printable" : "visible", CHECKOUT_KEY_MAX,
+                          lowest == 0x20 ? "" : ", or a quoted string");
+    if (*n == CHECKOUT_KEY_MAX)
+        return errbuf_set(err, "Idempotency-Key: longer than %d characters", CHECKOUT_KEY_MAX);
+    out[(*n)++] = (char)c;
+    return RS_OK;
 }
 
 int
@@ -50,34 +66,17 @@ checkout_key_parse(const char *value, char out[CHECKOUT_KEY_MAX + 1], errbuf *er
                 if (p + 1 == end || (p[1] != '"' && p[1] != '\\'))
                     return errbuf_set(err, "Idempotency-Key: only \\\" and \\\\ may be escaped");
                 c = (unsigned char)*++p;
-            } else if (c < 0x20 || c > 0x7e) {
-                return errbuf_set(err,
-                                  "Idempotency-Key: byte 0x%02x is not printable ASCII (a key "
-                                  "is 1 to %d characters of it)",
-                                  c, CHECKOUT_KEY_MAX);
             }
-            if (n == CHECKOUT_KEY_MAX)
-                return errbuf_set(err, "Idempotency-Key: longer than %d characters",
-                                  CHECKOUT_KEY_MAX);
-            out[n++] = (char)c;
+            if (checkout_key_put(out, &n, c, 0x20, err) != RS_OK)
+                return RS_ERR;
         }
         if (p + 1 != end)
             return errbuf_set(err, "Idempotency-Key: unexpected text after the closing quote");
     } else {
         /* Bare, as Stripe's clients send it: visible ASCII, no spaces. */
-        for (; p < end; p++) {
-            unsigned char c = (unsigned char)*p;
-
-            if (c < 0x21 || c > 0x7e)
-                return errbuf_set(err,
-                                  "Idempotency-Key: byte 0x%02x is not visible ASCII (a key is "
-                                  "1 to %d characters of it, or a quoted string)",
-                                  c, CHECKOUT_KEY_MAX);
-            if (n == CHECKOUT_KEY_MAX)
-                return errbuf_set(err, "Idempotency-Key: longer than %d characters",
-                                  CHECKOUT_KEY_MAX);
-            out[n++] = (char)c;
-        }
+        for (; p < end; p++)
+            if (checkout_key_put(out, &n, (unsigned char)*p, 0x21, err) != RS_OK)
+                return RS_ERR;
     }
     out[n] = '\0';
     if (n == 0)

@@ -12,9 +12,9 @@
 #include "db.h"
 #include "errbuf.h"
 
-#define CHECKOUT_KEY_MAX          255 /* characters of a key (checkout_key.idem_key) */
-#define CHECKOUT_KEY_FINGERPRINT  32  /* SHA-256 */
-#define CHECKOUT_KEY_BODY_MAX     1024 /* a checkout's answer is far shorter */
+#define CHECKOUT_KEY_MAX         255  /* characters of a key (checkout_key.idem_key) */
+#define CHECKOUT_KEY_FINGERPRINT 32   /* SHA-256 */
+#define CHECKOUT_KEY_BODY_MAX    1024 /* a checkout's answer is far shorter */
 
 /* The value of an Idempotency-Key header, a Structured Field string (draft-ietf-
  * httpapi-idempotency-key-header): "abc" in quotes, with \" and \\ escaped, or abc

@@ -44,7 +44,7 @@ struct db {
     int flags;
     MYSQL *conn;
     unsigned generation; /* bumped at every new connection */
-    int in_transaction; /* depth: 1 in a transaction, more in savepoints of it */
+    int in_transaction;  /* depth: 1 in a transaction, more in savepoints of it */
     int failed_connection;
     unsigned last_errno;
     db_stmt *stmts;
