@@ -77,6 +77,10 @@ static const struct conf_param conf_params[] = {
      "Largest request body accepted, in bytes; larger ones answer 400."},
     {"default_sku", CONF_STR, "CP-502101", 0, 0, NULL, 0, NULL,
      "Product of GET /product/donut and of a POST /checkout without a sku."},
+    {"idempotency_retention", CONF_INT, "86400", 60, 31536000, NULL, 0, NULL,
+     "Seconds a checkout's Idempotency-Key is kept with its answer: a retry with the key "
+     "within them is answered the same, a key reused after them is a new checkout "
+     "(restock-worker deletes older keys)."},
 
     {"bus_endpoint", CONF_STR, "ipc:///run/restock/bus.sock", 0, 0, NULL, 0,
      "Doorbell bus (ZeroMQ)",

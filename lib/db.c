@@ -56,7 +56,7 @@ struct db {
     MYSQL *conn;
     unsigned generation;       /* bumped at every new connection */
     struct timespec last_used; /* the connection's last round trip */
-    int in_transaction;
+    int in_transaction;        /* depth: 1 in a transaction, more in savepoints of it */
     int failed_connection;
     unsigned last_errno;
     db_stmt *stmts;
@@ -435,13 +435,42 @@ db_run(db *self, const char *sql, errbuf *err)
     return RS_OK;
 }
 
+/* The savepoint of nesting depth (1: the first inside the transaction). */
+static void
+db_savepoint_sql(char *buf, size_t cap, const char *verb, int depth)
+{
+    snprintf(buf, cap, "%s rs_nested_%d", verb, depth);
+}
+
 int
 db_begin(db *self, errbuf *err)
 {
-    if (db_ready(self, err) != RS_OK)
-        return RS_ERR;
-    if (mysql_real_query(self->conn, "START TRANSACTION", 17) != 0)
-        return db_fail(self, mysql_errno(self->conn), "begin", mysql_error(self->conn), err);
+    char sql[64];
+
+    if (self->in_transaction > 0) {
+        /* START TRANSACTION would commit the open one: a nested transaction
+         * (order.c's, inside a keyed checkout's) is a savepoint of it. */
+        if (self->conn == NULL)
+            return errbuf_set(err, "database: begin inside a transaction whose connection broke");
+        db_savepoint_sql(sql, sizeof(sql), "SAVEPOINT", self->in_transaction);
+        if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
+            return db_fail(self, mysql_errno(self->conn), "savepoint", mysql_error(self->conn),
+                           err);
+        self->in_transaction++;
+        return RS_OK;
+    }
+    /* A connection that died while idle fails the first statement sent on it
+     * (db_ready's ping catches most of them); nothing was done yet, so beginning
+     * again on a new connection is safe. */
+    for (int attempt = 0;; attempt++) {
+        if (db_ready(self, err) != RS_OK)
+            return RS_ERR;
+        if (mysql_real_query(self->conn, "START TRANSACTION", 17) == 0)
+            break;
+        db_fail(self, mysql_errno(self->conn), "begin", mysql_error(self->conn), err);
+        if (attempt > 0 || self->conn != NULL)
+            return RS_ERR;
+    }
     db_answered(self);
     self->in_transaction = 1;
     return RS_OK;
@@ -450,8 +479,20 @@ db_begin(db *self, errbuf *err)
 int
 db_commit(db *self, errbuf *err)
 {
+    char sql[64];
+
     if (self->conn == NULL)
         return errbuf_set(err, "database: commit without a connection");
+    if (self->in_transaction > 1) {
+        /* A nested one: its work stays in the open transaction, to be committed
+         * (or rolled back) with it. */
+        self->in_transaction--;
+        db_savepoint_sql(sql, sizeof(sql), "RELEASE SAVEPOINT", self->in_transaction);
+        if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
+            return db_fail(self, mysql_errno(self->conn), "release savepoint",
+                           mysql_error(self->conn), err);
+        return RS_OK;
+    }
     self->in_transaction = 0;
     if (mysql_commit(self->conn) != 0)
         return db_fail(self, mysql_errno(self->conn), "commit", mysql_error(self->conn), err);
@@ -462,6 +503,18 @@ db_commit(db *self, errbuf *err)
 void
 db_rollback(db *self)
 {
+    char sql[64];
+
+    if (self->conn != NULL && self->in_transaction > 1) {
+        /* A nested one undoes its own work only. A savepoint the server dropped
+         * (a deadlock rolled the whole transaction back) fails: closing the
+         * connection makes sure the outer transaction fails too. */
+        self->in_transaction--;
+        db_savepoint_sql(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT", self->in_transaction);
+        if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
+            db_disconnect(self);
+        return;
+    }
     if (self->conn != NULL && self->in_transaction && mysql_rollback(self->conn) != 0)
         db_disconnect(self); /* closing the connection rolls back too */
     self->in_transaction = 0;

@@ -70,6 +70,10 @@ int db_retry(db *self, int *attempts);
 /* Runs text SQL without parameters (DDL, migrations); drains every result. */
 int db_run(db *self, const char *sql, errbuf *err);
 
+/* A db_begin inside an open transaction opens a savepoint of it: its
+ * db_commit releases the savepoint (the work is committed with the outer
+ * transaction) and its db_rollback undoes its own work only. So a module's
+ * transaction joins the caller's when there is one. */
 int db_begin(db *self, errbuf *err);
 int db_commit(db *self, errbuf *err);
 /* Rolls back if a transaction is open; never fails (a broken connection rolls back). */

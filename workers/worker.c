@@ -3,7 +3,8 @@
  * on-disk spool queues (factory, mail), and delivers them on threads: orders to
  * the factory, emails through the SMTP relay. It watches for what operators must
  * hear of: dead messages, corrupt files, orders whose callback never came, and
- * messages waiting too long. It serves every program's Prometheus metrics on
+ * messages waiting too long; and it deletes the checkouts' idempotency keys
+ * past their retention. It serves every program's Prometheus metrics on
  * metrics_listen (scrape.c), and re-reads its configuration on SIGHUP. One worker
  * per spool (a lock file says so). */
 #include "config.h"
@@ -24,6 +25,7 @@
 
 #include "alert.h"
 #include "bus.h"
+#include "checkout_key.h"
 #include "conf.h"
 #include "db.h"
 #include "delivery.h"
@@ -45,6 +47,9 @@
 /* How often the slow checks run (overdue callbacks, delays, pruning), seconds. */
 #define WORKER_WATCH_INTERVAL 10
 #define WORKER_MAX_CORRUPT    64
+/* Batches of expired idempotency keys one watch deletes at most: the keys of a
+ * busy day go in a few minutes, without one long DELETE holding locks. */
+#define WORKER_KEY_BATCHES 20
 
 static volatile sig_atomic_t worker_stop, worker_hup;
 
@@ -142,7 +147,8 @@ worker_alert_corrupt(alert *alerts)
 /* Orders sent whose callback has not come within callback_timeout: told once. */
 struct worker_watch {
     order *orders;
-    long callback_timeout, delay_warning, done_retention;
+    checkout_key *keys;
+    long callback_timeout, delay_warning, done_retention, key_retention;
 };
 
 /* The overdue orders of one check, told to operators, then marked reported. */
@@ -193,6 +199,26 @@ worker_check_overdue(struct worker_watch *w, alert *alerts)
     for (int i = 0; i < found.n; i++)
         if (order_overdue_reported(w->orders, found.orders[i], &err) != RS_OK)
             log_warn("event=overdue_mark_failed error=\"%s\"", err.msg);
+}
+
+/* Keys older than idempotency_retention, a batch at a time (checkout_key.h). */
+static void
+worker_prune_keys(struct worker_watch *w)
+{
+    errbuf err = {{0}};
+    long long n, total = 0;
+    int batches = 0;
+
+    do {
+        n = checkout_key_prune(w->keys, w->key_retention, &err);
+        if (n < 0) {
+            log_warn("event=key_prune_failed error=\"%s\"", err.msg);
+            break;
+        }
+        total += n;
+    } while (n == CHECKOUT_KEY_PRUNE_BATCH && ++batches < WORKER_KEY_BATCHES);
+    if (total > 0)
+        log_info("event=keys_pruned count=%lld", total);
 }
 
 /* The oldest waiting message older than delay_warning: told, and told again once
@@ -344,6 +370,7 @@ main(int argc, char **argv)
     order *orders = NULL;
     reorder *policy = NULL;
     alert *alerts = NULL;
+    checkout_key *checkout_keys = NULL;
     struct worker_watch watch = {0};
     struct worker_fault fault = {0};
     struct sigaction sa;
@@ -422,9 +449,12 @@ main(int argc, char **argv)
     orders = order_new(conn, &err);
     events = orders ? outbox_new(cf, conn, orders, factory_q, mail_q, &err) : NULL;
     policy = events ? reorder_new(cf, conn, orders, &err) : NULL;
-    if (policy == NULL)
+    checkout_keys = policy ? checkout_key_new(conn, &err) : NULL;
+    if (checkout_keys == NULL)
         goto fail;
     watch.orders = orders;
+    watch.keys = checkout_keys;
+    watch.key_retention = conf_int(cf, "idempotency_retention");
     watch.callback_timeout = conf_int(cf, "callback_timeout");
     watch.delay_warning = conf_int(cf, "delay_warning");
     watch.done_retention = conf_int(cf, "done_retention");
@@ -522,6 +552,7 @@ main(int argc, char **argv)
             for (int i = 0; i < 3; i++)
                 if (spool_prune_done(queues[i], watch.done_retention, &err) < 0)
                     log_warn("event=prune_failed error=\"%s\"", err.msg);
+            worker_prune_keys(&watch);
             next_watch = now + WORKER_WATCH_INTERVAL;
         }
         worker_alert_corrupt(alerts);
@@ -555,6 +586,7 @@ done:
     queue_destroy(&mail_runner);
     queue_destroy(&callback_runner);
     bus_sub_destroy(&bell);
+    checkout_key_destroy(&checkout_keys);
     reorder_destroy(&policy);
     outbox_destroy(&events);
     order_destroy(&orders);
