@@ -305,8 +305,9 @@ class Load:
     Idempotency-Key per checkout (a client's own id, so that an answer lost or a
     503 can be asked again). Records every answer with its time."""
 
-    def __init__(self, bed, skus, clients=4, pause=0.01, total=None):
+    def __init__(self, bed, skus, clients=4, pause=0.01, total=None, keys=True):
         self.bed = bed
+        self.keys = keys
         self.skus = skus
         self.clients = clients
         self.pause = pause
@@ -331,7 +332,7 @@ class Load:
             if n is None:
                 break
             sku = self.skus[(n + number) % len(self.skus)]
-            key = str(uuid.uuid4())
+            key = str(uuid.uuid4()) if self.keys else None
             r = self.bed.checkout(sku, 1, key, conn_holder=[conn])
             conn = r.pop("conn")
             with self.lock:

