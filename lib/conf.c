@@ -116,6 +116,13 @@ static const struct conf_param conf_params[] = {
     {"mail_concurrency", CONF_INT, "1", 1, 16, NULL, 0, NULL, "SMTP sessions at once."},
     {"done_retention", CONF_INT, "604800", 0, 31536000, NULL, 0, NULL,
      "Seconds a delivered message is kept in done/ (it makes a repeated event a no-op)."},
+    {"worker_id", CONF_STR, "", 0, 0, NULL, 0, NULL,
+     "Name of this worker in the claims of outbox work (table outbox_claim) when several "
+     "workers share the database; empty: the host name and spool_dir (host:/var/spool/restock). "
+     "Unique per worker; keep it across restarts, so that a restarted worker keeps its claims."},
+    {"lease_time", CONF_INT, "30", 3, 3600, NULL, 0, NULL,
+     "Seconds a worker's claim lasts without renewal (it renews every third of it): after a "
+     "worker host died, another worker takes its undelivered outbox work over this long after."},
 
     {"metrics_listen", CONF_STR, "127.0.0.1:9464", 0, 0, NULL, 0, "Metrics (Prometheus)",
      "Address (host:port, [v6]:port) where restock-worker serves the Prometheus metrics of "

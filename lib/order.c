@@ -183,8 +183,10 @@ static const struct {
                     " AND r.sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
                     " LIMIT " ORDER_STR(ORDER_OVERDUE_MAX),
                     DB_IDEMPOTENT},
+    /* The claim of the report: with several workers, only the one whose UPDATE
+     * changed the row tells operators. */
     [ST_REPORTED] = {"UPDATE replenishment_order SET overdue_reported_at = CURRENT_TIMESTAMP(6)"
-                     " WHERE order_id = ?",
+                     " WHERE order_id = ? AND overdue_reported_at IS NULL",
                      0},
     /* The metrics' restock_orders_overdue: reported or not, as long as it lasts. */
     [ST_OVERDUE_COUNT] = {"SELECT COUNT(*) FROM replenishment_order WHERE status = 'sent'"
@@ -862,7 +864,15 @@ order_each_overdue(order *self, long timeout,
 int
 order_overdue_reported(order *self, const char *order_id, errbuf *err)
 {
-    return order_change(self, ST_REPORTED, order_id, 0, NULL, "marking order", "reported", err);
+    unsigned char id[IDENT_BYTES];
+    long long rows;
+
+    if (order_id_parse(order_id, id, "marking order reported", err) != RS_OK)
+        return RS_ERR;
+    rows = db_stmt_exec(self->st[ST_REPORTED], err, "b", id, sizeof(id));
+    if (rows < 0)
+        return errbuf_prefix(err, "marking order %s reported", order_id);
+    return rows > 0 ? 1 : 0;
 }
 
 long long

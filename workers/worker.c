@@ -151,11 +151,11 @@ struct worker_watch {
     long callback_timeout, delay_warning, done_retention, key_retention;
 };
 
-/* The overdue orders of one check, told to operators, then marked reported. */
+/* The overdue orders of one check: each marked reported, then told to operators
+ * by the worker whose mark changed the row (with several workers, one of them). */
 struct worker_overdue {
     alert *alerts;
-    int n;
-    char orders[ORDER_OVERDUE_MAX][IDENT_TEXT];
+    order *orders;
 };
 
 static void
@@ -164,22 +164,28 @@ worker_tell_overdue(void *arg, const struct order_overdue *late)
     struct worker_overdue *o = arg;
     errbuf err = {{0}};
     char sent_at[64], age[32], cause[64];
+    char name[ORDER_SKU_SIZE * 4], sku[ORDER_SKU_SIZE], maker[ORDER_FACTORY_NAME_SIZE],
+        maker_id[ORDER_FACTORY_IDENT_SIZE];
     long minutes = (long)(late->age / 60);
+    int mine;
 
-    if (o->n == ORDER_OVERDUE_MAX)
-        return;
-    snprintf(o->orders[o->n++], IDENT_TEXT, "%s", late->order_id);
+    /* Copied first: the mark below may reconnect, taking the row's columns. */
+    snprintf(name, sizeof(name), "%s", late->product_name ? late->product_name : "");
+    snprintf(sku, sizeof(sku), "%s", late->sku ? late->sku : "");
+    snprintf(maker, sizeof(maker), "%s", late->factory_name ? late->factory_name : "");
+    snprintf(maker_id, sizeof(maker_id), "%s",
+             late->factory_identifier ? late->factory_identifier : "");
+    mine = order_overdue_reported(o->orders, late->order_id, &err);
+    if (mine < 0)
+        log_warn("event=overdue_mark_failed error=\"%s\"", err.msg);
+    if (mine <= 0)
+        return; /* told at the next check, or by the worker that marked it */
     timetext_local_zone(late->sent_at, sent_at, sizeof(sent_at));
     snprintf(age, sizeof(age), "%ld분 (%ld min)", minutes, minutes);
     snprintf(cause, sizeof(cause), "callback-missing-%s", late->order_id);
-    mailtext_var vars[] = {{"order_id", late->order_id},
-                           {"product_name", late->product_name},
-                           {"sku", late->sku},
-                           {"factory_name", late->factory_name},
-                           {"factory_id", late->factory_identifier},
-                           {"sent_at", sent_at},
-                           {"age", age},
-                           {NULL, NULL}};
+    mailtext_var vars[] = {
+        {"order_id", late->order_id}, {"product_name", name}, {"sku", sku}, {"factory_name", maker},
+        {"factory_id", maker_id},     {"sent_at", sent_at},   {"age", age}, {NULL, NULL}};
     log_error("event=callback_missing order=%s sku=%s sent_at=\"%s\"", late->order_id,
               vars[2].value, sent_at);
     if (alert_raise(o->alerts, cause, "callback_missing", vars, &err) < 0)
@@ -189,16 +195,11 @@ worker_tell_overdue(void *arg, const struct order_overdue *late)
 static void
 worker_check_overdue(struct worker_watch *w, alert *alerts)
 {
-    struct worker_overdue found = {.alerts = alerts};
+    struct worker_overdue found = {.alerts = alerts, .orders = w->orders};
     errbuf err = {{0}};
 
-    if (order_each_overdue(w->orders, w->callback_timeout, worker_tell_overdue, &found, &err) < 0) {
+    if (order_each_overdue(w->orders, w->callback_timeout, worker_tell_overdue, &found, &err) < 0)
         log_warn("event=overdue_check_failed error=\"%s\"", err.msg);
-        return;
-    }
-    for (int i = 0; i < found.n; i++)
-        if (order_overdue_reported(w->orders, found.orders[i], &err) != RS_OK)
-            log_warn("event=overdue_mark_failed error=\"%s\"", err.msg);
 }
 
 /* Keys older than idempotency_retention, a batch at a time (checkout_key.h). */
@@ -377,7 +378,7 @@ main(int argc, char **argv)
     sigset_t hup;
     metrics *counters = NULL;
     scrape *endpoint = NULL;
-    time_t next_sweep = 0, next_watch = 0;
+    time_t next_sweep = 0, next_watch = 0, next_renew = 0;
     int status = 1, lock_fd = -1, sweep_failing = 0;
 
     cf = conf_from_args(argc, argv, "restock-worker", worker_usage, &status);
@@ -483,9 +484,11 @@ main(int argc, char **argv)
             goto fail;
     }
     pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
-    log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld",
-             conf_str(cf, "spool_dir"), worker_bus_listen(cf), conf_int(cf, "factory_concurrency"),
-             conf_int(cf, "mail_concurrency"));
+    log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld worker_id=\"%s\""
+             " lease_time=%ld",
+             conf_str(cf, "spool_dir"), worker_bus_listen(cf),
+             conf_int(cf, "factory_concurrency"), conf_int(cf, "mail_concurrency"),
+             outbox_owner(events), conf_int(cf, "lease_time"));
     /* Ready with the spool recovered and the doorbell bound; the database may
      * still be down (the sweep retries it, as during an outage). */
     notify_ready("delivering");
@@ -530,6 +533,15 @@ main(int argc, char **argv)
                 next_sweep = now + conf_int(current, "sweep_interval");
                 conf_destroy(&current);
             }
+        }
+        /* The claims this worker holds stay its own while it runs: renewed every
+         * third of lease_time (after the first sweep, which takes back those of
+         * its last run). */
+        if (now >= next_renew && next_sweep > now) {
+            long lease = conf_int(cf, "lease_time");
+            if (outbox_renew(events, &err) < 0 && !sweep_failing)
+                log_warn("event=renew_failed error=\"%s\"", err.msg);
+            next_renew = now + (lease / 3 > 0 ? lease / 3 : 1);
         }
         for (int i = 0; i < 3; i++) {
             spool *sp = queues[i];
