@@ -38,6 +38,7 @@ BUILDDIR = os.environ.get("RESTOCK_BUILDDIR") or os.path.join(SRCDIR, "build")
 PYTHON = "/usr/bin/python3"
 GALERA = "/usr/lib/galera/libgalera_smm.so"
 REORDER = 10
+AD_MANAGER = "ad-manager@example.com"  # of every product the bed adds
 # Failure detection of the bed's cluster, shorter than Galera's defaults so that a
 # scenario takes seconds (keepalive <= inactive check <= suspect <= inactive).
 EVS = ("evs.keepalive_period=PT0.5S;evs.inactive_check_period=PT0.5S;"
@@ -249,6 +250,9 @@ class Host:
             "metrics_listen": "127.0.0.1:%d" % self.metrics_port,
             "metrics_dir": os.path.join(self.dir, "metrics"),
         }
+        if "lease" in b.features:
+            # Takeovers within seconds (the default is 30 s).
+            lines["lease_time"] = b.extra_conf.setdefault("lease_time", 5)
         lines.update(b.extra_conf)
         with open(self.conf, "w") as f:
             f.write("# restock on %s of the cluster bed in %s\n" % (self.name, b.dir))
@@ -610,15 +614,20 @@ class Bed:
         return out
 
     def add_products(self, prefix, n, stock):
+        """n products, each with a factory of its own (the configured factory API)
+        and an advertisement (its pause and resume emails); returns their skus."""
         skus = []
         for i in range(n):
             sku = "%s-%03d" % (prefix, i)
-            fid, pid = uuid.uuid4().hex, uuid.uuid4().hex
+            fid, pid, aid = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
             self.sql("INSERT INTO factory (factory_id, identifier, name, api) VALUES"
                      " (UNHEX('%s'), 'FF-%s', '%s factory', NULL);"
+                     "INSERT INTO advertisement (ad_id, status, manager_email) VALUES"
+                     " (UNHEX('%s'), TRUE, '%s');"
                      "INSERT INTO product (product_id, sku, name, price, stock, factory_id,"
-                     " reorder_quantity) VALUES (UNHEX('%s'), '%s', '%s product', 1000, %d,"
-                     " UNHEX('%s'), %d)" % (fid, sku, sku, pid, sku, sku, stock, fid, REORDER))
+                     " reorder_quantity, ad_id) VALUES (UNHEX('%s'), '%s', '%s product', 1000, %d,"
+                     " UNHEX('%s'), %d, UNHEX('%s'))"
+                     % (fid, sku, sku, aid, AD_MANAGER, pid, sku, sku, stock, fid, REORDER, aid))
             skus.append(sku)
         return skus
 

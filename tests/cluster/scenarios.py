@@ -255,10 +255,66 @@ def kill_writer(t, b):
 
 
 # -- d ---------------------------------------------------------------------------------
+def claims_of(b, host):
+    """Claims the host's worker holds (its worker_id ends with its spool folder)."""
+    return int(b.sql("SELECT COUNT(*) FROM outbox_claim WHERE done_at IS NULL AND owner LIKE"
+                     " '%%%s'" % host.spool)[0][0])
+
+
+def order_ids(b, skus):
+    rows = b.sql("SELECT LOWER(HEX(o.order_id)) FROM replenishment_order o JOIN product p"
+                 " ON p.product_id = o.product_id WHERE p.sku IN (%s)"
+                 % ",".join("'%s'" % s for s in skus))
+    return [r[0] for r in rows]
+
+
+def requests_per_order(b):
+    """Order id (hex) -> requests the factory received for it."""
+    counts = {}
+    for r in b.factory_requests():
+        url = r["body"].get("CallbackUrl", "") if isinstance(r.get("body"), dict) else ""
+        order = url.split("/callbacks/factory/")[-1].split("?")[0].replace("-", "").lower()
+        counts[order] = counts.get(order, 0) + 1
+    return counts
+
+
 def kill_worker(t, b):
     if "lease" not in b.features:
         t.skip("d: a killed worker's orders are taken over", "needs the lease branch (claims)")
         return
+    host = b.hosts[0]
+    b.sim("POST", "/_sim/config", {"fail_rate": 1.0})  # orders wait in the spools
+    skus = b.add_products("SD", 6, stock=5)
+    initial = {s: 5 for s in skus}
+    load = bedlib.Load(b, skus, clients=4, pause=0.01).start()
+    held = bedlib.wait_until(lambda: claims_of(b, host) >= 2, timeout=60)
+    t.ok(held, "d: %s's worker holds claims of orders it cannot send yet" % host.name)
+    held = claims_of(b, host)
+    host.programs["worker"].proc.kill()
+    host.programs["worker"].proc.wait()
+    shutil.rmtree(host.spool)
+    os.makedirs(host.spool)
+    killed = time.time()
+    b.sim("POST", "/_sim/reset", {})
+    b.sim("POST", "/_sim/config", {"fail_rate": 0.0})
+    time.sleep(3)
+    load.stop()
+    led, sold, told = check_ledger(t, b, "d", skus, initial, sold_by_sku(load.results))
+    took = time.time() - killed
+    t.is_(sold, told, "d: units sold = the 200s told to clients")
+    t.ok(all(v["delivered"] == v["orders"] * bedlib.REORDER for v in led.values()),
+         "d: 0 double restocks: each order delivered once", led)
+    ids = order_ids(b, skus)
+    got = requests_per_order(b)
+    t.ok(all(got.get(i, 0) >= 1 for i in ids),
+         "d: every order reached the factory", got)
+    b.figure("d", "claims the killed worker held", held)
+    b.figure("d", "orders / all fulfilled after the kill (s)", "%d / %.1f (lease_time %s)" % (
+        len(ids), took, b.extra_conf.get("lease_time")))
+    b.figure("d", "duplicate factory requests", sum(max(0, got.get(i, 0) - 1) for i in ids))
+    t.ok(any("event=outbox_taken_over" in h.programs["worker"].text() for h in b.hosts[1:]),
+         "d: the other worker logged the takeover")
+    host.start("worker")  # back, with an empty spool
 
 
 # -- e ---------------------------------------------------------------------------------
@@ -267,6 +323,50 @@ def pause_worker(t, b):
         t.skip("e: a paused worker does nothing it no longer owns",
                "needs the lease branch (claims)")
         return
+    first, paused = b.hosts
+    first.stop("worker")  # only the paused-to-be worker claims for a moment
+    mails_before = len(b.mails())
+    b.sim("POST", "/_sim/config", {"fail_rate": 1.0})
+    skus = b.add_products("SE", 4, stock=3)
+    initial = {s: 3 for s in skus}
+    load = bedlib.Load(b, skus, clients=4, pause=0.01, total=200).start()
+    load.join()
+    t.ok(bedlib.wait_until(lambda: claims_of(b, paused) >= len(skus), timeout=60),
+         "e: %s's worker holds the claims of the %d orders" % (paused.name, len(skus)),
+         claims_of(b, paused))
+    worker = paused.programs["worker"]
+    bedlib.wait_until(lambda: worker.text().count("event=deferred queue=factory") >= len(skus),
+                      timeout=30)
+    worker.signal(signal.SIGSTOP)
+    delivered_before = worker.text().count("event=delivered ")
+    lost_before = worker.text().count("event=lease_lost")
+    b.sim("POST", "/_sim/reset", {})
+    b.sim("POST", "/_sim/config", {"fail_rate": 0.0})
+    first.start("worker")
+    led, sold, told = check_ledger(t, b, "e", skus, initial, sold_by_sku(load.results))
+    # Every claim done, and each product's pause and resume emails received.
+    bedlib.wait_until(lambda: not claims_of(b, first) and len(b.mails()) >= mails_before +
+                      len(skus), timeout=60)
+    requests_then, mails_then = requests_per_order(b), len(b.mails())
+    worker.signal(signal.SIGCONT)
+    t.ok(bedlib.wait_until(lambda: worker.text().count("event=lease_lost") - lost_before
+                           >= len(skus), timeout=30),
+         "e: resumed, the paused worker logs lease_lost for what it held",
+         worker.text().count("event=lease_lost") - lost_before)
+    time.sleep(3)  # what it might still send would be sent by now
+    t.is_(worker.text().count("event=delivered "), delivered_before,
+          "e: the resumed worker delivered nothing more")
+    t.is_(requests_per_order(b), requests_then, "e: the factory received nothing more")
+    t.is_(len(b.mails()), mails_then, "e: no email more")
+    ids = order_ids(b, skus)
+    t.ok(all(requests_then.get(i, 0) == 1 for i in ids),
+         "e: each order requested once after the takeover", requests_then)
+    t.ok(all(v["delivered"] == v["orders"] * bedlib.REORDER for v in led.values()),
+         "e: each order restocked once", led)
+    b.figure("e", "lease_lost logged by the resumed worker",
+             worker.text().count("event=lease_lost") - lost_before)
+    b.figure("e", "factory requests / emails after it resumed", "0 / 0" if
+             requests_per_order(b) == requests_then and len(b.mails()) == mails_then else "some")
 
 
 # -- f ---------------------------------------------------------------------------------
