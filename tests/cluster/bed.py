@@ -468,25 +468,46 @@ class Bed:
             raise RuntimeError("migrations failed: " + p.stderr)
 
     def start_haproxy(self):
+        """The shipped configuration (packaging/haproxy/, addresses from the
+        environment) when the tree has it, else a minimal one of the bed's own."""
         d = os.path.join(self.dir, "haproxy")
         os.makedirs(d)
         cnf = os.path.join(d, "monitor.cnf")
         with open(cnf, "w") as f:
             f.write("[client]\nuser = monitor\npassword = %s\n" % self.monitor_password)
         os.chmod(cnf, 0o600)
+        shipped = os.path.join(SRCDIR, "packaging", "haproxy", "restock-galera.cfg")
         check = os.path.join(d, "galera-check")
-        with open(check, "w") as f:
-            f.write(BED_CHECK % {"cnf": cnf})
+        env = {}
+        if os.path.exists(shipped):
+            # HAProxy runs its checks with an empty environment: a wrapper names
+            # the monitor's option file.
+            with open(check, "w") as f:
+                f.write("#!/bin/sh\nRESTOCK_GALERA_MONITOR_CNF=%s exec %s \"$@\"\n" % (
+                    cnf, os.path.join(SRCDIR, "packaging", "haproxy", "galera-check")))
+            conf = shipped
+            env = {"RESTOCK_DB_LISTEN": "127.0.0.1:%d" % self.haproxy_port,
+                   "RESTOCK_GALERA_CHECK": check,
+                   "RESTOCK_HAPROXY_STATS": os.path.join(d, "admin.sock"),
+                   "RESTOCK_CHECK_INTER": "1000",
+                   "RESTOCK_HAPROXY_USER": "root", "RESTOCK_HAPROXY_GROUP": "root"}
+            for n in self.nodes:
+                env["RESTOCK_GALERA_NODE%d" % n.index] = "127.0.0.1:%d" % n.port
+        else:
+            with open(check, "w") as f:
+                f.write(BED_CHECK % {"cnf": cnf})
+            conf = os.path.join(d, "haproxy.cfg")
+            servers = "\n".join("    server %s 127.0.0.1:%d check%s" % (
+                n.name, n.port, "" if n.index == 1 else " backup") for n in self.nodes)
+            with open(conf, "w") as f:
+                f.write(BED_HAPROXY % {"port": self.haproxy_port, "check": check,
+                                       "servers": servers, "pid": os.path.join(d, "haproxy.pid")})
         os.chmod(check, 0o755)
-        conf = os.path.join(d, "haproxy.cfg")
-        servers = "\n".join("    server %s 127.0.0.1:%d check%s" % (n.name, n.port,
-                                                                    "" if n.index == 1 else " backup")
-                            for n in self.nodes)
-        with open(conf, "w") as f:
-            f.write(BED_HAPROXY % {"port": self.haproxy_port, "check": check, "servers": servers,
-                                   "pid": os.path.join(d, "haproxy.pid")})
         self.haproxy_conf = conf
-        self.others["haproxy"] = Program(self, "haproxy", ["/usr/sbin/haproxy", "-db", "-f", conf])
+        self.figure("bed", "HAProxy configuration", os.path.relpath(conf, SRCDIR)
+                    if conf == shipped else "the bed's own (no packaging/haproxy/)")
+        self.others["haproxy"] = Program(self, "haproxy", ["/usr/sbin/haproxy", "-db", "-f", conf],
+                                         env)
         if not wait_until(lambda: port_open(self.haproxy_port), timeout=20):
             raise RuntimeError("haproxy did not listen")
         if not wait_until(lambda: self.haproxy_writer() == "node1", timeout=30):

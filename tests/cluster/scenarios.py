@@ -456,6 +456,10 @@ def main():
             print("scenarios: unknown scenario %s (%s)" % (w, " ".join(sorted(SCENARIOS))),
                   file=sys.stderr)
             sys.exit(2)
+    # Stopped from outside (a CI timeout, a closed terminal): everything the bed
+    # started is stopped too, by the with block below.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda number, frame: sys.exit(128 + number))
     t = BedTap()
     started = time.time()
     try:
