@@ -4,7 +4,7 @@ checkout); a real HAProxy in front of the MariaDB, restarted between checkouts
 (every checkout after the restart 200, none 503: the idle check replaced each
 dead connection before its statement); that proxy killed for good with the unix
 socket next in the list (the responders move on, 200); and two real deadlocks,
-whose losing side restock runs again (tests/unit/db_deadlock)."""
+whose losing side restock runs again (tests/integration/db_deadlock.c)."""
 
 import os
 import re
@@ -125,7 +125,7 @@ def test_proxy_gone(t, s, proxy):
 
 def test_deadlocks(t, s):
     env = dict(os.environ, RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"])
-    p = subprocess.run([os.path.join(BUILDDIR, "tests", "unit", "db_deadlock")], env=env,
+    p = subprocess.run([os.path.join(BUILDDIR, "tests", "integration", "db_deadlock")], env=env,
                        capture_output=True, text=True, timeout=120)
     for line in p.stdout.splitlines():
         if line.startswith(("ok", "not ok")):
