@@ -8,6 +8,7 @@ whose losing side restock runs again (tests/integration/db_deadlock.c)."""
 
 import os
 import re
+import socket
 import subprocess
 import time
 
@@ -42,7 +43,6 @@ class Proxy:
             raise RuntimeError("haproxy did not start: %s" % self.s.log("haproxy"))
 
     def listening(self):
-        import socket
         try:
             socket.create_connection(("127.0.0.1", self.port), 0.5).close()
             return True

@@ -12,23 +12,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 
-from harness import SRCDIR, free_port, run_tests
+from harness import SRCDIR, free_port, run_tests, wait_until
 
 CONF = os.path.join(SRCDIR, "packaging", "haproxy", "restock-galera.cfg")
 CHECK = os.path.join(SRCDIR, "packaging", "haproxy", "galera-check")
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 PASSWORD = "mon-Pa55-%d" % os.getpid()
-
-
-def wait_until(predicate, timeout=60, interval=0.1):
-    deadline = time.time() + timeout
-    value = predicate()
-    while not value and time.time() < deadline:
-        time.sleep(interval)
-        value = predicate()
-    return value
 
 
 class Galera:
@@ -61,7 +51,7 @@ class Galera:
             "--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:%d;"
             "ist.recv_addr=127.0.0.1:%d" % (self.gport, free_port()),
             "--wsrep-sst-method=rsync"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_until(lambda: self.root("SELECT 1", check=False).returncode == 0):
+        if not wait_until(lambda: self.root("SELECT 1", check=False).returncode == 0, 90):
             raise RuntimeError("the Galera node did not start: " + self.tail())
 
     def root(self, sql, check=True):
