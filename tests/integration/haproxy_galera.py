@@ -7,7 +7,9 @@ configuration in front of that node (a session through it is shut down once the
 node is marked down); and the writer's selection with three stand-in nodes and a
 stand-in check: one writer, failover to a backup, no failback when node1 returns."""
 
+import grp
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -19,6 +21,9 @@ CONF = os.path.join(SRCDIR, "packaging", "haproxy", "restock-galera.cfg")
 CHECK = os.path.join(SRCDIR, "packaging", "haproxy", "galera-check")
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 PASSWORD = "mon-Pa55-%d" % os.getpid()
+# HAProxy (and so its checks) runs as the test's user, who owns the option files.
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
 
 
 class Galera:
@@ -32,7 +37,7 @@ class Galera:
         self.gport = free_port()
         self.log = os.path.join(self.dir, "error.log")
         os.makedirs(os.path.join(self.dir, "tmp"))
-        me = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+        me = ME
         subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.data,
                         "--user=" + me, "--auth-root-authentication-method=normal",
                         "--skip-test-db"], check=True, capture_output=True)
@@ -99,7 +104,8 @@ class Haproxy:
         self.stats = os.path.join(top, "haproxy-%d.sock" % self.listen)
         self.env = dict(os.environ, RESTOCK_DB_LISTEN="127.0.0.1:%d" % self.listen,
                         RESTOCK_GALERA_CHECK=check_command,
-                        RESTOCK_HAPROXY_STATS=self.stats, RESTOCK_CHECK_INTER="200")
+                        RESTOCK_HAPROXY_STATS=self.stats, RESTOCK_CHECK_INTER="200",
+                        RESTOCK_HAPROXY_USER=ME, RESTOCK_HAPROXY_GROUP=MY_GROUP)
         for i, node in enumerate(nodes):
             self.env["RESTOCK_GALERA_NODE%d" % (i + 1)] = node
         self.log = open(os.path.join(top, "haproxy-%d.log" % self.listen), "w")
