@@ -690,7 +690,6 @@ db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...)
     va_list ap;
 
     for (;;) {
-        unsigned generation = self->generation;
         va_start(ap, types);
         rows = db_stmt_exec_once(st, err, types, ap);
         va_end(ap);
@@ -704,7 +703,7 @@ db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...)
          * primary component), or does no harm twice. Not after a failed connect:
          * every host was tried already. The idle check (db_ready) makes the first
          * case rare. */
-        if (self->conn == NULL && generation != 0 && self->last_errno != CR_CONNECTION_ERROR &&
+        if (self->conn == NULL && self->last_errno != CR_CONNECTION_ERROR &&
             resends < hostlist_count(self->hosts) &&
             (st->flags & DB_IDEMPOTENT || self->last_errno == CR_SERVER_GONE_ERROR ||
              self->last_errno == ER_UNKNOWN_COM_ERROR)) {

@@ -120,6 +120,10 @@ hostlist_new(const char *text, unsigned default_port, errbuf *err)
         errbuf_set(err, "out of memory");
         return NULL;
     }
+    while (isspace((unsigned char)*p))
+        p++;
+    if (*p == '\0')
+        p = "localhost"; /* what the client library makes of an empty host */
     for (;;) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);

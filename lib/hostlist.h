@@ -13,7 +13,8 @@
 typedef struct hostlist hostlist;
 
 /* Parses text; NULL with err saying which item is wrong (empty, bad port, too
- * many) or out of memory. */
+ * many) or out of memory. An empty text is "localhost", as the client library
+ * takes an empty host. */
 hostlist *hostlist_new(const char *text, unsigned default_port, errbuf *err);
 void hostlist_destroy(hostlist **self_p);
 

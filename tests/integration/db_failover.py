@@ -1,17 +1,22 @@
 """Integration test of database failover (issue 14): db_host as a list whose first
 host is dead (checkouts 200, the move logged once per connection, not per
-checkout); a real HAProxy in front of the MariaDB, restarted between checkouts
+checkout); a real Galera node that answers but refuses statements (1047, as a
+node outside the Primary component does) first in the list (every checkout 200,
+on the next host); a real HAProxy in front of the MariaDB, restarted between checkouts
 (every checkout after the restart 200, none 503: the idle check replaced each
 dead connection before its statement); that proxy killed for good with the unix
 socket next in the list (the responders move on, 200); and two real deadlocks,
-whose losing side restock runs again (tests/unit/db_deadlock)."""
+whose losing side restock runs again (tests/integration/db_deadlock.c)."""
 
 import os
 import re
+import socket
 import subprocess
+import tempfile
 import time
 
-from harness import BUILDDIR, Stack, free_port, run_tests
+from galera_node import Galera
+from harness import BUILDDIR, SRCDIR, Stack, free_port, run_tests
 
 DONUT = "CP-502101"
 THREADS = 4
@@ -42,7 +47,6 @@ class Proxy:
             raise RuntimeError("haproxy did not start: %s" % self.s.log("haproxy"))
 
     def listening(self):
-        import socket
         try:
             socket.create_connection(("127.0.0.1", self.port), 0.5).close()
             return True
@@ -89,6 +93,34 @@ def test_dead_first_host(t, s):
     t.ok(s.info["DB_PASSWORD"] not in s.log("sales"), "the password is not in the log")
 
 
+def test_refusing_node(t, s):
+    top = tempfile.mkdtemp(prefix="galera-", dir=s.dir)
+    node = Galera(top)
+    try:
+        node.root("CREATE DATABASE restock CHARACTER SET utf8mb4;"
+                  " CREATE USER restock@'127.0.0.1' IDENTIFIED BY '%s';"
+                  " GRANT ALL ON restock.* TO restock@'127.0.0.1'" % s.info["DB_PASSWORD"])
+        # The schema too, so that only the node's refusal can fail a statement there.
+        env = dict(s.env, RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"],
+                   RESTOCK_DB_HOST="127.0.0.1:%d" % node.port, RESTOCK_DB_SOCKET="")
+        p = subprocess.run([os.path.join(BUILDDIR, "ctl", "restockctl"), "db", "migrate", "--dir",
+                            os.path.join(SRCDIR, "sql")], env=env, capture_output=True, text=True)
+        t.ok(p.returncode == 0, "the Galera node has restock's schema", p.stdout + p.stderr)
+        node.root("SET GLOBAL wsrep_reject_queries = ALL")
+        restart_sales(s, "127.0.0.1:%d,localhost" % node.port)
+        mark = len(s.log("sales"))
+        stock = s.stock(DONUT)
+        statuses = checkouts(s, 20)
+        t.ok(statuses.count(200) == 20,
+             "first host refuses statements (1047): 20 checkouts all 200", statuses)
+        t.is_(s.stock(DONUT), stock - 20, "sold on the next host")
+        moves = failovers(s, mark)
+        t.ok(moves and all(m == ("127.0.0.1:%d" % node.port, s.info["DB_SOCKET"]) for m in moves),
+             "each connection moved from the refusing node to the next host, logged", moves)
+    finally:
+        node.stop()
+
+
 def test_proxy_restart(t, s, proxy):
     restart_sales(s, "127.0.0.1:%d" % proxy.port, RESTOCK_DB_SOCKET="")
     statuses = checkouts(s, 40, clients=8)
@@ -125,7 +157,7 @@ def test_proxy_gone(t, s, proxy):
 
 def test_deadlocks(t, s):
     env = dict(os.environ, RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"])
-    p = subprocess.run([os.path.join(BUILDDIR, "tests", "unit", "db_deadlock")], env=env,
+    p = subprocess.run([os.path.join(BUILDDIR, "tests", "integration", "db_deadlock")], env=env,
                        capture_output=True, text=True, timeout=120)
     for line in p.stdout.splitlines():
         if line.startswith(("ok", "not ok")):
@@ -146,6 +178,7 @@ def body(t):
         proxy.start()
         try:
             test_dead_first_host(t, s)
+            test_refusing_node(t, s)
             test_proxy_restart(t, s, proxy)
             test_proxy_gone(t, s, proxy)
         finally:

@@ -314,12 +314,7 @@ class Stack:
 
     def wait_until(self, predicate, timeout=30, interval=0.1):
         """Polls predicate until it is true; returns its last value."""
-        deadline = time.time() + timeout
-        value = predicate()
-        while not value and time.time() < deadline:
-            time.sleep(interval)
-            value = predicate()
-        return value
+        return wait_until(predicate, timeout, interval)
 
     def concurrently(self, total, clients, make_request):
         """Sends total requests from clients threads, each on its own keep-alive
@@ -345,6 +340,16 @@ class Stack:
             for f in [pool.submit(client, idx) for idx in per]:
                 f.result()
         return results
+
+
+def wait_until(predicate, timeout=30, interval=0.1):
+    """Polls predicate until it is true; returns its last value."""
+    deadline = time.time() + timeout
+    value = predicate()
+    while not value and time.time() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
 
 
 def free_port():

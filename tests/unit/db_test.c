@@ -1,7 +1,7 @@
 /* Unit test of db without a database: what each error number means (reconnect,
  * run again, or the statement's own failure), and a host list none of whose hosts
- * answers. The deadlock retry against a real database is db_deadlock_test, run by
- * tests/integration/db_failover.py. */
+ * answers. The deadlock retry against a real database is
+ * tests/integration/db_deadlock.c, run by db_failover.py. */
 #include "config.h"
 
 #include <stdlib.h>

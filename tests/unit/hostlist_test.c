@@ -71,7 +71,10 @@ main(void)
     }
     hostlist_destroy(&hl);
 
-    bad("", "item 1 of the host list is empty");
+    hl = hostlist_new(" ", 3306, &err);
+    ok(hl != NULL && hostlist_count(hl) == 1 && strcmp(hostlist_host(hl, 0), "localhost") == 0,
+       "an empty db_host is localhost, as the client library takes it");
+    hostlist_destroy(&hl);
     bad("db1,,db2", "item 2 of the host list is empty");
     bad("db1, ", "item 2 of the host list is empty");
     bad(",db1", "item 1 of the host list is empty");

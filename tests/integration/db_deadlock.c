@@ -18,7 +18,7 @@
 
 #include "db.h"
 #include "log.h"
-#include "tap.h"
+#include "../unit/tap.h"
 
 struct side {
     db *conn;
