@@ -1,8 +1,9 @@
 /* restock-sales: the Sales API behind nginx (docs/design.md §4.1): the
  * products, checkout by one atomic UPDATE for all the concurrent checkouts of a
  * product (lib/combiner), a checkout with an Idempotency-Key in a transaction
- * of its own that stores its answer (lib/checkout_key), and a health check. Each responder thread
- * has its own database connection and prepared statements. */
+ * of its own that stores its answer (lib/checkout_key), and a health check.
+ * Each responder thread has its own database connection and prepared
+ * statements. */
 #include "config.h"
 
 #include <stdlib.h>

@@ -149,6 +149,7 @@ struct worker_watch {
     order *orders;
     checkout_key *keys;
     long callback_timeout, delay_warning, done_retention, key_retention;
+    int key_prune_failing; /* logged once per database outage, not every pass */
 };
 
 /* The overdue orders of one check: each marked reported, then told to operators
@@ -213,9 +214,12 @@ worker_prune_keys(struct worker_watch *w)
     do {
         n = checkout_key_prune(w->keys, w->key_retention, &err);
         if (n < 0) {
-            log_warn("event=key_prune_failed error=\"%s\"", err.msg);
-            break;
+            if (!w->key_prune_failing)
+                log_warn("event=key_prune_failed error=\"%s\"", err.msg);
+            w->key_prune_failing = 1;
+            return;
         }
+        w->key_prune_failing = 0;
         total += n;
     } while (n == CHECKOUT_KEY_PRUNE_BATCH && ++batches < WORKER_KEY_BATCHES);
     if (total > 0)

@@ -5,12 +5,14 @@ same key with another request is a 422 that changes nothing; 20 concurrent reque
 with one key sell once and all answer the same; a 409 (and a 404) is replayed as it
 was, even after a restock; bad keys answer 400 and sell nothing; the database killed
 between two requests: a key whose checkout committed is answered what it was, a key
-answered 503 runs afresh; a keyed sale that crosses the reorder point opens one order,
+answered 503 runs afresh, as does one whose sale timed out on a row lock after its
+key was inserted; a keyed sale that crosses the reorder point opens one order,
 a keyed refusal on an empty shelf opens it in the same transaction; a checkout
 without the header is what it was; the worker deletes keys past their retention, and
 a key reused after that is a new checkout."""
 
 import re
+import subprocess
 import threading
 import urllib.request
 
@@ -188,6 +190,31 @@ def database_killed(t, s):
     t.is_(s.stock(), 18, "one sale each")
 
 
+def sale_times_out(t, s):
+    """The key's row is inserted, then the sale's UPDATE waits on a row lock held
+    by another session past db_timeout: 503, and the transaction rolls back with
+    the key in it."""
+    s.sql("UPDATE product SET stock = 7 WHERE sku = '%s'" % DONUT)
+    locker = subprocess.Popen(
+        ["mariadb", "--no-defaults", "-S", s.info["DB_SOCKET"], "-u", s.info["DB_USER"],
+         "-p" + s.info["DB_PASSWORD"], "-N", "-B", "--unbuffered", s.info["DB_NAME"]],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    locker.stdin.write("BEGIN; SELECT stock FROM product WHERE sku = '%s' FOR UPDATE;\n" % DONUT)
+    locker.stdin.flush()
+    t.is_(locker.stdout.readline().strip(), "7", "another session holds the donut's row lock")
+    r = keyed(s, "stuck-1")
+    t.is_(r.status, 503, "a keyed checkout whose sale waits past db_timeout answers 503")
+    locker.stdin.write("ROLLBACK;\n")
+    locker.stdin.close()
+    locker.wait()
+    t.is_(s.sql_value("SELECT COUNT(*) FROM checkout_key WHERE idem_key = 'stuck-1'"), "0",
+          "its key is not stored")
+    retry = keyed(s, "stuck-1")
+    t.is_((retry.status, retry.json().get("remaining"), replayed(retry)), (200, 6, None),
+          "its retry runs afresh and sells")
+    t.is_(s.stock(), 6, "once")
+
+
 def reorder_point(t, s):
     s.sql("UPDATE product SET stock = 3, reorder_point = 1 WHERE sku = '%s'" % SHELF)
     s.sql("DELETE o FROM outbox o JOIN product p ON p.product_id = o.product_id"
@@ -256,6 +283,7 @@ def body(t):
         reorder_point(t, s)
         unkeyed(t, s)
         retention(t, s)
+        sale_times_out(t, s)
         database_killed(t, s)
 
 
