@@ -1,6 +1,6 @@
 /* claim: the claims of outbox work (table outbox_claim, sql/009), so that several
  * workers, each with its own spool, share one database and never both deliver
- * the same message (docs/design.md §4.14).
+ * the same message (docs/design.md §4.10).
  *
  * The unit of a claim is (event, queue): a stock_empty event is two claims, its
  * factory order and its ad-pause email. A claim has an owner (the worker's

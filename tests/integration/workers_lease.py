@@ -111,12 +111,32 @@ def shared(t, s, w2):
     t.is_((len(inbox(s, kind="ad_pause")), len(inbox(s, kind="ad_resume"))), (30, 30),
           "%s: 30 pause and 30 resume emails" % what)
     t.is_(len(set(ids_of)), len(ids_of), "%s: each email received once (by Message-ID)" % what)
-    one = delivered(s, "worker")
-    two = delivered(s, "worker2")
-    t.diag("deliveries: worker %d, worker2 %d" % (one, two))
-    t.ok(one > 0 and two > 0, "%s: both workers delivered some of the work" % what, (one, two))
+    t.diag("%s, sold out by checkouts: deliveries of worker %d, worker2 %d (the responders "
+           "ring the first)" % (what, delivered(s, "worker"), delivered(s, "worker2")))
+
+    # Products found at their point by the workers' own sweeps (no checkout, no
+    # doorbell): both sweep every second and race for the same events.
+    what = "two sweeps racing"
+    before = (delivered(s, "worker"), delivered(s, "worker2"))
+    skus = add_shop(s, 20, "LZ", stock=0)
+    t.ok(s.wait_until(lambda: all_fulfilled(s, skus), timeout=120),
+         "%s: every order sent and fulfilled" % what)
+    ids = order_ids(s, skus)
+    got = accepted(s)
+    t.ok(len(set(ids.values())) == 20 and
+         sorted(got.get(i, 0) for i in ids.values()) == [1] * 20,
+         "%s: one order per product, each requested from the factory exactly once" % what, got)
+    t.is_([s.stock(sku) for sku in skus], [REORDER] * 20, "%s: each restocked once" % what)
+    one, two = delivered(s, "worker") - before[0], delivered(s, "worker2") - before[1]
+    t.diag("%s: deliveries of worker %d, worker2 %d" % (what, one, two))
     t.is_(int(s.sql_value("SELECT COUNT(*) FROM outbox_claim WHERE done_at IS NULL")), 0,
           "%s: every claim is done" % what)
+    t.ok(s.wait_until(lambda: len(inbox(s, kind="ad_resume")) >= 50 and
+                      len(inbox(s, kind="ad_pause")) >= 50, timeout=60),
+         "%s: their pause and resume emails" % what)
+    mails = inbox(s, kind="ad_pause") + inbox(s, kind="ad_resume")
+    t.is_(len(set(m["Message-ID"] for m in mails)), len(mails),
+          "%s: each email received once (by Message-ID)" % what)
 
 
 def dead_host(t, s, w2):
