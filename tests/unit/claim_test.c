@@ -29,8 +29,7 @@ main(void)
        "the event read back from a taken-over message's id");
     ok(claim_event_of_id(EVENT, event) == RS_OK && strcmp(event, EVENT) == 0,
        "and from an epoch-1 id");
-    ok(claim_event_of_id("alert-delay-factory-1", event) == RS_ERR,
-       "an alert's id names no event");
+    ok(claim_event_of_id("alert-delay-factory-1", event) == RS_ERR, "an alert's id names no event");
     ok(claim_event_of_id("3f0c2a9e-1b2c-4d5e-8f90-0123456789zz.2", event) == RS_ERR,
        "nor does an id that is not a UUID");
 
