@@ -11,6 +11,7 @@ claimed by one worker at a time (table outbox_claim, a lease with a fencing epoc
   more (the factory's and the SMTP sink's counts), its log says lease_lost.
 - A message dead on its worker and redriven with restockctl is delivered again (its
   claim opens again); restockctl status works with claims.
+- Overdue callbacks: one callback_missing alert per order across both workers.
 Figures (duplicates, takeover time) are printed as TAP comments."""
 
 import os
@@ -243,6 +244,35 @@ def redriven(t, s, w2):
     t.is_(s.stock(sku), REORDER, "%s: restocked once" % what)
 
 
+def overdue(t, s, w2):
+    """Overdue callbacks with two workers: each order's callback_missing alert is told
+    once (the UPDATE of overdue_reported_at is the claim), by one of them."""
+    what = "overdue callbacks"
+    late = {"RESTOCK_CALLBACK_TIMEOUT": "2"}
+    s.stop("worker")
+    s.start("worker", env=late)
+    s.start_worker("worker2", env=late)
+    sim_config(s, silent=True)
+    skus = add_shop(s, 3, "LO")
+    sell_all(t, s, skus, what)
+    t.ok(s.wait_until(lambda: all(orders(s, sku) and orders(s, sku)[-1]["status"] == "sent"
+                                  for sku in skus), timeout=30),
+         "%s: the orders are sent; the factory stays silent" % what)
+    ids = list(order_ids(s, skus).values())
+
+    def told():
+        return [m for m in inbox(s, kind="callback_missing") if any(i in m.subject for i in ids)]
+    t.ok(s.wait_until(lambda: len(told()) >= 3, timeout=40),
+         "%s: operators get the callback_missing emails" % what, len(told()))
+    time.sleep(11)  # one more watch pass of both workers (every 10 s)
+    t.is_(sorted(i for m in told() for i in ids if i in m.subject), sorted(ids),
+          "%s: one email per order, from one worker" % what)
+    raised = [ln for name in ("worker", "worker2") for ln in s.log(name).splitlines()
+              if "event=callback_missing" in ln and any(i in ln for i in ids)]
+    t.is_(len(raised), 3, "%s: raised once per order across both workers" % what)
+    sim_config(s, silent=False)
+
+
 def body(t):
     with Stack(t, env=ENV) as s:
         w2 = s.start_worker("worker2")
@@ -251,6 +281,7 @@ def body(t):
         dead_host(t, s, w2)
         paused(t, s, w2)
         redriven(t, s, w2)
+        overdue(t, s, w2)
 
 
 run_tests(body)
