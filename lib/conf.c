@@ -119,7 +119,8 @@ static const struct conf_param conf_params[] = {
     {"worker_id", CONF_STR, "", 0, 0, NULL, 0, NULL,
      "Name of this worker in the claims of outbox work (table outbox_claim) when several "
      "workers share the database; empty: the host name and spool_dir (host:/var/spool/restock). "
-     "Unique per worker; keep it across restarts, so that a restarted worker keeps its claims."},
+     "Unique per worker; keep it across restarts: a restarted worker takes back, under the same "
+     "message ids, the claims nobody took over meanwhile."},
     {"lease_time", CONF_INT, "30", 3, 3600, NULL, 0, NULL,
      "Seconds a worker's claim lasts without renewal (it renews every third of it): after a "
      "worker host died, another worker takes its undelivered outbox work over this long after."},

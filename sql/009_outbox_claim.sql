@@ -1,5 +1,5 @@
 -- 009: claims of outbox work by the workers, so that several workers (one per
--- host, each with its own spool) share one database (docs/design.md §4.14).
+-- host, each with its own spool) share one database (docs/design.md §4.10).
 -- (Idempotent.)
 --
 -- One row per (event, queue) that an event fans out into: a stock_empty event is

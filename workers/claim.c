@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "claim.h"
+#include "log.h"
 
 static const char *const claim_queue_names[CLAIM_NQUEUES] = {"factory", "mail"};
 
@@ -18,7 +19,7 @@ enum claim_stmt {
     ST_TAKEOVER, /* one of them, under the epoch read */
     ST_RELEASE,
     ST_FORGET,
-    ST_RELEASE_ALL,
+    ST_MINE,
     ST_RENEW,
     ST_CHECK,
     ST_WHO,
@@ -58,9 +59,9 @@ static const struct {
                     DB_IDEMPOTENT},
     [ST_FORGET] = {"DELETE FROM outbox_claim WHERE event_id = ? AND owner = ? AND done_at IS NULL",
                    DB_IDEMPOTENT},
-    [ST_RELEASE_ALL] = {"UPDATE outbox_claim SET lease_until = CURRENT_TIMESTAMP(6) - INTERVAL 1"
-                        " SECOND WHERE owner = ? AND done_at IS NULL",
-                        DB_IDEMPOTENT},
+    [ST_MINE] = {"SELECT event_id, queue, epoch FROM outbox_claim"
+                 " WHERE owner = ? AND done_at IS NULL",
+                 DB_IDEMPOTENT},
     [ST_RENEW] = {"UPDATE outbox_claim SET lease_until = CURRENT_TIMESTAMP(6) + INTERVAL ? SECOND"
                   " WHERE owner = ? AND done_at IS NULL AND lease_until >= CURRENT_TIMESTAMP(6)",
                   DB_IDEMPOTENT},
@@ -269,6 +270,15 @@ claim_take_expired(claim *self, struct claim_work *out, size_t n, size_t max, er
     return (long long)n;
 }
 
+/* A transaction that lost to another claimer: InnoDB's deadlock, or Galera's
+ * certification failure at commit, both ER_LOCK_DEADLOCK (1213), rolled back. (The
+ * error's code is only in its text here: lib/db does not tell it.) */
+static int
+claim_lost_race(const errbuf *err)
+{
+    return strstr(err->msg, "(1213)") != NULL;
+}
+
 int
 claim_take(claim *self, struct claim_work *out, size_t max, errbuf *err)
 {
@@ -281,11 +291,17 @@ claim_take(claim *self, struct claim_work *out, size_t max, errbuf *err)
     n = claim_take_new(self, out, max, err);
     if (n >= 0 && (size_t)n < max)
         n = claim_take_expired(self, out, (size_t)n, max, err);
-    if (n < 0) {
+    if (n < 0)
         db_rollback(self->conn);
-        return errbuf_prefix(err, "claiming outbox work");
+    if (n >= 0 && db_commit(self->conn, err) != RS_OK)
+        n = RS_ERR;
+    if (n < 0 && claim_lost_race(err)) {
+        /* The other claimer has the work: nothing is ours, nothing is wrong. The
+         * next sweep claims what is left. */
+        log_info("event=claim_conflict error=\"%s\"", err->msg);
+        return 0;
     }
-    if (db_commit(self->conn, err) != RS_OK)
+    if (n < 0)
         return errbuf_prefix(err, "claiming outbox work");
     return (int)n;
 }
@@ -308,14 +324,36 @@ claim_forget(claim *self, const unsigned char *event, errbuf *err)
     return RS_OK;
 }
 
-long long
-claim_release_all(claim *self, errbuf *err)
+struct claim_held *
+claim_held_list(claim *self, size_t *n, errbuf *err)
 {
-    long long n = db_stmt_exec(self->st[ST_RELEASE_ALL], err, "s", self->owner);
+    db_stmt *st = self->st[ST_MINE];
+    long long rows = db_stmt_exec(st, err, "s", self->owner);
+    struct claim_held *v;
 
-    if (n < 0)
-        errbuf_prefix(err, "releasing the claims of %s", self->owner);
-    return n;
+    *n = 0;
+    if (rows < 0) {
+        errbuf_prefix(err, "reading the claims of %s", self->owner);
+        return NULL;
+    }
+    v = calloc((size_t)rows + 1, sizeof(*v));
+    if (v == NULL) {
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
+    while (*n < (size_t)rows && db_stmt_next(st)) {
+        size_t len;
+        const char *id = db_stmt_col(st, 0, &len);
+        int q = claim_queue_parse(db_stmt_col(st, 1, NULL));
+        if (id == NULL || len != IDENT_BYTES || q < 0)
+            continue;
+        memcpy(v[*n].event, id, IDENT_BYTES);
+        ident_format(id, len, v[*n].event_text);
+        v[*n].queue = (enum claim_queue)q;
+        v[*n].epoch = db_stmt_col_int(st, 2);
+        (*n)++;
+    }
+    return v;
 }
 
 long long

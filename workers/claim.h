@@ -1,6 +1,6 @@
 /* claim: the claims of outbox work (table outbox_claim, sql/009), so that several
  * workers, each with its own spool, share one database and never both deliver
- * the same message (docs/design.md §4.14).
+ * the same message (docs/design.md §4.10).
  *
  * The unit of a claim is (event, queue): a stock_empty event is two claims, its
  * factory order and its ad-pause email. A claim has an owner (the worker's
@@ -71,9 +71,10 @@ struct claim_work {
 
 /* One short transaction: claims up to max events not yet claimed (oldest first)
  * and, in the room left, claims whose lease has passed. Returns how many events
- * it filled in, or RS_ERR (nothing was claimed; a claim lost at commit to
- * another node, a Galera certification failure, is a failure: the next sweep
- * tries again). */
+ * it filled in, or RS_ERR (nothing was claimed). A transaction that lost to
+ * another claimer (a deadlock, or at commit Galera's certification failure:
+ * 1213, rolled back) claims nothing and returns 0: the winner has that work,
+ * the next sweep claims the rest. */
 int claim_take(claim *self, struct claim_work *out, size_t max, errbuf *err);
 
 /* Gives back a claim this worker holds (its lease ends now): the next sweep, its
@@ -82,15 +83,22 @@ int claim_take(claim *self, struct claim_work *out, size_t max, errbuf *err);
 int claim_release(claim *self, const unsigned char *event, enum claim_queue q, long long epoch,
                   errbuf *err);
 
-/* Forgets the claims of an event under epoch (an event whose order cannot be
+/* Forgets this worker's open claims of an event (an event whose order cannot be
  * found is left waiting, as before claims: it is claimed again as new). */
 int claim_forget(claim *self, const unsigned char *event, errbuf *err);
 
-/* Gives back every claim this worker holds (at start: its spool may not hold
- * their messages any more; its first sweep takes back the ones nobody took
- * over and re-derives them; a message still in the spool is then the same
- * message, under the same id and epoch). Returns how many, or RS_ERR. */
-long long claim_release_all(claim *self, errbuf *err);
+/* One open claim this worker holds. */
+struct claim_held {
+    unsigned char event[IDENT_BYTES];
+    char event_text[IDENT_TEXT];
+    enum claim_queue queue;
+    long long epoch;
+};
+
+/* Every open claim this worker holds (at start: those whose message its spool
+ * no longer has are given back with claim_release), malloc'd (free it), *n of
+ * them; NULL with err set on failure. */
+struct claim_held *claim_held_list(claim *self, size_t *n, errbuf *err);
 
 /* Renews the lease of every unexpired claim this worker holds: one UPDATE.
  * Returns how many, or RS_ERR. */

@@ -31,7 +31,7 @@ struct outbox {
     db_stmt *event;
     db_stmt *take;
     db_stmt *ad_status;
-    int release_all;         /* give back every claim before the next sweep (see below) */
+    int release_all;         /* give back lost claims before the next sweep (see below) */
     const char *spool_fault; /* queue of the last sweep's failed put, or NULL */
     token_keys keys;         /* the callback token of each order */
 };
@@ -94,7 +94,7 @@ outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool 
     self->ad_status = db_stmt_new(conn, "UPDATE advertisement SET status = ? WHERE ad_id = ?", 0);
     claim_owner_of(cf, owner);
     self->claims = claim_new(conn, owner, conf_int(cf, "lease_time"), err);
-    /* A start gives back what this worker held: its spool may have lost it. */
+    /* A start gives back what this worker held and its spool lost. */
     self->release_all = 1;
     if (!self->event || !self->take || !self->ad_status || !self->claims) {
         errbuf_set(err, "out of memory");
@@ -333,6 +333,103 @@ outbox_batch_ended(spool *sp, const spool_item *items, const size_t *rows, size_
     }
 }
 
+/* The names of the files in corrupt/ of sp, malloc'd one by one into *v. */
+struct outbox_names {
+    char **v;
+    size_t n, cap;
+};
+
+static int
+outbox_name_add(void *arg, const char *name, const spool_msg *m, const char *problem)
+{
+    struct outbox_names *names = arg;
+
+    (void)m;
+    (void)problem;
+    if (names->n == names->cap) {
+        size_t cap = names->cap ? 2 * names->cap : 16;
+        char **grown = realloc(names->v, cap * sizeof(*grown));
+        if (grown == NULL)
+            return -1;
+        names->v = grown;
+        names->cap = cap;
+    }
+    if ((names->v[names->n] = strdup(name)) == NULL)
+        return -1;
+    names->n++;
+    return 0;
+}
+
+static void
+outbox_names_clear(struct outbox_names *names)
+{
+    for (size_t i = 0; i < names->n; i++)
+        free(names->v[i]);
+    free(names->v);
+    *names = (struct outbox_names){0};
+}
+
+/* Whether sp holds the message of claim h in some state: a folder of its own
+ * (the message, whatever became of it) or corrupt/ (a file named after the
+ * event: it waits for an operator, as it did before claims). An error reading
+ * it counts as held: nothing is given back on a doubt. */
+static int
+outbox_holds(spool *sp, const struct outbox_names *corrupt, const struct claim_held *h)
+{
+    char id[IDENT_TEXT + 24];
+    spool_msg *m = NULL;
+    errbuf err = {{0}};
+    int got;
+
+    claim_message_id(h->event_text, h->epoch, id, sizeof(id));
+    got = spool_get(sp, id, &m, &err);
+    spool_msg_destroy(&m);
+    if (got != 0)
+        return 1;
+    for (size_t i = 0; i < corrupt->n; i++)
+        if (strncmp(corrupt->v[i], h->event_text, IDENT_TEXT - 1) == 0)
+            return 1;
+    return 0;
+}
+
+/* At start, and after claims could not be given back: the claims this worker
+ * holds whose message its spool does not have (a new disk, a put that failed)
+ * are given back, for a sweep (the next one, its own or another worker's) to
+ * take and derive again. The others stay held: they are delivered from here. */
+static int
+outbox_give_back_lost(outbox *self, errbuf *err)
+{
+    struct outbox_names corrupt[CLAIM_NQUEUES] = {{0}};
+    spool *queues[CLAIM_NQUEUES] = {self->factory_queue, self->mail_queue};
+    size_t n = 0, given = 0;
+    struct claim_held *held = claim_held_list(self->claims, &n, err);
+    int rc = RS_OK;
+
+    if (held == NULL)
+        return RS_ERR;
+    for (int q = 0; q < CLAIM_NQUEUES && n > 0; q++)
+        if (spool_each(queues[q], SPOOL_CORRUPT, outbox_name_add, &corrupt[q], err) != RS_OK) {
+            rc = errbuf_prefix(err, "listing corrupt files");
+            goto done;
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (outbox_holds(queues[held[i].queue], &corrupt[held[i].queue], &held[i]))
+            continue;
+        if (claim_release(self->claims, held[i].event, held[i].queue, held[i].epoch, err) !=
+            RS_OK) {
+            rc = RS_ERR;
+            goto done;
+        }
+        given++;
+    }
+    log_info("event=claims_checked held=%zu given_back=%zu", n, given);
+done:
+    for (int q = 0; q < CLAIM_NQUEUES; q++)
+        outbox_names_clear(&corrupt[q]);
+    free(held);
+    return rc;
+}
+
 /* One batch: claims outbox work (claim.h), derives its messages from the
  * database, writes them, then marks what was done. Returns the number of events
  * claimed, or -1 (the claims are given back: the next sweep takes them again). */
@@ -348,7 +445,7 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
     int claimed;
 
     if (self->release_all) {
-        if (claim_release_all(self->claims, err) < 0)
+        if (outbox_give_back_lost(self, err) != RS_OK)
             return RS_ERR;
         self->release_all = 0;
     }
@@ -498,7 +595,7 @@ give_back:
             if (b->work[i].epoch[q] > 0 &&
                 claim_release(self->claims, b->work[i].event, (enum claim_queue)q,
                               b->work[i].epoch[q], &ignored) != RS_OK)
-                self->release_all = 1; /* the database is down: all of them, later */
+                self->release_all = 1; /* the database is down: later, from the list */
     return RS_ERR;
 }
 

@@ -11,6 +11,7 @@ claimed by one worker at a time (table outbox_claim, a lease with a fencing epoc
   more (the factory's and the SMTP sink's counts), its log says lease_lost.
 - A message dead on its worker and redriven with restockctl is delivered again (its
   claim opens again); restockctl status works with claims.
+- Overdue callbacks: one callback_missing alert per order across both workers.
 Figures (duplicates, takeover time) are printed as TAP comments."""
 
 import os
@@ -111,12 +112,32 @@ def shared(t, s, w2):
     t.is_((len(inbox(s, kind="ad_pause")), len(inbox(s, kind="ad_resume"))), (30, 30),
           "%s: 30 pause and 30 resume emails" % what)
     t.is_(len(set(ids_of)), len(ids_of), "%s: each email received once (by Message-ID)" % what)
-    one = delivered(s, "worker")
-    two = delivered(s, "worker2")
-    t.diag("deliveries: worker %d, worker2 %d" % (one, two))
-    t.ok(one > 0 and two > 0, "%s: both workers delivered some of the work" % what, (one, two))
+    t.diag("%s, sold out by checkouts: deliveries of worker %d, worker2 %d (the responders "
+           "ring the first)" % (what, delivered(s, "worker"), delivered(s, "worker2")))
+
+    # Products found at their point by the workers' own sweeps (no checkout, no
+    # doorbell): both sweep every second and race for the same events.
+    what = "two sweeps racing"
+    before = (delivered(s, "worker"), delivered(s, "worker2"))
+    skus = add_shop(s, 20, "LZ", stock=0)
+    t.ok(s.wait_until(lambda: all_fulfilled(s, skus), timeout=120),
+         "%s: every order sent and fulfilled" % what)
+    ids = order_ids(s, skus)
+    got = accepted(s)
+    t.ok(len(set(ids.values())) == 20 and
+         sorted(got.get(i, 0) for i in ids.values()) == [1] * 20,
+         "%s: one order per product, each requested from the factory exactly once" % what, got)
+    t.is_([s.stock(sku) for sku in skus], [REORDER] * 20, "%s: each restocked once" % what)
+    one, two = delivered(s, "worker") - before[0], delivered(s, "worker2") - before[1]
+    t.diag("%s: deliveries of worker %d, worker2 %d" % (what, one, two))
     t.is_(int(s.sql_value("SELECT COUNT(*) FROM outbox_claim WHERE done_at IS NULL")), 0,
           "%s: every claim is done" % what)
+    t.ok(s.wait_until(lambda: len(inbox(s, kind="ad_resume")) >= 50 and
+                      len(inbox(s, kind="ad_pause")) >= 50, timeout=60),
+         "%s: their pause and resume emails" % what)
+    mails = inbox(s, kind="ad_pause") + inbox(s, kind="ad_resume")
+    t.is_(len(set(m["Message-ID"] for m in mails)), len(mails),
+          "%s: each email received once (by Message-ID)" % what)
 
 
 def dead_host(t, s, w2):
@@ -223,6 +244,35 @@ def redriven(t, s, w2):
     t.is_(s.stock(sku), REORDER, "%s: restocked once" % what)
 
 
+def overdue(t, s, w2):
+    """Overdue callbacks with two workers: each order's callback_missing alert is told
+    once (the UPDATE of overdue_reported_at is the claim), by one of them."""
+    what = "overdue callbacks"
+    late = {"RESTOCK_CALLBACK_TIMEOUT": "2"}
+    s.stop("worker")
+    s.start("worker", env=late)
+    s.start_worker("worker2", env=late)
+    sim_config(s, silent=True)
+    skus = add_shop(s, 3, "LO")
+    sell_all(t, s, skus, what)
+    t.ok(s.wait_until(lambda: all(orders(s, sku) and orders(s, sku)[-1]["status"] == "sent"
+                                  for sku in skus), timeout=30),
+         "%s: the orders are sent; the factory stays silent" % what)
+    ids = list(order_ids(s, skus).values())
+
+    def told():
+        return [m for m in inbox(s, kind="callback_missing") if any(i in m.subject for i in ids)]
+    t.ok(s.wait_until(lambda: len(told()) >= 3, timeout=40),
+         "%s: operators get the callback_missing emails" % what, len(told()))
+    time.sleep(11)  # one more watch pass of both workers (every 10 s)
+    t.is_(sorted(i for m in told() for i in ids if i in m.subject), sorted(ids),
+          "%s: one email per order, from one worker" % what)
+    raised = [ln for name in ("worker", "worker2") for ln in s.log(name).splitlines()
+              if "event=callback_missing" in ln and any(i in ln for i in ids)]
+    t.is_(len(raised), 3, "%s: raised once per order across both workers" % what)
+    sim_config(s, silent=False)
+
+
 def body(t):
     with Stack(t, env=ENV) as s:
         w2 = s.start_worker("worker2")
@@ -231,6 +281,7 @@ def body(t):
         dead_host(t, s, w2)
         paused(t, s, w2)
         redriven(t, s, w2)
+        overdue(t, s, w2)
 
 
 run_tests(body)
