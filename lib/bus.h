@@ -32,11 +32,11 @@ int bus_ring(bus_pub *self, const char *topic, const char *text);
 /* The listener: binds endpoint (of a list: its first) and subscribes to every
  * doorbell. */
 bus_sub *bus_sub_new(const char *endpoints, errbuf *err);
+void bus_sub_destroy(bus_sub **self_p);
 
 /* Copies the first endpoint of a comma-separated list into out (of size bytes):
- * the worker's own when bus_listen is empty. */
+ * what a worker binds when bus_listen is empty. */
 int bus_first(const char *endpoints, char *out, size_t size, errbuf *err);
-void bus_sub_destroy(bus_sub **self_p);
 
 /* Ends ZeroMQ in this process (its I/O threads), once every bus object is
  * destroyed, at the very end of a program; a later bus_*_new starts it again. */
