@@ -490,9 +490,8 @@ main(int argc, char **argv)
     pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
     log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld worker_id=\"%s\""
              " lease_time=%ld",
-             conf_str(cf, "spool_dir"), worker_bus_listen(cf),
-             conf_int(cf, "factory_concurrency"), conf_int(cf, "mail_concurrency"),
-             outbox_owner(events), conf_int(cf, "lease_time"));
+             conf_str(cf, "spool_dir"), worker_bus_listen(cf), conf_int(cf, "factory_concurrency"),
+             conf_int(cf, "mail_concurrency"), outbox_owner(events), conf_int(cf, "lease_time"));
     /* Ready with the spool recovered and the doorbell bound; the database may
      * still be down (the sweep retries it, as during an outage). */
     notify_ready("delivering");
