@@ -1,6 +1,7 @@
 /* migrate: applies the numbered SQL migrations (NNN_name.sql) of a folder that the
  * database has not recorded yet, in order, and records each one. Safe to run twice
- * and from two hosts at once (a named lock serialises runs). */
+ * and from two hosts at once: a lock row in schema_lock serialises runs
+ * cluster-wide (GET_LOCK is node-local in Galera). */
 #ifndef RESTOCK_MIGRATE_H
 #define RESTOCK_MIGRATE_H
 

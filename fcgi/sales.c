@@ -1,13 +1,16 @@
 /* restock-sales: the Sales API behind nginx (docs/design.md §4.1): the
  * products, checkout by one atomic UPDATE for all the concurrent checkouts of a
- * product (lib/combiner), and a health check. Each responder thread has its own
- * database connection and prepared statements. */
+ * product (lib/combiner), a checkout with an Idempotency-Key in a transaction
+ * of its own that stores its answer (lib/checkout_key), and a health check.
+ * Each responder thread has its own database connection and prepared
+ * statements. */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus.h"
+#include "checkout_key.h"
 #include "combiner.h"
 #include "db.h"
 #include "ident.h"
@@ -27,18 +30,20 @@ struct sales_app {
     const conf *cf;
     const char *default_sku;
     combiner *checkouts; /* per sku: the checkouts that wait for one statement */
+    long key_retention;  /* seconds a keyed checkout's answer is replayed */
 };
 
 struct sales_thread {
     const struct sales_app *app;
     db *conn;
-    db_stmt *product;  /* one product by sku */
-    db_stmt *products; /* all, by sku */
-    db_stmt *buy;      /* the atomic decrement */
-    db_stmt *lock;     /* the stock under its row lock, when a batch does not fit */
-    order *orders;     /* opens the order at the reorder point, marks the sell-out */
-    bus_pub *bell;     /* rings the outbox events after their commit */
-    int db_down;       /* to log the database going away and coming back once */
+    db_stmt *product;   /* one product by sku */
+    db_stmt *products;  /* all, by sku */
+    db_stmt *buy;       /* the atomic decrement */
+    db_stmt *lock;      /* the stock under its row lock, when a batch does not fit */
+    order *orders;      /* opens the order at the reorder point, marks the sell-out */
+    checkout_key *keys; /* the stored answers of keyed checkouts */
+    bus_pub *bell;      /* rings the outbox events after their commit */
+    int db_down;        /* to log the database going away and coming back once */
 };
 
 #define SALES_PRODUCT_COLUMNS "product_id, sku, name, price, stock, factory_id, ad_id"
@@ -91,16 +96,32 @@ sales_product_json(db_stmt *st)
     return obj;
 }
 
-static void
-sales_reply_message(responder_request *rq, int status, const char *message)
+/* {"message":…}, or NULL when out of memory. */
+static cJSON *
+sales_message_json(const char *message)
 {
     cJSON *json = cJSON_CreateObject();
 
-    if (json == NULL || cJSON_AddStringToObject(json, "message", message) == NULL)
-        responder_reply_error(rq, 500, "out of memory");
-    else
+    if (json != NULL && cJSON_AddStringToObject(json, "message", message) == NULL)
+        cJSON_Delete(json), json = NULL;
+    return json;
+}
+
+/* Answers json (and frees it); NULL was out of memory. */
+static void
+sales_reply_answer(responder_request *rq, int status, cJSON *json)
+{
+    if (json != NULL)
         responder_reply_json(rq, status, json);
+    else
+        responder_reply_error(rq, 500, "out of memory");
     cJSON_Delete(json);
+}
+
+static void
+sales_reply_message(responder_request *rq, int status, const char *message)
+{
+    sales_reply_answer(rq, status, sales_message_json(message));
 }
 
 static void
@@ -176,10 +197,11 @@ sales_products(struct sales_thread *th, responder_request *rq)
 
 /* -- checkout ---------------------------------------------------------------------- */
 
-/* {"message":"<prefix> 남은 재고: N","sku":…,"remaining":N[,"replenishment":…]} */
-static void
-sales_reply_checkout(responder_request *rq, int status, const char *prefix, const char *sku,
-                     long long remaining, const char *replenishment)
+/* {"message":"<prefix> 남은 재고: N","sku":…,"remaining":N[,"replenishment":…]},
+ * or NULL when out of memory. */
+static cJSON *
+sales_checkout_json(const char *prefix, const char *sku, long long remaining,
+                    const char *replenishment)
 {
     char message[128];
     cJSON *json = cJSON_CreateObject();
@@ -191,11 +213,11 @@ sales_reply_checkout(responder_request *rq, int status, const char *prefix, cons
     ok = ok && cJSON_AddNumberToObject(json, "remaining", (double)remaining) != NULL;
     if (replenishment != NULL)
         ok = ok && cJSON_AddStringToObject(json, "replenishment", replenishment) != NULL;
-    if (ok)
-        responder_reply_json(rq, status, json);
-    else
-        responder_reply_error(rq, 500, "out of memory");
-    cJSON_Delete(json);
+    if (!ok) {
+        cJSON_Delete(json);
+        return NULL;
+    }
+    return json;
 }
 
 /* The word the 409 answer carries in "replenishment" for an order_refused
@@ -254,32 +276,59 @@ sales_after_sale(struct sales_thread *th, const char *sku, long long quantity, l
     sales_ring(th, &out);
 }
 
+/* A refused checkout's answer, and what to ring once it is committed. */
+struct sales_refusal {
+    int status;  /* 404 or 409 */
+    cJSON *json; /* the answer's body; NULL when out of memory */
+    struct order_open_outcome out;
+};
+
 /* The checkout changed no row: the product is unknown (404) or has less than
  * quantity left (409). While sold out, order.c counts the customer turned away
  * (and opens the order if none is: a crash after the emptying sale, or the
  * first version's policy, reorder_point -1). Asking more than remains while
  * stock is above 0 is neither a sell-out nor an order. If the database fails the
- * answer is 503, not 409: nothing was decided. */
+ * answer is 503, not 409 (RS_ERR): nothing was decided. Inside a keyed
+ * checkout's transaction, order.c's joins it (db.h: a savepoint). */
+static int
+sales_refusal(struct sales_thread *th, const char *sku, long long quantity, struct sales_refusal *r,
+              errbuf *err)
+{
+    int state = order_refused(th->orders, sku, quantity, &r->out, err);
+
+    if (state < 0)
+        return RS_ERR;
+    if (state == ORDER_NO_PRODUCT) {
+        r->status = 404;
+        r->json = sales_message_json("상품 없음");
+        return RS_OK;
+    }
+    r->status = 409;
+    r->json = sales_checkout_json("구매 실패!", sku, r->out.remaining, sales_replenishment(state));
+    return RS_OK;
+}
+
+/* After the refusal's commit: counted, and its outbox event rung. */
+static void
+sales_refusal_done(struct sales_thread *th, const struct sales_refusal *r)
+{
+    metrics_count(r->status == 404 ? METRICS_CHECKOUT_NOT_FOUND : METRICS_CHECKOUT_REFUSED);
+    sales_ring(th, &r->out);
+}
+
 static void
 sales_refused(struct sales_thread *th, responder_request *rq, const char *sku, long long quantity)
 {
     errbuf err = {{0}};
-    struct order_open_outcome out;
-    int state = order_refused(th->orders, sku, quantity, &out, &err);
+    struct sales_refusal r = {0};
 
-    if (state < 0) {
+    if (sales_refusal(th, sku, quantity, &r, &err) != RS_OK) {
         metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
         sales_unavailable(th, rq, &err);
         return;
     }
-    if (state == ORDER_NO_PRODUCT) {
-        metrics_count(METRICS_CHECKOUT_NOT_FOUND);
-        sales_reply_message(rq, 404, "상품 없음");
-        return;
-    }
-    metrics_count(METRICS_CHECKOUT_REFUSED);
-    sales_ring(th, &out);
-    sales_reply_checkout(rq, 409, "구매 실패!", sku, out.remaining, sales_replenishment(state));
+    sales_refusal_done(th, &r);
+    sales_reply_answer(rq, r.status, r.json);
 }
 
 /* One checkout in a batch of the checkouts of one sku (lib/combiner): what it
@@ -336,16 +385,15 @@ sales_batch_fail(combiner_item *batch, const errbuf *err)
  * boundary, rare. Under the row's lock, each checkout in arrival order takes its
  * whole quantity if what is left covers it, or nothing; then one UPDATE takes
  * what was given, and the commit releases the row. Any failure rolls back:
- * nothing sold, every member 503. */
-static void
-sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *sku)
+ * nothing sold. RS_ERR with err when it failed. */
+static int
+sales_batch_allocate_tx(struct sales_thread *th, combiner_item *batch, const char *sku, errbuf *err)
 {
-    errbuf err = {{0}};
     long long rows, stock, left, taken;
 
-    if (db_begin(th->conn, &err) != RS_OK)
+    if (db_begin(th->conn, err) != RS_OK)
         goto fail;
-    rows = db_stmt_exec(th->lock, &err, "s", sku);
+    rows = db_stmt_exec(th->lock, err, "s", sku);
     if (rows < 0)
         goto fail;
     if (rows == 0 || !db_stmt_next(th->lock)) {
@@ -353,11 +401,12 @@ sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *
         db_rollback(th->conn);
         for (combiner_item *it = batch; it != NULL; it = it->next)
             ((struct sales_buy *)it)->sold = 0;
-        return;
+        return RS_OK;
     }
     stock = left = db_stmt_col_int(th->lock, 0);
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sales_buy *b = (struct sales_buy *)it;
+        b->crossed = 0; /* of an earlier attempt, rolled back */
         b->sold = b->quantity <= left;
         if (b->sold) {
             left -= b->quantity;
@@ -366,23 +415,40 @@ sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *
     }
     taken = stock - left;
     if (taken > 0) {
-        rows = sales_take(th, sku, taken, &err);
+        rows = sales_take(th, sku, taken, err);
         if (rows < 0)
             goto fail;
         if (rows != 1) {
             /* Not the sku: it is the client's text, and this goes to the log. */
-            errbuf_set(&err, "a product's stock changed under its row lock");
+            errbuf_set(err, "a product's stock changed under its row lock");
             goto fail;
         }
         sales_batch_crossed(batch, db_stmt_insert_id(th->buy) % 2);
     }
-    if (db_commit(th->conn, &err) != RS_OK)
+    if (db_commit(th->conn, err) != RS_OK)
         goto fail;
-    return;
+    return RS_OK;
 
 fail:
     db_rollback(th->conn);
-    sales_batch_fail(batch, &err);
+    return RS_ERR;
+}
+
+/* The allocation, run again while the database rolled it back (a deadlock, a
+ * lock wait, a Galera certification failure of a two-writer hot row): nothing
+ * was sold, so that a conflict is never answered 503. Another failure: every
+ * member 503. */
+static void
+sales_batch_allocate(struct sales_thread *th, combiner_item *batch, const char *sku)
+{
+    errbuf err = {{0}};
+    int rc, attempts = 0;
+
+    do
+        rc = sales_batch_allocate_tx(th, batch, sku, &err);
+    while (rc != RS_OK && db_retry(th->conn, &attempts));
+    if (rc != RS_OK)
+        sales_batch_fail(batch, &err);
 }
 
 /* One statement for the whole batch, run by its leader on its own connection.
@@ -433,10 +499,96 @@ sales_checkout_result(struct sales_thread *th, responder_request *rq, const stru
     if (buy->sold) {
         metrics_count(METRICS_CHECKOUT_SOLD);
         sales_after_sale(th, buy->sku, buy->quantity, buy->remaining, buy->crossed);
-        sales_reply_checkout(rq, 200, "구매 완료!", buy->sku, buy->remaining, NULL);
+        sales_reply_answer(rq, 200,
+                           sales_checkout_json("구매 완료!", buy->sku, buy->remaining, NULL));
     } else {
         sales_refused(th, rq, buy->sku, buy->quantity);
     }
+}
+
+/* A checkout with an Idempotency-Key: not in the combiner, whose statement is
+ * shared, but in one transaction of its own that claims the key's row (a
+ * request with the same key in flight holds it: this one waits, then replays
+ * what that one answered), runs the same sale statement, and stores the answer,
+ * 200, 409 or 404, with the row before the commit. The same key and request
+ * again: that answer, byte for byte, and nothing sold; another request: 422.
+ * A failure rolls everything back and answers 503, stored nowhere: the retry
+ * runs afresh, or, when the commit did happen (the connection broke after
+ * COMMIT was sent), finds the key and is answered what the sale was. After the
+ * commit, what the sale or refusal triggers, as for any checkout. */
+static void
+sales_checkout_keyed(struct sales_thread *th, responder_request *rq, const char *key,
+                     struct sales_buy *buy)
+{
+    unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
+    struct checkout_key_answer stored;
+    struct sales_refusal answer = {0};
+    errbuf err = {{0}};
+    char print[512], *text = NULL;
+    long long rows;
+    int claim;
+
+    checkout_key_fingerprint(buy->sku, buy->quantity, fingerprint);
+    if (db_begin(th->conn, &err) != RS_OK)
+        goto fail;
+    claim = checkout_key_claim(th->keys, key, fingerprint, th->app->key_retention, &stored, &err);
+    if (claim < 0)
+        goto fail;
+    if (claim != CHECKOUT_KEY_NEW) {
+        db_rollback(th->conn); /* it wrote nothing */
+        sales_db_answered(th);
+        if (claim == CHECKOUT_KEY_MISMATCH) {
+            metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
+            responder_reply_error(
+                rq, 422,
+                "Idempotency-Key: this key was used for another checkout (another "
+                "sku or quantity); a new checkout needs a new key");
+            return;
+        }
+        metrics_count(METRICS_CHECKOUT_REPLAYED);
+        responder_header(rq, "Idempotent-Replayed", "true");
+        responder_reply_raw(rq, stored.status, stored.body, stored.len);
+        return;
+    }
+    rows = sales_take(th, buy->sku, buy->quantity, &err);
+    if (rows < 0)
+        goto fail;
+    if (rows == 1) {
+        buy->sold = 1;
+        buy->remaining = (long long)(db_stmt_insert_id(th->buy) / 2);
+        buy->crossed = (int)(db_stmt_insert_id(th->buy) % 2);
+        answer.status = 200;
+        answer.json = sales_checkout_json("구매 완료!", buy->sku, buy->remaining, NULL);
+    } else if (sales_refusal(th, buy->sku, buy->quantity, &answer, &err) != RS_OK) {
+        goto fail;
+    }
+    text = answer.json ? json_print(answer.json, print, sizeof(print)) : NULL;
+    if (text == NULL) {
+        db_rollback(th->conn);
+        responder_reply_error(rq, 500, "out of memory");
+        goto done;
+    }
+    if (checkout_key_store(th->keys, key, answer.status, text, strlen(text), &err) != RS_OK ||
+        db_commit(th->conn, &err) != RS_OK)
+        goto fail;
+    sales_db_answered(th);
+    if (buy->sold) {
+        metrics_count(METRICS_CHECKOUT_SOLD);
+        sales_after_sale(th, buy->sku, buy->quantity, buy->remaining, buy->crossed);
+    } else {
+        sales_refusal_done(th, &answer);
+    }
+    responder_reply_raw(rq, answer.status, text, strlen(text));
+    goto done;
+
+fail:
+    db_rollback(th->conn);
+    metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
+    sales_unavailable(th, rq, &err);
+done:
+    if (text != NULL)
+        json_print_free(text, print);
+    cJSON_Delete(answer.json);
 }
 
 static void
@@ -447,7 +599,15 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
     cJSON *json = NULL;
     size_t len;
     const char *body = responder_body(rq, &len);
+    const char *key_header = responder_param(rq, "HTTP_IDEMPOTENCY_KEY");
+    char key[CHECKOUT_KEY_MAX + 1];
 
+    /* A bad key is the client's mistake like a bad body: 400, nothing sold. */
+    if (key_header != NULL && checkout_key_parse(key_header, key, &err) != RS_OK) {
+        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
+        responder_reply_error(rq, 400, "%s", err.msg);
+        return;
+    }
     memset(&buy, 0, sizeof(buy));
     buy.sku = th->app->default_sku;
     buy.quantity = 1;
@@ -459,6 +619,11 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
          json_opt_int(json, "quantity", 1, SALES_QUANTITY_MAX, 0, &buy.quantity, &err) != RS_OK)) {
         metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
         responder_reply_error(rq, 400, "%s", err.msg);
+        goto done;
+    }
+    if (key_header != NULL) {
+        log_debug("event=checkout_keyed quantity=%lld", buy.quantity);
+        sales_checkout_keyed(th, rq, key, &buy);
         goto done;
     }
     /* Never read-then-write: the row lock makes the statements of one sku queue in
@@ -570,6 +735,7 @@ sales_app_init(const conf *cf, void **app_p, errbuf *err)
         return RS_ERR;
     app.cf = cf;
     app.default_sku = conf_str(cf, "default_sku");
+    app.key_retention = conf_int(cf, "idempotency_retention");
     /* A sku in flight per thread at most: one slot each. */
     app.checkouts = combiner_new((size_t)conf_int(cf, "sales_threads"));
     if (app.checkouts == NULL) {
@@ -604,6 +770,7 @@ sales_thread_fini(void *state)
 
     if (th != NULL) {
         bus_pub_destroy(&th->bell);
+        checkout_key_destroy(&th->keys);
         order_destroy(&th->orders);
         db_destroy(&th->conn); /* statements go with it */
         free(th);
@@ -653,6 +820,9 @@ sales_thread_init(void *app, void **state, errbuf *err)
     }
     th->orders = order_new(th->conn, err);
     if (th->orders == NULL)
+        goto fail;
+    th->keys = checkout_key_new(th->conn, err);
+    if (th->keys == NULL)
         goto fail;
     /* Each thread its own doorbell: ZeroMQ sockets are not thread-safe. */
     th->bell = bus_pub_new(conf_str(th->app->cf, "bus_endpoint"), err);

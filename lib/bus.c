@@ -69,11 +69,51 @@ bus_socket(int type, errbuf *err)
     return s;
 }
 
+/* Copies the n-th (from 0) item of a comma-separated list into out, without the
+ * blanks around it. Returns 1 with an item, 0 past the last one, -1 with an
+ * empty item or one longer than size (err says which). */
+static int
+bus_item(const char *list, int n, char *out, size_t size, errbuf *err)
+{
+    const char *p = list, *end;
+    size_t len;
+
+    for (int i = 0; i < n; i++) {
+        p = strchr(p, ',');
+        if (p == NULL)
+            return 0;
+        p++;
+    }
+    end = strchr(p, ',');
+    if (end == NULL)
+        end = p + strlen(p);
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    len = (size_t)(end - p);
+    while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len >= size) {
+        errbuf_set(err, "bus: endpoint %d of \"%s\" is %s", n + 1, list,
+                   len == 0 ? "empty" : "too long");
+        return -1;
+    }
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return 1;
+}
+
+int
+bus_first(const char *endpoints, char *out, size_t size, errbuf *err)
+{
+    return bus_item(endpoints, 0, out, size, err) == 1 ? RS_OK : RS_ERR;
+}
+
 bus_pub *
-bus_pub_new(const char *endpoint, errbuf *err)
+bus_pub_new(const char *endpoints, errbuf *err)
 {
     bus_pub *self = calloc(1, sizeof(*self));
-    int hwm = 1000;
+    int hwm = 1000, immediate = 1, got;
+    char endpoint[BUS_ENDPOINT_MAX];
 
     if (self == NULL) {
         errbuf_set(err, "bus: out of memory");
@@ -83,10 +123,21 @@ bus_pub_new(const char *endpoint, errbuf *err)
     if (self->socket == NULL)
         goto fail;
     zmq_setsockopt(self->socket, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    if (zmq_connect(self->socket, endpoint) != 0) {
-        errbuf_set(err, "bus: cannot connect to %s: %s", endpoint, zmq_strerror(errno));
-        goto fail;
+    /* Queue only to workers whose connection is up: one that is down would
+     * otherwise hoard up to the high-water mark of stale doorbells and get them
+     * all at once when it comes back (its start-up sweep makes them worthless). */
+    zmq_setsockopt(self->socket, ZMQ_IMMEDIATE, &immediate, sizeof(immediate));
+    /* One socket connected to every worker: PUB copies each doorbell to all of
+     * them, and ZeroMQ retries each connection on its own, so that a worker
+     * that is down costs nothing here. */
+    for (int i = 0; (got = bus_item(endpoints, i, endpoint, sizeof(endpoint), err)) == 1; i++) {
+        if (zmq_connect(self->socket, endpoint) != 0) {
+            errbuf_set(err, "bus: cannot connect to %s: %s", endpoint, zmq_strerror(errno));
+            goto fail;
+        }
     }
+    if (got < 0)
+        goto fail;
     return self;
 fail:
     bus_pub_destroy(&self);
@@ -119,14 +170,17 @@ bus_ring(bus_pub *self, const char *topic, const char *text)
 }
 
 bus_sub *
-bus_sub_new(const char *endpoint, errbuf *err)
+bus_sub_new(const char *endpoints, errbuf *err)
 {
     bus_sub *self = calloc(1, sizeof(*self));
+    char endpoint[BUS_ENDPOINT_MAX];
 
     if (self == NULL) {
         errbuf_set(err, "bus: out of memory");
         return NULL;
     }
+    if (bus_first(endpoints, endpoint, sizeof(endpoint), err) != RS_OK)
+        goto fail;
     self->socket = bus_socket(ZMQ_SUB, err);
     if (self->socket == NULL)
         goto fail;

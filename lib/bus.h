@@ -6,6 +6,8 @@
 #ifndef RESTOCK_BUS_H
 #define RESTOCK_BUS_H
 
+#include <stddef.h>
+
 #include "errbuf.h"
 
 #define BUS_STOCK_EMPTY   "stock_empty"
@@ -14,18 +16,27 @@
 typedef struct bus_pub bus_pub;
 typedef struct bus_sub bus_sub;
 
-/* A publisher connected to endpoint; one per thread (ZeroMQ sockets are not
- * thread-safe). Connecting succeeds whether or not the worker is up. */
-bus_pub *bus_pub_new(const char *endpoint, errbuf *err);
+/* Longest endpoint ("tcp://host:port", "ipc:///path") of a list. */
+#define BUS_ENDPOINT_MAX 256
+
+/* A publisher connected to every endpoint of a comma-separated list (one per
+ * worker: each gets every doorbell); one per thread (ZeroMQ sockets are not
+ * thread-safe). Connecting succeeds whether or not the workers are up. */
+bus_pub *bus_pub_new(const char *endpoints, errbuf *err);
 void bus_pub_destroy(bus_pub **self_p);
 
 /* Rings topic with an optional text (an event id, for the logs); never blocks.
  * Returns -1 only when ZeroMQ refused the message (it is then dropped). */
 int bus_ring(bus_pub *self, const char *topic, const char *text);
 
-/* The listener: binds endpoint and subscribes to every doorbell. */
-bus_sub *bus_sub_new(const char *endpoint, errbuf *err);
+/* The listener: binds endpoint (of a list: its first) and subscribes to every
+ * doorbell. */
+bus_sub *bus_sub_new(const char *endpoints, errbuf *err);
 void bus_sub_destroy(bus_sub **self_p);
+
+/* Copies the first endpoint of a comma-separated list into out (of size bytes):
+ * what a worker binds when bus_listen is empty. */
+int bus_first(const char *endpoints, char *out, size_t size, errbuf *err);
 
 /* Ends ZeroMQ in this process (its I/O threads), once every bus object is
  * destroyed, at the very end of a program; a later bus_*_new starts it again. */

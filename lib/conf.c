@@ -13,10 +13,11 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "hostlist.h"
 #include "log.h"
 #include "metrics.h"
 
-enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM };
+enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM, CONF_HOSTS };
 
 struct conf_param {
     const char *key;
@@ -34,16 +35,29 @@ static const struct conf_param conf_params[] = {
     {"log_level", CONF_ENUM, "info", 0, 0, "debug|info|warn|error", 0, "General",
      "Lowest level of the event lines written to stderr (journald)."},
 
-    {"db_host", CONF_STR, "localhost", 0, 0, NULL, 0, "Database (MySQL 8 or MariaDB 10.11)",
-     "Database host; \"localhost\" means the unix socket below."},
+    {"db_host", CONF_HOSTS, "localhost", 0, 0, NULL, 0, "Database (MySQL 8 or MariaDB 10.11)",
+     "Database host, or a comma-separated list host[:port],... tried in order (a port left out "
+     "is db_port): the first that answers is used until its connection fails, then the next; "
+     "\"localhost\" means the unix socket below."},
     {"db_port", CONF_INT, "3306", 1, 65535, NULL, 0, NULL, "Database TCP port."},
     {"db_socket", CONF_STR, "", 0, 0, NULL, 0, NULL,
      "Database unix socket; empty means the client library's default."},
     {"db_user", CONF_STR, "restock", 0, 0, NULL, 0, NULL, "Database user."},
     {"db_password", CONF_STR, "", 0, 0, NULL, 1, NULL, "Database password (secret)."},
     {"db_name", CONF_STR, "restock", 0, 0, NULL, 0, NULL, "Database name."},
-    {"db_timeout", CONF_INT, "5", 1, 600, NULL, 0, NULL,
-     "Seconds to connect, read or write before the database counts as unreachable."},
+    {"db_timeout", CONF_INT, "30", 1, 600, NULL, 0, NULL,
+     "Seconds a read or write may wait before the database counts as unreachable; longer than "
+     "the cluster's failure detection and reconfiguration (Galera: evs.inactive_timeout plus "
+     "the view change), so that a statement that commits is answered."},
+    {"db_connect_timeout", CONF_INT, "2", 1, 600, NULL, 0, NULL,
+     "Seconds to connect to one database host before the next one is tried."},
+    {"db_idle_check", CONF_INT, "1", 0, 3600, NULL, 0, NULL,
+     "Seconds a database connection may stay idle before it is checked (ping) ahead of its next "
+     "statement outside a transaction, so that a connection that died while idle (proxy or "
+     "server restart) is replaced before a statement is lost on it; 0 checks every time."},
+    {"db_retries", CONF_INT, "3", 0, 100, NULL, 0, NULL,
+     "Times a statement or transaction that the database rolled back as a deadlock, a lock wait "
+     "timeout or a cluster certification failure is run again before it fails."},
 
     {"sales_socket", CONF_STR, "/run/restock/sales.sock", 0, 0, NULL, 0,
      "FastCGI responders (nginx connects to these sockets)",
@@ -63,10 +77,18 @@ static const struct conf_param conf_params[] = {
      "Largest request body accepted, in bytes; larger ones answer 400."},
     {"default_sku", CONF_STR, "CP-502101", 0, 0, NULL, 0, NULL,
      "Product of GET /product/donut and of a POST /checkout without a sku."},
+    {"idempotency_retention", CONF_INT, "86400", 60, 31536000, NULL, 0, NULL,
+     "Seconds a checkout's Idempotency-Key is kept with its answer: a retry with the key "
+     "within them is answered the same, a key reused after them is a new checkout "
+     "(restock-worker deletes older keys)."},
 
     {"bus_endpoint", CONF_STR, "ipc:///run/restock/bus.sock", 0, 0, NULL, 0,
      "Doorbell bus (ZeroMQ)",
-     "ZeroMQ endpoint the worker binds (SUB) and the responders publish doorbells to."},
+     "ZeroMQ endpoints the responders publish doorbells to, comma-separated, one per worker "
+     "(tcp://host:port for workers on other hosts); each worker gets every doorbell."},
+    {"bus_listen", CONF_STR, "", 0, 0, NULL, 0, NULL,
+     "ZeroMQ endpoint this worker binds (SUB), e.g. tcp://10.0.0.2:5560 or tcp://*:5560; "
+     "empty: the first of bus_endpoint."},
 
     {"spool_dir", CONF_STR, "/var/spool/restock", 0, 0, NULL, 0, "Queue worker and spool",
      "Directory of the on-disk queues (one folder per queue and state)."},
@@ -94,6 +116,14 @@ static const struct conf_param conf_params[] = {
     {"mail_concurrency", CONF_INT, "1", 1, 16, NULL, 0, NULL, "SMTP sessions at once."},
     {"done_retention", CONF_INT, "604800", 0, 31536000, NULL, 0, NULL,
      "Seconds a delivered message is kept in done/ (it makes a repeated event a no-op)."},
+    {"worker_id", CONF_STR, "", 0, 0, NULL, 0, NULL,
+     "Name of this worker in the claims of outbox work (table outbox_claim) when several "
+     "workers share the database; empty: the host name and spool_dir (host:/var/spool/restock). "
+     "Unique per worker; keep it across restarts: a restarted worker takes back, under the same "
+     "message ids, the claims nobody took over meanwhile."},
+    {"lease_time", CONF_INT, "30", 3, 3600, NULL, 0, NULL,
+     "Seconds a worker's claim lasts without renewal (it renews every third of it): after a "
+     "worker host died, another worker takes its undelivered outbox work over this long after."},
 
     {"metrics_listen", CONF_STR, "127.0.0.1:9464", 0, 0, NULL, 0, "Metrics (Prometheus)",
      "Address (host:port, [v6]:port) where restock-worker serves the Prometheus metrics of "
@@ -211,6 +241,16 @@ conf_set(conf *self, size_t i, const char *value, const char *origin, errbuf *er
             return errbuf_set(err, "%s: %s = \"%s\": expected one of %s", origin, p->key, value,
                               p->choices);
         break;
+    case CONF_HOSTS: {
+        hostlist *hl = hostlist_new(value, 1, err);
+        if (hl == NULL) {
+            char msg[sizeof(err->msg)];
+            snprintf(msg, sizeof(msg), "%s", err->msg);
+            return errbuf_set(err, "%s: %s = \"%s\": %s", origin, p->key, value, msg);
+        }
+        hostlist_destroy(&hl);
+        break;
+    }
     case CONF_STR:
         break;
     }

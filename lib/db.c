@@ -6,12 +6,15 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
 
 #include "db.h"
+#include "hostlist.h"
+#include "log.h"
 
 /* MySQL 8 dropped my_bool for bool; MariaDB Connector/C keeps it. */
 #if !defined(MARIADB_PACKAGE_VERSION_ID) && defined(MYSQL_VERSION_ID) && MYSQL_VERSION_ID >= 80001
@@ -19,6 +22,9 @@ typedef bool my_bool;
 #endif
 #ifndef ER_CONNECTION_KILLED
 #define ER_CONNECTION_KILLED 1927
+#endif
+#ifndef ER_UNKNOWN_COM_ERROR
+#define ER_UNKNOWN_COM_ERROR 1047
 #endif
 
 #define DB_MAX_PARAMS 16
@@ -39,12 +45,18 @@ struct db_stmt {
 };
 
 struct db {
-    char *host, *user, *password, *name, *socket;
-    unsigned port, timeout;
+    hostlist *hosts;
+    size_t current;   /* the host in use, or the one tried first at the next connect */
+    size_t last_host; /* the host of the last connection made */
+    char *user, *password, *name, *socket;
+    unsigned timeout, connect_timeout;
+    long idle_check; /* seconds; 0: a ping before every statement outside a transaction */
+    int retries;
     int flags;
     MYSQL *conn;
-    unsigned generation; /* bumped at every new connection */
-    int in_transaction;
+    unsigned generation;       /* bumped at every new connection */
+    struct timespec last_used; /* the connection's last round trip */
+    int in_transaction;        /* depth: 1 in a transaction, more in savepoints of it */
     int failed_connection;
     unsigned last_errno;
     db_stmt *stmts;
@@ -85,15 +97,18 @@ db_new(const conf *cf, int flags)
 
     if (self == NULL)
         return NULL;
-    self->host = strdup(conf_str(cf, "db_host"));
+    self->hosts = hostlist_new(conf_str(cf, "db_host"), (unsigned)conf_int(cf, "db_port"), NULL);
     self->user = strdup(conf_str(cf, "db_user"));
     self->password = strdup(conf_str(cf, "db_password"));
     self->name = strdup(conf_str(cf, "db_name"));
     self->socket = strdup(conf_str(cf, "db_socket"));
-    self->port = (unsigned)conf_int(cf, "db_port");
     self->timeout = (unsigned)conf_int(cf, "db_timeout");
+    self->connect_timeout = (unsigned)conf_int(cf, "db_connect_timeout");
+    self->idle_check = conf_int(cf, "db_idle_check");
+    self->retries = (int)conf_int(cf, "db_retries");
     self->flags = flags;
-    if (!self->host || !self->user || !self->password || !self->name || !self->socket)
+    /* The configuration checked db_host: only memory can be short here. */
+    if (!self->hosts || !self->user || !self->password || !self->name || !self->socket)
         db_destroy(&self);
     return self;
 }
@@ -155,7 +170,7 @@ db_destroy(db **self_p)
         free(st->sql);
         free(st);
     }
-    free(self->host);
+    hostlist_destroy(&self->hosts);
     free(self->user);
     if (self->password != NULL)
         memset(self->password, 0, strlen(self->password));
@@ -170,6 +185,21 @@ db_destroy(db **self_p)
 static int
 db_is_connection_errno(unsigned code)
 {
+    return db_error_class(code) == DB_ERROR_CONNECTION;
+}
+
+/* Errors after which the server rolled back what the statement (or, for a
+ * deadlock, the whole transaction) did: running it again is safe. Galera reports
+ * a certification failure, a conflict with another node's writeset, as a deadlock. */
+static int
+db_is_retryable_errno(unsigned code)
+{
+    return db_error_class(code) == DB_ERROR_RETRYABLE;
+}
+
+enum db_error_class
+db_error_class(unsigned code)
+{
     switch (code) {
     case CR_CONNECTION_ERROR:
     case CR_CONN_HOST_ERROR:
@@ -183,15 +213,31 @@ db_is_connection_errno(unsigned code)
     case ER_QUERY_INTERRUPTED:
     case ER_CON_COUNT_ERROR:
     case ER_TOO_MANY_USER_CONNECTIONS:
+    /* A Galera node outside the primary component ("WSREP has not yet prepared node
+     * for application use"): it refuses every statement until it rejoins, so
+     * another node must be asked. */
+    case ER_UNKNOWN_COM_ERROR:
     case 4031: /* ER_CLIENT_INTERACTION_TIMEOUT: the server closed an idle connection */
-        return 1;
+        return DB_ERROR_CONNECTION;
+    case ER_LOCK_DEADLOCK:
+    case ER_LOCK_WAIT_TIMEOUT:
+        return DB_ERROR_RETRYABLE;
     default:
-        return 0;
+        return DB_ERROR_STATEMENT;
     }
 }
 
+/* The connection broke: closed, and the next connect starts at the next host
+ * (wrapping), since this one may be the one that is down. */
+static void
+db_drop(db *self)
+{
+    db_disconnect(self);
+    self->current = (self->current + 1) % hostlist_count(self->hosts);
+}
+
 /* Records a failure of the connection or statement; a broken connection is closed
- * so that the next call connects again. */
+ * so that the next call connects again, to the next host. */
 static int
 db_fail(db *self, unsigned code, const char *what, const char *detail, errbuf *err)
 {
@@ -199,26 +245,43 @@ db_fail(db *self, unsigned code, const char *what, const char *detail, errbuf *e
     self->last_errno = code;
     errbuf_set(err, "database: %s: %s (%u)", what, detail, code);
     if (self->failed_connection)
-        db_disconnect(self);
+        db_drop(self);
     return RS_ERR;
 }
 
+static void
+db_touch(db *self)
+{
+    clock_gettime(CLOCK_MONOTONIC, &self->last_used);
+}
+
+/* Host i as logs name it: "localhost" is the unix socket. */
+static const char *
+db_host_name(const db *self, size_t i)
+{
+    if (strcmp(hostlist_host(self->hosts, i), "localhost") != 0)
+        return hostlist_name(self->hosts, i);
+    return *self->socket ? self->socket : "localhost";
+}
+
+/* One attempt at host i; on failure err holds the host's error, without the
+ * password. */
 static int
-db_connect(db *self, errbuf *err)
+db_connect_to(db *self, size_t i, errbuf *err)
 {
     unsigned long flags = 0;
     my_bool off = 0;
-    const char *host = self->host;
+    const char *host = hostlist_host(self->hosts, i);
     const char *init = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+    /* "localhost" is the unix socket (the client library's rule); db_socket names it. */
+    const char *socket = *self->socket && strcmp(host, "localhost") == 0 ? self->socket : NULL;
 
-    if (self->conn != NULL)
-        return RS_OK;
     self->conn = mysql_init(NULL);
-    if (self->conn == NULL) {
-        self->failed_connection = 1;
-        return errbuf_set(err, "database: out of memory");
-    }
-    mysql_options(self->conn, MYSQL_OPT_CONNECT_TIMEOUT, &self->timeout);
+    if (self->conn == NULL)
+        return errbuf_set(err, "out of memory");
+    /* A dead host costs the connect timeout, a short one; a live host's answer
+     * may take the read timeout, longer than the cluster's failure detection. */
+    mysql_options(self->conn, MYSQL_OPT_CONNECT_TIMEOUT, &self->connect_timeout);
     mysql_options(self->conn, MYSQL_OPT_READ_TIMEOUT, &self->timeout);
     mysql_options(self->conn, MYSQL_OPT_WRITE_TIMEOUT, &self->timeout);
     mysql_options(self->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
@@ -228,20 +291,90 @@ db_connect(db *self, errbuf *err)
     mysql_options(self->conn, MYSQL_INIT_COMMAND, init);
     if (self->flags & DB_MULTI_STATEMENTS)
         flags |= CLIENT_MULTI_STATEMENTS;
-    if (mysql_real_connect(self->conn, host, self->user, self->password, self->name, self->port,
-                           *self->socket ? self->socket : NULL, flags) == NULL) {
-        unsigned code = mysql_errno(self->conn);
-        char detail[400];
-        snprintf(detail, sizeof(detail), "%s", mysql_error(self->conn));
+    if (mysql_real_connect(self->conn, host, self->user, self->password, self->name,
+                           hostlist_port(self->hosts, i), socket, flags) == NULL) {
+        errbuf_set(err, "%s: %s (%u)", db_host_name(self, i), mysql_error(self->conn),
+                   mysql_errno(self->conn));
         mysql_close(self->conn);
         self->conn = NULL;
-        self->failed_connection = 1;
-        return errbuf_set(err, "database: cannot connect to %s@%s/%s: %s (%u)", self->user,
-                          *self->socket ? self->socket : host, self->name, detail, code);
+        return RS_ERR;
     }
-    self->generation++;
-    self->failed_connection = 0;
     return RS_OK;
+}
+
+/* Connects to the first host that answers, starting at the current one and
+ * wrapping; a move to another host than the last connection's is logged once. */
+static int
+db_connect(db *self, errbuf *err)
+{
+    size_t n = hostlist_count(self->hosts), from = self->current;
+    char tried[sizeof(err->msg)];
+    size_t used = 0;
+
+    if (self->conn != NULL)
+        return RS_OK;
+    tried[0] = '\0';
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (from + k) % n;
+        errbuf one = {{0}};
+        if (db_connect_to(self, i, &one) == RS_OK) {
+            /* The first connection counts as coming from the first host. */
+            if (i != self->last_host)
+                log_warn("event=db_failover from=%s to=%s", db_host_name(self, self->last_host),
+                         db_host_name(self, i));
+            self->current = self->last_host = i;
+            self->generation++;
+            self->failed_connection = 0;
+            db_touch(self);
+            return RS_OK;
+        }
+        used += (size_t)snprintf(tried + used, used < sizeof(tried) ? sizeof(tried) - used : 0,
+                                 "%s%s", k ? "; " : "", one.msg);
+        if (used >= sizeof(tried))
+            used = sizeof(tried) - 1;
+    }
+    self->failed_connection = 1;
+    self->last_errno = CR_CONNECTION_ERROR;
+    return errbuf_set(err, "database: cannot connect as %s to %s on %s%s", self->user, self->name,
+                      n > 1 ? "any of its hosts: " : "", tried);
+}
+
+/* Before a statement outside a transaction on a connection idle for db_idle_check
+ * seconds or more: a ping, and on failure a new connection (the next host), so
+ * that a connection that died while idle (a proxy or server restart) never takes
+ * a statement down with it. A busy connection pays nothing. */
+static int
+db_ready(db *self, errbuf *err)
+{
+    struct timespec now;
+
+    if (self->conn == NULL)
+        return db_connect(self, err);
+    if (self->in_transaction)
+        return RS_OK;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (self->idle_check > 0 && (now.tv_sec - self->last_used.tv_sec) * 1000000000L +
+                                        (now.tv_nsec - self->last_used.tv_nsec) <
+                                    self->idle_check * 1000000000L)
+        return RS_OK;
+    if (mysql_ping(self->conn) == 0) {
+        self->last_used = now;
+        return RS_OK;
+    }
+    log_info("event=db_reconnect host=%s reason=\"%s (%u)\" action=\"the connection died while "
+             "idle: connecting again before the next statement\"",
+             db_host_name(self, self->current), mysql_error(self->conn), mysql_errno(self->conn));
+    db_drop(self);
+    return db_connect(self, err);
+}
+
+/* A round trip succeeded: the connection is fresh, and no failure is pending. */
+static void
+db_answered(db *self)
+{
+    db_touch(self);
+    self->last_errno = 0;
+    self->failed_connection = 0;
 }
 
 int
@@ -251,6 +384,7 @@ db_ping(db *self, errbuf *err)
         return RS_ERR;
     if (mysql_ping(self->conn) != 0)
         return db_fail(self, mysql_errno(self->conn), "ping", mysql_error(self->conn), err);
+    db_answered(self);
     return RS_OK;
 }
 
@@ -261,11 +395,29 @@ db_failed_connection(const db *self)
 }
 
 int
+db_retryable(const db *self)
+{
+    return db_is_retryable_errno(self->last_errno);
+}
+
+int
+db_retry(db *self, int *attempts)
+{
+    if (!db_is_retryable_errno(self->last_errno) || *attempts >= self->retries)
+        return 0;
+    (*attempts)++;
+    log_info("event=db_retry attempt=%d error=%u reason=\"rolled back by the database (deadlock, "
+             "lock wait or certification failure): run again\"",
+             *attempts, self->last_errno);
+    return 1;
+}
+
+int
 db_run(db *self, const char *sql, errbuf *err)
 {
     int status;
 
-    if (db_connect(self, err) != RS_OK)
+    if (db_ready(self, err) != RS_OK)
         return RS_ERR;
     if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
         return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn), err);
@@ -279,16 +431,47 @@ db_run(db *self, const char *sql, errbuf *err)
         if (status > 0)
             return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn), err);
     } while (status == 0);
+    db_answered(self);
     return RS_OK;
+}
+
+/* The savepoint of nesting depth (1: the first inside the transaction). */
+static void
+db_savepoint_sql(char *buf, size_t cap, const char *verb, int depth)
+{
+    snprintf(buf, cap, "%s rs_nested_%d", verb, depth);
 }
 
 int
 db_begin(db *self, errbuf *err)
 {
-    if (db_connect(self, err) != RS_OK)
-        return RS_ERR;
-    if (mysql_real_query(self->conn, "START TRANSACTION", 17) != 0)
-        return db_fail(self, mysql_errno(self->conn), "begin", mysql_error(self->conn), err);
+    char sql[64];
+
+    if (self->in_transaction > 0) {
+        /* START TRANSACTION would commit the open one: a nested transaction
+         * (order.c's, inside a keyed checkout's) is a savepoint of it. */
+        if (self->conn == NULL)
+            return errbuf_set(err, "database: begin inside a transaction whose connection broke");
+        db_savepoint_sql(sql, sizeof(sql), "SAVEPOINT", self->in_transaction);
+        if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
+            return db_fail(self, mysql_errno(self->conn), "savepoint", mysql_error(self->conn),
+                           err);
+        self->in_transaction++;
+        return RS_OK;
+    }
+    /* A connection that died while idle fails the first statement sent on it
+     * (db_ready's ping catches most of them); nothing was done yet, so beginning
+     * again on a new connection is safe. */
+    for (int attempt = 0;; attempt++) {
+        if (db_ready(self, err) != RS_OK)
+            return RS_ERR;
+        if (mysql_real_query(self->conn, "START TRANSACTION", 17) == 0)
+            break;
+        db_fail(self, mysql_errno(self->conn), "begin", mysql_error(self->conn), err);
+        if (attempt > 0 || self->conn != NULL)
+            return RS_ERR;
+    }
+    db_answered(self);
     self->in_transaction = 1;
     return RS_OK;
 }
@@ -296,17 +479,42 @@ db_begin(db *self, errbuf *err)
 int
 db_commit(db *self, errbuf *err)
 {
+    char sql[64];
+
     if (self->conn == NULL)
         return errbuf_set(err, "database: commit without a connection");
+    if (self->in_transaction > 1) {
+        /* A nested one: its work stays in the open transaction, to be committed
+         * (or rolled back) with it. */
+        self->in_transaction--;
+        db_savepoint_sql(sql, sizeof(sql), "RELEASE SAVEPOINT", self->in_transaction);
+        if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
+            return db_fail(self, mysql_errno(self->conn), "release savepoint",
+                           mysql_error(self->conn), err);
+        return RS_OK;
+    }
     self->in_transaction = 0;
     if (mysql_commit(self->conn) != 0)
         return db_fail(self, mysql_errno(self->conn), "commit", mysql_error(self->conn), err);
+    db_answered(self);
     return RS_OK;
 }
 
 void
 db_rollback(db *self)
 {
+    char sql[64];
+
+    if (self->conn != NULL && self->in_transaction > 1) {
+        /* A nested one undoes its own work only. A savepoint the server dropped
+         * (a deadlock rolled the whole transaction back) fails: closing the
+         * connection makes sure the outer transaction fails too. */
+        self->in_transaction--;
+        db_savepoint_sql(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT", self->in_transaction);
+        if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
+            db_disconnect(self);
+        return;
+    }
     if (self->conn != NULL && self->in_transaction && mysql_rollback(self->conn) != 0)
         db_disconnect(self); /* closing the connection rolls back too */
     self->in_transaction = 0;
@@ -336,7 +544,7 @@ db_stmt_prepare(db_stmt *st, errbuf *err)
 {
     db *self = st->owner;
 
-    if (db_connect(self, err) != RS_OK)
+    if (db_ready(self, err) != RS_OK)
         return RS_ERR;
     if (st->handle != NULL && st->generation == self->generation)
         return RS_OK;
@@ -413,6 +621,7 @@ db_stmt_exec_once(db_stmt *st, errbuf *err, const char *types, va_list ap)
     my_bool nulls[DB_MAX_PARAMS];
     size_t n = strlen(types);
 
+    st->owner->last_errno = 0; /* a failure below that is not the server's is not retried */
     if (n > DB_MAX_PARAMS)
         return errbuf_set(err, "database: %zu parameters, at most %d", n, DB_MAX_PARAMS);
     if (db_stmt_prepare(st, err) != RS_OK)
@@ -465,7 +674,7 @@ db_stmt_exec_once(db_stmt *st, errbuf *err, const char *types, va_list ap)
     }
     if (db_stmt_bind_result(st, err) != RS_OK)
         return RS_ERR;
-    st->owner->failed_connection = 0;
+    db_answered(st->owner);
     if (st->has_result)
         return (long long)mysql_stmt_num_rows(st->handle);
     return (long long)mysql_stmt_affected_rows(st->handle);
@@ -475,25 +684,37 @@ long long
 db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...)
 {
     db *self = st->owner;
-    int in_transaction = self->in_transaction;
-    unsigned generation = self->generation;
+    int in_transaction = self->in_transaction, retries = 0;
+    size_t resends = 0;
     long long rows;
     va_list ap;
 
-    va_start(ap, types);
-    rows = db_stmt_exec_once(st, err, types, ap);
-    va_end(ap);
-    /* A connection that died while idle (server restarted, idle timeout) fails the
-     * first statement sent on it. Sending again on a new connection is safe when the
-     * statement never reached the server (gone before sending), or when running it
-     * twice does no harm; never inside a transaction, which died with it. */
-    if (rows < 0 && !in_transaction && self->conn == NULL && generation != 0 &&
-        (st->flags & DB_IDEMPOTENT || self->last_errno == CR_SERVER_GONE_ERROR)) {
+    for (;;) {
         va_start(ap, types);
         rows = db_stmt_exec_once(st, err, types, ap);
         va_end(ap);
+        /* Inside a transaction nothing is sent again: the caller runs the whole
+         * transaction again (db_retry) or gives up. */
+        if (rows >= 0 || in_transaction)
+            return rows;
+        /* A connection that broke under the statement: sending again on a new
+         * connection (the next host) is safe when the statement never reached the
+         * server (gone before sending), was refused unrun (a node outside the
+         * primary component), or does no harm twice. Not after a failed connect:
+         * every host was tried already. The idle check (db_ready) makes the first
+         * case rare. */
+        if (self->conn == NULL && self->last_errno != CR_CONNECTION_ERROR &&
+            resends < hostlist_count(self->hosts) &&
+            (st->flags & DB_IDEMPOTENT || self->last_errno == CR_SERVER_GONE_ERROR ||
+             self->last_errno == ER_UNKNOWN_COM_ERROR)) {
+            resends++;
+            continue;
+        }
+        /* Rolled back by the server (deadlock, lock wait, certification): the
+         * autocommit statement did nothing, so it runs again. */
+        if (!db_retry(self, &retries))
+            return rows;
     }
-    return rows;
 }
 
 int

@@ -1,7 +1,13 @@
 /* db: a connection to MySQL/MariaDB with prepared statements that survive a lost
  * connection. A db is used by one thread at a time; each thread owns its own. The
  * connection is made at first use and made again after the server went away, and
- * every statement is prepared again on the new connection. */
+ * every statement is prepared again on the new connection.
+ *
+ * db_host may list several hosts (a Galera cluster without a proxy): the first
+ * that answers is used until its connection fails; then the next one (wrapping),
+ * logged as event=db_failover. A connection idle for db_idle_check seconds is
+ * pinged before the next statement outside a transaction, and replaced when it
+ * died, so that a proxy or server restart costs no statement. */
 #ifndef RESTOCK_DB_H
 #define RESTOCK_DB_H
 
@@ -36,13 +42,38 @@ void db_destroy(db **self_p);
 /* Connects if not connected; answers whether the server answers (ping). */
 int db_ping(db *self, errbuf *err);
 
-/* 1 when the last failure was the connection (server down, lost, timed out) rather
- * than the statement: callers answer 503 for those. */
+/* 1 when the last failure was the connection (server down, lost, timed out, a
+ * Galera node outside the primary component) rather than the statement: callers
+ * answer 503 for those. */
 int db_failed_connection(const db *self);
+
+/* 1 when the last failure was a deadlock, a lock wait timeout or a Galera
+ * certification failure: the database rolled the work back, so that a whole
+ * transaction may be run again. An autocommit statement is run again by
+ * db_stmt_exec itself. */
+int db_retryable(const db *self);
+
+/* What a MySQL error number means to restock: the connection failed (lost, timed
+ * out, refused, a Galera node outside the primary component: reconnect, to the
+ * next host); the database rolled the work back (a deadlock, a lock wait timeout,
+ * a certification failure: run it again); or the statement itself failed. */
+enum db_error_class { DB_ERROR_STATEMENT, DB_ERROR_CONNECTION, DB_ERROR_RETRYABLE };
+enum db_error_class db_error_class(unsigned code);
+
+/* The retry of a transaction: 1 (and the attempt logged, *attempts counted) when
+ * the last failure is db_retryable and fewer than db_retries attempts were made,
+ * after the caller rolled back. Every transaction runs in such a loop:
+ *     int attempts = 0;
+ *     do rc = my_tx(...); while (rc < 0 && db_retry(conn, &attempts)); */
+int db_retry(db *self, int *attempts);
 
 /* Runs text SQL without parameters (DDL, migrations); drains every result. */
 int db_run(db *self, const char *sql, errbuf *err);
 
+/* A db_begin inside an open transaction opens a savepoint of it: its
+ * db_commit releases the savepoint (the work is committed with the outer
+ * transaction) and its db_rollback undoes its own work only. So a module's
+ * transaction joins the caller's when there is one. */
 int db_begin(db *self, errbuf *err);
 int db_commit(db *self, errbuf *err);
 /* Rolls back if a transaction is open; never fails (a broken connection rolls back). */

@@ -10,7 +10,8 @@
 #include "order.h"
 #include "utf8.h"
 
-/* Deadlocks and lock waits of a delivery are resolved by running it again. */
+/* A delivery that lost its connection runs again on a new one (it is idempotent:
+ * a repeated delivery changes nothing), this many times in all. */
 #define ORDER_FULFIL_TRIES 3
 #define ORDER_ERROR_CHARS  500 /* replenishment_order.last_error */
 #define ORDER_STR_(x)      #x
@@ -182,8 +183,10 @@ static const struct {
                     " AND r.sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
                     " LIMIT " ORDER_STR(ORDER_OVERDUE_MAX),
                     DB_IDEMPOTENT},
+    /* The claim of the report: with several workers, only the one whose UPDATE
+     * changed the row tells operators. */
     [ST_REPORTED] = {"UPDATE replenishment_order SET overdue_reported_at = CURRENT_TIMESTAMP(6)"
-                     " WHERE order_id = ?",
+                     " WHERE order_id = ? AND overdue_reported_at IS NULL",
                      0},
     /* The metrics' restock_orders_overdue: reported or not, as long as it lasts. */
     [ST_OVERDUE_COUNT] = {"SELECT COUNT(*) FROM replenishment_order WHERE status = 'sent'"
@@ -416,12 +419,26 @@ fail:
     return RS_ERR;
 }
 
+/* order_reorder_tx, run again while the database rolled it back (a deadlock, a
+ * lock wait, a Galera certification failure): nothing of it happened. */
+static int
+order_reorder_retried(order *self, const char *sku, long long turned,
+                      struct order_open_outcome *out, int *result, errbuf *err)
+{
+    int rc, attempts = 0;
+
+    do
+        rc = order_reorder_tx(self, sku, turned, out, result, err);
+    while (rc < 0 && db_retry(self->conn, &attempts));
+    return rc;
+}
+
 int
 order_reorder(order *self, const char *sku, struct order_open_outcome *out, errbuf *err)
 {
     int result;
 
-    return order_reorder_tx(self, sku, 0, out, &result, err);
+    return order_reorder_retried(self, sku, 0, out, &result, err);
 }
 
 int
@@ -457,7 +474,7 @@ order_refused(order *self, const char *sku, long long quantity, struct order_ope
             return RS_ERR;
         return ORDER_PENDING;
     }
-    if (order_reorder_tx(self, sku, quantity, out, &result, err) < 0)
+    if (order_reorder_retried(self, sku, quantity, out, &result, err) < 0)
         return RS_ERR;
     return result;
 }
@@ -784,7 +801,7 @@ order_fulfil(order *self, const char *order_id, long long quantity, int flags,
     unsigned char id[IDENT_BYTES];
     char text[IDENT_TEXT];
     struct order_view v;
-    int rc = RS_ERR;
+    int rc, attempts = 0, tries = 1;
 
     memset(out, 0, sizeof(*out));
     if (order_id_parse(order_id, id, "fulfilling order", err) != RS_OK)
@@ -798,13 +815,19 @@ order_fulfil(order *self, const char *order_id, long long quantity, int flags,
     default:
         return RS_ERR;
     }
-    for (int attempt = 1; attempt <= ORDER_FULFIL_TRIES && rc != RS_OK; attempt++) {
+    /* A deadlock, lock wait or certification failure rolled the delivery back:
+     * it is run again (db_retry logs each attempt); so is one whose connection
+     * broke. Any other failure is final. */
+    for (;;) {
         rc = order_fulfil_once(self, id, v.product_id, quantity, flags, out, err);
-        if (rc != RS_OK)
-            log_warn("event=delivery_retry order=%s attempt=%d error=\"%s\"", text, attempt,
-                     err->msg);
+        if (rc == RS_OK)
+            return RS_OK;
+        if (db_retry(self->conn, &attempts))
+            continue;
+        if (!db_failed_connection(self->conn) || tries == ORDER_FULFIL_TRIES)
+            return rc;
+        log_warn("event=delivery_retry order=%s attempt=%d error=\"%s\"", text, tries++, err->msg);
     }
-    return rc;
 }
 
 /* --- overdue callbacks ----------------------------------------------------------- */
@@ -841,7 +864,15 @@ order_each_overdue(order *self, long timeout,
 int
 order_overdue_reported(order *self, const char *order_id, errbuf *err)
 {
-    return order_change(self, ST_REPORTED, order_id, 0, NULL, "marking order", "reported", err);
+    unsigned char id[IDENT_BYTES];
+    long long rows;
+
+    if (order_id_parse(order_id, id, "marking order reported", err) != RS_OK)
+        return RS_ERR;
+    rows = db_stmt_exec(self->st[ST_REPORTED], err, "b", id, sizeof(id));
+    if (rows < 0)
+        return errbuf_prefix(err, "marking order %s reported", order_id);
+    return rows > 0 ? 1 : 0;
 }
 
 long long

@@ -240,7 +240,9 @@ int order_each_overdue(order *self, long timeout,
                        void (*fn)(void *arg, const struct order_overdue *late), void *arg,
                        errbuf *err);
 
-/* Operators were told that its callback is overdue: it is not reported again. */
+/* Operators are to be told that its callback is overdue: it is not reported
+ * again. Returns 1 when this call marked it (tell them), 0 when it was marked
+ * already (by another worker: it tells them), or RS_ERR. */
 int order_overdue_reported(order *self, const char *order_id, errbuf *err);
 
 /* Orders sent longer than timeout seconds ago whose callback has not come

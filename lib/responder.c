@@ -398,7 +398,7 @@ responder_header(responder_request *rq, const char *name, const char *value)
     return RS_OK;
 }
 
-static int
+int
 responder_reply_raw(responder_request *rq, int status, const char *body, size_t len)
 {
     FCGX_Stream *out = rq->fcgx.out;

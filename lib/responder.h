@@ -80,6 +80,11 @@ int responder_header(responder_request *rq, const char *name, const char *value)
  * charset=utf-8; UTF-8 text unescaped). RS_ERR when the client is gone. */
 int responder_reply_json(responder_request *rq, int status, const cJSON *json);
 
+/* Answers with status and body, JSON text the caller made (len bytes), as
+ * responder_reply_json would have sent it: a stored answer replayed byte for
+ * byte. */
+int responder_reply_raw(responder_request *rq, int status, const char *body, size_t len);
+
 /* Answers {"error":"<formatted message>"}. */
 int responder_reply_error(responder_request *rq, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

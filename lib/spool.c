@@ -646,7 +646,7 @@ spool_next_created(spool *self)
 int
 spool_put(spool *self, const char *id, const char *key, const void *body, size_t len, errbuf *err)
 {
-    spool_item item = {id, key, body, len, 0};
+    spool_item item = {id, key, body, len, 0, 0};
 
     if (spool_put_batch(self, &item, 1, err) < 0)
         return RS_ERR;
@@ -723,8 +723,8 @@ spool_put_batch(spool *self, spool_item *items, size_t n, errbuf *err)
         size_t len;
         int w;
 
-        if (spool_msg_render_new(it->id, self->queue, it->key, pend[i].created, it->body, it->len,
-                                 &data, &len, err) < 0)
+        if (spool_msg_render_claimed(it->id, self->queue, it->key, it->claim, pend[i].created,
+                                     it->body, it->len, &data, &len, err) < 0)
             goto done;
         w = spool_tmp_write(self, it->id, data, len, sync_each, pend[i].tmp, sizeof(pend[i].tmp),
                             err);

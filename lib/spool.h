@@ -63,6 +63,7 @@ typedef struct spool_item {
     const void *body;
     size_t len;
     int added;
+    long long claim; /* claim epoch written into the message (spool_msg_claim); 0: none */
 } spool_item;
 
 /* Called for every file moved to corrupt/: where it was, where it went, why. It may

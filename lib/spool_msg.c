@@ -24,6 +24,7 @@ struct spool_msg {
     char *id, *queue, *key;
     int64_t created; /* nanoseconds since the epoch: FIFO order within a second */
     int attempts;
+    long long claim; /* the claim epoch of the outbox work it delivers; 0: none */
     time_t due, died_at;
     char *last_error, *death_reason;
     char **history;
@@ -130,6 +131,8 @@ spool_msg_render(const spool_msg *self, char **out, size_t *outlen, errbuf *err)
             (long long)(self->created % SPOOL_MSG_NS));
     spool_msg_put_time(f, (time_t)(self->created / SPOOL_MSG_NS));
     fprintf(f, "attempts: %d\n", self->attempts);
+    if (self->claim > 0)
+        fprintf(f, "claim: %lld\n", self->claim);
     if (self->due != 0) {
         fprintf(f, "due: %lld", (long long)self->due);
         spool_msg_put_time(f, self->due);
@@ -166,8 +169,9 @@ fail:
 }
 
 int
-spool_msg_render_new(const char *id, const char *queue, const char *key, int64_t created_ns,
-                     const void *body, size_t len, char **out, size_t *outlen, errbuf *err)
+spool_msg_render_claimed(const char *id, const char *queue, const char *key, long long claim,
+                         int64_t created_ns, const void *body, size_t len, char **out,
+                         size_t *outlen, errbuf *err)
 {
     /* Borrowed fields, never freed: a put renders its body without copying it. */
     spool_msg m = {0};
@@ -175,10 +179,18 @@ spool_msg_render_new(const char *id, const char *queue, const char *key, int64_t
     m.id = (char *)id;
     m.queue = (char *)queue;
     m.key = key != NULL && key[0] != '\0' ? (char *)key : NULL;
+    m.claim = claim > 0 ? claim : 0;
     m.created = created_ns;
     m.body = (char *)body;
     m.len = len;
     return spool_msg_render(&m, out, outlen, err);
+}
+
+int
+spool_msg_render_new(const char *id, const char *queue, const char *key, int64_t created_ns,
+                     const void *body, size_t len, char **out, size_t *outlen, errbuf *err)
+{
+    return spool_msg_render_claimed(id, queue, key, 0, created_ns, body, len, out, outlen, err);
 }
 
 /* Parses a whole decimal number in [min, max] ending at the end of v or a space. */
@@ -235,6 +247,10 @@ spool_msg_header(spool_msg *self, const char *name, const char *v, int *seen_len
         if (spool_msg_parse_num(v, 0, INT_MAX, &x, NULL) < 0)
             return BAD("bad attempts \"%.40s\"", v);
         self->attempts = (int)x;
+    } else if (strcmp(name, "claim") == 0) {
+        if (spool_msg_parse_num(v, 1, INT64_MAX, &x, NULL) < 0)
+            return BAD("bad claim \"%.40s\"", v);
+        self->claim = x;
     } else if (strcmp(name, "due") == 0) {
         if (spool_msg_parse_num(v, 0, INT64_MAX / SPOOL_MSG_NS, &x, NULL) < 0)
             return BAD("bad due time \"%.40s\"", v);
@@ -564,6 +580,12 @@ int64_t
 spool_msg_created_ns(const spool_msg *self)
 {
     return self->created;
+}
+
+long long
+spool_msg_claim(const spool_msg *self)
+{
+    return self->claim;
 }
 
 int

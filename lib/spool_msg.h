@@ -11,6 +11,7 @@
  *     key: 9a41…                     (ordering key, optional)
  *     created: 1712345678.123456789 2024-04-05T19:34:38Z
  *     attempts: 2                    (failed attempts so far)
+ *     claim: 3                       (the claim epoch of its outbox work, optional)
  *     due: 1712345700 2024-04-05T19:35:00Z        (deferred: when it is due)
  *     last-error: HTTP 500 from …    (optional)
  *     died-at: 1712349999 2024-04-05T20:46:39Z   (dead only)
@@ -74,6 +75,9 @@ enum spool_state spool_msg_state(const spool_msg *self);
 time_t spool_msg_created(const spool_msg *self);
 int64_t spool_msg_created_ns(const spool_msg *self); /* nanoseconds: the queue's order */
 int spool_msg_attempts(const spool_msg *self);
+/* The epoch of the outbox claim (workers/claim.h) the message was made under,
+ * which every delivery attempt checks; 0: none (alerts, stored callbacks). */
+long long spool_msg_claim(const spool_msg *self);
 time_t spool_msg_due(const spool_msg *self); /* 0: none */
 const char *spool_msg_last_error(const spool_msg *self);
 time_t spool_msg_died_at(const spool_msg *self); /* 0: not dead */
@@ -88,6 +92,11 @@ const char *spool_msg_history(const spool_msg *self, size_t i);
  * the spool's rules but the body's size. */
 int spool_msg_render_new(const char *id, const char *queue, const char *key, int64_t created_ns,
                          const void *body, size_t len, char **out, size_t *outlen, errbuf *err);
+
+/* The same, for a message made under claim epoch `claim` (0: none). */
+int spool_msg_render_claimed(const char *id, const char *queue, const char *key, long long claim,
+                             int64_t created_ns, const void *body, size_t len, char **out,
+                             size_t *outlen, errbuf *err);
 
 /* The bytes of self's file, malloc'd into *out. */
 int spool_msg_render(const spool_msg *self, char **out, size_t *outlen, errbuf *err);

@@ -7,6 +7,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "claim.h"
 #include "db.h"
 #include "delivery.h"
 #include "drivers.h"
@@ -92,12 +93,63 @@ drivers_alert_dead(const spool_msg *msg, const char *queue_name, const char *rea
     drivers_raise(msg, queue_name, "dead_letter", vars);
 }
 
+/* --- claims ----------------------------------------------------------------- */
+
+/* A delivery thread's claims, on its own connection (made at its start; it
+ * connects at the first message that carries a claim). */
+static claim *
+drivers_claims(db *conn, const conf *cf, errbuf *err)
+{
+    char owner[CLAIM_OWNER_MAX];
+
+    claim_owner_of(cf, owner);
+    return claim_new(conn, owner, conf_int(cf, "lease_time"), err);
+}
+
+/* The owns hook of queue.h, for queue q. */
+static int
+drivers_owns(claim *c, enum claim_queue q, const spool_msg *msg, errbuf *err)
+{
+    char event[IDENT_TEXT], now[CLAIM_OWNER_MAX + 64];
+    int rc;
+
+    if (claim_event_of_id(spool_msg_id(msg), event) != RS_OK) {
+        /* A claim on a message that names no event: nothing to hold it by. */
+        errbuf_set(err, "outbox_event=? claim=\"the message id names no event\"");
+        return 0;
+    }
+    rc = claim_check(c, event, q, spool_msg_claim(msg), now, sizeof(now), err);
+    if (rc == 0)
+        errbuf_set(err, "outbox_event=%s claim=\"%s\"", event, now);
+    return rc;
+}
+
+/* The ended hook of queue.h: marked under the message's epoch. A failure leaves
+ * the claim held and renewed by this worker (nobody else sends it); the next
+ * start marks it, finding the message finished in the spool. */
+static void
+drivers_ended(claim *c, enum claim_queue q, const spool_msg *msg)
+{
+    char event[IDENT_TEXT];
+    errbuf err = {{0}};
+    int rc;
+
+    if (claim_event_of_id(spool_msg_id(msg), event) != RS_OK)
+        return;
+    rc = claim_done(c, event, q, spool_msg_claim(msg), &err);
+    if (rc < 0)
+        log_error("event=claim_done_failed id=%s error=\"%s\"", spool_msg_id(msg), err.msg);
+    else if (rc == 0)
+        log_warn("event=claim_done_lost id=%s epoch=%lld", spool_msg_id(msg), spool_msg_claim(msg));
+}
+
 /* --- factory ------------------------------------------------------------- */
 
 struct factory_thread {
     db *conn;
     http *client;
     order *orders;
+    claim *claims;
     factory *driver;
     conf *cf; /* the snapshot driver reads (a reference, or NULL: the start's) */
 };
@@ -136,6 +188,7 @@ factory_thread_fini(void *state)
     if (t != NULL) {
         factory_destroy(&t->driver);
         conf_destroy(&t->cf);
+        claim_destroy(&t->claims);
         order_destroy(&t->orders);
         http_destroy(&t->client);
         db_destroy(&t->conn);
@@ -166,6 +219,9 @@ factory_thread_init(const conf *cf, void **state, errbuf *err)
         goto fail;
     t->orders = order_new(t->conn, err);
     if (t->orders == NULL)
+        goto fail;
+    t->claims = drivers_claims(t->conn, cf, err);
+    if (t->claims == NULL)
         goto fail;
     t->driver = factory_new(cf, t->orders, t->client, err);
     if (t->driver == NULL)
@@ -213,6 +269,18 @@ factory_queue_dead(void *state, const spool_msg *msg, const char *reason)
     drivers_alert_dead(msg, "factory", reason);
 }
 
+static int
+factory_queue_owns(void *state, const spool_msg *msg, errbuf *err)
+{
+    return drivers_owns(((struct factory_thread *)state)->claims, CLAIM_FACTORY, msg, err);
+}
+
+static void
+factory_queue_ended(void *state, const spool_msg *msg)
+{
+    drivers_ended(((struct factory_thread *)state)->claims, CLAIM_FACTORY, msg);
+}
+
 const struct queue_driver drivers_factory = {
     .name = "factory",
     .thread_init = factory_thread_init,
@@ -220,6 +288,8 @@ const struct queue_driver drivers_factory = {
     .deliver = factory_queue_deliver,
     .dead = factory_queue_dead,
     .lifetime_key = "factory_lifetime",
+    .owns = factory_queue_owns,
+    .ended = factory_queue_ended,
 };
 
 /* --- mail ---------------------------------------------------------------- */
@@ -227,24 +297,9 @@ const struct queue_driver drivers_factory = {
 struct mail_thread {
     mail *client;
     unsigned long generation; /* of the snapshot client was made from */
+    db *conn;                 /* for the claims of outbox emails only */
+    claim *claims;
 };
-
-static int
-mail_thread_init(const conf *cf, void **state, errbuf *err)
-{
-    struct mail_thread *t = calloc(1, sizeof(*t));
-
-    if (t == NULL)
-        return errbuf_set(err, "out of memory");
-    t->client = mail_new(cf, err);
-    if (t->client == NULL) {
-        free(t);
-        return RS_ERR;
-    }
-    t->generation = conf_generation(cf);
-    *state = t;
-    return RS_OK;
-}
 
 static void
 mail_thread_fini(void *state)
@@ -253,8 +308,37 @@ mail_thread_fini(void *state)
 
     if (t != NULL) {
         mail_destroy(&t->client);
+        claim_destroy(&t->claims);
+        db_destroy(&t->conn);
         free(t);
     }
+    db_thread_end();
+}
+
+static int
+mail_thread_init(const conf *cf, void **state, errbuf *err)
+{
+    struct mail_thread *t = NULL;
+
+    if (db_thread_init(err) != RS_OK)
+        goto fail;
+    t = calloc(1, sizeof(*t));
+    if (t == NULL || (t->conn = db_new(cf, 0)) == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
+    }
+    t->claims = drivers_claims(t->conn, cf, err);
+    if (t->claims == NULL)
+        goto fail;
+    t->client = mail_new(cf, err);
+    if (t->client == NULL)
+        goto fail;
+    t->generation = conf_generation(cf);
+    *state = t;
+    return RS_OK;
+fail:
+    mail_thread_fini(t);
+    return RS_ERR;
 }
 
 /* After a reload the next email goes out with the new SMTP settings (and
@@ -282,7 +366,7 @@ mail_thread_refresh(struct mail_thread *t)
 /* What a mail message is: its template's name, recipient and rendered texts. */
 struct mail_parts {
     cJSON *json;
-    const char *template_name, *to;
+    const char *template_name, *to, *event;
     char *subject, *body;
 };
 
@@ -312,6 +396,9 @@ mail_parts_read(const spool_msg *msg, struct mail_parts *p, errbuf *err)
     vars = cJSON_GetObjectItemCaseSensitive(p->json, "vars");
     if (cJSON_IsString(to))
         p->to = to->valuestring;
+    v = cJSON_GetObjectItemCaseSensitive(p->json, "event_id");
+    if (cJSON_IsString(v) && v->valuestring[0] != '\0')
+        p->event = v->valuestring;
     if (p->json == NULL || !cJSON_IsString(tmpl) || !cJSON_IsString(to) || !cJSON_IsObject(vars))
         return errbuf_set(err, "malformed mail message %s: template, to and vars are required",
                           spool_msg_id(msg));
@@ -339,9 +426,12 @@ mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
     mail_thread_refresh(t);
     if (mail_parts_read(msg, &p, err) != RS_OK)
         goto done;
-    /* The spool id names the Message-ID: a retry after a crash mid-send repeats
-     * the same Message-ID, which lets mail systems drop the duplicate. */
-    switch (mail_send(t->client, p.to, p.subject, p.body, spool_msg_id(msg), err)) {
+    /* The event names the Message-ID (the spool id for an alert, which has no
+     * event): a retry after a crash mid-send, or the same email re-derived by
+     * the worker that took its claim over, repeats the same Message-ID, which
+     * lets mail systems drop the duplicate. */
+    switch (
+        mail_send(t->client, p.to, p.subject, p.body, p.event ? p.event : spool_msg_id(msg), err)) {
     case MAIL_SENT:
         log_info("event=mail_sent id=%s template=%s to=%s", spool_msg_id(msg), p.template_name,
                  p.to);
@@ -390,6 +480,18 @@ mail_queue_dead(void *state, const spool_msg *msg, const char *reason)
     mail_parts_clear(&p);
 }
 
+static int
+mail_queue_owns(void *state, const spool_msg *msg, errbuf *err)
+{
+    return drivers_owns(((struct mail_thread *)state)->claims, CLAIM_MAIL, msg, err);
+}
+
+static void
+mail_queue_ended(void *state, const spool_msg *msg)
+{
+    drivers_ended(((struct mail_thread *)state)->claims, CLAIM_MAIL, msg);
+}
+
 const struct queue_driver drivers_mail = {
     .name = "mail",
     .thread_init = mail_thread_init,
@@ -397,6 +499,8 @@ const struct queue_driver drivers_mail = {
     .deliver = mail_queue_deliver,
     .dead = mail_queue_dead,
     .lifetime_key = "mail_lifetime",
+    .owns = mail_queue_owns,
+    .ended = mail_queue_ended,
 };
 
 /* --- callback -------------------------------------------------------------- */

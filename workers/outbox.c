@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "claim.h"
 #include "ident.h"
 #include "log.h"
 #include "mailtext.h"
@@ -26,9 +27,11 @@ struct outbox {
     order *orders;
     spool *factory_queue;
     spool *mail_queue;
-    db_stmt *pending;
+    claim *claims; /* on conn */
+    db_stmt *event;
     db_stmt *take;
     db_stmt *ad_status;
+    int release_all;         /* give back lost claims before the next sweep (see below) */
     const char *spool_fault; /* queue of the last sweep's failed put, or NULL */
     token_keys keys;         /* the callback token of each order */
 };
@@ -53,6 +56,7 @@ outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool 
            errbuf *err)
 {
     outbox *self;
+    char owner[CLAIM_OWNER_MAX];
 
     self = calloc(1, sizeof(*self));
     if (self == NULL) {
@@ -73,21 +77,26 @@ outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool 
     /* Everything a message needs is copied into it, so that its delivery does not
      * depend on rows that may change meanwhile; the order's factory comes from the
      * order (order_get). */
-    self->pending = db_stmt_new(
+    /* One event at a time, as claimed (claim_take locks only claim rows). */
+    self->event = db_stmt_new(
         conn,
         "SELECT o.event_id, o.kind, o.order_id, o.product_id, o.quantity,"
         " UNIX_TIMESTAMP(o.created_at), p.sku, p.name, a.ad_id, a.manager_email, p.stock"
         " FROM outbox o"
         " JOIN product p ON p.product_id = o.product_id"
         " LEFT JOIN advertisement a ON a.ad_id = p.ad_id"
-        " WHERE o.taken_at IS NULL ORDER BY o.seq LIMIT " OUTBOX_STR(OUTBOX_BATCH),
+        " WHERE o.event_id = ?",
         DB_IDEMPOTENT);
     self->take = db_stmt_new(conn,
                              "UPDATE outbox SET taken_at = CURRENT_TIMESTAMP(6)"
                              " WHERE event_id = ? AND taken_at IS NULL",
                              0);
     self->ad_status = db_stmt_new(conn, "UPDATE advertisement SET status = ? WHERE ad_id = ?", 0);
-    if (!self->pending || !self->take || !self->ad_status) {
+    claim_owner_of(cf, owner);
+    self->claims = claim_new(conn, owner, conf_int(cf, "lease_time"), err);
+    /* A start gives back what this worker held and its spool lost. */
+    self->release_all = 1;
+    if (!self->event || !self->take || !self->ad_status || !self->claims) {
         errbuf_set(err, "out of memory");
         outbox_destroy(&self);
     }
@@ -100,6 +109,7 @@ outbox_destroy(outbox **self_p)
     if (*self_p == NULL)
         return;
     token_keys_wipe(&(*self_p)->keys);
+    claim_destroy(&(*self_p)->claims);
     free(*self_p); /* statements belong to the connection */
     *self_p = NULL;
 }
@@ -221,11 +231,15 @@ outbox_refused_message(outbox *self, db_stmt *st, const struct order_view *o,
     return m;
 }
 
-/* The messages of one batch, waiting for their put: items point into texts. */
+/* The messages of one batch, waiting for their put: items point into texts and
+ * ids; row says which claimed event each item is of. */
 struct outbox_batch {
+    struct claim_work work[OUTBOX_BATCH];
     spool_item factory[OUTBOX_BATCH], mail[OUTBOX_BATCH];
+    size_t factory_row[OUTBOX_BATCH], mail_row[OUTBOX_BATCH];
     char *texts[2 * OUTBOX_BATCH];
-    char products[OUTBOX_BATCH][IDENT_TEXT], event_texts[OUTBOX_BATCH][IDENT_TEXT];
+    char products[OUTBOX_BATCH][IDENT_TEXT];
+    char ids[OUTBOX_BATCH][CLAIM_NQUEUES][IDENT_TEXT + 24];
     size_t n_factory, n_mail, n_texts;
 };
 
@@ -239,20 +253,28 @@ outbox_batch_clear(struct outbox_batch *b)
     b->n_texts = b->n_factory = b->n_mail = 0;
 }
 
-/* Adds message m (consumed), named by its event and keyed by its product. */
+/* Adds message m (consumed) of claimed event `row` to queue q: named by the event
+ * and the claim's epoch (claim_message_id), keyed by its product, carrying the
+ * epoch. */
 static int
-outbox_batch_add(struct outbox_batch *b, spool_item *items, size_t *n, size_t row, cJSON *m,
-                 errbuf *err)
+outbox_batch_add(struct outbox_batch *b, enum claim_queue q, size_t row, cJSON *m, errbuf *err)
 {
     char *text = m ? cJSON_PrintUnformatted(m) : NULL;
+    spool_item *items = q == CLAIM_FACTORY ? b->factory : b->mail;
+    size_t *rows = q == CLAIM_FACTORY ? b->factory_row : b->mail_row;
+    size_t *n = q == CLAIM_FACTORY ? &b->n_factory : &b->n_mail;
 
     cJSON_Delete(m);
     if (text == NULL)
         return errbuf_set(err, "out of memory building the message of event %s",
-                          b->event_texts[row]);
+                          b->work[row].event_text);
     b->texts[b->n_texts++] = text;
-    items[*n] = (spool_item){
-        .id = b->event_texts[row], .key = b->products[row], .body = text, .len = strlen(text)};
+    items[*n] = (spool_item){.id = b->ids[row][q],
+                             .key = b->products[row],
+                             .body = text,
+                             .len = strlen(text),
+                             .claim = b->work[row].epoch[q]};
+    rows[*n] = row;
     (*n)++;
     return RS_OK;
 }
@@ -290,33 +312,171 @@ static const char *const outbox_kind_names[] = {
     [OUTBOX_REFUSED] = "delivery_refused",
 };
 
-/* One batch: returns the number of events taken, or -1. */
+/* Marks ended the claims of messages a put found already in the spool and
+ * finished (done/ or dead/: a delivery whose end could not be marked, the
+ * database being down then), or made before claims existed (no epoch: delivered
+ * unchecked, as then). The rest wait for their delivery. */
+static void
+outbox_batch_ended(spool *sp, const spool_item *items, const size_t *rows, size_t n,
+                   int ended[][CLAIM_NQUEUES], enum claim_queue q)
+{
+    for (size_t i = 0; i < n; i++) {
+        spool_msg *m = NULL;
+        errbuf err = {{0}};
+
+        if (items[i].added || spool_get(sp, items[i].id, &m, &err) != 1)
+            continue;
+        if (spool_msg_state(m) == SPOOL_DONE || spool_msg_state(m) == SPOOL_DEAD ||
+            spool_msg_claim(m) != items[i].claim)
+            ended[rows[i]][q] = 1;
+        spool_msg_destroy(&m);
+    }
+}
+
+/* The names of the files in corrupt/ of sp, malloc'd one by one into *v. */
+struct outbox_names {
+    char **v;
+    size_t n, cap;
+};
+
+static int
+outbox_name_add(void *arg, const char *name, const spool_msg *m, const char *problem)
+{
+    struct outbox_names *names = arg;
+
+    (void)m;
+    (void)problem;
+    if (names->n == names->cap) {
+        size_t cap = names->cap ? 2 * names->cap : 16;
+        char **grown = realloc(names->v, cap * sizeof(*grown));
+        if (grown == NULL)
+            return -1;
+        names->v = grown;
+        names->cap = cap;
+    }
+    if ((names->v[names->n] = strdup(name)) == NULL)
+        return -1;
+    names->n++;
+    return 0;
+}
+
+static void
+outbox_names_clear(struct outbox_names *names)
+{
+    for (size_t i = 0; i < names->n; i++)
+        free(names->v[i]);
+    free(names->v);
+    *names = (struct outbox_names){0};
+}
+
+/* Whether sp holds the message of claim h in some state: a folder of its own
+ * (the message, whatever became of it) or corrupt/ (a file named after the
+ * event: it waits for an operator, as it did before claims). An error reading
+ * it counts as held: nothing is given back on a doubt. */
+static int
+outbox_holds(spool *sp, const struct outbox_names *corrupt, const struct claim_held *h)
+{
+    char id[IDENT_TEXT + 24];
+    spool_msg *m = NULL;
+    errbuf err = {{0}};
+    int got;
+
+    claim_message_id(h->event_text, h->epoch, id, sizeof(id));
+    got = spool_get(sp, id, &m, &err);
+    spool_msg_destroy(&m);
+    if (got != 0)
+        return 1;
+    for (size_t i = 0; i < corrupt->n; i++)
+        if (strncmp(corrupt->v[i], h->event_text, IDENT_TEXT - 1) == 0)
+            return 1;
+    return 0;
+}
+
+/* At start, and after claims could not be given back: the claims this worker
+ * holds whose message its spool does not have (a new disk, a put that failed)
+ * are given back, for a sweep (the next one, its own or another worker's) to
+ * take and derive again. The others stay held: they are delivered from here. */
+static int
+outbox_give_back_lost(outbox *self, errbuf *err)
+{
+    struct outbox_names corrupt[CLAIM_NQUEUES] = {{0}};
+    spool *queues[CLAIM_NQUEUES] = {self->factory_queue, self->mail_queue};
+    size_t n = 0, given = 0;
+    struct claim_held *held = claim_held_list(self->claims, &n, err);
+    int rc = RS_OK;
+
+    if (held == NULL)
+        return RS_ERR;
+    for (int q = 0; q < CLAIM_NQUEUES && n > 0; q++)
+        if (spool_each(queues[q], SPOOL_CORRUPT, outbox_name_add, &corrupt[q], err) != RS_OK) {
+            rc = errbuf_prefix(err, "listing corrupt files");
+            goto done;
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (outbox_holds(queues[held[i].queue], &corrupt[held[i].queue], &held[i]))
+            continue;
+        if (claim_release(self->claims, held[i].event, held[i].queue, held[i].epoch, err) !=
+            RS_OK) {
+            rc = RS_ERR;
+            goto done;
+        }
+        given++;
+    }
+    log_info("event=claims_checked held=%zu given_back=%zu", n, given);
+done:
+    for (int q = 0; q < CLAIM_NQUEUES; q++)
+        outbox_names_clear(&corrupt[q]);
+    free(held);
+    return rc;
+}
+
+/* One batch: claims outbox work (claim.h), derives its messages from the
+ * database, writes them, then marks what was done. Returns the number of events
+ * claimed, or -1 (the claims are given back: the next sweep takes them again). */
 static int
 outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
 {
-    unsigned char events[OUTBOX_BATCH][IDENT_BYTES], ads[OUTBOX_BATCH][IDENT_BYTES];
-    int running[OUTBOX_BATCH], has_ad[OUTBOX_BATCH];
+    unsigned char ads[OUTBOX_BATCH][IDENT_BYTES];
+    int running[OUTBOX_BATCH], has_ad[OUTBOX_BATCH], derived[OUTBOX_BATCH], orphan[OUTBOX_BATCH];
+    int made[OUTBOX_BATCH][CLAIM_NQUEUES], ended[OUTBOX_BATCH][CLAIM_NQUEUES];
     const char *kinds[OUTBOX_BATCH];
-    db_stmt *st = self->pending;
-    long long rows;
-    size_t n = 0;
+    db_stmt *st = self->event;
+    errbuf ignored = {{0}};
+    int claimed;
 
-    rows = db_stmt_exec(st, err, "");
-    if (rows <= 0)
-        return (int)rows;
-    while (n < OUTBOX_BATCH && db_stmt_next(st)) {
+    if (self->release_all) {
+        if (outbox_give_back_lost(self, err) != RS_OK)
+            return RS_ERR;
+        self->release_all = 0;
+    }
+    claimed = claim_take(self->claims, b->work, OUTBOX_BATCH, err);
+    if (claimed <= 0)
+        return claimed;
+    memset(made, 0, sizeof(made));
+    memset(ended, 0, sizeof(ended));
+    for (size_t n = 0; n < (size_t)claimed; n++) {
+        struct claim_work *w = &b->work[n];
+        enum outbox_kind kind;
         size_t len;
-        enum outbox_kind kind = outbox_kind_of(db_stmt_col(st, COL_KIND, NULL));
-        const char *ad, *bytes = db_stmt_col(st, COL_EVENT, &len);
-        int manager = db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL; /* nobody: no email */
-        int mail, found, pause;
+        const char *ad, *bytes;
+        int manager, mail, found, pause;
         struct order_view view;
         char order_text[IDENT_TEXT];
+        long long rows;
 
-        if (len != IDENT_BYTES)
-            return errbuf_set(err, "outbox: an event id of %zu bytes", len);
-        memcpy(events[n], bytes, IDENT_BYTES);
-        ident_format(bytes, len, b->event_texts[n]);
+        derived[n] = orphan[n] = has_ad[n] = 0;
+        kinds[n] = "?";
+        for (int q = 0; q < CLAIM_NQUEUES; q++)
+            claim_message_id(w->event_text, w->epoch[q], b->ids[n][q], sizeof(b->ids[n][q]));
+        rows = db_stmt_exec(st, err, "b", w->event, (size_t)IDENT_BYTES);
+        if (rows < 0)
+            goto give_back;
+        if (rows == 0 || !db_stmt_next(st)) {
+            orphan[n] = 1; /* cannot be: claimed from the outbox, kept with its product */
+            continue;
+        }
+        kind = outbox_kind_of(db_stmt_col(st, COL_KIND, NULL));
+        manager = db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL; /* nobody: no email */
         bytes = db_stmt_col(st, COL_PRODUCT, &len);
         ident_format(bytes, len, b->products[n]);
         kinds[n] = outbox_kind_names[kind];
@@ -324,14 +484,17 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         ident_format(bytes, len, order_text);
         found = order_get(self->orders, order_text, &view, err);
         if (found < 0)
-            return RS_ERR;
+            goto give_back;
         /* A connection that broke and was made again under order_get took
-         * this batch's rows with it: the next sweep reads them again. */
-        if (db_stmt_col(st, COL_EVENT, NULL) == NULL)
-            return errbuf_set(err, "outbox: the database connection was lost in a sweep");
+         * this event's row with it: the claims are given back. */
+        if (db_stmt_col(st, COL_EVENT, NULL) == NULL) {
+            errbuf_set(err, "outbox: the database connection was lost in a sweep");
+            goto give_back;
+        }
         if (found == 0) {
             /* Left waiting, as an event without an order always was. */
-            log_warn("event=outbox_orphan outbox_event=%s order=%s", b->event_texts[n], order_text);
+            log_warn("event=outbox_orphan outbox_event=%s order=%s", w->event_text, order_text);
+            orphan[n] = 1;
             continue;
         }
         ad = db_stmt_col(st, COL_AD, &len);
@@ -342,53 +505,97 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         mail = kind == OUTBOX_REFUSED || (has_ad[n] && manager);
         if (has_ad[n])
             memcpy(ads[n], ad, IDENT_BYTES);
-        if ((kind == OUTBOX_EMPTY || kind == OUTBOX_REORDER) &&
-            outbox_batch_add(b, b->factory, &b->n_factory, n,
-                             outbox_factory_message(self, st, &view, b->event_texts[n]),
-                             err) != RS_OK)
-            return RS_ERR;
-        if (mail &&
-            outbox_batch_add(b, b->mail, &b->n_mail, n,
-                             kind == OUTBOX_REFUSED
-                                 ? outbox_refused_message(self, st, &view, b->event_texts[n])
-                                 : outbox_mail_message(st, &view, b->event_texts[n], pause),
-                             err) != RS_OK)
-            return RS_ERR;
-        if (kind == OUTBOX_REFUSED)
-            b->mail[b->n_mail - 1].key = NULL; /* an alert waits behind no other message */
-        n++;
+        /* Only the queues claimed: a takeover may hold one of the two. */
+        if ((kind == OUTBOX_EMPTY || kind == OUTBOX_REORDER) && w->epoch[CLAIM_FACTORY] > 0) {
+            if (outbox_batch_add(b, CLAIM_FACTORY, n,
+                                 outbox_factory_message(self, st, &view, w->event_text),
+                                 err) != RS_OK)
+                goto give_back;
+            made[n][CLAIM_FACTORY] = 1;
+        }
+        if (mail && w->epoch[CLAIM_MAIL] > 0) {
+            if (outbox_batch_add(b, CLAIM_MAIL, n,
+                                 kind == OUTBOX_REFUSED
+                                     ? outbox_refused_message(self, st, &view, w->event_text)
+                                     : outbox_mail_message(st, &view, w->event_text, pause),
+                                 err) != RS_OK)
+                goto give_back;
+            if (kind == OUTBOX_REFUSED)
+                b->mail[b->n_mail - 1].key = NULL; /* an alert waits behind no other message */
+            made[n][CLAIM_MAIL] = 1;
+        }
+        derived[n] = 1;
     }
-    /* A failed put marks nothing taken: the next sweep puts the same events
-     * again, and a message found already there counts once fsync'd again. */
+    /* A failed put marks nothing taken: the claims are given back, and the next
+     * sweep puts the same events again; a message found already there counts
+     * once fsync'd again. */
     if (spool_put_batch(self->factory_queue, b->factory, b->n_factory, err) < 0) {
         self->spool_fault = spool_queue(self->factory_queue);
-        return RS_ERR;
+        goto give_back;
     }
     if (spool_put_batch(self->mail_queue, b->mail, b->n_mail, err) < 0) {
         self->spool_fault = spool_queue(self->mail_queue);
-        return RS_ERR;
+        goto give_back;
     }
+    outbox_batch_ended(self->factory_queue, b->factory, b->factory_row, b->n_factory, ended,
+                       CLAIM_FACTORY);
+    outbox_batch_ended(self->mail_queue, b->mail, b->mail_row, b->n_mail, ended, CLAIM_MAIL);
 
     /* Only now, with every message on disk, do the events count as taken. The ad
      * follows its product: paused while sold out (stock 0), running once stock
-     * is back. */
+     * is back; set by the sweep that takes the event first (a takeover of an
+     * event taken before leaves it). A queue claimed without a message (no ad
+     * manager, say) has nothing to deliver: its claim ends here. */
     if (db_begin(self->conn, err) != RS_OK)
-        return RS_ERR;
-    for (size_t i = 0; i < n; i++) {
-        if (db_stmt_exec(self->take, err, "b", events[i], (size_t)IDENT_BYTES) < 0)
+        goto give_back;
+    for (int i = 0; i < claimed; i++) {
+        struct claim_work *w = &b->work[i];
+        long long took;
+
+        if (orphan[i]) {
+            if (claim_forget(self->claims, w->event, err) != RS_OK)
+                goto fail;
+            continue;
+        }
+        if (!derived[i])
+            continue;
+        took = db_stmt_exec(self->take, err, "b", w->event, (size_t)IDENT_BYTES);
+        if (took < 0)
             goto fail;
-        if (has_ad[i] && db_stmt_exec(self->ad_status, err, "ib", (long long)running[i], ads[i],
-                                      (size_t)IDENT_BYTES) < 0)
+        if (took > 0 && has_ad[i] &&
+            db_stmt_exec(self->ad_status, err, "ib", (long long)running[i], ads[i],
+                         (size_t)IDENT_BYTES) < 0)
             goto fail;
+        for (int q = 0; q < CLAIM_NQUEUES; q++)
+            if (w->epoch[q] > 0 && (!made[i][q] || ended[i][q]) &&
+                claim_done(self->claims, w->event_text, (enum claim_queue)q, w->epoch[q], err) < 0)
+                goto fail;
     }
     if (db_commit(self->conn, err) != RS_OK)
-        return RS_ERR;
-    for (size_t i = 0; i < n; i++)
-        log_info("event=outbox_taken outbox_event=%s kind=%s product=%s", b->event_texts[i],
-                 kinds[i], b->products[i]);
-    return (int)n;
+        goto give_back;
+    for (int i = 0; i < claimed; i++) {
+        struct claim_work *w = &b->work[i];
+        if (!derived[i])
+            continue;
+        if (w->fresh)
+            log_info("event=outbox_taken outbox_event=%s kind=%s product=%s", w->event_text,
+                     kinds[i], b->products[i]);
+        else
+            log_info("event=outbox_taken_over outbox_event=%s kind=%s product=%s"
+                     " factory_epoch=%lld mail_epoch=%lld",
+                     w->event_text, kinds[i], b->products[i], w->epoch[CLAIM_FACTORY],
+                     w->epoch[CLAIM_MAIL]);
+    }
+    return claimed;
 fail:
     db_rollback(self->conn);
+give_back:
+    for (int i = 0; i < claimed; i++)
+        for (int q = 0; q < CLAIM_NQUEUES; q++)
+            if (b->work[i].epoch[q] > 0 &&
+                claim_release(self->claims, b->work[i].event, (enum claim_queue)q,
+                              b->work[i].epoch[q], &ignored) != RS_OK)
+                self->release_all = 1; /* the database is down: later, from the list */
     return RS_ERR;
 }
 
@@ -418,4 +625,16 @@ const char *
 outbox_spool_fault(const outbox *self)
 {
     return self->spool_fault;
+}
+
+long long
+outbox_renew(outbox *self, errbuf *err)
+{
+    return claim_renew(self->claims, err);
+}
+
+const char *
+outbox_owner(const outbox *self)
+{
+    return claim_owner(self->claims);
 }

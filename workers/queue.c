@@ -92,6 +92,8 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
         if (rc == RS_OK) {
             log_info("event=delivered queue=%s id=%s attempts=%ld", name, id, attempts);
             queue_metric(name, METRICS_QUEUE_DELIVERED_FACTORY);
+            if (q->driver->ended != NULL && spool_msg_claim(msg) > 0)
+                q->driver->ended(state, msg);
         }
         break;
     case QUEUE_BLOCKED:
@@ -137,6 +139,8 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
             queue_metric(name, METRICS_QUEUE_DEAD_FACTORY);
             if (q->driver->dead != NULL)
                 q->driver->dead(state, msg, reason);
+            if (q->driver->ended != NULL && spool_msg_claim(msg) > 0)
+                q->driver->ended(state, msg);
         }
         break;
     }
@@ -144,6 +148,23 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
         /* The message stays in active/, which the next start sends back to
          * incoming/: delivered again, never lost. */
         log_error("event=spool_failed queue=%s id=%s error=\"%s\"", name, id, err.msg);
+}
+
+/* A message of outbox work whose claim another worker holds now (or that ended
+ * under a newer epoch): that worker delivers it. Nothing is sent from here; the
+ * message goes to done/, so that its id stays a no-op here. */
+static void
+queue_drop(queue *q, spool_msg *msg, const char *who)
+{
+    errbuf err = {{0}};
+
+    if (spool_done(q->sp, msg, &err) != RS_OK) {
+        log_error("event=spool_failed queue=%s id=%s error=\"%s\"", q->driver->name,
+                  spool_msg_id(msg), err.msg);
+        return;
+    }
+    log_warn("event=lease_lost queue=%s id=%s epoch=%lld %s", q->driver->name, spool_msg_id(msg),
+             spool_msg_claim(msg), who);
 }
 
 static void *
@@ -180,8 +201,18 @@ queue_thread(void *arg)
         taken = spool_take(q->sp, NULL, 0, &msg, &err);
         if (taken == 1) {
             errbuf why = {{0}};
-            enum queue_outcome outcome = q->driver->deliver(state, msg, &why);
-            queue_settle(q, state, msg, outcome, why.msg);
+            enum queue_outcome outcome = QUEUE_BLOCKED;
+            int owned = 1;
+
+            if (q->driver->owns != NULL && spool_msg_claim(msg) > 0)
+                owned = q->driver->owns(state, msg, &why);
+            if (owned == 0)
+                queue_drop(q, msg, why.msg);
+            else {
+                if (owned > 0)
+                    outcome = q->driver->deliver(state, msg, &why);
+                queue_settle(q, state, msg, outcome, why.msg);
+            }
             spool_msg_destroy(&msg);
             pthread_mutex_lock(&q->lock);
             continue;

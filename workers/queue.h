@@ -3,7 +3,8 @@
  * decides the message's next state: done, deferred with capped exponential
  * backoff and jitter until the queue lifetime (counted from the message's
  * creation) has passed or max_attempts (when not 0) are used, or dead at once when
- * retrying cannot help. */
+ * retrying cannot help. A message of outbox work is delivered only while this
+ * worker holds its claim (the driver's owns hook, before every attempt). */
 #ifndef RESTOCK_QUEUE_H
 #define RESTOCK_QUEUE_H
 
@@ -33,6 +34,14 @@ struct queue_driver {
     /* Configuration key of the queue lifetime in seconds ("factory_lifetime"); NULL:
      * retried without a time limit. */
     const char *lifetime_key;
+    /* Outbox claims (workers/claim.h; NULL: the queue has none). Before every
+     * delivery attempt of a message carrying a claim epoch (spool_msg_claim):
+     * 1 when this worker still holds its claim, 0 when it does not (err says
+     * who does: the message is dropped to done/ unsent, event=lease_lost), RS_ERR
+     * when that cannot be known (the database: postponed, never sent
+     * unchecked). ended: its delivery ended (done/ or dead/). */
+    int (*owns)(void *state, const spool_msg *msg, errbuf *err);
+    void (*ended)(void *state, const spool_msg *msg);
 };
 
 typedef struct queue queue;

@@ -3,7 +3,8 @@
  * on-disk spool queues (factory, mail), and delivers them on threads: orders to
  * the factory, emails through the SMTP relay. It watches for what operators must
  * hear of: dead messages, corrupt files, orders whose callback never came, and
- * messages waiting too long. It serves every program's Prometheus metrics on
+ * messages waiting too long; and it deletes the checkouts' idempotency keys
+ * past their retention. It serves every program's Prometheus metrics on
  * metrics_listen (scrape.c), and re-reads its configuration on SIGHUP. One worker
  * per spool (a lock file says so). */
 #include "config.h"
@@ -24,6 +25,7 @@
 
 #include "alert.h"
 #include "bus.h"
+#include "checkout_key.h"
 #include "conf.h"
 #include "db.h"
 #include "delivery.h"
@@ -45,6 +47,9 @@
 /* How often the slow checks run (overdue callbacks, delays, pruning), seconds. */
 #define WORKER_WATCH_INTERVAL 10
 #define WORKER_MAX_CORRUPT    64
+/* Batches of expired idempotency keys one watch deletes at most: the keys of a
+ * busy day go in a few minutes, without one long DELETE holding locks. */
+#define WORKER_KEY_BATCHES 20
 
 static volatile sig_atomic_t worker_stop, worker_hup;
 
@@ -142,14 +147,16 @@ worker_alert_corrupt(alert *alerts)
 /* Orders sent whose callback has not come within callback_timeout: told once. */
 struct worker_watch {
     order *orders;
-    long callback_timeout, delay_warning, done_retention;
+    checkout_key *keys;
+    long callback_timeout, delay_warning, done_retention, key_retention;
+    int key_prune_failing; /* logged once per database outage, not every pass */
 };
 
-/* The overdue orders of one check, told to operators, then marked reported. */
+/* The overdue orders of one check: each marked reported, then told to operators
+ * by the worker whose mark changed the row (with several workers, one of them). */
 struct worker_overdue {
     alert *alerts;
-    int n;
-    char orders[ORDER_OVERDUE_MAX][IDENT_TEXT];
+    order *orders;
 };
 
 static void
@@ -158,22 +165,28 @@ worker_tell_overdue(void *arg, const struct order_overdue *late)
     struct worker_overdue *o = arg;
     errbuf err = {{0}};
     char sent_at[64], age[32], cause[64];
+    char name[ORDER_SKU_SIZE * 4], sku[ORDER_SKU_SIZE], maker[ORDER_FACTORY_NAME_SIZE],
+        maker_id[ORDER_FACTORY_IDENT_SIZE];
     long minutes = (long)(late->age / 60);
+    int mine;
 
-    if (o->n == ORDER_OVERDUE_MAX)
-        return;
-    snprintf(o->orders[o->n++], IDENT_TEXT, "%s", late->order_id);
+    /* Copied first: the mark below may reconnect, taking the row's columns. */
+    snprintf(name, sizeof(name), "%s", late->product_name ? late->product_name : "");
+    snprintf(sku, sizeof(sku), "%s", late->sku ? late->sku : "");
+    snprintf(maker, sizeof(maker), "%s", late->factory_name ? late->factory_name : "");
+    snprintf(maker_id, sizeof(maker_id), "%s",
+             late->factory_identifier ? late->factory_identifier : "");
+    mine = order_overdue_reported(o->orders, late->order_id, &err);
+    if (mine < 0)
+        log_warn("event=overdue_mark_failed error=\"%s\"", err.msg);
+    if (mine <= 0)
+        return; /* told at the next check, or by the worker that marked it */
     timetext_local_zone(late->sent_at, sent_at, sizeof(sent_at));
     snprintf(age, sizeof(age), "%ld분 (%ld min)", minutes, minutes);
     snprintf(cause, sizeof(cause), "callback-missing-%s", late->order_id);
-    mailtext_var vars[] = {{"order_id", late->order_id},
-                           {"product_name", late->product_name},
-                           {"sku", late->sku},
-                           {"factory_name", late->factory_name},
-                           {"factory_id", late->factory_identifier},
-                           {"sent_at", sent_at},
-                           {"age", age},
-                           {NULL, NULL}};
+    mailtext_var vars[] = {
+        {"order_id", late->order_id}, {"product_name", name}, {"sku", sku}, {"factory_name", maker},
+        {"factory_id", maker_id},     {"sent_at", sent_at},   {"age", age}, {NULL, NULL}};
     log_error("event=callback_missing order=%s sku=%s sent_at=\"%s\"", late->order_id,
               vars[2].value, sent_at);
     if (alert_raise(o->alerts, cause, "callback_missing", vars, &err) < 0)
@@ -183,16 +196,34 @@ worker_tell_overdue(void *arg, const struct order_overdue *late)
 static void
 worker_check_overdue(struct worker_watch *w, alert *alerts)
 {
-    struct worker_overdue found = {.alerts = alerts};
+    struct worker_overdue found = {.alerts = alerts, .orders = w->orders};
     errbuf err = {{0}};
 
-    if (order_each_overdue(w->orders, w->callback_timeout, worker_tell_overdue, &found, &err) < 0) {
+    if (order_each_overdue(w->orders, w->callback_timeout, worker_tell_overdue, &found, &err) < 0)
         log_warn("event=overdue_check_failed error=\"%s\"", err.msg);
-        return;
-    }
-    for (int i = 0; i < found.n; i++)
-        if (order_overdue_reported(w->orders, found.orders[i], &err) != RS_OK)
-            log_warn("event=overdue_mark_failed error=\"%s\"", err.msg);
+}
+
+/* Keys older than idempotency_retention, a batch at a time (checkout_key.h). */
+static void
+worker_prune_keys(struct worker_watch *w)
+{
+    errbuf err = {{0}};
+    long long n, total = 0;
+    int batches = 0;
+
+    do {
+        n = checkout_key_prune(w->keys, w->key_retention, &err);
+        if (n < 0) {
+            if (!w->key_prune_failing)
+                log_warn("event=key_prune_failed error=\"%s\"", err.msg);
+            w->key_prune_failing = 1;
+            return;
+        }
+        w->key_prune_failing = 0;
+        total += n;
+    } while (n == CHECKOUT_KEY_PRUNE_BATCH && ++batches < WORKER_KEY_BATCHES);
+    if (total > 0)
+        log_info("event=keys_pruned count=%lld", total);
 }
 
 /* The oldest waiting message older than delay_warning: told, and told again once
@@ -322,6 +353,14 @@ worker_usage(FILE *out)
             CONF_DEFAULT_PATH);
 }
 
+static const char *
+worker_bus_listen(const conf *cf)
+{
+    const char *listen = conf_str(cf, "bus_listen");
+
+    return *listen != '\0' ? listen : conf_str(cf, "bus_endpoint");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -336,13 +375,14 @@ main(int argc, char **argv)
     order *orders = NULL;
     reorder *policy = NULL;
     alert *alerts = NULL;
+    checkout_key *checkout_keys = NULL;
     struct worker_watch watch = {0};
     struct worker_fault fault = {0};
     struct sigaction sa;
     sigset_t hup;
     metrics *counters = NULL;
     scrape *endpoint = NULL;
-    time_t next_sweep = 0, next_watch = 0;
+    time_t next_sweep = 0, next_watch = 0, next_renew = 0;
     int status = 1, lock_fd = -1, sweep_failing = 0;
 
     cf = conf_from_args(argc, argv, "restock-worker", worker_usage, &status);
@@ -414,13 +454,18 @@ main(int argc, char **argv)
     orders = order_new(conn, &err);
     events = orders ? outbox_new(cf, conn, orders, factory_q, mail_q, &err) : NULL;
     policy = events ? reorder_new(cf, conn, orders, &err) : NULL;
-    if (policy == NULL)
+    checkout_keys = policy ? checkout_key_new(conn, &err) : NULL;
+    if (checkout_keys == NULL)
         goto fail;
     watch.orders = orders;
+    watch.keys = checkout_keys;
+    watch.key_retention = conf_int(cf, "idempotency_retention");
     watch.callback_timeout = conf_int(cf, "callback_timeout");
     watch.delay_warning = conf_int(cf, "delay_warning");
     watch.done_retention = conf_int(cf, "done_retention");
-    bell = bus_sub_new(conf_str(cf, "bus_endpoint"), &err);
+    /* A worker of several binds its own endpoint (bus_listen); alone, it binds
+     * the one the responders ring. */
+    bell = bus_sub_new(worker_bus_listen(cf), &err);
     if (bell == NULL)
         goto fail;
 
@@ -443,9 +488,10 @@ main(int argc, char **argv)
             goto fail;
     }
     pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
-    log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld",
-             conf_str(cf, "spool_dir"), conf_str(cf, "bus_endpoint"),
-             conf_int(cf, "factory_concurrency"), conf_int(cf, "mail_concurrency"));
+    log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld worker_id=\"%s\""
+             " lease_time=%ld",
+             conf_str(cf, "spool_dir"), worker_bus_listen(cf), conf_int(cf, "factory_concurrency"),
+             conf_int(cf, "mail_concurrency"), outbox_owner(events), conf_int(cf, "lease_time"));
     /* Ready with the spool recovered and the doorbell bound; the database may
      * still be down (the sweep retries it, as during an outage). */
     notify_ready("delivering");
@@ -491,6 +537,15 @@ main(int argc, char **argv)
                 conf_destroy(&current);
             }
         }
+        /* The claims this worker holds stay its own while it runs: renewed every
+         * third of lease_time (after the first sweep, which takes back those of
+         * its last run). */
+        if (now >= next_renew && next_sweep > now) {
+            long lease = conf_int(cf, "lease_time");
+            if (outbox_renew(events, &err) < 0 && !sweep_failing)
+                log_warn("event=renew_failed error=\"%s\"", err.msg);
+            next_renew = now + (lease / 3 > 0 ? lease / 3 : 1);
+        }
         for (int i = 0; i < 3; i++) {
             spool *sp = queues[i];
             queue *runners[] = {factory_runner, mail_runner, callback_runner};
@@ -512,6 +567,7 @@ main(int argc, char **argv)
             for (int i = 0; i < 3; i++)
                 if (spool_prune_done(queues[i], watch.done_retention, &err) < 0)
                     log_warn("event=prune_failed error=\"%s\"", err.msg);
+            worker_prune_keys(&watch);
             next_watch = now + WORKER_WATCH_INTERVAL;
         }
         worker_alert_corrupt(alerts);
@@ -545,6 +601,7 @@ done:
     queue_destroy(&mail_runner);
     queue_destroy(&callback_runner);
     bus_sub_destroy(&bell);
+    checkout_key_destroy(&checkout_keys);
     reorder_destroy(&policy);
     outbox_destroy(&events);
     order_destroy(&orders);

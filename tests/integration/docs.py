@@ -1,7 +1,7 @@
 """The README tells the truth: its configuration reference is exactly what
 `restockctl config defaults` prints (the parameter table of lib/conf.c), and it
 shows the two Quick start commands. Every configuration example of the README,
-docs/operations.md and restock.conf(5), copied as it stands, loads, and no comment
+docs/operations.md, docs/scaling.md and restock.conf(5), copied as it stands, loads, and no comment
 after a value ends up in the value."""
 
 import os
@@ -33,7 +33,8 @@ def examples():
     """(where, text) of each configuration example: a fenced block without a
     language in the Markdown files (the conf reference excepted: it is all
     comments), an .nf block of key = value lines in the man page."""
-    for name in ("README.md", os.path.join("docs", "operations.md")):
+    for name in ("README.md", os.path.join("docs", "operations.md"),
+                 os.path.join("docs", "scaling.md")):
         with open(os.path.join(SRCDIR, name), encoding="utf-8") as f:
             text = f.read()
         fence, start, block = None, 0, []

@@ -108,6 +108,7 @@ class Stack:
         self.dir = tempfile.mkdtemp(prefix="restock-it-")
         os.chmod(self.dir, 0o755)
         self.info = {}
+        self.workers = {}  # name -> Popen of the workers started by start_worker
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self):
@@ -146,12 +147,73 @@ class Stack:
     def stop(self, *components):
         self._stack("stop", components)
 
+    def start_worker(self, name="worker2", env=None):
+        """Another restock-worker on this stack's database, as on a second host: its
+        own spool_dir (DIR/spool-NAME), metrics_dir, metrics port and doorbell
+        endpoint (no responder rings it: it sweeps every sweep_interval). Its
+        worker_id is the default (host:spool_dir); log/NAME.log, pid/NAME.pid.
+        Returns its configuration's own settings."""
+        own = {"spool_dir": os.path.join(self.dir, "spool-" + name),
+               "metrics_dir": os.path.join(self.dir, "metrics-" + name),
+               "metrics_listen": "127.0.0.1:%d" % free_port(),
+               "bus_endpoint": "ipc://%s/sock/%s-bus.sock" % (self.dir, name)}
+        path = os.path.join(self.dir, name + ".conf")
+        with open(self.info["RESTOCK_CONFIG"]) as f:
+            lines = [ln for ln in f if ln.partition("=")[0].strip() not in own]
+        with open(path, "w") as f:
+            f.writelines(lines)
+            f.writelines("%s = %s\n" % kv for kv in own.items())
+        os.chmod(path, 0o600)
+        e = dict(self.env)
+        e.update(env or {})
+        e["RESTOCK_CONFIG"] = path
+        log_path = os.path.join(self.dir, "log", name + ".log")
+        started = self.log(name).count("event=started ")
+        with open(log_path, "ab") as log:
+            p = subprocess.Popen(os.environ.get("RESTOCK_WRAPPER", "").split() +
+                                 [os.path.join(BUILDDIR, "workers", "restock-worker")],
+                                 env=e, stdout=log, stderr=subprocess.STDOUT)
+        self.workers[name] = p
+        with open(os.path.join(self.dir, "pid", name + ".pid"), "w") as f:
+            f.write("%d\n" % p.pid)
+        if not self.wait_until(lambda: self.log(name).count("event=started ") > started or
+                               p.poll() is not None, timeout=60):
+            raise RuntimeError("%s did not start: %s" % (name, self.log(name)[-2000:]))
+        if p.poll() is not None:
+            raise RuntimeError("%s exited: %s" % (name, self.log(name)[-2000:]))
+        own["config"] = path
+        return own
+
+    def stop_worker(self, name="worker2"):
+        """Stops a worker of start_worker cleanly (SIGTERM; SIGKILL after 20 s)."""
+        p = self.workers.pop(name, None)
+        if p is None:
+            return
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        try:
+            os.unlink(os.path.join(self.dir, "pid", name + ".pid"))
+        except FileNotFoundError:
+            pass
+
+    def signal(self, component, sig):
+        """Sends a signal (SIGSTOP, SIGCONT, ...) to a running component."""
+        with open(os.path.join(self.dir, "pid", component + ".pid")) as f:
+            os.kill(int(f.read()), sig)
+
     def kill(self, component, sig=9):
         """Kills a component abruptly (no clean shutdown), as a crash would."""
         pidfile = os.path.join(self.dir, "pid", component + ".pid")
         with open(pidfile) as f:
             pid = int(f.read())
         os.kill(pid, sig)
+        if component in self.workers:  # our child: reaped, not left a zombie
+            self.workers.pop(component).wait()
         for _ in range(200):
             try:
                 os.kill(pid, 0)
@@ -162,6 +224,8 @@ class Stack:
 
     def close(self, failed=False):
         try:
+            for name in list(self.workers):
+                self.stop_worker(name)
             self._stack("stop", [])
         finally:
             reports = self.sanitizer_reports()
@@ -250,12 +314,7 @@ class Stack:
 
     def wait_until(self, predicate, timeout=30, interval=0.1):
         """Polls predicate until it is true; returns its last value."""
-        deadline = time.time() + timeout
-        value = predicate()
-        while not value and time.time() < deadline:
-            time.sleep(interval)
-            value = predicate()
-        return value
+        return wait_until(predicate, timeout, interval)
 
     def concurrently(self, total, clients, make_request):
         """Sends total requests from clients threads, each on its own keep-alive
@@ -281,6 +340,16 @@ class Stack:
             for f in [pool.submit(client, idx) for idx in per]:
                 f.result()
         return results
+
+
+def wait_until(predicate, timeout=30, interval=0.1):
+    """Polls predicate until it is true; returns its last value."""
+    deadline = time.time() + timeout
+    value = predicate()
+    while not value and time.time() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
 
 
 def free_port():

@@ -6,6 +6,9 @@
 --
 -- CHECKOUT_BODY overrides the body; CHECKOUT_BODY=empty sends none (an empty
 -- body buys one CP-502101, as the first version did). WRK_PATH overrides the path.
+-- CHECKOUT_KEYS=<prefix> sends every request with an Idempotency-Key of its own,
+-- <prefix>-<start second>-<thread>-<n> (the keyed checkout: a transaction each, no
+-- batching; runs started a second apart or more never replay each other's keys).
 -- Statuses are counted, so that "zero oversold" can be checked against the
 -- stock: 200 (sold), 409 (sold out), anything else; "sold" counts the answers
 -- whose body says 구매 완료, because the first version answered 200 to a failed
@@ -28,6 +31,11 @@ if body ~= nil then
    wrk.headers["Content-Type"] = "application/json"
 end
 
+local key_prefix = os.getenv("CHECKOUT_KEYS")
+if key_prefix ~= nil then
+   key_prefix = key_prefix .. "-" .. os.time()
+end
+
 -- Globals, one set per wrk thread: done() reads them with thread:get().
 status_200 = 0
 status_409 = 0
@@ -37,7 +45,17 @@ sold = 0
 local threads = {}
 
 function setup(thread)
+   thread:set("thread_id", #threads)
    table.insert(threads, thread)
+end
+
+if key_prefix ~= nil then
+   local sent = 0
+   function request()
+      sent = sent + 1
+      wrk.headers["Idempotency-Key"] = string.format("%s-%d-%d", key_prefix, thread_id, sent)
+      return wrk.format()
+   end
 end
 
 function response(status, headers, answer)

@@ -122,7 +122,7 @@ spool_rate(const char *dir, int round, int batch, double secs)
         int i, rc;
         for (i = 0; i < batch; i++) {
             snprintf(ids[i], sizeof(ids[i]), "m%ld", n + i);
-            items[i] = (spool_item){ids[i], "CP-502101", body, sizeof(body) - 1, 0};
+            items[i] = (spool_item){ids[i], "CP-502101", body, sizeof(body) - 1, 0, 0};
         }
         rc = batch == 1 ? spool_put(sp, ids[0], "CP-502101", body, sizeof(body) - 1, &err)
                         : spool_put_batch(sp, items, (size_t)batch, &err);

@@ -1,8 +1,9 @@
 /* Unit test of queue: backoff bounds, and delivery threads over a real spool with
  * a driver whose outcomes the test chooses: done, deferred with attempts and
  * error, dead after max_attempts with the dead hook called, dead at once, dead
- * when the queue lifetime has passed; and queue_new failing when a thread cannot
- * start. */
+ * when the queue lifetime has passed; claims checked before each attempt (held:
+ * delivered, lost: dropped unsent, unknown: postponed); and queue_new failing
+ * when a thread cannot start. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -51,8 +52,8 @@ fake_dead(void *state, const spool_msg *msg, const char *reason)
     __atomic_add_fetch(&dead_calls, 1, __ATOMIC_SEQ_CST);
 }
 
-static const struct queue_driver fake = {"fake",       fake_init, fake_fini,
-                                         fake_deliver, fake_dead, NULL};
+static const struct queue_driver fake = {"fake",    fake_init, fake_fini, fake_deliver,
+                                         fake_dead, NULL,      NULL,      NULL};
 
 /* Every second thread cannot start (its SMTP client, say). */
 static int
@@ -66,12 +67,44 @@ failing_init(const conf *cf, void **state, errbuf *err)
     return RS_OK;
 }
 
-static const struct queue_driver failing = {"failing",    failing_init, fake_fini,
-                                            fake_deliver, fake_dead,    NULL};
+static const struct queue_driver failing = {"failing", failing_init, fake_fini, fake_deliver,
+                                            fake_dead, NULL,         NULL,      NULL};
 
 /* Retried until its lifetime (factory_lifetime, set by the test) has passed. */
-static const struct queue_driver mortal = {"mortal",     fake_init, fake_fini,
-                                           fake_deliver, fake_dead, "factory_lifetime"};
+static const struct queue_driver mortal = {"mortal",  fake_init,          fake_fini, fake_deliver,
+                                           fake_dead, "factory_lifetime", NULL,      NULL};
+
+/* Claims (workers/claim.h) as the test decides: a message's claim epoch 1 is
+ * still ours, 2 is lost to another worker, 3 cannot be checked (the database). */
+static int delivered_calls, ended_calls;
+
+static enum queue_outcome
+fenced_deliver(void *state, const spool_msg *msg, errbuf *err)
+{
+    __atomic_add_fetch(&delivered_calls, 1, __ATOMIC_SEQ_CST);
+    return fake_deliver(state, msg, err);
+}
+
+static int
+fenced_owns(void *state, const spool_msg *msg, errbuf *err)
+{
+    if (spool_msg_claim(msg) == 1)
+        return 1;
+    if (spool_msg_claim(msg) == 2) {
+        errbuf_set(err, "claim=\"other epoch 3\"");
+        return 0;
+    }
+    return errbuf_set(err, "database: down");
+}
+
+static void
+fenced_ended(void *state, const spool_msg *msg)
+{
+    __atomic_add_fetch(&ended_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static const struct queue_driver fenced = {"fenced",  fake_init, fake_fini,   fenced_deliver,
+                                           fake_dead, NULL,      fenced_owns, fenced_ended};
 
 /* Waits up to 10 s for the state of id; returns the message or NULL. */
 static spool_msg *
@@ -239,6 +272,40 @@ main(void)
     spool_msg_destroy(&m);
     is_int(__atomic_load_n(&dead_calls, __ATOMIC_SEQ_CST), 4, "the dead hook ran for both");
     queue_destroy(&q);
+
+    /* Claims: checked before each attempt; a lost one is dropped to done/ unsent,
+     * one that cannot be checked waits (not counted), a held one is delivered and
+     * its end marked; a message without a claim is delivered unchecked. */
+    {
+        spool_item items[4] = {{"c-held", NULL, "done", 4, 0, 1},
+                               {"c-lost", NULL, "done", 4, 0, 2},
+                               {"c-down", NULL, "done", 4, 0, 3},
+                               {"c-none", NULL, "permanent", 9, 0, 0}};
+        dead_calls = 0;
+        is_int(spool_put_batch(sp, items, 4, &err), 4, "four messages, three with a claim epoch");
+        q = queue_new(cf, sp, &fenced, 2, &err);
+        ok(q != NULL, "a queue whose driver checks claims");
+        queue_kick(q);
+        m = wait_state(sp, "c-held", SPOOL_DONE);
+        ok(m && spool_msg_claim(m) == 1, "a claim still held: delivered, the epoch kept");
+        spool_msg_destroy(&m);
+        m = wait_state(sp, "c-lost", SPOOL_DONE);
+        ok(m != NULL && spool_msg_attempts(m) == 0, "a claim lost: dropped to done/, no attempt");
+        spool_msg_destroy(&m);
+        m = wait_state(sp, "c-down", SPOOL_DEFERRED);
+        ok(m && spool_msg_attempts(m) == 0 && spool_msg_last_error(m) &&
+               strstr(spool_msg_last_error(m), "database"),
+           "a claim that cannot be checked: postponed, not counted, saying why");
+        spool_msg_destroy(&m);
+        m = wait_state(sp, "c-none", SPOOL_DEAD);
+        ok(m != NULL, "a message without a claim: delivered unchecked (here: dead at once)");
+        spool_msg_destroy(&m);
+        queue_destroy(&q);
+        is_int(__atomic_load_n(&delivered_calls, __ATOMIC_SEQ_CST), 2,
+               "delivered: the held claim and the unclaimed message, never the others");
+        is_int(__atomic_load_n(&ended_calls, __ATOMIC_SEQ_CST), 1,
+               "the end is marked for the held claim only (the unclaimed one has none)");
+    }
 
     /* A thread whose thread_init fails: queue_new fails with its error, and stops
      * the threads that did start. */

@@ -449,11 +449,49 @@ test_odd_headers(void)
 #undef TAIL
 }
 
+/* The claim epoch of outbox work (workers/claim.h): a header of its own, kept
+ * through a copy and every state change; absent (0) for other messages. */
+static void
+test_claim(void)
+{
+    errbuf err;
+    char *buf = NULL, why[256];
+    size_t len = 0;
+    spool_msg *m = NULL, *c = NULL;
+
+    ok(spool_msg_render_claimed("e1.2", "factory", "P1", 2, CREATED, "x", 1, &buf, &len, &err) ==
+               RS_OK &&
+           strstr(buf, "\nattempts: 0\nclaim: 2\nlength: 1\n") != NULL,
+       "a message made under claim epoch 2 has a claim header");
+    is_int(parse(buf, len, "e1.2", &m, why), 1, "and parses");
+    ok(m && spool_msg_claim(m) == 2, "its claim epoch reads back");
+    c = m ? spool_msg_copy(m, &err) : NULL;
+    ok(c && spool_msg_claim(c) == 2, "a copy keeps it");
+    ok(c && spool_msg_mark_deferred(c, 1, 99, "peer said 500", &err) == RS_OK &&
+           spool_msg_mark_dead(c, "x", "why", 100, &err) == RS_OK &&
+           spool_msg_mark_redriven(c, 101, &err) == RS_OK && spool_msg_claim(c) == 2,
+       "deferred, dead and redriven, it keeps its epoch (a redrive is checked under it)");
+    spool_msg_destroy(&c);
+    spool_msg_destroy(&m);
+    free(buf);
+    ok(spool_msg_render_claimed("e2", "mail", NULL, 0, CREATED, "x", 1, &buf, &len, &err) ==
+               RS_OK &&
+           strstr(buf, "claim:") == NULL,
+       "epoch 0: no claim header");
+    free(buf);
+    buf = NULL;
+    ok(strstr(refused("restock-spool 1\nid: m1\nqueue: factory\ncreated: 1\nattempts: 0\n"
+                      "claim: 0\nlength: 1\n\nx\n"),
+              "bad claim") != NULL,
+       "a claim header of 0 is refused");
+}
+
 int
 main(void)
 {
     if (sodium_init() < 0)
         return 1;
+    test_claim();
     test_ids();
     test_round_trip();
     test_state_changes();

@@ -248,8 +248,8 @@ test_batch(void)
     errbuf err;
     spool *sp = spool_new(root, "batch", &err);
     spool_item items[5] = {
-        {"b1", "K1", "one", 3, 9},  {"b2", "K2", "two", 3, 9},   {"b1", "K1", "dup", 3, 9},
-        {"old", NULL, "old", 3, 9}, {"b3", NULL, "three", 5, 9},
+        {"b1", "K1", "one", 3, 9, 0},  {"b2", "K2", "two", 3, 9, 0},   {"b1", "K1", "dup", 3, 9, 0},
+        {"old", NULL, "old", 3, 9, 0}, {"b3", NULL, "three", 5, 9, 0},
     };
     char id[200];
 
@@ -673,8 +673,8 @@ test_threads(void)
         } else {
             char id2[20];
             snprintf(id2, sizeof(id2), "%s-b", id);
-            items[0] = (spool_item){id, NULL, "x", 1, 0};
-            items[1] = (spool_item){id2, "K", "y", 1, 0};
+            items[0] = (spool_item){id, NULL, "x", 1, 0, 0};
+            items[1] = (spool_item){id2, "K", "y", 1, 0, 0};
             put += spool_put_batch(sp, items, 2, &err);
         }
     }

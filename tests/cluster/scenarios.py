@@ -1,0 +1,487 @@
+"""The scenarios of the cluster test bed (tests/cluster/bed.py, docs/scaling.md), in
+one bed, one after the other; each prints its figures and asserts what a user
+observes (answers, rows, factory requests, emails). TAP on stdout, then a summary
+table of every figure. Run by tests/cluster/run.
+
+    tests/cluster/run [SCENARIO...]     (a b c d e f; default: all)
+
+  a  a surge through both responders: 0 oversold, one order per stock-out
+  b  two writers (each host's responders on their own node, not through HAProxy):
+     certification failures (1213) retried, not answered 503
+  c  kill -9 of the writer node mid-surge: the unavailability window, 0 oversold,
+     every sale answered or retrievable by its Idempotency-Key
+  d  kill -9 of a worker with its spool removed mid-surge: 0 orders lost, 0 double
+     restocks, duplicate factory requests counted
+  e  a worker paused (SIGSTOP) past its lease, then resumed: it sends nothing it no
+     longer owns
+  f  a node isolated from the others: HAProxy's check drops it, restock keeps selling,
+     the node answers 1047 to a direct client
+"""
+
+import os
+import re
+import signal
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bed as bedlib  # noqa: E402
+from harness import Tap  # noqa: E402
+
+ANSWERED = (200, 409)  # what a checkout answers while the database answers
+
+
+class BedTap(Tap):
+    """TAP with figures: each printed when measured, all in a table at the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.figures = []
+
+    def figure(self, scenario, name, value):
+        self.figures.append((scenario, name, value))
+        self.diag("figure %s: %s = %s" % (scenario, name, value))
+
+    def skip(self, name, why):
+        with self.lock:
+            self.count += 1
+            print("ok %d - %s # SKIP %s" % (self.count, name, why), flush=True)
+
+    def todo(self, cond, name, why, detail=None):
+        """A known failure: reported, not counted (TAP's TODO)."""
+        with self.lock:
+            self.count += 1
+            print("%sok %d - %s # TODO %s" % ("" if cond else "not ", self.count, name, why),
+                  flush=True)
+            if not cond and detail is not None:
+                self.diag(detail)
+
+    def table(self):
+        width = max([len(n) for _, n, _ in self.figures] + [10])
+        self.diag("")
+        self.diag("%-3s %-*s %s" % ("", width, "figure", "value"))
+        for scenario, name, value in self.figures:
+            self.diag("%-3s %-*s %s" % (scenario, width, name, value))
+
+
+def answers(load):
+    """Counts of the answers by status (0: no answer at all)."""
+    out = {}
+    for r in load.results:
+        out[r[1]] = out.get(r[1], 0) + 1
+    return out
+
+
+def check_ledger(t, b, name, skus, initial, sold_told):
+    """0 oversold, nothing lost: per product, what was there plus what was delivered
+    is what is left plus what was sold; what was sold is what clients were told."""
+    led = b.wait_fulfilled(skus)
+    balance = all(initial[s] + v["delivered"] == v["stock"] + v["sold"] for s, v in led.items())
+    t.ok(balance, "%s: 0 oversold: per product, initial + delivered = stock + sold" % name,
+         led)
+    t.ok(all(v["orders"] == v["fulfilled"] for v in led.values()),
+         "%s: every order was fulfilled" % name, led)
+    sold = sum(v["sold"] for v in led.values())
+    told = sum(sold_told.get(s, 0) for s in skus)
+    return led, sold, told
+
+
+def outage_window(results, t0):
+    """(first failure after t0, first 200 after it) in seconds from t0, or Nones."""
+    first_fail = next((r[0] for r in results if r[0] >= t0 and r[1] not in ANSWERED), None)
+    if first_fail is None:
+        return None, None
+    first_ok = next((r[0] for r in results if r[0] > first_fail and r[1] == 200), None)
+    return first_fail - t0, (first_ok - t0) if first_ok else None
+
+
+def longest_gap(results):
+    """The longest time no checkout was answered at all (a stall, not an error)."""
+    times = sorted(r[0] for r in results)
+    return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+
+def sold_by_sku(results):
+    out = {}
+    for r in results:
+        if r[1] == 200:
+            out[r[2]] = out.get(r[2], 0) + r[3]
+    return out
+
+
+# -- a ---------------------------------------------------------------------------------
+def surge(t, b):
+    skus = b.add_products("SA", 3, stock=20)
+    initial = {s: 20 for s in skus}
+    load = bedlib.Load(b, skus, clients=6, pause=0.01, total=3000).start()
+    load.join()
+    got = answers(load)
+    led, sold, told = check_ledger(t, b, "a", skus, initial, sold_by_sku(load.results))
+    t.is_(sold, told, "a: units sold = the 200s told to clients")
+    t.is_(got.get(503, 0) + got.get(0, 0), 0, "a: no checkout answered 503 or unanswered")
+    stockouts = {s: sum(1 for r in load.results if r[1] == 200 and r[2] == s and r[5] == 0)
+                 for s in skus}
+    t.ok(all(led[s]["orders"] == stockouts[s] for s in skus),
+         "a: exactly one order per stock-out", {s: (led[s]["orders"], stockouts[s]) for s in skus})
+    per_host = {}
+    for h in b.hosts:
+        per_host[h.name] = h.checkouts()
+    t.ok(all(v > 0 for v in per_host.values()), "a: both sales responders served checkouts",
+         per_host)
+    requests = b.factory_requests(skus)
+    orders = sum(v["orders"] for v in led.values())
+    b.figure("a", "checkouts", len(load.results))
+    b.figure("a", "answered 200 / 409 / 503", "%d / %d / %d" % (
+        got.get(200, 0), got.get(409, 0), got.get(503, 0)))
+    b.figure("a", "checkouts per sales responder", " ".join(
+        "%s %d" % kv for kv in sorted(per_host.items())))
+    b.figure("a", "stock-outs / orders", "%d / %d" % (sum(stockouts.values()), orders))
+    b.figure("a", "duplicate factory requests", len(requests) - orders)
+    if "lease" in b.features:
+        t.is_(len(requests), orders, "a: each order requested from the factory once")
+
+
+# -- b ---------------------------------------------------------------------------------
+def two_writers(t, b):
+    """The hot row written on two nodes at once: checkouts without a key (the
+    batched statement of the first version's clients) and with one (a
+    transaction of their own)."""
+    for h, n in zip(b.hosts, b.nodes):
+        h.restart_responders({"RESTOCK_DB_PORT": str(n.port)})
+    runs = {}
+    try:
+        for keyed in (False, True):
+            sku = b.add_products("SB%d" % keyed, 1, stock=100000)[0]
+            load = bedlib.Load(b, [sku], clients=8, pause=0, total=1000, keys=keyed).start()
+            load.join()
+            runs[keyed] = (sku, load)
+        if "dbfail" in b.features:
+            # The same without a key, each conflict run again up to 20 times, not 3.
+            for h, n in zip(b.hosts, b.nodes):
+                h.restart_responders({"RESTOCK_DB_PORT": str(n.port), "RESTOCK_DB_RETRIES": "20"})
+            sku = b.add_products("SBR", 1, stock=100000)[0]
+            load = bedlib.Load(b, [sku], clients=8, pause=0, total=1000, keys=False).start()
+            load.join()
+            got = answers(load)
+            b.figure("b", "without a key, db_retries = 20: checkouts / 200 / 503", "%d / %d / %d" % (
+                len(load.results), got.get(200, 0), got.get(503, 0)))
+    finally:
+        for h in b.hosts:
+            h.restart_responders()
+    conflicts = sum(h.programs["sales"].text().count("(1213)") for h in b.hosts)
+    retried = sum(h.programs["sales"].text().count("event=db_retry ") for h in b.hosts)
+    for keyed, (sku, load) in sorted(runs.items()):
+        what = "with an Idempotency-Key" if keyed else "without a key"
+        got = answers(load)
+        led = b.ledger([sku])[sku]
+        t.is_(100000, led["stock"] + led["sold"], "b: %s: 0 oversold: stock + sold = initial" % what)
+        t.is_(led["sold"], got.get(200, 0), "b: %s: units sold = the 200s told" % what)
+        b.figure("b", "%s: checkouts / 200 / 503" % what, "%d / %d / %d" % (
+            len(load.results), got.get(200, 0), got.get(503, 0)))
+        name = "b: %s: no certification failure answered 503 (retried)" % what
+        if "dbfail" not in b.features:
+            t.skip(name, "needs the dbfail branch (1213 retry)")
+        elif keyed:
+            # The keyed transaction (idemkey) came without dbfail's db_retry loop.
+            t.todo(got.get(503, 0) == 0, name,
+                   "sales_checkout_keyed does not run again on 1213", "503: %d" % got.get(503, 0))
+        else:
+            # db_retry runs a conflict again at once, db_retries (3) times: on a
+            # hot row written on two nodes the retries can lose again.
+            t.todo(got.get(503, 0) == 0, name, "3 immediate retries can all lose (dbfail)",
+                   "503: %d" % got.get(503, 0))
+    b.figure("b", "1213 in the responders' logs / runs again (db_retry)",
+             "%d / %d" % (conflicts, retried))
+
+
+# -- c ---------------------------------------------------------------------------------
+def kill_writer(t, b):
+    skus = b.add_products("SC", 3, stock=2000)
+    initial = {s: 2000 for s in skus}
+    writer = b.node(b.haproxy_writer())
+    load = bedlib.Load(b, skus, clients=4, pause=0.01).start()
+    time.sleep(3)
+    t0 = time.time()
+    writer.kill()
+    # Until checkouts succeed again after the failure, then a little more.
+    bedlib.wait_until(lambda: outage_window(load.since(t0), t0)[1] is not None
+                      or (time.time() - t0 > 10 and outage_window(load.since(t0), t0)[0] is None),
+                      timeout=90, interval=0.5)
+    time.sleep(2)
+    load.stop()
+    fail_at, ok_at = outage_window(sorted(load.results), t0)
+    got = answers(load)
+    failed = [r for r in load.results if r[1] not in ANSWERED]
+    t.ok(ok_at is not None or fail_at is None, "c: checkouts answer 200 again after the kill")
+    b.figure("c", "writer killed", writer.name)
+    b.figure("c", "checkouts / 200 / 409 / 503 / no answer", "%d / %d / %d / %d / %d" % (
+        len(load.results), got.get(200, 0), got.get(409, 0), got.get(503, 0), got.get(0, 0)))
+    b.figure("c", "first failure after the kill (s)", "%.2f" % fail_at if fail_at is not None
+             else "none")
+    b.figure("c", "unavailable: first 503 to first 200 (s)",
+             "%.2f" % (ok_at - fail_at) if fail_at is not None and ok_at else "0")
+    b.figure("c", "longest wait between two answers (s)", "%.2f" % longest_gap(load.results))
+    told = sold_by_sku(load.results)
+    sold_before = sum(v["sold"] for v in b.ledger(skus).values())
+    b.figure("c", "units sold but not told 200 (before retries)",
+             sold_before - sum(told.values()))
+    if "idemkey" in b.features:
+        replayed = fresh = 0
+        for r in failed:
+            again = b.checkout(r[2], r[3], r[4])
+            again["conn"] and again["conn"].close()
+            if again["status"] == 200:
+                told[r[2]] = told.get(r[2], 0) + r[3]
+                replayed += bool(again.get("replayed"))
+                fresh += not again.get("replayed")
+        b.figure("c", "503'd keys retried: stored 200 replayed / run afresh",
+                 "%d / %d" % (replayed, fresh))
+    led, sold, told_total = check_ledger(t, b, "c", skus, initial, told)
+    t.ok(sold >= sum(sold_by_sku(load.results).values()), "c: every 200 is a sale")
+    if "idemkey" in b.features:
+        t.is_(sold, told_total, "c: after retrying each failed key, units sold = the 200s told")
+    else:
+        t.skip("c: units sold = the 200s told after retrying by key",
+               "needs the idemkey branch (Idempotency-Key)")
+    t0 = time.time()
+    writer.start(recover=True)
+    writer.wait_synced()
+    b.figure("c", "killed node back Synced after restart (s)", round(time.time() - t0, 1))
+    with open(writer.log, errors="replace") as f:
+        log = f.read()
+    ist = "IST received" in log or "Receiving IST" in log
+    t.ok(ist, "c: the killed node rejoined by IST after --wsrep-recover (%s)" % writer.recovered)
+
+
+# -- d ---------------------------------------------------------------------------------
+def claims_of(b, host):
+    """Claims the host's worker holds (its worker_id ends with its spool folder)."""
+    return int(b.sql("SELECT COUNT(*) FROM outbox_claim WHERE done_at IS NULL AND owner LIKE"
+                     " '%%%s'" % host.spool)[0][0])
+
+
+def order_ids(b, skus):
+    rows = b.sql("SELECT LOWER(HEX(o.order_id)) FROM replenishment_order o JOIN product p"
+                 " ON p.product_id = o.product_id WHERE p.sku IN (%s)"
+                 % ",".join("'%s'" % s for s in skus))
+    return [r[0] for r in rows]
+
+
+def requests_per_order(b):
+    """Order id (hex) -> requests the factory received for it."""
+    counts = {}
+    for r in b.factory_requests():
+        url = r["body"].get("CallbackUrl", "") if isinstance(r.get("body"), dict) else ""
+        order = url.split("/callbacks/factory/")[-1].split("?")[0].replace("-", "").lower()
+        counts[order] = counts.get(order, 0) + 1
+    return counts
+
+
+def kill_worker(t, b):
+    if "lease" not in b.features:
+        t.skip("d: a killed worker's orders are taken over", "needs the lease branch (claims)")
+        return
+    host = b.hosts[0]
+    b.sim("POST", "/_sim/config", {"fail_rate": 1.0})  # orders wait in the spools
+    skus = b.add_products("SD", 6, stock=5)
+    initial = {s: 5 for s in skus}
+    load = bedlib.Load(b, skus, clients=4, pause=0.01).start()
+    held = bedlib.wait_until(lambda: claims_of(b, host) >= 2, timeout=60)
+    t.ok(held, "d: %s's worker holds claims of orders it cannot send yet" % host.name)
+    held = claims_of(b, host)
+    host.programs["worker"].proc.kill()
+    host.programs["worker"].proc.wait()
+    shutil.rmtree(host.spool)
+    os.makedirs(host.spool)
+    killed = time.time()
+    b.sim("POST", "/_sim/reset", {})
+    b.sim("POST", "/_sim/config", {"fail_rate": 0.0})
+    time.sleep(3)
+    load.stop()
+    led, sold, told = check_ledger(t, b, "d", skus, initial, sold_by_sku(load.results))
+    took = time.time() - killed
+    t.is_(sold, told, "d: units sold = the 200s told to clients")
+    t.ok(all(v["delivered"] == v["orders"] * bedlib.REORDER for v in led.values()),
+         "d: 0 double restocks: each order delivered once", led)
+    ids = order_ids(b, skus)
+    got = requests_per_order(b)
+    t.ok(all(got.get(i, 0) >= 1 for i in ids),
+         "d: every order reached the factory", got)
+    b.figure("d", "claims the killed worker held", held)
+    b.figure("d", "orders / all fulfilled after the kill (s)", "%d / %.1f (lease_time %s)" % (
+        len(ids), took, b.extra_conf.get("lease_time")))
+    b.figure("d", "duplicate factory requests", sum(max(0, got.get(i, 0) - 1) for i in ids))
+    t.ok(any("event=outbox_taken_over" in h.programs["worker"].text() for h in b.hosts[1:]),
+         "d: the other worker logged the takeover")
+    host.start("worker")  # back, with an empty spool
+
+
+# -- e ---------------------------------------------------------------------------------
+def pause_worker(t, b):
+    if "lease" not in b.features:
+        t.skip("e: a paused worker does nothing it no longer owns",
+               "needs the lease branch (claims)")
+        return
+    first, paused = b.hosts
+    first.stop("worker")  # only the paused-to-be worker claims for a moment
+    mails_before = len(b.mails())
+    b.sim("POST", "/_sim/config", {"fail_rate": 1.0})
+    skus = b.add_products("SE", 4, stock=3)
+    initial = {s: 3 for s in skus}
+    load = bedlib.Load(b, skus, clients=4, pause=0.01, total=200).start()
+    load.join()
+    t.ok(bedlib.wait_until(lambda: claims_of(b, paused) >= len(skus), timeout=60),
+         "e: %s's worker holds the claims of the %d orders" % (paused.name, len(skus)),
+         claims_of(b, paused))
+    worker = paused.programs["worker"]
+    bedlib.wait_until(lambda: worker.text().count("event=deferred queue=factory") >= len(skus),
+                      timeout=30)
+    worker.signal(signal.SIGSTOP)
+    delivered_before = worker.text().count("event=delivered ")
+    lost_before = worker.text().count("event=lease_lost")
+    b.sim("POST", "/_sim/reset", {})
+    b.sim("POST", "/_sim/config", {"fail_rate": 0.0})
+    first.start("worker")
+    led, sold, told = check_ledger(t, b, "e", skus, initial, sold_by_sku(load.results))
+    # Every claim done, and each product's pause and resume emails received.
+    bedlib.wait_until(lambda: not claims_of(b, first) and len(b.mails()) >= mails_before +
+                      len(skus), timeout=60)
+    requests_then, mails_then = requests_per_order(b), len(b.mails())
+    worker.signal(signal.SIGCONT)
+    t.ok(bedlib.wait_until(lambda: worker.text().count("event=lease_lost") - lost_before
+                           >= len(skus), timeout=30),
+         "e: resumed, the paused worker logs lease_lost for what it held",
+         worker.text().count("event=lease_lost") - lost_before)
+    time.sleep(3)  # what it might still send would be sent by now
+    t.is_(worker.text().count("event=delivered "), delivered_before,
+          "e: the resumed worker delivered nothing more")
+    t.is_(requests_per_order(b), requests_then, "e: the factory received nothing more")
+    t.is_(len(b.mails()), mails_then, "e: no email more")
+    ids = order_ids(b, skus)
+    t.ok(all(requests_then.get(i, 0) == 1 for i in ids),
+         "e: each order requested once after the takeover", requests_then)
+    t.ok(all(v["delivered"] == v["orders"] * bedlib.REORDER for v in led.values()),
+         "e: each order restocked once", led)
+    b.figure("e", "lease_lost logged by the resumed worker",
+             worker.text().count("event=lease_lost") - lost_before)
+    b.figure("e", "factory requests / emails after it resumed", "0 / 0" if
+             requests_per_order(b) == requests_then and len(b.mails()) == mails_then else "some")
+
+
+# -- f ---------------------------------------------------------------------------------
+def isolate_node(t, b):
+    for n in b.nodes:  # a node isolated from two others, not from one
+        n.wait_synced()
+    node = b.node(b.haproxy_writer())
+    skus = b.add_products("SF", 3, stock=2000)
+    initial = {s: 2000 for s in skus}
+    listed = None
+    if "dbfail" in b.features:
+        # host2's responders reach the nodes by a host list, the writer first, not
+        # through HAProxy: the isolated node's 1047 must move them to the next.
+        listed = b.hosts[1]
+        order = [node] + [n for n in b.nodes if n is not node]
+        listed.restart_responders({"RESTOCK_DB_HOST": ",".join(
+            "127.0.0.1:%d" % n.port for n in order)})
+        failovers = listed.programs["sales"].text().count("event=db_failover")
+    load = bedlib.Load(b, skus, clients=4, pause=0.01).start()
+    time.sleep(2)
+    t0 = time.time()
+    node.root("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=1'")
+    left = bedlib.wait_until(lambda: node.status().get("wsrep_cluster_status") not in
+                             (None, "Primary"), timeout=30)
+    t_left = time.time() - t0
+    t.ok(left, "f: the isolated %s left the primary component" % node.name)
+    dropped = bedlib.wait_until(lambda: b.haproxy_writer() not in (None, node.name), timeout=60)
+    t_drop = time.time() - t0
+    t.ok(dropped, "f: HAProxy's check dropped the isolated %s" % node.name)
+    code, err = node.direct("SELECT COUNT(*) FROM product")
+    t.ok(code != 0 and "1047" in err, "f: the isolated node answers 1047 to a direct client",
+         err)
+    bedlib.wait_until(lambda: any(r[1] == 200 for r in load.since(t0 + t_drop)), timeout=60,
+                      interval=0.5)
+    time.sleep(2)
+    load.stop()
+    got = answers(load)
+    t.ok(any(r[1] == 200 for r in load.since(t0 + t_drop)),
+         "f: restock keeps selling through the other nodes")
+    fail_at, ok_at = outage_window(sorted(load.results), t0)
+    b.figure("f", "isolated", node.name)
+    b.figure("f", "it left the primary component after (s)", round(t_left, 1))
+    b.figure("f", "HAProxy sent new sessions elsewhere after (s)", round(t_drop, 1))
+    b.figure("f", "checkouts / 200 / 409 / 503 / no answer", "%d / %d / %d / %d / %d" % (
+        len(load.results), got.get(200, 0), got.get(409, 0), got.get(503, 0), got.get(0, 0)))
+    b.figure("f", "unavailable: first 503 to first 200 (s)",
+             "%.2f" % (ok_at - fail_at) if fail_at is not None and ok_at else "0")
+    b.figure("f", "longest wait between two answers (s)", "%.2f" % longest_gap(load.results))
+    fails = [r[0] for r in load.results if r[1] not in ANSWERED]
+    b.figure("f", "503s from the first to the last (s)",
+             "%.2f" % (max(fails) - min(fails)) if fails else "0")
+    check_ledger(t, b, "f", skus, initial, sold_by_sku(load.results))
+    if listed is not None:
+        log = listed.programs["sales"].text()
+        moved = log.count("event=db_failover") - failovers
+        codes = sorted(set(re.findall(r"\((1047|1180|2013|2006)\)", log)))
+        t.ok(moved > 0,
+             "f: a responder with a host list took the isolated node's errors as a lost connection and "
+             "moved to the next host (event=db_failover)", log[-3000:])
+        b.figure("f", "host2's sales threads that failed over (host list)", moved)
+        b.figure("f", "errors host2's responder saw from the isolated node", " ".join(codes))
+        listed.restart_responders()
+    else:
+        t.skip("f: a responder with a host list moves on at 1047",
+               "needs the dbfail branch (db_host list)")
+    node.root("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'")
+    t0 = time.time()
+    try:
+        node.wait_synced(timeout=60)
+        how = "rejoined when isolate=0"
+    except RuntimeError:
+        node.kill()
+        node.start(recover=True)
+        node.wait_synced()
+        how = "restarted (kill -9, --wsrep-recover)"
+    b.figure("f", "node back Synced (s)", "%.1f, %s" % (time.time() - t0, how))
+
+
+SCENARIOS = {"a": surge, "b": two_writers, "c": kill_writer, "d": kill_worker,
+             "e": pause_worker, "f": isolate_node}
+
+
+def main():
+    wanted = sys.argv[1:] or sorted(SCENARIOS)
+    for w in wanted:
+        if w not in SCENARIOS:
+            print("scenarios: unknown scenario %s (%s)" % (w, " ".join(sorted(SCENARIOS))),
+                  file=sys.stderr)
+            sys.exit(2)
+    # Stopped from outside (a CI timeout, a closed terminal): everything the bed
+    # started is stopped too, by the with block below.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda number, frame: sys.exit(128 + number))
+    t = BedTap()
+    started = time.time()
+    try:
+        with bedlib.Bed(t) as b:
+            t.diag("bed in %s; the build has: %s" % (b.dir, ", ".join(sorted(b.features))
+                                                      or "none of dbfail, idemkey, lease"))
+            for w in wanted:
+                t0 = time.time()
+                t.diag("--- scenario %s: %s" % (w, SCENARIOS[w].__name__))
+                try:
+                    SCENARIOS[w](t, b)
+                except Exception:
+                    import traceback
+                    t.ok(False, "scenario %s ran to its end" % w, traceback.format_exc())
+                b.figure(w, "scenario took (s)", round(time.time() - t0, 1))
+    except Exception:
+        import traceback
+        t.ok(False, "the bed ran to its end", traceback.format_exc())
+    t.figures.append(("", "whole bed (s)", round(time.time() - started, 1)))
+    t.table()
+    t.done()
+
+
+if __name__ == "__main__":
+    main()

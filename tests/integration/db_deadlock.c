@@ -1,0 +1,178 @@
+/* db_deadlock: provokes two real deadlocks on the database of RESTOCK_CONFIG and
+ * checks that restock runs the losing side again instead of failing it (TAP on
+ * stdout, the programs' log lines on stderr). Not a unit test (it needs a
+ * database): tests/integration/db_failover.py runs it against the harness's.
+ *
+ * In each, connection a holds row 1 and many others (so that InnoDB picks the
+ * other, lighter side as the victim), b holds row 2 and waits for row 1, and then
+ * a asks for row 2: a deadlock, b rolled back.
+ *   1. b in a transaction: the transaction fails with db_retryable, and db_retry
+ *      runs it again, which commits.
+ *   2. b an autocommit statement: db_stmt_exec runs it again by itself, and it
+ *      succeeds. */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "db.h"
+#include "log.h"
+#include "../unit/tap.h"
+
+struct side {
+    db *conn;
+    int autocommit;
+    int attempts;      /* db_retry's count */
+    int first_failure; /* 1: the first attempt failed as retryable, not as a lost connection */
+    long long rows;
+    errbuf err;
+};
+
+static const conf *cf;
+
+static void __attribute__((noreturn)) bail(const char *what, const char *why)
+{
+    printf("Bail out! %s: %s\n", what, why);
+    exit(1);
+}
+
+static int
+side_tx(struct side *b, int first)
+{
+    db_stmt *two = db_stmt_new(b->conn, "UPDATE deadlock_probe SET n = n + 1 WHERE id = 2", 0);
+    db_stmt *one = db_stmt_new(b->conn, "UPDATE deadlock_probe SET n = n + 1 WHERE id = 1", 0);
+
+    if (db_begin(b->conn, &b->err) != RS_OK || db_stmt_exec(two, &b->err, "") != 1 ||
+        db_stmt_exec(one, &b->err, "") != 1) {
+        if (first)
+            b->first_failure = db_retryable(b->conn) && !db_failed_connection(b->conn);
+        db_rollback(b->conn);
+        return RS_ERR;
+    }
+    return db_commit(b->conn, &b->err);
+}
+
+static void *
+side_run(void *arg)
+{
+    struct side *b = arg;
+
+    if (db_thread_init(&b->err) != RS_OK)
+        return NULL;
+    if (b->autocommit) {
+        /* Locks row 2 first, then waits for row 1. */
+        db_stmt *both = db_stmt_new(b->conn,
+                                    "UPDATE deadlock_probe SET n = n + 1 WHERE id IN (1, 2)"
+                                    " ORDER BY id DESC",
+                                    0);
+        b->rows = db_stmt_exec(both, &b->err, "");
+    } else {
+        int rc = side_tx(b, 1);
+        while (rc != RS_OK && db_retry(b->conn, &b->attempts))
+            rc = side_tx(b, 0);
+        b->rows = rc == RS_OK ? 1 : -1;
+    }
+    db_thread_end();
+    return NULL;
+}
+
+/* Waits until b holds row 2 (a never takes it before that): then b is on its way
+ * to row 1, or already waiting for it. */
+static int
+wait_for_b(db *watch)
+{
+    db_stmt *st =
+        db_stmt_new(watch, "SELECT id FROM deadlock_probe WHERE id = 2 FOR UPDATE SKIP LOCKED", 0);
+    errbuf err = {{0}};
+
+    for (int i = 0; i < 3000; i++) {
+        struct timespec pause = {0, 10 * 1000000L};
+        long long rows = db_stmt_exec(st, &err, "");
+        if (rows < 0) {
+            diag("%s", err.msg);
+            return 0;
+        }
+        if (rows == 0)
+            return 1;
+        nanosleep(&pause, NULL);
+    }
+    return 0;
+}
+
+static void
+scenario(db *watch, int autocommit)
+{
+    const char *what = autocommit ? "autocommit statement" : "transaction";
+    struct side b = {.conn = db_new(cf, 0), .autocommit = autocommit};
+    db *a = db_new(cf, 0);
+    db_stmt *two, *n;
+    errbuf err = {{0}};
+    pthread_t thread;
+
+    if (db_run(watch, "UPDATE deadlock_probe SET n = 0", &err) != RS_OK ||
+        db_begin(a, &err) != RS_OK ||
+        db_run(a, "UPDATE deadlock_probe SET n = n + 1 WHERE id >= 10", &err) != RS_OK ||
+        db_run(a, "UPDATE deadlock_probe SET n = n + 1 WHERE id = 1", &err) != RS_OK) {
+        ok(0, "%s: a holds row 1 (%s)", what, err.msg);
+        goto done;
+    }
+    pthread_create(&thread, NULL, side_run, &b);
+    ok(wait_for_b(watch), "%s: b holds row 2", what);
+    two = db_stmt_new(a, "UPDATE deadlock_probe SET n = n + 1 WHERE id = 2", 0);
+    is_int(db_stmt_exec(two, &err, ""), 1, "a takes row 2 (b, the deadlock's victim, let go)");
+    ok(db_commit(a, &err) == RS_OK, "a commits (%s)", err.msg);
+    pthread_join(thread, NULL);
+    if (autocommit) {
+        is_int(b.rows, 2, "the autocommit statement was run again and changed both rows");
+    } else {
+        ok(b.first_failure, "the transaction's first attempt failed as retryable, not lost");
+        is_int(b.attempts, 1, "db_retry ran it once more");
+        is_int(b.rows, 1, "and it committed");
+    }
+    if (b.rows < 0)
+        diag("b: %s", b.err.msg);
+    n = db_stmt_new(watch, "SELECT n FROM deadlock_probe WHERE id = ?", 0);
+    for (long long id = 1; id <= 2; id++) {
+        db_stmt_exec(n, &err, "i", id);
+        is_int(db_stmt_next(n) ? db_stmt_col_int(n, 0) : -1, 2,
+               "each side's update of the row counted once");
+    }
+done:
+    db_destroy(&a);
+    db_destroy(&b.conn);
+}
+
+int
+main(void)
+{
+    errbuf err = {{0}};
+    conf *c = conf_new(NULL, &err);
+    db *watch;
+
+    char rows[4096] = "REPLACE INTO deadlock_probe VALUES (1, 0), (2, 0)";
+
+    if (c == NULL)
+        bail("configuration", err.msg);
+    cf = c;
+    log_init("db_deadlock", LOG_LEVEL_INFO);
+    if (db_library_init(&err) != RS_OK)
+        bail("client library", err.msg);
+    /* Rows 10.. make a's side the heavier one. */
+    for (int id = 10; id < 200; id++)
+        snprintf(rows + strlen(rows), sizeof(rows) - strlen(rows), ", (%d, 0)", id);
+    watch = db_new(cf, 0);
+    if (db_run(watch,
+               "CREATE TABLE IF NOT EXISTS deadlock_probe (id INT NOT NULL PRIMARY KEY,"
+               " n INT NOT NULL) ENGINE=InnoDB",
+               &err) != RS_OK ||
+        db_run(watch, rows, &err) != RS_OK)
+        bail("setting up deadlock_probe", err.msg);
+    scenario(watch, 0);
+    scenario(watch, 1);
+    db_run(watch, "DROP TABLE deadlock_probe", &err);
+    db_destroy(&watch);
+    conf_destroy(&c);
+    db_library_end();
+    return done_testing();
+}
