@@ -506,72 +506,105 @@ sales_checkout_result(struct sales_thread *th, responder_request *rq, const stru
     }
 }
 
-/* A checkout with an Idempotency-Key: not in the combiner, whose statement is
- * shared, but in one transaction of its own that claims the key's row (a
- * request with the same key in flight holds it: this one waits, then replays
- * what that one answered), runs the same sale statement, and stores the answer,
- * 200, 409 or 404, with the row before the commit. The same key and request
- * again: that answer, byte for byte, and nothing sold; another request: 422.
- * A failure rolls everything back and answers 503, stored nowhere: the retry
- * runs afresh, or, when the commit did happen (the connection broke after
- * COMMIT was sent), finds the key and is answered what the sale was. After the
- * commit, what the sale or refusal triggers, as for any checkout. */
-static void
-sales_checkout_keyed(struct sales_thread *th, responder_request *rq, const char *key,
-                     struct sales_buy *buy)
+/* The keyed checkout's transaction: claims the key's row (a request with the
+ * same key in flight holds it: this one waits, then finds it taken), runs the
+ * same sale statement as the combined path, and stores the answer, 200, 409 or
+ * 404, with the row before the commit. *claim tells what the key's row held;
+ * for CHECKOUT_KEY_NEW, answer is the stored answer and *text its body. A
+ * failure rolls everything back. */
+static int
+sales_keyed_tx(struct sales_thread *th, const char *key, struct sales_buy *buy,
+               struct checkout_key_answer *stored, int *claim, struct sales_refusal *answer,
+               char *print, size_t print_size, char **text, errbuf *err)
 {
     unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
-    struct checkout_key_answer stored;
-    struct sales_refusal answer = {0};
-    errbuf err = {{0}};
-    char print[512], *text = NULL;
     long long rows;
-    int claim;
 
     checkout_key_fingerprint(buy->sku, buy->quantity, fingerprint);
-    if (db_begin(th->conn, &err) != RS_OK)
+    if (db_begin(th->conn, err) != RS_OK)
         goto fail;
-    claim = checkout_key_claim(th->keys, key, fingerprint, th->app->key_retention, &stored, &err);
-    if (claim < 0)
+    *claim = checkout_key_claim(th->keys, key, fingerprint, th->app->key_retention, stored, err);
+    if (*claim < 0)
         goto fail;
-    if (claim != CHECKOUT_KEY_NEW) {
+    if (*claim != CHECKOUT_KEY_NEW) {
         db_rollback(th->conn); /* it wrote nothing */
-        sales_db_answered(th);
-        if (claim == CHECKOUT_KEY_MISMATCH) {
-            metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
-            responder_reply_error(
-                rq, 422,
-                "Idempotency-Key: this key was used for another checkout (another "
-                "sku or quantity); a new checkout needs a new key");
-            return;
-        }
-        metrics_count(METRICS_CHECKOUT_REPLAYED);
-        responder_header(rq, "Idempotent-Replayed", "true");
-        responder_reply_raw(rq, stored.status, stored.body, stored.len);
-        return;
+        return RS_OK;
     }
-    rows = sales_take(th, buy->sku, buy->quantity, &err);
+    rows = sales_take(th, buy->sku, buy->quantity, err);
     if (rows < 0)
         goto fail;
     if (rows == 1) {
         buy->sold = 1;
         buy->remaining = (long long)(db_stmt_insert_id(th->buy) / 2);
         buy->crossed = (int)(db_stmt_insert_id(th->buy) % 2);
-        answer.status = 200;
-        answer.json = sales_checkout_json("구매 완료!", buy->sku, buy->remaining, NULL);
-    } else if (sales_refusal(th, buy->sku, buy->quantity, &answer, &err) != RS_OK) {
+        answer->status = 200;
+        answer->json = sales_checkout_json("구매 완료!", buy->sku, buy->remaining, NULL);
+    } else if (sales_refusal(th, buy->sku, buy->quantity, answer, err) != RS_OK) {
         goto fail;
     }
-    text = answer.json ? json_print(answer.json, print, sizeof(print)) : NULL;
-    if (text == NULL) {
-        db_rollback(th->conn);
-        responder_reply_error(rq, 500, "out of memory");
-        goto done;
-    }
-    if (checkout_key_store(th->keys, key, answer.status, text, strlen(text), &err) != RS_OK ||
-        db_commit(th->conn, &err) != RS_OK)
+    *text = answer->json ? json_print(answer->json, print, print_size) : NULL;
+    if (*text == NULL) {
+        errbuf_set(err, "out of memory");
         goto fail;
+    }
+    if (checkout_key_store(th->keys, key, answer->status, *text, strlen(*text), err) != RS_OK ||
+        db_commit(th->conn, err) != RS_OK)
+        goto fail;
+    return RS_OK;
+
+fail:
+    db_rollback(th->conn);
+    if (*text != NULL)
+        json_print_free(*text, print);
+    *text = NULL;
+    cJSON_Delete(answer->json);
+    memset(answer, 0, sizeof(*answer));
+    buy->sold = 0;
+    return RS_ERR;
+}
+
+/* A checkout with an Idempotency-Key: not in the combiner, whose statement is
+ * shared, but in a transaction of its own (sales_keyed_tx), run again while the
+ * database rolled it back (a deadlock, a Galera certification failure of two
+ * writers), as the combined allocation is. The same key and request again: the
+ * stored answer, byte for byte, and nothing sold; another request: 422. Another
+ * failure answers 503, stored nowhere: the retry runs afresh, or, when the
+ * commit did happen (the connection broke after COMMIT was sent), finds the key
+ * and is answered what the sale was. After the commit, what the sale or refusal
+ * triggers, as for any checkout. */
+static void
+sales_checkout_keyed(struct sales_thread *th, responder_request *rq, const char *key,
+                     struct sales_buy *buy)
+{
+    struct checkout_key_answer stored;
+    struct sales_refusal answer = {0};
+    errbuf err = {{0}};
+    char print[512], *text = NULL;
+    int claim = CHECKOUT_KEY_NEW, rc, attempts = 0;
+
+    do
+        rc = sales_keyed_tx(th, key, buy, &stored, &claim, &answer, print, sizeof(print), &text,
+                            &err);
+    while (rc != RS_OK && db_retry(th->conn, &attempts));
+    if (rc != RS_OK) {
+        metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
+        sales_unavailable(th, rq, &err);
+        return;
+    }
     sales_db_answered(th);
+    if (claim == CHECKOUT_KEY_MISMATCH) {
+        metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
+        responder_reply_error(rq, 422,
+                              "Idempotency-Key: this key was used for another checkout (another "
+                              "sku or quantity); a new checkout needs a new key");
+        return;
+    }
+    if (claim != CHECKOUT_KEY_NEW) {
+        metrics_count(METRICS_CHECKOUT_REPLAYED);
+        responder_header(rq, "Idempotent-Replayed", "true");
+        responder_reply_raw(rq, stored.status, stored.body, stored.len);
+        return;
+    }
     if (buy->sold) {
         metrics_count(METRICS_CHECKOUT_SOLD);
         sales_after_sale(th, buy->sku, buy->quantity, buy->remaining, buy->crossed);
@@ -579,15 +612,7 @@ sales_checkout_keyed(struct sales_thread *th, responder_request *rq, const char 
         sales_refusal_done(th, &answer);
     }
     responder_reply_raw(rq, answer.status, text, strlen(text));
-    goto done;
-
-fail:
-    db_rollback(th->conn);
-    metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
-    sales_unavailable(th, rq, &err);
-done:
-    if (text != NULL)
-        json_print_free(text, print);
+    json_print_free(text, print);
     cJSON_Delete(answer.json);
 }
 

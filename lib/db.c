@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -400,6 +401,27 @@ db_retryable(const db *self)
     return db_is_retryable_errno(self->last_errno);
 }
 
+/* A pause before running again what the database rolled back: a random time up
+ * to 2^attempt ms, capped at 64 ms. Run again at once, a transaction that lost a
+ * hot row to a writer on another Galera node meets that writer's next
+ * transaction and loses again; spread out, most go through within a few
+ * attempts. The random bits need not be good, only differ between threads. */
+static void
+db_retry_pause(int attempt)
+{
+    static _Thread_local unsigned seed;
+    long cap_ms = 1L << (attempt < 6 ? attempt : 6);
+    struct timespec pause;
+    long us;
+
+    if (seed == 0)
+        seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&seed;
+    us = (long)(rand_r(&seed) % (unsigned)(cap_ms * 1000));
+    pause.tv_sec = 0;
+    pause.tv_nsec = us * 1000;
+    nanosleep(&pause, NULL);
+}
+
 int
 db_retry(db *self, int *attempts)
 {
@@ -409,6 +431,7 @@ db_retry(db *self, int *attempts)
     log_info("event=db_retry attempt=%d error=%u reason=\"rolled back by the database (deadlock, "
              "lock wait or certification failure): run again\"",
              *attempts, self->last_errno);
+    db_retry_pause(*attempts);
     return 1;
 }
 

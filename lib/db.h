@@ -62,7 +62,7 @@ enum db_error_class db_error_class(unsigned code);
 
 /* The retry of a transaction: 1 (and the attempt logged, *attempts counted) when
  * the last failure is db_retryable and fewer than db_retries attempts were made,
- * after the caller rolled back. Every transaction runs in such a loop:
+ * after the caller rolled back; it pauses a random few milliseconds first. Every transaction runs in such a loop:
  *     int attempts = 0;
  *     do rc = my_tx(...); while (rc < 0 && db_retry(conn, &attempts)); */
 int db_retry(db *self, int *attempts);
