@@ -335,7 +335,7 @@ class Load:
             n = self._next()
             if n is None:
                 break
-            sku = self.skus[(n + number) % len(self.skus)]
+            sku = self.skus[n % len(self.skus)]  # every sku in turn, whatever the clients
             key = str(uuid.uuid4()) if self.keys else None
             r = self.bed.checkout(sku, 1, key, conn_holder=[conn])
             conn = r.pop("conn")
