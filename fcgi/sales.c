@@ -435,7 +435,7 @@ fail:
 }
 
 /* The allocation, run again while the database rolled it back (a deadlock, a
- * lock wait, a Galera certification failure of a two-writer hot row): nothing
+ * Galera certification failure of a two-writer hot row): nothing
  * was sold, so that a conflict is never answered 503. Another failure: every
  * member 503. */
 static void

@@ -56,8 +56,8 @@ static const struct conf_param conf_params[] = {
      "statement outside a transaction, so that a connection that died while idle (proxy or "
      "server restart) is replaced before a statement is lost on it; 0 checks every time."},
     {"db_retries", CONF_INT, "10", 0, 100, NULL, 0, NULL,
-     "Times a statement or transaction that the database rolled back as a deadlock, a lock wait "
-     "timeout or a cluster certification failure is run again before it fails, each after a "
+     "Times a statement or transaction that the database rolled back as a deadlock or a "
+     "cluster certification failure is run again before it fails, each after a "
      "random pause of up to 2^attempt ms (at most 64 ms)."},
 
     {"sales_socket", CONF_STR, "/run/restock/sales.sock", 0, 0, NULL, 0,

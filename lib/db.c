@@ -220,8 +220,10 @@ db_error_class(unsigned code)
     case ER_UNKNOWN_COM_ERROR:
     case 4031: /* ER_CLIENT_INTERACTION_TIMEOUT: the server closed an idle connection */
         return DB_ERROR_CONNECTION;
+    /* A lock wait timeout (1205) is not run again: the statement already waited
+     * innodb_lock_wait_timeout for a lock held that long, and waiting again
+     * db_retries times would outlast the client; it fails like the statement's. */
     case ER_LOCK_DEADLOCK:
-    case ER_LOCK_WAIT_TIMEOUT:
         return DB_ERROR_RETRYABLE;
     default:
         return DB_ERROR_STATEMENT;
@@ -428,8 +430,8 @@ db_retry(db *self, int *attempts)
     if (!db_is_retryable_errno(self->last_errno) || *attempts >= self->retries)
         return 0;
     (*attempts)++;
-    log_info("event=db_retry attempt=%d error=%u reason=\"rolled back by the database (deadlock, "
-             "lock wait or certification failure): run again\"",
+    log_info("event=db_retry attempt=%d error=%u reason=\"rolled back by the database (deadlock "
+             "or certification failure): run again\"",
              *attempts, self->last_errno);
     db_retry_pause(*attempts);
     return 1;
@@ -733,7 +735,7 @@ db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...)
             resends++;
             continue;
         }
-        /* Rolled back by the server (deadlock, lock wait, certification): the
+        /* Rolled back by the server (deadlock, certification failure): the
          * autocommit statement did nothing, so it runs again. */
         if (!db_retry(self, &retries))
             return rows;

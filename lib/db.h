@@ -47,7 +47,7 @@ int db_ping(db *self, errbuf *err);
  * answer 503 for those. */
 int db_failed_connection(const db *self);
 
-/* 1 when the last failure was a deadlock, a lock wait timeout or a Galera
+/* 1 when the last failure was a deadlock or a Galera
  * certification failure: the database rolled the work back, so that a whole
  * transaction may be run again. An autocommit statement is run again by
  * db_stmt_exec itself. */
@@ -55,16 +55,16 @@ int db_retryable(const db *self);
 
 /* What a MySQL error number means to restock: the connection failed (lost, timed
  * out, refused, a Galera node outside the primary component: reconnect, to the
- * next host); the database rolled the work back (a deadlock, a lock wait timeout,
+ * next host); the database rolled the work back (a deadlock,
  * a certification failure: run it again); or the statement itself failed. */
 enum db_error_class { DB_ERROR_STATEMENT, DB_ERROR_CONNECTION, DB_ERROR_RETRYABLE };
 enum db_error_class db_error_class(unsigned code);
 
 /* The retry of a transaction: 1 (and the attempt logged, *attempts counted) when
  * the last failure is db_retryable and fewer than db_retries attempts were made,
- * after the caller rolled back; it pauses a random few milliseconds first. Every transaction runs in such a loop:
- *     int attempts = 0;
- *     do rc = my_tx(...); while (rc < 0 && db_retry(conn, &attempts)); */
+ * after the caller rolled back; it pauses a random few milliseconds first. Every transaction runs
+ * in such a loop: int attempts = 0; do rc = my_tx(...); while (rc < 0 && db_retry(conn,
+ * &attempts)); */
 int db_retry(db *self, int *attempts);
 
 /* Runs text SQL without parameters (DDL, migrations); drains every result. */

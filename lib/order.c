@@ -420,7 +420,7 @@ fail:
 }
 
 /* order_reorder_tx, run again while the database rolled it back (a deadlock, a
- * lock wait, a Galera certification failure): nothing of it happened. */
+ * Galera certification failure): nothing of it happened. */
 static int
 order_reorder_retried(order *self, const char *sku, long long turned,
                       struct order_open_outcome *out, int *result, errbuf *err)
@@ -815,7 +815,7 @@ order_fulfil(order *self, const char *order_id, long long quantity, int flags,
     default:
         return RS_ERR;
     }
-    /* A deadlock, lock wait or certification failure rolled the delivery back:
+    /* A deadlock or certification failure rolled the delivery back:
      * it is run again (db_retry logs each attempt); so is one whose connection
      * broke. Any other failure is final. */
     for (;;) {

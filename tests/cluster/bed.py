@@ -250,9 +250,8 @@ class Host:
             "metrics_listen": "127.0.0.1:%d" % self.metrics_port,
             "metrics_dir": os.path.join(self.dir, "metrics"),
         }
-        if "lease" in b.features:
-            # Takeovers within seconds (the default is 30 s).
-            lines["lease_time"] = b.extra_conf.setdefault("lease_time", 5)
+        # Takeovers within seconds (the default is 30 s).
+        lines["lease_time"] = b.extra_conf.setdefault("lease_time", 5)
         lines.update(b.extra_conf)
         with open(self.conf, "w") as f:
             f.write("# restock on %s of the cluster bed in %s\n" % (self.name, b.dir))
@@ -388,7 +387,6 @@ class Bed:
         self.hosts = []
         self.hosts = [Host(self, i + 1) for i in range(hosts)]
         self.others = {}
-        self.features = set()
 
     # -- lifecycle -------------------------------------------------------------------
     def __enter__(self):
@@ -404,7 +402,6 @@ class Bed:
         return False
 
     def start(self):
-        self.detect_features()
         t0 = time.time()
         first = self.nodes[0]
         first.prepare(install=True)
@@ -442,20 +439,6 @@ class Bed:
         for h in self.hosts:
             h.start("worker")
         self.start_nginx()
-
-    def detect_features(self):
-        """What the build has of issue 14's other parts, by its configuration keys:
-        a scenario asserts only what the build can do, and says so."""
-        p = subprocess.run([os.path.join(BUILDDIR, "ctl", "restockctl"), "-c", "/dev/null",
-                            "config", "defaults"], capture_output=True, text=True, check=True)
-        keys = set(re.findall(r"^#?([a-z_]+) =", p.stdout, re.M))
-        if "db_connect_timeout" in keys:
-            self.features.add("dbfail")
-        if "idempotency_retention" in keys:
-            self.features.add("idemkey")
-        if "lease_time" in keys:
-            self.features.add("lease")
-        self.conf_keys = keys
 
     def migrate(self):
         env = dict(os.environ, RESTOCK_CONFIG=self.hosts[0].conf, RESTOCK_DB_PORT=str(

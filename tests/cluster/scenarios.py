@@ -138,8 +138,7 @@ def surge(t, b):
         "%s %d" % kv for kv in sorted(per_host.items())))
     b.figure("a", "stock-outs / orders", "%d / %d" % (sum(stockouts.values()), orders))
     b.figure("a", "duplicate factory requests", len(requests) - orders)
-    if "lease" in b.features:
-        t.is_(len(requests), orders, "a: each order requested from the factory once")
+    t.is_(len(requests), orders, "a: each order requested from the factory once")
 
 
 # -- b ---------------------------------------------------------------------------------
@@ -170,12 +169,9 @@ def two_writers(t, b):
         b.figure("b", "%s: checkouts / 200 / 503" % what, "%d / %d / %d" % (
             len(load.results), got.get(200, 0), got.get(503, 0)))
         name = "b: %s: no certification failure answered 503 (retried)" % what
-        if "dbfail" not in b.features:
-            t.skip(name, "needs the dbfail branch (1213 retry)")
-        else:
-            # db_retry runs a rolled-back conflict again after a random pause
-            # growing with the attempt, db_retries (10) times, keyed or not.
-            t.is_(got.get(503, 0), 0, name)
+        # db_retry runs a rolled-back conflict again after a random pause
+        # growing with the attempt, db_retries (10) times, keyed or not.
+        t.is_(got.get(503, 0), 0, name)
     b.figure("b", "checkouts failed with 1213 / transactions run again (event=db_retry)",
              "%d / %d" % (conflicts, retried))
 
@@ -211,24 +207,19 @@ def kill_writer(t, b):
     sold_before = sum(v["sold"] for v in b.ledger(skus).values())
     b.figure("c", "units sold but not told 200 (before retries)",
              sold_before - sum(told.values()))
-    if "idemkey" in b.features:
-        replayed = fresh = 0
-        for r in failed:
-            again = b.checkout(r[2], r[3], r[4])
-            again["conn"] and again["conn"].close()
-            if again["status"] == 200:
-                told[r[2]] = told.get(r[2], 0) + r[3]
-                replayed += bool(again.get("replayed"))
-                fresh += not again.get("replayed")
-        b.figure("c", "503'd keys retried: stored 200 replayed / run afresh",
-                 "%d / %d" % (replayed, fresh))
+    replayed = fresh = 0
+    for r in failed:
+        again = b.checkout(r[2], r[3], r[4])
+        again["conn"] and again["conn"].close()
+        if again["status"] == 200:
+            told[r[2]] = told.get(r[2], 0) + r[3]
+            replayed += bool(again.get("replayed"))
+            fresh += not again.get("replayed")
+    b.figure("c", "503'd keys retried: stored 200 replayed / run afresh",
+             "%d / %d" % (replayed, fresh))
     led, sold, told_total = check_ledger(t, b, "c", skus, initial, told)
     t.ok(sold >= sum(sold_by_sku(load.results).values()), "c: every 200 is a sale")
-    if "idemkey" in b.features:
-        t.is_(sold, told_total, "c: after retrying each failed key, units sold = the 200s told")
-    else:
-        t.skip("c: units sold = the 200s told after retrying by key",
-               "needs the idemkey branch (Idempotency-Key)")
+    t.is_(sold, told_total, "c: after retrying each failed key, units sold = the 200s told")
     t0 = time.time()
     writer.start(recover=True)
     writer.wait_synced()
@@ -264,9 +255,6 @@ def requests_per_order(b):
 
 
 def kill_worker(t, b):
-    if "lease" not in b.features:
-        t.skip("d: a killed worker's orders are taken over", "needs the lease branch (claims)")
-        return
     host = b.hosts[0]
     b.sim("POST", "/_sim/config", {"fail_rate": 1.0})  # orders wait in the spools
     skus = b.add_products("SD", 6, stock=5)
@@ -304,10 +292,6 @@ def kill_worker(t, b):
 
 # -- e ---------------------------------------------------------------------------------
 def pause_worker(t, b):
-    if "lease" not in b.features:
-        t.skip("e: a paused worker does nothing it no longer owns",
-               "needs the lease branch (claims)")
-        return
     first, paused = b.hosts
     first.stop("worker")  # only the paused-to-be worker claims for a moment
     mails_before = len(b.mails())
@@ -361,15 +345,13 @@ def isolate_node(t, b):
     node = b.node(b.haproxy_writer())
     skus = b.add_products("SF", 3, stock=2000)
     initial = {s: 2000 for s in skus}
-    listed = None
-    if "dbfail" in b.features:
-        # host2's responders reach the nodes by a host list, the writer first, not
-        # through HAProxy: the isolated node's 1047 must move them to the next.
-        listed = b.hosts[1]
-        order = [node] + [n for n in b.nodes if n is not node]
-        listed.restart_responders({"RESTOCK_DB_HOST": ",".join(
-            "127.0.0.1:%d" % n.port for n in order)})
-        failovers = listed.programs["sales"].text().count("event=db_failover")
+    # host2's responders reach the nodes by a host list, the writer first, not
+    # through HAProxy: the isolated node's 1047 must move them to the next.
+    listed = b.hosts[1]
+    order = [node] + [n for n in b.nodes if n is not node]
+    listed.restart_responders({"RESTOCK_DB_HOST": ",".join(
+        "127.0.0.1:%d" % n.port for n in order)})
+    failovers = listed.programs["sales"].text().count("event=db_failover")
     load = bedlib.Load(b, skus, clients=4, pause=0.01).start()
     time.sleep(2)
     t0 = time.time()
@@ -404,19 +386,15 @@ def isolate_node(t, b):
     b.figure("f", "503s from the first to the last (s)",
              "%.2f" % (max(fails) - min(fails)) if fails else "0")
     check_ledger(t, b, "f", skus, initial, sold_by_sku(load.results))
-    if listed is not None:
-        log = listed.programs["sales"].text()
-        moved = log.count("event=db_failover") - failovers
-        codes = sorted(set(re.findall(r"\((1047|1180|2013|2006)\)", log)))
-        t.ok(moved > 0,
-             "f: a responder with a host list took the isolated node's errors as a lost connection and "
-             "moved to the next host (event=db_failover)", log[-3000:])
-        b.figure("f", "host2's sales threads that failed over (host list)", moved)
-        b.figure("f", "errors host2's responder saw from the isolated node", " ".join(codes))
-        listed.restart_responders()
-    else:
-        t.skip("f: a responder with a host list moves on at 1047",
-               "needs the dbfail branch (db_host list)")
+    log = listed.programs["sales"].text()
+    moved = log.count("event=db_failover") - failovers
+    codes = sorted(set(re.findall(r"\((1047|1180|2013|2006)\)", log)))
+    t.ok(moved > 0,
+         "f: a responder with a host list took the isolated node's errors as a lost connection and "
+         "moved to the next host (event=db_failover)", log[-3000:])
+    b.figure("f", "host2's sales threads that failed over (host list)", moved)
+    b.figure("f", "errors host2's responder saw from the isolated node", " ".join(codes))
+    listed.restart_responders()
     node.root("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'")
     t0 = time.time()
     try:
@@ -449,8 +427,7 @@ def main():
     started = time.time()
     try:
         with bedlib.Bed(t) as b:
-            t.diag("bed in %s; the build has: %s" % (b.dir, ", ".join(sorted(b.features))
-                                                      or "none of dbfail, idemkey, lease"))
+            t.diag("bed in %s" % b.dir)
             for w in wanted:
                 t0 = time.time()
                 t.diag("--- scenario %s: %s" % (w, SCENARIOS[w].__name__))

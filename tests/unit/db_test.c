@@ -22,7 +22,7 @@ static const struct {
     {1053, DB_ERROR_CONNECTION, "server shutdown: reconnect"},
     {4031, DB_ERROR_CONNECTION, "idle connection closed by the server: reconnect"},
     {1213, DB_ERROR_RETRYABLE, "deadlock or certification failure: run again"},
-    {1205, DB_ERROR_RETRYABLE, "lock wait timeout: run again"},
+    {1205, DB_ERROR_STATEMENT, "lock wait timeout: not run again (it waited already)"},
     {1062, DB_ERROR_STATEMENT, "duplicate key: the statement's"},
     {1064, DB_ERROR_STATEMENT, "syntax error: the statement's"},
     {1146, DB_ERROR_STATEMENT, "no such table: the statement's"},
