@@ -6,6 +6,7 @@ the sale answers 200 and B sends the order; then with B down and A up, A does. O
 worker runs at a time (they share the stack's spool and database)."""
 
 import subprocess
+import time
 
 from harness import Stack, free_port, run_tests
 from replenish_common import DONUT, factory_requests, sell_out, sim_config
@@ -28,6 +29,11 @@ def worker_on(t, s, port, publishers):
     t.ok(s.wait_until(lambda: established(port) >= publishers, timeout=30),
          "the responders' %d publishers connected to it over tcp" % publishers,
          "established: %d" % established(port))
+    # A connected publisher drops what it sends until the worker's subscription
+    # has come back over the connection (ZeroMQ's "slow joiner"; a doorbell may be
+    # lost by design, the sweep is the guarantee): a moment for it to arrive, since
+    # this test's sweep is an hour away.
+    time.sleep(1)
 
 
 def body(t):
