@@ -624,11 +624,13 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
     cJSON *json = NULL;
     size_t len;
     const char *body = responder_body(rq, &len);
-    const char *key_header = responder_param(rq, "HTTP_IDEMPOTENCY_KEY");
+    const char *key_header;
     char key[CHECKOUT_KEY_MAX + 1];
 
-    /* A bad key is the client's mistake like a bad body: 400, nothing sold. */
-    if (key_header != NULL && checkout_key_parse(key_header, key, &err) != RS_OK) {
+    /* A bad key is the client's mistake like a bad body: 400, nothing sold. Two
+     * keys would make the checkout's identity the proxy's choice. */
+    if (responder_header_once(rq, "Idempotency-Key", &key_header, &err) != RS_OK ||
+        (key_header != NULL && checkout_key_parse(key_header, key, &err) != RS_OK)) {
         metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
         responder_reply_error(rq, 400, "%s", err.msg);
         return;

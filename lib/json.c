@@ -10,6 +10,91 @@
 #include "json.h"
 #include "utf8.h"
 
+/* 1 when the number written in the n bytes at tok (valid JSON) is the value its
+ * double holds, as far as integers go: "9.9999999999999999" is read as exactly
+ * 10 and "9007199254740993" as ...992, and a field that takes integers would
+ * take either for what it is not. Numbers whose double is no integer are left
+ * to the field's own check; so are those too large for any field. */
+static int
+json_number_exact(const char *tok, size_t n)
+{
+    char digits[64], buf[80];
+    size_t nd = 0, i = 0;
+    long exp10 = 0, frac = 0;
+    int neg = tok[0] == '-', in_frac = 0;
+    double d;
+    long long whole;
+
+    if (n >= sizeof(buf))
+        return 1; /* far beyond any field's range: the range check refuses it */
+    memcpy(buf, tok, n);
+    buf[n] = '\0';
+    d = strtod(buf, NULL);
+    if (!(d > -9.0e18 && d < 9.0e18) || d != (double)(long long)d)
+        return 1;
+    for (i = (size_t)neg; i < n && buf[i] != 'e' && buf[i] != 'E'; i++) {
+        if (buf[i] == '.') {
+            in_frac = 1;
+            continue;
+        }
+        if (nd == 0 && buf[i] == '0')
+            frac += in_frac; /* a leading zero: only its place counts */
+        else if (nd < sizeof(digits))
+            digits[nd++] = buf[i], frac += in_frac;
+        else
+            return 0; /* more digits than a double keeps */
+    }
+    if (i < n)
+        exp10 = strtol(buf + i + 1, NULL, 10);
+    exp10 -= frac;
+    while (nd > 0 && digits[nd - 1] == '0')
+        nd--, exp10++;
+    if (nd == 0)
+        return 1; /* zero */
+    if (exp10 < 0 || (long)nd + exp10 > 18)
+        return exp10 >= 0; /* a fraction where the double has none; or too large */
+    whole = 0;
+    for (size_t k = 0; k < nd; k++)
+        whole = whole * 10 + (digits[k] - '0');
+    for (long k = 0; k < exp10; k++)
+        whole *= 10;
+    return (long long)d == (neg ? -whole : whole);
+}
+
+/* What cJSON takes but no field may hold: a string with the escape \u0000 (C
+ * strings end there: "CP-502101\u0000x" would buy CP-502101), and a number that
+ * is not the integer its double says (json_number_exact). text is valid JSON. */
+static int
+json_check_text(const char *text, size_t len, errbuf *err)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '"') {
+            for (i++; i < len && text[i] != '"'; i++) {
+                if (text[i] != '\\')
+                    continue;
+                if (i + 5 < len && memcmp(text + i + 1, "u0000", 5) == 0)
+                    return errbuf_set(err,
+                                      "a string holds \\u0000 (a NUL character) at byte %zu; "
+                                      "no field may contain one",
+                                      i);
+                i++; /* the escaped character */
+            }
+        } else if (text[i] == '-' || (text[i] >= '0' && text[i] <= '9')) {
+            size_t start = i;
+            while (i + 1 < len && text[i + 1] != '\0' &&
+                   strchr("0123456789+-.eE", text[i + 1]) != NULL)
+                i++;
+            if (!json_number_exact(text + start, i - start + 1))
+                return errbuf_set(err,
+                                  "the number %.*s at byte %zu has more digits than a number "
+                                  "keeps (it would be read as another integer)",
+                                  (int)(i - start + 1 > 40 ? 40 : i - start + 1), text + start,
+                                  start);
+        }
+    }
+    return RS_OK;
+}
+
 int
 json_parse_object(const char *text, size_t len, cJSON **out, errbuf *err)
 {
@@ -34,6 +119,10 @@ json_parse_object(const char *text, size_t len, cJSON **out, errbuf *err)
     if (!cJSON_IsObject(json)) {
         cJSON_Delete(json);
         return errbuf_set(err, "the body must be a JSON object");
+    }
+    if (json_check_text(text, (size_t)(end - text), err) != RS_OK) {
+        cJSON_Delete(json);
+        return RS_ERR;
     }
     *out = json;
     return RS_OK;

@@ -1,6 +1,7 @@
 /* responder: threaded FastCGI server on libfcgi (see responder.h). */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -25,6 +26,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "responder.h"
+#include "utf8.h"
 
 /* Room for the JSON of one answer without an allocation; larger ones allocate. */
 #define RESPONDER_PRINT_BUF 16384
@@ -358,6 +360,31 @@ responder_param(const responder_request *rq, const char *name)
     return FCGX_GetParam(name, rq->fcgx.envp);
 }
 
+int
+responder_header_once(const responder_request *rq, const char *header, const char **value,
+                      errbuf *err)
+{
+    char param[128] = "HTTP_";
+    size_t n = 5;
+    int seen = 0;
+
+    *value = NULL;
+    /* The CGI name of the header: HTTP_ and the name in upper case, - as _. */
+    for (const char *h = header; *h != '\0' && n < sizeof(param) - 1; h++)
+        param[n++] = *h == '-' ? '_' : (char)toupper((unsigned char)*h);
+    param[n] = '\0';
+    /* FCGX_GetParam answers the first of repeated names, and nginx before 1.23
+     * passes each line of a repeated header as a parameter of its own. */
+    for (char **env = rq->fcgx.envp; env != NULL && *env != NULL; env++)
+        if (strncmp(*env, param, n) == 0 && (*env)[n] == '=') {
+            if (seen++)
+                return errbuf_set(err, "%s: the header was sent more than once; send it once",
+                                  header);
+            *value = *env + n + 1;
+        }
+    return RS_OK;
+}
+
 const char *
 responder_method(const responder_request *rq)
 {
@@ -535,6 +562,13 @@ responder_serve(struct responder_thread *th)
     rq->headers[0] = '\0';
     if (responder_read_body(rq) != RS_OK)
         return;
+    /* nginx decodes %XX in the path: any bytes may arrive. A handler may echo the
+     * path, and a JSON answer must be UTF-8, so a path that is not is refused
+     * here, once for every program. */
+    if (!utf8_valid(responder_path(rq), strlen(responder_path(rq)))) {
+        responder_reply_error(rq, 400, "the request path is not valid UTF-8 (after %%XX decoding)");
+        return;
+    }
     th->owner->prog->handle(rq, th->state);
     if (!rq->replied) {
         log_error("event=bug what=\"request left unanswered\" method=%s path=%s",

@@ -68,8 +68,12 @@ void responder_destroy(responder **self_p);
 
 /* The request. Strings stay valid until the reply. */
 const char *responder_method(const responder_request *rq); /* "GET"; "" when missing */
-const char *responder_path(const responder_request *rq);   /* DOCUMENT_URI, decoded */
+const char *responder_path(const responder_request *rq);   /* DOCUMENT_URI, decoded; UTF-8 */
 const char *responder_param(const responder_request *rq, const char *name); /* or NULL */
+/* The value of a request header that may be sent once ("Idempotency-Key"): RS_OK
+ * with *value NULL when absent; RS_ERR with err saying so when it came twice. */
+int responder_header_once(const responder_request *rq, const char *header, const char **value,
+                          errbuf *err);
 /* The body (NUL-terminated, may hold NULs itself) and its length; "" when empty. */
 const char *responder_body(const responder_request *rq, size_t *len);
 

@@ -76,6 +76,10 @@ def refusals(t, s):
     t.ok(is_error(r, 404), "an unknown order answers 404", r)
     r = post(s, "not-an-order", token, body)
     t.ok(is_error(r, 404), "a path that names no order answers 404", r)
+    # nginx decodes %XX: the 404 used to echo these bytes, which are not UTF-8.
+    r = post(s, order_id + "%C3%28%FF", token, body)
+    t.ok(is_error(r, 400) and r.json()["error"].startswith("the request path is not valid UTF-8"),
+         "a path that is not UTF-8 once decoded answers 400 saying so", r)
 
     for method in ("GET", "PUT", "DELETE"):
         r = post(s, order_id, token, None if method != "PUT" else body, method=method)
@@ -97,6 +101,9 @@ def refusals(t, s):
            ("MessageAttributeProductCnt too big (100001)",
             dict(body, MessageAttributeProductCnt=100001)),
            ("MessageAttributeProductCnt 1e30", dict(body, MessageAttributeProductCnt=1e30)),
+           ("MessageAttributeProductCnt 9.9999999999999999",
+            json.dumps(dict(body, MessageAttributeProductCnt="@")).replace(
+                '"@"', "9.9999999999999999")),
            ("another product's id", dict(body, MessageAttributeProductId=B))]
     for what, data in bad:
         if not isinstance(data, str):

@@ -3,6 +3,8 @@ stack: every route's status and body, and the product row in the database; the 4
 leave the stock alone; the database going away answers 503 and coming back serves
 again without a restart; SIGTERM finishes the request in flight and exits 0."""
 
+import http.client
+import json
 import os
 import re
 import signal
@@ -133,6 +135,10 @@ def test_bad_requests(t, s):
         ({"sku": ""}, "sku must be a string of 1 to 32 characters, not 0", "an empty sku"),
         ({"sku": "X" * 33}, "sku must be a string of 1 to 32 characters, not 33",
          "a sku of 33 characters"),
+        ('{"sku":"%s\\u0000x"}' % sku, "a string holds \\u0000 (a NUL character)",
+         "a sku with a NUL escape"),
+        ('{"sku":"%s","quantity":9.9999999999999999}' % sku,
+         "the number 9.9999999999999999 at byte", "a quantity of 9.9999999999999999"),
         ({"sku": sku, "pad": pad}, "request body larger than 8192 bytes",
          "a body over the responder's limit"),
         ({"sku": sku, "pad": "x" * 70000}, "request body larger than 64 KiB",
@@ -146,7 +152,26 @@ def test_bad_requests(t, s):
             error = r.body
         t.is_(r.status, 400, "%s answers 400" % what)
         t.ok(error.startswith(message), "saying: %s" % message, r)
+    # Two Idempotency-Key headers: which one is the checkout's is not the proxy's
+    # choice to make (nginx 1.22 passes both lines, and restock would take the first).
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/checkout")
+        for key in ("k-aaaaaaaaaaaaaaaa-1", "k-aaaaaaaaaaaaaaaa-2"):
+            conn.putheader("Idempotency-Key", key)
+        conn.putheader("Content-Type", "application/json")
+        payload = json.dumps({"sku": sku}).encode()
+        conn.putheader("Content-Length", str(len(payload)))
+        conn.endheaders(payload)
+        r = conn.getresponse()
+        status, answer = r.status, json.loads(r.read())
+    finally:
+        conn.close()
+    t.is_(status, 400, "two Idempotency-Key headers answer 400")
+    t.ok(answer.get("error", "").startswith("Idempotency-Key: the header was sent more than once"),
+         "saying the header came twice", answer)
     t.is_(s.stock(sku), before, "none of the refused checkouts changed the stock")
+    t.is_(s.sql_value("SELECT COUNT(*) FROM checkout_key"), "0", "and no key was stored")
 
 
 def test_methods_and_paths(t, s):
@@ -163,6 +188,13 @@ def test_methods_and_paths(t, s):
     for path in ("/", "/nope", "/products/a/b", "/healthz/x", "/product/donut/", "/checkout2"):
         r = s.request("GET", path)
         t.is_((r.status, r.json()), (404, {"error": "not found"}), "GET %s answers 404" % path)
+    # nginx decodes %XX: a path of bytes that are not UTF-8 reaches the responder.
+    for path in ("/products/%FF%FE", "/products/CP-502101%C3%28"):
+        r = s.request("GET", path)
+        t.is_(r.status, 400, "GET %s (not UTF-8 once decoded) answers 400" % path)
+        t.ok(r.body.decode("utf-8", "strict") and
+             r.json().get("error", "").startswith("the request path is not valid UTF-8"),
+             "with a UTF-8 JSON body saying why", r)
 
 
 def test_database_down(t, s):

@@ -142,10 +142,54 @@ test_print(void)
     cJSON_Delete(json);
 }
 
+/* What cJSON takes but a field must not: the NUL escape and numbers whose double
+ * is another integer than the one written. */
+static void
+test_refused_text(void)
+{
+    static const char *const refused[] = {
+        "{\"sku\":\"CP-502101\\u0000x\"}",      "{\"a\":{\"b\":[\"\\u0000\"]}}",
+        "{\"quantity\":9.9999999999999999}",    "{\"quantity\":9007199254740993}",
+        "{\"quantity\":1.00000000000000001e1}", "{\"q\":-2.9999999999999999}",
+    };
+    static const char *const taken[] = {
+        "{\"sku\":\"a\\\\u0000\"}", /* an escaped backslash, then the text u0000 */
+        "{\"s\":\"\\u0001\\\"\\u00e9\"}",
+        "{\"q\":10.0}",
+        "{\"q\":1e1}",
+        "{\"q\":100e-1}",
+        "{\"q\":0.000}",
+        "{\"q\":-0}",
+        "{\"q\":1.5}",
+        "{\"q\":9007199254740992}",
+        "{\"q\":1e400}",
+        "{\"q\":0.05}",
+        "{\"s\":\"9.9999999999999999\"}",
+    };
+    errbuf err;
+    cJSON *json;
+
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        json = parse(refused[i], &err);
+        ok(json == NULL && err.msg[0] != '\0', "refused: %s (%s)", refused[i], err.msg);
+        cJSON_Delete(json);
+    }
+    json = parse(refused[0], &err);
+    ok(strstr(err.msg, "\\u0000") != NULL, "the message names the NUL escape");
+    json = parse(refused[2], &err);
+    ok(strstr(err.msg, "9.9999999999999999") != NULL, "the message names the number");
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        json = parse(taken[i], &err);
+        ok(json != NULL, "taken: %s", taken[i]);
+        cJSON_Delete(json);
+    }
+}
+
 int
 main(void)
 {
     test_parse();
+    test_refused_text();
     test_int();
     test_str();
     test_print();
