@@ -522,6 +522,10 @@ db_savepoint_run(db *self, const char *verb, int depth, errbuf *err)
 {
     char sql[64];
 
+    if (self->conn == NULL) { /* cannot be: a lost connection voided the transaction */
+        db_poison(self, CR_SERVER_LOST);
+        return db_void(self, verb, err);
+    }
     db_savepoint_sql(sql, sizeof(sql), verb, depth);
     if (mysql_real_query(self->conn, sql, strlen(sql)) == 0)
         return RS_OK;
