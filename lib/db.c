@@ -58,6 +58,8 @@ struct db {
     unsigned generation;       /* bumped at every new connection */
     struct timespec last_used; /* the connection's last round trip */
     int in_transaction;        /* depth: 1 in a transaction, more in savepoints of it */
+    unsigned poisoned;         /* not 0: the open transaction is void, rolled back (by the
+                                  server, or with its connection) under this error */
     int failed_connection;
     unsigned last_errno;
     db_stmt *stmts;
@@ -154,7 +156,8 @@ db_disconnect(db *self)
         mysql_close(self->conn);
         self->conn = NULL;
     }
-    self->in_transaction = 0;
+    /* The depth stays: a transaction that lost its connection is void, not over,
+     * until its outermost db_rollback or db_commit (db_poison). */
 }
 
 void
@@ -230,23 +233,57 @@ db_error_class(unsigned code)
     }
 }
 
+/* The open transaction (at any depth) is void under error code: the server rolled
+ * all of it back (a deadlock, a certification failure, a savepoint it dropped) or
+ * the connection it was on is gone. Nothing of it may be sent again, nor anything
+ * after it in autocommit: every statement, savepoint, release and commit fails as
+ * code did (db_void) until the outermost db_rollback or db_commit ends it. The
+ * first cause is the one kept. */
+static void
+db_poison(db *self, unsigned code)
+{
+    if (self->in_transaction > 0 && self->poisoned == 0)
+        self->poisoned = code;
+}
+
+/* What is asked of a void transaction fails without reaching the server, as the
+ * failure that voided it: retryable after a deadlock (the outermost transaction's
+ * db_retry runs all of it again), a connection failure after a lost connection. */
+static int
+db_void(db *self, const char *what, errbuf *err)
+{
+    self->last_errno = self->poisoned;
+    self->failed_connection = db_is_connection_errno(self->poisoned);
+    return errbuf_set(err,
+                      "database: %s: the transaction was rolled back by an earlier failure "
+                      "inside it; it must run again from its start (%u)",
+                      what, self->poisoned);
+}
+
 /* The connection broke: closed, and the next connect starts at the next host
- * (wrapping), since this one may be the one that is down. */
+ * (wrapping), since this one may be the one that is down. A transaction open on
+ * it is void. */
 static void
 db_drop(db *self)
 {
+    db_poison(self, self->last_errno ? self->last_errno : CR_SERVER_LOST);
     db_disconnect(self);
     self->current = (self->current + 1) % hostlist_count(self->hosts);
 }
 
 /* Records a failure of the connection or statement; a broken connection is closed
- * so that the next call connects again, to the next host. */
+ * so that the next call connects again, to the next host. Inside a transaction,
+ * a failure after which the server rolled the transaction back (or lost it with
+ * the connection) voids it; a statement's own failure (a duplicate key, a lock
+ * wait timeout) undoes that statement only, and the transaction goes on. */
 static int
 db_fail(db *self, unsigned code, const char *what, const char *detail, errbuf *err)
 {
     self->failed_connection = db_is_connection_errno(code);
     self->last_errno = code;
     errbuf_set(err, "database: %s: %s (%u)", what, detail, code);
+    if (db_is_retryable_errno(code))
+        db_poison(self, code);
     if (self->failed_connection)
         db_drop(self);
     return RS_ERR;
@@ -427,6 +464,12 @@ db_retry_pause(int attempt)
 int
 db_retry(db *self, int *attempts)
 {
+    /* Inside an open transaction the failure voided the outer one too (the server
+     * rolled all of it back): a nested transaction run again alone would commit
+     * on its own, and its caller carry on in autocommit. Only the outermost runs
+     * again; the error stays retryable for its loop. */
+    if (self->in_transaction > 0)
+        return 0;
     if (!db_is_retryable_errno(self->last_errno) || *attempts >= self->retries)
         return 0;
     (*attempts)++;
@@ -442,6 +485,8 @@ db_run(db *self, const char *sql, errbuf *err)
 {
     int status;
 
+    if (self->poisoned)
+        return db_void(self, "query", err);
     if (db_ready(self, err) != RS_OK)
         return RS_ERR;
     if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
@@ -467,20 +512,52 @@ db_savepoint_sql(char *buf, size_t cap, const char *verb, int depth)
     snprintf(buf, cap, "%s rs_nested_%d", verb, depth);
 }
 
-int
-db_begin(db *self, errbuf *err)
+/* Sends a savepoint statement. Its failure voids the transaction: the server
+ * drops every savepoint when it rolls the whole transaction back (after a
+ * deadlock, ROLLBACK TO SAVEPOINT answers 1305, "does not exist"), so the work
+ * before it is gone too. Counted as the deadlock that did that (retryable), unless
+ * the connection failed. */
+static int
+db_savepoint_run(db *self, const char *verb, int depth, errbuf *err)
 {
     char sql[64];
 
+    if (self->conn == NULL) { /* cannot be: a lost connection voided the transaction */
+        db_poison(self, CR_SERVER_LOST);
+        return db_void(self, verb, err);
+    }
+    db_savepoint_sql(sql, sizeof(sql), verb, depth);
+    if (mysql_real_query(self->conn, sql, strlen(sql)) == 0)
+        return RS_OK;
+    db_fail(self, mysql_errno(self->conn), verb, mysql_error(self->conn), err);
+    if (!self->failed_connection) {
+        self->last_errno = ER_LOCK_DEADLOCK;
+        db_poison(self, ER_LOCK_DEADLOCK);
+    }
+    return RS_ERR;
+}
+
+/* Ends the outermost transaction, void or not: rolled back (a broken connection
+ * rolls back too), and no longer void. */
+static void
+db_end(db *self)
+{
+    if (self->conn != NULL && self->in_transaction && mysql_rollback(self->conn) != 0)
+        db_disconnect(self);
+    self->in_transaction = 0;
+    self->poisoned = 0;
+}
+
+int
+db_begin(db *self, errbuf *err)
+{
     if (self->in_transaction > 0) {
         /* START TRANSACTION would commit the open one: a nested transaction
          * (order.c's, inside a keyed checkout's) is a savepoint of it. */
-        if (self->conn == NULL)
-            return errbuf_set(err, "database: begin inside a transaction whose connection broke");
-        db_savepoint_sql(sql, sizeof(sql), "SAVEPOINT", self->in_transaction);
-        if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
-            return db_fail(self, mysql_errno(self->conn), "savepoint", mysql_error(self->conn),
-                           err);
+        if (self->poisoned)
+            return db_void(self, "savepoint", err);
+        if (db_savepoint_run(self, "SAVEPOINT", self->in_transaction, err) != RS_OK)
+            return RS_ERR;
         self->in_transaction++;
         return RS_OK;
     }
@@ -504,19 +581,24 @@ db_begin(db *self, errbuf *err)
 int
 db_commit(db *self, errbuf *err)
 {
-    char sql[64];
-
-    if (self->conn == NULL)
-        return errbuf_set(err, "database: commit without a connection");
     if (self->in_transaction > 1) {
         /* A nested one: its work stays in the open transaction, to be committed
-         * (or rolled back) with it. */
+         * (or rolled back) with it. Its level ends here whatever happens. */
         self->in_transaction--;
-        db_savepoint_sql(sql, sizeof(sql), "RELEASE SAVEPOINT", self->in_transaction);
-        if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
-            return db_fail(self, mysql_errno(self->conn), "release savepoint",
-                           mysql_error(self->conn), err);
-        return RS_OK;
+        if (self->poisoned)
+            return db_void(self, "release savepoint", err);
+        return db_savepoint_run(self, "RELEASE SAVEPOINT", self->in_transaction, err);
+    }
+    if (self->poisoned) {
+        /* Never a commit of what is left (nothing, or statements the server ran
+         * after its rollback): the transaction ends rolled back. */
+        db_void(self, "commit", err);
+        db_end(self);
+        return RS_ERR;
+    }
+    if (self->conn == NULL) {
+        self->in_transaction = 0;
+        return errbuf_set(err, "database: commit without a connection");
     }
     self->in_transaction = 0;
     if (mysql_commit(self->conn) != 0)
@@ -528,21 +610,18 @@ db_commit(db *self, errbuf *err)
 void
 db_rollback(db *self)
 {
-    char sql[64];
+    errbuf ignored = {{0}};
 
-    if (self->conn != NULL && self->in_transaction > 1) {
-        /* A nested one undoes its own work only. A savepoint the server dropped
-         * (a deadlock rolled the whole transaction back) fails: closing the
-         * connection makes sure the outer transaction fails too. */
+    if (self->in_transaction > 1) {
+        /* A nested one undoes its own work only. In a void transaction there is
+         * nothing of its own left to undo: the outermost rollback ends it. A
+         * savepoint the server dropped voids the transaction (db_savepoint_run). */
         self->in_transaction--;
-        db_savepoint_sql(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT", self->in_transaction);
-        if (mysql_real_query(self->conn, sql, strlen(sql)) != 0)
-            db_disconnect(self);
+        if (!self->poisoned)
+            db_savepoint_run(self, "ROLLBACK TO SAVEPOINT", self->in_transaction, &ignored);
         return;
     }
-    if (self->conn != NULL && self->in_transaction && mysql_rollback(self->conn) != 0)
-        db_disconnect(self); /* closing the connection rolls back too */
-    self->in_transaction = 0;
+    db_end(self);
 }
 
 db_stmt *
@@ -714,6 +793,8 @@ db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...)
     long long rows;
     va_list ap;
 
+    if (self->poisoned)
+        return db_void(self, "execute", err);
     for (;;) {
         va_start(ap, types);
         rows = db_stmt_exec_once(st, err, types, ap);

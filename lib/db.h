@@ -64,7 +64,10 @@ enum db_error_class db_error_class(unsigned code);
  * the last failure is db_retryable and fewer than db_retries attempts were made,
  * after the caller rolled back; it pauses a random few milliseconds first. Every transaction runs
  * in such a loop: int attempts = 0; do rc = my_tx(...); while (rc < 0 && db_retry(conn,
- * &attempts)); */
+ * &attempts));
+ * Always 0 while a transaction is still open, that is for a nested transaction
+ * after its rollback: the database rolled the outer one back too, so only the
+ * outermost runs again. The error stays db_retryable for the outermost loop. */
 int db_retry(db *self, int *attempts);
 
 /* Runs text SQL without parameters (DDL, migrations); drains every result. */
@@ -73,7 +76,18 @@ int db_run(db *self, const char *sql, errbuf *err);
 /* A db_begin inside an open transaction opens a savepoint of it: its
  * db_commit releases the savepoint (the work is committed with the outer
  * transaction) and its db_rollback undoes its own work only. So a module's
- * transaction joins the caller's when there is one. */
+ * transaction joins the caller's when there is one. db_commit ends its level
+ * whether it succeeds or not; after any other failure the caller calls
+ * db_rollback.
+ *
+ * A failure after which the server rolled the whole transaction back (a
+ * deadlock, a certification failure, a savepoint it dropped) or after which its
+ * connection is gone voids the transaction, at whatever depth it happened: from
+ * then on every statement, db_begin, db_commit of a nested level and the
+ * outermost db_commit fail without reaching the server, as that failure did
+ * (db_retryable, or db_failed_connection), and nothing runs in autocommit in its
+ * place. The outermost db_rollback (or db_commit, which then rolls back and fails)
+ * ends the void transaction; the caller's loop may then run it again (db_retry). */
 int db_begin(db *self, errbuf *err);
 int db_commit(db *self, errbuf *err);
 /* Rolls back if a transaction is open; never fails (a broken connection rolls back). */

@@ -420,7 +420,10 @@ fail:
 }
 
 /* order_reorder_tx, run again while the database rolled it back (a deadlock, a
- * Galera certification failure): nothing of it happened. */
+ * Galera certification failure): nothing of it happened. Inside a keyed
+ * checkout's transaction, whose savepoint it is, db_retry does not run it again:
+ * the database rolled the checkout's whole transaction back, which the
+ * checkout's own loop runs again. */
 static int
 order_reorder_retried(order *self, const char *sku, long long turned,
                       struct order_open_outcome *out, int *result, errbuf *err)

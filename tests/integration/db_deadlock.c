@@ -1,4 +1,4 @@
-/* db_deadlock: provokes two real deadlocks on the database of RESTOCK_CONFIG and
+/* db_deadlock: provokes three real deadlocks on the database of RESTOCK_CONFIG and
  * checks that restock runs the losing side again instead of failing it (TAP on
  * stdout, the programs' log lines on stderr). Not a unit test (it needs a
  * database): tests/integration/db_failover.py runs it against the harness's.
@@ -9,7 +9,13 @@
  *   1. b in a transaction: the transaction fails with db_retryable, and db_retry
  *      runs it again, which commits.
  *   2. b an autocommit statement: db_stmt_exec runs it again by itself, and it
- *      succeeds. */
+ *      succeeds.
+ *   3. b's transaction of 1 nested in an outer one that changed row 3 first (a
+ *      savepoint, as order.c's inside a keyed checkout's): the nested one is not
+ *      run again (db_retry answers 0 while the outer is open), the outer one is
+ *      void (its next statement and its commit fail, retryable, and nothing is
+ *      committed), and the outer's db_retry runs all of it again, which commits
+ *      each change once. */
 #include "config.h"
 
 #include <pthread.h>
@@ -20,13 +26,20 @@
 #include "log.h"
 #include "../unit/tap.h"
 
+enum side_mode { SIDE_TX, SIDE_AUTOCOMMIT, SIDE_NESTED };
+
 struct side {
     db *conn;
-    int autocommit;
-    int attempts;      /* db_retry's count */
+    enum side_mode mode;
+    int attempts;      /* db_retry's count (of the outer transaction when nested) */
     int first_failure; /* 1: the first attempt failed as retryable, not as a lost connection */
     long long rows;
     errbuf err;
+    /* SIDE_NESTED, after the first attempt's nested transaction failed: */
+    int nested_attempts; /* db_retry's count inside the outer transaction */
+    int void_statement;  /* the outer's next statement failed, retryable */
+    int void_commit;     /* and its commit failed, retryable */
+    long long void_row3; /* row 3 as another connection saw it then */
 };
 
 static const conf *cf;
@@ -53,6 +66,48 @@ side_tx(struct side *b, int first)
     return db_commit(b->conn, &b->err);
 }
 
+/* Row 3 as a connection of its own sees it (committed), or -1. */
+static long long
+row3_committed(void)
+{
+    db *other = db_new(cf, 0);
+    db_stmt *n = db_stmt_new(other, "SELECT n FROM deadlock_probe WHERE id = 3", 0);
+    errbuf err = {{0}};
+    long long v = db_stmt_exec(n, &err, "") == 1 && db_stmt_next(n) ? db_stmt_col_int(n, 0) : -1;
+
+    db_destroy(&other);
+    return v;
+}
+
+/* The outer transaction of SIDE_NESTED: row 3, then side_tx nested in it, run
+ * in a db_retry loop of its own as order.c's is. */
+static int
+side_outer_tx(struct side *b, int first)
+{
+    db_stmt *three = db_stmt_new(b->conn, "UPDATE deadlock_probe SET n = n + 1 WHERE id = 3", 0);
+    int rc, attempts = 0;
+
+    if (db_begin(b->conn, &b->err) != RS_OK || db_stmt_exec(three, &b->err, "") != 1) {
+        db_rollback(b->conn);
+        return RS_ERR;
+    }
+    do
+        rc = side_tx(b, first);
+    while (rc != RS_OK && db_retry(b->conn, &attempts));
+    if (first)
+        b->nested_attempts = attempts;
+    if (rc != RS_OK) {
+        if (first) {
+            b->void_statement = db_stmt_exec(three, &b->err, "") < 0 && db_retryable(b->conn);
+            b->void_commit = db_commit(b->conn, &b->err) != RS_OK && db_retryable(b->conn);
+            b->void_row3 = row3_committed();
+        }
+        db_rollback(b->conn);
+        return RS_ERR;
+    }
+    return db_commit(b->conn, &b->err);
+}
+
 static void *
 side_run(void *arg)
 {
@@ -60,7 +115,12 @@ side_run(void *arg)
 
     if (db_thread_init(&b->err) != RS_OK)
         return NULL;
-    if (b->autocommit) {
+    if (b->mode == SIDE_NESTED) {
+        int rc = side_outer_tx(b, 1);
+        while (rc != RS_OK && db_retry(b->conn, &b->attempts))
+            rc = side_outer_tx(b, 0);
+        b->rows = rc == RS_OK ? 1 : -1;
+    } else if (b->mode == SIDE_AUTOCOMMIT) {
         /* Locks row 2 first, then waits for row 1. */
         db_stmt *both = db_stmt_new(b->conn,
                                     "UPDATE deadlock_probe SET n = n + 1 WHERE id IN (1, 2)"
@@ -101,10 +161,11 @@ wait_for_b(db *watch)
 }
 
 static void
-scenario(db *watch, int autocommit)
+scenario(db *watch, enum side_mode mode)
 {
-    const char *what = autocommit ? "autocommit statement" : "transaction";
-    struct side b = {.conn = db_new(cf, 0), .autocommit = autocommit};
+    static const char *whats[] = {"transaction", "autocommit statement", "nested transaction"};
+    const char *what = whats[mode];
+    struct side b = {.conn = db_new(cf, 0), .mode = mode};
     db *a = db_new(cf, 0);
     db_stmt *two, *n;
     errbuf err = {{0}};
@@ -123,8 +184,16 @@ scenario(db *watch, int autocommit)
     is_int(db_stmt_exec(two, &err, ""), 1, "a takes row 2 (b, the deadlock's victim, let go)");
     ok(db_commit(a, &err) == RS_OK, "a commits (%s)", err.msg);
     pthread_join(thread, NULL);
-    if (autocommit) {
+    if (mode == SIDE_AUTOCOMMIT) {
         is_int(b.rows, 2, "the autocommit statement was run again and changed both rows");
+    } else if (mode == SIDE_NESTED) {
+        ok(b.first_failure, "the nested transaction's first attempt failed as retryable");
+        is_int(b.nested_attempts, 0, "db_retry did not run the nested transaction again alone");
+        ok(b.void_statement, "the outer transaction's next statement failed, retryable");
+        ok(b.void_commit, "and its commit failed, retryable");
+        is_int(b.void_row3, 0, "nothing of it was committed (row 3 unchanged)");
+        is_int(b.attempts, 1, "the outer transaction's db_retry ran all of it once more");
+        is_int(b.rows, 1, "and it committed");
     } else {
         ok(b.first_failure, "the transaction's first attempt failed as retryable, not lost");
         is_int(b.attempts, 1, "db_retry ran it once more");
@@ -138,6 +207,11 @@ scenario(db *watch, int autocommit)
         is_int(db_stmt_next(n) ? db_stmt_col_int(n, 0) : -1, 2,
                "each side's update of the row counted once");
     }
+    if (mode == SIDE_NESTED) {
+        db_stmt_exec(n, &err, "i", 3LL);
+        is_int(db_stmt_next(n) ? db_stmt_col_int(n, 0) : -1, 1,
+               "the outer transaction's update of row 3 counted once");
+    }
 done:
     db_destroy(&a);
     db_destroy(&b.conn);
@@ -150,7 +224,7 @@ main(void)
     conf *c = conf_new(NULL, &err);
     db *watch;
 
-    char rows[4096] = "REPLACE INTO deadlock_probe VALUES (1, 0), (2, 0)";
+    char rows[4096] = "REPLACE INTO deadlock_probe VALUES (1, 0), (2, 0), (3, 0)";
 
     if (c == NULL)
         bail("configuration", err.msg);
@@ -168,8 +242,9 @@ main(void)
                &err) != RS_OK ||
         db_run(watch, rows, &err) != RS_OK)
         bail("setting up deadlock_probe", err.msg);
-    scenario(watch, 0);
-    scenario(watch, 1);
+    scenario(watch, SIDE_TX);
+    scenario(watch, SIDE_AUTOCOMMIT);
+    scenario(watch, SIDE_NESTED);
     db_run(watch, "DROP TABLE deadlock_probe", &err);
     db_destroy(&watch);
     conf_destroy(&c);

@@ -14,9 +14,10 @@ ME = pwd.getpwuid(os.getuid()).pw_name
 
 
 class Galera:
-    """One MariaDB node with wsrep on, bootstrapped as a new cluster of its own."""
+    """One MariaDB node with wsrep on, bootstrapped as a new cluster of its own;
+    args: more options of mariadbd."""
 
-    def __init__(self, top):
+    def __init__(self, top, args=()):
         self.dir = os.path.join(top, "galera")
         self.data = os.path.join(self.dir, "data")
         self.sock = os.path.join(self.dir, "mysqld.sock")
@@ -42,7 +43,8 @@ class Galera:
             "--wsrep-node-address=127.0.0.1:%d" % self.gport,
             "--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:%d;"
             "ist.recv_addr=127.0.0.1:%d" % (self.gport, free_port()),
-            "--wsrep-sst-method=rsync"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            "--wsrep-sst-method=rsync"] + list(args),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_until(lambda: self.root("SELECT 1", check=False).returncode == 0, 90):
             raise RuntimeError("the Galera node did not start: " + self.tail())
 

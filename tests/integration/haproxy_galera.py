@@ -2,7 +2,9 @@
 packaging/haproxy/restock-galera.cfg passes `haproxy -c`; galera-check against a
 real single-node Galera cluster bootstrapped here (healthy when Synced, Primary and
 ready; not healthy when desynced, when it rejects queries, with a wrong password or
-no option file; the password never in its output); HAProxy with the shipped
+no option file; the password never in its output; at max_connections, where its own
+connection is refused with 1040, still healthy, and through the node's extra_port
+still able to fail a full node that is not Synced, issue 18 item 9); HAProxy with the shipped
 configuration in front of that node (a session through it is shut down once the
 node is marked down); and the writer's selection with three stand-in nodes and a
 stand-in check: one writer, failover to a backup, no failback when node1 returns."""
@@ -24,11 +26,14 @@ PASSWORD = "mon-Pa55-%d" % os.getpid()
 MY_GROUP = grp.getgrgid(os.getgid()).gr_name
 
 
-def check(addr, port, cnf, as_root=False):
+def check(addr, port, cnf, as_root=False, check_port=None):
     if as_root:  # over the socket the monitor user is restock_monitor@localhost: root
         cnf = cnf + ".root"
         write_cnf(cnf, "root", "")
     env = dict(os.environ, RESTOCK_GALERA_MONITOR_CNF=cnf)
+    env.pop("RESTOCK_GALERA_CHECK_PORT", None)
+    if check_port is not None:
+        env["RESTOCK_GALERA_CHECK_PORT"] = str(check_port)
     return subprocess.run([CHECK, "-", "-", addr, str(port)], env=env, capture_output=True,
                           text=True, timeout=30)
 
@@ -93,8 +98,73 @@ def test_config_check(t):
     t.ok(p.returncode == 0, "and with its addresses from the environment", p.stdout + p.stderr)
 
 
+class Filler:
+    """One session that holds a connection of the node until closed (root over
+    the socket: root, not the monitor, may take the one connection over
+    max_connections, so the monitor meets the limit)."""
+
+    def __init__(self, node):
+        self.p = subprocess.Popen(["mariadb", "--no-defaults", "-S", node.sock, "-u", "root",
+                                   "-N", "-B", "--unbuffered"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.p.stdin.write("SELECT 'connected';\n")
+        self.p.stdin.flush()
+        self.line = self.p.stdout.readline().strip()
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(30)
+
+
+def monitor_connects(node, cnf):
+    """The monitor's own connection to the node's main port: the client's error."""
+    p = subprocess.run(["mariadb", "--defaults-extra-file=" + cnf, "--host=127.0.0.1",
+                        "--port=%d" % node.port, "--protocol=tcp", "-N", "-B", "-e", "SELECT 1"],
+                       capture_output=True, text=True, timeout=30)
+    return p.stdout.strip() + p.stderr.strip()
+
+
+def test_full_node(t, node, cnf, extra):
+    """max_connections 10, all of them taken: the monitor's connection is refused
+    with 1040."""
+    node.root("SET GLOBAL max_connections = 10")
+    fillers = []
+    try:
+        while len(fillers) < 10 and "1040" not in monitor_connects(node, cnf):
+            fillers.append(Filler(node))
+        t.ok(all(f.line == "connected" for f in fillers),
+             "%d sessions fill max_connections 10" % len(fillers), [f.line for f in fillers])
+        refused = monitor_connects(node, cnf)
+        t.ok("ERROR 1040" in refused, "the node refuses the monitor's connection: 1040", refused)
+        p = check("127.0.0.1", node.port, cnf)
+        t.is_(p.returncode, 0, "galera-check: a Synced node at max_connections is healthy")
+        t.ok("max_connections" in p.stderr, "and it says why it could not read the state",
+             p.stderr)
+        t.ok(PASSWORD not in p.stdout + p.stderr, "without the password")
+        p = check("127.0.0.1", node.port, cnf, check_port=extra)
+        t.ok(p.returncode == 0 and "max_connections" not in p.stderr,
+             "through the node's extra_port (RESTOCK_GALERA_CHECK_PORT) the full node's state is"
+             " read: healthy", p.stderr)
+        # Root over the socket takes the one connection over the limit.
+        node.root("SET GLOBAL wsrep_desync = ON")
+        t.ok(wait_until(lambda: node.status("wsrep_local_state") != "4"),
+             "the full node desynced, no longer Synced")
+        t.is_(check("127.0.0.1", node.port, cnf, check_port=extra).returncode, 1,
+              "galera-check through the extra_port: a full node that is not Synced is not"
+              " healthy")
+        node.root("SET GLOBAL wsrep_desync = OFF")
+        t.ok(wait_until(lambda: check("127.0.0.1", node.port, cnf,
+                                      check_port=extra).returncode == 0),
+             "and healthy again once Synced")
+    finally:
+        for f in fillers:
+            f.close()
+        node.root("SET GLOBAL max_connections = 151")
+
+
 def test_check_on_galera(t, top):
-    node = Galera(top)
+    extra = free_port()
+    node = Galera(top, ["--extra-port=%d" % extra, "--extra-max-connections=4"])
     try:
         t.is_(node.status("wsrep_local_state"), "4", "the bootstrapped node is Synced")
         node.root("CREATE USER restock_monitor@'127.0.0.1' IDENTIFIED BY '%s'" % PASSWORD)
@@ -132,6 +202,10 @@ def test_check_on_galera(t, top):
              "the password is in none of its output")
         t.is_(check("127.0.0.1", free_port(), cnf).returncode, 1,
               "galera-check: nothing listening, not healthy")
+        t.is_(check("127.0.0.1", node.port, cnf, check_port=free_port()).returncode, 1,
+              "galera-check: nothing listening at RESTOCK_GALERA_CHECK_PORT, not healthy")
+
+        test_full_node(t, node, cnf, extra)
 
         test_haproxy_on_galera(t, top, node, cnf)
     finally:

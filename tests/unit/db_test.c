@@ -1,6 +1,7 @@
 /* Unit test of db without a database: what each error number means (reconnect,
- * run again, or the statement's own failure), and a host list none of whose hosts
- * answers. The deadlock retry against a real database is
+ * run again, or the statement's own failure), a host list none of whose hosts
+ * answers, and a transaction that could not begin leaving nothing open. The
+ * deadlock retry against a real database, nested transactions included, is
  * tests/integration/db_deadlock.c, run by db_failover.py. */
 #include "config.h"
 
@@ -35,6 +36,7 @@ main(void)
     conf *cf;
     db *conn;
     db_stmt *st;
+    int attempts;
 
     /* The error numbers by value: the tests must not depend on the headers they test. */
     for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
@@ -61,6 +63,19 @@ main(void)
     ok(!db_retryable(conn), "not a rolled-back transaction");
     ok(db_ping(conn, &err) != RS_OK && strstr(err.msg, "127.0.0.1:1"),
        "a ping tries them all again: %s", err.msg);
+
+    /* A transaction that never began is not open, nor void: nothing of it is
+     * waiting for a rollback, and the next statement connects afresh. */
+    ok(db_begin(conn, &err) != RS_OK && db_failed_connection(conn),
+       "db_begin with no host answering fails as a connection failure");
+    ok(db_commit(conn, &err) != RS_OK, "a commit then fails: %s", err.msg);
+    db_rollback(conn);
+    ok(db_stmt_exec(st, &err, "") < 0 && strstr(err.msg, "127.0.0.1:2") &&
+           !strstr(err.msg, "rolled back"),
+       "the next statement tries to connect, not refused as part of a void transaction: %s",
+       err.msg);
+    attempts = 0;
+    ok(!db_retry(conn, &attempts) && attempts == 0, "db_retry: a lost connection is not run again");
     db_destroy(&conn);
     ok(conn == NULL, "db_destroy clears the pointer");
     conf_destroy(&cf);
