@@ -109,8 +109,6 @@ api_client_name_check(const char *name, errbuf *err)
  * client and thread at most, not one per request on one hot row. */
 #define API_CLIENT_USE_PRECISION "60"
 
-#define API_CLIENT_TIME(col) "DATE_FORMAT(" col ", '%Y-%m-%d %H:%i:%s')"
-
 enum { ST_FIND, ST_USED, ST_ADD, ST_LIST, ST_BY_ID, ST_BY_NAME, ST_REVOKE, ST_COUNT };
 
 static const struct {
@@ -125,13 +123,11 @@ static const struct {
                  DB_IDEMPOTENT},
     /* IGNORE: an active client of the same name makes it a no-op (0 rows). */
     [ST_ADD] = {"INSERT IGNORE INTO api_client (name, key_hash) VALUES (?, ?)", 0},
-    [ST_LIST] = {"SELECT client_id, name, " API_CLIENT_TIME(
-                     "created_at") ","
-                                   " " API_CLIENT_TIME(
-                                       "last_used_at") ","
-                                                       " " API_CLIENT_TIME(
-                                                           "revoked_at") " FROM api_client ORDER "
-                                                                         "BY client_id",
+    [ST_LIST] = {"SELECT client_id, name,"
+                 " DATE_FORMAT(created_at, '%Y-%m-%d %H:%i:%s'),"
+                 " DATE_FORMAT(last_used_at, '%Y-%m-%d %H:%i:%s'),"
+                 " DATE_FORMAT(revoked_at, '%Y-%m-%d %H:%i:%s')"
+                 " FROM api_client ORDER BY client_id",
                  DB_IDEMPOTENT},
     [ST_BY_ID] = {"SELECT client_id, revoked_at IS NOT NULL FROM api_client WHERE client_id = ?",
                   DB_IDEMPOTENT},
