@@ -82,6 +82,10 @@ static const struct conf_param conf_params[] = {
      "Seconds a checkout's Idempotency-Key is kept with its answer: a retry with the key "
      "within them is answered the same, a key reused after them is a new checkout "
      "(restock-worker deletes older keys)."},
+    {"checkout_require_client", CONF_ENUM, "no", 0, 0, "yes|no", 0, NULL,
+     "yes: POST /checkout needs an API client's key (Authorization: Bearer, made by "
+     "`restockctl client add`), and an anonymous checkout answers 401; no: anonymous "
+     "checkouts are taken as before."},
 
     {"bus_endpoint", CONF_STR, "ipc:///run/restock/bus.sock", 0, 0, NULL, 0,
      "Doorbell bus (ZeroMQ)",

@@ -47,9 +47,12 @@
 /* How often the slow checks run (overdue callbacks, delays, pruning), seconds. */
 #define WORKER_WATCH_INTERVAL 10
 #define WORKER_MAX_CORRUPT    64
-/* Batches of expired idempotency keys one watch deletes at most: the keys of a
- * busy day go in a few minutes, without one long DELETE holding locks. */
-#define WORKER_KEY_BATCHES 20
+/* Milliseconds one turn of the main loop spends deleting expired idempotency
+ * keys at most, a short batch at a time (checkout_key.h), so that no DELETE
+ * holds locks long and the loop's other work waits a second at most. A backlog
+ * left over is deleted in the next turns, without a sleep between them, until
+ * it is gone: the pruning keeps up with whatever rate the keys come at. */
+#define WORKER_KEY_PRUNE_MS 1000
 
 static volatile sig_atomic_t worker_stop, worker_hup;
 
@@ -150,6 +153,8 @@ struct worker_watch {
     checkout_key *keys;
     long callback_timeout, delay_warning, done_retention, key_retention;
     int key_prune_failing; /* logged once per database outage, not every pass */
+    int keys_behind;       /* the last prune left expired keys: prune again at once */
+    long long keys_pruned; /* deleted since the backlog began, logged when it is gone */
 };
 
 /* The overdue orders of one check: each marked reported, then told to operators
@@ -203,13 +208,23 @@ worker_check_overdue(struct worker_watch *w, alert *alerts)
         log_warn("event=overdue_check_failed error=\"%s\"", err.msg);
 }
 
-/* Keys older than idempotency_retention, a batch at a time (checkout_key.h). */
+static long long
+worker_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keys older than idempotency_retention, a batch at a time, for at most
+ * WORKER_KEY_PRUNE_MS; w->keys_behind says whether a backlog is left. One log
+ * line per backlog, when it is gone. */
 static void
 worker_prune_keys(struct worker_watch *w)
 {
     errbuf err = {{0}};
-    long long n, total = 0;
-    int batches = 0;
+    long long n, until = worker_ms() + WORKER_KEY_PRUNE_MS;
 
     do {
         n = checkout_key_prune(w->keys, w->key_retention, &err);
@@ -217,13 +232,17 @@ worker_prune_keys(struct worker_watch *w)
             if (!w->key_prune_failing)
                 log_warn("event=key_prune_failed error=\"%s\"", err.msg);
             w->key_prune_failing = 1;
+            w->keys_behind = 0; /* tried again at the next watch */
             return;
         }
         w->key_prune_failing = 0;
-        total += n;
-    } while (n == CHECKOUT_KEY_PRUNE_BATCH && ++batches < WORKER_KEY_BATCHES);
-    if (total > 0)
-        log_info("event=keys_pruned count=%lld", total);
+        w->keys_pruned += n;
+    } while (n == CHECKOUT_KEY_PRUNE_BATCH && worker_ms() < until);
+    w->keys_behind = n == CHECKOUT_KEY_PRUNE_BATCH;
+    if (!w->keys_behind && w->keys_pruned > 0) {
+        log_info("event=keys_pruned count=%lld", w->keys_pruned);
+        w->keys_pruned = 0;
+    }
 }
 
 /* The oldest waiting message older than delay_warning: told, and told again once
@@ -569,6 +588,8 @@ main(int argc, char **argv)
                     log_warn("event=prune_failed error=\"%s\"", err.msg);
             worker_prune_keys(&watch);
             next_watch = now + WORKER_WATCH_INTERVAL;
+        } else if (watch.keys_behind) {
+            worker_prune_keys(&watch);
         }
         worker_alert_corrupt(alerts);
         if (woke)
@@ -581,6 +602,8 @@ main(int argc, char **argv)
         wait_ms = due > now ? (long)(due - now) * 1000 : 0;
         if (wait_ms > 1000)
             wait_ms = 1000; /* bounds the wait for the watch and signal checks */
+        if (watch.keys_behind)
+            wait_ms = 0; /* a backlog of expired keys: the doorbells only, then more */
         rang = bus_wait(bell, wait_ms);
         if (rang > 0) {
             next_sweep = 0;              /* a doorbell: sweep now */
