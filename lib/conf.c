@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -371,6 +373,103 @@ conf_load_file(conf *self, FILE *f, errbuf *err)
     return RS_OK;
 }
 
+/* Secrets (the table's secret keys) from files of their own, one per key and named
+ * after it: $CREDENTIALS_DIRECTORY (systemd's LoadCredential=, which gives each unit
+ * only the secrets it uses) when the program runs under systemd, else the folder
+ * "credentials" beside the configuration file (/etc/restock/credentials/, made by the
+ * package: restockctl run by root reads it there). The configuration file is a
+ * conffile that an upgrade may replace; these files are not. A file that is missing
+ * or that this user may not read is skipped (the program does not use that secret);
+ * an empty one too, so that the package's empty placeholders leave a value set in
+ * the configuration file in force. */
+#define CONF_SECRET_MAX 1024
+
+static char *
+conf_secret_dir(const char *config_path)
+{
+    const char *creds = getenv("CREDENTIALS_DIRECTORY");
+    const char *slash;
+    char *dir;
+
+    if (creds != NULL && *creds != '\0')
+        return strdup(creds);
+    slash = strrchr(config_path, '/');
+    if (slash == NULL)
+        return strdup("credentials");
+    dir = malloc((size_t)(slash - config_path) + sizeof("/credentials"));
+    if (dir != NULL)
+        sprintf(dir, "%.*s/credentials", (int)(slash - config_path), config_path);
+    return dir;
+}
+
+/* Reads dir/key into value (NUL-terminated, one final newline dropped). 1 when it
+ * holds a value, 0 when there is none to take, RS_ERR when it is unusable. */
+static int
+conf_secret_read(const char *dir, const char *key, char value[CONF_SECRET_MAX + 1], errbuf *err)
+{
+    char path[PATH_MAX];
+    ssize_t n, len = 0;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT || errno == EACCES || errno == ENOTDIR
+                   ? 0
+                   : errbuf_set(err, "secret %s: %s", path, strerror(errno));
+    while (len <= CONF_SECRET_MAX &&
+           (n = read(fd, value + len, (size_t)(CONF_SECRET_MAX + 1 - len))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            close(fd);
+            return errbuf_set(err, "secret %s: %s", path, strerror(errno));
+        }
+        len += n;
+    }
+    close(fd);
+    if (len > CONF_SECRET_MAX)
+        return errbuf_set(err, "secret %s: longer than %d bytes", path, CONF_SECRET_MAX);
+    if (len > 0 && value[len - 1] == '\n')
+        len--;
+    value[len] = '\0';
+    /* The value is never in the message: it is a secret. */
+    if (memchr(value, '\n', (size_t)len) != NULL || strlen(value) != (size_t)len)
+        return errbuf_set(err, "secret %s: more than one line, or a NUL byte", path);
+    return len > 0;
+}
+
+static int
+conf_load_secrets(conf *self, const char *config_path, errbuf *err)
+{
+    char value[CONF_SECRET_MAX + 1];
+    char *dir = conf_secret_dir(config_path);
+    int rc = RS_OK;
+
+    if (dir == NULL)
+        return errbuf_set(err, "out of memory");
+    for (size_t i = 0; i < CONF_NPARAMS && rc == RS_OK; i++) {
+        int got;
+        if (!conf_params[i].secret)
+            continue;
+        /* Under systemd a secret in the shared file is readable by every program,
+         * also those that do not use it: the operator is told, by key only. */
+        if (self->origins[i] == self->path && *self->values[i] != '\0' &&
+            getenv("CREDENTIALS_DIRECTORY") != NULL)
+            log_warn("event=secret_in_config key=%s config=%s action=\"move it into a file "
+                     "of its own (restock.conf(5), SECRETS)\"",
+                     conf_params[i].key, self->path);
+        got = conf_secret_read(dir, conf_params[i].key, value, err);
+        if (got < 0)
+            rc = RS_ERR;
+        else if (got > 0)
+            rc = conf_set(self, i, value, "credential", err);
+    }
+    explicit_bzero(value, sizeof(value));
+    free(dir);
+    return rc;
+}
+
 static atomic_ulong conf_generations;
 
 conf *
@@ -412,6 +511,8 @@ conf_new(const char *path, errbuf *err)
         fclose(f);
         f = NULL;
     }
+    if (conf_load_secrets(self, path, err) != RS_OK)
+        goto fail;
 
     for (size_t i = 0; i < CONF_NPARAMS; i++) {
         char name[128];
@@ -582,6 +683,16 @@ conf_from_args(int argc, char **argv, const char *program, void (*usage)(FILE *o
         return NULL;
     }
     log_init(program, (enum log_level)log_level_parse(conf_str(cf, "log_level")));
+    /* The daemons hold secrets and all run as one user: not dumpable, so that
+     * another process of that user cannot read their memory, nor their
+     * credentials through /proc/PID/root (restock.conf(5), SECRETS). It also
+     * turns core dumps off, as ssh-agent does for its keys. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        log_error("event=config_failed error=\"prctl(PR_SET_DUMPABLE): %s\"", strerror(errno));
+        conf_destroy(&cf);
+        *exit_status = 1;
+        return NULL;
+    }
     return cf;
 }
 
