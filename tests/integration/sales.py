@@ -166,12 +166,15 @@ def test_bad_requests(t, s):
             conn.putheader("Content-Length", str(len(payload)))
             conn.endheaders(payload)
             r = conn.getresponse()
-            status, answer = r.status, json.loads(r.read())
+            status, answer = r.status, r.read()
         finally:
             conn.close()
         t.is_(status, 400, "two %s headers answer 400" % header)
-        t.ok(answer.get("error", "").startswith("%s: the header was sent more than once" % header),
-             "saying the header came twice", answer)
+        if header == "Authorization":
+            continue  # nginx itself refuses a repeated Authorization, with its own page
+        t.ok(json.loads(answer).get("error", "").startswith(
+             "%s: the header was sent more than once" % header), "saying the header came twice",
+             answer)
     t.is_(s.stock(sku), before, "none of the refused checkouts changed the stock")
     t.is_(s.sql_value("SELECT COUNT(*) FROM checkout_key"), "0", "and no key was stored")
 
