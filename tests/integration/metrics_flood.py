@@ -15,8 +15,8 @@ import errno
 import os
 import resource
 import socket
+import subprocess
 import threading
-import urllib.request
 
 from harness import Stack, run_tests
 from replenish_common import DONUT, alerts, factory_requests, received_mail, sell_out
@@ -40,6 +40,7 @@ class Slowloris:
         self.closed_by_server = 0
         self.most_sent_when_closed = 0
         self.stop = threading.Event()
+        self.opened = threading.Event()  # every connection was attempted once
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def open(self, i):
@@ -77,6 +78,7 @@ class Slowloris:
     def run(self):
         while not self.stop.is_set():
             self.tick()
+            self.opened.set()
             self.stop.wait(DRIP)
 
     def __enter__(self):
@@ -90,6 +92,24 @@ class Slowloris:
             if conn is not None:
                 conn[0].close()
         return False
+
+
+def ss(*args):
+    p = subprocess.run(["ss", "-Htn"] + list(args), capture_output=True, text=True)
+    return [line.split() for line in p.stdout.splitlines() if line.strip()]
+
+
+def accept_queue(port):
+    """Connections the kernel completed that the worker has not accepted yet."""
+    rows = ss("-l", "( sport = :%d )" % port)
+    return int(rows[0][1]) if rows else -1
+
+
+def connecting(port):
+    """Connections to port not yet complete on both sides (a client may see one
+    established whose last ACK the server dropped, its accept queue full)."""
+    return (len(ss("state", "syn-sent", "( dport = :%d )" % port)) +
+            len(ss("state", "syn-recv", "( sport = :%d )" % port)))
 
 
 def scrape(s, source):
@@ -121,9 +141,14 @@ def no_fault(t, s, what):
          [ln for ln in s.log("worker").splitlines() if "Too many" in ln][:5])
 
 
-def attack(t, s, sku, sources, what, during=None):
+def attack(t, s, sku, sources, what, arrived, during=None):
+    """The attack; once it has reached the worker (arrived(port)), a sell-out."""
     host, port = s.info["METRICS_URL"].split("//")[1].split("/")[0].rsplit(":", 1)
-    with Slowloris((host, int(port)), sources) as loris:
+    port = int(port)
+    with Slowloris((host, port), sources) as loris:
+        t.ok(loris.opened.wait(60), "%s: every connection was attempted" % what)
+        t.ok(s.wait_until(lambda: arrived(port), timeout=30), "%s: %s" % (what, arrived.__doc__),
+             "connecting: %d, accept queue: %d" % (connecting(port), accept_queue(port)))
         r = sell_out(s, sku)
         t.is_(r.status, 409, "%s: the sell-out checkout answers 409" % what)
         got = s.wait_until(lambda: factory_requests(s, sku), timeout=30)
@@ -132,6 +157,11 @@ def attack(t, s, sku, sources, what, during=None):
         if during is not None:
             during(loris)
         t.ok(loris.thread.is_alive(), "%s: the attack was still going on" % what)
+
+
+def all_taken(port):
+    """the worker took every connection in, to hold or to close"""
+    return connecting(port) == 0 and accept_queue(port) == 0
 
 
 def one_address(t, s, loris):
@@ -160,10 +190,10 @@ def body(t):
         status = scrape(s, "127.0.0.1")
         t.is_(status and status[0], 200, "before the attack, /metrics answers")
 
-        attack(t, s, DONUT, ["127.0.0.1"], "1,000 from one address",
+        attack(t, s, DONUT, ["127.0.0.1"], "1,000 from one address", all_taken,
                lambda loris: one_address(t, s, loris))
         sources = ["127.0.%d.%d" % (1 + i // 250, 1 + i % 250) for i in range(CONNECTIONS)]
-        attack(t, s, SECOND, sources, "1,000 from 1,000 addresses")
+        attack(t, s, SECOND, sources, "1,000 from 1,000 addresses", all_taken)
 
         t.ok(s.wait_until(lambda: (scrape(s, "127.0.0.1") or (0,))[0] == 200, timeout=30),
              "after the attack, /metrics answers again")
