@@ -138,6 +138,17 @@ static const struct conf_param conf_params[] = {
     {"metrics_dir", CONF_STR, "/run/restock/metrics", 0, 0, NULL, 0, NULL,
      "Folder of the programs' counter files (one small shared file per process), which the "
      "worker sums at each scrape."},
+    {"metrics_max_connections", CONF_INT, "16", 1, 256, NULL, 0, NULL,
+     "Connections the metrics endpoint holds at once, all clients together; more wait in the "
+     "listen backlog. Every one is a descriptor the deliveries may need: at most a quarter of "
+     "the worker's descriptor limit (RLIMIT_NOFILE) is used, whatever is set."},
+    {"metrics_max_per_address", CONF_INT, "4", 1, 256, NULL, 0, NULL,
+     "Connections one client address may hold on the metrics endpoint at once; more are "
+     "closed as soon as they are accepted."},
+    {"metrics_request_timeout", CONF_INT, "10", 1, 300, NULL, 0, NULL,
+     "Seconds a metrics connection has, from its start or its last answer, to send a whole "
+     "request and read the answer, however slowly it sends (and seconds it may stay idle); "
+     "then it is closed."},
 
     {"rate_window", CONF_INT, "300", 1, 86400, NULL, 0, "Reorder points",
      "Seconds of the moving average of each product's sales rate (the worker samples the "
