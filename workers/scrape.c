@@ -410,6 +410,9 @@ scrape_new(const conf *cf, spool *const *queues, int nqueues, errbuf *err)
                  most, (unsigned long)(files.rlim_cur / 4), (unsigned long)files.rlim_cur);
         most = files.rlim_cur / 4 > 0 ? (unsigned)(files.rlim_cur / 4) : 1;
     }
+    /* epoll, not select: the unit lets the worker have many descriptors
+     * (LimitNOFILE), and select() cannot watch one numbered 1024 or more. */
+    flags |= MHD_USE_EPOLL;
     if (ipv6)
         flags |= MHD_USE_IPv6;
     self->deadline_ms = (long long)timeout * 1000;
