@@ -30,12 +30,16 @@ UPDATE outbox_claim
 -- GET_LOCK(): user locks are not replicated by Galera, a row is certified.
 --   instance     random per process: which process holds it
 --   host, pid    for the operator, and for the error of a refused start
+--   boot         the holder's boot id and pid namespace: a start on the same
+--                machine, same boot, same namespace, that finds the holder's pid
+--                gone takes the row at once instead of waiting for its lease
 --   lease_until  UTC; once passed, another process may register the id
 CREATE TABLE IF NOT EXISTS worker_registration (
   worker_id   VARCHAR(255)  NOT NULL,
   instance    BINARY(16)    NOT NULL,
   host        VARCHAR(255)  NOT NULL,
   pid         INT UNSIGNED  NOT NULL,
+  boot        VARCHAR(100)  NOT NULL DEFAULT '',
   started_at  DATETIME(6)   NOT NULL,
   lease_until DATETIME(6)   NOT NULL,
   PRIMARY KEY (worker_id)

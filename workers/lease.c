@@ -2,7 +2,9 @@
  * of their own (see lease.h). */
 #include "config.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,21 +27,26 @@ enum lease_phase {
     LEASE_LOST      /* another process has the worker_id now: the worker stops */
 };
 
-enum lease_stmt { ST_INSERT, ST_TAKE, ST_WHO, ST_RENEW, ST_RELEASE, ST_COUNT };
+enum lease_stmt { ST_INSERT, ST_TAKE, ST_TAKE_DEAD, ST_WHO, ST_RENEW, ST_RELEASE, ST_COUNT };
 
 /* Every time is UTC from the database's clock (sql/011). */
 static const char *const lease_sql[ST_COUNT] = {
-    [ST_INSERT] =
-        "INSERT IGNORE INTO worker_registration"
-        " (worker_id, instance, host, pid, started_at, lease_until)"
-        " VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6), TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6)))",
+    [ST_INSERT] = "INSERT IGNORE INTO worker_registration"
+                  " (worker_id, instance, host, pid, boot, started_at, lease_until)"
+                  " VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6),"
+                  " TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6)))",
     /* Only a row whose lease passed: its holder stopped, or died. */
-    [ST_TAKE] = "UPDATE worker_registration SET instance = ?, host = ?, pid = ?,"
+    [ST_TAKE] = "UPDATE worker_registration SET instance = ?, host = ?, pid = ?, boot = ?,"
                 " started_at = UTC_TIMESTAMP(6),"
                 " lease_until = TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
                 " WHERE worker_id = ? AND lease_until < UTC_TIMESTAMP(6)",
+    /* A holder seen dead (lease_is_dead), as it was read: nobody else took it. */
+    [ST_TAKE_DEAD] = "UPDATE worker_registration SET instance = ?, host = ?, pid = ?, boot = ?,"
+                     " started_at = UTC_TIMESTAMP(6),"
+                     " lease_until = TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
+                     " WHERE worker_id = ? AND instance = ?",
     [ST_WHO] = "SELECT host, pid, CAST(lease_until AS CHAR),"
-               " TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), lease_until)"
+               " TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), lease_until), boot, instance"
                " FROM worker_registration WHERE worker_id = ?",
     [ST_RENEW] = "UPDATE worker_registration"
                  " SET lease_until = TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
@@ -54,12 +61,15 @@ struct lease_holder {
     char host[256];
     long long pid, left;
     char until[40];
+    char boot[100];
+    unsigned char instance[IDENT_BYTES];
 };
 
 struct lease {
     const conf *cf;
     char owner[CLAIM_OWNER_MAX];
     char host[256];
+    char boot[100]; /* this boot of this machine, and this pid namespace; "" unknown */
     long lease_time;
     long period_ms;
     unsigned timeout;
@@ -131,7 +141,48 @@ lease_who(lease *self, struct lease_holder *h, errbuf *err)
     snprintf(h->until, sizeof(h->until), "%s",
              db_stmt_col(st, 2, NULL) ? db_stmt_col(st, 2, NULL) : "");
     h->left = db_stmt_col_int(st, 3);
+    snprintf(h->boot, sizeof(h->boot), "%s",
+             db_stmt_col(st, 4, NULL) ? db_stmt_col(st, 4, NULL) : "");
+    {
+        size_t len = 0;
+        const char *id = db_stmt_col(st, 5, &len);
+        if (id != NULL && len == IDENT_BYTES)
+            memcpy(h->instance, id, IDENT_BYTES);
+    }
     return 1;
+}
+
+/* "<boot id> <pid namespace>" of this process, or "" when either is unknown:
+ * a holder with the same is a process of this machine, this boot, whose pid
+ * this process can look up. */
+static void
+lease_boot_of(char *out, size_t size)
+{
+    char boot[64] = "", ns[64] = "";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    ssize_t n = readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+
+    if (f != NULL) {
+        if (fgets(boot, sizeof(boot), f) == NULL)
+            boot[0] = '\0';
+        fclose(f);
+    }
+    boot[strcspn(boot, "\n")] = '\0';
+    out[0] = '\0';
+    if (boot[0] != '\0' && n > 0) {
+        ns[n] = '\0';
+        snprintf(out, size, "%s %s", boot, ns);
+    }
+}
+
+/* Whether holder h is a process of this machine, boot and pid namespace that no
+ * longer exists: a crash of the last run here, whose lease need not be waited
+ * for (systemd restarts a crashed worker within seconds). */
+static int
+lease_is_dead(const lease *self, const struct lease_holder *h)
+{
+    return self->boot[0] != '\0' && strcmp(self->boot, h->boot) == 0 && h->pid > 0 &&
+           h->pid != (long long)getpid() && kill((pid_t)h->pid, 0) != 0 && errno == ESRCH;
 }
 
 /* One attempt at the registration: 1 (ours), 0 (a holder whose lease has not
@@ -141,16 +192,25 @@ lease_register(lease *self, struct lease_holder *h, errbuf *err)
 {
     long long pid = (long long)getpid(), rows;
 
-    rows = db_stmt_exec(self->st[ST_INSERT], err, "sbsii", self->owner, claim_instance(),
-                        (size_t)IDENT_BYTES, self->host, pid, (long long)self->lease_time);
+    rows =
+        db_stmt_exec(self->st[ST_INSERT], err, "sbsisi", self->owner, claim_instance(),
+                     (size_t)IDENT_BYTES, self->host, pid, self->boot, (long long)self->lease_time);
     if (rows == 0)
-        rows = db_stmt_exec(self->st[ST_TAKE], err, "bsiis", claim_instance(), (size_t)IDENT_BYTES,
-                            self->host, pid, (long long)self->lease_time, self->owner);
-    if (rows < 0)
-        return RS_ERR;
+        rows = db_stmt_exec(self->st[ST_TAKE], err, "bsisis", claim_instance(), (size_t)IDENT_BYTES,
+                            self->host, pid, self->boot, (long long)self->lease_time, self->owner);
+    if (rows != 0)
+        return rows < 0 ? RS_ERR : 1;
+    rows = lease_who(self, h, err);
+    if (rows <= 0 || !lease_is_dead(self, h))
+        return (int)rows;
+    rows = db_stmt_exec(self->st[ST_TAKE_DEAD], err, "bsisisb", claim_instance(),
+                        (size_t)IDENT_BYTES, self->host, pid, self->boot,
+                        (long long)self->lease_time, self->owner, h->instance, (size_t)IDENT_BYTES);
     if (rows > 0)
-        return 1;
-    return lease_who(self, h, err) < 0 ? RS_ERR : 0;
+        log_info("event=registration_taken worker_id=\"%s\" dead_pid=%lld reason=\"its last "
+                 "run on this machine is gone\"",
+                 self->owner, h->pid);
+    return rows < 0 ? RS_ERR : rows > 0 ? 1 : 0;
 }
 
 /* Under the registration: the row renewed (1), gone to another process (0), or
@@ -351,6 +411,7 @@ lease_new(const conf *cf, const char *owner, errbuf *err)
     snprintf(self->owner, sizeof(self->owner), "%s", owner);
     if (gethostname(self->host, sizeof(self->host) - 1) != 0 || self->host[0] == '\0')
         snprintf(self->host, sizeof(self->host), "localhost");
+    lease_boot_of(self->boot, sizeof(self->boot));
     self->lease_time = conf_int(cf, "lease_time");
     self->period_ms = lease_period_ms(self->lease_time);
     self->timeout = lease_statement_timeout(self->lease_time, conf_int(cf, "db_timeout"));
