@@ -201,8 +201,10 @@ lease_register(lease *self, struct lease_holder *h, errbuf *err)
     if (rows != 0)
         return rows < 0 ? RS_ERR : 1;
     rows = lease_who(self, h, err);
-    if (rows <= 0 || !lease_is_dead(self, h))
-        return (int)rows;
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0 || !lease_is_dead(self, h))
+        return 0; /* no row (it went meanwhile: the next attempt), or a holder */
     rows = db_stmt_exec(self->st[ST_TAKE_DEAD], err, "bsisisb", claim_instance(),
                         (size_t)IDENT_BYTES, self->host, pid, self->boot,
                         (long long)self->lease_time, self->owner, h->instance, (size_t)IDENT_BYTES);
