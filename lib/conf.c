@@ -125,12 +125,18 @@ static const struct conf_param conf_params[] = {
      "Seconds a delivered message is kept in done/ (it makes a repeated event a no-op)."},
     {"worker_id", CONF_STR, "", 0, 0, NULL, 0, NULL,
      "Name of this worker in the claims of outbox work (table outbox_claim) when several "
-     "workers share the database; empty: the host name and spool_dir (host:/var/spool/restock). "
-     "Unique per worker; keep it across restarts: a restarted worker takes back, under the same "
-     "message ids, the claims nobody took over meanwhile."},
+     "workers share the database; empty: the host name, a hash of /etc/machine-id and "
+     "spool_dir (host#3f2a9c1b77d0:/var/spool/restock; without a machine id, host:spool_dir). "
+     "Unique per worker: a second live worker with the same worker_id is refused at start. "
+     "Keep it across restarts: a restarted worker takes back, under the same message ids, the "
+     "claims nobody took over meanwhile."},
     {"lease_time", CONF_INT, "30", 3, 3600, NULL, 0, NULL,
-     "Seconds a worker's claim lasts without renewal (it renews every third of it): after a "
-     "worker host died, another worker takes its undelivered outbox work over this long after."},
+     "Seconds a worker's registration and claims last without renewal, on the database's UTC "
+     "clock: a thread of the worker renews them every third of it, on a connection of its own "
+     "whose statements time out after a sixth of it (at most db_timeout), so that no slow "
+     "statement of the sweeps can starve them. After a worker host died, another worker takes "
+     "its undelivered outbox work over this long after, and a restart of the dead worker "
+     "waits at most this long for its registration."},
 
     {"metrics_listen", CONF_STR, "127.0.0.1:9464", 0, 0, NULL, 0, "Metrics (Prometheus)",
      "Address (host:port, [v6]:port) where restock-worker serves the Prometheus metrics of "

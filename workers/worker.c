@@ -26,12 +26,14 @@
 #include "alert.h"
 #include "bus.h"
 #include "checkout_key.h"
+#include "claim.h"
 #include "conf.h"
 #include "db.h"
 #include "delivery.h"
 #include "drivers.h"
 #include "http.h"
 #include "ident.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -395,13 +397,14 @@ main(int argc, char **argv)
     reorder *policy = NULL;
     alert *alerts = NULL;
     checkout_key *checkout_keys = NULL;
+    lease *registration = NULL;
     struct worker_watch watch = {0};
     struct worker_fault fault = {0};
     struct sigaction sa;
     sigset_t hup;
     metrics *counters = NULL;
     scrape *endpoint = NULL;
-    time_t next_sweep = 0, next_watch = 0, next_renew = 0;
+    time_t next_sweep = 0, next_watch = 0;
     int status = 1, lock_fd = -1, sweep_failing = 0;
 
     cf = conf_from_args(argc, argv, "restock-worker", worker_usage, &status);
@@ -476,6 +479,18 @@ main(int argc, char **argv)
     checkout_keys = policy ? checkout_key_new(conn, &err) : NULL;
     if (checkout_keys == NULL)
         goto fail;
+    /* The worker_id is registered before anything is claimed or delivered: a
+     * live worker of the same worker_id refuses this start (lease.h). */
+    {
+        char owner[CLAIM_OWNER_MAX];
+        if (!claim_owner_of(cf, owner))
+            log_warn("event=worker_id_weak worker_id=\"%s\" reason=\"no /etc/machine-id: the "
+                     "default names the host only; set worker_id\"",
+                     owner);
+    }
+    registration = lease_new(cf, outbox_owner(events), &err);
+    if (registration == NULL || lease_start_wait(registration, &worker_stop, &err) != RS_OK)
+        goto fail;
     watch.orders = orders;
     watch.keys = checkout_keys;
     watch.key_retention = conf_int(cf, "idempotency_retention");
@@ -508,9 +523,10 @@ main(int argc, char **argv)
     }
     pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
     log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld worker_id=\"%s\""
-             " lease_time=%ld",
+             " lease_time=%ld lease_renewal_ms=%ld",
              conf_str(cf, "spool_dir"), worker_bus_listen(cf), conf_int(cf, "factory_concurrency"),
-             conf_int(cf, "mail_concurrency"), outbox_owner(events), conf_int(cf, "lease_time"));
+             conf_int(cf, "mail_concurrency"), outbox_owner(events), conf_int(cf, "lease_time"),
+             lease_period_ms(conf_int(cf, "lease_time")));
     /* Ready with the spool recovered and the doorbell bound; the database may
      * still be down (the sweep retries it, as during an outage). */
     notify_ready("delivering");
@@ -524,6 +540,10 @@ main(int argc, char **argv)
             worker_hup = 0;
             worker_reload(&watch, endpoint);
         }
+        if (lease_lost(registration, &err)) {
+            log_error("event=registration_lost error=\"%s\"", err.msg);
+            break;
+        }
 
         if (now >= next_sweep) {
             int n;
@@ -531,7 +551,9 @@ main(int argc, char **argv)
              * failure is the database's, which the outbox sweep reports. */
             if (reorder_sweep(policy, &err) < 0 && !sweep_failing)
                 log_warn("event=reorder_sweep_failed error=\"%s\"", err.msg);
-            n = outbox_sweep(events, &err);
+            /* Nothing is claimed while the registration may have lapsed: the
+             * renewal thread (lease.h) takes it back, or stops the worker. */
+            n = lease_held(registration) ? outbox_sweep(events, &err) : 0;
             if (n < 0) {
                 /* Logged once per outage, not once per sweep. */
                 if (!sweep_failing)
@@ -555,15 +577,6 @@ main(int argc, char **argv)
                 next_sweep = now + conf_int(current, "sweep_interval");
                 conf_destroy(&current);
             }
-        }
-        /* The claims this worker holds stay its own while it runs: renewed every
-         * third of lease_time (after the first sweep, which takes back those of
-         * its last run). */
-        if (now >= next_renew && next_sweep > now) {
-            long lease = conf_int(cf, "lease_time");
-            if (outbox_renew(events, &err) < 0 && !sweep_failing)
-                log_warn("event=renew_failed error=\"%s\"", err.msg);
-            next_renew = now + (lease / 3 > 0 ? lease / 3 : 1);
         }
         for (int i = 0; i < 3; i++) {
             spool *sp = queues[i];
@@ -612,7 +625,7 @@ main(int argc, char **argv)
     }
     log_info("event=stopping signal=%d", (int)worker_stop);
     notify_stopping();
-    status = 0;
+    status = worker_stop ? 0 : 1; /* else the registration was lost */
     goto done;
 
 fail:
@@ -623,6 +636,7 @@ done:
     queue_destroy(&factory_runner);
     queue_destroy(&mail_runner);
     queue_destroy(&callback_runner);
+    lease_destroy(&registration);
     bus_sub_destroy(&bell);
     checkout_key_destroy(&checkout_keys);
     reorder_destroy(&policy);
