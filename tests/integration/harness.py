@@ -214,12 +214,7 @@ class Stack:
         os.kill(pid, sig)
         if component in self.workers:  # our child: reaped, not left a zombie
             self.workers.pop(component).wait()
-        for _ in range(200):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
+        wait_until(lambda: not alive(pid), timeout=10, interval=0.02)
         os.unlink(pidfile)
 
     def close(self, failed=False):
@@ -350,6 +345,16 @@ def wait_until(predicate, timeout=30, interval=0.1):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def alive(pid):
+    """Whether a process runs: one that exited and waits to be reaped (a zombie; its
+    new parent may reap it seconds later) does not."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
 
 
 def free_port():
