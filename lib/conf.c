@@ -116,6 +116,9 @@ static const struct conf_param conf_params[] = {
     {"delay_warning", CONF_INT, "900", 1, 604800, NULL, 0, NULL,
      "Operators are warned when the oldest waiting message is older than this, and again "
      "once per this period while it keeps waiting."},
+    {"watch_interval", CONF_INT, "10", 1, 3600, NULL, 0, NULL,
+     "Seconds between the worker's watch passes: orders whose callback is overdue, delay "
+     "warnings, pruning of done/ and of expired idempotency keys."},
     {"sweep_interval", CONF_INT, "5", 1, 3600, NULL, 0, NULL,
      "Seconds between sweeps of the outbox (doorbells make most sweeps unnecessary)."},
     {"factory_concurrency", CONF_INT, "4", 1, 64, NULL, 0, NULL,

@@ -242,6 +242,26 @@ class Stack:
         except FileNotFoundError:
             return ""
 
+    def watch_passes(self, name="worker"):
+        """How many passes of its watch a worker logged (event=watch_pass, at debug
+        level: run it with RESTOCK_LOG_LEVEL=debug)."""
+        return self.log(name).count("event=watch_pass ")
+
+    def wait_watch_passes(self, since, more, name="worker", timeout=60):
+        """Waits until the worker logged `more` passes of its watch after `since`
+        (a count of watch_passes): what those passes would do is done."""
+        return self.wait_until(lambda: self.watch_passes(name) >= since + more, timeout=timeout)
+
+    def sweep_passes(self, name="worker"):
+        """How many sweeps of the outbox a worker logged (event=sweep_pass, at debug
+        level: run it with RESTOCK_LOG_LEVEL=debug)."""
+        return self.log(name).count("event=sweep_pass ")
+
+    def wait_sweep_passes(self, since, more, name="worker", timeout=60):
+        """Waits until the worker logged `more` sweeps after `since` (a count of
+        sweep_passes): what those sweeps would do is done."""
+        return self.wait_until(lambda: self.sweep_passes(name) >= since + more, timeout=timeout)
+
     def logs(self, tail=20):
         out = []
         for path in sorted(glob.glob(os.path.join(self.dir, "log", "*.log"))):

@@ -11,7 +11,6 @@ exactly once and is fulfilled."""
 import errno
 import os
 import subprocess
-import time
 
 from harness import BUILDDIR, Stack, run_tests
 from replenish_common import (add_products, alerts, factory_requests, orders, outbox,
@@ -19,7 +18,8 @@ from replenish_common import (add_products, alerts, factory_requests, orders, ou
 
 SHIM = os.path.join(BUILDDIR, "tests", "fault", "faultshim.so")
 ENV = {"RESTOCK_FACTORY_ARGS": "--delay 0.3", "RESTOCK_SWEEP_INTERVAL": "1",
-       "RESTOCK_BACKOFF_MIN": "1", "RESTOCK_BACKOFF_MAX": "2", "RESTOCK_MAX_ATTEMPTS": "100"}
+       "RESTOCK_BACKOFF_MIN": "1", "RESTOCK_BACKOFF_MAX": "2", "RESTOCK_MAX_ATTEMPTS": "100",
+       "RESTOCK_LOG_LEVEL": "debug"}  # the worker logs each sweep
 FAULT_SUBJECT = "[restock] 스풀 디스크 오류 "
 
 
@@ -55,7 +55,8 @@ def fault_round(t, s, sku, what, set_fault, clear_fault, alert_during):
         t.ok(s.wait_until(lambda: s.log("worker").count("event=spool_fault ") > faults,
                           timeout=30),
              "%s: the worker logs the fault" % what, s.logs())
-        time.sleep(3)  # a few more sweeps (sweep_interval 1) retry the put meanwhile
+        # A few more sweeps retry the put meanwhile.
+        t.ok(s.wait_sweep_passes(s.sweep_passes(), 3), "%s: the worker sweeps again" % what)
         t.ok([taken for _, _, taken in outbox(s, sku, "stock_empty")] == [False],
              "%s: the outbox event is not marked taken while its message is not durable"
              % what, outbox(s, sku))

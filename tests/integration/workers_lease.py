@@ -90,6 +90,13 @@ def claims(s, owner_like):
                            " AND owner LIKE '%%%s'" % owner_like))
 
 
+def waiting(spool_dir, queues=("factory", "mail", "callback")):
+    """Messages of a worker's spool still to be delivered (incoming, active, deferred)."""
+    return sum(len(os.listdir(os.path.join(spool_dir, q, state)))
+               for q in queues for state in ("incoming", "active", "deferred")
+               if os.path.isdir(os.path.join(spool_dir, q, state)))
+
+
 def delivered(s, name):
     return s.log(name).count("event=delivered ")
 
@@ -203,7 +210,9 @@ def paused(t, s, w2):
     t.ok(s.wait_until(lambda: s.log("worker2").count("event=lease_lost") >= 5, timeout=30),
          "%s: resumed, worker2 logs lease_lost for what it held" % what,
          s.log("worker2").count("event=lease_lost"))
-    time.sleep(3)  # what it might still send would be sent by now
+    # Once nothing waits in worker2's spool, nothing more can leave it.
+    t.ok(s.wait_until(lambda: waiting(w2["spool_dir"]) == 0, timeout=30),
+         "%s: worker2's spool holds nothing more to deliver" % what, waiting(w2["spool_dir"]))
     t.is_(delivered(s, "worker2"), sent_before, "%s: worker2 delivered nothing more" % what)
     t.is_(requested(s), requests_then, "%s: the factory received nothing more" % what)
     t.is_(len(inbox(s)), mails_then, "%s: no email more" % what)
@@ -248,7 +257,8 @@ def overdue(t, s, w2):
     """Overdue callbacks with two workers: each order's callback_missing alert is told
     once (the UPDATE of overdue_reported_at is the claim), by one of them."""
     what = "overdue callbacks"
-    late = {"RESTOCK_CALLBACK_TIMEOUT": "2"}
+    late = {"RESTOCK_CALLBACK_TIMEOUT": "2", "RESTOCK_WATCH_INTERVAL": "1",
+            "RESTOCK_LOG_LEVEL": "debug"}
     s.stop("worker")
     s.start("worker", env=late)
     s.start_worker("worker2", env=late)
@@ -264,7 +274,13 @@ def overdue(t, s, w2):
         return [m for m in inbox(s, kind="callback_missing") if any(i in m.subject for i in ids)]
     t.ok(s.wait_until(lambda: len(told()) >= 3, timeout=40),
          "%s: operators get the callback_missing emails" % what, len(told()))
-    time.sleep(11)  # one more watch pass of both workers (every 10 s)
+    # More watch passes of both workers: a second alert of an order would be queued.
+    for name in ("worker", "worker2"):
+        t.ok(s.wait_watch_passes(s.watch_passes(name), 2, name),
+             "%s: %s's watch passes again" % (what, name))
+    t.ok(s.wait_until(lambda: waiting(s.info["SPOOL_DIR"], ["mail"]) +
+                      waiting(w2["spool_dir"], ["mail"]) == 0),
+         "%s: both workers' mail queues have sent everything" % what)
     t.is_(sorted(i for m in told() for i in ids if i in m.subject), sorted(ids),
           "%s: one email per order, from one worker" % what)
     raised = [ln for name in ("worker", "worker2") for ln in s.log(name).splitlines()
