@@ -152,7 +152,7 @@ def refuses_to_start(t, s):
 def body(t):
     env = {"RESTOCK_FACTORY_ARGS": "--silent", "RESTOCK_SWEEP_INTERVAL": "1",
            "RESTOCK_BACKOFF_MIN": "1", "RESTOCK_BACKOFF_MAX": "2"}
-    with Stack(t, env=env) as s:
+    with Stack(t, env=env, private_db=True) as s:
         skus = add_products(s, 5)
         over_delivery(t, s, skus[0])
         short_delivery(t, s, skus[1])

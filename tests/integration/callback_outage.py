@@ -40,7 +40,7 @@ def no_db_details(t, s, r, what):
 def body(t):
     env = {"RESTOCK_FACTORY_ARGS": "--silent", "RESTOCK_SWEEP_INTERVAL": "1",
            "RESTOCK_BACKOFF_MIN": "1", "RESTOCK_BACKOFF_MAX": "2"}
-    with Stack(t, env=env) as s:
+    with Stack(t, env=env, private_db=True) as s:
         a, token_a, body_a = order_of(t, s, A)
         b, token_b, body_b = order_of(t, s, B)
         c, _, body_c = order_of(t, s, C)

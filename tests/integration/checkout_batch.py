@@ -229,7 +229,7 @@ def test_sigterm_with_batch(t, s):
 
 
 def body(t):
-    with Stack(t, components=["db", "sales", "nginx"], env=ENV) as s:
+    with Stack(t, components=["db", "sales", "nginx"], env=ENV, private_db=True) as s:
         test_mixed_surge(t, s)
         test_sell_out_in_batch(t, s)
         test_batch_allocation(t, s)

@@ -173,7 +173,7 @@ def test_deadlocks(t, s):
 
 
 def body(t):
-    with Stack(t, components=["db", "sales", "nginx"]) as s:
+    with Stack(t, components=["db", "sales", "nginx"], private_db=True) as s:
         s.sql("UPDATE product SET stock = 100000 WHERE sku = '%s'" % DONUT)
         proxy = Proxy(s)
         proxy.start()

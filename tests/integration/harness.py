@@ -11,7 +11,10 @@ A test script:
     t.done()
 
 Environment: RESTOCK_SRCDIR and RESTOCK_BUILDDIR (set by make check); RESTOCK_KEEP=1
-keeps the stack's folder for a look after a failure.
+keeps the stack's folder for a look after a failure; RESTOCK_DB_SERVER (set by
+scripts/test) names a MariaDB server shared by the stacks (scripts/stack share): each
+gets a database of its own copied from a migrated template instead of a server of its
+own, unless it asks for a private one (Stack(private_db=True)).
 """
 
 import concurrent.futures
@@ -27,6 +30,11 @@ import tempfile
 import threading
 import time
 import traceback
+
+# configure --disable-integration-tests (make distcheck): every script skips.
+if os.environ.get("RESTOCK_INTEGRATION_TESTS") == "no":
+    print("1..0 # SKIP integration tests disabled (configure --disable-integration-tests)")
+    sys.exit(0)
 
 SRCDIR = os.environ.get("RESTOCK_SRCDIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -99,10 +107,15 @@ class Response:
 class Stack:
     """The whole stack, or the components asked for, in a temporary folder."""
 
-    def __init__(self, tap, components=None, env=None):
+    def __init__(self, tap, components=None, env=None, private_db=False):
+        """private_db: a MariaDB server of the stack's own even when the suite shares
+        one (RESTOCK_DB_SERVER, scripts/test): for a test that stops, kills or
+        restarts it, sets its globals, or counts the server's transactions."""
         self.tap = tap
         self.components = components
         self.env = dict(os.environ)
+        if private_db:
+            self.env.pop("RESTOCK_DB_SERVER", None)
         self.env["RESTOCK_BUILDDIR"] = BUILDDIR
         self.env.update(env or {})
         self.dir = tempfile.mkdtemp(prefix="restock-it-")

@@ -283,7 +283,7 @@ def retention(t, s):
 def body(t):
     # A short db_timeout (the default is 30 s, longer than a Galera failover) so
     # that sale_times_out's wait on a row lock ends well within the client's.
-    with Stack(t, env={"RESTOCK_DB_TIMEOUT": "5"}) as s:
+    with Stack(t, env={"RESTOCK_DB_TIMEOUT": "5"}, private_db=True) as s:
         same_key_twice(t, s)
         concurrent_duplicates(t, s)
         refusals_replay(t, s)

@@ -206,7 +206,7 @@ def utc_clock(t, s):
 
 
 def body(t):
-    with Stack(t, env=ENV) as s:
+    with Stack(t, env=ENV, private_db=True) as s:
         same_id(t, s)
         slow_statement(t, s)
         utc_clock(t, s)

@@ -205,7 +205,7 @@ def two_copies(t, s, locker):
 
 
 def body(t):
-    with Stack(t, ["db", "sales", "nginx"]) as s:
+    with Stack(t, ["db", "sales", "nginx"], private_db=True) as s:
         rows = ", ".join("(%d, 0)" % i for i in range(200))
         root_value(s, "CREATE TABLE nested_weight (id INT PRIMARY KEY, n INT NOT NULL)"
                       " ENGINE=InnoDB; INSERT INTO nested_weight VALUES " + rows)

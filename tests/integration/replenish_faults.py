@@ -184,7 +184,7 @@ def database_down(t, s, sku):
 
 
 def body(t):
-    with Stack(t, env=ENV) as s:
+    with Stack(t, env=ENV, private_db=True) as s:
         factory_500(t, s, "CP-502101")
         factory_timeout(t, s, "CP-502102")
         event = factory_down(t, s, "CP-502103")

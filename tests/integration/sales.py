@@ -321,7 +321,7 @@ def test_sigterm_in_flight(t, s):
 
 
 def body(t):
-    with Stack(t, components=["db", "sales", "nginx"]) as s:
+    with Stack(t, components=["db", "sales", "nginx"], private_db=True) as s:
         test_products(t, s)
         test_checkout(t, s)
         test_bad_requests(t, s)
