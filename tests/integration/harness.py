@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ SRCDIR = os.environ.get("RESTOCK_SRCDIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILDDIR = os.environ.get("RESTOCK_BUILDDIR") or os.path.join(SRCDIR, "build")
 STACK = os.path.join(SRCDIR, "scripts", "stack")
+sys.path.insert(0, os.path.join(SRCDIR, "scripts"))
+from freeport import free_port  # noqa: E402,F401 (the tests import it from here)
 
 # What a sanitizer or valgrind prints when a program of ours misbehaves.
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
@@ -388,11 +389,3 @@ def alive(pid):
             return f.read().rpartition(")")[2].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
