@@ -201,7 +201,8 @@ def two_writers(t, b):
 def kill_writer(t, b):
     skus = b.add_products("SC", 3, stock=2000)
     initial = {s: 2000 for s in skus}
-    writer = b.node(b.haproxy_writer())
+    writer = b.node(establish(bedlib.wait_until(b.haproxy_writer, timeout=30),
+                              "c: HAProxy sends sessions to a node"))
     load = bedlib.Load(b, skus, clients=4, pause=0.01).start()
     establish(bedlib.wait_until(lambda: load.count(200) >= SURGE, timeout=60),
               "c: checkouts answered 200 before the kill (mid-surge)", answers(load))
@@ -278,16 +279,17 @@ def claims_of(b, host, skus=None, queue=None):
     return int(b.sql(query)[0][0])
 
 
-def work_left(b, skus):
-    """Outbox events of the products that no worker claimed yet, and open claims of
-    them (any worker's): (0, 0) when every message of them was delivered."""
-    row = b.sql("SELECT SUM(NOT EXISTS (SELECT 1 FROM outbox_claim c WHERE c.event_id ="
-                " o.event_id)), (SELECT COUNT(*) FROM outbox_claim c JOIN outbox e ON"
-                " e.event_id = c.event_id JOIN product q ON q.product_id = e.product_id"
-                " WHERE c.done_at IS NULL AND q.sku IN (%s)) FROM outbox o JOIN product p"
-                " ON p.product_id = o.product_id WHERE p.sku IN (%s)"
-                % ((",".join("'%s'" % s for s in skus),) * 2))[0]
-    return tuple(int(v) if v not in ("NULL", "") else 0 for v in row)
+def work_left(b, skus=None):
+    """Outbox events (of the products, or all) that no worker claimed yet, and open
+    claims of them (any worker's): (0, 0) when every message of them was delivered."""
+    join = "" if skus is None else (
+        " JOIN product p ON p.product_id = o.product_id WHERE p.sku IN (%s)"
+        % ",".join("'%s'" % s for s in skus))
+    row = b.sql("SELECT (SELECT COUNT(*) FROM outbox o%s%s NOT EXISTS (SELECT 1 FROM"
+                " outbox_claim c WHERE c.event_id = o.event_id)), (SELECT COUNT(*) FROM"
+                " outbox_claim c JOIN outbox o ON o.event_id = c.event_id%s%s c.done_at IS NULL)"
+                % (join, " AND" if join else " WHERE", join, " AND" if join else " WHERE"))[0]
+    return int(row[0]), int(row[1])
 
 
 def order_ids(b, skus):
@@ -396,6 +398,9 @@ def stop_idle(host, timeout=60):
 def pause_worker(t, b):
     first, paused = b.hosts
     worker = paused.programs["worker"]
+    # What the scenarios before sent is sent: the emails counted below are e's.
+    establish(bedlib.wait_until(lambda: work_left(b) == (0, 0), timeout=60),
+              "e: the outbox work of the scenarios before done", work_left(b))
     first.stop("worker")  # only the paused-to-be worker claims for a moment
     mails_before = len(b.mails())
     lost_before = worker.text().count("event=lease_lost")
@@ -465,7 +470,8 @@ def pause_worker(t, b):
 def isolate_node(t, b):
     for n in b.nodes:  # a node isolated from two others, not from one
         n.wait_synced()
-    node = b.node(b.haproxy_writer())
+    node = b.node(establish(bedlib.wait_until(b.haproxy_writer, timeout=30),
+                            "f: HAProxy sends sessions to a node"))
     skus = b.add_products("SF", 3, stock=2000)
     initial = {s: 2000 for s in skus}
     # host2's responders reach the nodes by a host list, the writer first, not
