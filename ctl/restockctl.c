@@ -16,7 +16,9 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <sodium.h>
 
+#include "api_client.h"
 #include "conf.h"
 #include "db.h"
 #include "errbuf.h"
@@ -684,6 +686,106 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
     return RS_OK;
 }
 
+/* --- API clients ---------------------------------------------------------------- */
+
+/* Opens the database and the API clients on it; the caller destroys both. */
+static int
+ctl_open_clients(conf *cf, db **conn, api_client **clients, errbuf *err)
+{
+    *clients = NULL;
+    *conn = db_new(cf, 0);
+    if (*conn == NULL)
+        return errbuf_set(err, "out of memory");
+    *clients = api_client_new(*conn, err);
+    if (*clients == NULL) {
+        db_destroy(conn);
+        return RS_ERR;
+    }
+    return RS_OK;
+}
+
+/* The key is printed here and nowhere else, ever: restock keeps its hash only. */
+static int
+ctl_client_add(conf *cf, int argc, char **argv, errbuf *err)
+{
+    char key[API_CLIENT_KEY_LEN + 1];
+    api_client *clients;
+    db *conn;
+    long long id;
+
+    if (argc != 1)
+        return errbuf_set(err, "usage: restockctl client add NAME");
+    if (api_client_name_check(argv[0], err) != RS_OK ||
+        ctl_open_clients(cf, &conn, &clients, err) != RS_OK)
+        return RS_ERR;
+    id = api_client_add(clients, argv[0], key, err);
+    api_client_destroy(&clients);
+    db_destroy(&conn);
+    if (id < 0)
+        return RS_ERR;
+    printf("client %lld %s added; its key, shown only now (restock keeps only its SHA-256):\n"
+           "%s\n"
+           "The client sends it as \"Authorization: Bearer <key>\".\n",
+           id, argv[0], key);
+    sodium_memzero(key, sizeof(key));
+    return RS_OK;
+}
+
+#define CTL_CLIENT_FORMAT "%6s  %-24s %-19s  %-19s  %s\n"
+
+static void
+ctl_client_line(void *arg, const struct api_client_line *c)
+{
+    char id[24];
+
+    (void)arg;
+    snprintf(id, sizeof(id), "%lld", c->id);
+    printf(CTL_CLIENT_FORMAT, id, c->name ? c->name : "-", c->created ? c->created : "-",
+           c->last_used ? c->last_used : "never", c->revoked ? c->revoked : "-");
+}
+
+static int
+ctl_client_list(conf *cf, int argc, char **argv, errbuf *err)
+{
+    api_client *clients;
+    db *conn;
+    int rc;
+
+    if (argc != 0)
+        return errbuf_set(err, "usage: restockctl client list");
+    if (ctl_open_clients(cf, &conn, &clients, err) != RS_OK)
+        return RS_ERR;
+    printf(CTL_CLIENT_FORMAT, "id", "name", "created", "last used", "revoked");
+    rc = api_client_each(clients, ctl_client_line, NULL, err);
+    api_client_destroy(&clients);
+    db_destroy(&conn);
+    return rc;
+}
+
+/* Its next request answers 401; its idempotency keys stay until their retention. */
+static int
+ctl_client_revoke(conf *cf, int argc, char **argv, errbuf *err)
+{
+    api_client *clients;
+    db *conn;
+    long long id;
+    int rc;
+
+    if (argc != 1)
+        return errbuf_set(err, "usage: restockctl client revoke ID|NAME");
+    if (ctl_open_clients(cf, &conn, &clients, err) != RS_OK)
+        return RS_ERR;
+    rc = api_client_revoke(clients, argv[0], &id, err);
+    api_client_destroy(&clients);
+    db_destroy(&conn);
+    if (rc < 0)
+        return RS_ERR;
+    printf("client %lld %s\n", id,
+           rc == 1 ? "revoked: its key answers 401 from now on"
+                   : "was revoked already: nothing changed");
+    return RS_OK;
+}
+
 static const struct ctl_command ctl_commands[] = {
     {"status", "", "depth of each queue and state, orders by status", ctl_status},
     {"orders fulfil", "[--over] ORDER QUANTITY",
@@ -692,6 +794,9 @@ static const struct ctl_command ctl_commands[] = {
     {"products", "", "stock, reorder point and level, rate, lead time, suggestion", ctl_products},
     {"product set", "SKU key=value...", "reorder settings of a product (reorder_point, ...)",
      ctl_product_set},
+    {"client add", "NAME", "a new API client; prints its key, once", ctl_client_add},
+    {"client list", "", "API clients: id, name, created, last used, revoked", ctl_client_list},
+    {"client revoke", "ID|NAME", "revoke a client's key (401 from then on)", ctl_client_revoke},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},
     {"dlq show", "ID", "one message (any state) with its history", ctl_dlq_show},
     {"dlq redrive", "ID|--all", "put dead messages back to waiting", ctl_dlq_redrive},

@@ -1,7 +1,9 @@
 /* restock-sales: the Sales API behind nginx (docs/design.md §4.1): the
  * products, checkout by one atomic UPDATE for all the concurrent checkouts of a
  * product (lib/combiner), a checkout with an Idempotency-Key in a transaction
- * of its own that stores its answer (lib/checkout_key), and a health check.
+ * of its own that stores its answer (lib/checkout_key), in the scope of the
+ * API client that sent it (lib/api_client: Authorization: Bearer), and a
+ * health check.
  * Each responder thread has its own database connection and prepared
  * statements. */
 #include "config.h"
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_client.h"
 #include "bus.h"
 #include "checkout_key.h"
 #include "combiner.h"
@@ -31,19 +34,21 @@ struct sales_app {
     const char *default_sku;
     combiner *checkouts; /* per sku: the checkouts that wait for one statement */
     long key_retention;  /* seconds a keyed checkout's answer is replayed */
+    int require_client;  /* checkout_require_client: no anonymous checkout */
 };
 
 struct sales_thread {
     const struct sales_app *app;
     db *conn;
-    db_stmt *product;   /* one product by sku */
-    db_stmt *products;  /* all, by sku */
-    db_stmt *buy;       /* the atomic decrement */
-    db_stmt *lock;      /* the stock under its row lock, when a batch does not fit */
-    order *orders;      /* opens the order at the reorder point, marks the sell-out */
-    checkout_key *keys; /* the stored answers of keyed checkouts */
-    bus_pub *bell;      /* rings the outbox events after their commit */
-    int db_down;        /* to log the database going away and coming back once */
+    db_stmt *product;    /* one product by sku */
+    db_stmt *products;   /* all, by sku */
+    db_stmt *buy;        /* the atomic decrement */
+    db_stmt *lock;       /* the stock under its row lock, when a batch does not fit */
+    order *orders;       /* opens the order at the reorder point, marks the sell-out */
+    checkout_key *keys;  /* the stored answers of keyed checkouts */
+    api_client *clients; /* the API clients' keys */
+    bus_pub *bell;       /* rings the outbox events after their commit */
+    int db_down;         /* to log the database going away and coming back once */
 };
 
 #define SALES_PRODUCT_COLUMNS "product_id, sku, name, price, stock, factory_id, ad_id"
@@ -508,22 +513,26 @@ sales_checkout_result(struct sales_thread *th, responder_request *rq, const stru
 
 /* The keyed checkout's transaction: claims the key's row (a request with the
  * same key in flight holds it: this one waits, then finds it taken), runs the
- * same sale statement as the combined path, and stores the answer, 200, 409 or
- * 404, with the row before the commit. *claim tells what the key's row held;
+ * same sale statement as the combined path, and stores the answer, 200 or 409,
+ * with the row before the commit. A 404 (no such sku) is not stored: it sold
+ * and changed nothing, so its retry may as well be asked again, and a client
+ * cannot fill the key table with rows that cost the shop nothing to refuse; its
+ * transaction is rolled back, the key's row with it. *claim tells what the key's row held;
  * for CHECKOUT_KEY_NEW, answer is the stored answer and *text its body. A
  * failure rolls everything back. */
 static int
-sales_keyed_tx(struct sales_thread *th, const char *key, struct sales_buy *buy,
+sales_keyed_tx(struct sales_thread *th, long long client, const char *key, struct sales_buy *buy,
                struct checkout_key_answer *stored, int *claim, struct sales_refusal *answer,
                char *print, size_t print_size, char **text, errbuf *err)
 {
     unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
     long long rows;
 
-    checkout_key_fingerprint(buy->sku, buy->quantity, fingerprint);
+    checkout_key_fingerprint(client, buy->sku, buy->quantity, fingerprint);
     if (db_begin(th->conn, err) != RS_OK)
         goto fail;
-    *claim = checkout_key_claim(th->keys, key, fingerprint, th->app->key_retention, stored, err);
+    *claim =
+        checkout_key_claim(th->keys, client, key, fingerprint, th->app->key_retention, stored, err);
     if (*claim < 0)
         goto fail;
     if (*claim != CHECKOUT_KEY_NEW) {
@@ -547,7 +556,12 @@ sales_keyed_tx(struct sales_thread *th, const char *key, struct sales_buy *buy,
         errbuf_set(err, "out of memory");
         goto fail;
     }
-    if (checkout_key_store(th->keys, key, answer->status, *text, strlen(*text), err) != RS_OK ||
+    if (answer->status == 404) {
+        db_rollback(th->conn);
+        return RS_OK;
+    }
+    if (checkout_key_store(th->keys, client, key, answer->status, *text, strlen(*text), err) !=
+            RS_OK ||
         db_commit(th->conn, err) != RS_OK)
         goto fail;
     return RS_OK;
@@ -573,8 +587,8 @@ fail:
  * and is answered what the sale was. After the commit, what the sale or refusal
  * triggers, as for any checkout. */
 static void
-sales_checkout_keyed(struct sales_thread *th, responder_request *rq, const char *key,
-                     struct sales_buy *buy)
+sales_checkout_keyed(struct sales_thread *th, responder_request *rq, long long client,
+                     const char *key, struct sales_buy *buy)
 {
     struct checkout_key_answer stored;
     struct sales_refusal answer = {0};
@@ -583,8 +597,8 @@ sales_checkout_keyed(struct sales_thread *th, responder_request *rq, const char 
     int claim = CHECKOUT_KEY_NEW, rc, attempts = 0;
 
     do
-        rc = sales_keyed_tx(th, key, buy, &stored, &claim, &answer, print, sizeof(print), &text,
-                            &err);
+        rc = sales_keyed_tx(th, client, key, buy, &stored, &claim, &answer, print, sizeof(print),
+                            &text, &err);
     while (rc != RS_OK && db_retry(th->conn, &attempts));
     if (rc != RS_OK) {
         metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
@@ -616,6 +630,66 @@ sales_checkout_keyed(struct sales_thread *th, responder_request *rq, const char 
     cJSON_Delete(answer.json);
 }
 
+/* 401 with the challenge of RFC 6750: error="invalid_token" when a key was
+ * sent and is no good, none when a key is required and none was sent. The
+ * message never quotes the header (it holds a key, maybe a real one). */
+static void
+sales_unauthorized(responder_request *rq, int sent, const char *message)
+{
+    metrics_count(METRICS_CHECKOUT_UNAUTHORIZED);
+    responder_header(rq, "WWW-Authenticate",
+                     sent ? "Bearer realm=\"restock\", error=\"invalid_token\""
+                          : "Bearer realm=\"restock\"");
+    responder_reply_error(rq, 401, "%s", message);
+}
+
+/* The request's API client from its Authorization header: *client is its id,
+ * or CHECKOUT_KEY_ANONYMOUS when none was sent and none is required. RS_ERR
+ * when it was answered: 401 for a key that is malformed, unknown or revoked
+ * (whatever else the request holds: nothing is sold on a bad key), or for no
+ * key where checkout_require_client is yes; 503 when the database failed. */
+static int
+sales_authenticate(struct sales_thread *th, responder_request *rq, long long *client)
+{
+    const char *header;
+    char key[API_CLIENT_KEY_LEN + 1];
+    errbuf err = {{0}};
+    long long id;
+
+    *client = CHECKOUT_KEY_ANONYMOUS;
+    /* Two would make the client the proxy's choice (responder_header_once). */
+    if (responder_header_once(rq, "Authorization", &header, &err) != RS_OK) {
+        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
+        responder_reply_error(rq, 400, "%s", err.msg);
+        return RS_ERR;
+    }
+    if (header == NULL) {
+        if (!th->app->require_client)
+            return RS_OK;
+        sales_unauthorized(rq, 0,
+                           "Authorization: this shop takes checkouts from its API clients only: "
+                           "send \"Authorization: Bearer <client key>\"");
+        return RS_ERR;
+    }
+    if (api_client_parse_authorization(header, key, &err) != RS_OK) {
+        sales_unauthorized(rq, 1, err.msg);
+        return RS_ERR;
+    }
+    id = api_client_authenticate(th->clients, key, &err);
+    if (id < 0) {
+        metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
+        sales_unavailable(th, rq, &err);
+        return RS_ERR;
+    }
+    sales_db_answered(th);
+    if (id == 0) {
+        sales_unauthorized(rq, 1, "Authorization: the client key is unknown or revoked");
+        return RS_ERR;
+    }
+    *client = id;
+    return RS_OK;
+}
+
 static void
 sales_checkout(struct sales_thread *th, responder_request *rq)
 {
@@ -626,11 +700,16 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
     const char *body = responder_body(rq, &len);
     const char *key_header;
     char key[CHECKOUT_KEY_MAX + 1];
+    long long client;
 
+    if (sales_authenticate(th, rq, &client) != RS_OK)
+        return;
     /* A bad key is the client's mistake like a bad body: 400, nothing sold. Two
      * keys would make the checkout's identity the proxy's choice. */
     if (responder_header_once(rq, "Idempotency-Key", &key_header, &err) != RS_OK ||
-        (key_header != NULL && checkout_key_parse(key_header, key, &err) != RS_OK)) {
+        (key_header != NULL && (checkout_key_parse(key_header, key, &err) != RS_OK ||
+                                (client == CHECKOUT_KEY_ANONYMOUS &&
+                                 checkout_key_check_anonymous(key, &err) != RS_OK)))) {
         metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
@@ -649,8 +728,8 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
         goto done;
     }
     if (key_header != NULL) {
-        log_debug("event=checkout_keyed quantity=%lld", buy.quantity);
-        sales_checkout_keyed(th, rq, key, &buy);
+        log_debug("event=checkout_keyed client=%lld quantity=%lld", client, buy.quantity);
+        sales_checkout_keyed(th, rq, client, key, &buy);
         goto done;
     }
     /* Never read-then-write: the row lock makes the statements of one sku queue in
@@ -763,6 +842,7 @@ sales_app_init(const conf *cf, void **app_p, errbuf *err)
     app.cf = cf;
     app.default_sku = conf_str(cf, "default_sku");
     app.key_retention = conf_int(cf, "idempotency_retention");
+    app.require_client = strcmp(conf_str(cf, "checkout_require_client"), "yes") == 0;
     /* A sku in flight per thread at most: one slot each. */
     app.checkouts = combiner_new((size_t)conf_int(cf, "sales_threads"));
     if (app.checkouts == NULL) {
@@ -797,6 +877,7 @@ sales_thread_fini(void *state)
 
     if (th != NULL) {
         bus_pub_destroy(&th->bell);
+        api_client_destroy(&th->clients);
         checkout_key_destroy(&th->keys);
         order_destroy(&th->orders);
         db_destroy(&th->conn); /* statements go with it */
@@ -850,6 +931,9 @@ sales_thread_init(void *app, void **state, errbuf *err)
         goto fail;
     th->keys = checkout_key_new(th->conn, err);
     if (th->keys == NULL)
+        goto fail;
+    th->clients = api_client_new(th->conn, err);
+    if (th->clients == NULL)
         goto fail;
     /* Each thread its own doorbell: ZeroMQ sockets are not thread-safe. */
     th->bell = bus_pub_new(conf_str(th->app->cf, "bus_endpoint"), err);

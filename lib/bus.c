@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -174,6 +175,7 @@ bus_sub_new(const char *endpoints, errbuf *err)
 {
     bus_sub *self = calloc(1, sizeof(*self));
     char endpoint[BUS_ENDPOINT_MAX];
+    int64_t max_size = BUS_MESSAGE_MAX;
 
     if (self == NULL) {
         errbuf_set(err, "bus: out of memory");
@@ -184,8 +186,9 @@ bus_sub_new(const char *endpoints, errbuf *err)
     self->socket = bus_socket(ZMQ_SUB, err);
     if (self->socket == NULL)
         goto fail;
-    if (zmq_setsockopt(self->socket, ZMQ_SUBSCRIBE, "", 0) != 0) {
-        errbuf_set(err, "bus: cannot subscribe: %s", zmq_strerror(errno));
+    if (zmq_setsockopt(self->socket, ZMQ_MAXMSGSIZE, &max_size, sizeof(max_size)) != 0 ||
+        zmq_setsockopt(self->socket, ZMQ_SUBSCRIBE, "", 0) != 0) {
+        errbuf_set(err, "bus: cannot set up the listener: %s", zmq_strerror(errno));
         goto fail;
     }
     if (strncmp(endpoint, "ipc://", 6) == 0) {
@@ -230,12 +233,13 @@ bus_wait(bus_sub *self, long timeout_ms)
 {
     zmq_pollitem_t item = {self->socket, 0, ZMQ_POLLIN, 0};
     int rang = 0;
-    char buf[256];
+    char buf[BUS_MESSAGE_MAX];
 
     if (zmq_poll(&item, 1, timeout_ms) < 0)
         return RS_ERR;
-    /* Drain every frame waiting: ten doorbells mean one sweep, not ten. */
-    for (;;) {
+    /* Drain what is waiting, up to a bound: ten doorbells mean one sweep, not
+     * ten, and a flood still lets the caller go on to its other work. */
+    for (int frames = 0; frames < 2 * BUS_DRAIN_MAX; frames++) { /* a doorbell is 2 */
         int more = 0;
         size_t size = sizeof(more);
         if (zmq_recv(self->socket, buf, sizeof(buf), ZMQ_DONTWAIT) < 0)

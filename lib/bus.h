@@ -16,6 +16,16 @@
 typedef struct bus_pub bus_pub;
 typedef struct bus_sub bus_sub;
 
+/* Largest frame the listener takes (ZMQ_MAXMSGSIZE): a doorbell is a topic and
+ * an event id; a peer that sends more is disconnected before its message is read
+ * into memory (ZeroMQ reconnects a publisher by itself). */
+#define BUS_MESSAGE_MAX 256
+/* Most doorbells one bus_wait takes (counted in frames, two a doorbell, so that
+ * a message of countless frames is cut too): the rest wait for the next call, so
+ * that a flood on a tcp endpoint cannot keep the worker's loop from its timed
+ * work. */
+#define BUS_DRAIN_MAX 100
+
 /* Longest endpoint ("tcp://host:port", "ipc:///path") of a list. */
 #define BUS_ENDPOINT_MAX 256
 
@@ -42,8 +52,9 @@ int bus_first(const char *endpoints, char *out, size_t size, errbuf *err);
  * destroyed, at the very end of a program; a later bus_*_new starts it again. */
 void bus_shutdown(void);
 
-/* Waits up to timeout_ms for doorbells; returns how many rang (all are consumed),
- * 0 on timeout, -1 when interrupted by a signal or on error. */
+/* Waits up to timeout_ms for doorbells; returns how many rang (all those waiting
+ * are consumed, up to BUS_DRAIN_MAX), 0 on timeout, -1 when interrupted by a
+ * signal or on error. */
 int bus_wait(bus_sub *self, long timeout_ms);
 
 #endif

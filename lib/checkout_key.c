@@ -85,18 +85,38 @@ checkout_key_parse(const char *value, char out[CHECKOUT_KEY_MAX + 1], errbuf *er
     return RS_OK;
 }
 
+int
+checkout_key_check_anonymous(const char *key, errbuf *err)
+{
+    if (strlen(key) < CHECKOUT_KEY_ANON_MIN)
+        return errbuf_set(err,
+                          "Idempotency-Key: an anonymous key must be at least %d characters (a "
+                          "UUID is 36): a shorter one may be another client's; or send your "
+                          "client key (Authorization: Bearer), whose keys are your own",
+                          CHECKOUT_KEY_ANON_MIN);
+    return RS_OK;
+}
+
 void
-checkout_key_fingerprint(const char *sku, long long quantity,
+checkout_key_fingerprint(long long client, const char *sku, long long quantity,
                          unsigned char out[CHECKOUT_KEY_FINGERPRINT])
 {
     crypto_hash_sha256_state st;
     char text[32];
     int n = snprintf(text, sizeof(text), "%lld", quantity);
 
-    /* The NUL ends the sku: no two (sku, quantity) pairs hash the same text. */
+    /* The NUL ends the sku: no two (sku, quantity) pairs hash the same text. A
+     * client's id follows a second NUL, which no quantity's digits hold; the
+     * anonymous fingerprint is what it was before scopes, so that the keys
+     * stored then still replay. */
     crypto_hash_sha256_init(&st);
     crypto_hash_sha256_update(&st, (const unsigned char *)sku, strlen(sku) + 1);
     crypto_hash_sha256_update(&st, (const unsigned char *)text, (unsigned long long)n);
+    if (client != CHECKOUT_KEY_ANONYMOUS) {
+        n = snprintf(text, sizeof(text), "%lld", client);
+        crypto_hash_sha256_update(&st, (const unsigned char *)"", 1);
+        crypto_hash_sha256_update(&st, (const unsigned char *)text, (unsigned long long)n);
+    }
     crypto_hash_sha256_final(&st, out);
 }
 
@@ -112,15 +132,19 @@ static const struct {
 } checkout_key_sql[ST_COUNT] = {
     /* IGNORE: a row of the same key makes it a no-op (0 rows), after waiting for
      * the transaction that holds it, if any, to end. */
-    [ST_INSERT] = {"INSERT IGNORE INTO checkout_key (idem_key, fingerprint) VALUES (?, ?)", 0},
+    [ST_INSERT] = {"INSERT IGNORE INTO checkout_key (client_id, idem_key, fingerprint)"
+                   " VALUES (?, ?, ?)",
+                   0},
     [ST_GET] = {"SELECT fingerprint, status, body,"
                 " created_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
-                " FROM checkout_key WHERE idem_key = ?",
+                " FROM checkout_key WHERE client_id = ? AND idem_key = ?",
                 DB_IDEMPOTENT},
-    [ST_EXPIRE] = {"DELETE FROM checkout_key WHERE idem_key = ?"
+    [ST_EXPIRE] = {"DELETE FROM checkout_key WHERE client_id = ? AND idem_key = ?"
                    " AND created_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND",
                    DB_IDEMPOTENT},
-    [ST_STORE] = {"UPDATE checkout_key SET status = ?, body = ? WHERE idem_key = ?", 0},
+    [ST_STORE] = {"UPDATE checkout_key SET status = ?, body = ?"
+                  " WHERE client_id = ? AND idem_key = ?",
+                  0},
     [ST_PRUNE] = {"DELETE FROM checkout_key"
                   " WHERE created_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
                   " ORDER BY created_at LIMIT " CHECKOUT_KEY_STR(CHECKOUT_KEY_PRUNE_BATCH),
@@ -164,7 +188,7 @@ checkout_key_destroy(checkout_key **self_p)
 }
 
 int
-checkout_key_claim(checkout_key *self, const char *key,
+checkout_key_claim(checkout_key *self, long long client, const char *key,
                    const unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT], long retention,
                    struct checkout_key_answer *stored, errbuf *err)
 {
@@ -179,20 +203,21 @@ checkout_key_claim(checkout_key *self, const char *key,
         size_t fp_len, body_len;
         long long rows;
 
-        rows = db_stmt_exec(self->st[ST_INSERT], err, "bb", key, klen, fingerprint,
+        rows = db_stmt_exec(self->st[ST_INSERT], err, "ibb", client, key, klen, fingerprint,
                             (size_t)CHECKOUT_KEY_FINGERPRINT);
         if (rows < 0)
             return RS_ERR;
         if (rows == 1)
             return CHECKOUT_KEY_NEW;
         /* READ COMMITTED: this sees the row the other transaction committed. */
-        rows = db_stmt_exec(get, err, "ib", (long long)retention, key, klen);
+        rows = db_stmt_exec(get, err, "iib", (long long)retention, client, key, klen);
         if (rows < 0)
             return RS_ERR;
         if (rows == 0 || !db_stmt_next(get))
             continue;
         if (db_stmt_col_int(get, 3) != 0) {
-            if (db_stmt_exec(self->st[ST_EXPIRE], err, "bi", key, klen, (long long)retention) < 0)
+            if (db_stmt_exec(self->st[ST_EXPIRE], err, "ibi", client, key, klen,
+                             (long long)retention) < 0)
                 return RS_ERR;
             continue;
         }
@@ -213,15 +238,15 @@ checkout_key_claim(checkout_key *self, const char *key,
 }
 
 int
-checkout_key_store(checkout_key *self, const char *key, int status, const char *body, size_t len,
-                   errbuf *err)
+checkout_key_store(checkout_key *self, long long client, const char *key, int status,
+                   const char *body, size_t len, errbuf *err)
 {
     long long rows;
 
     if (len > CHECKOUT_KEY_BODY_MAX)
         return errbuf_set(err, "a checkout answer of %zu bytes is longer than %d", len,
                           CHECKOUT_KEY_BODY_MAX);
-    rows = db_stmt_exec(self->st[ST_STORE], err, "ibb", (long long)status, body, len, key,
+    rows = db_stmt_exec(self->st[ST_STORE], err, "ibib", (long long)status, body, len, client, key,
                         strlen(key));
     if (rows < 0)
         return RS_ERR;

@@ -3,7 +3,8 @@
  * keyed checkouts, the one module with SQL on the checkout_key table. A checkout
  * with a key runs in one transaction that claims the key's row, sells, and
  * stores its answer; a request with the same key is answered that, byte for
- * byte, without selling again. */
+ * byte, without selling again. Keys are scoped: each API client's are its own
+ * (lib/api_client), anonymous requests share scope 0. */
 #ifndef RESTOCK_CHECKOUT_KEY_H
 #define RESTOCK_CHECKOUT_KEY_H
 
@@ -15,6 +16,8 @@
 #define CHECKOUT_KEY_MAX         255  /* characters of a key (checkout_key.idem_key) */
 #define CHECKOUT_KEY_FINGERPRINT 32   /* SHA-256 */
 #define CHECKOUT_KEY_BODY_MAX    1024 /* a checkout's answer is far shorter */
+#define CHECKOUT_KEY_ANONYMOUS   0    /* the scope of requests without a client key */
+#define CHECKOUT_KEY_ANON_MIN    16   /* characters of an anonymous key at least */
 
 /* The value of an Idempotency-Key header, a Structured Field string (draft-ietf-
  * httpapi-idempotency-key-header): "abc" in quotes, with \" and \\ escaped, or abc
@@ -23,9 +26,17 @@
  * err saying what is wrong (the client's 400). */
 int checkout_key_parse(const char *value, char out[CHECKOUT_KEY_MAX + 1], errbuf *err);
 
-/* The request as parsed, hashed: another sku or quantity is another request,
- * however its JSON was spelled. */
-void checkout_key_fingerprint(const char *sku, long long quantity,
+/* An anonymous key shares its scope with every anonymous client: one too short
+ * to be unique (a counter, an order number) would meet another client's and be
+ * answered that client's sale. RS_ERR with err saying why (the client's 400)
+ * when it is shorter than CHECKOUT_KEY_ANON_MIN. A client's own keys have no
+ * such minimum. */
+int checkout_key_check_anonymous(const char *key, errbuf *err);
+
+/* The request as parsed, hashed, with its scope: another sku, quantity or
+ * client is another request, however its JSON was spelled. (Anonymous: the
+ * hash of the sku and quantity alone, as before scopes.) */
+void checkout_key_fingerprint(long long client, const char *sku, long long quantity,
                               unsigned char out[CHECKOUT_KEY_FINGERPRINT]);
 
 typedef struct checkout_key checkout_key;
@@ -48,19 +59,20 @@ struct checkout_key_answer {
     char body[CHECKOUT_KEY_BODY_MAX];
 };
 
-/* In the caller's open transaction: inserts the key's row with its fingerprint.
+/* In the caller's open transaction: inserts the key's row, in client's scope,
+ * with its fingerprint.
  * A request with the same key in flight holds that row: this waits for its
  * commit (then replays its answer) or its rollback (then the row is ours). A row
  * older than retention seconds is deleted first: the key is new again. Returns
  * an enum checkout_key_claim_result (REPLAY and MISMATCH: roll back, nothing was
  * written), or RS_ERR. */
-int checkout_key_claim(checkout_key *self, const char *key,
+int checkout_key_claim(checkout_key *self, long long client, const char *key,
                        const unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT], long retention,
                        struct checkout_key_answer *stored, errbuf *err);
 
 /* The answer of the checkout that claimed key, in the same transaction. */
-int checkout_key_store(checkout_key *self, const char *key, int status, const char *body,
-                       size_t len, errbuf *err);
+int checkout_key_store(checkout_key *self, long long client, const char *key, int status,
+                       const char *body, size_t len, errbuf *err);
 
 /* Deletes a small batch of the keys older than retention seconds, oldest first
  * (the worker's watch; call again while it returns CHECKOUT_KEY_PRUNE_BATCH).

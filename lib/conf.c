@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -82,6 +84,10 @@ static const struct conf_param conf_params[] = {
      "Seconds a checkout's Idempotency-Key is kept with its answer: a retry with the key "
      "within them is answered the same, a key reused after them is a new checkout "
      "(restock-worker deletes older keys)."},
+    {"checkout_require_client", CONF_ENUM, "no", 0, 0, "yes|no", 0, NULL,
+     "yes: POST /checkout needs an API client's key (Authorization: Bearer, made by "
+     "`restockctl client add`), and an anonymous checkout answers 401; no: anonymous "
+     "checkouts are taken as before."},
 
     {"bus_endpoint", CONF_STR, "ipc:///run/restock/bus.sock", 0, 0, NULL, 0,
      "Doorbell bus (ZeroMQ)",
@@ -119,12 +125,18 @@ static const struct conf_param conf_params[] = {
      "Seconds a delivered message is kept in done/ (it makes a repeated event a no-op)."},
     {"worker_id", CONF_STR, "", 0, 0, NULL, 0, NULL,
      "Name of this worker in the claims of outbox work (table outbox_claim) when several "
-     "workers share the database; empty: the host name and spool_dir (host:/var/spool/restock). "
-     "Unique per worker; keep it across restarts: a restarted worker takes back, under the same "
-     "message ids, the claims nobody took over meanwhile."},
+     "workers share the database; empty: the host name, a hash of /etc/machine-id and "
+     "spool_dir (host#3f2a9c1b77d0:/var/spool/restock; without a machine id, host:spool_dir). "
+     "Unique per worker: a second live worker with the same worker_id is refused at start. "
+     "Keep it across restarts: a restarted worker takes back, under the same message ids, the "
+     "claims nobody took over meanwhile."},
     {"lease_time", CONF_INT, "30", 3, 3600, NULL, 0, NULL,
-     "Seconds a worker's claim lasts without renewal (it renews every third of it): after a "
-     "worker host died, another worker takes its undelivered outbox work over this long after."},
+     "Seconds a worker's registration and claims last without renewal, on the database's UTC "
+     "clock: a thread of the worker renews them every third of it, on a connection of its own "
+     "whose statements time out after a sixth of it (at most db_timeout), so that no slow "
+     "statement of the sweeps can starve them. After a worker host died, another worker takes "
+     "its undelivered outbox work over this long after, and a restart of the dead worker "
+     "waits at most this long for its registration."},
 
     {"metrics_listen", CONF_STR, "127.0.0.1:9464", 0, 0, NULL, 0, "Metrics (Prometheus)",
      "Address (host:port, [v6]:port) where restock-worker serves the Prometheus metrics of "
@@ -132,6 +144,17 @@ static const struct conf_param conf_params[] = {
     {"metrics_dir", CONF_STR, "/run/restock/metrics", 0, 0, NULL, 0, NULL,
      "Folder of the programs' counter files (one small shared file per process), which the "
      "worker sums at each scrape."},
+    {"metrics_max_connections", CONF_INT, "16", 1, 256, NULL, 0, NULL,
+     "Connections the metrics endpoint holds at once, all clients together; more wait in the "
+     "listen backlog. Every one is a descriptor the deliveries may need: at most a quarter of "
+     "the worker's descriptor limit (RLIMIT_NOFILE) is used, whatever is set."},
+    {"metrics_max_per_address", CONF_INT, "4", 1, 256, NULL, 0, NULL,
+     "Connections one client address may hold on the metrics endpoint at once; more are "
+     "closed as soon as they are accepted."},
+    {"metrics_request_timeout", CONF_INT, "10", 1, 300, NULL, 0, NULL,
+     "Seconds a metrics connection has, from its start or its last answer, to send a whole "
+     "request and read the answer, however slowly it sends (and seconds it may stay idle); "
+     "then it is closed."},
 
     {"rate_window", CONF_INT, "300", 1, 86400, NULL, 0, "Reorder points",
      "Seconds of the moving average of each product's sales rate (the worker samples the "
@@ -367,6 +390,103 @@ conf_load_file(conf *self, FILE *f, errbuf *err)
     return RS_OK;
 }
 
+/* Secrets (the table's secret keys) from files of their own, one per key and named
+ * after it: $CREDENTIALS_DIRECTORY (systemd's LoadCredential=, which gives each unit
+ * only the secrets it uses) when the program runs under systemd, else the folder
+ * "credentials" beside the configuration file (/etc/restock/credentials/, made by the
+ * package: restockctl run by root reads it there). The configuration file is a
+ * conffile that an upgrade may replace; these files are not. A file that is missing
+ * or that this user may not read is skipped (the program does not use that secret);
+ * an empty one too, so that the package's empty placeholders leave a value set in
+ * the configuration file in force. */
+#define CONF_SECRET_MAX 1024
+
+static char *
+conf_secret_dir(const char *config_path)
+{
+    const char *creds = getenv("CREDENTIALS_DIRECTORY");
+    const char *slash;
+    char *dir;
+
+    if (creds != NULL && *creds != '\0')
+        return strdup(creds);
+    slash = strrchr(config_path, '/');
+    if (slash == NULL)
+        return strdup("credentials");
+    dir = malloc((size_t)(slash - config_path) + sizeof("/credentials"));
+    if (dir != NULL)
+        sprintf(dir, "%.*s/credentials", (int)(slash - config_path), config_path);
+    return dir;
+}
+
+/* Reads dir/key into value (NUL-terminated, one final newline dropped). 1 when it
+ * holds a value, 0 when there is none to take, RS_ERR when it is unusable. */
+static int
+conf_secret_read(const char *dir, const char *key, char value[CONF_SECRET_MAX + 1], errbuf *err)
+{
+    char path[PATH_MAX];
+    ssize_t n, len = 0;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, key);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return errno == ENOENT || errno == EACCES || errno == ENOTDIR
+                   ? 0
+                   : errbuf_set(err, "secret %s: %s", path, strerror(errno));
+    while (len <= CONF_SECRET_MAX &&
+           (n = read(fd, value + len, (size_t)(CONF_SECRET_MAX + 1 - len))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            close(fd);
+            return errbuf_set(err, "secret %s: %s", path, strerror(errno));
+        }
+        len += n;
+    }
+    close(fd);
+    if (len > CONF_SECRET_MAX)
+        return errbuf_set(err, "secret %s: longer than %d bytes", path, CONF_SECRET_MAX);
+    if (len > 0 && value[len - 1] == '\n')
+        len--;
+    value[len] = '\0';
+    /* The value is never in the message: it is a secret. */
+    if (memchr(value, '\n', (size_t)len) != NULL || strlen(value) != (size_t)len)
+        return errbuf_set(err, "secret %s: more than one line, or a NUL byte", path);
+    return len > 0;
+}
+
+static int
+conf_load_secrets(conf *self, const char *config_path, errbuf *err)
+{
+    char value[CONF_SECRET_MAX + 1];
+    char *dir = conf_secret_dir(config_path);
+    int rc = RS_OK;
+
+    if (dir == NULL)
+        return errbuf_set(err, "out of memory");
+    for (size_t i = 0; i < CONF_NPARAMS && rc == RS_OK; i++) {
+        int got;
+        if (!conf_params[i].secret)
+            continue;
+        /* Under systemd a secret in the shared file is readable by every program,
+         * also those that do not use it: the operator is told, by key only. */
+        if (self->origins[i] == self->path && *self->values[i] != '\0' &&
+            getenv("CREDENTIALS_DIRECTORY") != NULL)
+            log_warn("event=secret_in_config key=%s config=%s action=\"move it into a file "
+                     "of its own (restock.conf(5), SECRETS)\"",
+                     conf_params[i].key, self->path);
+        got = conf_secret_read(dir, conf_params[i].key, value, err);
+        if (got < 0)
+            rc = RS_ERR;
+        else if (got > 0)
+            rc = conf_set(self, i, value, "credential", err);
+    }
+    explicit_bzero(value, sizeof(value));
+    free(dir);
+    return rc;
+}
+
 static atomic_ulong conf_generations;
 
 conf *
@@ -408,6 +528,8 @@ conf_new(const char *path, errbuf *err)
         fclose(f);
         f = NULL;
     }
+    if (conf_load_secrets(self, path, err) != RS_OK)
+        goto fail;
 
     for (size_t i = 0; i < CONF_NPARAMS; i++) {
         char name[128];
@@ -578,6 +700,16 @@ conf_from_args(int argc, char **argv, const char *program, void (*usage)(FILE *o
         return NULL;
     }
     log_init(program, (enum log_level)log_level_parse(conf_str(cf, "log_level")));
+    /* The daemons hold secrets and all run as one user: not dumpable, so that
+     * another process of that user cannot read their memory, nor their
+     * credentials through /proc/PID/root (restock.conf(5), SECRETS). It also
+     * turns core dumps off, as ssh-agent does for its keys. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+        log_error("event=config_failed error=\"prctl(PR_SET_DUMPABLE): %s\"", strerror(errno));
+        conf_destroy(&cf);
+        *exit_status = 1;
+        return NULL;
+    }
     return cf;
 }
 

@@ -116,6 +116,15 @@ db_new(const conf *cf, int flags)
     return self;
 }
 
+void
+db_set_timeouts(db *self, unsigned timeout, unsigned connect_timeout)
+{
+    if (timeout > 0 && timeout < self->timeout)
+        self->timeout = timeout;
+    if (connect_timeout > 0 && connect_timeout < self->connect_timeout)
+        self->connect_timeout = connect_timeout;
+}
+
 /* Drops the result set of the last execution and its column buffers. */
 static void
 db_stmt_clear_result(db_stmt *st)

@@ -39,6 +39,12 @@ void db_thread_end(void);
 db *db_new(const conf *cf, int flags);
 void db_destroy(db **self_p);
 
+/* Bounds this connection's reads and writes (and connects) more tightly than
+ * db_timeout and db_connect_timeout, from its next connection on: for a
+ * connection whose statements must end sooner than the configured wait (the
+ * worker's lease renewal, workers/lease.c). A value of 0 keeps the setting. */
+void db_set_timeouts(db *self, unsigned timeout, unsigned connect_timeout);
+
 /* Connects if not connected; answers whether the server answers (ping). */
 int db_ping(db *self, errbuf *err);
 

@@ -54,11 +54,12 @@ static const struct metrics_family {
 } metrics_families[] = {
     {"restock_checkouts_total",
      "Checkouts by result (sold 200, refused 409, bad_request 400, not_found 404, unavailable "
-     "503, replayed: a keyed retry answered what its first request was, key_mismatch 422).",
+     "503, replayed: a keyed retry answered what its first request was, key_mismatch 422, "
+     "unauthorized 401).",
      "result",
      METRICS_CHECKOUT_SOLD,
      {"sold", "refused", "bad_request", "not_found", "unavailable", "replayed", "key_mismatch",
-      NULL}},
+      "unauthorized", NULL}},
     {"restock_sellouts_total",
      "Checkouts that found the shelf short and opened a replenishment order.",
      NULL,

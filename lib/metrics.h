@@ -27,6 +27,7 @@ enum metrics_id {
     METRICS_CHECKOUT_UNAVAILABLE,
     METRICS_CHECKOUT_REPLAYED,     /* a keyed checkout answered its stored answer */
     METRICS_CHECKOUT_KEY_MISMATCH, /* 422: the key was used for another request */
+    METRICS_CHECKOUT_UNAUTHORIZED, /* 401: a bad client key, or none where one is required */
     METRICS_SELLOUTS,
     METRICS_DOORBELLS_DROPPED,
     METRICS_DATABASE_ERRORS,

@@ -1,10 +1,13 @@
 /* claim: claims of outbox work with a fencing epoch (see claim.h). */
 #include "config.h"
 
+#include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
 #include <unistd.h>
 
 #include "claim.h"
@@ -20,7 +23,8 @@ enum claim_stmt {
     ST_RELEASE,
     ST_FORGET,
     ST_MINE,
-    ST_RENEW,
+    ST_RENEWABLE, /* this worker's unexpired claims no one else holds locked */
+    ST_RENEW,     /* one of them */
     ST_CHECK,
     ST_WHO,
     ST_DONE,
@@ -28,8 +32,12 @@ enum claim_stmt {
 };
 
 /* Only the claim rows are locked (SKIP LOCKED): a join would lock, and skip,
- * product rows that checkouts hold. Lease arithmetic is the server's clock, the
- * one clock every worker shares. */
+ * product rows that checkouts hold. Every time is UTC from the server's clock
+ * (UTC_TIMESTAMP), the one clock every worker shares, whatever the session's
+ * time zone (sql/011): never the session's local time, which moves with the
+ * node's zone and with daylight saving time. */
+#define CLAIM_NOW        "UTC_TIMESTAMP(6)"
+#define CLAIM_LEASE_ENDS "TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
 static const struct {
     const char *sql;
     int flags;
@@ -38,22 +46,22 @@ static const struct {
                 " AND NOT EXISTS (SELECT 1 FROM outbox_claim c WHERE c.event_id = o.event_id)"
                 " ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED",
                 0},
-    [ST_INSERT] = {"INSERT IGNORE INTO outbox_claim (event_id, queue, owner, epoch, lease_until)"
-                   " VALUES (?, ?, ?, 1, CURRENT_TIMESTAMP(6) + INTERVAL ? SECOND)",
+    [ST_INSERT] = {"INSERT IGNORE INTO outbox_claim"
+                   " (event_id, queue, owner, epoch, lease_until, claimed_at)"
+                   " VALUES (?, ?, ?, 1, " CLAIM_LEASE_ENDS ", " CLAIM_NOW ")",
                    0},
     [ST_EXPIRED] = {"SELECT event_id, queue, owner, epoch FROM outbox_claim"
-                    " WHERE done_at IS NULL AND lease_until < CURRENT_TIMESTAMP(6)"
+                    " WHERE done_at IS NULL AND lease_until < " CLAIM_NOW
                     " ORDER BY lease_until LIMIT ? FOR UPDATE SKIP LOCKED",
                     0},
     /* epoch first: MariaDB and MySQL assign left to right, and the comparison
      * is with the owner before the change. */
     [ST_TAKEOVER] = {"UPDATE outbox_claim SET epoch = epoch + (owner <> ?), owner = ?,"
-                     " lease_until = CURRENT_TIMESTAMP(6) + INTERVAL ? SECOND,"
-                     " claimed_at = CURRENT_TIMESTAMP(6)"
+                     " lease_until = " CLAIM_LEASE_ENDS ", claimed_at = " CLAIM_NOW
                      " WHERE event_id = ? AND queue = ? AND epoch = ? AND done_at IS NULL"
-                     " AND lease_until < CURRENT_TIMESTAMP(6)",
+                     " AND lease_until < " CLAIM_NOW,
                      0},
-    [ST_RELEASE] = {"UPDATE outbox_claim SET lease_until = CURRENT_TIMESTAMP(6) - INTERVAL 1 SECOND"
+    [ST_RELEASE] = {"UPDATE outbox_claim SET lease_until = TIMESTAMPADD(SECOND, -1, " CLAIM_NOW ")"
                     " WHERE event_id = ? AND queue = ? AND owner = ? AND epoch = ?"
                     " AND done_at IS NULL",
                     DB_IDEMPOTENT},
@@ -62,16 +70,30 @@ static const struct {
     [ST_MINE] = {"SELECT event_id, queue, epoch FROM outbox_claim"
                  " WHERE owner = ? AND done_at IS NULL",
                  DB_IDEMPOTENT},
-    [ST_RENEW] = {"UPDATE outbox_claim SET lease_until = CURRENT_TIMESTAMP(6) + INTERVAL ? SECOND"
-                  " WHERE owner = ? AND done_at IS NULL AND lease_until >= CURRENT_TIMESTAMP(6)",
-                  DB_IDEMPOTENT},
-    [ST_CHECK] = {"UPDATE outbox_claim SET lease_until = CURRENT_TIMESTAMP(6) + INTERVAL ? SECOND,"
-                  " done_at = NULL WHERE event_id = ? AND queue = ? AND owner = ? AND epoch = ?",
+    /* The renewal skips the rows another transaction holds: those of a sweep of
+     * this worker in progress (a slow statement must not hold up the renewal of
+     * the rest), or of a delivery's check, which renews its own. A locked row
+     * cannot be taken over meanwhile: the takeover's SELECT skips it too. */
+    [ST_RENEWABLE] = {"SELECT event_id, queue, epoch FROM outbox_claim"
+                      " WHERE owner = ? AND done_at IS NULL AND lease_until >= " CLAIM_NOW
+                      " FOR UPDATE SKIP LOCKED",
+                      0},
+    [ST_RENEW] = {"UPDATE outbox_claim SET lease_until = " CLAIM_LEASE_ENDS
+                  " WHERE event_id = ? AND queue = ? AND owner = ? AND epoch = ?"
+                  " AND done_at IS NULL",
+                  0},
+    /* Still ours: the claim under the message's epoch, and this worker_id
+     * registered to this process, unexpired (lease.h): a second process with the
+     * same worker_id, or this one after its registration lapsed, sends nothing. */
+    [ST_CHECK] = {"UPDATE outbox_claim c JOIN worker_registration w ON w.worker_id = c.owner"
+                  " SET c.lease_until = " CLAIM_LEASE_ENDS ", c.done_at = NULL"
+                  " WHERE c.event_id = ? AND c.queue = ? AND c.owner = ? AND c.epoch = ?"
+                  " AND w.instance = ? AND w.lease_until > " CLAIM_NOW,
                   DB_IDEMPOTENT},
     [ST_WHO] = {"SELECT owner, epoch, done_at IS NOT NULL FROM outbox_claim"
                 " WHERE event_id = ? AND queue = ?",
                 DB_IDEMPOTENT},
-    [ST_DONE] = {"UPDATE outbox_claim SET done_at = CURRENT_TIMESTAMP(6)"
+    [ST_DONE] = {"UPDATE outbox_claim SET done_at = " CLAIM_NOW
                  " WHERE event_id = ? AND queue = ? AND owner = ? AND epoch = ?",
                  DB_IDEMPOTENT},
 };
@@ -92,18 +114,87 @@ claim_queue_parse(const char *name)
     return -1;
 }
 
+/* The machine's id (machine-id(5)): 32 hex digits, into out (33 bytes); 0 when
+ * neither file has one (a container without it, say). */
+static int
+claim_machine_id(char out[33])
+{
+    static const char *const paths[] = {"/etc/machine-id", "/var/lib/dbus/machine-id"};
+
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        FILE *f = fopen(paths[i], "re");
+        char line[64] = "";
+        size_t n;
+
+        if (f == NULL)
+            continue;
+        if (fgets(line, sizeof(line), f) == NULL)
+            line[0] = '\0';
+        fclose(f);
+        n = strspn(line, "0123456789abcdefABCDEF");
+        if (n == 32 && (line[n] == '\0' || isspace((unsigned char)line[n]))) {
+            memcpy(out, line, 32);
+            out[32] = '\0';
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void
+claim_owner_derive(const char *machine_id, const char *host, const char *spool_dir,
+                   char out[CLAIM_OWNER_MAX])
+{
+    /* An application-specific hash, not the id itself: machine-id(5) asks that
+     * the id not be shown, and the name is in logs and rows. 48 bits: two
+     * machines of one host name get two names but for a 1 in 2^48 chance (and
+     * then the second one's start is refused, lease.h). */
+    static const unsigned char key[] = "restock worker_id v1";
+    unsigned char hash[CLAIM_MACHINE_HASH];
+    char hex[2 * CLAIM_MACHINE_HASH + 1];
+
+    if (machine_id == NULL || *machine_id == '\0') {
+        snprintf(out, CLAIM_OWNER_MAX, "%s:%s", host, spool_dir);
+        return;
+    }
+    crypto_generichash(hash, sizeof(hash), (const unsigned char *)machine_id, strlen(machine_id),
+                       key, sizeof(key) - 1);
+    sodium_bin2hex(hex, sizeof(hex), hash, sizeof(hash));
+    snprintf(out, CLAIM_OWNER_MAX, "%s#%s:%s", host, hex, spool_dir);
+}
+
+int
 claim_owner_of(const conf *cf, char out[CLAIM_OWNER_MAX])
 {
-    char host[256] = "";
+    char host[256] = "", machine[33] = "";
+    int unique;
 
     if (*conf_str(cf, "worker_id") != '\0') {
         snprintf(out, CLAIM_OWNER_MAX, "%s", conf_str(cf, "worker_id"));
-        return;
+        return 1;
     }
     if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
         snprintf(host, sizeof(host), "localhost");
-    snprintf(out, CLAIM_OWNER_MAX, "%s:%s", host, conf_str(cf, "spool_dir"));
+    unique = claim_machine_id(machine);
+    claim_owner_derive(machine, host, conf_str(cf, "spool_dir"), out);
+    return unique;
+}
+
+/* This process's instance: random, made once (claim.h). */
+static unsigned char claim_instance_id[IDENT_BYTES];
+static pthread_once_t claim_instance_once = PTHREAD_ONCE_INIT;
+
+static void
+claim_instance_make(void)
+{
+    randombytes_buf(claim_instance_id, sizeof(claim_instance_id));
+}
+
+const unsigned char *
+claim_instance(void)
+{
+    pthread_once(&claim_instance_once, claim_instance_make);
+    return claim_instance_id;
 }
 
 void
@@ -324,19 +415,14 @@ claim_forget(claim *self, const unsigned char *event, errbuf *err)
     return RS_OK;
 }
 
-struct claim_held *
-claim_held_list(claim *self, size_t *n, errbuf *err)
+/* The rows (event_id, queue, epoch) of the last execution of st, rows of them,
+ * malloc'd (free it), *n read; NULL when out of memory. */
+static struct claim_held *
+claim_read_held(db_stmt *st, long long rows, size_t *n, errbuf *err)
 {
-    db_stmt *st = self->st[ST_MINE];
-    long long rows = db_stmt_exec(st, err, "s", self->owner);
-    struct claim_held *v;
+    struct claim_held *v = calloc((size_t)rows + 1, sizeof(*v));
 
     *n = 0;
-    if (rows < 0) {
-        errbuf_prefix(err, "reading the claims of %s", self->owner);
-        return NULL;
-    }
-    v = calloc((size_t)rows + 1, sizeof(*v));
     if (v == NULL) {
         errbuf_set(err, "out of memory");
         return NULL;
@@ -356,11 +442,63 @@ claim_held_list(claim *self, size_t *n, errbuf *err)
     return v;
 }
 
+struct claim_held *
+claim_held_list(claim *self, size_t *n, errbuf *err)
+{
+    db_stmt *st = self->st[ST_MINE];
+    long long rows = db_stmt_exec(st, err, "s", self->owner);
+
+    *n = 0;
+    if (rows < 0) {
+        errbuf_prefix(err, "reading the claims of %s", self->owner);
+        return NULL;
+    }
+    return claim_read_held(st, rows, n, err);
+}
+
+/* One transaction: the unexpired claims nobody holds locked, each renewed. */
+static long long
+claim_renew_once(claim *self, errbuf *err)
+{
+    db_stmt *st = self->st[ST_RENEWABLE];
+    struct claim_held *v = NULL;
+    long long rows, renewed = 0;
+    size_t n = 0;
+
+    if (db_begin(self->conn, err) != RS_OK)
+        return RS_ERR;
+    rows = db_stmt_exec(st, err, "s", self->owner);
+    if (rows >= 0)
+        v = claim_read_held(st, rows, &n, err);
+    if (v == NULL)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        long long changed = db_stmt_exec(self->st[ST_RENEW], err, "ibssi", self->lease, v[i].event,
+                                         (size_t)IDENT_BYTES, claim_queue_names[v[i].queue],
+                                         self->owner, v[i].epoch);
+        if (changed < 0)
+            goto fail;
+        renewed += changed;
+    }
+    free(v);
+    if (db_commit(self->conn, err) != RS_OK)
+        return RS_ERR;
+    return renewed;
+fail:
+    free(v);
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
 long long
 claim_renew(claim *self, errbuf *err)
 {
-    long long n = db_stmt_exec(self->st[ST_RENEW], err, "is", self->lease, self->owner);
+    long long n;
+    int attempts = 0;
 
+    do
+        n = claim_renew_once(self, err);
+    while (n < 0 && db_retry(self->conn, &attempts));
     if (n < 0)
         errbuf_prefix(err, "renewing the claims of %s", self->owner);
     return n;
@@ -376,18 +514,32 @@ claim_check(claim *self, const char *event_text, enum claim_queue q, long long e
 
     if (ident_parse(event_text, event) != 0)
         return errbuf_set(err, "claim of a message: \"%.40s\" is not an event id", event_text);
-    rows = db_stmt_exec(self->st[ST_CHECK], err, "ibssi", self->lease, event, (size_t)IDENT_BYTES,
-                        claim_queue_names[q], self->owner, epoch);
+    rows = db_stmt_exec(self->st[ST_CHECK], err, "ibssib", self->lease, event, (size_t)IDENT_BYTES,
+                        claim_queue_names[q], self->owner, epoch, claim_instance(),
+                        (size_t)IDENT_BYTES);
     if (rows < 0)
         return errbuf_prefix(err, "checking the claim of event %s", event_text);
     if (rows > 0)
         return 1;
-    /* Lost: who holds it now, for the log. A failure here changes nothing. */
+    /* Not renewed: who holds it now, for the log. */
     snprintf(now, now_size, "none");
-    if (db_stmt_exec(who, err, "bs", event, (size_t)IDENT_BYTES, claim_queue_names[q]) > 0 &&
-        db_stmt_next(who)) {
+    rows = db_stmt_exec(who, err, "bs", event, (size_t)IDENT_BYTES, claim_queue_names[q]);
+    if (rows < 0)
+        return errbuf_prefix(err, "checking the claim of event %s", event_text);
+    if (rows > 0 && db_stmt_next(who)) {
         const char *owner = db_stmt_col(who, 0, NULL);
-        snprintf(now, now_size, "%s epoch %lld%s", owner ? owner : "?", db_stmt_col_int(who, 1),
+        long long held = db_stmt_col_int(who, 1);
+        /* Still this worker_id's claim under the message's epoch: it is the
+         * registration that this process does not hold (it lapsed, or another
+         * process of the same worker_id has it). Nothing is sent and nothing is
+         * dropped: the delivery waits until the registration is renewed, or
+         * the worker stops. */
+        if (owner != NULL && strcmp(owner, self->owner) == 0 && held == epoch)
+            return errbuf_set(err,
+                              "claim of event %s: worker_id \"%s\" is not registered to this "
+                              "process now (its lease lapsed, or another worker has it)",
+                              event_text, self->owner);
+        snprintf(now, now_size, "%s epoch %lld%s", owner ? owner : "?", held,
                  db_stmt_col_int(who, 2) ? " done" : "");
     }
     return 0;

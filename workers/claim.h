@@ -17,8 +17,15 @@
  *     attempt claim_check renews the lease under `owner = ? AND epoch = ?` (1 row:
  *     still ours), and the delivery's end is claim_done under the same guard;
  *   - the worker renews the leases of what it holds (claim_renew), every third of
- *     lease_time; a lease already passed is not renewed: that claim is taken
- *     again by a sweep (its own, or another worker's), which re-derives its message.
+ *     lease_time, on a thread and a connection of its own (lease.h); a lease
+ *     already passed is not renewed: that claim is taken again by a sweep (its
+ *     own, or another worker's), which re-derives its message;
+ *   - every time is UTC from the database's clock (UTC_TIMESTAMP), never a
+ *     session's local time nor the worker's clock (sql/011);
+ *   - a delivery's check also requires the worker_id to be registered to this
+ *     process, unexpired (table worker_registration, lease.h): two processes
+ *     with one worker_id, whom the owner column cannot tell apart, never both
+ *     deliver.
  *
  * A claim object keeps prepared statements on the caller's db: one per
  * connection, used by that connection's thread. */
@@ -40,9 +47,26 @@ enum claim_queue { CLAIM_FACTORY, CLAIM_MAIL, CLAIM_NQUEUES };
 /* The queue called `name` ("factory", "mail"), or -1. */
 int claim_queue_parse(const char *name);
 
-/* This worker's name in the claims: worker_id, or when empty the host name and
- * spool_dir ("host:/var/spool/restock"), cut to CLAIM_OWNER_MAX - 1 bytes. */
-void claim_owner_of(const conf *cf, char out[CLAIM_OWNER_MAX]);
+/* This worker's name in the claims: worker_id, or when empty the default
+ * claim_owner_derive makes of this machine's id (/etc/machine-id, else
+ * /var/lib/dbus/machine-id), its host name and spool_dir. Returns 1 when the
+ * name is worker_id or carries the machine's id, 0 when no machine id could be
+ * read (the name is then the host name and spool_dir only: two hosts of one
+ * name would share it, and the second is refused at start, lease.h). */
+int claim_owner_of(const conf *cf, char out[CLAIM_OWNER_MAX]);
+
+/* The default worker_id of a machine: "<host>#<hash>:<spool_dir>", hash 12 hex
+ * digits of a keyed BLAKE2b of machine_id (the id itself is not shown), so that
+ * two machines with one host name differ; machine_id NULL or empty:
+ * "<host>:<spool_dir>". Cut to CLAIM_OWNER_MAX - 1 bytes. */
+#define CLAIM_MACHINE_HASH 6
+void claim_owner_derive(const char *machine_id, const char *host, const char *spool_dir,
+                        char out[CLAIM_OWNER_MAX]);
+
+/* This process's instance (IDENT_BYTES random bytes, the same for every thread
+ * and for the process's life): which process holds the worker_id's
+ * registration. libsodium must be initialised. */
+const unsigned char *claim_instance(void);
 
 /* The spool id of the message of an event made under `epoch`: the event id at
  * epoch 1 (as before claims existed), "<event id>.<epoch>" after a takeover, so
@@ -100,15 +124,19 @@ struct claim_held {
  * them; NULL with err set on failure. */
 struct claim_held *claim_held_list(claim *self, size_t *n, errbuf *err);
 
-/* Renews the lease of every unexpired claim this worker holds: one UPDATE.
+/* Renews the lease of every unexpired claim this worker holds, but for those
+ * another transaction holds locked (a sweep of this worker in progress, a
+ * delivery's check: they cannot be taken over meanwhile), in one transaction.
  * Returns how many, or RS_ERR. */
 long long claim_renew(claim *self, errbuf *err);
 
 /* Before a delivery attempt of the message of (event_text, queue) made under
  * epoch: renews its lease if this worker still holds that claim (a redriven
- * message opens its claim again). Returns 1 (still ours: deliver), 0 (lost: *now
- * says who holds it, "owner epoch N", or "none"), or RS_ERR (the database
- * failed: nothing may be sent unchecked). */
+ * message opens its claim again) and its worker_id is registered to this
+ * process, unexpired. Returns 1 (still ours: deliver), 0 (lost: *now says who
+ * holds it, "owner epoch N", or "none"), or RS_ERR (the database failed, or the
+ * claim is ours but the registration is not held now: nothing may be sent, the
+ * delivery waits). */
 int claim_check(claim *self, const char *event_text, enum claim_queue q, long long epoch, char *now,
                 size_t now_size, errbuf *err);
 

@@ -627,12 +627,6 @@ outbox_spool_fault(const outbox *self)
     return self->spool_fault;
 }
 
-long long
-outbox_renew(outbox *self, errbuf *err)
-{
-    return claim_renew(self->claims, err);
-}
-
 const char *
 outbox_owner(const outbox *self)
 {

@@ -34,10 +34,6 @@ int outbox_sweep(outbox *self, errbuf *err);
  * when the failure was elsewhere (the database). */
 const char *outbox_spool_fault(const outbox *self);
 
-/* Renews the leases of the claims this worker holds (claim_renew): how many, or
- * RS_ERR. */
-long long outbox_renew(outbox *self, errbuf *err);
-
 /* This worker's name in the claims (worker_id). */
 const char *outbox_owner(const outbox *self);
 

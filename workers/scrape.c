@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,8 +24,21 @@
 #define SCRAPE_MAX_QUEUES 8
 #define SCRAPE_CONTENT    "text/plain; version=0.0.4; charset=utf-8"
 
+/* A connection of the endpoint, timed from its start or its last answer. */
+struct scrape_conn {
+    struct MHD_Connection *c;
+    long long since; /* ms, CLOCK_MONOTONIC */
+    int cut;         /* shut down, libmicrohttpd closes it at its next turn */
+    struct scrape_conn *prev, *next;
+};
+
 struct scrape {
     struct MHD_Daemon *daemon;
+    /* The connections open, for the whole-request deadline; used by the scrape
+     * thread only (libmicrohttpd calls back in the thread that runs it), and at
+     * MHD_stop_daemon once that thread has ended. */
+    struct scrape_conn *conns;
+    long long deadline_ms;
     pthread_t thread;
     int started;
     atomic_int stop;
@@ -196,6 +210,96 @@ scrape_answer(void *cls, struct MHD_Connection *c, const char *url, const char *
     return scrape_reply(c, 200, text, len, 1);
 }
 
+static long long
+scrape_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+scrape_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+              enum MHD_ConnectionNotificationCode toe)
+{
+    scrape *self = cls;
+    struct scrape_conn *sc = *socket_context;
+
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        sc = calloc(1, sizeof(*sc));
+        if (sc == NULL) {
+            /* Untimed, it could be held for ever: refused instead. */
+            const union MHD_ConnectionInfo *info =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+            if (info != NULL)
+                shutdown(info->connect_fd, SHUT_RDWR);
+            return;
+        }
+        sc->c = c;
+        sc->since = scrape_now_ms();
+        sc->next = self->conns;
+        if (self->conns != NULL)
+            self->conns->prev = sc;
+        self->conns = sc;
+        *socket_context = sc;
+        return;
+    }
+    if (sc == NULL)
+        return;
+    if (sc->prev != NULL)
+        sc->prev->next = sc->next;
+    else
+        self->conns = sc->next;
+    if (sc->next != NULL)
+        sc->next->prev = sc->prev;
+    free(sc);
+    *socket_context = NULL;
+}
+
+/* An answer sent: a kept-alive connection's next request has the whole
+ * deadline again. */
+static void
+scrape_completed(void *cls, struct MHD_Connection *c, void **req,
+                 enum MHD_RequestTerminationCode toe)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+    (void)cls;
+    (void)req;
+    (void)toe;
+    if (info != NULL && info->socket_context != NULL)
+        ((struct scrape_conn *)info->socket_context)->since = scrape_now_ms();
+}
+
+/* The whole-request deadline. libmicrohttpd's own timeout counts from a
+ * connection's last byte, so that a client sending one byte every few seconds
+ * would hold its connection for ever; a connection older than the deadline is
+ * shut down here, and libmicrohttpd, reading its end, closes it and frees its
+ * slot. */
+static void
+scrape_expire(scrape *self)
+{
+    long long now = scrape_now_ms();
+    int cut = 0;
+
+    for (struct scrape_conn *sc = self->conns; sc != NULL; sc = sc->next) {
+        const union MHD_ConnectionInfo *info;
+        if (sc->cut || now - sc->since < self->deadline_ms)
+            continue;
+        info = MHD_get_connection_info(sc->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (info != NULL)
+            shutdown(info->connect_fd, SHUT_RDWR);
+        sc->cut = 1;
+        cut++;
+    }
+    if (cut > 0)
+        log_info("event=metrics_connections_closed count=%d reason=\"no whole request within "
+                 "metrics_request_timeout (%llds)\"",
+                 cut, self->deadline_ms / 1000);
+}
+
 static void *
 scrape_thread(void *arg)
 {
@@ -207,9 +311,11 @@ scrape_thread(void *arg)
         log_error("event=metrics_failed error=\"%s\"", err.msg);
         return NULL;
     }
-    while (!atomic_load(&self->stop))
+    while (!atomic_load(&self->stop)) {
         if (MHD_run_wait(self->daemon, 250) != MHD_YES)
             break;
+        scrape_expire(self);
+    }
     order_destroy(&self->orders);
     db_destroy(&self->conn);
     db_thread_end();
@@ -267,6 +373,11 @@ scrape_new(const conf *cf, spool *const *queues, int nqueues, errbuf *err)
 {
     scrape *self = calloc(1, sizeof(*self));
     int fd = -1, ipv6 = 0, rc;
+    unsigned most = (unsigned)conf_int(cf, "metrics_max_connections"),
+             per_address = (unsigned)conf_int(cf, "metrics_max_per_address"),
+             timeout = (unsigned)conf_int(cf, "metrics_request_timeout");
+    unsigned flags = MHD_NO_FLAG;
+    struct rlimit files = {0};
 
     if (self == NULL || nqueues > SCRAPE_MAX_QUEUES) {
         errbuf_set(err, "out of memory");
@@ -289,11 +400,29 @@ scrape_new(const conf *cf, spool *const *queues, int nqueues, errbuf *err)
     fd = scrape_listen(conf_str(cf, "metrics_listen"), &ipv6, err);
     if (fd < 0)
         goto fail;
+    /* Every connection is a descriptor the deliveries (spool files, database,
+     * factory and SMTP connections) may need: the endpoint holds a quarter of the
+     * worker's limit at most, whatever was configured. */
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
+        most > files.rlim_cur / 4) {
+        log_warn("event=metrics_limit_lowered metrics_max_connections=%u to=%lu "
+                 "reason=\"a quarter of the worker's %lu descriptors\"",
+                 most, (unsigned long)(files.rlim_cur / 4), (unsigned long)files.rlim_cur);
+        most = files.rlim_cur / 4 > 0 ? (unsigned)(files.rlim_cur / 4) : 1;
+    }
+    /* epoll, not select: the unit lets the worker have many descriptors
+     * (LimitNOFILE), and select() cannot watch one numbered 1024 or more. */
+    flags |= MHD_USE_EPOLL;
+    if (ipv6)
+        flags |= MHD_USE_IPv6;
+    self->deadline_ms = (long long)timeout * 1000;
     /* No thread of its own: scrape_thread drives it, so that the database
      * connection it uses stays in one thread. */
-    self->daemon = MHD_start_daemon(ipv6 ? MHD_USE_IPv6 : MHD_NO_FLAG, 0, NULL, NULL, scrape_answer,
-                                    self, MHD_OPTION_LISTEN_SOCKET, fd,
-                                    MHD_OPTION_CONNECTION_TIMEOUT, 10U, MHD_OPTION_END);
+    self->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, scrape_answer, self, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_CONNECTION_LIMIT, most, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_address,
+        MHD_OPTION_CONNECTION_TIMEOUT, timeout, MHD_OPTION_NOTIFY_CONNECTION, scrape_notify, self,
+        MHD_OPTION_NOTIFY_COMPLETED, scrape_completed, self, MHD_OPTION_END);
     if (self->daemon == NULL) {
         close(fd);
         errbuf_set(err, "libmicrohttpd could not serve metrics_listen = %s",
@@ -306,7 +435,10 @@ scrape_new(const conf *cf, spool *const *queues, int nqueues, errbuf *err)
         goto fail;
     }
     self->started = 1;
-    log_info("event=metrics_listening address=%s path=/metrics", conf_str(cf, "metrics_listen"));
+    log_info("event=metrics_listening address=%s path=/metrics max_connections=%u "
+             "max_per_address=%u request_timeout=%u descriptors=%lu",
+             conf_str(cf, "metrics_listen"), most, per_address, timeout,
+             (unsigned long)files.rlim_cur);
     return self;
 
 fail:

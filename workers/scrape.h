@@ -3,7 +3,11 @@
  * database connection. Each scrape sums every program's counter files
  * (metrics.h) and adds what the worker sees itself: each queue's messages per
  * state and the age of its oldest waiting one, orders by status, overdue
- * orders, and the limits the alert rules compare against. */
+ * orders, and the limits the alert rules compare against. It can never take
+ * the descriptors the deliveries need: at most metrics_max_connections
+ * connections at once (and a quarter of RLIMIT_NOFILE), metrics_max_per_address
+ * from one address, each closed once it has taken metrics_request_timeout
+ * seconds since its start or its last answer, however slowly it sends. */
 #ifndef RESTOCK_SCRAPE_H
 #define RESTOCK_SCRAPE_H
 

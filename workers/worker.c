@@ -26,12 +26,14 @@
 #include "alert.h"
 #include "bus.h"
 #include "checkout_key.h"
+#include "claim.h"
 #include "conf.h"
 #include "db.h"
 #include "delivery.h"
 #include "drivers.h"
 #include "http.h"
 #include "ident.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -47,9 +49,12 @@
 /* How often the slow checks run (overdue callbacks, delays, pruning), seconds. */
 #define WORKER_WATCH_INTERVAL 10
 #define WORKER_MAX_CORRUPT    64
-/* Batches of expired idempotency keys one watch deletes at most: the keys of a
- * busy day go in a few minutes, without one long DELETE holding locks. */
-#define WORKER_KEY_BATCHES 20
+/* Milliseconds one turn of the main loop spends deleting expired idempotency
+ * keys at most, a short batch at a time (checkout_key.h), so that no DELETE
+ * holds locks long and the loop's other work waits a second at most. A backlog
+ * left over is deleted in the next turns, without a sleep between them, until
+ * it is gone: the pruning keeps up with whatever rate the keys come at. */
+#define WORKER_KEY_PRUNE_MS 1000
 
 static volatile sig_atomic_t worker_stop, worker_hup;
 
@@ -150,6 +155,8 @@ struct worker_watch {
     checkout_key *keys;
     long callback_timeout, delay_warning, done_retention, key_retention;
     int key_prune_failing; /* logged once per database outage, not every pass */
+    int keys_behind;       /* the last prune left expired keys: prune again at once */
+    long long keys_pruned; /* deleted since the backlog began, logged when it is gone */
 };
 
 /* The overdue orders of one check: each marked reported, then told to operators
@@ -203,13 +210,23 @@ worker_check_overdue(struct worker_watch *w, alert *alerts)
         log_warn("event=overdue_check_failed error=\"%s\"", err.msg);
 }
 
-/* Keys older than idempotency_retention, a batch at a time (checkout_key.h). */
+static long long
+worker_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keys older than idempotency_retention, a batch at a time, for at most
+ * WORKER_KEY_PRUNE_MS; w->keys_behind says whether a backlog is left. One log
+ * line per backlog, when it is gone. */
 static void
 worker_prune_keys(struct worker_watch *w)
 {
     errbuf err = {{0}};
-    long long n, total = 0;
-    int batches = 0;
+    long long n, until = worker_ms() + WORKER_KEY_PRUNE_MS;
 
     do {
         n = checkout_key_prune(w->keys, w->key_retention, &err);
@@ -217,13 +234,17 @@ worker_prune_keys(struct worker_watch *w)
             if (!w->key_prune_failing)
                 log_warn("event=key_prune_failed error=\"%s\"", err.msg);
             w->key_prune_failing = 1;
+            w->keys_behind = 0; /* tried again at the next watch */
             return;
         }
         w->key_prune_failing = 0;
-        total += n;
-    } while (n == CHECKOUT_KEY_PRUNE_BATCH && ++batches < WORKER_KEY_BATCHES);
-    if (total > 0)
-        log_info("event=keys_pruned count=%lld", total);
+        w->keys_pruned += n;
+    } while (n == CHECKOUT_KEY_PRUNE_BATCH && worker_ms() < until);
+    w->keys_behind = n == CHECKOUT_KEY_PRUNE_BATCH;
+    if (!w->keys_behind && w->keys_pruned > 0) {
+        log_info("event=keys_pruned count=%lld", w->keys_pruned);
+        w->keys_pruned = 0;
+    }
 }
 
 /* The oldest waiting message older than delay_warning: told, and told again once
@@ -376,13 +397,14 @@ main(int argc, char **argv)
     reorder *policy = NULL;
     alert *alerts = NULL;
     checkout_key *checkout_keys = NULL;
+    lease *registration = NULL;
     struct worker_watch watch = {0};
     struct worker_fault fault = {0};
     struct sigaction sa;
     sigset_t hup;
     metrics *counters = NULL;
     scrape *endpoint = NULL;
-    time_t next_sweep = 0, next_watch = 0, next_renew = 0;
+    time_t next_sweep = 0, next_watch = 0;
     int status = 1, lock_fd = -1, sweep_failing = 0;
 
     cf = conf_from_args(argc, argv, "restock-worker", worker_usage, &status);
@@ -457,6 +479,18 @@ main(int argc, char **argv)
     checkout_keys = policy ? checkout_key_new(conn, &err) : NULL;
     if (checkout_keys == NULL)
         goto fail;
+    /* The worker_id is registered before anything is claimed or delivered: a
+     * live worker of the same worker_id refuses this start (lease.h). */
+    {
+        char owner[CLAIM_OWNER_MAX];
+        if (!claim_owner_of(cf, owner))
+            log_warn("event=worker_id_weak worker_id=\"%s\" reason=\"no /etc/machine-id: the "
+                     "default names the host only; set worker_id\"",
+                     owner);
+    }
+    registration = lease_new(cf, outbox_owner(events), &err);
+    if (registration == NULL || lease_start_wait(registration, &worker_stop, &err) != RS_OK)
+        goto fail;
     watch.orders = orders;
     watch.keys = checkout_keys;
     watch.key_retention = conf_int(cf, "idempotency_retention");
@@ -489,9 +523,10 @@ main(int argc, char **argv)
     }
     pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
     log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld worker_id=\"%s\""
-             " lease_time=%ld",
+             " lease_time=%ld lease_renewal_ms=%ld",
              conf_str(cf, "spool_dir"), worker_bus_listen(cf), conf_int(cf, "factory_concurrency"),
-             conf_int(cf, "mail_concurrency"), outbox_owner(events), conf_int(cf, "lease_time"));
+             conf_int(cf, "mail_concurrency"), outbox_owner(events), conf_int(cf, "lease_time"),
+             lease_period_ms(conf_int(cf, "lease_time")));
     /* Ready with the spool recovered and the doorbell bound; the database may
      * still be down (the sweep retries it, as during an outage). */
     notify_ready("delivering");
@@ -505,6 +540,10 @@ main(int argc, char **argv)
             worker_hup = 0;
             worker_reload(&watch, endpoint);
         }
+        if (lease_lost(registration, &err)) {
+            log_error("event=registration_lost error=\"%s\"", err.msg);
+            break;
+        }
 
         if (now >= next_sweep) {
             int n;
@@ -512,7 +551,9 @@ main(int argc, char **argv)
              * failure is the database's, which the outbox sweep reports. */
             if (reorder_sweep(policy, &err) < 0 && !sweep_failing)
                 log_warn("event=reorder_sweep_failed error=\"%s\"", err.msg);
-            n = outbox_sweep(events, &err);
+            /* Nothing is claimed while the registration may have lapsed: the
+             * renewal thread (lease.h) takes it back, or stops the worker. */
+            n = lease_held(registration) ? outbox_sweep(events, &err) : 0;
             if (n < 0) {
                 /* Logged once per outage, not once per sweep. */
                 if (!sweep_failing)
@@ -537,15 +578,6 @@ main(int argc, char **argv)
                 conf_destroy(&current);
             }
         }
-        /* The claims this worker holds stay its own while it runs: renewed every
-         * third of lease_time (after the first sweep, which takes back those of
-         * its last run). */
-        if (now >= next_renew && next_sweep > now) {
-            long lease = conf_int(cf, "lease_time");
-            if (outbox_renew(events, &err) < 0 && !sweep_failing)
-                log_warn("event=renew_failed error=\"%s\"", err.msg);
-            next_renew = now + (lease / 3 > 0 ? lease / 3 : 1);
-        }
         for (int i = 0; i < 3; i++) {
             spool *sp = queues[i];
             queue *runners[] = {factory_runner, mail_runner, callback_runner};
@@ -569,6 +601,8 @@ main(int argc, char **argv)
                     log_warn("event=prune_failed error=\"%s\"", err.msg);
             worker_prune_keys(&watch);
             next_watch = now + WORKER_WATCH_INTERVAL;
+        } else if (watch.keys_behind) {
+            worker_prune_keys(&watch);
         }
         worker_alert_corrupt(alerts);
         if (woke)
@@ -581,6 +615,8 @@ main(int argc, char **argv)
         wait_ms = due > now ? (long)(due - now) * 1000 : 0;
         if (wait_ms > 1000)
             wait_ms = 1000; /* bounds the wait for the watch and signal checks */
+        if (watch.keys_behind)
+            wait_ms = 0; /* a backlog of expired keys: the doorbells only, then more */
         rang = bus_wait(bell, wait_ms);
         if (rang > 0) {
             next_sweep = 0;              /* a doorbell: sweep now */
@@ -589,7 +625,7 @@ main(int argc, char **argv)
     }
     log_info("event=stopping signal=%d", (int)worker_stop);
     notify_stopping();
-    status = 0;
+    status = worker_stop ? 0 : 1; /* else the registration was lost */
     goto done;
 
 fail:
@@ -600,6 +636,7 @@ done:
     queue_destroy(&factory_runner);
     queue_destroy(&mail_runner);
     queue_destroy(&callback_runner);
+    lease_destroy(&registration);
     bus_sub_destroy(&bell);
     checkout_key_destroy(&checkout_keys);
     reorder_destroy(&policy);

@@ -590,6 +590,8 @@ class Bed:
         os.makedirs(os.path.join(d, "tmp"))
         shutil.copy(os.path.join(SRCDIR, "nginx", "restock-fastcgi.conf"),
                     os.path.join(d, "snippets"))
+        shutil.copy(os.path.join(SRCDIR, "nginx", "restock-limits.conf"),
+                    os.path.join(d, "snippets"))
         with open(os.path.join(SRCDIR, "nginx", "restock-site.conf")) as f:
             site = f.read()
         # The production site; its upstreams name both hosts' responders.

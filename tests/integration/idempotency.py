@@ -2,8 +2,8 @@
 on the real stack: the same key and request twice sells once and answers the same
 status and body, byte for byte, the second time with Idempotent-Replayed: true; the
 same key with another request is a 422 that changes nothing; 20 concurrent requests
-with one key sell once and all answer the same; a 409 (and a 404) is replayed as it
-was, even after a restock; bad keys answer 400 and sell nothing; the database killed
+with one key sell once and all answer the same; a 409 is replayed as it was, even
+after a restock, while a 404 is not stored and is asked again; bad keys answer 400 and sell nothing; the database killed
 between two requests: a key whose checkout committed is answered what it was, a key
 answered 503 runs afresh, as does one whose sale timed out on a row lock after its
 key was inserted; a keyed sale that crosses the reorder point opens one order,
@@ -57,33 +57,33 @@ def checkouts_metric(s, result):
 def same_key_twice(t, s):
     s.sql("UPDATE product SET stock = 10, reorder_point = 0 WHERE sku = '%s'" % DONUT)
     before = sold_total(s)
-    first = keyed(s, "order-1001", {"sku": DONUT, "quantity": 2})
+    first = keyed(s, "order-1001-anonymous", {"sku": DONUT, "quantity": 2})
     t.is_((first.status, first.json()),
           (200, {"message": "구매 완료! 남은 재고: 8", "sku": DONUT, "remaining": 8}),
           "a keyed checkout sells: 200 with what it left")
     t.is_(replayed(first), None, "the first answer is not marked replayed")
-    again = keyed(s, "order-1001", {"sku": DONUT, "quantity": 2})
+    again = keyed(s, "order-1001-anonymous", {"sku": DONUT, "quantity": 2})
     t.is_(again.status, 200, "the same key and request again answers 200")
     t.is_(again.body, first.body, "with the same body, byte for byte")
     t.is_(replayed(again), "true", "and Idempotent-Replayed: true")
     t.is_((s.stock(), sold_total(s) - before), (8, 2), "sold once: stock 8, sold_total +2")
     # The fingerprint is of the request as parsed: spacing, field order, unknown
     # fields and the quoted form of the key do not make it another request.
-    spaced = keyed(s, '"order-1001"', '{ "quantity" : 2 ,"sku":"%s", "x": 1 }' % DONUT)
+    spaced = keyed(s, '"order-1001-anonymous"', '{ "quantity" : 2 ,"sku":"%s", "x": 1 }' % DONUT)
     t.is_((spaced.status, spaced.body, replayed(spaced)), (200, first.body, "true"),
-          'the key quoted ("order-1001") and the JSON spelled otherwise: the same replay')
+          'the key quoted ("order-1001-anonymous") and the JSON spelled otherwise: the same replay')
     t.is_(s.stock(), 8, "still sold once")
-    other = keyed(s, "order-1001", {"sku": DONUT, "quantity": 3})
+    other = keyed(s, "order-1001-anonymous", {"sku": DONUT, "quantity": 3})
     t.is_(other.status, 422, "the same key with another quantity answers 422")
     t.ok("another checkout" in other.json().get("error", ""), "with an error saying why",
          other)
-    other = keyed(s, "order-1001", {"sku": SHELF, "quantity": 2})
+    other = keyed(s, "order-1001-anonymous", {"sku": SHELF, "quantity": 2})
     t.is_(other.status, 422, "the same key with another sku answers 422")
     t.is_((s.stock(), s.stock(SHELF) >= 0, sold_total(s) - before), (8, True, 2),
           "and nothing changed")
-    t.is_(keyed(s, "order-1001", {"sku": DONUT, "quantity": 2}).body, first.body,
+    t.is_(keyed(s, "order-1001-anonymous", {"sku": DONUT, "quantity": 2}).body, first.body,
           "the key still replays its own answer")
-    t.is_(keyed(s, "ORDER-1001", {"sku": DONUT, "quantity": 2}).status, 200,
+    t.is_(keyed(s, "ORDER-1001-anonymous", {"sku": DONUT, "quantity": 2}).status, 200,
           "keys are case-sensitive: ORDER-1001 is another key, and sells")
     t.is_(s.stock(), 6, "stock 6")
     t.is_(checkouts_metric(s, "replayed"), 3.0, 'restock_checkouts_total{result="replayed"} 3')
@@ -99,7 +99,7 @@ def concurrent_duplicates(t, s):
 
     def client(i):
         start.wait()
-        answers[i] = keyed(s, "burst-key-1", {"sku": DONUT, "quantity": 1})
+        answers[i] = keyed(s, "burst-key-1-anonymous", {"sku": DONUT, "quantity": 1})
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
     for th in threads:
@@ -119,24 +119,27 @@ def concurrent_duplicates(t, s):
 def refusals_replay(t, s):
     # A 409 short of the quantity, while stock is left: no replenishment.
     s.sql("UPDATE product SET stock = 2, reorder_point = 0 WHERE sku = '%s'" % SHELF)
-    first = keyed(s, "short-1", sku=SHELF, quantity=5)
+    first = keyed(s, "short-1-anonymous", sku=SHELF, quantity=5)
     t.is_((first.status, first.json()),
           (409, {"message": "구매 실패! 남은 재고: 2", "sku": SHELF, "remaining": 2}),
           "a keyed checkout of more than is left answers 409")
     s.sql("UPDATE product SET stock = 100 WHERE sku = '%s'" % SHELF)
-    again = keyed(s, "short-1", sku=SHELF, quantity=5)
+    again = keyed(s, "short-1-anonymous", sku=SHELF, quantity=5)
     t.is_((again.status, again.body, replayed(again)), (409, first.body, "true"),
           "after a restock the same key still answers that 409, replayed")
     t.is_(s.stock(SHELF), 100, "and sells nothing")
-    t.is_(keyed(s, "short-2", sku=SHELF, quantity=5).status, 200,
+    t.is_(keyed(s, "short-2-anonymous", sku=SHELF, quantity=5).status, 200,
           "a new key for the same request sells")
 
-    missing = keyed(s, "missing-1", sku="NO-SUCH-SKU")
+    missing = keyed(s, "missing-1-anonymous", sku="NO-SUCH-SKU")
     t.is_((missing.status, missing.json()), (404, {"message": "상품 없음"}),
           "a keyed checkout of an unknown sku answers 404")
-    again = keyed(s, "missing-1", sku="NO-SUCH-SKU")
-    t.is_((again.status, again.body, replayed(again)), (404, missing.body, "true"),
-          "and its retry replays the 404")
+    t.is_(s.sql_value("SELECT COUNT(*) FROM checkout_key"
+                      " WHERE idem_key = 'missing-1-anonymous'"), "0",
+          "a 404 is not stored: it sold and changed nothing (issue 18)")
+    again = keyed(s, "missing-1-anonymous", sku="NO-SUCH-SKU")
+    t.is_((again.status, again.body, replayed(again)), (404, missing.body, None),
+          "its retry is asked again, and answers the same 404")
 
 
 def bad_keys(t, s):
@@ -161,31 +164,32 @@ def bad_keys(t, s):
     t.is_(r.status, 200, "a key of 255 characters is taken")
     r = keyed(s, '"with space and \\"quote\\""')
     t.is_(r.status, 200, "a quoted key may hold spaces and escaped quotes")
-    r = keyed(s, "bad-body", "{not json")
+    r = keyed(s, "bad-body-anonymous", "{not json")
     t.is_(r.status, 400, "a keyed checkout with a malformed body answers 400")
-    t.is_(s.sql_value("SELECT COUNT(*) FROM checkout_key WHERE idem_key = 'bad-body'"), "0",
+    t.is_(s.sql_value("SELECT COUNT(*) FROM checkout_key"
+                      " WHERE idem_key = 'bad-body-anonymous'"), "0",
           "and its key is not stored: a 400 is answered before it")
 
 
 def database_killed(t, s):
     s.sql("UPDATE product SET stock = 20 WHERE sku = '%s'" % DONUT)
-    first = keyed(s, "before-outage")
+    first = keyed(s, "before-outage-anonymous")
     t.is_((first.status, first.json().get("remaining")), (200, 19), "a keyed sale: 200")
     s.kill("db")
-    down = keyed(s, "before-outage")
+    down = keyed(s, "before-outage-anonymous")
     t.is_(down.status, 503, "database killed: its retry answers 503")
     t.is_(down.headers.get("Retry-After"), "5", "with Retry-After")
-    fresh = keyed(s, "during-outage")
+    fresh = keyed(s, "during-outage-anonymous")
     t.is_(fresh.status, 503, "a new key answers 503 too")
     s.start("db")
-    again = keyed(s, "before-outage")
+    again = keyed(s, "before-outage-anonymous")
     t.is_((again.status, again.body, replayed(again)), (200, first.body, "true"),
           "database back: the committed checkout's key answers its 200, remaining 19")
     t.is_(s.stock(), 19, "and sells nothing more")
-    retry = keyed(s, "during-outage")
+    retry = keyed(s, "during-outage-anonymous")
     t.is_((retry.status, retry.json().get("remaining"), replayed(retry)), (200, 18, None),
           "the key answered 503 stored nothing: its retry runs afresh and sells")
-    again = keyed(s, "during-outage")
+    again = keyed(s, "during-outage-anonymous")
     t.is_((again.status, again.body), (200, retry.body), "and is replayed from then on")
     t.is_(s.stock(), 18, "one sale each")
 
@@ -202,14 +206,15 @@ def sale_times_out(t, s):
     locker.stdin.write("BEGIN; SELECT stock FROM product WHERE sku = '%s' FOR UPDATE;\n" % DONUT)
     locker.stdin.flush()
     t.is_(locker.stdout.readline().strip(), "7", "another session holds the donut's row lock")
-    r = keyed(s, "stuck-1")
+    r = keyed(s, "stuck-1-anonymous")
     t.is_(r.status, 503, "a keyed checkout whose sale waits past db_timeout answers 503")
     locker.stdin.write("ROLLBACK;\n")
     locker.stdin.close()
     locker.wait()
-    t.is_(s.sql_value("SELECT COUNT(*) FROM checkout_key WHERE idem_key = 'stuck-1'"), "0",
+    t.is_(s.sql_value("SELECT COUNT(*) FROM checkout_key"
+                      " WHERE idem_key = 'stuck-1-anonymous'"), "0",
           "its key is not stored")
-    retry = keyed(s, "stuck-1")
+    retry = keyed(s, "stuck-1-anonymous")
     t.is_((retry.status, retry.json().get("remaining"), replayed(retry)), (200, 6, None),
           "its retry runs afresh and sells")
     t.is_(s.stock(), 6, "once")
@@ -221,11 +226,11 @@ def reorder_point(t, s):
           " WHERE p.sku = '%s'" % SHELF)
     s.sql("UPDATE replenishment_order r JOIN product p ON p.product_id = r.product_id"
           " SET r.status = 'fulfilled', r.open_product_id = NULL WHERE p.sku = '%s'" % SHELF)
-    r = keyed(s, "cross-1", sku=SHELF, quantity=2)
+    r = keyed(s, "cross-1-anonymous", sku=SHELF, quantity=2)
     t.is_((r.status, r.json().get("remaining")), (200, 1),
           "a keyed sale that takes the stock to the reorder point sells")
     t.is_(open_orders(s, SHELF), 1, "and opens one order")
-    t.is_(keyed(s, "cross-1", sku=SHELF, quantity=2).body, r.body, "its retry replays")
+    t.is_(keyed(s, "cross-1-anonymous", sku=SHELF, quantity=2).body, r.body, "its retry replays")
     t.is_((open_orders(s, SHELF), s.stock(SHELF)), (1, 1), "still one order, stock 1")
 
     # The first version's policy (reorder_point -1): the order is opened by a
@@ -234,11 +239,11 @@ def reorder_point(t, s):
     s.sql("UPDATE product SET stock = 0, reorder_point = -1 WHERE sku = '%s'" % EMPTY)
     s.sql("UPDATE replenishment_order r JOIN product p ON p.product_id = r.product_id"
           " SET r.status = 'fulfilled', r.open_product_id = NULL WHERE p.sku = '%s'" % EMPTY)
-    r = keyed(s, "empty-1", sku=EMPTY)
+    r = keyed(s, "empty-1-anonymous", sku=EMPTY)
     t.is_((r.status, r.json().get("replenishment")), (409, "requested"),
           "a keyed checkout turned away from an empty shelf: 409, replenishment requested")
     t.is_(open_orders(s, EMPTY), 1, "the order is open")
-    again = keyed(s, "empty-1", sku=EMPTY)
+    again = keyed(s, "empty-1-anonymous", sku=EMPTY)
     t.is_((again.status, again.body), (409, r.body), "its retry replays the 409")
     t.is_(open_orders(s, EMPTY), 1, "and opens nothing more")
     turned = s.sql_value("SELECT r.turned_away FROM replenishment_order r JOIN product p"
@@ -260,16 +265,17 @@ def unkeyed(t, s):
 
 def retention(t, s):
     s.sql("UPDATE product SET stock = 10 WHERE sku = '%s'" % DONUT)
-    r = keyed(s, "old-key")
+    r = keyed(s, "old-key-anonymous")
     t.is_((r.status, r.json().get("remaining")), (200, 9), "a keyed sale")
     s.sql("UPDATE checkout_key SET created_at = NOW(6) - INTERVAL 2 DAY"
-          " WHERE idem_key IN ('old-key', 'order-1001')")
+          " WHERE idem_key IN ('old-key-anonymous', 'order-1001-anonymous')")
     t.ok(s.wait_until(lambda: s.sql_value(
-        "SELECT COUNT(*) FROM checkout_key WHERE idem_key = 'order-1001'") == "0", timeout=60),
+        "SELECT COUNT(*) FROM checkout_key WHERE idem_key = 'order-1001-anonymous'") == "0",
+        timeout=60),
         "the worker deletes a key older than idempotency_retention")
     t.ok("event=keys_pruned" in s.log("worker"), "and logs how many")
     t.ok(int(s.sql_value("SELECT COUNT(*) FROM checkout_key")) > 0, "younger keys stay")
-    r = keyed(s, "old-key")
+    r = keyed(s, "old-key-anonymous")
     t.is_((r.status, r.json().get("remaining"), replayed(r)), (200, 8, None),
           "a key reused after its retention is a new checkout")
 

@@ -154,12 +154,13 @@ def deadlock(t, s, locker, copies):
           "and holds the row of the empty product's open order")
     waiting = []
     for i in range(copies):
-        waiting.append(in_thread(keyed, s, "dl-%d" % copies))
+        waiting.append(in_thread(keyed, s, "deadlock-test-key-%d" % copies))
         t.ok(s.wait_until(lambda: lock_waits(s) == i + 1),
              "keyed checkout %d waits for a row lock (%s)" % (i + 1, "the order's, in its"
                                                              " nested transaction" if i == 0 else
                                                              "the key's, held by the first"))
-    asked = locker.send("SELECT COUNT(*) FROM checkout_key WHERE idem_key = 'dl-%d' FOR UPDATE"
+    asked = locker.send("SELECT COUNT(*) FROM checkout_key"
+                        " WHERE idem_key = 'deadlock-test-key-%d' FOR UPDATE"
                         % copies)
     answer = locker.answer(asked)
     t.ok(not any("ERROR" in line for line in answer),
@@ -178,15 +179,15 @@ def one_copy(t, s, locker):
     before = empty_shelf(t, s)
     r = deadlock(t, s, locker, 1)[0]
     t.ok(r.status in (409, 503), "the keyed checkout answers 409 or 503", r)
-    consistent(t, s, "dl-1", r, before, "a deadlock in the nested transaction")
+    consistent(t, s, "deadlock-test-key-1", r, before, "a deadlock in the nested transaction")
     t.is_((r.status, r.json().get("replenishment")), (409, "requested"),
           "the whole keyed checkout ran again: 409, replenishment requested")
-    again = keyed(s, "dl-1")
+    again = keyed(s, "deadlock-test-key-1")
     t.is_(again.status, 409, "its retry with the same key answers 409")
     if r.status == 409:
         t.is_((again.body, again.headers.get("Idempotent-Replayed")), (r.body, "true"),
               "the stored answer, replayed")
-    t.is_(effects(s, "dl-1", before), (1, 1, 1, "409"),
+    t.is_(effects(s, "deadlock-test-key-1", before), (1, 1, 1, "409"),
           "the order marked sold out once (one outbox event), one customer turned away:"
           " counted once")
     t.ok("event=db_retry" in s.log("sales"), "the responder logged the retry")
@@ -199,7 +200,7 @@ def two_copies(t, s, locker):
     t.is_(a.body, b.body, "with the same body")
     t.is_(sorted(r.headers.get("Idempotent-Replayed") or "-" for r in (a, b)), ["-", "true"],
           "one of them ran, the other is its replay")
-    t.is_(effects(s, "dl-2", before), (1, 1, 1, "409"),
+    t.is_(effects(s, "deadlock-test-key-2", before), (1, 1, 1, "409"),
           "the order marked sold out once (one outbox event), one customer turned away")
 
 

@@ -152,24 +152,29 @@ def test_bad_requests(t, s):
             error = r.body
         t.is_(r.status, 400, "%s answers 400" % what)
         t.ok(error.startswith(message), "saying: %s" % message, r)
-    # Two Idempotency-Key headers: which one is the checkout's is not the proxy's
+    # A header sent twice: which key (or client) a checkout has is not the proxy's
     # choice to make (nginx 1.22 passes both lines, and restock would take the first).
-    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
-    try:
-        conn.putrequest("POST", "/checkout")
-        for key in ("k-aaaaaaaaaaaaaaaa-1", "k-aaaaaaaaaaaaaaaa-2"):
-            conn.putheader("Idempotency-Key", key)
-        conn.putheader("Content-Type", "application/json")
-        payload = json.dumps({"sku": sku}).encode()
-        conn.putheader("Content-Length", str(len(payload)))
-        conn.endheaders(payload)
-        r = conn.getresponse()
-        status, answer = r.status, json.loads(r.read())
-    finally:
-        conn.close()
-    t.is_(status, 400, "two Idempotency-Key headers answer 400")
-    t.ok(answer.get("error", "").startswith("Idempotency-Key: the header was sent more than once"),
-         "saying the header came twice", answer)
+    for header, values in (("Idempotency-Key", ("k-aaaaaaaaaaaaaaaa-1", "k-aaaaaaaaaaaaaaaa-2")),
+                           ("Authorization", ("Bearer rsk_one", "Bearer rsk_two"))):
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        try:
+            conn.putrequest("POST", "/checkout")
+            for value in values:
+                conn.putheader(header, value)
+            conn.putheader("Content-Type", "application/json")
+            payload = json.dumps({"sku": sku}).encode()
+            conn.putheader("Content-Length", str(len(payload)))
+            conn.endheaders(payload)
+            r = conn.getresponse()
+            status, answer = r.status, r.read()
+        finally:
+            conn.close()
+        t.is_(status, 400, "two %s headers answer 400" % header)
+        if header == "Authorization":
+            continue  # nginx itself refuses a repeated Authorization, with its own page
+        t.ok(json.loads(answer).get("error", "").startswith(
+             "%s: the header was sent more than once" % header), "saying the header came twice",
+             answer)
     t.is_(s.stock(sku), before, "none of the refused checkouts changed the stock")
     t.is_(s.sql_value("SELECT COUNT(*) FROM checkout_key"), "0", "and no key was stored")
 

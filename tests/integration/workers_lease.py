@@ -284,4 +284,5 @@ def body(t):
         overdue(t, s, w2)
 
 
-run_tests(body)
+if __name__ == "__main__":  # lease_safety.py imports its helpers
+    run_tests(body)

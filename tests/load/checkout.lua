@@ -53,7 +53,8 @@ if key_prefix ~= nil then
    local sent = 0
    function request()
       sent = sent + 1
-      wrk.headers["Idempotency-Key"] = string.format("%s-%d-%d", key_prefix, thread_id, sent)
+      -- Zero-padded: an anonymous key is 16 characters at least (issue 18).
+      wrk.headers["Idempotency-Key"] = string.format("%s-%08d-%012d", key_prefix, thread_id, sent)
       return wrk.format()
    end
 end

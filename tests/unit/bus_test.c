@@ -1,7 +1,9 @@
 /* Unit test of bus: a doorbell rung on PUB arrives on SUB over a real ipc socket;
- * ringing with nobody listening neither blocks nor fails; over tcp, one publisher
- * rings a list of workers, each hears every doorbell, and one that is down costs
- * the others nothing. */
+ * ringing with nobody listening neither blocks nor fails; a wait takes at most
+ * BUS_DRAIN_MAX doorbells and leaves the rest for the next; a message larger than
+ * BUS_MESSAGE_MAX is not taken (its sender is hung up on, and heard again once
+ * reconnected); over tcp, one publisher rings a list of workers, each hears every
+ * doorbell, and one that is down costs the others nothing. */
 #include "config.h"
 
 #include <netinet/in.h>
@@ -54,6 +56,32 @@ drain(bus_sub *sub)
     while ((n = bus_wait(sub, 50)) > 0)
         total += n;
     return total;
+}
+
+/* A flood is taken a bounded part at a time; an oversize message not at all. */
+static void
+limit_tests(bus_pub *pub, bus_sub *sub)
+{
+    char big[4 * BUS_MESSAGE_MAX];
+    int most = 0, total = 0, n;
+
+    drain(sub);
+    /* Half the publisher's high-water mark: none dropped. */
+    for (int i = 0; i < 500; i++)
+        bus_ring(pub, BUS_STOCK_EMPTY, "flood");
+    while ((n = bus_wait(sub, 50)) > 0) {
+        total += n;
+        most = n > most ? n : most;
+    }
+    is_int(total, 500, "500 doorbells in a burst are all heard");
+    ok(most <= BUS_DRAIN_MAX, "no wait took more than %d of them (the most: %d)", BUS_DRAIN_MAX,
+       most);
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    ok(bus_ring(pub, BUS_STOCK_EMPTY, big) == 0, "a %zu-byte doorbell is sent", sizeof(big));
+    is_int(drain(sub), 0, "it is not taken as a doorbell");
+    ok(ring_until_heard(pub, sub) > 0, "its sender, reconnected, is heard again");
 }
 
 static void
@@ -152,6 +180,7 @@ main(void)
     }
     is_int(rang, 5, "five doorbells in a burst arrive, each counted once");
     is_int(bus_wait(sub, 20), 0, "then the wait times out with nothing");
+    limit_tests(pub, sub);
 
     bus_sub_destroy(&sub);
     ok(sub == NULL && access(endpoint + 6, F_OK) != 0, "destroy removes the ipc socket file");

@@ -3,8 +3,10 @@
  * the limits are 1 and 255 characters, and what is not visible ASCII (a control
  * character, DEL, a byte above ASCII, a space in a bare key), a bad escape, an
  * unclosed quote or text after it is refused saying what is wrong; the
- * fingerprint is SHA-256 of the sku, a NUL and the quantity's digits, so that
- * another sku or quantity is another fingerprint. */
+ * fingerprint is SHA-256 of the sku, a NUL and the quantity's digits (and, for
+ * an API client, a NUL and its id), so that another sku, quantity or client is
+ * another fingerprint; an anonymous key shorter than 16 characters is refused
+ * saying why. */
 #include "config.h"
 
 #include <string.h>
@@ -87,17 +89,40 @@ test_fingerprint(void)
     static const char text[] = "CP-502101\0"
                                "12";
 
-    checkout_key_fingerprint("CP-502101", 12, a);
+    checkout_key_fingerprint(CHECKOUT_KEY_ANONYMOUS, "CP-502101", 12, a);
     crypto_hash_sha256(want, (const unsigned char *)text, sizeof(text) - 1);
     ok(memcmp(a, want, sizeof(want)) == 0, "SHA-256 of the sku, a NUL, the quantity's digits");
-    checkout_key_fingerprint("CP-502101", 12, b);
+    checkout_key_fingerprint(CHECKOUT_KEY_ANONYMOUS, "CP-502101", 12, b);
     ok(memcmp(a, b, sizeof(a)) == 0, "the same request: the same fingerprint");
-    checkout_key_fingerprint("CP-502101", 13, b);
+    checkout_key_fingerprint(CHECKOUT_KEY_ANONYMOUS, "CP-502101", 13, b);
     ok(memcmp(a, b, sizeof(a)) != 0, "another quantity: another one");
-    checkout_key_fingerprint("CP-502102", 12, b);
+    checkout_key_fingerprint(CHECKOUT_KEY_ANONYMOUS, "CP-502102", 12, b);
     ok(memcmp(a, b, sizeof(a)) != 0, "another sku: another one");
-    checkout_key_fingerprint("CP-50210", 112, b);
+    checkout_key_fingerprint(CHECKOUT_KEY_ANONYMOUS, "CP-50210", 112, b);
     ok(memcmp(a, b, sizeof(a)) != 0, "the sku's end is not the quantity's start");
+
+    static const char scoped[] = "CP-502101\0"
+                                 "12\0"
+                                 "7";
+    checkout_key_fingerprint(7, "CP-502101", 12, b);
+    crypto_hash_sha256(want, (const unsigned char *)scoped, sizeof(scoped) - 1);
+    ok(memcmp(b, want, sizeof(want)) == 0, "a client's: then a NUL and the client's id");
+    ok(memcmp(a, b, sizeof(a)) != 0, "another client than anonymous: another one");
+    checkout_key_fingerprint(8, "CP-502101", 12, a);
+    ok(memcmp(a, b, sizeof(a)) != 0, "another client: another one");
+}
+
+static void
+test_anonymous(void)
+{
+    errbuf err = {""};
+
+    ok(checkout_key_check_anonymous("0123456789abcdef", &err) == RS_OK,
+       "an anonymous key of 16 characters is taken");
+    ok(checkout_key_check_anonymous("0123456789abcde", &err) == RS_ERR &&
+           strstr(err.msg, "at least 16 characters") != NULL &&
+           strncmp(err.msg, "Idempotency-Key: ", 17) == 0,
+       "one of 15 is refused, saying why (%s)", err.msg);
 }
 
 int
@@ -107,5 +132,6 @@ main(void)
         return done_testing();
     test_parse();
     test_fingerprint();
+    test_anonymous();
     return done_testing();
 }

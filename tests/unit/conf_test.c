@@ -1,7 +1,9 @@
-/* Unit test of conf: defaults, file, environment, and errors that name the input. */
+/* Unit test of conf: defaults, file, secrets in files of their own (systemd
+ * credentials), environment, and errors that name the input. */
 #include "config.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -22,6 +24,128 @@ write_tmp(const char *text)
     return path;
 }
 
+/* Writes dir/name with text. */
+static void
+write_at(const char *dir, const char *name, const char *text)
+{
+    char path[256];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void
+remove_at(const char *dir, const char *name)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    unlink(path);
+}
+
+/* conf_write_effective's output, into buf. */
+static void
+effective(const conf *cf, char *buf, size_t size)
+{
+    FILE *f = tmpfile();
+    size_t n;
+
+    conf_write_effective(cf, f);
+    rewind(f);
+    n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* Secrets from files of their own: $CREDENTIALS_DIRECTORY (systemd's LoadCredential=),
+ * else the folder "credentials" beside the configuration file. */
+static void
+test_credentials(void)
+{
+    char dir[] = "/tmp/conf_test_creds.XXXXXX", store[64], config[64], buf[8192];
+    errbuf err = {{0}};
+    conf *cf;
+
+    if (mkdtemp(dir) == NULL)
+        return;
+    snprintf(config, sizeof(config), "%s/restock.conf", dir);
+    write_at(dir, "restock.conf",
+             "db_password = from-file\nsmtp_password = smtp-from-file\ndb_host = db.example\n");
+    snprintf(store, sizeof(store), "%s/credentials", dir);
+    mkdir(store, 0700);
+
+    /* Under systemd: only $CREDENTIALS_DIRECTORY, whatever lies beside the file. */
+    write_at(store, "callback_key", "from-the-store\n");
+    setenv("CREDENTIALS_DIRECTORY", dir, 1); /* holds restock.conf, and: */
+    write_at(dir, "db_password", "from-credential\n");
+    write_at(dir, "callback_key", "0123abcd");
+    write_at(dir, "smtp_password", ""); /* an empty placeholder */
+    write_at(dir, "db_host", "not-a-secret.example");
+    cf = conf_new(config, &err);
+    ok(cf != NULL, "a configuration with credentials loads: %s", cf ? "" : err.msg);
+    if (cf != NULL) {
+        is_str(conf_str(cf, "db_password"), "from-credential",
+               "a credential overrides the file's secret, its final newline dropped");
+        is_str(conf_str(cf, "callback_key"), "0123abcd",
+               "a credential without a newline is taken whole");
+        is_str(conf_str(cf, "smtp_password"), "smtp-from-file",
+               "an empty credential leaves the file's value in force");
+        is_str(conf_str(cf, "callback_key_previous"), "", "a missing credential: the default");
+        is_str(conf_str(cf, "db_host"), "db.example",
+               "a file named after a key that is not a "
+               "secret is no credential");
+        effective(cf, buf, sizeof(buf));
+        ok(strstr(buf, "db_password = ********\t# credential\n") &&
+               !strstr(buf, "from-credential") && !strstr(buf, "0123abcd"),
+           "config show: a credential's value is masked, its origin is \"credential\"");
+    }
+    conf_destroy(&cf);
+
+    setenv("RESTOCK_DB_PASSWORD", "from-env", 1);
+    cf = conf_new(config, &err);
+    is_str(cf ? conf_str(cf, "db_password") : "", "from-env",
+           "the environment overrides a credential (tests, development)");
+    conf_destroy(&cf);
+    unsetenv("RESTOCK_DB_PASSWORD");
+
+    write_at(dir, "db_password", "line one\nline two\n");
+    cf = conf_new(config, &err);
+    ok(cf == NULL && strstr(err.msg, "db_password") && strstr(err.msg, dir) &&
+           strstr(err.msg, "more than one line") && !strstr(err.msg, "line one"),
+       "a credential of two lines is refused, naming the file, not the value: %s", err.msg);
+    memset(buf, 'x', 2000);
+    buf[2000] = '\0';
+    write_at(dir, "db_password", buf);
+    cf = conf_new(config, &err);
+    ok(cf == NULL && strstr(err.msg, "longer than"), "an overlong credential is refused: %s",
+       err.msg);
+    conf_destroy(&cf);
+    unsetenv("CREDENTIALS_DIRECTORY");
+
+    /* Not under systemd (restockctl run by root): the store beside the file. */
+    cf = conf_new(config, &err);
+    ok(cf != NULL, "without $CREDENTIALS_DIRECTORY it loads: %s", cf ? "" : err.msg);
+    if (cf != NULL) {
+        is_str(conf_str(cf, "callback_key"), "from-the-store",
+               "the secret comes from the credentials folder beside the file");
+        is_str(conf_str(cf, "db_password"), "from-file",
+               "a secret with no file there keeps the configuration file's value");
+    }
+    conf_destroy(&cf);
+
+    remove_at(dir, "db_password");
+    remove_at(dir, "callback_key");
+    remove_at(dir, "smtp_password");
+    remove_at(dir, "db_host");
+    remove_at(dir, "restock.conf");
+    remove_at(store, "callback_key");
+    rmdir(store);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -33,6 +157,9 @@ main(void)
     unsetenv("RESTOCK_CONFIG");
     unsetenv("RESTOCK_DB_HOST");
     unsetenv("RESTOCK_SALES_THREADS");
+    unsetenv("CREDENTIALS_DIRECTORY");
+
+    test_credentials();
 
     cf = conf_new("/nonexistent/restock.conf", &err);
     ok(cf == NULL, "an explicitly named missing file is an error");
