@@ -335,9 +335,9 @@ def kill_worker(t, b):
             "claims %d, deferred %d, ledger %s" % (
                 claims_of(b, host, skus, "factory"), host.spool_count("factory", "deferred"),
                 b.ledger(skus)))
+    takeovers = other.programs["worker"].text().count("event=outbox_taken_over")
+    other.start("worker")  # back, to take the claims over (its log is appended to)
     worker = other.programs["worker"]
-    takeovers = worker.text().count("event=outbox_taken_over")
-    other.start("worker")  # back, to take the claims over
     held = claims_of(b, host)
     host.programs["worker"].proc.kill()
     host.programs["worker"].proc.wait()
