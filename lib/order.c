@@ -1,5 +1,9 @@
 /* order: the replenishment order's row and its states (see order.h). Every
- * statement on replenishment_order is here. */
+ * statement on replenishment_order is here. One statement here changes
+ * product.stock, the delivery's (ST_ADD_STOCK): it adds what the factory
+ * delivered in the transaction that fulfils the order, under the product's lock,
+ * so that a delivery is applied once and together with its order; every
+ * statement that takes stock is lib/sale's. */
 #include "config.h"
 
 #include <stdio.h>
@@ -14,8 +18,8 @@
  * a repeated delivery changes nothing), this many times in all. */
 #define ORDER_FULFIL_TRIES 3
 #define ORDER_ERROR_CHARS  500 /* replenishment_order.last_error */
-#define ORDER_STR_(x)      #x
-#define ORDER_STR(x)       ORDER_STR_(x)
+/* The reorder-point rule (order.h) as the sweep's query has it. */
+#define ORDER_DUE_AT_POINT ORDER_SQL(ORDER_AT_POINT(p.stock, p.reorder_point))
 
 enum order_stmt {
     /* order_reorder, order_refused */
@@ -104,9 +108,9 @@ static const struct {
                            0},
     [ST_DUE] = {"SELECT p.sku FROM product p LEFT JOIN replenishment_order r"
                 " ON r.open_product_id = p.product_id WHERE p.factory_id IS NOT NULL"
-                " AND ((r.order_id IS NULL AND p.stock <= p.reorder_point)"
+                " AND ((r.order_id IS NULL AND " ORDER_DUE_AT_POINT ")"
                 " OR (r.order_id IS NOT NULL AND p.stock = 0 AND r.sold_out_at IS NULL))"
-                " ORDER BY p.sku LIMIT " ORDER_STR(ORDER_DUE_MAX),
+                " ORDER BY p.sku LIMIT " ORDER_SQL(ORDER_DUE_MAX),
                 DB_IDEMPOTENT},
     /* A fast factory's callback can come before order_sent stamps sent_at: such
      * an order measured nothing. */
@@ -181,7 +185,7 @@ static const struct {
                     " JOIN factory f ON f.factory_id = r.factory_id"
                     " WHERE r.status = 'sent' AND r.overdue_reported_at IS NULL"
                     " AND r.sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
-                    " LIMIT " ORDER_STR(ORDER_OVERDUE_MAX),
+                    " LIMIT " ORDER_SQL(ORDER_OVERDUE_MAX),
                     DB_IDEMPOTENT},
     /* The claim of the report: with several workers, only the one whose UPDATE
      * changed the row tells operators. */
@@ -352,7 +356,8 @@ order_reorder_tx(order *self, const char *sku, long long turned, struct order_op
         *result = out->remaining == 0 ? ORDER_NO_FACTORY : ORDER_SHORT;
         return 0;
     }
-    if (!has_order && (out->remaining <= point || (turned > 0 && out->remaining == 0))) {
+    if (!has_order &&
+        (ORDER_AT_POINT(out->remaining, point) || (turned > 0 && out->remaining == 0))) {
         /* One unfinished order per product: nothing else is on order, so the
          * order alone brings the stock up to the level. */
         quantity = level > 0 ? level - out->remaining : size;

@@ -1,4 +1,7 @@
-/* order: the replenishment order, the one owner of its row and its states:
+/* order: the replenishment order, the one owner of its row and its states; and
+ * its delivery, the one change of product.stock outside lib/sale (which takes
+ * stock): the delivered units are added in the transaction that fulfils the
+ * order, under the product's lock, so that they go in once and with it. States:
  *
  *   open      -> sent       the factory took it (order_sent; from failed too)
  *   open      -> failed     its message died (order_failed)
@@ -55,6 +58,18 @@ void order_destroy(order **self_p);
 const char *order_status_name(enum order_status status);
 
 /* --- open: the reorder point, the sell-out, the turned-away checkout -------- */
+
+/* The reorder-point rule, written once: a product is due an order when its stock
+ * is at or below its reorder point, and a sale crossed the point when it took the
+ * stock from above it to at or below it (!ORDER_AT_POINT before, ORDER_AT_POINT
+ * after). The expression is C and SQL alike: order_reorder and lib/sale (which
+ * sale crossed it) evaluate it in C, order_each_due's query has it as text
+ * (ORDER_SQL), so that the sale, the order and the sweep cannot disagree. */
+#define ORDER_AT_POINT(stock, point) ((stock) <= (point))
+/* The text of an expression made of macros (ORDER_SQL(ORDER_AT_POINT(p.stock,
+ * p.reorder_point)) is "((p.stock) <= (p.reorder_point))"). */
+#define ORDER_SQL(expr)  ORDER_SQL_(expr)
+#define ORDER_SQL_(expr) #expr
 
 enum order_open_result {
     ORDER_OPENED,     /* this call opened the order: ring with out->event */

@@ -19,9 +19,11 @@ RESTOCK_KEEP=1 keeps the folder."""
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -32,7 +34,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
-from harness import SANITIZER_MARKS, free_port  # noqa: E402
+from harness import SANITIZER_MARKS  # noqa: E402
 
 BUILDDIR = os.environ.get("RESTOCK_BUILDDIR") or os.path.join(SRCDIR, "build")
 PYTHON = "/usr/bin/python3"
@@ -58,12 +60,51 @@ def wait_until(predicate, timeout=60, interval=0.2):
 
 
 def port_open(port):
-    import socket
     try:
         socket.create_connection(("127.0.0.1", port), 0.5).close()
         return True
     except OSError:
         return False
+
+
+def ephemeral_range():
+    """The ports the kernel gives to outgoing connections (and to a bind to port 0)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+PORTS_GIVEN = set()
+
+
+def bed_port():
+    """A port for one of the bed's listeners, free now and outside the kernel's
+    ephemeral range. A port from that range (a bind to port 0) is free only for the
+    moment: any outgoing connection of this machine may take it as its local port
+    (and keep it in TIME_WAIT for a minute), and a listener started later on it,
+    a node's SST rsync daemon or IST receiver when a killed node rejoins, then
+    fails (EADDRINUSE: "the rsync or stunnel daemon terminated unexpectedly").
+    Outside that range only a listener bound on purpose can hold it."""
+    low, high = ephemeral_range()
+    first, last = (10000, low - 1) if low > 12000 else (high + 1, 65535)
+    rnd = random.Random()
+    for _ in range(2000):
+        port = rnd.randint(first, last)
+        if port in PORTS_GIVEN:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: TIME_WAIT counts as used
+        except OSError:
+            continue
+        finally:
+            s.close()
+        PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port in %d-%d" % (first, last))
 
 
 class Node:
@@ -76,7 +117,7 @@ class Node:
         self.dir = os.path.join(bed.dir, self.name)
         self.datadir = os.path.join(self.dir, "data")
         self.socket = os.path.join(self.dir, "mysqld.sock")
-        self.port, self.gcomm, self.ist, self.sst = (free_port() for _ in range(4))
+        self.port, self.gcomm, self.ist, self.sst = (bed_port() for _ in range(4))
         self.proc = None
         # In the node's own folder: the server, as mysql, writes it.
         self.log = os.path.join(self.dir, "error.log")
@@ -126,8 +167,11 @@ class Node:
                 raise RuntimeError("%s: --wsrep-recover found no position" % self.name)
             self.recovered = found[-1]
             extra.append("--wsrep-start-position=" + found[-1])
+        # wsrep_sst_rsync gives its rsync daemon a log file in MYSQL_TMP_DIR (else
+        # syslog): why a joiner's transfer failed is then in the node's folder.
         self.proc = subprocess.Popen(self.args(extra), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, env=dict(
+                                         os.environ, MYSQL_TMP_DIR=os.path.join(self.dir, "tmp")))
 
     def wait_synced(self, timeout=120):
         def synced():
@@ -195,6 +239,18 @@ class Program:
         if self.alive():
             self.proc.send_signal(sig)
 
+    def stopped(self):
+        """Every thread of it stopped (SIGSTOP delivered, not only sent)."""
+        task = "/proc/%d/task" % self.proc.pid
+        try:
+            states = []
+            for tid in os.listdir(task):
+                with open(os.path.join(task, tid, "stat")) as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+        except OSError:
+            return False
+        return bool(states) and all(s in ("T", "t") for s in states)
+
     def stop(self):
         if not self.alive():
             return
@@ -224,8 +280,8 @@ class Host:
         self.dir = os.path.join(bed.dir, self.name)
         self.sock = os.path.join(self.dir, "sock")
         self.spool = os.path.join(self.dir, "spool")
-        self.bus_port = free_port()
-        self.metrics_port = free_port()
+        self.bus_port = bed_port()
+        self.metrics_port = bed_port()
         self.programs = {}
         for d in (self.sock, self.spool, os.path.join(self.dir, "metrics")):
             os.makedirs(d, exist_ok=True)
@@ -268,6 +324,10 @@ class Host:
         sock = os.path.join(self.sock, which + ".sock")
         if which != "worker" and os.path.exists(sock):
             os.unlink(sock)
+        # The log is appended to: a worker started again has started once its log
+        # says so once more.
+        started = self.programs[which].text().count("event=started") \
+            if which in self.programs else 0
         self.programs[which] = Program(self.bed, "%s-%s" % (self.name, which),
                                        [os.path.join(BUILDDIR, binary)], e)
         if which != "worker":
@@ -276,14 +336,24 @@ class Host:
                                    % (self.name, which, self.programs[which].log))
         else:
             w = self.programs[which]
-            if not wait_until(lambda: "event=started" in w.text() or not w.alive(), timeout=30) \
-                    or not w.alive():
+            if not wait_until(lambda: w.text().count("event=started") > started
+                              or not w.alive(), timeout=30) or not w.alive():
                 raise RuntimeError("%s worker did not start (log %s)" % (self.name, w.log))
 
     def stop(self, which):
         p = self.programs.get(which)
         if p is not None:
             p.stop()
+
+    def spool_count(self, queue, *states):
+        """Messages of this host's worker's spool queue in those states (folders)."""
+        n = 0
+        for state in states:
+            try:
+                n += len(os.listdir(os.path.join(self.spool, queue, state)))
+            except FileNotFoundError:
+                pass
+        return n
 
     def checkouts(self):
         """Checkouts this host's sales responder answered, from its worker's /metrics
@@ -317,6 +387,7 @@ class Load:
         self.total = total
         self.stop_flag = threading.Event()
         self.lock = threading.Lock()
+        bed.loads.append(self)
         self.results = []  # (time, status, sku, quantity, key, remaining, replayed)
         self.sent = 0
         self.threads = []
@@ -361,11 +432,15 @@ class Load:
         for t in self.threads:
             t.join()
 
-    def count(self, status):
-        return sum(1 for r in self.results if r[1] == status)
+    def count(self, status, since=0.0):
+        """Checkouts answered status (at or after the time since)."""
+        with self.lock:
+            return sum(1 for r in self.results if r[1] == status and r[0] >= since)
 
     def since(self, t0):
-        return [r for r in sorted(self.results) if r[0] >= t0]
+        with self.lock:
+            results = list(self.results)
+        return [r for r in sorted(results) if r[0] >= t0]
 
 
 class Bed:
@@ -378,8 +453,8 @@ class Bed:
         self.password = uuid.uuid4().hex
         self.monitor_password = uuid.uuid4().hex
         self.callback_key = os.urandom(32).hex()
-        self.http_port, self.haproxy_port = free_port(), free_port()
-        self.factory_port, self.smtp_port = free_port(), free_port()
+        self.http_port, self.haproxy_port = bed_port(), bed_port()
+        self.factory_port, self.smtp_port = bed_port(), bed_port()
         self.extra_conf = dict(extra_conf or {})
         self.factory_args = list(factory_args)
         self.nodes = []
@@ -387,6 +462,7 @@ class Bed:
         self.hosts = []
         self.hosts = [Host(self, i + 1) for i in range(hosts)]
         self.others = {}
+        self.loads = []
 
     # -- lifecycle -------------------------------------------------------------------
     def __enter__(self):
@@ -541,6 +617,16 @@ class Bed:
         self.others["nginx"] = Program(self, "nginx", argv + ["-g", "daemon off;"])
         if not wait_until(lambda: port_open(self.http_port), timeout=20):
             raise RuntimeError("nginx did not listen")
+
+    def calm(self):
+        """After a scenario, whatever became of it: its loads stopped, every paused
+        program resumed, so that the next scenario starts from a bed at rest."""
+        for load in self.loads:
+            load.stop()
+        self.loads = []
+        for h in self.hosts:
+            for p in h.programs.values():
+                p.signal(signal.SIGCONT)
 
     def close(self, failed=False):
         for h in self.hosts:

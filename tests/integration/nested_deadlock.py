@@ -2,7 +2,7 @@
 lib/db.h: a nested transaction never runs itself again, only the outermost one
 does): a keyed checkout turned away from an empty shelf whose open order is not
 yet marked sold out marks it, and counts the customer turned away, in a savepoint
-of its own transaction (order.c inside sales.c's keyed transaction). Another
+of its own transaction (order.c inside sale.c's keyed transaction). Another
 MariaDB session holds the open order's row, which the nested part waits for, and
 then asks for the key's row the keyed checkout inserted: InnoDB breaks the
 deadlock by rolling the keyed checkout's whole transaction back. What the client

@@ -1,0 +1,586 @@
+/* sale: the sale (see sale.h): the statements that take stock, alone, combined
+ * and allocated; the keyed transaction; the checkout's answer; the retries; and
+ * what a sale triggers. The one module that takes product.stock (a delivery adds
+ * to it in lib/order, in the transaction that fulfils its order). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus.h"
+#include "combiner.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "order.h"
+#include "sale.h"
+
+/* The take hands back, in LAST_INSERT_ID, the stock it left times SALE_SCALE
+ * plus the product's reorder point plus SALE_BIAS: an INT point (-2^31 ..
+ * 2^31-1) fills the low 32 bits exactly, and the largest INT stock times 2^32
+ * plus them is 2^63 - 1, still a BIGINT. Written once, for the SQL (ORDER_SQL)
+ * and the C. */
+#define SALE_SCALE 4294967296 /* 2^32 */
+#define SALE_BIAS  2147483648 /* 2^31 */
+
+struct sale_shop {
+    const conf *cf;
+    combiner *checkouts; /* per sku: the checkouts that wait for one statement */
+    long key_retention;  /* seconds a keyed checkout's answer is replayed */
+};
+
+struct sale {
+    sale_shop *shop;
+    db *conn;           /* the caller's */
+    db_stmt *take;      /* the one statement that takes stock */
+    db_stmt *lock;      /* the stock under its row lock, when a batch does not fit */
+    order *orders;      /* the order at the reorder point, the sell-out, the refusal */
+    checkout_key *keys; /* the stored answers of keyed checkouts */
+    bus_pub *bell;      /* rings the outbox events after their commit */
+};
+
+/* One checkout in a batch of the checkouts of one sku: what it asks for, and
+ * what the batch's statement gave it. */
+struct sale_buy {
+    combiner_item item;   /* first: the batch's items are sale_buys */
+    struct sale_member m; /* its quantity, and what the allocation gave it */
+    const char *sku;
+    int failed; /* the statement failed: err says why, nothing was sold */
+    errbuf err;
+};
+
+/* -- the allocation ------------------------------------------------------------ */
+
+long long
+sale_allocate(struct sale_member *first, long long stock, long long point)
+{
+    long long left = stock;
+
+    for (struct sale_member *m = first; m != NULL; m = m->next) {
+        /* Set whatever an earlier attempt, rolled back, set. */
+        m->sold = m->quantity <= left;
+        m->crossed = 0;
+        m->remaining = 0;
+        if (!m->sold)
+            continue;
+        m->crossed = !ORDER_AT_POINT(left, point) && ORDER_AT_POINT(left - m->quantity, point);
+        left -= m->quantity;
+        m->remaining = left;
+    }
+    return stock - left;
+}
+
+/* -- the shop -------------------------------------------------------------------- */
+
+sale_shop *
+sale_shop_new(const conf *cf, size_t threads, errbuf *err)
+{
+    sale_shop *self = calloc(1, sizeof(*self));
+
+    if (self != NULL) {
+        self->cf = cf;
+        self->key_retention = conf_int(cf, "idempotency_retention");
+        /* A sku in flight per thread at most: one slot each. */
+        self->checkouts = combiner_new(threads);
+    }
+    if (self == NULL || self->checkouts == NULL) {
+        free(self);
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
+    return self;
+}
+
+void
+sale_shop_destroy(sale_shop **self_p)
+{
+    sale_shop *self = *self_p;
+    struct combiner_stats st;
+    char sizes[160];
+
+    if (self == NULL)
+        return;
+    /* How much the checkouts were combined, for the operator and the bench. */
+    combiner_stats(self->checkouts, &st);
+    combiner_sizes_text(&st, sizes, sizeof(sizes));
+    log_info("event=checkout_batches statements=%llu checkouts=%llu largest=%llu sizes=\"%s\"",
+             st.batches, st.items, st.max, sizes);
+    combiner_destroy(&self->checkouts);
+    free(self);
+    *self_p = NULL;
+    bus_shutdown(); /* every thread's doorbell is closed by now */
+}
+
+/* -- a thread's sale ------------------------------------------------------------- */
+
+sale *
+sale_new(sale_shop *shop, db *conn, errbuf *err)
+{
+    sale *self = calloc(1, sizeof(*self));
+
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
+    self->shop = shop;
+    self->conn = conn;
+    /* The sale, and what it did, in one statement: LAST_INSERT_ID(expr) returns
+     * expr, here the new stock and the reorder point (SALE_SCALE), and DIV
+     * stores the new stock. The row lock makes the statements of one sku queue
+     * in the database, and the WHERE never lets stock go below zero: never
+     * read-then-write. sold_total counts the units for the worker's sales rate. */
+    self->take =
+        db_stmt_new(
+            conn,
+            "UPDATE product SET sold_total = sold_total + ?,"
+            " stock = LAST_INSERT_ID((stock - ?) * " ORDER_SQL(SALE_SCALE) " + reorder_point "
+                                                                           "+ " ORDER_SQL(SALE_BIAS) ") DIV " ORDER_SQL(
+                                                                               SALE_SCALE) " WHERE "
+                                                                                           "sku = "
+                                                                                           "? AND "
+                                                                                           "stock "
+                                                                                           ">= ?",
+            0);
+    self->lock =
+        db_stmt_new(conn, "SELECT stock, reorder_point FROM product WHERE sku = ? FOR UPDATE", 0);
+    if (self->take == NULL || self->lock == NULL) {
+        errbuf_set(err, "out of memory");
+        goto fail;
+    }
+    self->orders = order_new(conn, err);
+    if (self->orders == NULL)
+        goto fail;
+    self->keys = checkout_key_new(conn, err);
+    if (self->keys == NULL)
+        goto fail;
+    self->bell = bus_pub_new(conf_str(shop->cf, "bus_endpoint"), err);
+    if (self->bell == NULL)
+        goto fail;
+    return self;
+
+fail:
+    sale_destroy(&self);
+    return NULL;
+}
+
+void
+sale_destroy(sale **self_p)
+{
+    sale *self = *self_p;
+
+    if (self == NULL)
+        return;
+    bus_pub_destroy(&self->bell);
+    checkout_key_destroy(&self->keys);
+    order_destroy(&self->orders);
+    free(self); /* the statements go with the caller's db */
+    *self_p = NULL;
+}
+
+/* -- what a sale triggers ------------------------------------------------------------ */
+
+/* After the commit, never before: the worker must find the row it is woken
+ * for. A lost doorbell costs one sweep interval, not the order. */
+static void
+sale_ring(sale *self, const struct order_open_outcome *out)
+{
+    if (out->event[0] != '\0' && bus_ring(self->bell, BUS_STOCK_EMPTY, out->event) != RS_OK) {
+        metrics_count(METRICS_DOORBELLS_DROPPED);
+        log_warn("event=doorbell_dropped topic=%s outbox_event=%s", BUS_STOCK_EMPTY, out->event);
+    }
+}
+
+/* What one sale triggers: only the sale that crossed the reorder point and the
+ * one that emptied the shelf do more: order.c opens the order (crossing) and
+ * marks it sold out (stock 0), in one transaction. The sale itself is committed
+ * whatever happens here: a failure is logged, and the worker's sweep opens the
+ * order of a product at or below its point. (One call per sale; in a batch, each
+ * member's own thread calls it for its own sale.) */
+static void
+sale_after_sale(sale *self, const struct sale_buy *buy)
+{
+    errbuf err = {{0}};
+    struct order_open_outcome out;
+
+    if (!buy->m.crossed && buy->m.remaining > 0)
+        return;
+    if (buy->m.remaining == 0)
+        metrics_count(METRICS_SELLOUTS);
+    if (order_reorder(self->orders, buy->sku, &out, &err) < 0) {
+        log_error("event=reorder_failed sku=%s quantity=%lld remaining=%lld error=\"%s\"", buy->sku,
+                  buy->m.quantity, buy->m.remaining, err.msg);
+        return;
+    }
+    sale_ring(self, &out);
+}
+
+/* What a committed checkout triggers, and its count: a sale what sale_after_sale
+ * does; a refusal (state, from order_refused) the doorbell of what it wrote. */
+static void
+sale_done(sale *self, const struct sale_buy *buy, int state, const struct order_open_outcome *ring)
+{
+    if (buy->m.sold) {
+        metrics_count(METRICS_CHECKOUT_SOLD);
+        sale_after_sale(self, buy);
+        return;
+    }
+    metrics_count(state == ORDER_NO_PRODUCT ? METRICS_CHECKOUT_NOT_FOUND
+                                            : METRICS_CHECKOUT_REFUSED);
+    sale_ring(self, ring);
+}
+
+/* -- the answer ---------------------------------------------------------------------- */
+
+/* {"message":…}, or NULL when out of memory. */
+static cJSON *
+sale_message_json(const char *message)
+{
+    cJSON *json = cJSON_CreateObject();
+
+    if (json != NULL && cJSON_AddStringToObject(json, "message", message) == NULL)
+        cJSON_Delete(json), json = NULL;
+    return json;
+}
+
+/* {"message":"<prefix> 남은 재고: N","sku":…,"remaining":N[,"replenishment":…]},
+ * or NULL when out of memory. */
+static cJSON *
+sale_checkout_json(const char *prefix, const char *sku, long long remaining,
+                   const char *replenishment)
+{
+    char message[128];
+    cJSON *json = cJSON_CreateObject();
+    int ok = json != NULL;
+
+    snprintf(message, sizeof(message), "%s 남은 재고: %lld", prefix, remaining);
+    ok = ok && cJSON_AddStringToObject(json, "message", message) != NULL;
+    ok = ok && cJSON_AddStringToObject(json, "sku", sku) != NULL;
+    ok = ok && cJSON_AddNumberToObject(json, "remaining", (double)remaining) != NULL;
+    if (replenishment != NULL)
+        ok = ok && cJSON_AddStringToObject(json, "replenishment", replenishment) != NULL;
+    if (!ok) {
+        cJSON_Delete(json);
+        return NULL;
+    }
+    return json;
+}
+
+/* The word the 409 answer carries in "replenishment" for an order_refused
+ * result: only what is true (NULL: no field, nothing is on order). */
+static const char *
+sale_replenishment(int state)
+{
+    switch (state) {
+    case ORDER_OPENED:
+    case ORDER_PENDING:
+        return "requested";
+    case ORDER_RESTOCKED:
+        return "restocked";
+    case ORDER_NO_FACTORY:
+        return "unavailable";
+    default:
+        return NULL;
+    }
+}
+
+/* The answer of a checkout: sold (buy), or refused with state and the stock
+ * order_refused read (ring). Its text goes into out->body. RS_ERR when out of
+ * memory. */
+static int
+sale_answer_make(const struct sale_buy *buy, int state, const struct order_open_outcome *ring,
+                 struct sale_answer *out, errbuf *err)
+{
+    cJSON *json;
+    char *text;
+
+    if (buy->m.sold) {
+        out->outcome = SALE_SOLD, out->status = 200;
+        json = sale_checkout_json("구매 완료!", buy->sku, buy->m.remaining, NULL);
+    } else if (state == ORDER_NO_PRODUCT) {
+        out->outcome = SALE_NO_PRODUCT, out->status = 404;
+        json = sale_message_json("상품 없음");
+    } else {
+        out->outcome = SALE_REFUSED, out->status = 409;
+        json =
+            sale_checkout_json("구매 실패!", buy->sku, ring->remaining, sale_replenishment(state));
+    }
+    text = json != NULL ? json_print(json, out->body, sizeof(out->body)) : NULL;
+    cJSON_Delete(json);
+    if (text != out->body) {
+        /* An answer is far shorter than the buffer: only memory can be short. */
+        json_print_free(text, out->body);
+        return errbuf_set(err, "out of memory");
+    }
+    out->len = strlen(out->body);
+    return RS_OK;
+}
+
+/* The answer when it could not be made after a sale that stands: 500, as any
+ * answer that runs out of memory. */
+static void
+sale_answer_oom(struct sale_answer *out)
+{
+    static const char oom[] = "{\"error\":\"out of memory\"}";
+
+    out->status = 500;
+    out->len = sizeof(oom) - 1;
+    memcpy(out->body, oom, out->len);
+}
+
+/* -- the combined checkout ---------------------------------------------------------- */
+
+/* The one statement that takes stock: n units of sku, if that many are left.
+ * Rows changed, or RS_ERR; when 1, *left is the stock it left and *point the
+ * product's reorder point, read in the same round trip. */
+static long long
+sale_take(sale *self, const char *sku, long long n, long long *left, long long *point, errbuf *err)
+{
+    long long rows = db_stmt_exec(self->take, err, "iisi", n, n, sku, n);
+
+    if (rows == 1) {
+        unsigned long long id = db_stmt_insert_id(self->take);
+        *left = (long long)(id / SALE_SCALE);
+        *point = (long long)(id % SALE_SCALE) - SALE_BIAS;
+    }
+    return rows;
+}
+
+static void
+sale_batch_fail(combiner_item *batch, const errbuf *err)
+{
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+        b->failed = 1;
+        b->err = *err;
+    }
+}
+
+/* The batch's total did not fit in the stock (or the sku is unknown): the sell-out
+ * boundary, rare. Under the row's lock, sale_allocate gives the stock to the
+ * members in arrival order; then one UPDATE takes what was given, and the commit
+ * releases the row. Any failure rolls back: nothing sold. RS_ERR with err when
+ * it failed. */
+static int
+sale_batch_allocate_tx(sale *self, struct sale_buy *first, errbuf *err)
+{
+    long long rows, taken, left, point;
+
+    if (db_begin(self->conn, err) != RS_OK)
+        goto fail;
+    rows = db_stmt_exec(self->lock, err, "s", first->sku);
+    if (rows < 0)
+        goto fail;
+    if (rows == 0 || !db_stmt_next(self->lock)) {
+        /* No such product: nothing to give, nobody sold; each member's refusal
+         * says 404. */
+        db_rollback(self->conn);
+        sale_allocate(&first->m, 0, 0);
+        return RS_OK;
+    }
+    taken =
+        sale_allocate(&first->m, db_stmt_col_int(self->lock, 0), db_stmt_col_int(self->lock, 1));
+    if (taken > 0) {
+        rows = sale_take(self, first->sku, taken, &left, &point, err);
+        if (rows < 0)
+            goto fail;
+        if (rows != 1) {
+            /* Not the sku: it is the client's text, and this goes to the log. */
+            errbuf_set(err, "a product's stock changed under its row lock");
+            goto fail;
+        }
+    }
+    if (db_commit(self->conn, err) != RS_OK)
+        goto fail;
+    return RS_OK;
+
+fail:
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
+/* The allocation, run again while the database rolled it back (a deadlock, a
+ * Galera certification failure of a two-writer hot row): nothing was sold, so
+ * that a conflict is never answered 503. Another failure: every member 503. */
+static void
+sale_batch_allocate(sale *self, combiner_item *batch)
+{
+    errbuf err = {{0}};
+    int rc, attempts = 0;
+
+    do
+        rc = sale_batch_allocate_tx(self, (struct sale_buy *)batch, &err);
+    while (rc != RS_OK && db_retry(self->conn, &attempts));
+    if (rc != RS_OK)
+        sale_batch_fail(batch, &err);
+}
+
+/* One statement for the whole batch, run by its leader on its own connection.
+ * The common case, every quantity fits: one UPDATE takes the total, and hands
+ * back the stock it left and the reorder point; the allocation of the stock
+ * there was before it then tells each member its remaining and which one
+ * crossed the point, as under the row lock. */
+static void
+sale_batch_run(void *ctx, combiner_item *batch, size_t n)
+{
+    sale *self = ctx;
+    struct sale_buy *first = (struct sale_buy *)batch;
+    long long total = 0, rows, left = 0, point = 0;
+    errbuf err = {{0}};
+
+    (void)n;
+    /* The allocation walks the members in the batch's (arrival) order. */
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+        b->m.next = it->next != NULL ? &((struct sale_buy *)it->next)->m : NULL;
+        total += b->m.quantity;
+    }
+    rows = sale_take(self, first->sku, total, &left, &point, &err);
+    if (rows < 0) {
+        sale_batch_fail(batch, &err);
+        return;
+    }
+    if (rows == 0) {
+        /* Alone, the one checkout did not fit: sold out, without a transaction. */
+        if (batch->next == NULL)
+            first->m.sold = 0;
+        else
+            sale_batch_allocate(self, batch);
+        return;
+    }
+    sale_allocate(&first->m, left + total, point);
+}
+
+/* Without a key: the checkouts that arrive while one of the same sku is in
+ * flight wait here and go in the next statement together. Not sold: the
+ * refusal's decision, order_refused (order.h). */
+static int
+sale_checkout_combined(sale *self, struct sale_buy *buy, struct sale_answer *out, errbuf *err)
+{
+    struct order_open_outcome ring;
+    int state = 0;
+
+    memset(&ring, 0, sizeof(ring));
+    log_debug("event=checkout_submitted quantity=%lld", buy->m.quantity); /* tests wait for it */
+    combiner_submit(self->shop->checkouts, &buy->item, buy->sku, sale_batch_run, self);
+    if (buy->failed) {
+        *err = buy->err;
+        return RS_ERR;
+    }
+    if (!buy->m.sold) {
+        state = order_refused(self->orders, buy->sku, buy->m.quantity, &ring, err);
+        if (state < 0)
+            return RS_ERR; /* 503, not 409: nothing was decided */
+    }
+    sale_done(self, buy, state, &ring);
+    if (sale_answer_make(buy, state, &ring, out, err) != RS_OK)
+        sale_answer_oom(out);
+    return RS_OK;
+}
+
+/* -- the keyed checkout ------------------------------------------------------------- */
+
+/* The keyed checkout's transaction: claims the key's row (a request with the
+ * same key in flight holds it: this one waits, then finds it taken), runs the
+ * same sale statement as the combined path, and stores the answer, 200 or 409,
+ * with the row before the commit. Not sold: order_refused, whose writes join this
+ * transaction (its own is a savepoint of it, db.h). A 404 (no such sku) is not
+ * stored: it sold and changed nothing, so its retry may as well be asked again,
+ * and a client cannot fill the key table with rows that cost the shop nothing to
+ * refuse; its transaction is rolled back, the key's row with it. *claim tells
+ * what the key's row held. A failure rolls everything back. */
+static int
+sale_keyed_tx(sale *self, const struct sale_request *req, struct sale_buy *buy, int *claim,
+              int *state, struct order_open_outcome *ring, struct sale_answer *out, errbuf *err)
+{
+    unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
+    struct checkout_key_answer stored;
+    long long rows, left, point;
+
+    *state = 0;
+    buy->m.sold = 0;
+    memset(ring, 0, sizeof(*ring));
+    checkout_key_fingerprint(req->client, req->sku, req->quantity, fingerprint);
+    if (db_begin(self->conn, err) != RS_OK)
+        goto fail;
+    *claim = checkout_key_claim(self->keys, req->client, req->key, fingerprint,
+                                self->shop->key_retention, &stored, err);
+    if (*claim < 0)
+        goto fail;
+    if (*claim != CHECKOUT_KEY_NEW) {
+        db_rollback(self->conn); /* it wrote nothing */
+        out->outcome = *claim == CHECKOUT_KEY_REPLAY ? SALE_REPLAYED : SALE_KEY_MISMATCH;
+        out->status = *claim == CHECKOUT_KEY_REPLAY ? stored.status : 422;
+        out->len = *claim == CHECKOUT_KEY_REPLAY ? stored.len : 0;
+        memcpy(out->body, stored.body, out->len);
+        return RS_OK;
+    }
+    rows = sale_take(self, req->sku, req->quantity, &left, &point, err);
+    if (rows < 0)
+        goto fail;
+    if (rows == 1)
+        sale_allocate(&buy->m, left + req->quantity, point);
+    else if ((*state = order_refused(self->orders, req->sku, req->quantity, ring, err)) < 0)
+        goto fail;
+    if (sale_answer_make(buy, *state, ring, out, err) != RS_OK)
+        goto fail;
+    if (out->outcome == SALE_NO_PRODUCT) {
+        db_rollback(self->conn);
+        return RS_OK;
+    }
+    if (checkout_key_store(self->keys, req->client, req->key, out->status, out->body, out->len,
+                           err) != RS_OK ||
+        db_commit(self->conn, err) != RS_OK)
+        goto fail;
+    return RS_OK;
+
+fail:
+    db_rollback(self->conn);
+    buy->m.sold = 0;
+    return RS_ERR;
+}
+
+/* A checkout with an Idempotency-Key: not in the combiner, whose statement is
+ * shared, but in a transaction of its own (sale_keyed_tx), run again while the
+ * database rolled it back (a deadlock, a Galera certification failure of two
+ * writers), as the combined allocation is. The same key and request again: the
+ * stored answer, byte for byte, and nothing sold; another request: no answer
+ * (the caller's 422). Another failure is RS_ERR, stored nowhere: the retry runs
+ * afresh, or, when the commit did happen (the connection broke after COMMIT was
+ * sent), finds the key and is answered what the sale was. After the commit,
+ * what the sale or refusal triggers, as for any checkout. */
+static int
+sale_checkout_keyed(sale *self, const struct sale_request *req, struct sale_buy *buy,
+                    struct sale_answer *out, errbuf *err)
+{
+    struct order_open_outcome ring;
+    int claim = CHECKOUT_KEY_NEW, state = 0, rc, attempts = 0;
+
+    do
+        rc = sale_keyed_tx(self, req, buy, &claim, &state, &ring, out, err);
+    while (rc != RS_OK && db_retry(self->conn, &attempts));
+    if (rc != RS_OK)
+        return RS_ERR;
+    if (claim == CHECKOUT_KEY_MISMATCH)
+        metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
+    else if (claim != CHECKOUT_KEY_NEW)
+        metrics_count(METRICS_CHECKOUT_REPLAYED);
+    else
+        sale_done(self, buy, state, &ring);
+    return RS_OK;
+}
+
+int
+sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *out, errbuf *err)
+{
+    struct sale_buy buy;
+
+    memset(&buy, 0, sizeof(buy));
+    buy.sku = req->sku;
+    buy.m.quantity = req->quantity;
+    out->len = 0;
+    if (req->key == NULL)
+        return sale_checkout_combined(self, &buy, out, err);
+    log_debug("event=checkout_keyed client=%lld quantity=%lld", req->client, req->quantity);
+    return sale_checkout_keyed(self, req, &buy, out, err);
+}

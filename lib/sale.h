@@ -1,0 +1,102 @@
+/* sale: the sale's one home (docs/design.md §4.1). Every statement that takes
+ * stock is here: a checkout alone, the checkouts of one sku combined into one
+ * statement (lib/combiner), their allocation under the row lock at the sell-out
+ * boundary, a checkout with an Idempotency-Key in a transaction of its own that
+ * stores its answer (lib/checkout_key); the checkout's answer (status and JSON
+ * text); the retries of what the database rolled back; and what a sale
+ * triggers: the order at the reorder point and the sell-out (lib/order), the
+ * doorbell (lib/bus), the checkout counters (lib/metrics). product.stock is
+ * taken here only; a delivery adds to it in lib/order (order_fulfil), which
+ * says why. restock-sales keeps HTTP: it parses, authenticates, and sends the
+ * answer this module made.
+ *
+ * Two objects: a sale_shop, shared by every thread (the combiner of each sku's
+ * checkouts and the settings), and a sale per thread, on that thread's db. */
+#ifndef RESTOCK_SALE_H
+#define RESTOCK_SALE_H
+
+#include <stddef.h>
+
+#include "checkout_key.h"
+#include "conf.h"
+#include "db.h"
+#include "errbuf.h"
+
+/* --- the allocation: pure, no database -------------------------------------- */
+
+/* One checkout of a batch as the allocation sees it. */
+struct sale_member {
+    struct sale_member *next; /* the next in arrival order; NULL: the last */
+    long long quantity;       /* asked for, 1 or more */
+    int sold;                 /* set: it took its whole quantity */
+    long long remaining;      /* set, when sold: the stock its own sale left */
+    int crossed;              /* set: its own sale took the stock from above the
+                                 reorder point to at or below it (ORDER_AT_POINT) */
+};
+
+/* Gives stock to the members, in arrival order: each takes its whole quantity
+ * if what is left covers it, or nothing (a later, smaller quantity may still
+ * take what an earlier, larger one could not). Each member sold is told the
+ * stock after the members before it and itself, so that no two are told the
+ * same remaining; the one whose sale crossed the reorder point (point) is marked
+ * crossed (at most one: the stock only falls). Sets every member's results.
+ * Returns the units given. */
+long long sale_allocate(struct sale_member *first, long long stock, long long point);
+
+/* --- the shop: what every thread's sale shares -------------------------------- */
+
+typedef struct sale_shop sale_shop;
+
+/* threads: how many threads sell (each has one checkout in flight at most). cf
+ * stays the caller's. NULL with err when out of memory. */
+sale_shop *sale_shop_new(const conf *cf, size_t threads, errbuf *err);
+/* After every thread's sale is destroyed: logs how the checkouts were combined
+ * (event=checkout_batches), and ends ZeroMQ in the process (bus_shutdown). */
+void sale_shop_destroy(sale_shop **self_p);
+
+/* --- a thread's sale ------------------------------------------------------------ */
+
+typedef struct sale sale;
+
+/* Its statements live on conn (the caller's, used by this thread only); it
+ * rings its own doorbell (ZeroMQ sockets are not thread-safe). NULL with err. */
+sale *sale_new(sale_shop *shop, db *conn, errbuf *err);
+void sale_destroy(sale **self_p);
+
+/* A checkout as parsed: sku and key (NULL: none) stay the caller's. */
+struct sale_request {
+    long long client; /* the API client, or CHECKOUT_KEY_ANONYMOUS */
+    const char *key;  /* the Idempotency-Key, unquoted; NULL: no key */
+    const char *sku;
+    long long quantity;
+};
+
+enum sale_outcome {
+    SALE_SOLD,        /* 200 */
+    SALE_REFUSED,     /* 409: fewer units left than asked for */
+    SALE_NO_PRODUCT,  /* 404: no such sku */
+    SALE_REPLAYED,    /* the key's stored answer, byte for byte; nothing sold */
+    SALE_KEY_MISMATCH /* the key was used for another request: nothing done, no body */
+};
+
+/* The checkout's answer. body is its JSON text (not NUL-terminated), len bytes;
+ * status is 200, 404, 409, a replayed answer's own, or 500 when the answer could
+ * not be made (out of memory) after a sale that stands. */
+struct sale_answer {
+    enum sale_outcome outcome;
+    int status;
+    size_t len;
+    char body[CHECKOUT_KEY_BODY_MAX];
+};
+
+/* Sells req: without a key, in the next statement of req->sku's checkouts
+ * (combined with those of the other threads that arrive meanwhile); with one, in
+ * a transaction that claims the key, sells and stores the answer (a 404 is not
+ * stored). What the database rolled back is run again (db_retry). After the
+ * commit, what the sale or the refusal triggers: the order at the reorder point,
+ * the sell-out, the doorbell; the result is counted (restock_checkouts_total).
+ * RS_OK with *out; RS_ERR with err when the database failed: nothing was sold,
+ * nothing stored (the caller answers 503 and counts it). */
+int sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *out, errbuf *err);
+
+#endif
