@@ -1,42 +1,49 @@
 #!/usr/bin/env python3
-"""scripts/freeport.py: prints a free TCP port of 127.0.0.1 for a program to listen on
-(scripts/stack, and the integration tests import free_port from here).
+"""scripts/freeport.py: prints a free TCP port of 127.0.0.1 for a program to listen on.
+scripts/stack runs it; the integration tests (harness.free_port) and the cluster bed
+import free_port from here.
 
-A port the kernel hands out for bind(0) comes from the ephemeral range, the one it
-also takes the source ports of outgoing connections from: while a program of a stack
-is stopped for a restart, a connection of any other test running beside it may take
-its port, and the restart fails with "Address already in use". So the port is picked
-at random below that range, among those nothing listens on."""
+A port the kernel hands out for a bind to port 0 comes from its ephemeral range, the
+one it also takes the local ports of outgoing connections from: such a port is free
+only for the moment. Any outgoing connection of this machine (another test's, running
+beside) may take it and keep it in TIME_WAIT for a minute, and a listener started
+later on it (a program restarted, a Galera node's SST or IST receiver when it rejoins)
+fails with EADDRINUSE. Outside that range only a listener bound on purpose can hold
+it: the port is picked at random there, among those nothing holds now."""
 import random
 import socket
 
+GIVEN = set()  # by this process: not handed out twice
 
-def ephemeral_start():
+
+def ephemeral_range():
+    """The ports the kernel gives to outgoing connections (and to a bind to port 0)."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def free_port():
-    top = ephemeral_start()
-    low = 10000 if top > 11000 else 1024
-    for _ in range(1000):
-        port = random.randrange(low, top)
+    low, high = ephemeral_range()
+    first, last = (10000, low - 1) if low > 12000 else (high + 1, 65535)
+    rnd = random.Random()
+    for _ in range(2000):
+        port = rnd.randint(first, last)
+        if port in GIVEN:
+            continue
         s = socket.socket()
         try:
-            s.bind(("127.0.0.1", port))
-            return port
+            s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: TIME_WAIT counts as used
         except OSError:
             continue
         finally:
             s.close()
-    s = socket.socket()  # the range below is full: the kernel's choice
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+        GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port in %d-%d" % (first, last))
 
 
 if __name__ == "__main__":

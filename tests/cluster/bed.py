@@ -19,7 +19,6 @@ RESTOCK_KEEP=1 keeps the folder."""
 import http.client
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -35,6 +34,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRCDIR, "tests", "integration"))
 from harness import SANITIZER_MARKS  # noqa: E402
+# A port outside the kernel's ephemeral range (scripts/freeport.py says why).
+from harness import free_port as bed_port  # noqa: E402
+from harness import spawn, stop_process  # noqa: E402
+import galera_node  # noqa: E402 (the Galera node's parts, shared with the integration tests)
 
 BUILDDIR = os.environ.get("RESTOCK_BUILDDIR") or os.path.join(SRCDIR, "build")
 PYTHON = "/usr/bin/python3"
@@ -67,46 +70,6 @@ def port_open(port):
         return False
 
 
-def ephemeral_range():
-    """The ports the kernel gives to outgoing connections (and to a bind to port 0)."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            low, high = (int(x) for x in f.read().split())
-        return low, high
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-PORTS_GIVEN = set()
-
-
-def bed_port():
-    """A port for one of the bed's listeners, free now and outside the kernel's
-    ephemeral range. A port from that range (a bind to port 0) is free only for the
-    moment: any outgoing connection of this machine may take it as its local port
-    (and keep it in TIME_WAIT for a minute), and a listener started later on it,
-    a node's SST rsync daemon or IST receiver when a killed node rejoins, then
-    fails (EADDRINUSE: "the rsync or stunnel daemon terminated unexpectedly").
-    Outside that range only a listener bound on purpose can hold it."""
-    low, high = ephemeral_range()
-    first, last = (10000, low - 1) if low > 12000 else (high + 1, 65535)
-    rnd = random.Random()
-    for _ in range(2000):
-        port = rnd.randint(first, last)
-        if port in PORTS_GIVEN:
-            continue
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))  # no SO_REUSEADDR: TIME_WAIT counts as used
-        except OSError:
-            continue
-        finally:
-            s.close()
-        PORTS_GIVEN.add(port)
-        return port
-    raise RuntimeError("no free port in %d-%d" % (first, last))
-
-
 class Node:
     """One Galera node: a mariadbd of its own."""
 
@@ -124,32 +87,20 @@ class Node:
 
     def args(self, extra=()):
         peers = ",".join("127.0.0.1:%d" % n.gcomm for n in self.bed.nodes)
-        opts = "gmcast.listen_addr=tcp://127.0.0.1:%d;ist.recv_addr=127.0.0.1:%d;" \
-               "gcache.size=64M;%s" % (self.gcomm, self.ist, EVS)
-        return ["/usr/sbin/mariadbd", "--no-defaults", "--datadir=" + self.datadir,
-                "--socket=" + self.socket, "--port=%d" % self.port, "--bind-address=127.0.0.1",
-                "--pid-file=" + os.path.join(self.dir, "mariadbd.pid"), "--user=mysql",
-                "--tmpdir=" + os.path.join(self.dir, "tmp"), "--log-error=" + self.log,
-                "--innodb-buffer-pool-size=32M", "--innodb-log-file-size=16M",
-                "--innodb-flush-log-at-trx-commit=2", "--max-connections=300",
-                "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
-                "--binlog-format=ROW", "--innodb-autoinc-lock-mode=2",
-                "--wsrep-on=ON", "--wsrep-provider=" + GALERA,
-                "--wsrep-cluster-name=restock-bed", "--wsrep-node-name=" + self.name,
-                "--wsrep-cluster-address=gcomm://" + peers,
-                "--wsrep-node-address=127.0.0.1",
-                "--wsrep-sst-method=rsync", "--wsrep-sst-receive-address=127.0.0.1:%d" % self.sst,
-                "--wsrep-provider-options=" + opts, "--wsrep-slave-threads=2"] + list(extra)
+        return galera_node.node_args(
+            self.dir, self.datadir, self.socket, self.log, "mysql", self.port, self.gcomm,
+            self.ist, "restock-bed", peers, "gcache.size=64M;" + EVS,
+            ["--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=2",
+             "--max-connections=300", "--character-set-server=utf8mb4",
+             "--collation-server=utf8mb4_unicode_ci", "--wsrep-node-name=" + self.name,
+             "--wsrep-sst-receive-address=127.0.0.1:%d" % self.sst,
+             "--wsrep-slave-threads=2"] + list(extra))
 
     def prepare(self, install):
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         os.makedirs(self.datadir, exist_ok=True)
         if install:
-            p = subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.datadir,
-                                "--user=mysql", "--auth-root-authentication-method=normal",
-                                "--skip-test-db"], capture_output=True, text=True)
-            if p.returncode != 0:
-                raise RuntimeError("mariadb-install-db: " + p.stdout + p.stderr)
+            galera_node.install(self.datadir, "mysql")
         subprocess.run(["chown", "-R", "mysql:mysql", self.dir], check=True)
 
     def start(self, bootstrap=False, recover=False):
@@ -183,9 +134,7 @@ class Node:
             raise RuntimeError("%s did not become Synced in %ds" % (self.name, timeout))
 
     def root(self, query, check=True):
-        p = subprocess.run(["mariadb", "--no-defaults", "-S", self.socket, "-u", "root", "-N", "-B",
-                            "--default-character-set=utf8mb4", "-e", query],
-                           capture_output=True, text=True)
+        p = galera_node.root_sql(self.socket, query, check=False)
         if check and p.returncode != 0:
             raise RuntimeError("%s: %s: %s" % (self.name, query, p.stderr.strip()))
         return p
@@ -211,14 +160,7 @@ class Node:
                 self.proc.wait()
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 60)
 
 
 class Program:
@@ -229,8 +171,7 @@ class Program:
         self.log = os.path.join(bed.logdir, name + ".log")
         e = dict(os.environ)
         e.update(env or {})
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(argv, env=e, stdout=out, stderr=subprocess.STDOUT)
+        self.proc = spawn(argv, self.log, e)
 
     def alive(self):
         return self.proc.poll() is None
@@ -252,15 +193,7 @@ class Program:
         return bool(states) and all(s in ("T", "t") for s in states)
 
     def stop(self):
-        if not self.alive():
-            return
-        self.proc.send_signal(signal.SIGCONT)
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
     def text(self):
         try:

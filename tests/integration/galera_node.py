@@ -1,16 +1,56 @@
-"""A MariaDB Galera node for tests: one node with wsrep on, bootstrapped as a new
-cluster of its own in a folder of the test's, on free loopback ports, run as the
-test's user (as scripts/stack runs the harness's MariaDB)."""
+"""MariaDB Galera nodes for tests, one helper for the integration tests and the
+cluster bed (tests/cluster/bed.py): the datadir's installation, the options of a
+node (wsrep on, every listener on loopback: client, gcomm and IST ports) and root's
+SQL; a node is started with subprocess and stopped with harness.stop_process. Galera is one node bootstrapped as a new cluster of its own in a
+folder of the test's, run as the test's user (as scripts/stack runs the harness's
+MariaDB); the bed builds its three-node cluster, run as mysql, from the same parts."""
 
 import os
 import pwd
 import shutil
 import subprocess
 
-from harness import free_port, wait_until
+from harness import free_port, stop_process, wait_until
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 ME = pwd.getpwuid(os.getuid()).pw_name
+MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+
+
+def install(datadir, user):
+    """A new datadir (mariadb-install-db); raises with its output when it fails."""
+    p = subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + datadir,
+                        "--user=" + user, "--auth-root-authentication-method=normal",
+                        "--skip-test-db"], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError("mariadb-install-db: " + p.stdout + p.stderr)
+
+
+def node_args(folder, datadir, socket, log, user, port, gcomm, ist, cluster, peers="",
+              provider_options="", extra=()):
+    """The mariadbd command line of a Galera node: its files in folder (pid, tmp/),
+    its listeners on 127.0.0.1 (client port, gcomm, IST), wsrep on in the cluster
+    named cluster, peers its gcomm addresses ("" with --wsrep-new-cluster in extra
+    for the first node), SST by rsync; extra: more options."""
+    return [MARIADBD, "--no-defaults", "--datadir=" + datadir, "--socket=" + socket,
+            "--user=" + user, "--bind-address=127.0.0.1", "--port=%d" % port,
+            "--tmpdir=" + os.path.join(folder, "tmp"), "--log-error=" + log,
+            "--pid-file=" + os.path.join(folder, "mariadbd.pid"),
+            "--innodb-buffer-pool-size=32M", "--binlog-format=ROW",
+            "--innodb-autoinc-lock-mode=2", "--wsrep-on=ON", "--wsrep-provider=" + PROVIDER,
+            "--wsrep-cluster-name=" + cluster, "--wsrep-cluster-address=gcomm://" + peers,
+            "--wsrep-node-address=127.0.0.1", "--wsrep-sst-method=rsync",
+            "--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:%d;"
+            "ist.recv_addr=127.0.0.1:%d%s" % (gcomm, ist,
+                                              ";" + provider_options if provider_options else "")
+            ] + list(extra)
+
+
+def root_sql(socket, sql, check=True):
+    """SQL as the node's root over its socket: the CompletedProcess (text)."""
+    return subprocess.run(["mariadb", "--no-defaults", "-S", socket, "-u", "root", "-N", "-B",
+                           "--default-character-set=utf8mb4", "-e", sql],
+                          capture_output=True, text=True, check=check)
 
 
 class Galera:
@@ -25,32 +65,17 @@ class Galera:
         self.gport = free_port()
         self.log = os.path.join(self.dir, "error.log")
         os.makedirs(os.path.join(self.dir, "tmp"))
-        me = ME
-        subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.data,
-                        "--user=" + me, "--auth-root-authentication-method=normal",
-                        "--skip-test-db"], check=True, capture_output=True)
-        self.proc = subprocess.Popen([
-            shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults",
-            "--datadir=" + self.data, "--socket=" + self.sock, "--user=" + me,
-            "--bind-address=127.0.0.1", "--port=%d" % self.port,
-            "--tmpdir=" + os.path.join(self.dir, "tmp"), "--log-error=" + self.log,
-            "--pid-file=" + os.path.join(self.dir, "mariadbd.pid"),
-            "--innodb-buffer-pool-size=32M", "--connect-timeout=60",
-            "--binlog-format=ROW", "--innodb-autoinc-lock-mode=2",
-            "--wsrep-on=ON", "--wsrep-provider=" + PROVIDER,
-            "--wsrep-cluster-address=gcomm://", "--wsrep-new-cluster",
-            "--wsrep-cluster-name=restock-test-%d" % os.getpid(),
-            "--wsrep-node-address=127.0.0.1:%d" % self.gport,
-            "--wsrep-provider-options=gmcast.listen_addr=tcp://127.0.0.1:%d;"
-            "ist.recv_addr=127.0.0.1:%d" % (self.gport, free_port()),
-            "--wsrep-sst-method=rsync"] + list(args),
+        install(self.data, ME)
+        self.proc = subprocess.Popen(
+            node_args(self.dir, self.data, self.sock, self.log, ME, self.port, self.gport,
+                      free_port(), "restock-test-%d" % os.getpid(),
+                      extra=["--connect-timeout=60", "--wsrep-new-cluster"] + list(args)),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not wait_until(lambda: self.root("SELECT 1", check=False).returncode == 0, 90):
             raise RuntimeError("the Galera node did not start: " + self.tail())
 
     def root(self, sql, check=True):
-        return subprocess.run(["mariadb", "--no-defaults", "-S", self.sock, "-u", "root", "-N",
-                               "-B", "-e", sql], capture_output=True, text=True, check=check)
+        return root_sql(self.sock, sql, check)
 
     def status(self, name):
         out = self.root("SHOW GLOBAL STATUS LIKE '%s'" % name).stdout.split()
@@ -64,9 +89,4 @@ class Galera:
             return "(no log)"
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 60)

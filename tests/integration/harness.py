@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -183,10 +184,8 @@ class Stack:
         e["RESTOCK_CONFIG"] = path
         log_path = os.path.join(self.dir, "log", name + ".log")
         started = self.log(name).count("event=started ")
-        with open(log_path, "ab") as log:
-            p = subprocess.Popen(os.environ.get("RESTOCK_WRAPPER", "").split() +
-                                 [os.path.join(BUILDDIR, "workers", "restock-worker")],
-                                 env=e, stdout=log, stderr=subprocess.STDOUT)
+        p = spawn(os.environ.get("RESTOCK_WRAPPER", "").split() +
+                  [os.path.join(BUILDDIR, "workers", "restock-worker")], log_path, e)
         self.workers[name] = p
         with open(os.path.join(self.dir, "pid", name + ".pid"), "w") as f:
             f.write("%d\n" % p.pid)
@@ -200,16 +199,7 @@ class Stack:
 
     def stop_worker(self, name="worker2"):
         """Stops a worker of start_worker cleanly (SIGTERM; SIGKILL after 20 s)."""
-        p = self.workers.pop(name, None)
-        if p is None:
-            return
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_process(self.workers.pop(name, None))
         try:
             os.unlink(os.path.join(self.dir, "pid", name + ".pid"))
         except FileNotFoundError:
@@ -379,6 +369,27 @@ def wait_until(predicate, timeout=30, interval=0.1):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def spawn(argv, log_path, env=None):
+    """Starts a long-running program, its output appended to log_path: how the tests
+    (beside scripts/stack's components) and the cluster bed start their programs."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def stop_process(proc, timeout=20):
+    """Stops a program of spawn (or any child): SIGCONT (a stopped one must run to
+    stop), SIGTERM, SIGKILL after timeout seconds; reaped."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def alive(pid):

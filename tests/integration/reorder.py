@@ -16,7 +16,7 @@ from collections import Counter
 
 from harness import Stack, run_tests
 from inbox import ad_status, inbox
-from replenish_common import factory_requests, orders, outbox, sim_config
+from replenish_common import factory_requests, outbox, sim_config
 
 BIG = "CP-502101"     # the surge after the point
 SHELF = "CP-502102"   # the ad until the last unit, unmet demand
