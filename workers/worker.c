@@ -43,7 +43,6 @@
 #include "scrape.h"
 #include "reorder.h"
 #include "spool.h"
-#include "timetext.h"
 #include "token.h"
 #include "watch.h"
 
