@@ -157,6 +157,12 @@ def design_names(t):
     modules -= {"workers/worker", "ctl/restockctl"}  # the programs: the table of programs
     t.is_(sorted(modules - rows), [], "every module has its row in design.md's module table")
 
+    listed = doc[doc.index("Modules without a unit test of their"):]
+    listed = set(re.findall(r"`([a-z_0-9]+)`", listed[:listed.index(")")]))
+    untested = {m.split("/")[1] for m in modules
+                if "tests/unit/%s_test.c" % m.split("/")[1] not in files}
+    t.is_(sorted(listed), sorted(untested), "design.md lists the modules without a unit test")
+
 
 def both(t):
     body(t)
