@@ -17,9 +17,11 @@
 #include "conf.h"
 #include "errbuf.h"
 #include "order.h"
+#include "queues.h"
 
-/* The spool queue of callbacks accepted while the database was down. */
-#define DELIVERY_QUEUE "callback"
+/* The spool queue of callbacks accepted while the database was down (and the
+ * doorbell topic of a delivery applied). */
+#define DELIVERY_QUEUE QUEUES_CALLBACK
 
 /* One delivery: the order, the quantity claimed, the product named (or ""). */
 struct delivery {

@@ -12,8 +12,9 @@
 
 #include "claim.h"
 #include "log.h"
+#include "queues.h"
 
-static const char *const claim_queue_names[CLAIM_NQUEUES] = {"factory", "mail"};
+static const char *const claim_queue_names[CLAIM_NQUEUES] = {QUEUES_FACTORY, QUEUES_MAIL};
 
 enum claim_stmt {
     ST_NEW,      /* events not claimed yet */

@@ -18,6 +18,7 @@
 #include "mailtext.h"
 #include "metrics.h"
 #include "order.h"
+#include "queues.h"
 #include "timetext.h"
 #include "utf8.h"
 
@@ -266,7 +267,7 @@ factory_queue_dead(void *state, const spool_msg *msg, const char *reason)
          * below still tell the operator, and a redrive settles it. */
         log_error("event=mark_failed_failed order=%s error=\"%s\"", order_id->valuestring, err.msg);
     cJSON_Delete(m);
-    drivers_alert_dead(msg, "factory", reason);
+    drivers_alert_dead(msg, QUEUES_FACTORY, reason);
 }
 
 static int
@@ -282,7 +283,7 @@ factory_queue_ended(void *state, const spool_msg *msg)
 }
 
 const struct queue_driver drivers_factory = {
-    .name = "factory",
+    .name = QUEUES_FACTORY,
     .thread_init = factory_thread_init,
     .thread_fini = factory_thread_fini,
     .deliver = factory_queue_deliver,
@@ -475,7 +476,7 @@ mail_queue_dead(void *state, const spool_msg *msg, const char *reason)
         mailtext_var vars[] = {{"recipient", recipient}, {"subject", subject},
                                {"reason", why},          {"message_id", spool_msg_id(msg)},
                                {"time", when},           {NULL, NULL}};
-        drivers_raise(msg, "mail", "mail_dead", vars);
+        drivers_raise(msg, QUEUES_MAIL, "mail_dead", vars);
     }
     mail_parts_clear(&p);
 }
@@ -493,7 +494,7 @@ mail_queue_ended(void *state, const spool_msg *msg)
 }
 
 const struct queue_driver drivers_mail = {
-    .name = "mail",
+    .name = QUEUES_MAIL,
     .thread_init = mail_thread_init,
     .thread_fini = mail_thread_fini,
     .deliver = mail_queue_deliver,

@@ -1,0 +1,69 @@
+"""What the code states once stays stated once (issue 19, item 2): each fact
+below has one home in the C sources of lib/, workers/, ctl/ and fcgi/, and every
+other file takes it from there. The sources are read as text, comments left out
+(a comment may name a queue or a field to say what it is about)."""
+
+import os
+import re
+
+from harness import SRCDIR, run_tests
+
+FOLDERS = ("lib", "workers", "ctl", "fcgi")
+# A comment, or a string or character literal (kept: it is what is looked for).
+TOKEN = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
+
+
+def code(text):
+    """text with its comments blanked out, lines kept where they were."""
+    return TOKEN.sub(lambda m: m.group(0) if m.group(0)[0] in "\"'" else
+                     "\n" * m.group(0).count("\n"), text)
+
+
+def sources():
+    """{path: code} of every C file of the programs and the library."""
+    out = {}
+    for folder in FOLDERS:
+        for name in sorted(os.listdir(os.path.join(SRCDIR, folder))):
+            if name.endswith((".c", ".h")):
+                path = folder + "/" + name
+                with open(os.path.join(SRCDIR, path), encoding="utf-8") as f:
+                    out[path] = code(f.read())
+    return out
+
+
+def places(src, pattern, allowed=None):
+    """The lines (path:line: text) that match pattern, but those allowed(path, line)."""
+    found = []
+    for path, text in src.items():
+        for number, line in enumerate(text.splitlines(), 1):
+            if re.search(pattern, line) and not (allowed and allowed(path, line)):
+                found.append("%s:%d: %s" % (path, number, line.strip()))
+    return found
+
+
+def only_in(t, src, pattern, homes, what, allowed=None):
+    """pattern occurs in the files homes, and nowhere else."""
+    found = places(src, pattern, allowed)
+    t.ok(found and all(p.split(":")[0] in homes for p in found),
+         "%s: stated in %s only" % (what, " and ".join(homes)), "\n".join(found) or "not found")
+
+
+def queue_names(t, src):
+    # The worker's registration of its spool fault handlers is the watch's set-up,
+    # which moves to a module of its own (issue 19): it takes the queue's name
+    # from the spool (spool_queue) there.
+    def watch_setup(path, line):
+        return path == "workers/worker.c" and "spool_set_corrupt_handler(" in line
+
+    for name in ("factory", "mail", "callback"):
+        only_in(t, src, r'"%s"' % name, ["lib/queues.h"], "queue name " + name, watch_setup)
+    t.ok(not places(src, r'\{\s*QUEUES_\w+\s*,\s*QUEUES_\w+\s*,\s*QUEUES_\w+'),
+         "the list of every queue is QUEUES_ALL or queues_names, not written out again")
+
+
+def body(t):
+    src = sources()
+    queue_names(t, src)
+
+
+run_tests(body)
