@@ -17,7 +17,6 @@
 
 #define DELIVERY_QUANTITY_KEY "MessageAttributeProductCnt"
 #define DELIVERY_SKU_KEY      "MessageAttributeProductId"
-#define DELIVERY_SKU_CHARS    32 /* product.sku */
 
 /* A key that is the quantity's in another case ("messageattributeproductcnt"):
  * the factory's field names are case-sensitive, and saying so beats "missing". */
@@ -62,10 +61,10 @@ delivery_from_callback(const char *order_id, const char *body, size_t len, long 
     if (json_opt_int(json, DELIVERY_QUANTITY_KEY, 1, quantity_max, JSON_NUMERIC_STRING,
                      &out->quantity, err) != RS_OK)
         goto done;
-    if (json_opt_str(json, DELIVERY_SKU_KEY, 1, DELIVERY_SKU_CHARS, &sku, err) != RS_OK)
+    if (json_opt_str(json, DELIVERY_SKU_KEY, 1, PRODUCT_SKU_MAX, &sku, err) != RS_OK)
         goto done;
     if (sku != NULL)
-        snprintf(out->sku, sizeof(out->sku), "%s", sku); /* 32 characters fit whole */
+        snprintf(out->sku, sizeof(out->sku), "%s", sku); /* PRODUCT_SKU_MAX characters fit whole */
     rc = RS_OK;
 done:
     cJSON_Delete(json);
@@ -100,7 +99,7 @@ delivery_parse(const char *text, size_t len, struct delivery *out, errbuf *err)
         return RS_ERR;
     if (json_opt_str(m, "order_id", IDENT_TEXT - 1, IDENT_TEXT - 1, &order_id, err) != RS_OK ||
         json_opt_int(m, "quantity", 1, 1000000000, 0, &out->quantity, err) != RS_OK ||
-        json_opt_str(m, "sku", 0, DELIVERY_SKU_CHARS, &sku, err) != RS_OK)
+        json_opt_str(m, "sku", 0, PRODUCT_SKU_MAX, &sku, err) != RS_OK)
         goto done;
     if (order_id == NULL || out->quantity == 0 || sku == NULL) {
         errbuf_set(err, "a stored delivery wants order_id, quantity and sku");

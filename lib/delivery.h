@@ -33,7 +33,8 @@ struct delivery {
 /* Reads a callback body (len bytes) for order_id into out. RS_ERR with the
  * client's 400 message (input quoted cut to whole characters) when it is not a
  * JSON object, the quantity is missing (a key of another case is named as such),
- * not an integer from 1 to quantity_max, or the sku is not 1 to 32 characters. */
+ * not an integer from 1 to quantity_max, or the sku is not 1 to PRODUCT_SKU_MAX
+ * characters. */
 int delivery_from_callback(const char *order_id, const char *body, size_t len,
                            long long quantity_max, struct delivery *out, errbuf *err);
 

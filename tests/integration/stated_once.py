@@ -61,9 +61,19 @@ def queue_names(t, src):
          "the list of every queue is QUEUES_ALL or queues_names, not written out again")
 
 
+def sku_length(t, src):
+    only_in(t, src, r"(?i)sku.*\b32\b|\b32\b.*sku", ["lib/product.h"],
+            "the sku's length (PRODUCT_SKU_MAX)")
+    numbered = places(src, r"char\s*\(?\*?\s*sku\w*\)?\s*\[\s*\d")
+    t.ok(not numbered,
+         "a sku's buffer is sized from PRODUCT_SKU_MAX (ORDER_SKU_SIZE), not by a number",
+         "\n".join(numbered))
+
+
 def body(t):
     src = sources()
     queue_names(t, src)
+    sku_length(t, src)
 
 
 run_tests(body)
