@@ -203,13 +203,13 @@ struct order {
     db_stmt *st[ST_COUNT]; /* they belong to conn and go with it */
 };
 
-static const char *const order_status_names[] = {
+static const char *const order_status_names[ORDER_NSTATUS] = {
     [ORDER_OPEN] = "open",
     [ORDER_SENT] = "sent",
     [ORDER_FULFILLED] = "fulfilled",
     [ORDER_FAILED] = "failed",
 };
-#define ORDER_NSTATUS (sizeof(order_status_names) / sizeof(order_status_names[0]))
+_Static_assert(ORDER_FAILED + 1 == ORDER_NSTATUS, "a name for every status");
 
 order *
 order_new(db *conn, errbuf *err)
@@ -252,13 +252,22 @@ order_status_name(enum order_status status)
     return order_status_names[status];
 }
 
+int
+order_status_parse(const char *name)
+{
+    for (int i = 0; name != NULL && i < ORDER_NSTATUS; i++)
+        if (strcmp(name, order_status_names[i]) == 0)
+            return i;
+    return -1;
+}
+
 static enum order_status
 order_status_of(const char *name)
 {
-    for (size_t i = 0; name != NULL && i < ORDER_NSTATUS; i++)
-        if (strcmp(name, order_status_names[i]) == 0)
-            return (enum order_status)i;
-    return ORDER_OPEN; /* the column's ENUM has no other value */
+    int status = order_status_parse(name);
+
+    /* The column's ENUM has no other value. */
+    return status < 0 ? ORDER_OPEN : (enum order_status)status;
 }
 
 /* The bytes of an order id; doing says what for, in the message. */

@@ -48,6 +48,7 @@
 #define ORDER_FACTORY_API_SIZE   (255 * 4 + 1)             /* factory.api */
 
 enum order_status { ORDER_OPEN, ORDER_SENT, ORDER_FULFILLED, ORDER_FAILED };
+#define ORDER_NSTATUS 4 /* statuses, numbered from 0 */
 
 typedef struct order order;
 
@@ -55,8 +56,10 @@ typedef struct order order;
 order *order_new(db *conn, errbuf *err);
 void order_destroy(order **self_p);
 
-/* "open", "sent", "fulfilled", "failed" (as the row and restockctl say). */
+/* "open", "sent", "fulfilled", "failed" (as the row and restockctl say): the one
+ * table of their names. order_status_parse: the status of a name, or -1. */
 const char *order_status_name(enum order_status status);
+int order_status_parse(const char *name);
 
 /* --- open: the reorder point, the sell-out, the turned-away checkout -------- */
 

@@ -70,10 +70,19 @@ def sku_length(t, src):
          "\n".join(numbered))
 
 
+def order_statuses(t, src):
+    status = r'"(open|sent|fulfilled|failed)"'
+    lists = places(src, status + r".*" + status + r".*" + status)
+    t.ok(not lists, "no second list of the order statuses (order_status_name and "
+         "order_status_parse answer for lib/order.c's)", "\n".join(lists))
+    only_in(t, src, r'"open"', ["lib/order.c"], "the status open")
+
+
 def body(t):
     src = sources()
     queue_names(t, src)
     sku_length(t, src)
+    order_statuses(t, src)
 
 
 run_tests(body)
