@@ -20,6 +20,7 @@
 
 #include "api_client.h"
 #include "conf.h"
+#include "factory_msg.h"
 #include "db.h"
 #include "errbuf.h"
 #include "ident.h"
@@ -524,7 +525,7 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
     spool_msg *m = NULL;
     static char shown[CTL_SAFE_SIZE]; /* one thread */
     char when[32];
-    cJSON *body;
+    char *body;
     int q;
 
     if (argc != 1)
@@ -551,17 +552,12 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
         printf("history:      %s\n", spool_msg_history(m, i));
     /* The callback token is a secret: shown as hidden even to the operator's
      * terminal, which may be shared or logged. */
-    body = cJSON_ParseWithLength(spool_msg_body(m), spool_msg_len(m));
-    if (body != NULL && cJSON_HasObjectItem(body, "token"))
-        cJSON_ReplaceItemInObjectCaseSensitive(body, "token", cJSON_CreateString("(hidden)"));
-    if (body != NULL) {
-        char *text = cJSON_Print(body);
-        printf("body:\n%s\n", text ? text : "(out of memory)");
-        free(text);
-    } else {
+    body = factory_msg_shown(spool_msg_body(m), spool_msg_len(m));
+    if (body != NULL)
+        printf("body:\n%s\n", body);
+    else
         printf("body:\n%.*s\n", (int)spool_msg_len(m), (const char *)spool_msg_body(m));
-    }
-    cJSON_Delete(body);
+    free(body);
     spool_msg_destroy(&m);
     ctl_close_queues(queues);
     return RS_OK;
@@ -571,19 +567,19 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
 static int
 ctl_reopen_order(conf *cf, const spool_msg *m, errbuf *err)
 {
-    cJSON *body = cJSON_ParseWithLength(spool_msg_body(m), spool_msg_len(m));
-    const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(body, "order_id");
+    struct factory_msg_glance g;
     db *conn;
     order *orders;
     int rc = RS_OK;
 
-    if (cJSON_IsString(order_id)) {
+    factory_msg_glance(spool_msg_body(m), spool_msg_len(m), &g);
+    if (g.order_id != NULL) {
         rc = ctl_open_orders(cf, &conn, &orders, err);
         if (rc == RS_OK)
-            rc = order_reopen(orders, order_id->valuestring, err);
+            rc = order_reopen(orders, g.order_id, err);
         ctl_close_orders(&conn, &orders);
     }
-    cJSON_Delete(body);
+    factory_msg_glance_clear(&g);
     return rc;
 }
 

@@ -3,9 +3,10 @@
  * worker's callback queue for one accepted while the database was down (stored
  * in the spool queue `callback`, DELIVERY_QUEUE).
  *
- * The legacy factory's callback body is its original request; only
- * MessageAttributeProductCnt (the quantity, a number or a decimal string) and
- * MessageAttributeProductId (the sku, optional) matter. A stored delivery is our
+ * The legacy factory's callback body is its original request (lib/factory_msg);
+ * only FACTORY_MSG_QUANTITY (MessageAttributeProductCnt: the quantity, a number or
+ * a decimal string) and FACTORY_MSG_SKU (MessageAttributeProductId: the sku,
+ * optional) matter. A stored delivery is our
  * own small JSON ({"order_id", "quantity", "sku"}), never the factory's body (it
  * carries the callback URL and its token). */
 #ifndef RESTOCK_DELIVERY_H

@@ -12,6 +12,7 @@
 #include "delivery.h"
 #include "drivers.h"
 #include "factory.h"
+#include "factory_msg.h"
 #include "http.h"
 #include "log.h"
 #include "mail.h"
@@ -39,26 +40,23 @@ static void
 drivers_describe(const spool_msg *msg, char *out, size_t size)
 {
     char line[2048];
+    struct factory_msg_glance g;
+    const cJSON *tmpl, *to;
 
-    cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
-    const cJSON *sku = cJSON_GetObjectItemCaseSensitive(m, "sku");
-    const cJSON *qty = cJSON_GetObjectItemCaseSensitive(m, "quantity");
-    const cJSON *maker = cJSON_GetObjectItemCaseSensitive(m, "factory_identifier");
-    const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(m, "order_id");
-    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(m, "template");
-    const cJSON *to = cJSON_GetObjectItemCaseSensitive(m, "to");
-
+    factory_msg_glance(spool_msg_body(msg), spool_msg_len(msg), &g);
+    tmpl = cJSON_GetObjectItemCaseSensitive(g.json, "template");
+    to = cJSON_GetObjectItemCaseSensitive(g.json, "to");
     /* The order id is what operators look up (restockctl orders, the factory). */
-    if (cJSON_IsString(sku) && cJSON_IsNumber(qty))
+    if (g.sku != NULL && g.has_quantity)
         snprintf(line, sizeof(line), "공장 주문 / factory order %s: %s x %d → %s",
-                 cJSON_IsString(order_id) ? order_id->valuestring : "?", sku->valuestring,
-                 qty->valueint, cJSON_IsString(maker) ? maker->valuestring : "?");
+                 g.order_id ? g.order_id : "?", g.sku, g.quantity,
+                 g.factory_identifier ? g.factory_identifier : "?");
     else if (cJSON_IsString(tmpl))
         snprintf(line, sizeof(line), "email %s to %s", tmpl->valuestring,
                  cJSON_IsString(to) ? to->valuestring : "?");
     else
         snprintf(line, sizeof(line), "message %s", spool_msg_id(msg));
-    cJSON_Delete(m);
+    factory_msg_glance_clear(&g);
     utf8_sanitize(line, strlen(line), out, size);
 }
 
@@ -256,17 +254,16 @@ static void
 factory_queue_dead(void *state, const spool_msg *msg, const char *reason)
 {
     struct factory_thread *t = state;
-    cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
-    const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(m, "order_id");
+    struct factory_msg_glance g;
     errbuf err = {{0}};
 
+    factory_msg_glance(spool_msg_body(msg), spool_msg_len(msg), &g);
     /* The reason names the last error (queue_settle). */
-    if (cJSON_IsString(order_id) &&
-        order_failed(t->orders, order_id->valuestring, reason, &err) != RS_OK)
+    if (g.order_id != NULL && order_failed(t->orders, g.order_id, reason, &err) != RS_OK)
         /* The order stays open in the database; the dead message and the alert
          * below still tell the operator, and a redrive settles it. */
-        log_error("event=mark_failed_failed order=%s error=\"%s\"", order_id->valuestring, err.msg);
-    cJSON_Delete(m);
+        log_error("event=mark_failed_failed order=%s error=\"%s\"", g.order_id, err.msg);
+    factory_msg_glance_clear(&g);
     drivers_alert_dead(msg, QUEUES_FACTORY, reason);
 }
 

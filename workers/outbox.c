@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "claim.h"
+#include "factory_msg.h"
 #include "ident.h"
 #include "log.h"
 #include "mailtext.h"
@@ -121,33 +122,33 @@ static cJSON *
 outbox_factory_message(outbox *self, db_stmt *st, const struct order_view *o,
                        const char *event_text)
 {
-    char token[TOKEN_HEX + 1], created[64], factory_id[IDENT_TEXT], order_id[IDENT_TEXT];
-    cJSON *m = cJSON_CreateObject();
+    char token[TOKEN_HEX + 1], created[64], factory_id[IDENT_TEXT], order_id[IDENT_TEXT],
+        product_id[IDENT_TEXT];
     size_t len;
     const char *id = db_stmt_col(st, COL_ORDER, &len);
+    cJSON *m;
 
-    if (m == NULL)
-        return NULL;
     ident_format(id, len, order_id);
+    id = db_stmt_col(st, COL_PRODUCT, &len);
+    ident_format(id, len, product_id);
     token_of_order(&self->keys, order_id, token);
     ident_format(o->factory_id, sizeof(o->factory_id), factory_id);
     timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
-    cJSON_AddStringToObject(m, "event_id", event_text);
-    cJSON_AddStringToObject(m, "kind", "stock_empty");
-    row_add_ident(m, "order_id", st, COL_ORDER);
-    row_add_ident(m, "product_id", st, COL_PRODUCT);
-    row_add_str(m, "sku", st, COL_SKU);
-    row_add_str(m, "product_name", st, COL_NAME);
-    cJSON_AddNumberToObject(m, "quantity", (double)db_stmt_col_int(st, COL_QUANTITY));
-    cJSON_AddStringToObject(m, "factory_id", factory_id);
-    cJSON_AddStringToObject(m, "factory_identifier", o->factory_identifier);
-    cJSON_AddStringToObject(m, "factory_name", o->factory_name);
-    if (o->factory_api_null)
-        cJSON_AddNullToObject(m, "factory_api");
-    else
-        cJSON_AddStringToObject(m, "factory_api", o->factory_api);
-    cJSON_AddStringToObject(m, "token", token);
-    cJSON_AddStringToObject(m, "created_at", created);
+    /* An id that is NULL or not 16 bytes is none: null, as row.h writes it. */
+    m = factory_msg_new(&(struct factory_msg_order){
+        .event_id = event_text,
+        .order_id = order_id[0] ? order_id : NULL,
+        .product_id = product_id[0] ? product_id : NULL,
+        .sku = db_stmt_col(st, COL_SKU, NULL),
+        .product_name = db_stmt_col(st, COL_NAME, NULL),
+        .quantity = db_stmt_col_int(st, COL_QUANTITY),
+        .factory_id = factory_id,
+        .factory_identifier = o->factory_identifier,
+        .factory_name = o->factory_name,
+        .factory_api = o->factory_api_null ? NULL : o->factory_api,
+        .token = token,
+        .created_at = created,
+    });
     sodium_memzero(token, sizeof(token));
     return m;
 }

@@ -78,11 +78,20 @@ def order_statuses(t, src):
     only_in(t, src, r'"open"', ["lib/order.c"], "the status open")
 
 
+def factory_message(t, src):
+    only_in(t, src, r'"(MessageGroupId|MessageAttribute\w*|CallbackUrl)"', ["lib/factory_msg.h"],
+            "the factory request's fields")
+    only_in(t, src, r'"token"', ["lib/factory_msg.c"], "the factory message's token field")
+    only_in(t, src, r'"kind"\s*,\s*"stock_empty"|"stock_empty"\s*\)\s*!=|"kind".*FACTORY_MSG_KIND',
+            ["lib/factory_msg.c"], "the factory message's kind, written and checked")
+
+
 def body(t):
     src = sources()
     queue_names(t, src)
     sku_length(t, src)
     order_statuses(t, src)
+    factory_message(t, src)
 
 
 run_tests(body)
