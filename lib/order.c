@@ -64,10 +64,7 @@ enum order_stmt {
  * reads, and updates that are conditional or (sent) count an attempt twice at
  * worst, which beats ordering twice because a reconnection looked like a failed
  * request. */
-static const struct {
-    const char *sql;
-    int flags;
-} order_sql[ST_COUNT] = {
+static const struct db_stmt_def order_sql[ST_COUNT] = {
     /* The surge after a sell-out ends here: one indexed read per failed checkout
      * (the stock for the answer and the open order at once), no transaction, no
      * lock; while sold out, one single-row update counts it (ST_TURNED_AWAY). */
@@ -226,13 +223,9 @@ order_new(db *conn, errbuf *err)
     }
     self->conn = conn;
     /* Made, not prepared: each is prepared on its first use on a connection. */
-    for (int i = 0; i < ST_COUNT; i++) {
-        self->st[i] = db_stmt_new(conn, order_sql[i].sql, order_sql[i].flags);
-        if (self->st[i] == NULL) {
-            errbuf_set(err, "out of memory");
-            order_destroy(&self);
-            return NULL;
-        }
+    if (db_stmt_table(conn, order_sql, ST_COUNT, self->st, err) != RS_OK) {
+        order_destroy(&self);
+        return NULL;
     }
     return self;
 }

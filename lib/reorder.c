@@ -47,10 +47,7 @@ enum {
     " d.order_id, d.order_turned_away_units"                                                       \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"
 
-static const struct {
-    const char *sql;
-    int flags;
-} reorder_sql[ST_COUNT] = {
+static const struct db_stmt_def reorder_sql[ST_COUNT] = {
     [ST_PRODUCTS] = {REORDER_COLUMNS " ORDER BY p.sku", DB_IDEMPOTENT},
     [ST_ONE] = {REORDER_COLUMNS " WHERE p.sku = ?", DB_IDEMPOTENT},
     /* A separate table: sampling never locks the hot product row. */
@@ -90,13 +87,9 @@ reorder_new(const conf *cf, db *conn, order *orders, errbuf *err)
     self->cf = cf;
     self->conn = conn;
     self->orders = orders;
-    for (int i = 0; i < ST_COUNT; i++) {
-        self->st[i] = db_stmt_new(conn, reorder_sql[i].sql, reorder_sql[i].flags);
-        if (self->st[i] == NULL) {
-            errbuf_set(err, "out of memory");
-            reorder_destroy(&self);
-            return NULL;
-        }
+    if (db_stmt_table(conn, reorder_sql, ST_COUNT, self->st, err) != RS_OK) {
+        reorder_destroy(&self);
+        return NULL;
     }
     return self;
 }

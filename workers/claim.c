@@ -39,10 +39,7 @@ enum claim_stmt {
  * node's zone and with daylight saving time. */
 #define CLAIM_NOW        "UTC_TIMESTAMP(6)"
 #define CLAIM_LEASE_ENDS "TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
-static const struct {
-    const char *sql;
-    int flags;
-} claim_sql[ST_COUNT] = {
+static const struct db_stmt_def claim_sql[ST_COUNT] = {
     [ST_NEW] = {"SELECT o.event_id FROM outbox o WHERE o.taken_at IS NULL"
                 " AND NOT EXISTS (SELECT 1 FROM outbox_claim c WHERE c.event_id = o.event_id)"
                 " ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED",
@@ -232,13 +229,9 @@ claim_new(db *conn, const char *owner, long lease_time, errbuf *err)
     self->conn = conn;
     self->lease = lease_time;
     snprintf(self->owner, sizeof(self->owner), "%s", owner);
-    for (int i = 0; i < ST_COUNT; i++) {
-        self->st[i] = db_stmt_new(conn, claim_sql[i].sql, claim_sql[i].flags);
-        if (self->st[i] == NULL) {
-            errbuf_set(err, "out of memory");
-            claim_destroy(&self);
-            return NULL;
-        }
+    if (db_stmt_table(conn, claim_sql, ST_COUNT, self->st, err) != RS_OK) {
+        claim_destroy(&self);
+        return NULL;
     }
     return self;
 }

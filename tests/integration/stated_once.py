@@ -86,12 +86,23 @@ def factory_message(t, src):
             ["lib/factory_msg.c"], "the factory message's kind, written and checked")
 
 
+def statement_tables(t, src):
+    loops = places(src, r"db_stmt_new\([^;]*\w+_sql\[")
+    t.ok(not loops, "a table of statements is made by db_stmt_table, not a loop of its own",
+         "\n".join(loops))
+    shapes = [path for path, text in src.items()
+              if re.search(r"const char \*sql;\s*int flags;", text)]
+    t.ok(shapes == ["lib/db.h"], "a statement's SQL and flags are struct db_stmt_def (lib/db.h)",
+         " ".join(shapes))
+
+
 def body(t):
     src = sources()
     queue_names(t, src)
     sku_length(t, src)
     order_statuses(t, src)
     factory_message(t, src)
+    statement_tables(t, src)
 
 
 run_tests(body)
