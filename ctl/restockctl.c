@@ -611,30 +611,6 @@ ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
     return 1;
 }
 
-/* The ids of a state's messages, collected before acting on them: the walk
- * reads the folder, the redrive changes it. */
-struct ctl_names {
-    char **ids;
-    size_t n, cap;
-};
-
-static int
-ctl_collect(void *arg, const char *name, const spool_msg *m, const char *problem)
-{
-    struct ctl_names *names = arg;
-
-    if (names->n == names->cap) {
-        size_t cap = names->cap ? 2 * names->cap : 64;
-        char **ids = realloc(names->ids, cap * sizeof(*ids));
-        if (ids == NULL)
-            return 1;
-        names->ids = ids;
-        names->cap = cap;
-    }
-    names->ids[names->n] = strdup(name);
-    return names->ids[names->n++] == NULL;
-}
-
 static int
 ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
 {
@@ -647,18 +623,16 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
         return RS_ERR;
     for (int i = 0; i < QUEUES_COUNT && rc == RS_OK; i++) {
         if (strcmp(argv[0], "--all") == 0) {
-            struct ctl_names names = {0};
-            rc = spool_each(queues[i], SPOOL_DEAD, ctl_collect, &names, err);
-            if (rc > 0)
-                rc = errbuf_set(err, "out of memory");
-            for (size_t k = 0; k < names.n; k++) {
-                int n = rc == RS_OK ? ctl_redrive_one(cf, queues[i], names.ids[k], err) : 0;
+            /* Collected first: the walk reads the folder, the redrive changes it. */
+            struct spool_names names;
+            rc = spool_names_of(queues[i], SPOOL_DEAD, &names, err);
+            for (size_t k = 0; k < names.n && rc == RS_OK; k++) {
+                int n = ctl_redrive_one(cf, queues[i], names.v[k], err);
                 if (n < 0)
                     rc = RS_ERR;
                 total += n > 0;
-                free(names.ids[k]);
             }
-            free(names.ids);
+            spool_names_clear(&names);
         } else {
             int n = spool_msg_valid_id(argv[0])
                         ? ctl_redrive_one(cf, queues[i], argv[0], err)

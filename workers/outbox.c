@@ -334,48 +334,12 @@ outbox_batch_ended(spool *sp, const spool_item *items, const size_t *rows, size_
     }
 }
 
-/* The names of the files in corrupt/ of sp, malloc'd one by one into *v. */
-struct outbox_names {
-    char **v;
-    size_t n, cap;
-};
-
-static int
-outbox_name_add(void *arg, const char *name, const spool_msg *m, const char *problem)
-{
-    struct outbox_names *names = arg;
-
-    (void)m;
-    (void)problem;
-    if (names->n == names->cap) {
-        size_t cap = names->cap ? 2 * names->cap : 16;
-        char **grown = realloc(names->v, cap * sizeof(*grown));
-        if (grown == NULL)
-            return -1;
-        names->v = grown;
-        names->cap = cap;
-    }
-    if ((names->v[names->n] = strdup(name)) == NULL)
-        return -1;
-    names->n++;
-    return 0;
-}
-
-static void
-outbox_names_clear(struct outbox_names *names)
-{
-    for (size_t i = 0; i < names->n; i++)
-        free(names->v[i]);
-    free(names->v);
-    *names = (struct outbox_names){0};
-}
-
 /* Whether sp holds the message of claim h in some state: a folder of its own
  * (the message, whatever became of it) or corrupt/ (a file named after the
  * event: it waits for an operator, as it did before claims). An error reading
  * it counts as held: nothing is given back on a doubt. */
 static int
-outbox_holds(spool *sp, const struct outbox_names *corrupt, const struct claim_held *h)
+outbox_holds(spool *sp, const struct spool_names *corrupt, const struct claim_held *h)
 {
     char id[IDENT_TEXT + 24];
     spool_msg *m = NULL;
@@ -400,7 +364,7 @@ outbox_holds(spool *sp, const struct outbox_names *corrupt, const struct claim_h
 static int
 outbox_give_back_lost(outbox *self, errbuf *err)
 {
-    struct outbox_names corrupt[CLAIM_NQUEUES] = {{0}};
+    struct spool_names corrupt[CLAIM_NQUEUES] = {{0}};
     spool *queues[CLAIM_NQUEUES] = {self->factory_queue, self->mail_queue};
     size_t n = 0, given = 0;
     struct claim_held *held = claim_held_list(self->claims, &n, err);
@@ -409,7 +373,7 @@ outbox_give_back_lost(outbox *self, errbuf *err)
     if (held == NULL)
         return RS_ERR;
     for (int q = 0; q < CLAIM_NQUEUES && n > 0; q++)
-        if (spool_each(queues[q], SPOOL_CORRUPT, outbox_name_add, &corrupt[q], err) != RS_OK) {
+        if (spool_names_of(queues[q], SPOOL_CORRUPT, &corrupt[q], err) != RS_OK) {
             rc = errbuf_prefix(err, "listing corrupt files");
             goto done;
         }
@@ -426,7 +390,7 @@ outbox_give_back_lost(outbox *self, errbuf *err)
     log_info("event=claims_checked held=%zu given_back=%zu", n, given);
 done:
     for (int q = 0; q < CLAIM_NQUEUES; q++)
-        outbox_names_clear(&corrupt[q]);
+        spool_names_clear(&corrupt[q]);
     free(held);
     return rc;
 }

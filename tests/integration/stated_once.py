@@ -96,6 +96,12 @@ def statement_tables(t, src):
          " ".join(shapes))
 
 
+def spool_names(t, src):
+    # A spool_each_fn that keeps each name (strdup of its name argument).
+    only_in(t, src, r"=\s*strdup\(name\)", ["lib/spool.c"],
+            "collecting a state's file names (spool_names_of)")
+
+
 def body(t):
     src = sources()
     queue_names(t, src)
@@ -103,6 +109,7 @@ def body(t):
     order_statuses(t, src)
     factory_message(t, src)
     statement_tables(t, src)
+    spool_names(t, src)
 
 
 run_tests(body)
