@@ -355,15 +355,6 @@ claim_take_expired(claim *self, struct claim_work *out, size_t n, size_t max, er
     return (long long)n;
 }
 
-/* A transaction that lost to another claimer: InnoDB's deadlock, or Galera's
- * certification failure at commit, both ER_LOCK_DEADLOCK (1213), rolled back. (The
- * error's code is only in its text here: lib/db does not tell it.) */
-static int
-claim_lost_race(const errbuf *err)
-{
-    return strstr(err->msg, "(1213)") != NULL;
-}
-
 int
 claim_take(claim *self, struct claim_work *out, size_t max, errbuf *err)
 {
@@ -380,8 +371,11 @@ claim_take(claim *self, struct claim_work *out, size_t max, errbuf *err)
         db_rollback(self->conn);
     if (n >= 0 && db_commit(self->conn, err) != RS_OK)
         n = RS_ERR;
-    if (n < 0 && claim_lost_race(err)) {
-        /* The other claimer has the work: nothing is ours, nothing is wrong. The
+    if (n < 0 && db_retryable(self->conn)) {
+        /* The transaction lost to another claimer: InnoDB's deadlock, or Galera's
+         * certification failure at commit, which the database rolled back (a
+         * statement after the loss, in the void transaction, fails the same way).
+         * The other claimer has the work: nothing is ours, nothing is wrong. The
          * next sweep claims what is left. */
         log_info("event=claim_conflict error=\"%s\"", err->msg);
         return 0;
