@@ -144,7 +144,7 @@ drivers_ended(claim *c, enum claim_queue q, const spool_msg *msg)
 
 /* --- factory ------------------------------------------------------------- */
 
-struct factory_thread {
+struct drivers_factory_thread {
     db *conn;
     http *client;
     order *orders;
@@ -156,7 +156,7 @@ struct factory_thread {
 /* After a reload, the next message builds its driver on the new snapshot
  * (factory_api, public_url, requester, attempt_timeout). */
 static void
-factory_thread_refresh(struct factory_thread *t)
+drivers_factory_refresh(struct drivers_factory_thread *t)
 {
     conf *cf = conf_current();
     errbuf err = {{0}};
@@ -180,9 +180,9 @@ factory_thread_refresh(struct factory_thread *t)
 }
 
 static void
-factory_thread_fini(void *state)
+drivers_factory_fini(void *state)
 {
-    struct factory_thread *t = state;
+    struct drivers_factory_thread *t = state;
 
     if (t != NULL) {
         factory_destroy(&t->driver);
@@ -197,9 +197,9 @@ factory_thread_fini(void *state)
 }
 
 static int
-factory_thread_init(const conf *cf, void **state, errbuf *err)
+drivers_factory_init(const conf *cf, void **state, errbuf *err)
 {
-    struct factory_thread *t = NULL;
+    struct drivers_factory_thread *t = NULL;
 
     if (db_thread_init(err) != RS_OK)
         goto fail;
@@ -228,16 +228,16 @@ factory_thread_init(const conf *cf, void **state, errbuf *err)
     *state = t;
     return RS_OK;
 fail:
-    factory_thread_fini(t);
+    drivers_factory_fini(t);
     return RS_ERR;
 }
 
 static enum queue_outcome
-factory_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+drivers_factory_deliver(void *state, const spool_msg *msg, errbuf *err)
 {
-    struct factory_thread *t = state;
+    struct drivers_factory_thread *t = state;
 
-    factory_thread_refresh(t);
+    drivers_factory_refresh(t);
     switch (factory_deliver(t->driver, spool_msg_body(msg), spool_msg_len(msg), err)) {
     case FACTORY_SENT:
         return QUEUE_DONE;
@@ -251,9 +251,9 @@ factory_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
 }
 
 static void
-factory_queue_dead(void *state, const spool_msg *msg, const char *reason)
+drivers_factory_dead(void *state, const spool_msg *msg, const char *reason)
 {
-    struct factory_thread *t = state;
+    struct drivers_factory_thread *t = state;
     struct factory_msg_glance g;
     errbuf err = {{0}};
 
@@ -268,31 +268,31 @@ factory_queue_dead(void *state, const spool_msg *msg, const char *reason)
 }
 
 static int
-factory_queue_owns(void *state, const spool_msg *msg, errbuf *err)
+drivers_factory_owns(void *state, const spool_msg *msg, errbuf *err)
 {
-    return drivers_owns(((struct factory_thread *)state)->claims, CLAIM_FACTORY, msg, err);
+    return drivers_owns(((struct drivers_factory_thread *)state)->claims, CLAIM_FACTORY, msg, err);
 }
 
 static void
-factory_queue_ended(void *state, const spool_msg *msg)
+drivers_factory_ended(void *state, const spool_msg *msg)
 {
-    drivers_ended(((struct factory_thread *)state)->claims, CLAIM_FACTORY, msg);
+    drivers_ended(((struct drivers_factory_thread *)state)->claims, CLAIM_FACTORY, msg);
 }
 
 const struct queue_driver drivers_factory = {
     .name = QUEUES_FACTORY,
-    .thread_init = factory_thread_init,
-    .thread_fini = factory_thread_fini,
-    .deliver = factory_queue_deliver,
-    .dead = factory_queue_dead,
+    .thread_init = drivers_factory_init,
+    .thread_fini = drivers_factory_fini,
+    .deliver = drivers_factory_deliver,
+    .dead = drivers_factory_dead,
     .lifetime_key = "factory_lifetime",
-    .owns = factory_queue_owns,
-    .ended = factory_queue_ended,
+    .owns = drivers_factory_owns,
+    .ended = drivers_factory_ended,
 };
 
 /* --- mail ---------------------------------------------------------------- */
 
-struct mail_thread {
+struct drivers_mail_thread {
     mail *client;
     unsigned long generation; /* of the snapshot client was made from */
     db *conn;                 /* for the claims of outbox emails only */
@@ -300,9 +300,9 @@ struct mail_thread {
 };
 
 static void
-mail_thread_fini(void *state)
+drivers_mail_fini(void *state)
 {
-    struct mail_thread *t = state;
+    struct drivers_mail_thread *t = state;
 
     if (t != NULL) {
         mail_destroy(&t->client);
@@ -314,9 +314,9 @@ mail_thread_fini(void *state)
 }
 
 static int
-mail_thread_init(const conf *cf, void **state, errbuf *err)
+drivers_mail_init(const conf *cf, void **state, errbuf *err)
 {
-    struct mail_thread *t = NULL;
+    struct drivers_mail_thread *t = NULL;
 
     if (db_thread_init(err) != RS_OK)
         goto fail;
@@ -335,14 +335,14 @@ mail_thread_init(const conf *cf, void **state, errbuf *err)
     *state = t;
     return RS_OK;
 fail:
-    mail_thread_fini(t);
+    drivers_mail_fini(t);
     return RS_ERR;
 }
 
 /* After a reload the next email goes out with the new SMTP settings (and
  * password): mail_new copies what it needs, so the snapshot is let go at once. */
 static void
-mail_thread_refresh(struct mail_thread *t)
+drivers_mail_refresh(struct drivers_mail_thread *t)
 {
     conf *cf = conf_current();
     errbuf err = {{0}};
@@ -362,14 +362,14 @@ mail_thread_refresh(struct mail_thread *t)
 }
 
 /* What a mail message is: its template's name, recipient and rendered texts. */
-struct mail_parts {
+struct drivers_mail_parts {
     cJSON *json;
     const char *template_name, *to, *event;
     char *subject, *body;
 };
 
 static void
-mail_parts_clear(struct mail_parts *p)
+drivers_mail_parts_clear(struct drivers_mail_parts *p)
 {
     free(p->subject);
     free(p->body);
@@ -380,7 +380,7 @@ mail_parts_clear(struct mail_parts *p)
 /* Parses a mail message and renders its template; on RS_ERR err says why (what
  * could be read stays in p, for the dead hook), the caller clears p either way. */
 static int
-mail_parts_read(const spool_msg *msg, struct mail_parts *p, errbuf *err)
+drivers_mail_parts_read(const spool_msg *msg, struct drivers_mail_parts *p, errbuf *err)
 {
     const cJSON *tmpl, *to, *vars, *v;
     mailtext_var list[DRIVERS_MAX_VARS + 1];
@@ -415,14 +415,14 @@ mail_parts_read(const spool_msg *msg, struct mail_parts *p, errbuf *err)
 }
 
 static enum queue_outcome
-mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+drivers_mail_deliver(void *state, const spool_msg *msg, errbuf *err)
 {
-    struct mail_thread *t = state;
-    struct mail_parts p;
+    struct drivers_mail_thread *t = state;
+    struct drivers_mail_parts p;
     enum queue_outcome outcome = QUEUE_PERMANENT;
 
-    mail_thread_refresh(t);
-    if (mail_parts_read(msg, &p, err) != RS_OK)
+    drivers_mail_refresh(t);
+    if (drivers_mail_parts_read(msg, &p, err) != RS_OK)
         goto done;
     /* The event names the Message-ID (the spool id for an alert, which has no
      * event): a retry after a crash mid-send, or the same email re-derived by
@@ -446,7 +446,7 @@ mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
         break;
     }
 done:
-    mail_parts_clear(&p);
+    drivers_mail_parts_clear(&p);
     return outcome;
 }
 
@@ -454,13 +454,13 @@ done:
  * by an alert, itself an email. A dead alert is only logged: an alert about it
  * would go the same way, and could die in turn (a loop). */
 static void
-mail_queue_dead(void *state, const spool_msg *msg, const char *reason)
+drivers_mail_dead(void *state, const spool_msg *msg, const char *reason)
 {
-    struct mail_parts p;
+    struct drivers_mail_parts p;
     errbuf ignored = {{0}};
     char recipient[1024], subject[1024], why[SPOOL_TEXT_MAX * 4 + 1], when[64];
 
-    mail_parts_read(msg, &p, &ignored);
+    drivers_mail_parts_read(msg, &p, &ignored);
     utf8_sanitize(p.to ? p.to : "?", strlen(p.to ? p.to : "?"), recipient, sizeof(recipient));
     utf8_sanitize(p.subject ? p.subject : "?", strlen(p.subject ? p.subject : "?"), subject,
                   sizeof(subject));
@@ -475,30 +475,30 @@ mail_queue_dead(void *state, const spool_msg *msg, const char *reason)
                                {"time", when},           {NULL, NULL}};
         drivers_raise(msg, QUEUES_MAIL, "mail_dead", vars);
     }
-    mail_parts_clear(&p);
+    drivers_mail_parts_clear(&p);
 }
 
 static int
-mail_queue_owns(void *state, const spool_msg *msg, errbuf *err)
+drivers_mail_owns(void *state, const spool_msg *msg, errbuf *err)
 {
-    return drivers_owns(((struct mail_thread *)state)->claims, CLAIM_MAIL, msg, err);
+    return drivers_owns(((struct drivers_mail_thread *)state)->claims, CLAIM_MAIL, msg, err);
 }
 
 static void
-mail_queue_ended(void *state, const spool_msg *msg)
+drivers_mail_ended(void *state, const spool_msg *msg)
 {
-    drivers_ended(((struct mail_thread *)state)->claims, CLAIM_MAIL, msg);
+    drivers_ended(((struct drivers_mail_thread *)state)->claims, CLAIM_MAIL, msg);
 }
 
 const struct queue_driver drivers_mail = {
     .name = QUEUES_MAIL,
-    .thread_init = mail_thread_init,
-    .thread_fini = mail_thread_fini,
-    .deliver = mail_queue_deliver,
-    .dead = mail_queue_dead,
+    .thread_init = drivers_mail_init,
+    .thread_fini = drivers_mail_fini,
+    .deliver = drivers_mail_deliver,
+    .dead = drivers_mail_dead,
     .lifetime_key = "mail_lifetime",
-    .owns = mail_queue_owns,
-    .ended = mail_queue_ended,
+    .owns = drivers_mail_owns,
+    .ended = drivers_mail_ended,
 };
 
 /* --- callback -------------------------------------------------------------- */
@@ -507,7 +507,7 @@ const struct queue_driver drivers_mail = {
  * applied by the same checks and transaction as one applied at once
  * (delivery_agent_apply). The database still down is BLOCKED, not an attempt. */
 static int
-callback_thread_init(const conf *cf, void **state, errbuf *err)
+drivers_callback_init(const conf *cf, void **state, errbuf *err)
 {
     delivery_agent *agent = delivery_agent_new(cf, err);
 
@@ -518,7 +518,7 @@ callback_thread_init(const conf *cf, void **state, errbuf *err)
 }
 
 static void
-callback_thread_fini(void *state)
+drivers_callback_fini(void *state)
 {
     delivery_agent *agent = state;
 
@@ -526,7 +526,7 @@ callback_thread_fini(void *state)
 }
 
 static enum queue_outcome
-callback_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+drivers_callback_deliver(void *state, const spool_msg *msg, errbuf *err)
 {
     delivery_agent *agent = state;
     struct delivery d;
@@ -558,7 +558,7 @@ callback_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
 }
 
 static void
-callback_queue_dead(void *state, const spool_msg *msg, const char *reason)
+drivers_callback_dead(void *state, const spool_msg *msg, const char *reason)
 {
     const char *last = spool_msg_last_error(msg);
 
@@ -569,8 +569,8 @@ callback_queue_dead(void *state, const spool_msg *msg, const char *reason)
  * never given up for age; while the database is down it waits (BLOCKED). */
 const struct queue_driver drivers_callback = {
     .name = DELIVERY_QUEUE,
-    .thread_init = callback_thread_init,
-    .thread_fini = callback_thread_fini,
-    .deliver = callback_queue_deliver,
-    .dead = callback_queue_dead,
+    .thread_init = drivers_callback_init,
+    .thread_fini = drivers_callback_fini,
+    .deliver = drivers_callback_deliver,
+    .dead = drivers_callback_dead,
 };

@@ -109,6 +109,22 @@ def deadlocks(t, src):
     t.ok(not matched, "no error is recognised by the code in its text", "\n".join(matched))
 
 
+def prefixes(t, src):
+    # A function is named after the module that defines it (docs/design.md §6), so
+    # that a name never says it is another module's: drivers.c's statics are
+    # drivers_factory_…, not factory_… (workers/factory.c's). restockctl's are ctl_.
+    wrong = []
+    for path, text in src.items():
+        if not path.endswith(".c"):
+            continue
+        stem = "ctl" if path == "ctl/restockctl.c" else os.path.basename(path)[:-2]
+        for m in re.finditer(r"^([a-z_][a-z0-9_]*)\(", text, re.M):
+            if m.group(1) != "main" and not m.group(1).startswith(stem + "_"):
+                wrong.append("%s: %s" % (path, m.group(1)))
+    t.ok(not wrong, "every function defined in a module is named with its module's prefix",
+         "\n".join(wrong))
+
+
 def body(t):
     src = sources()
     queue_names(t, src)
@@ -118,6 +134,7 @@ def body(t):
     statement_tables(t, src)
     spool_names(t, src)
     deadlocks(t, src)
+    prefixes(t, src)
 
 
 run_tests(body)
