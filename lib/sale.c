@@ -117,7 +117,8 @@ sale_shop_destroy(sale_shop **self_p)
  * stock. The row lock makes the statements of one sku queue in the database, and
  * the WHERE never lets stock go below zero: never read-then-write. sold_total
  * counts the units for the worker's sales rate. */
-/* clang-format off: it would break the text inside the ORDER_SQL calls */
+/* (Unformatted: clang-format would break the text inside the ORDER_SQL calls.) */
+/* clang-format off */
 static const char sale_take_sql[] =
     "UPDATE product SET sold_total = sold_total + ?,"
     " stock = LAST_INSERT_ID((stock - ?) * " ORDER_SQL(SALE_SCALE)
