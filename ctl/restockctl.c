@@ -20,19 +20,17 @@
 
 #include "api_client.h"
 #include "conf.h"
+#include "factory_msg.h"
 #include "db.h"
 #include "errbuf.h"
 #include "ident.h"
 #include "migrate.h"
 #include "order.h"
+#include "queues.h"
 #include "reorder.h"
 #include "spool.h"
 #include "timetext.h"
 #include "utf8.h"
-
-/* callback: factory callbacks restock-callback kept during a database outage. */
-static const char *const ctl_queues[] = {"factory", "mail", "callback"};
-#define CTL_NQUEUES 3
 
 struct ctl_command {
     const char *words; /* the command as typed, e.g. "db migrate" */
@@ -139,12 +137,12 @@ ctl_drop_to_spool_owner(conf *cf, errbuf *err)
 /* Opens the spool queues, which restockctl reads directly (the worker may be
  * stopped); as root, as the spool's owner. */
 static int
-ctl_open_queues(conf *cf, spool *queues[CTL_NQUEUES], errbuf *err)
+ctl_open_queues(conf *cf, spool *queues[QUEUES_COUNT], errbuf *err)
 {
     if (ctl_drop_to_spool_owner(cf, err) != RS_OK)
         return RS_ERR;
-    for (int i = 0; i < CTL_NQUEUES; i++) {
-        queues[i] = spool_new(conf_str(cf, "spool_dir"), ctl_queues[i], err);
+    for (int i = 0; i < QUEUES_COUNT; i++) {
+        queues[i] = spool_new(conf_str(cf, "spool_dir"), queues_names[i], err);
         if (queues[i] == NULL) {
             while (i-- > 0)
                 spool_destroy(&queues[i]);
@@ -155,9 +153,9 @@ ctl_open_queues(conf *cf, spool *queues[CTL_NQUEUES], errbuf *err)
 }
 
 static void
-ctl_close_queues(spool *queues[CTL_NQUEUES])
+ctl_close_queues(spool *queues[QUEUES_COUNT])
 {
-    for (int i = 0; i < CTL_NQUEUES; i++)
+    for (int i = 0; i < QUEUES_COUNT; i++)
         spool_destroy(&queues[i]);
 }
 
@@ -197,7 +195,7 @@ ctl_status_line(void *arg, const char *status, long long count)
 static int
 ctl_status(conf *cf, int argc, char **argv, errbuf *err)
 {
-    spool *queues[CTL_NQUEUES];
+    spool *queues[QUEUES_COUNT];
     db *conn;
     order *orders;
     int rc = RS_OK, statuses, printed = 0;
@@ -210,10 +208,10 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
     for (int s = 0; s < SPOOL_NSTATES; s++)
         printf(" %9s", spool_state_name((enum spool_state)s));
     printf("  oldest waiting\n");
-    for (int i = 0; i < CTL_NQUEUES && rc == RS_OK; i++) {
+    for (int i = 0; i < QUEUES_COUNT && rc == RS_OK; i++) {
         time_t oldest = 0;
         char when[32];
-        printf("%-8s", ctl_queues[i]);
+        printf("%-8s", queues_names[i]);
         for (int s = 0; s < SPOOL_NSTATES; s++) {
             long n = spool_count(queues[i], (enum spool_state)s, err);
             if (n < 0) {
@@ -487,7 +485,7 @@ ctl_dlq_line(void *arg, const char *name, const spool_msg *m, const char *proble
 static int
 ctl_dlq_list(conf *cf, int argc, char **argv, errbuf *err)
 {
-    spool *queues[CTL_NQUEUES];
+    spool *queues[QUEUES_COUNT];
     int rc = RS_OK;
 
     if (argc != 0)
@@ -495,21 +493,21 @@ ctl_dlq_list(conf *cf, int argc, char **argv, errbuf *err)
     if (ctl_open_queues(cf, queues, err) != RS_OK)
         return RS_ERR;
     printf("%-8s %-44s %-19s %8s  %s\n", "queue", "id", "died", "attempts", "reason: last error");
-    for (int i = 0; i < CTL_NQUEUES && rc == RS_OK; i++)
-        rc = spool_each(queues[i], SPOOL_DEAD, ctl_dlq_line, (void *)ctl_queues[i], err);
+    for (int i = 0; i < QUEUES_COUNT && rc == RS_OK; i++)
+        rc = spool_each(queues[i], SPOOL_DEAD, ctl_dlq_line, (void *)queues_names[i], err);
     ctl_close_queues(queues);
     return rc == RS_ERR ? RS_ERR : RS_OK;
 }
 
 /* Finds message id in the queues: returns the queue's index with *m set, or -1. */
 static int
-ctl_find(spool *queues[CTL_NQUEUES], const char *id, spool_msg **m, errbuf *err)
+ctl_find(spool *queues[QUEUES_COUNT], const char *id, spool_msg **m, errbuf *err)
 {
     if (!spool_msg_valid_id(id)) {
         errbuf_set(err, "\"%s\" is not a message id", id);
         return -1;
     }
-    for (int i = 0; i < CTL_NQUEUES; i++) {
+    for (int i = 0; i < QUEUES_COUNT; i++) {
         int found = spool_get(queues[i], id, m, err);
         if (found < 0)
             return -1;
@@ -523,11 +521,11 @@ ctl_find(spool *queues[CTL_NQUEUES], const char *id, spool_msg **m, errbuf *err)
 static int
 ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
 {
-    spool *queues[CTL_NQUEUES];
+    spool *queues[QUEUES_COUNT];
     spool_msg *m = NULL;
     static char shown[CTL_SAFE_SIZE]; /* one thread */
     char when[32];
-    cJSON *body;
+    char *body;
     int q;
 
     if (argc != 1)
@@ -539,8 +537,8 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
         ctl_close_queues(queues);
         return RS_ERR;
     }
-    printf("id:           %s\nqueue:        %s\nstate:        %s\n", spool_msg_id(m), ctl_queues[q],
-           spool_state_name(spool_msg_state(m)));
+    printf("id:           %s\nqueue:        %s\nstate:        %s\n", spool_msg_id(m),
+           queues_names[q], spool_state_name(spool_msg_state(m)));
     printf("key:          %s\n", spool_msg_key(m) ? spool_msg_key(m) : "-");
     ctl_time(spool_msg_created(m), when, sizeof(when));
     printf("created:      %s\nattempts:     %d\n", when, spool_msg_attempts(m));
@@ -554,17 +552,12 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
         printf("history:      %s\n", spool_msg_history(m, i));
     /* The callback token is a secret: shown as hidden even to the operator's
      * terminal, which may be shared or logged. */
-    body = cJSON_ParseWithLength(spool_msg_body(m), spool_msg_len(m));
-    if (body != NULL && cJSON_HasObjectItem(body, "token"))
-        cJSON_ReplaceItemInObjectCaseSensitive(body, "token", cJSON_CreateString("(hidden)"));
-    if (body != NULL) {
-        char *text = cJSON_Print(body);
-        printf("body:\n%s\n", text ? text : "(out of memory)");
-        free(text);
-    } else {
+    body = factory_msg_shown(spool_msg_body(m), spool_msg_len(m));
+    if (body != NULL)
+        printf("body:\n%s\n", body);
+    else
         printf("body:\n%.*s\n", (int)spool_msg_len(m), (const char *)spool_msg_body(m));
-    }
-    cJSON_Delete(body);
+    free(body);
     spool_msg_destroy(&m);
     ctl_close_queues(queues);
     return RS_OK;
@@ -574,19 +567,19 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
 static int
 ctl_reopen_order(conf *cf, const spool_msg *m, errbuf *err)
 {
-    cJSON *body = cJSON_ParseWithLength(spool_msg_body(m), spool_msg_len(m));
-    const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(body, "order_id");
+    struct factory_msg_glance g;
     db *conn;
     order *orders;
     int rc = RS_OK;
 
-    if (cJSON_IsString(order_id)) {
+    factory_msg_glance(spool_msg_body(m), spool_msg_len(m), &g);
+    if (g.order_id != NULL) {
         rc = ctl_open_orders(cf, &conn, &orders, err);
         if (rc == RS_OK)
-            rc = order_reopen(orders, order_id->valuestring, err);
+            rc = order_reopen(orders, g.order_id, err);
         ctl_close_orders(&conn, &orders);
     }
-    cJSON_Delete(body);
+    factory_msg_glance_clear(&g);
     return rc;
 }
 
@@ -608,7 +601,7 @@ ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
     /* The order first: if the database is down, the message stays dead and the
      * operator can try again; the other way round, the worker could deliver it
      * while the order still says failed. */
-    rc = strcmp(spool_queue(sp), "factory") == 0 ? ctl_reopen_order(cf, m, err) : RS_OK;
+    rc = strcmp(spool_queue(sp), QUEUES_FACTORY) == 0 ? ctl_reopen_order(cf, m, err) : RS_OK;
     spool_msg_destroy(&m);
     if (rc != RS_OK)
         return RS_ERR;
@@ -618,54 +611,28 @@ ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
     return 1;
 }
 
-/* The ids of a state's messages, collected before acting on them: the walk
- * reads the folder, the redrive changes it. */
-struct ctl_names {
-    char **ids;
-    size_t n, cap;
-};
-
-static int
-ctl_collect(void *arg, const char *name, const spool_msg *m, const char *problem)
-{
-    struct ctl_names *names = arg;
-
-    if (names->n == names->cap) {
-        size_t cap = names->cap ? 2 * names->cap : 64;
-        char **ids = realloc(names->ids, cap * sizeof(*ids));
-        if (ids == NULL)
-            return 1;
-        names->ids = ids;
-        names->cap = cap;
-    }
-    names->ids[names->n] = strdup(name);
-    return names->ids[names->n++] == NULL;
-}
-
 static int
 ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
 {
-    spool *queues[CTL_NQUEUES];
+    spool *queues[QUEUES_COUNT];
     int total = 0, rc = RS_OK;
 
     if (argc != 1)
         return errbuf_set(err, "usage: restockctl dlq redrive ID|--all");
     if (ctl_open_queues(cf, queues, err) != RS_OK)
         return RS_ERR;
-    for (int i = 0; i < CTL_NQUEUES && rc == RS_OK; i++) {
+    for (int i = 0; i < QUEUES_COUNT && rc == RS_OK; i++) {
         if (strcmp(argv[0], "--all") == 0) {
-            struct ctl_names names = {0};
-            rc = spool_each(queues[i], SPOOL_DEAD, ctl_collect, &names, err);
-            if (rc > 0)
-                rc = errbuf_set(err, "out of memory");
-            for (size_t k = 0; k < names.n; k++) {
-                int n = rc == RS_OK ? ctl_redrive_one(cf, queues[i], names.ids[k], err) : 0;
+            /* Collected first: the walk reads the folder, the redrive changes it. */
+            struct spool_names names;
+            rc = spool_names_of(queues[i], SPOOL_DEAD, &names, err);
+            for (size_t k = 0; k < names.n && rc == RS_OK; k++) {
+                int n = ctl_redrive_one(cf, queues[i], names.v[k], err);
                 if (n < 0)
                     rc = RS_ERR;
                 total += n > 0;
-                free(names.ids[k]);
             }
-            free(names.ids);
+            spool_names_clear(&names);
         } else {
             int n = spool_msg_valid_id(argv[0])
                         ? ctl_redrive_one(cf, queues[i], argv[0], err)

@@ -111,10 +111,7 @@ api_client_name_check(const char *name, errbuf *err)
 
 enum { ST_FIND, ST_USED, ST_ADD, ST_LIST, ST_BY_ID, ST_BY_NAME, ST_REVOKE, ST_COUNT };
 
-static const struct {
-    const char *sql;
-    int flags;
-} api_client_sql[ST_COUNT] = {
+static const struct db_stmt_def api_client_sql[ST_COUNT] = {
     [ST_FIND] = {"SELECT client_id, key_hash, revoked_at IS NULL, last_used_at IS NULL OR"
                  " last_used_at < CURRENT_TIMESTAMP(6) - INTERVAL " API_CLIENT_USE_PRECISION
                  " SECOND FROM api_client WHERE key_hash = ?",
@@ -153,13 +150,9 @@ api_client_new(db *conn, errbuf *err)
         errbuf_set(err, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < ST_COUNT; i++) {
-        self->st[i] = db_stmt_new(conn, api_client_sql[i].sql, api_client_sql[i].flags);
-        if (self->st[i] == NULL) {
-            errbuf_set(err, "out of memory");
-            api_client_destroy(&self);
-            return NULL;
-        }
+    if (db_stmt_table(conn, api_client_sql, ST_COUNT, self->st, err) != RS_OK) {
+        api_client_destroy(&self);
+        return NULL;
     }
     return self;
 }

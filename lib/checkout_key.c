@@ -126,10 +126,7 @@ enum { ST_INSERT, ST_GET, ST_EXPIRE, ST_STORE, ST_PRUNE, ST_COUNT };
 
 /* DB_IDEMPOTENT: reads, and deletes of what is expired (a second run deletes
  * nothing more than the first would have). */
-static const struct {
-    const char *sql;
-    int flags;
-} checkout_key_sql[ST_COUNT] = {
+static const struct db_stmt_def checkout_key_sql[ST_COUNT] = {
     /* IGNORE: a row of the same key makes it a no-op (0 rows), after waiting for
      * the transaction that holds it, if any, to end. */
     [ST_INSERT] = {"INSERT IGNORE INTO checkout_key (client_id, idem_key, fingerprint)"
@@ -169,13 +166,9 @@ checkout_key_new(db *conn, errbuf *err)
         errbuf_set(err, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < ST_COUNT; i++) {
-        self->st[i] = db_stmt_new(conn, checkout_key_sql[i].sql, checkout_key_sql[i].flags);
-        if (self->st[i] == NULL) {
-            errbuf_set(err, "out of memory");
-            checkout_key_destroy(&self);
-            return NULL;
-        }
+    if (db_stmt_table(conn, checkout_key_sql, ST_COUNT, self->st, err) != RS_OK) {
+        checkout_key_destroy(&self);
+        return NULL;
     }
     return self;
 }

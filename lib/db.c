@@ -652,6 +652,15 @@ db_stmt_new(db *self, const char *sql, int flags)
     return st;
 }
 
+int
+db_stmt_table(db *self, const struct db_stmt_def *defs, size_t n, db_stmt **out, errbuf *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((out[i] = db_stmt_new(self, defs[i].sql, defs[i].flags)) == NULL)
+            return errbuf_set(err, "out of memory");
+    return RS_OK;
+}
+
 static int
 db_stmt_prepare(db_stmt *st, errbuf *err)
 {

@@ -103,6 +103,16 @@ void db_rollback(db *self);
  * first execution on each connection; NULL only when out of memory. */
 db_stmt *db_stmt_new(db *self, const char *sql, int flags);
 
+/* One statement of a module's table of statements: its SQL and its flags. */
+struct db_stmt_def {
+    const char *sql;
+    int flags;
+};
+
+/* A module's statements: out[i] made from defs[i], for each of the n, on self.
+ * RS_ERR ("out of memory") when one cannot be made; those made stay with self. */
+int db_stmt_table(db *self, const struct db_stmt_def *defs, size_t n, db_stmt **out, errbuf *err);
+
 /* Executes with parameters described by types, one letter each:
  *   s  const char *        (NULL for SQL NULL)
  *   b  const void *, size_t (binary; NULL for SQL NULL)

@@ -11,13 +11,10 @@
 #include "bus.h"
 #include "db.h"
 #include "delivery.h"
+#include "factory_msg.h"
 #include "json.h"
 #include "log.h"
 #include "utf8.h"
-
-#define DELIVERY_QUANTITY_KEY "MessageAttributeProductCnt"
-#define DELIVERY_SKU_KEY      "MessageAttributeProductId"
-#define DELIVERY_SKU_CHARS    32 /* product.sku */
 
 /* A key that is the quantity's in another case ("messageattributeproductcnt"):
  * the factory's field names are case-sensitive, and saying so beats "missing". */
@@ -28,7 +25,7 @@ delivery_other_case(const cJSON *json)
 
     cJSON_ArrayForEach(item, json)
     {
-        if (item->string != NULL && strcasecmp(item->string, DELIVERY_QUANTITY_KEY) == 0)
+        if (item->string != NULL && strcasecmp(item->string, FACTORY_MSG_QUANTITY) == 0)
             return item->string;
     }
     return NULL;
@@ -48,24 +45,24 @@ delivery_from_callback(const char *order_id, const char *body, size_t len, long 
         return RS_ERR;
     /* Case-sensitive: cJSON_HasObjectItem is not, and took the other case for
      * the key and then found no quantity under it. */
-    if (cJSON_GetObjectItemCaseSensitive(json, DELIVERY_QUANTITY_KEY) == NULL) {
+    if (cJSON_GetObjectItemCaseSensitive(json, FACTORY_MSG_QUANTITY) == NULL) {
         other = delivery_other_case(json);
         if (other != NULL)
             errbuf_set(err,
-                       DELIVERY_QUANTITY_KEY " is missing (\"%.*s\" is not it: the key is "
-                                             "case-sensitive)",
+                       FACTORY_MSG_QUANTITY " is missing (\"%.*s\" is not it: the key is "
+                                            "case-sensitive)",
                        (int)utf8_cut(other, strlen(other), 40), other);
         else
-            errbuf_set(err, DELIVERY_QUANTITY_KEY " is missing");
+            errbuf_set(err, FACTORY_MSG_QUANTITY " is missing");
         goto done;
     }
-    if (json_opt_int(json, DELIVERY_QUANTITY_KEY, 1, quantity_max, JSON_NUMERIC_STRING,
+    if (json_opt_int(json, FACTORY_MSG_QUANTITY, 1, quantity_max, JSON_NUMERIC_STRING,
                      &out->quantity, err) != RS_OK)
         goto done;
-    if (json_opt_str(json, DELIVERY_SKU_KEY, 1, DELIVERY_SKU_CHARS, &sku, err) != RS_OK)
+    if (json_opt_str(json, FACTORY_MSG_SKU, 1, PRODUCT_SKU_MAX, &sku, err) != RS_OK)
         goto done;
     if (sku != NULL)
-        snprintf(out->sku, sizeof(out->sku), "%s", sku); /* 32 characters fit whole */
+        snprintf(out->sku, sizeof(out->sku), "%s", sku); /* PRODUCT_SKU_MAX characters fit whole */
     rc = RS_OK;
 done:
     cJSON_Delete(json);
@@ -100,7 +97,7 @@ delivery_parse(const char *text, size_t len, struct delivery *out, errbuf *err)
         return RS_ERR;
     if (json_opt_str(m, "order_id", IDENT_TEXT - 1, IDENT_TEXT - 1, &order_id, err) != RS_OK ||
         json_opt_int(m, "quantity", 1, 1000000000, 0, &out->quantity, err) != RS_OK ||
-        json_opt_str(m, "sku", 0, DELIVERY_SKU_CHARS, &sku, err) != RS_OK)
+        json_opt_str(m, "sku", 0, PRODUCT_SKU_MAX, &sku, err) != RS_OK)
         goto done;
     if (order_id == NULL || out->quantity == 0 || sku == NULL) {
         errbuf_set(err, "a stored delivery wants order_id, quantity and sku");
@@ -179,7 +176,7 @@ delivery_agent_apply(delivery_agent *self, const struct order_view *view, const 
     /* The factory echoes the order: a callback naming another product is not one
      * of ours, whatever its token says. */
     if (d->sku[0] != '\0' && strcmp(d->sku, view->sku) != 0) {
-        errbuf_set(err, DELIVERY_SKU_KEY " %s is not the product %s of order %s", d->sku, view->sku,
+        errbuf_set(err, FACTORY_MSG_SKU " %s is not the product %s of order %s", d->sku, view->sku,
                    d->order_id);
         return DELIVERY_WRONG_PRODUCT;
     }

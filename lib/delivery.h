@@ -3,9 +3,10 @@
  * worker's callback queue for one accepted while the database was down (stored
  * in the spool queue `callback`, DELIVERY_QUEUE).
  *
- * The legacy factory's callback body is its original request; only
- * MessageAttributeProductCnt (the quantity, a number or a decimal string) and
- * MessageAttributeProductId (the sku, optional) matter. A stored delivery is our
+ * The legacy factory's callback body is its original request (lib/factory_msg);
+ * only FACTORY_MSG_QUANTITY (MessageAttributeProductCnt: the quantity, a number or
+ * a decimal string) and FACTORY_MSG_SKU (MessageAttributeProductId: the sku,
+ * optional) matter. A stored delivery is our
  * own small JSON ({"order_id", "quantity", "sku"}), never the factory's body (it
  * carries the callback URL and its token). */
 #ifndef RESTOCK_DELIVERY_H
@@ -17,9 +18,11 @@
 #include "conf.h"
 #include "errbuf.h"
 #include "order.h"
+#include "queues.h"
 
-/* The spool queue of callbacks accepted while the database was down. */
-#define DELIVERY_QUEUE "callback"
+/* The spool queue of callbacks accepted while the database was down (and the
+ * doorbell topic of a delivery applied). */
+#define DELIVERY_QUEUE QUEUES_CALLBACK
 
 /* One delivery: the order, the quantity claimed, the product named (or ""). */
 struct delivery {
@@ -31,7 +34,8 @@ struct delivery {
 /* Reads a callback body (len bytes) for order_id into out. RS_ERR with the
  * client's 400 message (input quoted cut to whole characters) when it is not a
  * JSON object, the quantity is missing (a key of another case is named as such),
- * not an integer from 1 to quantity_max, or the sku is not 1 to 32 characters. */
+ * not an integer from 1 to quantity_max, or the sku is not 1 to PRODUCT_SKU_MAX
+ * characters. */
 int delivery_from_callback(const char *order_id, const char *body, size_t len,
                            long long quantity_max, struct delivery *out, errbuf *err);
 

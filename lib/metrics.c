@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "queues.h"
 
 #define METRICS_MAGIC       "RSMETRC"
 #define METRICS_PROGRAM_MAX 32
@@ -91,17 +92,17 @@ static const struct metrics_family {
      "Spool messages delivered (moved to done/).",
      "queue",
      METRICS_QUEUE_DELIVERED_FACTORY,
-     {"factory", "mail", "callback", NULL}},
+     {QUEUES_ALL, NULL}},
     {"restock_queue_deferred_total",
      "Spool messages deferred (moved to deferred/: a retry or a postponement).",
      "queue",
      METRICS_QUEUE_DEFERRED_FACTORY,
-     {"factory", "mail", "callback", NULL}},
+     {QUEUES_ALL, NULL}},
     {"restock_queue_dead_total",
      "Spool messages given up (moved to dead/).",
      "queue",
      METRICS_QUEUE_DEAD_FACTORY,
-     {"factory", "mail", "callback", NULL}},
+     {QUEUES_ALL, NULL}},
     {"restock_config_reloads_total",
      "Configuration reloads (SIGHUP) by result; a failed one keeps the old settings.",
      "result",
@@ -117,6 +118,10 @@ _Static_assert(sizeof(metrics_buckets) / sizeof(metrics_buckets[0]) + 1 ==
                    METRICS_FACTORY_LATENCY_SUM - METRICS_FACTORY_LATENCY_FIRST,
                "latency bucket slots");
 _Static_assert(METRICS_RELOADS_FAILED + 1 == METRICS_FACTORY_CODE_FIRST, "slot runs");
+_Static_assert(METRICS_QUEUE_DEFERRED_FACTORY - METRICS_QUEUE_DELIVERED_FACTORY == QUEUES_COUNT &&
+                   METRICS_QUEUE_DEAD_FACTORY - METRICS_QUEUE_DEFERRED_FACTORY == QUEUES_COUNT &&
+                   METRICS_RELOADS_OK - METRICS_QUEUE_DEAD_FACTORY == QUEUES_COUNT,
+               "a slot per queue (queues.h)");
 
 metrics *
 metrics_new(const char *dir, const char *program, errbuf *err)

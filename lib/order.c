@@ -64,10 +64,7 @@ enum order_stmt {
  * reads, and updates that are conditional or (sent) count an attempt twice at
  * worst, which beats ordering twice because a reconnection looked like a failed
  * request. */
-static const struct {
-    const char *sql;
-    int flags;
-} order_sql[ST_COUNT] = {
+static const struct db_stmt_def order_sql[ST_COUNT] = {
     /* The surge after a sell-out ends here: one indexed read per failed checkout
      * (the stock for the answer and the open order at once), no transaction, no
      * lock; while sold out, one single-row update counts it (ST_TURNED_AWAY). */
@@ -203,13 +200,13 @@ struct order {
     db_stmt *st[ST_COUNT]; /* they belong to conn and go with it */
 };
 
-static const char *const order_status_names[] = {
+static const char *const order_status_names[ORDER_NSTATUS] = {
     [ORDER_OPEN] = "open",
     [ORDER_SENT] = "sent",
     [ORDER_FULFILLED] = "fulfilled",
     [ORDER_FAILED] = "failed",
 };
-#define ORDER_NSTATUS (sizeof(order_status_names) / sizeof(order_status_names[0]))
+_Static_assert(ORDER_FAILED + 1 == ORDER_NSTATUS, "a name for every status");
 
 order *
 order_new(db *conn, errbuf *err)
@@ -226,13 +223,9 @@ order_new(db *conn, errbuf *err)
     }
     self->conn = conn;
     /* Made, not prepared: each is prepared on its first use on a connection. */
-    for (int i = 0; i < ST_COUNT; i++) {
-        self->st[i] = db_stmt_new(conn, order_sql[i].sql, order_sql[i].flags);
-        if (self->st[i] == NULL) {
-            errbuf_set(err, "out of memory");
-            order_destroy(&self);
-            return NULL;
-        }
+    if (db_stmt_table(conn, order_sql, ST_COUNT, self->st, err) != RS_OK) {
+        order_destroy(&self);
+        return NULL;
     }
     return self;
 }
@@ -252,13 +245,22 @@ order_status_name(enum order_status status)
     return order_status_names[status];
 }
 
+int
+order_status_parse(const char *name)
+{
+    for (int i = 0; name != NULL && i < ORDER_NSTATUS; i++)
+        if (strcmp(name, order_status_names[i]) == 0)
+            return i;
+    return -1;
+}
+
 static enum order_status
 order_status_of(const char *name)
 {
-    for (size_t i = 0; name != NULL && i < ORDER_NSTATUS; i++)
-        if (strcmp(name, order_status_names[i]) == 0)
-            return (enum order_status)i;
-    return ORDER_OPEN; /* the column's ENUM has no other value */
+    int status = order_status_parse(name);
+
+    /* The column's ENUM has no other value. */
+    return status < 0 ? ORDER_OPEN : (enum order_status)status;
 }
 
 /* The bytes of an order id; doing says what for, in the message. */

@@ -37,16 +37,18 @@
 #include "db.h"
 #include "errbuf.h"
 #include "ident.h"
+#include "product.h" /* PRODUCT_SKU_MAX */
 #include "token.h"
 
 /* Buffers for the text columns an order read copies out (utf8mb4: 4 bytes per
  * character of the column). */
-#define ORDER_SKU_SIZE           (32 * 4 + 1)  /* product.sku */
-#define ORDER_FACTORY_IDENT_SIZE (32 * 4 + 1)  /* factory.identifier */
-#define ORDER_FACTORY_NAME_SIZE  (100 * 4 + 1) /* factory.name */
-#define ORDER_FACTORY_API_SIZE   (255 * 4 + 1) /* factory.api */
+#define ORDER_SKU_SIZE           (PRODUCT_SKU_MAX * 4 + 1) /* product.sku */
+#define ORDER_FACTORY_IDENT_SIZE (32 * 4 + 1)              /* factory.identifier */
+#define ORDER_FACTORY_NAME_SIZE  (100 * 4 + 1)             /* factory.name */
+#define ORDER_FACTORY_API_SIZE   (255 * 4 + 1)             /* factory.api */
 
 enum order_status { ORDER_OPEN, ORDER_SENT, ORDER_FULFILLED, ORDER_FAILED };
+#define ORDER_NSTATUS 4 /* statuses, numbered from 0 */
 
 typedef struct order order;
 
@@ -54,8 +56,10 @@ typedef struct order order;
 order *order_new(db *conn, errbuf *err);
 void order_destroy(order **self_p);
 
-/* "open", "sent", "fulfilled", "failed" (as the row and restockctl say). */
+/* "open", "sent", "fulfilled", "failed" (as the row and restockctl say): the one
+ * table of their names. order_status_parse: the status of a name, or -1. */
 const char *order_status_name(enum order_status status);
+int order_status_parse(const char *name);
 
 /* --- open: the reorder point, the sell-out, the turned-away checkout -------- */
 

@@ -47,10 +47,7 @@ enum {
     " d.order_id, d.order_turned_away_units"                                                       \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"
 
-static const struct {
-    const char *sql;
-    int flags;
-} reorder_sql[ST_COUNT] = {
+static const struct db_stmt_def reorder_sql[ST_COUNT] = {
     [ST_PRODUCTS] = {REORDER_COLUMNS " ORDER BY p.sku", DB_IDEMPOTENT},
     [ST_ONE] = {REORDER_COLUMNS " WHERE p.sku = ?", DB_IDEMPOTENT},
     /* A separate table: sampling never locks the hot product row. */
@@ -90,13 +87,9 @@ reorder_new(const conf *cf, db *conn, order *orders, errbuf *err)
     self->cf = cf;
     self->conn = conn;
     self->orders = orders;
-    for (int i = 0; i < ST_COUNT; i++) {
-        self->st[i] = db_stmt_new(conn, reorder_sql[i].sql, reorder_sql[i].flags);
-        if (self->st[i] == NULL) {
-            errbuf_set(err, "out of memory");
-            reorder_destroy(&self);
-            return NULL;
-        }
+    if (db_stmt_table(conn, reorder_sql, ST_COUNT, self->st, err) != RS_OK) {
+        reorder_destroy(&self);
+        return NULL;
     }
     return self;
 }
@@ -154,7 +147,7 @@ reorder_percentile(const double *sorted, int n, int p)
 static int
 reorder_measure(reorder *self, db_stmt *st, struct reorder_line *line, errbuf *err)
 {
-    unsigned char factory[IDENT_BYTES], product[IDENT_BYTES];
+    unsigned char factory[IDENT_BYTES], product_id[IDENT_BYTES];
     double lead[REORDER_LEAD_MAX];
     long max = conf_int(self->cf, "lead_time_orders");
     size_t len;
@@ -184,9 +177,9 @@ reorder_measure(reorder *self, db_stmt *st, struct reorder_line *line, errbuf *e
     line->on_order = 0;
     bytes = db_stmt_col(st, COL_ID, &len);
     if (bytes != NULL && len == IDENT_BYTES) {
-        memcpy(product, bytes, IDENT_BYTES);
+        memcpy(product_id, bytes, IDENT_BYTES);
         struct order_unfinished open;
-        if (order_on_order(self->orders, product, &open, err) != RS_OK)
+        if (order_on_order(self->orders, product_id, &open, err) != RS_OK)
             return RS_ERR;
         line->on_order = open.quantity;
     }
@@ -214,7 +207,7 @@ reorder_settings(db_stmt *st, struct reorder_line *line)
 /* What one product's sample decided, kept until the result set is done with. */
 struct reorder_step {
     unsigned char product_id[IDENT_BYTES];
-    char sku[32 * 4 + 1];
+    char sku[ORDER_SKU_SIZE];
     long long sold;
     struct order_unfinished open; /* the unfinished order now, for the next sample */
     double rate;
@@ -309,7 +302,7 @@ reorder_turned_since(reorder *self, db_stmt *st, const unsigned char product_id[
 static void
 reorder_due(void *arg, const char *sku)
 {
-    char(*skus)[32 * 4 + 1] = arg;
+    char(*skus)[ORDER_SKU_SIZE] = arg;
     int i = 0;
 
     while (skus[i][0] != '\0')
@@ -323,7 +316,7 @@ reorder_sweep(reorder *self, errbuf *err)
 {
     db_stmt *st = self->st[ST_PRODUCTS];
     struct reorder_step *steps = NULL;
-    char(*skus)[32 * 4 + 1] = NULL;
+    char(*skus)[ORDER_SKU_SIZE] = NULL;
     long window = conf_int(self->cf, "rate_window");
     long long rows;
     size_t n = 0, cap = 0;

@@ -112,6 +112,20 @@ sale_shop_destroy(sale_shop **self_p)
     bus_shutdown(); /* every thread's doorbell is closed by now */
 }
 
+/* The sale, and what it did, in one statement: LAST_INSERT_ID(expr) returns expr,
+ * here the new stock and the reorder point (SALE_SCALE), and DIV stores the new
+ * stock. The row lock makes the statements of one sku queue in the database, and
+ * the WHERE never lets stock go below zero: never read-then-write. sold_total
+ * counts the units for the worker's sales rate. */
+/* (Unformatted: clang-format would break the text inside the ORDER_SQL calls.) */
+/* clang-format off */
+static const char sale_take_sql[] =
+    "UPDATE product SET sold_total = sold_total + ?,"
+    " stock = LAST_INSERT_ID((stock - ?) * " ORDER_SQL(SALE_SCALE)
+    " + reorder_point + " ORDER_SQL(SALE_BIAS) ") DIV " ORDER_SQL(SALE_SCALE)
+    " WHERE sku = ? AND stock >= ?";
+/* clang-format on */
+
 /* -- a thread's sale ------------------------------------------------------------- */
 
 sale *
@@ -125,23 +139,7 @@ sale_new(sale_shop *shop, db *conn, errbuf *err)
     }
     self->shop = shop;
     self->conn = conn;
-    /* The sale, and what it did, in one statement: LAST_INSERT_ID(expr) returns
-     * expr, here the new stock and the reorder point (SALE_SCALE), and DIV
-     * stores the new stock. The row lock makes the statements of one sku queue
-     * in the database, and the WHERE never lets stock go below zero: never
-     * read-then-write. sold_total counts the units for the worker's sales rate. */
-    self->take =
-        db_stmt_new(
-            conn,
-            "UPDATE product SET sold_total = sold_total + ?,"
-            " stock = LAST_INSERT_ID((stock - ?) * " ORDER_SQL(SALE_SCALE) " + reorder_point "
-                                                                           "+ " ORDER_SQL(SALE_BIAS) ") DIV " ORDER_SQL(
-                                                                               SALE_SCALE) " WHERE "
-                                                                                           "sku = "
-                                                                                           "? AND "
-                                                                                           "stock "
-                                                                                           ">= ?",
-            0);
+    self->take = db_stmt_new(conn, sale_take_sql, 0);
     self->lock =
         db_stmt_new(conn, "SELECT stock, reorder_point FROM product WHERE sku = ? FOR UPDATE", 0);
     if (self->take == NULL || self->lock == NULL) {

@@ -1403,3 +1403,46 @@ done:
     pthread_mutex_unlock(&self->lock);
     return rc;
 }
+
+/* A spool_each_fn adding each name to a struct spool_names; 1 when out of memory. */
+static int
+spool_names_add(void *arg, const char *name, const spool_msg *m, const char *problem)
+{
+    struct spool_names *names = arg;
+
+    (void)m;
+    (void)problem;
+    if (names->n == names->cap) {
+        size_t cap = names->cap ? 2 * names->cap : 64;
+        char **grown = realloc(names->v, cap * sizeof(*grown));
+        if (grown == NULL)
+            return 1;
+        names->v = grown;
+        names->cap = cap;
+    }
+    if ((names->v[names->n] = strdup(name)) == NULL)
+        return 1;
+    names->n++;
+    return 0;
+}
+
+int
+spool_names_of(spool *self, enum spool_state state, struct spool_names *names, errbuf *err)
+{
+    int rc;
+
+    *names = (struct spool_names){0};
+    rc = spool_each(self, state, spool_names_add, names, err);
+    if (rc > 0)
+        return errbuf_set(err, "spool %s: out of memory", self->qdir);
+    return rc;
+}
+
+void
+spool_names_clear(struct spool_names *names)
+{
+    for (size_t i = 0; i < names->n; i++)
+        free(names->v[i]);
+    free(names->v);
+    *names = (struct spool_names){0};
+}

@@ -169,6 +169,18 @@ long spool_count(spool *self, enum spool_state state, errbuf *err);
  * RS_OK, RS_ERR, or what a callback returned to stop. */
 int spool_each(spool *self, enum spool_state state, spool_each_fn *fn, void *arg, errbuf *err);
 
+/* The file names of a state, in spool_each's order, collected before the caller
+ * acts on them (a redrive or a move changes the folder a walk reads). */
+struct spool_names {
+    char **v;
+    size_t n, cap;
+};
+
+/* Collects them into *names (zeroed first); RS_ERR with err. The caller clears it
+ * with spool_names_clear, either way. */
+int spool_names_of(spool *self, enum spool_state state, struct spool_names *names, errbuf *err);
+void spool_names_clear(struct spool_names *names);
+
 /* Reads message `id` from whatever state it is in (spool_msg_state tells).
  * Returns 1 with *msg set, 0 when there is no such message, RS_ERR on error (a
  * corrupt file is an error here; it is not moved). */

@@ -12,8 +12,9 @@
 
 #include "claim.h"
 #include "log.h"
+#include "queues.h"
 
-static const char *const claim_queue_names[CLAIM_NQUEUES] = {"factory", "mail"};
+static const char *const claim_queue_names[CLAIM_NQUEUES] = {QUEUES_FACTORY, QUEUES_MAIL};
 
 enum claim_stmt {
     ST_NEW,      /* events not claimed yet */
@@ -38,10 +39,7 @@ enum claim_stmt {
  * node's zone and with daylight saving time. */
 #define CLAIM_NOW        "UTC_TIMESTAMP(6)"
 #define CLAIM_LEASE_ENDS "TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
-static const struct {
-    const char *sql;
-    int flags;
-} claim_sql[ST_COUNT] = {
+static const struct db_stmt_def claim_sql[ST_COUNT] = {
     [ST_NEW] = {"SELECT o.event_id FROM outbox o WHERE o.taken_at IS NULL"
                 " AND NOT EXISTS (SELECT 1 FROM outbox_claim c WHERE c.event_id = o.event_id)"
                 " ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED",
@@ -231,13 +229,9 @@ claim_new(db *conn, const char *owner, long lease_time, errbuf *err)
     self->conn = conn;
     self->lease = lease_time;
     snprintf(self->owner, sizeof(self->owner), "%s", owner);
-    for (int i = 0; i < ST_COUNT; i++) {
-        self->st[i] = db_stmt_new(conn, claim_sql[i].sql, claim_sql[i].flags);
-        if (self->st[i] == NULL) {
-            errbuf_set(err, "out of memory");
-            claim_destroy(&self);
-            return NULL;
-        }
+    if (db_stmt_table(conn, claim_sql, ST_COUNT, self->st, err) != RS_OK) {
+        claim_destroy(&self);
+        return NULL;
     }
     return self;
 }
@@ -361,15 +355,6 @@ claim_take_expired(claim *self, struct claim_work *out, size_t n, size_t max, er
     return (long long)n;
 }
 
-/* A transaction that lost to another claimer: InnoDB's deadlock, or Galera's
- * certification failure at commit, both ER_LOCK_DEADLOCK (1213), rolled back. (The
- * error's code is only in its text here: lib/db does not tell it.) */
-static int
-claim_lost_race(const errbuf *err)
-{
-    return strstr(err->msg, "(1213)") != NULL;
-}
-
 int
 claim_take(claim *self, struct claim_work *out, size_t max, errbuf *err)
 {
@@ -386,8 +371,11 @@ claim_take(claim *self, struct claim_work *out, size_t max, errbuf *err)
         db_rollback(self->conn);
     if (n >= 0 && db_commit(self->conn, err) != RS_OK)
         n = RS_ERR;
-    if (n < 0 && claim_lost_race(err)) {
-        /* The other claimer has the work: nothing is ours, nothing is wrong. The
+    if (n < 0 && db_retryable(self->conn)) {
+        /* The transaction lost to another claimer: InnoDB's deadlock, or Galera's
+         * certification failure at commit, which the database rolled back (a
+         * statement after the loss, in the void transaction, fails the same way).
+         * The other claimer has the work: nothing is ours, nothing is wrong. The
          * next sweep claims what is left. */
         log_info("event=claim_conflict error=\"%s\"", err->msg);
         return 0;

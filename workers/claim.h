@@ -97,8 +97,8 @@ struct claim_work {
  * and, in the room left, claims whose lease has passed. Returns how many events
  * it filled in, or RS_ERR (nothing was claimed). A transaction that lost to
  * another claimer (a deadlock, or at commit Galera's certification failure:
- * 1213, rolled back) claims nothing and returns 0: the winner has that work,
- * the next sweep claims the rest. */
+ * rolled back by the database, db_retryable) claims nothing and returns 0: the winner has that
+ * work, the next sweep claims the rest. */
 int claim_take(claim *self, struct claim_work *out, size_t max, errbuf *err);
 
 /* Gives back a claim this worker holds (its lease ends now): the next sweep, its

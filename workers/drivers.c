@@ -12,12 +12,14 @@
 #include "delivery.h"
 #include "drivers.h"
 #include "factory.h"
+#include "factory_msg.h"
 #include "http.h"
 #include "log.h"
 #include "mail.h"
 #include "mailtext.h"
 #include "metrics.h"
 #include "order.h"
+#include "queues.h"
 #include "timetext.h"
 #include "utf8.h"
 
@@ -38,26 +40,23 @@ static void
 drivers_describe(const spool_msg *msg, char *out, size_t size)
 {
     char line[2048];
+    struct factory_msg_glance g;
+    const cJSON *tmpl, *to;
 
-    cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
-    const cJSON *sku = cJSON_GetObjectItemCaseSensitive(m, "sku");
-    const cJSON *qty = cJSON_GetObjectItemCaseSensitive(m, "quantity");
-    const cJSON *maker = cJSON_GetObjectItemCaseSensitive(m, "factory_identifier");
-    const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(m, "order_id");
-    const cJSON *tmpl = cJSON_GetObjectItemCaseSensitive(m, "template");
-    const cJSON *to = cJSON_GetObjectItemCaseSensitive(m, "to");
-
+    factory_msg_glance(spool_msg_body(msg), spool_msg_len(msg), &g);
+    tmpl = cJSON_GetObjectItemCaseSensitive(g.json, "template");
+    to = cJSON_GetObjectItemCaseSensitive(g.json, "to");
     /* The order id is what operators look up (restockctl orders, the factory). */
-    if (cJSON_IsString(sku) && cJSON_IsNumber(qty))
+    if (g.sku != NULL && g.has_quantity)
         snprintf(line, sizeof(line), "공장 주문 / factory order %s: %s x %d → %s",
-                 cJSON_IsString(order_id) ? order_id->valuestring : "?", sku->valuestring,
-                 qty->valueint, cJSON_IsString(maker) ? maker->valuestring : "?");
+                 g.order_id ? g.order_id : "?", g.sku, g.quantity,
+                 g.factory_identifier ? g.factory_identifier : "?");
     else if (cJSON_IsString(tmpl))
         snprintf(line, sizeof(line), "email %s to %s", tmpl->valuestring,
                  cJSON_IsString(to) ? to->valuestring : "?");
     else
         snprintf(line, sizeof(line), "message %s", spool_msg_id(msg));
-    cJSON_Delete(m);
+    factory_msg_glance_clear(&g);
     utf8_sanitize(line, strlen(line), out, size);
 }
 
@@ -145,7 +144,7 @@ drivers_ended(claim *c, enum claim_queue q, const spool_msg *msg)
 
 /* --- factory ------------------------------------------------------------- */
 
-struct factory_thread {
+struct drivers_factory_thread {
     db *conn;
     http *client;
     order *orders;
@@ -157,7 +156,7 @@ struct factory_thread {
 /* After a reload, the next message builds its driver on the new snapshot
  * (factory_api, public_url, requester, attempt_timeout). */
 static void
-factory_thread_refresh(struct factory_thread *t)
+drivers_factory_refresh(struct drivers_factory_thread *t)
 {
     conf *cf = conf_current();
     errbuf err = {{0}};
@@ -181,9 +180,9 @@ factory_thread_refresh(struct factory_thread *t)
 }
 
 static void
-factory_thread_fini(void *state)
+drivers_factory_fini(void *state)
 {
-    struct factory_thread *t = state;
+    struct drivers_factory_thread *t = state;
 
     if (t != NULL) {
         factory_destroy(&t->driver);
@@ -198,9 +197,9 @@ factory_thread_fini(void *state)
 }
 
 static int
-factory_thread_init(const conf *cf, void **state, errbuf *err)
+drivers_factory_init(const conf *cf, void **state, errbuf *err)
 {
-    struct factory_thread *t = NULL;
+    struct drivers_factory_thread *t = NULL;
 
     if (db_thread_init(err) != RS_OK)
         goto fail;
@@ -229,16 +228,16 @@ factory_thread_init(const conf *cf, void **state, errbuf *err)
     *state = t;
     return RS_OK;
 fail:
-    factory_thread_fini(t);
+    drivers_factory_fini(t);
     return RS_ERR;
 }
 
 static enum queue_outcome
-factory_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+drivers_factory_deliver(void *state, const spool_msg *msg, errbuf *err)
 {
-    struct factory_thread *t = state;
+    struct drivers_factory_thread *t = state;
 
-    factory_thread_refresh(t);
+    drivers_factory_refresh(t);
     switch (factory_deliver(t->driver, spool_msg_body(msg), spool_msg_len(msg), err)) {
     case FACTORY_SENT:
         return QUEUE_DONE;
@@ -252,49 +251,48 @@ factory_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
 }
 
 static void
-factory_queue_dead(void *state, const spool_msg *msg, const char *reason)
+drivers_factory_dead(void *state, const spool_msg *msg, const char *reason)
 {
-    struct factory_thread *t = state;
-    cJSON *m = cJSON_ParseWithLength(spool_msg_body(msg), spool_msg_len(msg));
-    const cJSON *order_id = cJSON_GetObjectItemCaseSensitive(m, "order_id");
+    struct drivers_factory_thread *t = state;
+    struct factory_msg_glance g;
     errbuf err = {{0}};
 
+    factory_msg_glance(spool_msg_body(msg), spool_msg_len(msg), &g);
     /* The reason names the last error (queue_settle). */
-    if (cJSON_IsString(order_id) &&
-        order_failed(t->orders, order_id->valuestring, reason, &err) != RS_OK)
+    if (g.order_id != NULL && order_failed(t->orders, g.order_id, reason, &err) != RS_OK)
         /* The order stays open in the database; the dead message and the alert
          * below still tell the operator, and a redrive settles it. */
-        log_error("event=mark_failed_failed order=%s error=\"%s\"", order_id->valuestring, err.msg);
-    cJSON_Delete(m);
-    drivers_alert_dead(msg, "factory", reason);
+        log_error("event=mark_failed_failed order=%s error=\"%s\"", g.order_id, err.msg);
+    factory_msg_glance_clear(&g);
+    drivers_alert_dead(msg, QUEUES_FACTORY, reason);
 }
 
 static int
-factory_queue_owns(void *state, const spool_msg *msg, errbuf *err)
+drivers_factory_owns(void *state, const spool_msg *msg, errbuf *err)
 {
-    return drivers_owns(((struct factory_thread *)state)->claims, CLAIM_FACTORY, msg, err);
+    return drivers_owns(((struct drivers_factory_thread *)state)->claims, CLAIM_FACTORY, msg, err);
 }
 
 static void
-factory_queue_ended(void *state, const spool_msg *msg)
+drivers_factory_ended(void *state, const spool_msg *msg)
 {
-    drivers_ended(((struct factory_thread *)state)->claims, CLAIM_FACTORY, msg);
+    drivers_ended(((struct drivers_factory_thread *)state)->claims, CLAIM_FACTORY, msg);
 }
 
 const struct queue_driver drivers_factory = {
-    .name = "factory",
-    .thread_init = factory_thread_init,
-    .thread_fini = factory_thread_fini,
-    .deliver = factory_queue_deliver,
-    .dead = factory_queue_dead,
+    .name = QUEUES_FACTORY,
+    .thread_init = drivers_factory_init,
+    .thread_fini = drivers_factory_fini,
+    .deliver = drivers_factory_deliver,
+    .dead = drivers_factory_dead,
     .lifetime_key = "factory_lifetime",
-    .owns = factory_queue_owns,
-    .ended = factory_queue_ended,
+    .owns = drivers_factory_owns,
+    .ended = drivers_factory_ended,
 };
 
 /* --- mail ---------------------------------------------------------------- */
 
-struct mail_thread {
+struct drivers_mail_thread {
     mail *client;
     unsigned long generation; /* of the snapshot client was made from */
     db *conn;                 /* for the claims of outbox emails only */
@@ -302,9 +300,9 @@ struct mail_thread {
 };
 
 static void
-mail_thread_fini(void *state)
+drivers_mail_fini(void *state)
 {
-    struct mail_thread *t = state;
+    struct drivers_mail_thread *t = state;
 
     if (t != NULL) {
         mail_destroy(&t->client);
@@ -316,9 +314,9 @@ mail_thread_fini(void *state)
 }
 
 static int
-mail_thread_init(const conf *cf, void **state, errbuf *err)
+drivers_mail_init(const conf *cf, void **state, errbuf *err)
 {
-    struct mail_thread *t = NULL;
+    struct drivers_mail_thread *t = NULL;
 
     if (db_thread_init(err) != RS_OK)
         goto fail;
@@ -337,14 +335,14 @@ mail_thread_init(const conf *cf, void **state, errbuf *err)
     *state = t;
     return RS_OK;
 fail:
-    mail_thread_fini(t);
+    drivers_mail_fini(t);
     return RS_ERR;
 }
 
 /* After a reload the next email goes out with the new SMTP settings (and
  * password): mail_new copies what it needs, so the snapshot is let go at once. */
 static void
-mail_thread_refresh(struct mail_thread *t)
+drivers_mail_refresh(struct drivers_mail_thread *t)
 {
     conf *cf = conf_current();
     errbuf err = {{0}};
@@ -364,14 +362,14 @@ mail_thread_refresh(struct mail_thread *t)
 }
 
 /* What a mail message is: its template's name, recipient and rendered texts. */
-struct mail_parts {
+struct drivers_mail_parts {
     cJSON *json;
     const char *template_name, *to, *event;
     char *subject, *body;
 };
 
 static void
-mail_parts_clear(struct mail_parts *p)
+drivers_mail_parts_clear(struct drivers_mail_parts *p)
 {
     free(p->subject);
     free(p->body);
@@ -382,7 +380,7 @@ mail_parts_clear(struct mail_parts *p)
 /* Parses a mail message and renders its template; on RS_ERR err says why (what
  * could be read stays in p, for the dead hook), the caller clears p either way. */
 static int
-mail_parts_read(const spool_msg *msg, struct mail_parts *p, errbuf *err)
+drivers_mail_parts_read(const spool_msg *msg, struct drivers_mail_parts *p, errbuf *err)
 {
     const cJSON *tmpl, *to, *vars, *v;
     mailtext_var list[DRIVERS_MAX_VARS + 1];
@@ -417,14 +415,14 @@ mail_parts_read(const spool_msg *msg, struct mail_parts *p, errbuf *err)
 }
 
 static enum queue_outcome
-mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+drivers_mail_deliver(void *state, const spool_msg *msg, errbuf *err)
 {
-    struct mail_thread *t = state;
-    struct mail_parts p;
+    struct drivers_mail_thread *t = state;
+    struct drivers_mail_parts p;
     enum queue_outcome outcome = QUEUE_PERMANENT;
 
-    mail_thread_refresh(t);
-    if (mail_parts_read(msg, &p, err) != RS_OK)
+    drivers_mail_refresh(t);
+    if (drivers_mail_parts_read(msg, &p, err) != RS_OK)
         goto done;
     /* The event names the Message-ID (the spool id for an alert, which has no
      * event): a retry after a crash mid-send, or the same email re-derived by
@@ -448,7 +446,7 @@ mail_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
         break;
     }
 done:
-    mail_parts_clear(&p);
+    drivers_mail_parts_clear(&p);
     return outcome;
 }
 
@@ -456,13 +454,13 @@ done:
  * by an alert, itself an email. A dead alert is only logged: an alert about it
  * would go the same way, and could die in turn (a loop). */
 static void
-mail_queue_dead(void *state, const spool_msg *msg, const char *reason)
+drivers_mail_dead(void *state, const spool_msg *msg, const char *reason)
 {
-    struct mail_parts p;
+    struct drivers_mail_parts p;
     errbuf ignored = {{0}};
     char recipient[1024], subject[1024], why[SPOOL_TEXT_MAX * 4 + 1], when[64];
 
-    mail_parts_read(msg, &p, &ignored);
+    drivers_mail_parts_read(msg, &p, &ignored);
     utf8_sanitize(p.to ? p.to : "?", strlen(p.to ? p.to : "?"), recipient, sizeof(recipient));
     utf8_sanitize(p.subject ? p.subject : "?", strlen(p.subject ? p.subject : "?"), subject,
                   sizeof(subject));
@@ -475,32 +473,32 @@ mail_queue_dead(void *state, const spool_msg *msg, const char *reason)
         mailtext_var vars[] = {{"recipient", recipient}, {"subject", subject},
                                {"reason", why},          {"message_id", spool_msg_id(msg)},
                                {"time", when},           {NULL, NULL}};
-        drivers_raise(msg, "mail", "mail_dead", vars);
+        drivers_raise(msg, QUEUES_MAIL, "mail_dead", vars);
     }
-    mail_parts_clear(&p);
+    drivers_mail_parts_clear(&p);
 }
 
 static int
-mail_queue_owns(void *state, const spool_msg *msg, errbuf *err)
+drivers_mail_owns(void *state, const spool_msg *msg, errbuf *err)
 {
-    return drivers_owns(((struct mail_thread *)state)->claims, CLAIM_MAIL, msg, err);
+    return drivers_owns(((struct drivers_mail_thread *)state)->claims, CLAIM_MAIL, msg, err);
 }
 
 static void
-mail_queue_ended(void *state, const spool_msg *msg)
+drivers_mail_ended(void *state, const spool_msg *msg)
 {
-    drivers_ended(((struct mail_thread *)state)->claims, CLAIM_MAIL, msg);
+    drivers_ended(((struct drivers_mail_thread *)state)->claims, CLAIM_MAIL, msg);
 }
 
 const struct queue_driver drivers_mail = {
-    .name = "mail",
-    .thread_init = mail_thread_init,
-    .thread_fini = mail_thread_fini,
-    .deliver = mail_queue_deliver,
-    .dead = mail_queue_dead,
+    .name = QUEUES_MAIL,
+    .thread_init = drivers_mail_init,
+    .thread_fini = drivers_mail_fini,
+    .deliver = drivers_mail_deliver,
+    .dead = drivers_mail_dead,
     .lifetime_key = "mail_lifetime",
-    .owns = mail_queue_owns,
-    .ended = mail_queue_ended,
+    .owns = drivers_mail_owns,
+    .ended = drivers_mail_ended,
 };
 
 /* --- callback -------------------------------------------------------------- */
@@ -509,7 +507,7 @@ const struct queue_driver drivers_mail = {
  * applied by the same checks and transaction as one applied at once
  * (delivery_agent_apply). The database still down is BLOCKED, not an attempt. */
 static int
-callback_thread_init(const conf *cf, void **state, errbuf *err)
+drivers_callback_init(const conf *cf, void **state, errbuf *err)
 {
     delivery_agent *agent = delivery_agent_new(cf, err);
 
@@ -520,7 +518,7 @@ callback_thread_init(const conf *cf, void **state, errbuf *err)
 }
 
 static void
-callback_thread_fini(void *state)
+drivers_callback_fini(void *state)
 {
     delivery_agent *agent = state;
 
@@ -528,7 +526,7 @@ callback_thread_fini(void *state)
 }
 
 static enum queue_outcome
-callback_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
+drivers_callback_deliver(void *state, const spool_msg *msg, errbuf *err)
 {
     delivery_agent *agent = state;
     struct delivery d;
@@ -560,7 +558,7 @@ callback_queue_deliver(void *state, const spool_msg *msg, errbuf *err)
 }
 
 static void
-callback_queue_dead(void *state, const spool_msg *msg, const char *reason)
+drivers_callback_dead(void *state, const spool_msg *msg, const char *reason)
 {
     const char *last = spool_msg_last_error(msg);
 
@@ -571,8 +569,8 @@ callback_queue_dead(void *state, const spool_msg *msg, const char *reason)
  * never given up for age; while the database is down it waits (BLOCKED). */
 const struct queue_driver drivers_callback = {
     .name = DELIVERY_QUEUE,
-    .thread_init = callback_thread_init,
-    .thread_fini = callback_thread_fini,
-    .deliver = callback_queue_deliver,
-    .dead = callback_queue_dead,
+    .thread_init = drivers_callback_init,
+    .thread_fini = drivers_callback_fini,
+    .deliver = drivers_callback_deliver,
+    .dead = drivers_callback_dead,
 };

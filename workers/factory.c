@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "factory.h"
+#include "factory_msg.h"
 #include "ident.h"
 #include "json.h"
 #include "log.h"
@@ -16,9 +17,6 @@
 #include "token.h"
 #include "utf8.h"
 
-#define FACTORY_QUANTITY_MAX 1000000 /* product.reorder_quantity's upper bound */
-#define FACTORY_FIELD_MAX    255
-#define FACTORY_URL_MAX      2048
 #define FACTORY_REF_MAX      64 /* the order's factory_ref */
 #define FACTORY_ANSWER_SHOWN 200
 
@@ -26,16 +24,6 @@ struct factory {
     const conf *cf;
     order *orders;
     http *client;
-};
-
-/* The fields of a factory-queue message the driver needs; strings point into json. */
-struct factory_msg {
-    cJSON *json;
-    const char *sku, *factory_identifier, *factory_api;
-    char token[TOKEN_HEX + 1]; /* a secret: zeroed by factory_msg_clear */
-    long long quantity;
-    unsigned char id[IDENT_BYTES];
-    char order_id[IDENT_TEXT]; /* canonical, as the callback responder reads it */
 };
 
 factory *
@@ -63,171 +51,6 @@ factory_destroy(factory **self_p)
 {
     free(*self_p);
     *self_p = NULL;
-}
-
-/* A required string field of 1 to max characters. */
-static int
-factory_field(const cJSON *json, const char *key, size_t max, const char **out, errbuf *err)
-{
-    *out = NULL;
-    if (json_opt_str(json, key, 1, max, out, err) != RS_OK)
-        return RS_ERR;
-    if (*out == NULL)
-        return errbuf_set(err, "%s is missing", key);
-    return RS_OK;
-}
-
-/* Deletes what factory_msg_parse made, the token zeroed. */
-static void
-factory_msg_clear(struct factory_msg *m)
-{
-    cJSON_Delete(m->json);
-    m->json = NULL;
-    sodium_memzero(m->token, sizeof(m->token));
-}
-
-/* Parses and checks a message; on RS_OK the caller clears it (factory_msg_clear). */
-static int
-factory_msg_parse(const char *msg, size_t len, struct factory_msg *m, errbuf *err)
-{
-    const cJSON *api;
-    const char *kind = NULL, *order_id = NULL, *token = NULL;
-
-    memset(m, 0, sizeof(*m));
-    if (json_parse_object(msg, len, &m->json, err) != RS_OK)
-        return errbuf_prefix(err, "factory message");
-    if (factory_field(m->json, "kind", FACTORY_FIELD_MAX, &kind, err) != RS_OK ||
-        factory_field(m->json, "order_id", IDENT_TEXT - 1, &order_id, err) != RS_OK ||
-        factory_field(m->json, "sku", FACTORY_FIELD_MAX, &m->sku, err) != RS_OK ||
-        factory_field(m->json, "factory_identifier", FACTORY_FIELD_MAX, &m->factory_identifier,
-                      err) != RS_OK ||
-        factory_field(m->json, "token", TOKEN_HEX, &token, err) != RS_OK)
-        goto fail;
-    if (strcmp(kind, "stock_empty") != 0) {
-        errbuf_set(err, "kind is \"%.40s\", not stock_empty", kind);
-        goto fail;
-    }
-    if (ident_parse(order_id, m->id) != 0) {
-        errbuf_set(err, "order_id \"%s\" is not a UUID", order_id);
-        goto fail;
-    }
-    ident_format(m->id, sizeof(m->id), m->order_id);
-    if (token_parse(token, strlen(token), m->token) != RS_OK) {
-        /* Never quote the token, even a malformed one. */
-        errbuf_set(err, "token of order %s is not %d lower-case hex digits", m->order_id,
-                   TOKEN_HEX);
-        goto fail;
-    }
-    m->quantity = 0;
-    if (json_opt_int(m->json, "quantity", 1, FACTORY_QUANTITY_MAX, JSON_NUMERIC_STRING,
-                     &m->quantity, err) != RS_OK)
-        goto fail;
-    if (m->quantity == 0) {
-        errbuf_set(err, "quantity is missing");
-        goto fail;
-    }
-    /* null or "" means: the factory has no API of its own, use the configured one. */
-    api = cJSON_GetObjectItemCaseSensitive(m->json, "factory_api");
-    if (api != NULL && !cJSON_IsNull(api) &&
-        json_opt_str(m->json, "factory_api", 0, FACTORY_URL_MAX, &m->factory_api, err) != RS_OK)
-        goto fail;
-    return RS_OK;
-fail:
-    factory_msg_clear(m);
-    return errbuf_prefix(err, "factory message");
-}
-
-/* s without the slashes at its end, as a length (for "%.*s"). */
-static int
-factory_trim(const char *s)
-{
-    size_t n = strlen(s);
-
-    while (n > 0 && s[n - 1] == '/')
-        n--;
-    return (int)n;
-}
-
-/* Builds the request of a parsed message (see factory_request_body). */
-static int
-factory_build(const struct factory_msg *m, const char *requester, const char *public_url,
-              const char *default_api, char **url, char **body, errbuf *err)
-{
-    const char *base =
-        m->factory_api != NULL && m->factory_api[0] != '\0' ? m->factory_api : default_api;
-    char *callback = NULL;
-    cJSON *req = NULL;
-    int ret = RS_ERR;
-
-    *url = *body = NULL;
-    if (base == NULL || factory_trim(base) == 0)
-        return errbuf_set(err,
-                          "no factory API configured for %s (factory.api is empty and so is "
-                          "factory_api)",
-                          m->factory_identifier);
-    if (public_url == NULL || factory_trim(public_url) == 0)
-        return errbuf_set(err, "public_url is empty: the factory could not call back");
-    if (asprintf(&callback, "%.*s/callbacks/factory/%s?token=%s", factory_trim(public_url),
-                 public_url, m->order_id, m->token) < 0) {
-        callback = NULL;
-        errbuf_set(err, "out of memory");
-        goto done;
-    }
-    req = cJSON_CreateObject();
-    if (req == NULL ||
-        cJSON_AddStringToObject(req, "MessageGroupId", "stock-arrival-group") == NULL ||
-        cJSON_AddStringToObject(req, "MessageAttributeProductId", m->sku) == NULL ||
-        cJSON_AddNumberToObject(req, "MessageAttributeProductCnt", (double)m->quantity) == NULL ||
-        cJSON_AddStringToObject(req, "MessageAttributeFactoryId", m->factory_identifier) == NULL ||
-        cJSON_AddStringToObject(req, "MessageAttributeRequester", requester ? requester : "") ==
-            NULL ||
-        cJSON_AddStringToObject(req, "CallbackUrl", callback) == NULL ||
-        (*body = cJSON_PrintUnformatted(req)) == NULL) {
-        errbuf_set(err, "out of memory");
-        goto done;
-    }
-    if (asprintf(url, "%.*s/api/manufactures", factory_trim(base), base) < 0) {
-        *url = NULL;
-        errbuf_set(err, "out of memory");
-        goto done;
-    }
-    ret = RS_OK;
-done:
-    if (ret != RS_OK) {
-        cJSON_free(*body);
-        *body = NULL;
-    }
-    if (callback != NULL)
-        sodium_memzero(callback, strlen(callback));
-    free(callback);
-    cJSON_Delete(req);
-    return ret;
-}
-
-int
-factory_request_body(const char *msg, size_t len, const char *requester, const char *public_url,
-                     const char *default_api, char **url, char **body, errbuf *err)
-{
-    struct factory_msg m;
-    char *json_body = NULL;
-    int ret;
-
-    *url = *body = NULL;
-    if (factory_msg_parse(msg, len, &m, err) != RS_OK)
-        return RS_ERR;
-    ret = factory_build(&m, requester, public_url, default_api, url, &json_body, err);
-    factory_msg_clear(&m);
-    if (ret != RS_OK)
-        return RS_ERR;
-    /* cJSON allocates with its own hooks; the caller frees with free(). */
-    *body = strdup(json_body);
-    cJSON_free(json_body);
-    if (*body == NULL) {
-        free(*url);
-        *url = NULL;
-        return errbuf_set(err, "out of memory");
-    }
-    return RS_OK;
 }
 
 /* "factory FF-1 answered 404 to order X: <start of its answer>", without the
@@ -296,8 +119,8 @@ factory_deliver(factory *self, const char *msg, size_t len, errbuf *err)
     }
     if (factory_msg_parse(msg, len, &m, err) != RS_OK)
         return FACTORY_PERMANENT;
-    if (factory_build(&m, conf_str(self->cf, "requester"), conf_str(self->cf, "public_url"),
-                      conf_str(self->cf, "factory_api"), &url, &body, err) != RS_OK)
+    if (factory_msg_request(&m, conf_str(self->cf, "requester"), conf_str(self->cf, "public_url"),
+                            conf_str(self->cf, "factory_api"), &url, &body, err) != RS_OK)
         goto done;
 
     /* Only the first message of an order stores its token's hash; one already

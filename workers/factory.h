@@ -38,15 +38,8 @@ void factory_destroy(factory **self_p);
  * timeout, 408, 429 or 5xx counts an attempt in the row and answers FACTORY_RETRY, as
  * does a database failure; a malformed message, an unknown order, a token other than
  * the stored one, no factory URL or another 4xx answer FACTORY_PERMANENT. (A dead
- * message's order is the caller's to mark failed: order_failed.) */
+ * message's order is the caller's to mark failed: order_failed.) The message and
+ * the request are lib/factory_msg's. */
 enum factory_result factory_deliver(factory *self, const char *msg, size_t len, errbuf *err);
-
-/* The factory request of a message, without I/O: *url the address to POST to (the
- * message's factory_api, else default_api, with /api/manufactures appended) and *body
- * the JSON of docs/design.md with the callback URL {public_url}/callbacks/factory/{order
- * id}?token={token}. Both malloc'ed, for the caller to free. RS_ERR, naming the field
- * or the factory, when the message is malformed or no factory URL is known. */
-int factory_request_body(const char *msg, size_t len, const char *requester, const char *public_url,
-                         const char *default_api, char **url, char **body, errbuf *err);
 
 #endif

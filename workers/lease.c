@@ -29,31 +29,38 @@ enum lease_phase {
 
 enum lease_stmt { ST_INSERT, ST_TAKE, ST_TAKE_DEAD, ST_WHO, ST_RENEW, ST_RELEASE, ST_COUNT };
 
-/* Every time is UTC from the database's clock (sql/011). */
-static const char *const lease_sql[ST_COUNT] = {
-    [ST_INSERT] = "INSERT IGNORE INTO worker_registration"
-                  " (worker_id, instance, host, pid, boot, started_at, lease_until)"
-                  " VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6),"
-                  " TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6)))",
+/* Every time is UTC from the database's clock (sql/011). Each statement may be
+ * sent again after a lost connection (DB_IDEMPOTENT). */
+static const struct db_stmt_def lease_sql[ST_COUNT] = {
+    [ST_INSERT] = {"INSERT IGNORE INTO worker_registration"
+                   " (worker_id, instance, host, pid, boot, started_at, lease_until)"
+                   " VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6),"
+                   " TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6)))",
+                   DB_IDEMPOTENT},
     /* Only a row whose lease passed: its holder stopped, or died. */
-    [ST_TAKE] = "UPDATE worker_registration SET instance = ?, host = ?, pid = ?, boot = ?,"
-                " started_at = UTC_TIMESTAMP(6),"
-                " lease_until = TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
-                " WHERE worker_id = ? AND lease_until < UTC_TIMESTAMP(6)",
+    [ST_TAKE] = {"UPDATE worker_registration SET instance = ?, host = ?, pid = ?, boot = ?,"
+                 " started_at = UTC_TIMESTAMP(6),"
+                 " lease_until = TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
+                 " WHERE worker_id = ? AND lease_until < UTC_TIMESTAMP(6)",
+                 DB_IDEMPOTENT},
     /* A holder seen dead (lease_is_dead), as it was read: nobody else took it. */
-    [ST_TAKE_DEAD] = "UPDATE worker_registration SET instance = ?, host = ?, pid = ?, boot = ?,"
-                     " started_at = UTC_TIMESTAMP(6),"
-                     " lease_until = TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
-                     " WHERE worker_id = ? AND instance = ?",
-    [ST_WHO] = "SELECT host, pid, CAST(lease_until AS CHAR),"
-               " TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), lease_until), boot, instance"
-               " FROM worker_registration WHERE worker_id = ?",
-    [ST_RENEW] = "UPDATE worker_registration"
-                 " SET lease_until = TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
-                 " WHERE worker_id = ? AND instance = ?",
-    [ST_RELEASE] = "UPDATE worker_registration"
-                   " SET lease_until = TIMESTAMPADD(SECOND, -1, UTC_TIMESTAMP(6))"
-                   " WHERE worker_id = ? AND instance = ?",
+    [ST_TAKE_DEAD] = {"UPDATE worker_registration SET instance = ?, host = ?, pid = ?, boot = ?,"
+                      " started_at = UTC_TIMESTAMP(6),"
+                      " lease_until = TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
+                      " WHERE worker_id = ? AND instance = ?",
+                      DB_IDEMPOTENT},
+    [ST_WHO] = {"SELECT host, pid, CAST(lease_until AS CHAR),"
+                " TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), lease_until), boot, instance"
+                " FROM worker_registration WHERE worker_id = ?",
+                DB_IDEMPOTENT},
+    [ST_RENEW] = {"UPDATE worker_registration"
+                  " SET lease_until = TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
+                  " WHERE worker_id = ? AND instance = ?",
+                  DB_IDEMPOTENT},
+    [ST_RELEASE] = {"UPDATE worker_registration"
+                    " SET lease_until = TIMESTAMPADD(SECOND, -1, UTC_TIMESTAMP(6))"
+                    " WHERE worker_id = ? AND instance = ?",
+                    DB_IDEMPOTENT},
 };
 
 /* Who holds the registration, as read when it was refused. */
@@ -369,10 +376,7 @@ lease_thread(void *arg)
     self->conn = db_new(self->cf, 0);
     if (self->conn != NULL) {
         db_set_timeouts(self->conn, self->timeout, self->timeout);
-        for (int i = 0; i < ST_COUNT; i++)
-            if ((self->st[i] = db_stmt_new(self->conn, lease_sql[i], DB_IDEMPOTENT)) == NULL)
-                break;
-        if (self->st[ST_COUNT - 1] != NULL)
+        if (db_stmt_table(self->conn, lease_sql, ST_COUNT, self->st, &err) == RS_OK)
             self->claims = claim_new(self->conn, self->owner, self->lease_time, &err);
     }
     if (self->claims == NULL) {

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "claim.h"
+#include "factory_msg.h"
 #include "ident.h"
 #include "log.h"
 #include "mailtext.h"
@@ -121,33 +122,33 @@ static cJSON *
 outbox_factory_message(outbox *self, db_stmt *st, const struct order_view *o,
                        const char *event_text)
 {
-    char token[TOKEN_HEX + 1], created[64], factory_id[IDENT_TEXT], order_id[IDENT_TEXT];
-    cJSON *m = cJSON_CreateObject();
+    char token[TOKEN_HEX + 1], created[64], factory_id[IDENT_TEXT], order_id[IDENT_TEXT],
+        product_id[IDENT_TEXT];
     size_t len;
     const char *id = db_stmt_col(st, COL_ORDER, &len);
+    cJSON *m;
 
-    if (m == NULL)
-        return NULL;
     ident_format(id, len, order_id);
+    id = db_stmt_col(st, COL_PRODUCT, &len);
+    ident_format(id, len, product_id);
     token_of_order(&self->keys, order_id, token);
     ident_format(o->factory_id, sizeof(o->factory_id), factory_id);
     timetext_local_zone((time_t)db_stmt_col_int(st, COL_CREATED), created, sizeof(created));
-    cJSON_AddStringToObject(m, "event_id", event_text);
-    cJSON_AddStringToObject(m, "kind", "stock_empty");
-    row_add_ident(m, "order_id", st, COL_ORDER);
-    row_add_ident(m, "product_id", st, COL_PRODUCT);
-    row_add_str(m, "sku", st, COL_SKU);
-    row_add_str(m, "product_name", st, COL_NAME);
-    cJSON_AddNumberToObject(m, "quantity", (double)db_stmt_col_int(st, COL_QUANTITY));
-    cJSON_AddStringToObject(m, "factory_id", factory_id);
-    cJSON_AddStringToObject(m, "factory_identifier", o->factory_identifier);
-    cJSON_AddStringToObject(m, "factory_name", o->factory_name);
-    if (o->factory_api_null)
-        cJSON_AddNullToObject(m, "factory_api");
-    else
-        cJSON_AddStringToObject(m, "factory_api", o->factory_api);
-    cJSON_AddStringToObject(m, "token", token);
-    cJSON_AddStringToObject(m, "created_at", created);
+    /* An id that is NULL or not 16 bytes is none: null, as row.h writes it. */
+    m = factory_msg_new(&(struct factory_msg_order){
+        .event_id = event_text,
+        .order_id = order_id[0] ? order_id : NULL,
+        .product_id = product_id[0] ? product_id : NULL,
+        .sku = db_stmt_col(st, COL_SKU, NULL),
+        .product_name = db_stmt_col(st, COL_NAME, NULL),
+        .quantity = db_stmt_col_int(st, COL_QUANTITY),
+        .factory_id = factory_id,
+        .factory_identifier = o->factory_identifier,
+        .factory_name = o->factory_name,
+        .factory_api = o->factory_api_null ? NULL : o->factory_api,
+        .token = token,
+        .created_at = created,
+    });
     sodium_memzero(token, sizeof(token));
     return m;
 }
@@ -333,48 +334,12 @@ outbox_batch_ended(spool *sp, const spool_item *items, const size_t *rows, size_
     }
 }
 
-/* The names of the files in corrupt/ of sp, malloc'd one by one into *v. */
-struct outbox_names {
-    char **v;
-    size_t n, cap;
-};
-
-static int
-outbox_name_add(void *arg, const char *name, const spool_msg *m, const char *problem)
-{
-    struct outbox_names *names = arg;
-
-    (void)m;
-    (void)problem;
-    if (names->n == names->cap) {
-        size_t cap = names->cap ? 2 * names->cap : 16;
-        char **grown = realloc(names->v, cap * sizeof(*grown));
-        if (grown == NULL)
-            return -1;
-        names->v = grown;
-        names->cap = cap;
-    }
-    if ((names->v[names->n] = strdup(name)) == NULL)
-        return -1;
-    names->n++;
-    return 0;
-}
-
-static void
-outbox_names_clear(struct outbox_names *names)
-{
-    for (size_t i = 0; i < names->n; i++)
-        free(names->v[i]);
-    free(names->v);
-    *names = (struct outbox_names){0};
-}
-
 /* Whether sp holds the message of claim h in some state: a folder of its own
  * (the message, whatever became of it) or corrupt/ (a file named after the
  * event: it waits for an operator, as it did before claims). An error reading
  * it counts as held: nothing is given back on a doubt. */
 static int
-outbox_holds(spool *sp, const struct outbox_names *corrupt, const struct claim_held *h)
+outbox_holds(spool *sp, const struct spool_names *corrupt, const struct claim_held *h)
 {
     char id[IDENT_TEXT + 24];
     spool_msg *m = NULL;
@@ -399,7 +364,7 @@ outbox_holds(spool *sp, const struct outbox_names *corrupt, const struct claim_h
 static int
 outbox_give_back_lost(outbox *self, errbuf *err)
 {
-    struct outbox_names corrupt[CLAIM_NQUEUES] = {{0}};
+    struct spool_names corrupt[CLAIM_NQUEUES] = {{0}};
     spool *queues[CLAIM_NQUEUES] = {self->factory_queue, self->mail_queue};
     size_t n = 0, given = 0;
     struct claim_held *held = claim_held_list(self->claims, &n, err);
@@ -408,7 +373,7 @@ outbox_give_back_lost(outbox *self, errbuf *err)
     if (held == NULL)
         return RS_ERR;
     for (int q = 0; q < CLAIM_NQUEUES && n > 0; q++)
-        if (spool_each(queues[q], SPOOL_CORRUPT, outbox_name_add, &corrupt[q], err) != RS_OK) {
+        if (spool_names_of(queues[q], SPOOL_CORRUPT, &corrupt[q], err) != RS_OK) {
             rc = errbuf_prefix(err, "listing corrupt files");
             goto done;
         }
@@ -425,7 +390,7 @@ outbox_give_back_lost(outbox *self, errbuf *err)
     log_info("event=claims_checked held=%zu given_back=%zu", n, given);
 done:
     for (int q = 0; q < CLAIM_NQUEUES; q++)
-        outbox_names_clear(&corrupt[q]);
+        spool_names_clear(&corrupt[q]);
     free(held);
     return rc;
 }

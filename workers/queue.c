@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
+#include "queues.h"
 
 struct queue {
     spool *sp;
@@ -49,16 +50,15 @@ queue_backoff(long attempts, long min, long max)
  * retried until the queue lifetime, counted from the message's creation, has
  * passed (and, when max_attempts is set, until that many attempts), never past it:
  * the last retry is due when the lifetime ends, so that the death comes on time. */
-/* Counts a move of queue `name`: first is the factory queue's slot of the
- * family; mail and callback follow it (metrics.h). */
+/* Counts a move of queue `name`: first is the first queue's slot of the family;
+ * the others follow it in the order of queues.h (metrics.h). */
 static void
 queue_metric(const char *name, enum metrics_id first)
 {
-    static const char *const order[] = {"factory", "mail", "callback"};
+    int i = queues_index(name);
 
-    for (int i = 0; i < 3; i++)
-        if (strcmp(name, order[i]) == 0)
-            metrics_count((enum metrics_id)(first + i));
+    if (i >= 0)
+        metrics_count((enum metrics_id)(first + i));
 }
 
 static void

@@ -52,20 +52,19 @@ struct scrape {
     int db_down;
 };
 
-static const char *const scrape_statuses[] = {"open", "sent", "fulfilled", "failed"};
-
+/* Orders by status (order.h's), every status shown, 0 when it has none. */
 struct scrape_counts {
-    long long n[4];
+    long long n[ORDER_NSTATUS];
 };
 
 static void
 scrape_note_status(void *arg, const char *status, long long count)
 {
     struct scrape_counts *c = arg;
+    int i = order_status_parse(status);
 
-    for (int i = 0; i < 4; i++)
-        if (status != NULL && strcmp(status, scrape_statuses[i]) == 0)
-            c->n[i] = count;
+    if (i >= 0)
+        c->n[i] = count;
 }
 
 /* The worker's own view: spool folders and orders. */
@@ -122,8 +121,9 @@ scrape_write_state(scrape *self, FILE *out)
         self->db_down = 0;
         fprintf(out, "# HELP restock_orders Replenishment orders by status.\n"
                      "# TYPE restock_orders gauge\n");
-        for (int i = 0; i < 4; i++)
-            fprintf(out, "restock_orders{status=\"%s\"} %lld\n", scrape_statuses[i], counts.n[i]);
+        for (int i = 0; i < ORDER_NSTATUS; i++)
+            fprintf(out, "restock_orders{status=\"%s\"} %lld\n",
+                    order_status_name((enum order_status)i), counts.n[i]);
         fprintf(out,
                 "# HELP restock_orders_overdue Orders sent longer than callback_timeout ago "
                 "whose callback has not come.\n"

@@ -40,6 +40,7 @@
 #include "order.h"
 #include "outbox.h"
 #include "queue.h"
+#include "queues.h"
 #include "scrape.h"
 #include "reorder.h"
 #include "spool.h"
@@ -188,8 +189,8 @@ main(int argc, char **argv)
     counters = metrics_new(conf_str(cf, "metrics_dir"), "restock-worker", &err);
     if (counters == NULL)
         log_warn("event=metrics_unavailable error=\"%s\"", err.msg);
-    factory_q = spool_new(conf_str(cf, "spool_dir"), "factory", &err);
-    mail_q = factory_q ? spool_new(conf_str(cf, "spool_dir"), "mail", &err) : NULL;
+    factory_q = spool_new(conf_str(cf, "spool_dir"), QUEUES_FACTORY, &err);
+    mail_q = factory_q ? spool_new(conf_str(cf, "spool_dir"), QUEUES_MAIL, &err) : NULL;
     /* Callbacks restock-callback accepted while the database was down. */
     callback_q = mail_q ? spool_new(conf_str(cf, "spool_dir"), DELIVERY_QUEUE, &err) : NULL;
     if (callback_q == NULL)

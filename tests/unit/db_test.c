@@ -76,6 +76,18 @@ main(void)
        err.msg);
     attempts = 0;
     ok(!db_retry(conn, &attempts) && attempts == 0, "db_retry: a lost connection is not run again");
+
+    /* A module's table of statements: each made, in its place, with its flags. */
+    {
+        static const struct db_stmt_def defs[] = {{"SELECT 1", DB_IDEMPOTENT}, {"SELECT 2", 0}};
+        db_stmt *table[3] = {NULL, NULL, NULL};
+
+        ok(db_stmt_table(conn, defs, 2, table, &err) == RS_OK && table[0] && table[1] &&
+               table[0] != table[1] && table[2] == NULL,
+           "db_stmt_table makes each statement of the table, and no more");
+        ok(db_stmt_exec(table[0], &err, "") < 0 && db_failed_connection(conn),
+           "a statement of the table runs on its db (no host answers: a connection failure)");
+    }
     db_destroy(&conn);
     ok(conn == NULL, "db_destroy clears the pointer");
     conf_destroy(&cf);

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "factory.h"
+#include "factory_msg.h"
 #include "tap.h"
 
 #define ORDER "5f0c8d9e-1a2b-4c3d-8e4f-000000000042"
@@ -54,8 +55,8 @@ msg_edit(const char *key, const char *replacement)
 static int
 build(const char *m, const char *default_api, char **url, char **body, errbuf *err)
 {
-    return factory_request_body(m, strlen(m), "restock-test", "https://shop.example/", default_api,
-                                url, body, err);
+    return factory_msg_request_body(m, strlen(m), "restock-test", "https://shop.example/",
+                                    default_api, url, body, err);
 }
 
 static void

@@ -110,6 +110,11 @@ main(void)
     is_str(order_status_name(ORDER_SENT), "sent", "status sent");
     is_str(order_status_name(ORDER_FULFILLED), "fulfilled", "status fulfilled");
     is_str(order_status_name(ORDER_FAILED), "failed", "status failed");
+    for (int i = 0; i < ORDER_NSTATUS; i++)
+        is_int(order_status_parse(order_status_name((enum order_status)i)), i,
+               "a status's name is read back as that status");
+    is_int(order_status_parse("cancelled"), -1, "another word is no status");
+    is_int(order_status_parse(NULL), -1, "nor is none");
 
     /* No database listens there: connecting fails at once. */
     setenv("RESTOCK_DB_HOST", "localhost", 1);

@@ -422,6 +422,19 @@ test_redrive_and_listing(void)
     is_int(spool_count(sp, SPOOL_DEAD, &err), 3, "three dead");
     spool_each(sp, SPOOL_DEAD, list_dead, listing, &err);
     is_str(listing, "x0(first)x1(other)x2(other)", "spool_each lists them oldest first");
+    {
+        struct spool_names names;
+
+        ok(spool_names_of(sp, SPOOL_DEAD, &names, &err) == RS_OK && names.n == 3 &&
+               strcmp(names.v[0], "x0") == 0 && strcmp(names.v[1], "x1") == 0 &&
+               strcmp(names.v[2], "x2") == 0,
+           "spool_names_of collects their names in the same order");
+        spool_names_clear(&names);
+        ok(names.v == NULL && names.n == 0, "and spool_names_clear lets them go");
+        ok(spool_names_of(sp, SPOOL_DONE, &names, &err) == RS_OK && names.n == 0,
+           "an empty state has no names");
+        spool_names_clear(&names);
+    }
 
     is_int(spool_redrive(sp, "x0", &err), 1, "redrive one");
     ok(exists("dlq", "incoming", "x0") && !exists("dlq", "dead", "x0"), "x0 is in incoming/");
