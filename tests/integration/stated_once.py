@@ -49,14 +49,8 @@ def only_in(t, src, pattern, homes, what, allowed=None):
 
 
 def queue_names(t, src):
-    # The worker's registration of its spool fault handlers is the watch's set-up,
-    # which moves to a module of its own (issue 19): it takes the queue's name
-    # from the spool (spool_queue) there.
-    def watch_setup(path, line):
-        return path == "workers/worker.c" and "spool_set_corrupt_handler(" in line
-
     for name in ("factory", "mail", "callback"):
-        only_in(t, src, r'"%s"' % name, ["lib/queues.h"], "queue name " + name, watch_setup)
+        only_in(t, src, r'"%s"' % name, ["lib/queues.h"], "queue name " + name)
     t.ok(not places(src, r'\{\s*QUEUES_\w+\s*,\s*QUEUES_\w+\s*,\s*QUEUES_\w+'),
          "the list of every queue is QUEUES_ALL or queues_names, not written out again")
 
