@@ -13,12 +13,13 @@
 #include "db.h"
 #include "errbuf.h"
 
-#define CHECKOUT_KEY_MAX         255  /* characters of a key (checkout_key.idem_key) */
-#define CHECKOUT_KEY_FINGERPRINT 32   /* SHA-256 */
-#define CHECKOUT_KEY_BODY_MAX    16384 /* a checkout's answer is shorter: a cart's of 50 lines
-                                          with the longest skus ~13 KB, one line's ~100 B */
-#define CHECKOUT_KEY_ANONYMOUS   0    /* the scope of requests without a client key */
-#define CHECKOUT_KEY_ANON_MIN    16   /* characters of an anonymous key at least */
+#define CHECKOUT_KEY_MAX         255 /* characters of a key (checkout_key.idem_key) */
+#define CHECKOUT_KEY_FINGERPRINT 32  /* SHA-256 */
+#define CHECKOUT_KEY_BODY_MAX                                                                      \
+    16384                         /* a checkout's answer is shorter: a cart's of 50 lines          \
+                                     with the longest skus ~13 KB, one line's ~100 B */
+#define CHECKOUT_KEY_ANONYMOUS 0  /* the scope of requests without a client key */
+#define CHECKOUT_KEY_ANON_MIN  16 /* characters of an anonymous key at least */
 
 /* The value of an Idempotency-Key header, a Structured Field string (draft-ietf-
  * httpapi-idempotency-key-header): "abc" in quotes, with \" and \\ escaped, or abc

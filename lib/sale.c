@@ -619,8 +619,8 @@ sale_cart_parse(const cJSON *body, struct sale_cart *cart, errbuf *err)
         struct checkout_key_line *l = &cart->lines[n];
 
         if (n == SALE_LINES_MAX)
-            return errbuf_set(err, "lines: more than %d lines (a cart has 1 to %d)",
-                              SALE_LINES_MAX, SALE_LINES_MAX);
+            return errbuf_set(err, "lines: more than %d lines (a cart has 1 to %d)", SALE_LINES_MAX,
+                              SALE_LINES_MAX);
         l->sku = NULL, l->quantity = 0;
         if (!cJSON_IsObject(item))
             return errbuf_set(err, "lines[%zu] must be an object {\"sku\",\"quantity\"}", n);
@@ -647,10 +647,10 @@ sale_cart_parse(const cJSON *body, struct sale_cart *cart, errbuf *err)
  * what the cart did with it. */
 struct sale_cart_line {
     unsigned char product_id[IDENT_BYTES];
-    long long stock;               /* under the row lock, before the take */
-    long long point;               /* its reorder point */
-    struct sale_member m;          /* its quantity; sold, remaining, crossed */
-    int is_short;                  /* quantity > stock: the cart is refused */
+    long long stock;                /* under the row lock, before the take */
+    long long point;                /* its reorder point */
+    struct sale_member m;           /* its quantity; sold, remaining, crossed */
+    int is_short;                   /* quantity > stock: the cart is refused */
     struct order_open_outcome ring; /* a short line's refusal wrote this event */
 };
 
@@ -783,8 +783,7 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
     if (db_begin(self->conn, err) != RS_OK)
         goto fail;
     if (cart->key != NULL) {
-        checkout_key_cart_fingerprint(cart->client, cart->lines, cart->order, cart->n,
-                                      fingerprint);
+        checkout_key_cart_fingerprint(cart->client, cart->lines, cart->order, cart->n, fingerprint);
         *claim = checkout_key_claim(self->keys, cart->client, cart->key, fingerprint,
                                     self->shop->key_retention, &stored, err);
         if (*claim < 0)
@@ -813,9 +812,8 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
     /* A short line is a checkout turned away: the refusal's decision (the
      * unmet demand of a sold-out product, its order), inside this transaction. */
     for (size_t i = 0; refused && i < cart->n; i++)
-        if (work[i].is_short &&
-            order_refused(self->orders, cart->lines[i].sku, work[i].m.quantity, &work[i].ring,
-                          err) < 0)
+        if (work[i].is_short && order_refused(self->orders, cart->lines[i].sku, work[i].m.quantity,
+                                              &work[i].ring, err) < 0)
             goto fail;
     if (sale_cart_answer(cart, work, !refused, out, err) != RS_OK)
         goto fail;
@@ -832,8 +830,7 @@ fail:
 }
 
 int
-sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer *out,
-                   errbuf *err)
+sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
 {
     struct sale_cart_line *work = calloc(cart->n, sizeof(*work));
     int claim = CHECKOUT_KEY_NEW, rc, attempts = 0;
