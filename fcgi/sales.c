@@ -19,8 +19,6 @@
 #include "responder.h"
 #include "sale.h"
 
-#define SALES_QUANTITY_MAX 1000
-
 /* Shared by all threads, read-only once they run. */
 struct sales_app {
     const conf *cf;
@@ -183,8 +181,54 @@ sales_authenticate(struct sales_thread *th, responder_request *rq, long long *cl
     return RS_OK;
 }
 
+/* Sends the sale's answer (lib/sale): 503 when the database failed (rc), 422
+ * on a key used for another request, a replay with its header. */
+static void
+sales_reply_sale(struct sales_thread *th, responder_request *rq, int rc,
+                 const struct sale_answer *answer, const errbuf *err)
+{
+    if (rc != RS_OK) {
+        metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
+        sales_unavailable(th, rq, err);
+        return;
+    }
+    sales_db_answered(th);
+    if (answer->outcome == SALE_KEY_MISMATCH) {
+        responder_reply_error(rq, 422,
+                              "Idempotency-Key: this key was used for another checkout (another "
+                              "sku or quantity); a new checkout needs a new key");
+        return;
+    }
+    if (answer->outcome == SALE_REPLAYED)
+        responder_header(rq, "Idempotent-Replayed", "true");
+    responder_reply_raw(rq, answer->status, answer->body, answer->len);
+}
+
+/* A cart ({"lines":[…]}): its lines parsed and sold by lib/sale. */
+static void
+sales_cart(struct sales_thread *th, responder_request *rq, const struct sale_request *req,
+           const cJSON *json)
+{
+    struct sale_cart *cart = malloc(sizeof(*cart));
+    struct sale_answer *answer = malloc(sizeof(*answer));
+    errbuf err = {{0}};
+
+    if (cart == NULL || answer == NULL) {
+        responder_reply_error(rq, 500, "out of memory");
+    } else if (sale_cart_parse(json, cart, &err) != RS_OK) {
+        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
+        responder_reply_error(rq, 400, "%s", err.msg);
+    } else {
+        cart->client = req->client;
+        cart->key = req->key;
+        sales_reply_sale(th, rq, sale_cart_checkout(th->sale, cart, answer, &err), answer, &err);
+    }
+    free(answer);
+    free(cart);
+}
+
 /* The checkout: the client, the key and the body parsed here, the sale and its
- * answer made by lib/sale. */
+ * answer made by lib/sale. A body with lines is a cart. */
 static void
 sales_checkout(struct sales_thread *th, responder_request *rq)
 {
@@ -210,31 +254,22 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
         return;
     }
     req.key = key_header != NULL ? key : NULL;
+    if (len > 0 && json_parse_object(body, len, &json, &err) == RS_OK &&
+        cJSON_GetObjectItemCaseSensitive(json, "lines") != NULL) {
+        sales_cart(th, rq, &req, json);
+        goto done;
+    }
     /* An empty body buys one of the default product, as the first version's
-     * scripts expect; fields other than sku and quantity are ignored. */
+     * scripts expect; fields other than sku and quantity are ignored. (json is
+     * NULL after a body that did not parse: err says why.) */
     if (len > 0 &&
-        (json_parse_object(body, len, &json, &err) != RS_OK ||
-         json_opt_str(json, "sku", 1, PRODUCT_SKU_MAX, &req.sku, &err) != RS_OK ||
-         json_opt_int(json, "quantity", 1, SALES_QUANTITY_MAX, 0, &req.quantity, &err) != RS_OK)) {
+        (json == NULL || json_opt_str(json, "sku", 1, PRODUCT_SKU_MAX, &req.sku, &err) != RS_OK ||
+         json_opt_int(json, "quantity", 1, SALE_QUANTITY_MAX, 0, &req.quantity, &err) != RS_OK)) {
         metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
         responder_reply_error(rq, 400, "%s", err.msg);
         goto done;
     }
-    if (sale_checkout(th->sale, &req, &answer, &err) != RS_OK) {
-        metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
-        sales_unavailable(th, rq, &err);
-        goto done;
-    }
-    sales_db_answered(th);
-    if (answer.outcome == SALE_KEY_MISMATCH) {
-        responder_reply_error(rq, 422,
-                              "Idempotency-Key: this key was used for another checkout (another "
-                              "sku or quantity); a new checkout needs a new key");
-        goto done;
-    }
-    if (answer.outcome == SALE_REPLAYED)
-        responder_header(rq, "Idempotent-Replayed", "true");
-    responder_reply_raw(rq, answer.status, answer.body, answer.len);
+    sales_reply_sale(th, rq, sale_checkout(th->sale, &req, &answer, &err), &answer, &err);
 
 done:
     cJSON_Delete(json); /* after the reply: sku may point into it */

@@ -120,6 +120,30 @@ checkout_key_fingerprint(long long client, const char *sku, long long quantity,
     crypto_hash_sha256_final(&st, out);
 }
 
+void
+checkout_key_cart_fingerprint(long long client, const struct checkout_key_line *lines,
+                              const size_t *order, size_t n,
+                              unsigned char out[CHECKOUT_KEY_FINGERPRINT])
+{
+    crypto_hash_sha256_state st;
+    char text[32];
+    int len;
+
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, (const unsigned char *)"", 1);
+    for (size_t i = 0; i < n; i++) {
+        const struct checkout_key_line *l = &lines[order[i]];
+
+        /* The NULs end each sku and each quantity: no two carts hash the same text. */
+        len = snprintf(text, sizeof(text), "%lld", l->quantity);
+        crypto_hash_sha256_update(&st, (const unsigned char *)l->sku, strlen(l->sku) + 1);
+        crypto_hash_sha256_update(&st, (const unsigned char *)text, (unsigned long long)len + 1);
+    }
+    len = snprintf(text, sizeof(text), "%lld", client);
+    crypto_hash_sha256_update(&st, (const unsigned char *)text, (unsigned long long)len);
+    crypto_hash_sha256_final(&st, out);
+}
+
 /* -- the table ------------------------------------------------------------------- */
 
 enum { ST_INSERT, ST_GET, ST_EXPIRE, ST_STORE, ST_PRUNE, ST_COUNT };

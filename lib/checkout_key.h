@@ -13,11 +13,13 @@
 #include "db.h"
 #include "errbuf.h"
 
-#define CHECKOUT_KEY_MAX         255  /* characters of a key (checkout_key.idem_key) */
-#define CHECKOUT_KEY_FINGERPRINT 32   /* SHA-256 */
-#define CHECKOUT_KEY_BODY_MAX    1024 /* a checkout's answer is far shorter */
-#define CHECKOUT_KEY_ANONYMOUS   0    /* the scope of requests without a client key */
-#define CHECKOUT_KEY_ANON_MIN    16   /* characters of an anonymous key at least */
+#define CHECKOUT_KEY_MAX         255 /* characters of a key (checkout_key.idem_key) */
+#define CHECKOUT_KEY_FINGERPRINT 32  /* SHA-256 */
+#define CHECKOUT_KEY_BODY_MAX                                                                      \
+    16384                         /* a checkout's answer is shorter: a cart's of 50 lines          \
+                                     with the longest skus ~13 KB, one line's ~100 B */
+#define CHECKOUT_KEY_ANONYMOUS 0  /* the scope of requests without a client key */
+#define CHECKOUT_KEY_ANON_MIN  16 /* characters of an anonymous key at least */
 
 /* The value of an Idempotency-Key header, a Structured Field string (draft-ietf-
  * httpapi-idempotency-key-header): "abc" in quotes, with \" and \\ escaped, or abc
@@ -38,6 +40,21 @@ int checkout_key_check_anonymous(const char *key, errbuf *err);
  * hash of the sku and quantity alone, as before scopes.) */
 void checkout_key_fingerprint(long long client, const char *sku, long long quantity,
                               unsigned char out[CHECKOUT_KEY_FINGERPRINT]);
+
+/* A line of a cart as parsed (lib/sale). */
+struct checkout_key_line {
+    const char *sku;
+    long long quantity;
+};
+
+/* A cart's fingerprint: the lines taken in the order order[0..n-1] gives (the
+ * caller's: by sku, so that the same lines in another order are the same
+ * request), each sku with a NUL and its quantity's digits and another NUL, after
+ * a leading NUL that no one-line fingerprint has (a sku is never empty: a cart of
+ * one line is not the one-line checkout of it), then the client's id. */
+void checkout_key_cart_fingerprint(long long client, const struct checkout_key_line *lines,
+                                   const size_t *order, size_t n,
+                                   unsigned char out[CHECKOUT_KEY_FINGERPRINT]);
 
 typedef struct checkout_key checkout_key;
 

@@ -35,6 +35,7 @@ struct sale {
     db *conn;           /* the caller's */
     db_stmt *take;      /* the one statement that takes stock */
     db_stmt *lock;      /* the stock under its row lock, when a batch does not fit */
+    db_stmt *cart_lock; /* a cart's product under its row lock, with its id */
     order *orders;      /* the order at the reorder point, the sell-out, the refusal */
     checkout_key *keys; /* the stored answers of keyed checkouts */
     bus_pub *bell;      /* rings the outbox events after their commit */
@@ -142,7 +143,9 @@ sale_new(sale_shop *shop, db *conn, errbuf *err)
     self->take = db_stmt_new(conn, sale_take_sql, 0);
     self->lock =
         db_stmt_new(conn, "SELECT stock, reorder_point FROM product WHERE sku = ? FOR UPDATE", 0);
-    if (self->take == NULL || self->lock == NULL) {
+    self->cart_lock = db_stmt_new(
+        conn, "SELECT product_id, stock, reorder_point FROM product WHERE sku = ? FOR UPDATE", 0);
+    if (self->take == NULL || self->lock == NULL || self->cart_lock == NULL) {
         errbuf_set(err, "out of memory");
         goto fail;
     }
@@ -196,18 +199,18 @@ sale_ring(sale *self, const struct order_open_outcome *out)
  * order of a product at or below its point. (One call per sale; in a batch, each
  * member's own thread calls it for its own sale.) */
 static void
-sale_after_sale(sale *self, const struct sale_buy *buy)
+sale_after_sale(sale *self, const char *sku, const struct sale_member *m)
 {
     errbuf err = {{0}};
     struct order_open_outcome out;
 
-    if (!buy->m.crossed && buy->m.remaining > 0)
+    if (!m->crossed && m->remaining > 0)
         return;
-    if (buy->m.remaining == 0)
+    if (m->remaining == 0)
         metrics_count(METRICS_SELLOUTS);
-    if (order_reorder(self->orders, buy->sku, &out, &err) < 0) {
-        log_error("event=reorder_failed sku=%s quantity=%lld remaining=%lld error=\"%s\"", buy->sku,
-                  buy->m.quantity, buy->m.remaining, err.msg);
+    if (order_reorder(self->orders, sku, &out, &err) < 0) {
+        log_error("event=reorder_failed sku=%s quantity=%lld remaining=%lld error=\"%s\"", sku,
+                  m->quantity, m->remaining, err.msg);
         return;
     }
     sale_ring(self, &out);
@@ -220,7 +223,7 @@ sale_done(sale *self, const struct sale_buy *buy, int state, const struct order_
 {
     if (buy->m.sold) {
         metrics_count(METRICS_CHECKOUT_SOLD);
-        sale_after_sale(self, buy);
+        sale_after_sale(self, buy->sku, &buy->m);
         return;
     }
     metrics_count(state == ORDER_NO_PRODUCT ? METRICS_CHECKOUT_NOT_FOUND
@@ -581,4 +584,287 @@ sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *ou
         return sale_checkout_combined(self, &buy, out, err);
     log_debug("event=checkout_keyed client=%lld quantity=%lld", req->client, req->quantity);
     return sale_checkout_keyed(self, req, &buy, out, err);
+}
+
+/* -- a cart ------------------------------------------------------------------------- */
+
+/* Insertion sort of cart->order by sku (bytes): at most SALE_LINES_MAX lines. */
+static void
+sale_cart_sort(struct sale_cart *cart)
+{
+    for (size_t i = 1; i < cart->n; i++) {
+        size_t x = cart->order[i], j = i;
+
+        for (; j > 0 && strcmp(cart->lines[cart->order[j - 1]].sku, cart->lines[x].sku) > 0; j--)
+            cart->order[j] = cart->order[j - 1];
+        cart->order[j] = x;
+    }
+}
+
+int
+sale_cart_parse(const cJSON *body, struct sale_cart *cart, errbuf *err)
+{
+    const cJSON *lines = cJSON_GetObjectItemCaseSensitive(body, "lines"), *item;
+    size_t n = 0;
+
+    if (cJSON_GetObjectItemCaseSensitive(body, "sku") != NULL ||
+        cJSON_GetObjectItemCaseSensitive(body, "quantity") != NULL)
+        return errbuf_set(err, "a cart's lines name its skus and quantities: send lines, or sku "
+                               "and quantity, not both");
+    if (!cJSON_IsArray(lines))
+        return errbuf_set(err, "lines must be an array of 1 to %d {\"sku\",\"quantity\"} objects",
+                          SALE_LINES_MAX);
+    cJSON_ArrayForEach(item, lines)
+    {
+        struct checkout_key_line *l = &cart->lines[n];
+
+        if (n == SALE_LINES_MAX)
+            return errbuf_set(err, "lines: more than %d lines (a cart has 1 to %d)", SALE_LINES_MAX,
+                              SALE_LINES_MAX);
+        l->sku = NULL, l->quantity = 0;
+        if (!cJSON_IsObject(item))
+            return errbuf_set(err, "lines[%zu] must be an object {\"sku\",\"quantity\"}", n);
+        if (json_opt_str(item, "sku", 1, PRODUCT_SKU_MAX, &l->sku, err) != RS_OK ||
+            json_opt_int(item, "quantity", 1, SALE_QUANTITY_MAX, 0, &l->quantity, err) != RS_OK)
+            return errbuf_prefix(err, "lines[%zu]", n);
+        if (l->sku == NULL || l->quantity == 0)
+            return errbuf_set(err, "lines[%zu] must have sku and quantity", n);
+        cart->order[n] = n;
+        n++;
+    }
+    if (n == 0)
+        return errbuf_set(err, "lines: empty (a cart has 1 to %d lines)", SALE_LINES_MAX);
+    cart->n = n;
+    sale_cart_sort(cart);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(cart->lines[cart->order[i - 1]].sku, cart->lines[cart->order[i]].sku) == 0)
+            return errbuf_set(err, "lines: a sku is named twice; send each product once, with its "
+                                   "whole quantity");
+    return RS_OK;
+}
+
+/* A line of a cart in its transaction: what its row held under the lock, and
+ * what the cart did with it. */
+struct sale_cart_line {
+    unsigned char product_id[IDENT_BYTES];
+    long long stock;                /* under the row lock, before the take */
+    long long point;                /* its reorder point */
+    struct sale_member m;           /* its quantity; sold, remaining, crossed */
+    int is_short;                   /* quantity > stock: the cart is refused */
+    struct order_open_outcome ring; /* a short line's refusal wrote this event */
+};
+
+/* The cart's answer, its lines in the request's order. RS_ERR when out of memory. */
+static int
+sale_cart_answer(const struct sale_cart *cart, const struct sale_cart_line *work, int sold,
+                 struct sale_answer *out, errbuf *err)
+{
+    cJSON *json = sale_message_json(sold ? "구매 완료!" : "구매 실패!"), *lines = NULL;
+    char *text = NULL;
+    int ok = json != NULL && (lines = cJSON_AddArrayToObject(json, "lines")) != NULL;
+
+    for (size_t i = 0; ok && i < cart->n; i++) {
+        const struct sale_cart_line *w = &work[i];
+        cJSON *line = cJSON_CreateObject();
+
+        if (line == NULL || !cJSON_AddItemToArray(lines, line)) {
+            cJSON_Delete(line);
+            ok = 0;
+            break;
+        }
+        ok = cJSON_AddStringToObject(line, "sku", cart->lines[i].sku) != NULL;
+        ok = ok && cJSON_AddNumberToObject(line, "quantity", (double)w->m.quantity) != NULL;
+        ok = ok && cJSON_AddNumberToObject(line, "remaining",
+                                           (double)(sold ? w->m.remaining : w->stock)) != NULL;
+        if (ok && w->is_short)
+            ok = cJSON_AddTrueToObject(line, "short") != NULL;
+    }
+    out->outcome = sold ? SALE_SOLD : SALE_REFUSED;
+    out->status = sold ? 200 : 409;
+    text = ok ? json_print(json, out->body, sizeof(out->body)) : NULL;
+    cJSON_Delete(json);
+    if (text != out->body) {
+        /* CHECKOUT_KEY_BODY_MAX holds the longest cart's answer: only memory. */
+        json_print_free(text, out->body);
+        return errbuf_set(err, "out of memory");
+    }
+    out->len = strlen(out->body);
+    return RS_OK;
+}
+
+/* A static answer of the cart's transaction: 404 (a sku unknown) or 400
+ * (SALE_DUPLICATE); nothing was written. */
+static void
+sale_cart_static(struct sale_answer *out, enum sale_outcome outcome)
+{
+    static const char none[] = "{\"message\":\"상품 없음\"}",
+                      dup[] = "{\"error\":\"lines: two lines name one product (their skus differ "
+                              "only in case); send each product once\"}";
+    const char *text = outcome == SALE_NO_PRODUCT ? none : dup;
+
+    out->outcome = outcome;
+    out->status = outcome == SALE_NO_PRODUCT ? 404 : 400;
+    out->len = strlen(text);
+    memcpy(out->body, text, out->len);
+}
+
+/* Locks the cart's rows in cart->order and reads each line's product and stock
+ * into work. 1: every line's product is there, each once; 0: *out says why not
+ * (404, or SALE_DUPLICATE); RS_ERR. */
+static int
+sale_cart_lock(sale *self, const struct sale_cart *cart, struct sale_cart_line *work,
+               struct sale_answer *out, errbuf *err)
+{
+    for (size_t k = 0; k < cart->n; k++) {
+        size_t i = cart->order[k], len;
+        struct sale_cart_line *w = &work[i];
+        long long rows = db_stmt_exec(self->cart_lock, err, "s", cart->lines[i].sku);
+        const char *id;
+
+        if (rows < 0)
+            return RS_ERR;
+        if (rows == 0 || !db_stmt_next(self->cart_lock)) {
+            sale_cart_static(out, SALE_NO_PRODUCT);
+            return 0;
+        }
+        id = db_stmt_col(self->cart_lock, 0, &len);
+        if (id == NULL || len != IDENT_BYTES)
+            return errbuf_set(err, "database: a product's id is not %d bytes", IDENT_BYTES);
+        memcpy(w->product_id, id, IDENT_BYTES);
+        w->stock = db_stmt_col_int(self->cart_lock, 1);
+        w->point = db_stmt_col_int(self->cart_lock, 2);
+        /* Two skus the collation takes as one (case): one product, locked already. */
+        for (size_t j = 0; j < k; j++)
+            if (memcmp(work[cart->order[j]].product_id, w->product_id, IDENT_BYTES) == 0) {
+                sale_cart_static(out, SALE_DUPLICATE);
+                return 0;
+            }
+    }
+    return 1;
+}
+
+/* Every line fits: each takes its quantity with the one-line sale's statement, in
+ * lock order, and is told what it left and whether it crossed the point. */
+static int
+sale_cart_take(sale *self, const struct sale_cart *cart, struct sale_cart_line *work, errbuf *err)
+{
+    for (size_t k = 0; k < cart->n; k++) {
+        size_t i = cart->order[k];
+        struct sale_cart_line *w = &work[i];
+        long long left, point, rows;
+
+        sale_allocate(&w->m, w->stock, w->point);
+        rows = sale_take(self, cart->lines[i].sku, w->m.quantity, &left, &point, err);
+        if (rows < 0)
+            return RS_ERR;
+        if (rows != 1 || left != w->m.remaining)
+            return errbuf_set(err, "a product's stock changed under its row lock");
+    }
+    return RS_OK;
+}
+
+/* The cart's transaction (see sale_cart_checkout): the key, the rows locked in
+ * one order (so that no two carts deadlock, whatever the order of their lines),
+ * every line sold or none, the short lines' refusals, the answer stored. *claim
+ * tells what the key's row held. A failure rolls everything back. */
+static int
+sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *work, int *claim,
+             struct sale_answer *out, errbuf *err)
+{
+    unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
+    struct checkout_key_answer stored;
+    int found, refused = 0;
+
+    *claim = CHECKOUT_KEY_NEW;
+    for (size_t i = 0; i < cart->n; i++) {
+        memset(&work[i], 0, sizeof(work[i]));
+        work[i].m.quantity = cart->lines[i].quantity;
+    }
+    if (db_begin(self->conn, err) != RS_OK)
+        goto fail;
+    if (cart->key != NULL) {
+        checkout_key_cart_fingerprint(cart->client, cart->lines, cart->order, cart->n, fingerprint);
+        *claim = checkout_key_claim(self->keys, cart->client, cart->key, fingerprint,
+                                    self->shop->key_retention, &stored, err);
+        if (*claim < 0)
+            goto fail;
+        if (*claim != CHECKOUT_KEY_NEW) {
+            db_rollback(self->conn); /* it wrote nothing */
+            out->outcome = *claim == CHECKOUT_KEY_REPLAY ? SALE_REPLAYED : SALE_KEY_MISMATCH;
+            out->status = *claim == CHECKOUT_KEY_REPLAY ? stored.status : 422;
+            out->len = *claim == CHECKOUT_KEY_REPLAY ? stored.len : 0;
+            memcpy(out->body, stored.body, out->len);
+            return RS_OK;
+        }
+    }
+    found = sale_cart_lock(self, cart, work, out, err);
+    if (found < 0)
+        goto fail;
+    if (found == 0) {
+        /* Nothing sold, and not stored (as a one-line 404). */
+        db_rollback(self->conn);
+        return RS_OK;
+    }
+    for (size_t i = 0; i < cart->n; i++)
+        refused |= work[i].is_short = work[i].m.quantity > work[i].stock;
+    if (!refused && sale_cart_take(self, cart, work, err) != RS_OK)
+        goto fail;
+    /* A short line is a checkout turned away: the refusal's decision (the
+     * unmet demand of a sold-out product, its order), inside this transaction. */
+    for (size_t i = 0; refused && i < cart->n; i++)
+        if (work[i].is_short && order_refused(self->orders, cart->lines[i].sku, work[i].m.quantity,
+                                              &work[i].ring, err) < 0)
+            goto fail;
+    if (sale_cart_answer(cart, work, !refused, out, err) != RS_OK)
+        goto fail;
+    if (cart->key != NULL && checkout_key_store(self->keys, cart->client, cart->key, out->status,
+                                                out->body, out->len, err) != RS_OK)
+        goto fail;
+    if (db_commit(self->conn, err) != RS_OK)
+        goto fail;
+    return RS_OK;
+
+fail:
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
+int
+sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
+{
+    struct sale_cart_line *work = calloc(cart->n, sizeof(*work));
+    int claim = CHECKOUT_KEY_NEW, rc, attempts = 0;
+
+    out->len = 0;
+    if (work == NULL)
+        return errbuf_set(err, "out of memory");
+    log_debug("event=cart_submitted client=%lld lines=%zu keyed=%d", cart->client, cart->n,
+              cart->key != NULL);
+    /* A deadlock or a certification failure rolled all of it back: run again. */
+    do
+        rc = sale_cart_tx(self, cart, work, &claim, out, err);
+    while (rc != RS_OK && db_retry(self->conn, &attempts));
+    if (rc != RS_OK)
+        goto done;
+    if (claim == CHECKOUT_KEY_MISMATCH)
+        metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
+    else if (claim != CHECKOUT_KEY_NEW)
+        metrics_count(METRICS_CHECKOUT_REPLAYED);
+    else if (out->outcome == SALE_NO_PRODUCT)
+        metrics_count(METRICS_CHECKOUT_NOT_FOUND);
+    else if (out->outcome == SALE_DUPLICATE)
+        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
+    else if (out->outcome == SALE_REFUSED) {
+        metrics_count(METRICS_CHECKOUT_REFUSED);
+        for (size_t i = 0; i < cart->n; i++)
+            sale_ring(self, &work[i].ring);
+    } else {
+        /* After the commit: what each line's sale triggers, as a one-line sale's. */
+        metrics_count(METRICS_CHECKOUT_SOLD);
+        for (size_t i = 0; i < cart->n; i++)
+            sale_after_sale(self, cart->lines[i].sku, &work[i].m);
+    }
+done:
+    free(work);
+    return rc;
 }

@@ -21,6 +21,7 @@
 #include "conf.h"
 #include "db.h"
 #include "errbuf.h"
+#include "json.h"
 
 /* --- the allocation: pure, no database -------------------------------------- */
 
@@ -63,6 +64,9 @@ typedef struct sale sale;
 sale *sale_new(sale_shop *shop, db *conn, errbuf *err);
 void sale_destroy(sale **self_p);
 
+#define SALE_QUANTITY_MAX 1000 /* units of one checkout, or of one line of a cart */
+#define SALE_LINES_MAX    50   /* lines of a cart */
+
 /* A checkout as parsed: sku and key (NULL: none) stay the caller's. */
 struct sale_request {
     long long client; /* the API client, or CHECKOUT_KEY_ANONYMOUS */
@@ -73,6 +77,8 @@ struct sale_request {
 
 enum sale_outcome {
     SALE_SOLD,        /* 200 */
+    SALE_DUPLICATE,   /* 400: two lines of a cart name one product (by the column's
+                         collation: skus that differ in case only); nothing done */
     SALE_REFUSED,     /* 409: fewer units left than asked for */
     SALE_NO_PRODUCT,  /* 404: no such sku */
     SALE_REPLAYED,    /* the key's stored answer, byte for byte; nothing sold */
@@ -98,5 +104,38 @@ struct sale_answer {
  * RS_OK with *out; RS_ERR with err when the database failed: nothing was sold,
  * nothing stored (the caller answers 503 and counts it). */
 int sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *out, errbuf *err);
+
+/* --- a cart: several lines, every one sold or none ------------------------------ */
+
+/* A cart as sale_cart_parse made it: the lines in the request's order (their
+ * skus point into the parsed body), and order, their indexes by sku (bytes): the
+ * order in which their rows are locked, and their fingerprint is made. */
+struct sale_cart {
+    long long client; /* the API client, or CHECKOUT_KEY_ANONYMOUS */
+    const char *key;  /* the Idempotency-Key, unquoted; NULL: no key */
+    size_t n;
+    struct checkout_key_line lines[SALE_LINES_MAX];
+    size_t order[SALE_LINES_MAX];
+};
+
+/* The lines of a checkout's body {"lines":[{"sku":…,"quantity":…},…]}: an array
+ * of 1 to SALE_LINES_MAX objects, each with sku (a string of 1 to PRODUCT_SKU_MAX
+ * characters) and quantity (1 to SALE_QUANTITY_MAX), each sku once; a body with
+ * sku or quantity beside lines is refused (which would it buy?). Pure: no
+ * database. Fills cart's n, lines and order (client and key are the caller's);
+ * RS_ERR with err saying what is wrong and where (the client's 400). */
+int sale_cart_parse(const cJSON *body, struct sale_cart *cart, errbuf *err);
+
+/* Sells cart in one transaction: the products' rows locked in cart->order, every
+ * line checked against its stock, then every line taken with the one-line sale's
+ * statement (or none: each short line goes through the refusal's decision,
+ * order_refused); with a key, the key claimed first and the answer stored before
+ * the commit. After the commit, what each line's sale triggers, as for a one-line
+ * sale; the cart is counted once in restock_checkouts_total. Answers: 200 every
+ * line sold, 409 none (each line with what remains, "short":true on those that
+ * did not fit), 404 an unknown sku (nothing sold, not stored), SALE_DUPLICATE,
+ * and the keyed outcomes of sale_checkout. RS_ERR as sale_checkout's. */
+int sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer *out,
+                       errbuf *err);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "json.h"
 #include "order.h"
 #include "sale.h"
 #include "tap.h"
@@ -127,6 +128,87 @@ test_rule_text(void)
        "at or below the point, not above it");
 }
 
+/* Parses text as a checkout body and its lines: RS_OK or RS_ERR, err. */
+static int
+parse(const char *text, struct sale_cart *cart, cJSON **json, errbuf *err)
+{
+    *json = NULL;
+    if (json_parse_object(text, strlen(text), json, err) != RS_OK)
+        return RS_ERR;
+    return sale_cart_parse(*json, cart, err);
+}
+
+static void
+refused(const char *name, const char *text, const char *says)
+{
+    struct sale_cart cart;
+    cJSON *json;
+    errbuf err = {""};
+
+    if (!ok(parse(text, &cart, &json, &err) == RS_ERR && strstr(err.msg, says) != NULL,
+            "%s: refused, saying \"%s\"", name, says))
+        diag("got: %s", err.msg);
+    cJSON_Delete(json);
+}
+
+static void
+test_cart_parse(void)
+{
+    struct sale_cart cart;
+    cJSON *json;
+    errbuf err = {""};
+    char many[4096];
+    size_t n = 0;
+
+    ok(parse("{\"lines\":[{\"sku\":\"C\",\"quantity\":3},{\"sku\":\"A\",\"quantity\":1},"
+             "{\"sku\":\"B\",\"quantity\":1000,\"x\":1}]}",
+             &cart, &json, &err) == RS_OK,
+       "a cart of three lines parses (%s)", err.msg);
+    is_int(cart.n, 3, "three lines");
+    ok(strcmp(cart.lines[0].sku, "C") == 0 && cart.lines[0].quantity == 3 &&
+           cart.lines[2].quantity == 1000,
+       "in the request's order");
+    ok(cart.order[0] == 1 && cart.order[1] == 2 && cart.order[2] == 0,
+       "order: the lines by sku (A, B, C), the lock order");
+    cJSON_Delete(json);
+
+    n += (size_t)snprintf(many, sizeof(many), "{\"lines\":[");
+    for (int i = 0; i < SALE_LINES_MAX; i++)
+        n += (size_t)snprintf(many + n, sizeof(many) - n, "%s{\"sku\":\"S%02d\",\"quantity\":1}",
+                              i ? "," : "", SALE_LINES_MAX - i);
+    snprintf(many + n, sizeof(many) - n, "]}");
+    ok(parse(many, &cart, &json, &err) == RS_OK && cart.n == SALE_LINES_MAX &&
+           strcmp(cart.lines[cart.order[0]].sku, "S01") == 0,
+       "50 lines parse, sorted by sku (%s)", err.msg);
+    cJSON_Delete(json);
+    snprintf(many + n, sizeof(many) - n, ",{\"sku\":\"S99\",\"quantity\":1}]}");
+    refused("51 lines", many, "more than 50 lines");
+
+    refused("no lines", "{\"lines\":[]}", "empty");
+    refused("a sku twice",
+            "{\"lines\":[{\"sku\":\"A\",\"quantity\":1},{\"sku\":\"B\",\"quantity\":1},"
+            "{\"sku\":\"A\",\"quantity\":2}]}",
+            "named twice");
+    refused("quantity 0", "{\"lines\":[{\"sku\":\"A\",\"quantity\":0}]}",
+            "lines[0]: quantity must be an integer from 1 to 1000, not 0");
+    refused("quantity 1001",
+            "{\"lines\":[{\"sku\":\"A\",\"quantity\":1},{\"sku\":\"B\",\"quantity\":1001}]}",
+            "lines[1]: quantity must be");
+    refused("quantity 1.5", "{\"lines\":[{\"sku\":\"A\",\"quantity\":1.5}]}", "not 1.5");
+    refused("no quantity", "{\"lines\":[{\"sku\":\"A\"}]}", "must have sku and quantity");
+    refused("no sku", "{\"lines\":[{\"quantity\":1}]}", "must have sku and quantity");
+    refused("an empty sku", "{\"lines\":[{\"sku\":\"\",\"quantity\":1}]}",
+            "sku must be a string of 1 to 32");
+    refused("a line not an object", "{\"lines\":[\"A\"]}", "lines[0] must be an object");
+    refused("lines an object", "{\"lines\":{\"sku\":\"A\",\"quantity\":1}}",
+            "lines must be an array");
+    refused("lines null", "{\"lines\":null}", "lines must be an array");
+    refused("lines and sku", "{\"lines\":[{\"sku\":\"A\",\"quantity\":1}],\"sku\":\"A\"}",
+            "not both");
+    refused("lines and quantity", "{\"lines\":[{\"sku\":\"A\",\"quantity\":1}],\"quantity\":1}",
+            "not both");
+}
+
 int
 main(void)
 {
@@ -135,5 +217,6 @@ main(void)
     test_crossing();
     test_nothing_to_give();
     test_rule_text();
+    test_cart_parse();
     return done_testing();
 }
