@@ -308,7 +308,7 @@ ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
 
 /* --- products: reorder points ----------------------------------------------- */
 
-#define CTL_PRODUCT_FORMAT "%-12s %6s %6s %6s %-4s %8s %9s %9s %9s %9s %10s\n"
+#define CTL_PRODUCT_FORMAT "%-12s %6s %6s %6s %-4s %8s %9s %9s %9s %9s %10s %5s\n"
 
 /* A duration in seconds as "3d4h", "12m30s", "40s"; "-" when negative. */
 static void
@@ -332,12 +332,12 @@ static void
 ctl_product_line(void *arg, const struct reorder_line *p)
 {
     char stock[24], point[24], level[24], on_order[24], rate[32], p50[32], p90[32], lead[48],
-        suggested[24], sellout[32];
+        suggested[24], sellout[32], limit[24];
     int *printed = arg;
 
     if (!*printed)
         printf(CTL_PRODUCT_FORMAT, "sku", "stock", "point", "level", "auto", "on_order", "rate/min",
-               "lead_p50", "lead_p90", "suggested", "sells_out");
+               "lead_p50", "lead_p90", "suggested", "sells_out", "limit");
     *printed = 1;
     snprintf(stock, sizeof(stock), "%lld", p->stock);
     snprintf(point, sizeof(point), "%lld", p->point);
@@ -356,9 +356,14 @@ ctl_product_line(void *arg, const struct reorder_line *p)
         snprintf(lead, sizeof(lead), "%s(a)", p90);
     snprintf(suggested, sizeof(suggested), "%lld", p->suggested);
     ctl_duration(p->sellout, sellout, sizeof(sellout));
+    /* max_per_customer; "-": none. */
+    if (p->max_per_customer > 0)
+        snprintf(limit, sizeof(limit), "%lld", p->max_per_customer);
+    else
+        snprintf(limit, sizeof(limit), "-");
     printf(CTL_PRODUCT_FORMAT, p->sku ? p->sku : "-", stock, point, level,
            p->automatic ? "on" : "off", on_order, rate, p->has_factory ? p50 : "-",
-           p->has_factory ? lead : "-", suggested, sellout);
+           p->has_factory ? lead : "-", suggested, sellout, limit);
 }
 
 /* Opens the database, its orders and the reorder policy on them. */
@@ -411,9 +416,9 @@ ctl_product_set(conf *cf, int argc, char **argv, errbuf *err)
     rc = reorder_set(policy, argv[0], argc - 1, argv + 1, &p, err);
     if (rc == RS_OK)
         printf("%s: reorder_point=%lld reorder_level=%lld reorder_quantity=%lld reorder_auto=%s "
-               "reorder_point_min=%lld reorder_point_max=%lld\n",
+               "reorder_point_min=%lld reorder_point_max=%lld max_per_customer=%lld\n",
                argv[0], p.point, p.level, p.quantity, p.automatic ? "on" : "off", p.point_min,
-               p.point_max);
+               p.point_max, p.max_per_customer);
     reorder_destroy(&policy);
     ctl_close_orders(&conn, &orders);
     return rc;
@@ -759,7 +764,7 @@ static const struct ctl_command ctl_commands[] = {
      "record a delivery whose callback was lost (--over: more than ordered)", ctl_orders_fulfil},
     {"orders", "[--limit N]", "replenishment orders, newest first", ctl_orders},
     {"products", "", "stock, reorder point and level, rate, lead time, suggestion", ctl_products},
-    {"product set", "SKU key=value...", "reorder settings of a product (reorder_point, ...)",
+    {"product set", "SKU key=value...", "reorder settings and max_per_customer of a product",
      ctl_product_set},
     {"client add", "NAME", "a new API client; prints its key, once", ctl_client_add},
     {"client list", "", "API clients: id, name, created, last used, revoked", ctl_client_list},

@@ -221,6 +221,7 @@ sales_cart(struct sales_thread *th, responder_request *rq, const struct sale_req
     } else {
         cart->client = req->client;
         cart->key = req->key;
+        cart->customer = req->customer;
         sales_reply_sale(th, rq, sale_cart_checkout(th->sale, cart, answer, &err), answer, &err);
     }
     free(answer);
@@ -238,7 +239,7 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
     cJSON *json = NULL;
     size_t len;
     const char *body = responder_body(rq, &len);
-    const char *key_header;
+    const char *key_header, *customer;
     char key[CHECKOUT_KEY_MAX + 1];
 
     if (sales_authenticate(th, rq, &req.client) != RS_OK)
@@ -254,6 +255,18 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
         return;
     }
     req.key = key_header != NULL ? key : NULL;
+    /* A customer is an authenticated client's: without a key anyone could name
+     * any customer, and a limit would limit nobody. */
+    if (responder_header_once(rq, "Restock-Customer", &customer, &err) != RS_OK ||
+        (customer != NULL && req.client == CHECKOUT_KEY_ANONYMOUS &&
+         errbuf_set(&err, "Restock-Customer: only an authenticated API client (Authorization: "
+                          "Bearer) may name its customer") != RS_OK) ||
+        (customer != NULL && sale_customer_check(customer, &err) != RS_OK)) {
+        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
+        responder_reply_error(rq, 400, "%s", err.msg);
+        return;
+    }
+    req.customer = customer;
     if (len > 0 && json_parse_object(body, len, &json, &err) == RS_OK &&
         cJSON_GetObjectItemCaseSensitive(json, "lines") != NULL) {
         sales_cart(th, rq, &req, json);

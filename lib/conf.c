@@ -84,6 +84,9 @@ static const struct conf_param conf_params[] = {
      "Seconds a checkout's Idempotency-Key is kept with its answer: a retry with the key "
      "within them is answered the same, a key reused after them is a new checkout "
      "(restock-worker deletes older keys)."},
+    {"limit_window", CONF_INT, "86400", 1, 31536000, NULL, 0, NULL,
+     "Seconds over which a product's max_per_customer counts the units sold to one "
+     "customer (an API client's Restock-Customer): a sliding window ending at the sale."},
     {"checkout_require_client", CONF_ENUM, "no", 0, 0, "yes|no", 0, NULL,
      "yes: POST /checkout needs an API client's key (Authorization: Bearer, made by "
      "`restockctl client add`), and an anonymous checkout answers 401; no: anonymous "

@@ -51,16 +51,16 @@ static const double metrics_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 static const struct metrics_family {
     const char *name, *help, *label;
     enum metrics_id first;
-    const char *const values[9]; /* NULL-terminated; none: an unlabelled counter */
+    const char *const values[10]; /* NULL-terminated; none: an unlabelled counter */
 } metrics_families[] = {
     {"restock_checkouts_total",
      "Checkouts by result (sold 200, refused 409, bad_request 400, not_found 404, unavailable "
      "503, replayed: a keyed retry answered what its first request was, key_mismatch 422, "
-     "unauthorized 401).",
+     "unauthorized 401, limit: 409 over the customer's max_per_customer).",
      "result",
      METRICS_CHECKOUT_SOLD,
      {"sold", "refused", "bad_request", "not_found", "unavailable", "replayed", "key_mismatch",
-      "unauthorized", NULL}},
+      "unauthorized", "limit", NULL}},
     {"restock_sellouts_total",
      "Checkouts that found the shelf short and opened a replenishment order.",
      NULL,

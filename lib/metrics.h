@@ -15,7 +15,7 @@
 /* Raised whenever the slots below change, so that a reader never sums files of
  * another layout (a worker of the new version beside responders of the old one
  * skips theirs until they restart). */
-#define METRICS_VERSION 2
+#define METRICS_VERSION 3
 
 /* Every counter slot. A family (restock_checkouts_total) owns a run of slots,
  * one per label value; the table in metrics.c names them in this order. */
@@ -28,6 +28,7 @@ enum metrics_id {
     METRICS_CHECKOUT_REPLAYED,     /* a keyed checkout answered its stored answer */
     METRICS_CHECKOUT_KEY_MISMATCH, /* 422: the key was used for another request */
     METRICS_CHECKOUT_UNAUTHORIZED, /* 401: a bad client key, or none where one is required */
+    METRICS_CHECKOUT_LIMIT,        /* 409 reason limit: the customer's max_per_customer */
     METRICS_SELLOUTS,
     METRICS_DOORBELLS_DROPPED,
     METRICS_DATABASE_ERRORS,

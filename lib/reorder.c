@@ -35,8 +35,9 @@ enum {
     COL_SAMPLE_SOLD, /* product_demand's, NULL before the first sample */
     COL_SAMPLE_AGE,  /* microseconds since that sample */
     COL_RATE,
-    COL_SAMPLE_ORDER, /* the unfinished order at that sample, NULL: none */
-    COL_SAMPLE_TURNED /* the units turned away on it then */
+    COL_SAMPLE_ORDER,  /* the unfinished order at that sample, NULL: none */
+    COL_SAMPLE_TURNED, /* the units turned away on it then */
+    COL_LIMIT          /* max_per_customer (lib/sale enforces it) */
 };
 
 #define REORDER_COLUMNS                                                                            \
@@ -44,7 +45,7 @@ enum {
     " p.reorder_quantity, p.reorder_auto, p.reorder_point_min, p.reorder_point_max,"               \
     " p.factory_id, p.sold_total, d.sold_total,"                                                   \
     " TIMESTAMPDIFF(MICROSECOND, d.sampled_at, CURRENT_TIMESTAMP(6)), d.rate,"                     \
-    " d.order_id, d.order_turned_away_units"                                                       \
+    " d.order_id, d.order_turned_away_units, p.max_per_customer"                                   \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"
 
 static const struct db_stmt_def reorder_sql[ST_COUNT] = {
@@ -64,7 +65,8 @@ static const struct db_stmt_def reorder_sql[ST_COUNT] = {
                  " WHERE product_id = ? AND reorder_auto",
                  DB_IDEMPOTENT},
     [ST_SET] = {"UPDATE product SET reorder_point = ?, reorder_level = ?, reorder_quantity = ?,"
-                " reorder_auto = ?, reorder_point_min = ?, reorder_point_max = ? WHERE sku = ?",
+                " reorder_auto = ?, reorder_point_min = ?, reorder_point_max = ?,"
+                " max_per_customer = ? WHERE sku = ?",
                 DB_IDEMPOTENT},
 };
 
@@ -200,6 +202,7 @@ reorder_settings(db_stmt *st, struct reorder_line *line)
     line->point_min = db_stmt_col_int(st, COL_MIN);
     line->point_max = db_stmt_col_int(st, COL_MAX);
     line->has_factory = !db_stmt_col_is_null(st, COL_FACTORY);
+    line->max_per_customer = db_stmt_col_int(st, COL_LIMIT);
 }
 
 /* --- the worker's sweep ------------------------------------------------------- */
@@ -460,6 +463,7 @@ static const struct reorder_key {
     {"reorder_point", -1, REORDER_MAX},    {"reorder_level", 0, REORDER_MAX},
     {"reorder_quantity", 1, REORDER_MAX},  {"reorder_auto", 0, 1},
     {"reorder_point_min", 0, REORDER_MAX}, {"reorder_point_max", 0, REORDER_MAX},
+    {"max_per_customer", 0, REORDER_MAX},
 };
 #define REORDER_NKEYS (sizeof(reorder_keys) / sizeof(reorder_keys[0]))
 
@@ -500,7 +504,7 @@ reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorde
     if (argc < 1)
         return errbuf_set(err, "nothing to set: give key=value (keys: reorder_point, "
                                "reorder_level, reorder_quantity, reorder_auto, "
-                               "reorder_point_min, reorder_point_max)");
+                               "reorder_point_min, reorder_point_max, max_per_customer)");
     rows = db_stmt_exec(one, err, "s", sku);
     if (rows < 0)
         return RS_ERR;
@@ -513,6 +517,7 @@ reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorde
     v[3] = out->automatic;
     v[4] = out->point_min;
     v[5] = out->point_max;
+    v[6] = out->max_per_customer;
     for (int i = 0; i < argc; i++) {
         const char *eq = strchr(argv[i], '=');
         size_t klen = eq ? (size_t)(eq - argv[i]) : strlen(argv[i]);
@@ -542,7 +547,8 @@ reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorde
     if (v[4] > v[5])
         return errbuf_set(err, "reorder_point_min %lld is above reorder_point_max %lld", v[4],
                           v[5]);
-    if (db_stmt_exec(self->st[ST_SET], err, "iiiiiis", v[0], v[1], v[2], v[3], v[4], v[5], sku) < 0)
+    if (db_stmt_exec(self->st[ST_SET], err, "iiiiiiis", v[0], v[1], v[2], v[3], v[4], v[5], v[6],
+                     sku) < 0)
         return RS_ERR;
     out->point = v[0];
     out->level = v[1];
@@ -550,10 +556,11 @@ reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorde
     out->automatic = (int)v[3];
     out->point_min = v[4];
     out->point_max = v[5];
+    out->max_per_customer = v[6];
     out->sku = NULL; /* the row's text is gone with the statement's next run */
     log_info("event=reorder_set sku=%s reorder_point=%lld reorder_level=%lld "
              "reorder_quantity=%lld reorder_auto=%lld reorder_point_min=%lld "
-             "reorder_point_max=%lld",
-             sku, v[0], v[1], v[2], v[3], v[4], v[5]);
+             "reorder_point_max=%lld max_per_customer=%lld",
+             sku, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
     return RS_OK;
 }

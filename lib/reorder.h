@@ -29,6 +29,7 @@ int reorder_sweep(reorder *self, errbuf *err);
 struct reorder_line {
     const char *sku;
     long long stock, point, level, quantity, point_min, point_max;
+    long long max_per_customer; /* units per customer over limit_window; 0: no limit */
     int automatic;
     int has_factory;
     long long on_order;        /* the unfinished order's quantity, 0: none */
@@ -45,7 +46,7 @@ int reorder_each(reorder *self, void (*fn)(void *arg, const struct reorder_line 
 
 /* Sets the reorder settings of sku from "key=value" words (reorder_point,
  * reorder_level, reorder_quantity, reorder_auto, reorder_point_min,
- * reorder_point_max), all or none, after checking each value and the whole.
+ * reorder_point_max, max_per_customer), all or none, after checking each value and the whole.
  * The new settings are copied to *out. RS_ERR with a one-line reason for an
  * unknown sku, an unknown key, a value out of range, or a database failure. */
 int reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorder_line *out,

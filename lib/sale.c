@@ -28,6 +28,7 @@ struct sale_shop {
     const conf *cf;
     combiner *checkouts; /* per sku: the checkouts that wait for one statement */
     long key_retention;  /* seconds a keyed checkout's answer is replayed */
+    long limit_window;   /* seconds over which max_per_customer counts */
 };
 
 struct sale {
@@ -36,6 +37,10 @@ struct sale {
     db_stmt *take;      /* the one statement that takes stock */
     db_stmt *lock;      /* the stock under its row lock, when a batch does not fit */
     db_stmt *cart_lock; /* a cart's product under its row lock, with its id */
+    db_stmt *peek;      /* a product's max_per_customer, without a lock */
+    db_stmt *bought;    /* a customer's units of a product in the window */
+    db_stmt *prune;     /* the customer's rows of the product before the window */
+    db_stmt *record;    /* a limited sale to a customer */
     order *orders;      /* the order at the reorder point, the sell-out, the refusal */
     checkout_key *keys; /* the stored answers of keyed checkouts */
     bus_pub *bell;      /* rings the outbox events after their commit */
@@ -82,6 +87,7 @@ sale_shop_new(const conf *cf, size_t threads, errbuf *err)
     if (self != NULL) {
         self->cf = cf;
         self->key_retention = conf_int(cf, "idempotency_retention");
+        self->limit_window = conf_int(cf, "limit_window");
         /* A sku in flight per thread at most: one slot each. */
         self->checkouts = combiner_new(threads);
     }
@@ -143,9 +149,29 @@ sale_new(sale_shop *shop, db *conn, errbuf *err)
     self->take = db_stmt_new(conn, sale_take_sql, 0);
     self->lock =
         db_stmt_new(conn, "SELECT stock, reorder_point FROM product WHERE sku = ? FOR UPDATE", 0);
-    self->cart_lock = db_stmt_new(
-        conn, "SELECT product_id, stock, reorder_point FROM product WHERE sku = ? FOR UPDATE", 0);
-    if (self->take == NULL || self->lock == NULL || self->cart_lock == NULL) {
+    self->cart_lock = db_stmt_new(conn,
+                                  "SELECT product_id, stock, reorder_point, max_per_customer"
+                                  " FROM product WHERE sku = ? FOR UPDATE",
+                                  0);
+    self->peek =
+        db_stmt_new(conn, "SELECT max_per_customer FROM product WHERE sku = ?", DB_IDEMPOTENT);
+    self->bought = db_stmt_new(conn,
+                               "SELECT COALESCE(SUM(units), 0) FROM customer_purchase"
+                               " WHERE product_id = ? AND client_id = ? AND customer = ?"
+                               " AND created_at > UTC_TIMESTAMP(6) - INTERVAL ? SECOND",
+                               0);
+    self->prune = db_stmt_new(conn,
+                              "DELETE FROM customer_purchase"
+                              " WHERE product_id = ? AND client_id = ? AND customer = ?"
+                              " AND created_at <= UTC_TIMESTAMP(6) - INTERVAL ? SECOND",
+                              0);
+    self->record = db_stmt_new(conn,
+                               "INSERT INTO customer_purchase"
+                               " (client_id, customer, product_id, units, created_at)"
+                               " VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))",
+                               0);
+    if (self->take == NULL || self->lock == NULL || self->cart_lock == NULL || self->peek == NULL ||
+        self->bought == NULL || self->prune == NULL || self->record == NULL) {
         errbuf_set(err, "out of memory");
         goto fail;
     }
@@ -267,6 +293,23 @@ sale_checkout_json(const char *prefix, const char *sku, long long remaining,
     return json;
 }
 
+/* Prints json (then deleted) into out->body. RS_ERR when out of memory (or json
+ * NULL): an answer is far shorter than the buffer (CHECKOUT_KEY_BODY_MAX holds
+ * the longest cart's), so only memory can be short. */
+static int
+sale_answer_text(cJSON *json, struct sale_answer *out, errbuf *err)
+{
+    char *text = json != NULL ? json_print(json, out->body, sizeof(out->body)) : NULL;
+
+    cJSON_Delete(json);
+    if (text != out->body) {
+        json_print_free(text, out->body);
+        return errbuf_set(err, "out of memory");
+    }
+    out->len = strlen(out->body);
+    return RS_OK;
+}
+
 /* The word the 409 answer carries in "replenishment" for an order_refused
  * result: only what is true (NULL: no field, nothing is on order). */
 static const char *
@@ -293,7 +336,6 @@ sale_answer_make(const struct sale_buy *buy, int state, const struct order_open_
                  struct sale_answer *out, errbuf *err)
 {
     cJSON *json;
-    char *text;
 
     if (buy->m.sold) {
         out->outcome = SALE_SOLD, out->status = 200;
@@ -306,15 +348,18 @@ sale_answer_make(const struct sale_buy *buy, int state, const struct order_open_
         json =
             sale_checkout_json("구매 실패!", buy->sku, ring->remaining, sale_replenishment(state));
     }
-    text = json != NULL ? json_print(json, out->body, sizeof(out->body)) : NULL;
-    cJSON_Delete(json);
-    if (text != out->body) {
-        /* An answer is far shorter than the buffer: only memory can be short. */
-        json_print_free(text, out->body);
-        return errbuf_set(err, "out of memory");
-    }
-    out->len = strlen(out->body);
-    return RS_OK;
+    return sale_answer_text(json, out, err);
+}
+
+/* Adds "reason":"limit","limit":N to a 409's json (NULL stays NULL): 0 when
+ * out of memory (json deleted). */
+static cJSON *
+sale_limit_json(cJSON *json, long long limit)
+{
+    if (json != NULL && (cJSON_AddStringToObject(json, "reason", "limit") == NULL ||
+                         cJSON_AddNumberToObject(json, "limit", (double)limit) == NULL))
+        cJSON_Delete(json), json = NULL;
+    return json;
 }
 
 /* The answer when it could not be made after a sale that stands: 500, as any
@@ -479,6 +524,134 @@ sale_checkout_combined(sale *self, struct sale_buy *buy, struct sale_answer *out
     return RS_OK;
 }
 
+/* -- customer limits ---------------------------------------------------------------- */
+
+int
+sale_customer_check(const char *customer, errbuf *err)
+{
+    size_t n = strlen(customer);
+
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)customer[i] < 0x21 || (unsigned char)customer[i] > 0x7e)
+            n = 0; /* not a visible ASCII character */
+    if (n == 0 || n > SALE_CUSTOMER_MAX)
+        return errbuf_set(err,
+                          "Restock-Customer: expected 1 to %d visible ASCII characters (no "
+                          "spaces), the id of the client's customer",
+                          SALE_CUSTOMER_MAX);
+    return RS_OK;
+}
+
+/* A product's limit as its sale to a customer saw it under the row lock. */
+struct sale_limit {
+    unsigned char product_id[IDENT_BYTES];
+    long long stock;  /* under the row lock, before the take */
+    long long point;  /* its reorder point */
+    long long max;    /* max_per_customer; 0: none */
+    long long bought; /* the customer's units in the window, when max > 0 */
+};
+
+/* With no lock, whether sku has a limit (a request with a customer of a product
+ * without one is combined as any). 1, 0 (none, or no such sku), RS_ERR. */
+static int
+sale_limit_peek(sale *self, const char *sku, errbuf *err)
+{
+    long long rows = db_stmt_exec(self->peek, err, "s", sku);
+
+    if (rows < 0)
+        return RS_ERR;
+    return rows > 0 && db_stmt_next(self->peek) && db_stmt_col_int(self->peek, 0) > 0;
+}
+
+/* Reads the current row of cart_lock (product_id, stock, reorder_point,
+ * max_per_customer) into *lim. RS_ERR when the id is not an id. */
+static int
+sale_limit_row(sale *self, struct sale_limit *lim, errbuf *err)
+{
+    size_t len;
+    const char *id = db_stmt_col(self->cart_lock, 0, &len);
+
+    if (id == NULL || len != IDENT_BYTES)
+        return errbuf_set(err, "database: a product's id is not %d bytes", IDENT_BYTES);
+    memcpy(lim->product_id, id, IDENT_BYTES);
+    lim->stock = db_stmt_col_int(self->cart_lock, 1);
+    lim->point = db_stmt_col_int(self->cart_lock, 2);
+    lim->max = db_stmt_col_int(self->cart_lock, 3);
+    lim->bought = 0;
+    return RS_OK;
+}
+
+/* Under the product's row lock (the caller's, held to the commit: two sales of
+ * it to one customer never both see room for one more): lim->bought, the units
+ * the customer of client bought of it over limit_window; its older rows deleted
+ * first. Nothing read when the product has no limit. */
+static int
+sale_limit_bought(sale *self, long long client, const char *customer, struct sale_limit *lim,
+                  errbuf *err)
+{
+    long long window = self->shop->limit_window;
+
+    if (lim->max <= 0)
+        return RS_OK;
+    if (db_stmt_exec(self->prune, err, "bisi", lim->product_id, (size_t)IDENT_BYTES, client,
+                     customer, window) < 0 ||
+        db_stmt_exec(self->bought, err, "bisi", lim->product_id, (size_t)IDENT_BYTES, client,
+                     customer, window) < 0)
+        return RS_ERR;
+    lim->bought = db_stmt_next(self->bought) ? db_stmt_col_int(self->bought, 0) : 0;
+    return RS_OK;
+}
+
+/* A limited product's units sold to the customer, in the sale's transaction;
+ * nothing for a product without a limit. */
+static int
+sale_limit_record(sale *self, long long client, const char *customer, const struct sale_limit *lim,
+                  long long units, errbuf *err)
+{
+    if (lim->max <= 0)
+        return RS_OK;
+    if (db_stmt_exec(self->record, err, "isbi", client, customer, lim->product_id,
+                     (size_t)IDENT_BYTES, units) < 0)
+        return RS_ERR;
+    return RS_OK;
+}
+
+/* Locks sku's row and reads its limit and what the customer bought. 1: the
+ * quantity would take the customer over the limit; 0: it fits, there is no
+ * limit, or no such sku (lim->max 0: the take finds nothing, the answer is 404);
+ * RS_ERR. */
+static int
+sale_limit_lock(sale *self, const struct sale_request *req, struct sale_limit *lim, errbuf *err)
+{
+    long long rows = db_stmt_exec(self->cart_lock, err, "s", req->sku);
+
+    memset(lim, 0, sizeof(*lim));
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0 || !db_stmt_next(self->cart_lock))
+        return 0;
+    if (sale_limit_row(self, lim, err) != RS_OK ||
+        sale_limit_bought(self, req->client, req->customer, lim, err) != RS_OK)
+        return RS_ERR;
+    return lim->max > 0 && lim->bought + req->quantity > lim->max;
+}
+
+/* The 409 of a checkout over its customer's limit (sale_customer_check's
+ * comment in sale.h says its fields). RS_ERR when out of memory. */
+static int
+sale_limit_answer(const char *sku, const struct sale_limit *lim, struct sale_answer *out,
+                  errbuf *err)
+{
+    long long allowed = lim->max > lim->bought ? lim->max - lim->bought : 0;
+    cJSON *json =
+        sale_limit_json(sale_checkout_json("구매 한도 초과!", sku, lim->stock, NULL), lim->max);
+
+    if (json != NULL && cJSON_AddNumberToObject(json, "allowed", (double)allowed) == NULL)
+        cJSON_Delete(json), json = NULL;
+    out->outcome = SALE_LIMITED, out->status = 409;
+    return sale_answer_text(json, out, err);
+}
+
 /* -- the keyed checkout ------------------------------------------------------------- */
 
 /* The keyed checkout's transaction: claims the key's row (a request with the
@@ -496,16 +669,21 @@ sale_keyed_tx(sale *self, const struct sale_request *req, struct sale_buy *buy, 
 {
     unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
     struct checkout_key_answer stored;
+    struct sale_limit lim;
     long long rows, left, point;
+    int limited = 0;
 
     *state = 0;
+    *claim = CHECKOUT_KEY_NEW;
     buy->m.sold = 0;
     memset(ring, 0, sizeof(*ring));
+    memset(&lim, 0, sizeof(lim));
     checkout_key_fingerprint(req->client, req->sku, req->quantity, fingerprint);
     if (db_begin(self->conn, err) != RS_OK)
         goto fail;
-    *claim = checkout_key_claim(self->keys, req->client, req->key, fingerprint,
-                                self->shop->key_retention, &stored, err);
+    if (req->key != NULL)
+        *claim = checkout_key_claim(self->keys, req->client, req->key, fingerprint,
+                                    self->shop->key_retention, &stored, err);
     if (*claim < 0)
         goto fail;
     if (*claim != CHECKOUT_KEY_NEW) {
@@ -516,21 +694,32 @@ sale_keyed_tx(sale *self, const struct sale_request *req, struct sale_buy *buy, 
         memcpy(out->body, stored.body, out->len);
         return RS_OK;
     }
-    rows = sale_take(self, req->sku, req->quantity, &left, &point, err);
-    if (rows < 0)
+    /* A customer: the product's row locked first, its limit checked under it. */
+    if (req->customer != NULL && (limited = sale_limit_lock(self, req, &lim, err)) < 0)
         goto fail;
-    if (rows == 1)
-        sale_allocate(&buy->m, left + req->quantity, point);
-    else if ((*state = order_refused(self->orders, req->sku, req->quantity, ring, err)) < 0)
-        goto fail;
-    if (sale_answer_make(buy, *state, ring, out, err) != RS_OK)
-        goto fail;
+    if (limited) {
+        if (sale_limit_answer(req->sku, &lim, out, err) != RS_OK)
+            goto fail;
+    } else {
+        rows = sale_take(self, req->sku, req->quantity, &left, &point, err);
+        if (rows < 0)
+            goto fail;
+        if (rows == 1) {
+            sale_allocate(&buy->m, left + req->quantity, point);
+            if (req->customer != NULL && sale_limit_record(self, req->client, req->customer, &lim,
+                                                           req->quantity, err) != RS_OK)
+                goto fail;
+        } else if ((*state = order_refused(self->orders, req->sku, req->quantity, ring, err)) < 0)
+            goto fail;
+        if (sale_answer_make(buy, *state, ring, out, err) != RS_OK)
+            goto fail;
+    }
     if (out->outcome == SALE_NO_PRODUCT) {
         db_rollback(self->conn);
         return RS_OK;
     }
-    if (checkout_key_store(self->keys, req->client, req->key, out->status, out->body, out->len,
-                           err) != RS_OK ||
+    if ((req->key != NULL && checkout_key_store(self->keys, req->client, req->key, out->status,
+                                                out->body, out->len, err) != RS_OK) ||
         db_commit(self->conn, err) != RS_OK)
         goto fail;
     return RS_OK;
@@ -566,6 +755,8 @@ sale_checkout_keyed(sale *self, const struct sale_request *req, struct sale_buy 
         metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
     else if (claim != CHECKOUT_KEY_NEW)
         metrics_count(METRICS_CHECKOUT_REPLAYED);
+    else if (out->outcome == SALE_LIMITED)
+        metrics_count(METRICS_CHECKOUT_LIMIT);
     else
         sale_done(self, buy, state, &ring);
     return RS_OK;
@@ -580,9 +771,18 @@ sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *ou
     buy.sku = req->sku;
     buy.m.quantity = req->quantity;
     out->len = 0;
-    if (req->key == NULL)
+    if (req->key == NULL && req->customer != NULL) {
+        /* A customer's checkout of a product without a limit is any checkout. */
+        int limited = sale_limit_peek(self, req->sku, err);
+
+        if (limited < 0)
+            return RS_ERR;
+        if (!limited)
+            return sale_checkout_combined(self, &buy, out, err);
+    } else if (req->key == NULL)
         return sale_checkout_combined(self, &buy, out, err);
-    log_debug("event=checkout_keyed client=%lld quantity=%lld", req->client, req->quantity);
+    log_debug("event=checkout_keyed client=%lld quantity=%lld keyed=%d customer=%d", req->client,
+              req->quantity, req->key != NULL, req->customer != NULL);
     return sale_checkout_keyed(self, req, &buy, out, err);
 }
 
@@ -646,21 +846,22 @@ sale_cart_parse(const cJSON *body, struct sale_cart *cart, errbuf *err)
 /* A line of a cart in its transaction: what its row held under the lock, and
  * what the cart did with it. */
 struct sale_cart_line {
-    unsigned char product_id[IDENT_BYTES];
-    long long stock;                /* under the row lock, before the take */
-    long long point;                /* its reorder point */
+    struct sale_limit row;          /* its id, stock, point and limit under the lock */
     struct sale_member m;           /* its quantity; sold, remaining, crossed */
     int is_short;                   /* quantity > stock: the cart is refused */
+    int over_limit;                 /* over the customer's limit: the cart is refused */
     struct order_open_outcome ring; /* a short line's refusal wrote this event */
 };
 
 /* The cart's answer, its lines in the request's order. RS_ERR when out of memory. */
 static int
 sale_cart_answer(const struct sale_cart *cart, const struct sale_cart_line *work, int sold,
-                 struct sale_answer *out, errbuf *err)
+                 int limited, struct sale_answer *out, errbuf *err)
 {
-    cJSON *json = sale_message_json(sold ? "구매 완료!" : "구매 실패!"), *lines = NULL;
-    char *text = NULL;
+    cJSON *json = sale_message_json(sold      ? "구매 완료!"
+                                    : limited ? "구매 한도 초과!"
+                                              : "구매 실패!"),
+          *lines = NULL;
     int ok = json != NULL && (lines = cJSON_AddArrayToObject(json, "lines")) != NULL;
 
     for (size_t i = 0; ok && i < cart->n; i++) {
@@ -675,21 +876,24 @@ sale_cart_answer(const struct sale_cart *cart, const struct sale_cart_line *work
         ok = cJSON_AddStringToObject(line, "sku", cart->lines[i].sku) != NULL;
         ok = ok && cJSON_AddNumberToObject(line, "quantity", (double)w->m.quantity) != NULL;
         ok = ok && cJSON_AddNumberToObject(line, "remaining",
-                                           (double)(sold ? w->m.remaining : w->stock)) != NULL;
+                                           (double)(sold ? w->m.remaining : w->row.stock)) != NULL;
         if (ok && w->is_short)
             ok = cJSON_AddTrueToObject(line, "short") != NULL;
+        if (ok && w->over_limit)
+            ok = cJSON_AddNumberToObject(line, "limit", (double)w->row.max) != NULL;
     }
-    out->outcome = sold ? SALE_SOLD : SALE_REFUSED;
+    /* Over a limit: the top level says so, with the first such line's limit. */
+    for (size_t i = 0; ok && limited && i < cart->n; i++)
+        if (work[i].over_limit) {
+            json = sale_limit_json(json, work[i].row.max);
+            ok = json != NULL;
+            break;
+        }
+    out->outcome = sold ? SALE_SOLD : limited ? SALE_LIMITED : SALE_REFUSED;
     out->status = sold ? 200 : 409;
-    text = ok ? json_print(json, out->body, sizeof(out->body)) : NULL;
-    cJSON_Delete(json);
-    if (text != out->body) {
-        /* CHECKOUT_KEY_BODY_MAX holds the longest cart's answer: only memory. */
-        json_print_free(text, out->body);
-        return errbuf_set(err, "out of memory");
-    }
-    out->len = strlen(out->body);
-    return RS_OK;
+    if (!ok)
+        cJSON_Delete(json), json = NULL;
+    return sale_answer_text(json, out, err);
 }
 
 /* A static answer of the cart's transaction: 404 (a sku unknown) or 400
@@ -716,10 +920,9 @@ sale_cart_lock(sale *self, const struct sale_cart *cart, struct sale_cart_line *
                struct sale_answer *out, errbuf *err)
 {
     for (size_t k = 0; k < cart->n; k++) {
-        size_t i = cart->order[k], len;
+        size_t i = cart->order[k];
         struct sale_cart_line *w = &work[i];
         long long rows = db_stmt_exec(self->cart_lock, err, "s", cart->lines[i].sku);
-        const char *id;
 
         if (rows < 0)
             return RS_ERR;
@@ -727,15 +930,11 @@ sale_cart_lock(sale *self, const struct sale_cart *cart, struct sale_cart_line *
             sale_cart_static(out, SALE_NO_PRODUCT);
             return 0;
         }
-        id = db_stmt_col(self->cart_lock, 0, &len);
-        if (id == NULL || len != IDENT_BYTES)
-            return errbuf_set(err, "database: a product's id is not %d bytes", IDENT_BYTES);
-        memcpy(w->product_id, id, IDENT_BYTES);
-        w->stock = db_stmt_col_int(self->cart_lock, 1);
-        w->point = db_stmt_col_int(self->cart_lock, 2);
+        if (sale_limit_row(self, &w->row, err) != RS_OK)
+            return RS_ERR;
         /* Two skus the collation takes as one (case): one product, locked already. */
         for (size_t j = 0; j < k; j++)
-            if (memcmp(work[cart->order[j]].product_id, w->product_id, IDENT_BYTES) == 0) {
+            if (memcmp(work[cart->order[j]].row.product_id, w->row.product_id, IDENT_BYTES) == 0) {
                 sale_cart_static(out, SALE_DUPLICATE);
                 return 0;
             }
@@ -753,12 +952,15 @@ sale_cart_take(sale *self, const struct sale_cart *cart, struct sale_cart_line *
         struct sale_cart_line *w = &work[i];
         long long left, point, rows;
 
-        sale_allocate(&w->m, w->stock, w->point);
+        sale_allocate(&w->m, w->row.stock, w->row.point);
         rows = sale_take(self, cart->lines[i].sku, w->m.quantity, &left, &point, err);
         if (rows < 0)
             return RS_ERR;
         if (rows != 1 || left != w->m.remaining)
             return errbuf_set(err, "a product's stock changed under its row lock");
+        if (cart->customer != NULL && sale_limit_record(self, cart->client, cart->customer, &w->row,
+                                                        w->m.quantity, err) != RS_OK)
+            return RS_ERR;
     }
     return RS_OK;
 }
@@ -773,7 +975,7 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
 {
     unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
     struct checkout_key_answer stored;
-    int found, refused = 0;
+    int found, refused = 0, limited = 0;
 
     *claim = CHECKOUT_KEY_NEW;
     for (size_t i = 0; i < cart->n; i++) {
@@ -805,9 +1007,18 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
         db_rollback(self->conn);
         return RS_OK;
     }
-    for (size_t i = 0; i < cart->n; i++)
-        refused |= work[i].is_short = work[i].m.quantity > work[i].stock;
-    if (!refused && sale_cart_take(self, cart, work, err) != RS_OK)
+    /* A customer's limits first, under the rows' locks, in their order: a cart
+     * over one is refused whole, and is not unmet demand. */
+    for (size_t k = 0; cart->customer != NULL && k < cart->n; k++) {
+        struct sale_cart_line *w = &work[cart->order[k]];
+
+        if (sale_limit_bought(self, cart->client, cart->customer, &w->row, err) != RS_OK)
+            goto fail;
+        limited |= w->over_limit = w->row.max > 0 && w->row.bought + w->m.quantity > w->row.max;
+    }
+    for (size_t i = 0; !limited && i < cart->n; i++)
+        refused |= work[i].is_short = work[i].m.quantity > work[i].row.stock;
+    if (!refused && !limited && sale_cart_take(self, cart, work, err) != RS_OK)
         goto fail;
     /* A short line is a checkout turned away: the refusal's decision (the
      * unmet demand of a sold-out product, its order), inside this transaction. */
@@ -815,7 +1026,7 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
         if (work[i].is_short && order_refused(self->orders, cart->lines[i].sku, work[i].m.quantity,
                                               &work[i].ring, err) < 0)
             goto fail;
-    if (sale_cart_answer(cart, work, !refused, out, err) != RS_OK)
+    if (sale_cart_answer(cart, work, !refused && !limited, limited, out, err) != RS_OK)
         goto fail;
     if (cart->key != NULL && checkout_key_store(self->keys, cart->client, cart->key, out->status,
                                                 out->body, out->len, err) != RS_OK)
@@ -854,6 +1065,8 @@ sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer 
         metrics_count(METRICS_CHECKOUT_NOT_FOUND);
     else if (out->outcome == SALE_DUPLICATE)
         metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
+    else if (out->outcome == SALE_LIMITED)
+        metrics_count(METRICS_CHECKOUT_LIMIT);
     else if (out->outcome == SALE_REFUSED) {
         metrics_count(METRICS_CHECKOUT_REFUSED);
         for (size_t i = 0; i < cart->n; i++)

@@ -66,11 +66,15 @@ void sale_destroy(sale **self_p);
 
 #define SALE_QUANTITY_MAX 1000 /* units of one checkout, or of one line of a cart */
 #define SALE_LINES_MAX    50   /* lines of a cart */
+#define SALE_CUSTOMER_MAX 64   /* characters of a Restock-Customer */
 
 /* A checkout as parsed: sku and key (NULL: none) stay the caller's. */
 struct sale_request {
     long long client; /* the API client, or CHECKOUT_KEY_ANONYMOUS */
     const char *key;  /* the Idempotency-Key, unquoted; NULL: no key */
+    /* The client's Restock-Customer (1 to SALE_CUSTOMER_MAX visible ASCII
+     * characters, an authenticated client's only); NULL: none, no limit. */
+    const char *customer;
     const char *sku;
     long long quantity;
 };
@@ -80,6 +84,7 @@ enum sale_outcome {
     SALE_DUPLICATE,   /* 400: two lines of a cart name one product (by the column's
                          collation: skus that differ in case only); nothing done */
     SALE_REFUSED,     /* 409: fewer units left than asked for */
+    SALE_LIMITED,     /* 409 "reason":"limit": over the customer's max_per_customer */
     SALE_NO_PRODUCT,  /* 404: no such sku */
     SALE_REPLAYED,    /* the key's stored answer, byte for byte; nothing sold */
     SALE_KEY_MISMATCH /* the key was used for another request: nothing done, no body */
@@ -105,14 +110,28 @@ struct sale_answer {
  * nothing stored (the caller answers 503 and counts it). */
 int sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *out, errbuf *err);
 
+/* Customer limits: a request with a customer, of a product whose
+ * max_per_customer is above 0, is not combined: in a transaction (with its key,
+ * if any) it locks the product's row, sums what the customer (of this client)
+ * bought of it over limit_window seconds (customer_purchase), and either sells
+ * and records the units, or answers 409 SALE_LIMITED and sells nothing:
+ * {"message","sku","remaining" (the stock, as any 409's),"reason":"limit",
+ * "limit":N,"allowed" (the units the customer may still buy in the window)}.
+ * A cart over the limit on any line is refused whole, with the same top-level
+ * "reason" and "limit" (its first such line's) and "limit" on each such line.
+ * Checked before the stock: a customer over the limit is told so even when the
+ * shelf is short. A limit refusal is not unmet demand (no order_refused). */
+int sale_customer_check(const char *customer, errbuf *err);
+
 /* --- a cart: several lines, every one sold or none ------------------------------ */
 
 /* A cart as sale_cart_parse made it: the lines in the request's order (their
  * skus point into the parsed body), and order, their indexes by sku (bytes): the
  * order in which their rows are locked, and their fingerprint is made. */
 struct sale_cart {
-    long long client; /* the API client, or CHECKOUT_KEY_ANONYMOUS */
-    const char *key;  /* the Idempotency-Key, unquoted; NULL: no key */
+    long long client;     /* the API client, or CHECKOUT_KEY_ANONYMOUS */
+    const char *key;      /* the Idempotency-Key, unquoted; NULL: no key */
+    const char *customer; /* as sale_request's */
     size_t n;
     struct checkout_key_line lines[SALE_LINES_MAX];
     size_t order[SALE_LINES_MAX];
