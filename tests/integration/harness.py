@@ -335,9 +335,10 @@ class Stack:
         """Polls predicate until it is true; returns its last value."""
         return wait_until(predicate, timeout, interval)
 
-    def concurrently(self, total, clients, make_request):
+    def concurrently(self, total, clients, make_request, headers=None):
         """Sends total requests from clients threads, each on its own keep-alive
-        connection; make_request(i) gives (method, path, body). Returns responses."""
+        connection; make_request(i) gives (method, path, body); headers are sent
+        with each. Returns responses."""
         per = [list(range(c, total, clients)) for c in range(clients)]
         results = [None] * total
 
@@ -347,6 +348,7 @@ class Stack:
                 method, path, body = make_request(i)
                 data = json.dumps(body).encode() if body is not None else None
                 h = {"Content-Type": "application/json"} if data is not None else {}
+                h.update(headers or {})
                 # No retry: a request that failed may have been served, and a
                 # checkout sent twice would be counted twice. http.client opens a
                 # new connection by itself when nginx answered "Connection: close".
