@@ -209,6 +209,29 @@ test_cart_parse(void)
             "not both");
 }
 
+/* The Restock-Customer header's text: 1..64 visible ASCII characters. */
+static void
+test_customer_check(void)
+{
+    static const char *const bad[] = {"", "al ice", "tab\there", "caf\xc3\xa9", "del\x7f"};
+    char longest[SALE_CUSTOMER_MAX + 2];
+    errbuf err = {{0}};
+
+    is_int(sale_customer_check("alice", &err), RS_OK, "customer: a plain id");
+    is_int(sale_customer_check("~!#$%&'*+-.^_`|", &err), RS_OK,
+           "customer: any visible ASCII punctuation");
+    memset(longest, 'x', SALE_CUSTOMER_MAX);
+    longest[SALE_CUSTOMER_MAX] = '\0';
+    is_int(sale_customer_check(longest, &err), RS_OK, "customer: 64 characters");
+    longest[SALE_CUSTOMER_MAX] = 'x', longest[SALE_CUSTOMER_MAX + 1] = '\0';
+    is_int(sale_customer_check(longest, &err), RS_ERR, "customer: 65 characters refused");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err.msg[0] = '\0';
+        is_int(sale_customer_check(bad[i], &err), RS_ERR, "customer: a bad one refused");
+        ok(strstr(err.msg, "Restock-Customer") != NULL, "and the error names the header");
+    }
+}
+
 int
 main(void)
 {
@@ -218,5 +241,6 @@ main(void)
     test_nothing_to_give();
     test_rule_text();
     test_cart_parse();
+    test_customer_check();
     return done_testing();
 }
