@@ -654,8 +654,9 @@ sale_limit_answer(const char *sku, const struct sale_limit *lim, struct sale_ans
 
 /* -- the keyed checkout ------------------------------------------------------------- */
 
-/* The keyed checkout's transaction: claims the key's row (a request with the
- * same key in flight holds it: this one waits, then finds it taken), runs the
+/* The keyed checkout's transaction: claims the key's row, if any (a request with
+ * the same key in flight holds it: this one waits, then finds it taken); with a
+ * customer, locks the product's row and checks its limit (sale_limit_lock); runs the
  * same sale statement as the combined path, and stores the answer, 200 or 409,
  * with the row before the commit. Not sold: order_refused, whose writes join this
  * transaction (its own is a savepoint of it, db.h). A 404 (no such sku) is not
@@ -730,8 +731,9 @@ fail:
     return RS_ERR;
 }
 
-/* A checkout with an Idempotency-Key: not in the combiner, whose statement is
- * shared, but in a transaction of its own (sale_keyed_tx), run again while the
+/* A checkout with an Idempotency-Key, or a customer's of a limited product: not
+ * in the combiner, whose statement is shared, but in a transaction of its own
+ * (sale_keyed_tx), run again while the
  * database rolled it back (a deadlock, a Galera certification failure of two
  * writers), as the combined allocation is. The same key and request again: the
  * stored answer, byte for byte, and nothing sold; another request: no answer

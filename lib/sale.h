@@ -101,8 +101,9 @@ struct sale_answer {
 };
 
 /* Sells req: without a key, in the next statement of req->sku's checkouts
- * (combined with those of the other threads that arrive meanwhile); with one, in
- * a transaction that claims the key, sells and stores the answer (a 404 is not
+ * (combined with those of the other threads that arrive meanwhile); with one, or
+ * with a customer of a product with a limit (below), in a transaction that claims
+ * the key if any, checks the limit, sells and stores the answer (a 404 is not
  * stored). What the database rolled back is run again (db_retry). After the
  * commit, what the sale or the refusal triggers: the order at the reorder point,
  * the sell-out, the doorbell; the result is counted (restock_checkouts_total).
