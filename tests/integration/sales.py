@@ -206,12 +206,28 @@ def test_database_down(t, s):
     password = s.info["DB_PASSWORD"]
     pid = open(os.path.join(s.dir, "pid", "sales.pid")).read().strip()
     s.sql("UPDATE product SET stock = 5 WHERE sku = '%s'" % DONUT)
+    s.sql("UPDATE product SET max_per_customer = 2 WHERE sku = 'CP-502102'")
+    added = s.restockctl("client", "add", "outage-client")
+    key = re.search(r"^(rsk_[A-Za-z0-9_-]{43})$", added.stdout, re.M)
+    t.ok(key is not None, "an API client is made for the outage", added.stderr)
+    client = {"Authorization": "Bearer " + (key.group(1) if key else "")}
+    before = {sku: s.stock(sku) for sku in ("CP-502102", "CP-502103")}
     s.stop("db")
     # A product never read before: nginx's one-second cache of product reads
-    # cannot have it, so the responder must answer.
-    for method, path in (("POST", "/checkout"), ("GET", "/healthz"),
-                         ("GET", "/products/CP-502103")):
-        r = s.request(method, path, b"" if method == "POST" else None)
+    # cannot have it, so the responder must answer. The checkouts that need the
+    # database before the sale (a client's key checked, a cart's transaction, a
+    # customer's limit) answer 503 as the plain one does.
+    cart = {"lines": [{"sku": "CP-502102", "quantity": 1}, {"sku": "CP-502103", "quantity": 1}]}
+    for method, path, payload, extra, what in (
+            ("POST", "/checkout", b"", {}, ""),
+            ("GET", "/healthz", None, {}, ""),
+            ("GET", "/products/CP-502103", None, {}, ""),
+            ("POST", "/checkout", b"", client, " (an API client's)"),
+            ("POST", "/checkout", cart, {}, " (a cart)"),
+            ("POST", "/checkout", {"sku": "CP-502102"}, dict(client, **{"Restock-Customer": "c-1"}),
+             " (a limited product's customer)")):
+        r = s.request(method, path, payload, headers=extra)
+        path += what
         t.is_(r.status, 503, "database stopped: %s %s answers 503" % (method, path))
         error = r.json().get("error", "")
         t.ok(error.startswith("service unavailable"), "saying the service is unavailable", r)
@@ -220,6 +236,7 @@ def test_database_down(t, s):
              "without the database's password, user, socket or name", error)
     s.start("db")
     t.is_(s.stock(), 5, "the checkout during the outage changed nothing")
+    t.is_({sku: s.stock(sku) for sku in before}, before, "nor did the cart and the limited one")
     r = s.request("POST", "/checkout", b"")
     t.is_((r.status, r.json()), (200, bought(4)),
           "database back: checkout answers 200 without restarting the responder")
