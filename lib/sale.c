@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "bus.h"
 #include "combiner.h"
@@ -790,14 +791,28 @@ sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *ou
 
 /* -- a cart ------------------------------------------------------------------------- */
 
-/* Insertion sort of cart->order by sku (bytes): at most SALE_LINES_MAX lines. */
+/* The lock order of two skus: as the sku column compares them (its collation
+ * ignores case, and for ASCII skus that is strcasecmp), then by bytes for a total
+ * order. Two carts naming one product in other cases then lock it at the same
+ * place among their rows. */
+static int
+sale_cart_sku_cmp(const char *a, const char *b)
+{
+    int c = strcasecmp(a, b);
+
+    return c != 0 ? c : strcmp(a, b);
+}
+
+/* Insertion sort of cart->order in lock order: at most SALE_LINES_MAX lines. */
 static void
 sale_cart_sort(struct sale_cart *cart)
 {
     for (size_t i = 1; i < cart->n; i++) {
         size_t x = cart->order[i], j = i;
 
-        for (; j > 0 && strcmp(cart->lines[cart->order[j - 1]].sku, cart->lines[x].sku) > 0; j--)
+        for (; j > 0 &&
+               sale_cart_sku_cmp(cart->lines[cart->order[j - 1]].sku, cart->lines[x].sku) > 0;
+             j--)
             cart->order[j] = cart->order[j - 1];
         cart->order[j] = x;
     }

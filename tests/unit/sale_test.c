@@ -181,6 +181,16 @@ test_cart_parse(void)
            strcmp(cart.lines[cart.order[0]].sku, "S01") == 0,
        "50 lines parse, sorted by sku (%s)", err.msg);
     cJSON_Delete(json);
+    /* The lock order is the column's (case ignored): "b" between "A" and "C", as
+     * another cart naming "B" would have it; bytes would put it last. */
+    ok(parse("{\"lines\":[{\"sku\":\"C\",\"quantity\":1},{\"sku\":\"b\",\"quantity\":1},"
+             "{\"sku\":\"A\",\"quantity\":1}]}",
+             &cart, &json, &err) == RS_OK &&
+           strcmp(cart.lines[cart.order[0]].sku, "A") == 0 &&
+           strcmp(cart.lines[cart.order[1]].sku, "b") == 0 &&
+           strcmp(cart.lines[cart.order[2]].sku, "C") == 0,
+       "lines are locked in the sku column's order, case ignored");
+    cJSON_Delete(json);
     snprintf(many + n, sizeof(many) - n, ",{\"sku\":\"S99\",\"quantity\":1}]}");
     refused("51 lines", many, "more than 50 lines");
 
