@@ -87,6 +87,12 @@ static const struct conf_param conf_params[] = {
     {"limit_window", CONF_INT, "86400", 1, 31536000, NULL, 0, NULL,
      "Seconds over which a product's max_per_customer counts the units sold to one "
      "customer (an API client's Restock-Customer): a sliding window ending at the sale."},
+    {"hold_ttl", CONF_INT, "600", 30, 86400, NULL, 0, NULL,
+     "Seconds a hold (POST /holds) keeps its units when the request names no ttl; a "
+     "request's own ttl may be 30 to 86400."},
+    {"hold_retention", CONF_INT, "604800", 60, 31536000, NULL, 0, NULL,
+     "Seconds an ended hold (confirmed, released, expired) is kept for GET /holds/{id} "
+     "and its key's replay; restock-worker deletes older ones."},
     {"checkout_require_client", CONF_ENUM, "no", 0, 0, "yes|no", 0, NULL,
      "yes: POST /checkout needs an API client's key (Authorization: Bearer, made by "
      "`restockctl client add`), and an anonymous checkout answers 401; no: anonymous "

@@ -61,6 +61,12 @@ static const struct metrics_family {
      METRICS_CHECKOUT_SOLD,
      {"sold", "refused", "bad_request", "not_found", "unavailable", "replayed", "key_mismatch",
       "unauthorized", "limit", NULL}},
+    {"restock_holds_total",
+     "Holds by result (created 201, confirmed, released, expired: by the worker or by a "
+     "confirm past expires_at, refused: POST /holds answered 409).",
+     "result",
+     METRICS_HOLD_CREATED,
+     {"created", "confirmed", "released", "expired", "refused", NULL}},
     {"restock_sellouts_total",
      "Checkouts that found the shelf short and opened a replenishment order.",
      NULL,
@@ -117,6 +123,9 @@ _Static_assert(sizeof(metrics_codes) / sizeof(metrics_codes[0]) +
 _Static_assert(sizeof(metrics_buckets) / sizeof(metrics_buckets[0]) + 1 ==
                    METRICS_FACTORY_LATENCY_SUM - METRICS_FACTORY_LATENCY_FIRST,
                "latency bucket slots");
+_Static_assert(sizeof(metrics_buckets) / sizeof(metrics_buckets[0]) + 1 ==
+                   METRICS_HOLD_LAG_SUM - METRICS_HOLD_LAG_FIRST,
+               "hold lag bucket slots");
 _Static_assert(METRICS_RELOADS_FAILED + 1 == METRICS_FACTORY_CODE_FIRST, "slot runs");
 _Static_assert(METRICS_QUEUE_DEFERRED_FACTORY - METRICS_QUEUE_DELIVERED_FACTORY == QUEUES_COUNT &&
                    METRICS_QUEUE_DEAD_FACTORY - METRICS_QUEUE_DEFERRED_FACTORY == QUEUES_COUNT &&
@@ -215,6 +224,23 @@ metrics_count(enum metrics_id id)
     metrics_add(id, 1);
 }
 
+/* One observation of the histogram whose slots start at first: its bucket (the
+ * cumulative counts are made when written: one slot per bucket here), then its
+ * sum in microseconds and its count, in the slots after the buckets. */
+static void
+metrics_observe(enum metrics_id first, double seconds)
+{
+    size_t i, nbuckets = sizeof(metrics_buckets) / sizeof(metrics_buckets[0]);
+
+    for (i = 0; i < nbuckets; i++)
+        if (seconds <= metrics_buckets[i])
+            break;
+    metrics_count((enum metrics_id)(first + (int)i));
+    metrics_add((enum metrics_id)(first + (int)nbuckets + 1),
+                seconds > 0 ? (uint64_t)(seconds * 1e6) : 0);
+    metrics_count((enum metrics_id)(first + (int)nbuckets + 2));
+}
+
 void
 metrics_factory_request(long status, double seconds)
 {
@@ -230,13 +256,14 @@ metrics_factory_request(long status, double seconds)
             slot = METRICS_FACTORY_CODE_FIRST + (int)ncodes + (int)(status / 100 - 1);
     }
     metrics_count((enum metrics_id)slot);
-    /* Cumulative buckets are made when written: one slot per bucket here. */
-    for (i = 0; i < sizeof(metrics_buckets) / sizeof(metrics_buckets[0]); i++)
-        if (seconds <= metrics_buckets[i])
-            break;
-    metrics_count((enum metrics_id)(METRICS_FACTORY_LATENCY_FIRST + (int)i));
-    metrics_add(METRICS_FACTORY_LATENCY_SUM, seconds > 0 ? (uint64_t)(seconds * 1e6) : 0);
-    metrics_count(METRICS_FACTORY_LATENCY_COUNT);
+    metrics_observe(METRICS_FACTORY_LATENCY_FIRST, seconds);
+}
+
+void
+metrics_hold_expired(double lag)
+{
+    metrics_count(METRICS_HOLD_EXPIRED);
+    metrics_observe(METRICS_HOLD_LAG_FIRST, lag);
 }
 
 /* -- reading -------------------------------------------------------------------- */
@@ -338,12 +365,31 @@ metrics_write_family(const struct metrics_family *fam, const uint64_t *slots, FI
                 (unsigned long long)slots[fam->first + i]);
 }
 
+/* A histogram whose slots start at first (metrics_observe's layout). */
+static void
+metrics_write_histogram(const char *name, const char *help, enum metrics_id first,
+                        const uint64_t *slots, FILE *out)
+{
+    size_t nbuckets = sizeof(metrics_buckets) / sizeof(metrics_buckets[0]);
+    uint64_t cumulative = 0;
+
+    fprintf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (size_t i = 0; i <= nbuckets; i++) {
+        cumulative += slots[first + i];
+        if (i < nbuckets)
+            fprintf(out, "%s_bucket{le=\"%g\"} %llu\n", name, metrics_buckets[i],
+                    (unsigned long long)cumulative);
+        else
+            fprintf(out, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cumulative);
+    }
+    fprintf(out, "%s_sum %.6f\n", name, (double)slots[first + nbuckets + 1] / 1e6);
+    fprintf(out, "%s_count %llu\n", name, (unsigned long long)slots[first + nbuckets + 2]);
+}
+
 void
 metrics_write(const struct metrics_totals *t, FILE *out)
 {
     size_t ncodes = sizeof(metrics_codes) / sizeof(metrics_codes[0]);
-    size_t nbuckets = sizeof(metrics_buckets) / sizeof(metrics_buckets[0]);
-    uint64_t cumulative = 0;
 
     for (size_t i = 0; i < sizeof(metrics_families) / sizeof(metrics_families[0]); i++)
         metrics_write_family(&metrics_families[i], t->slots, out);
@@ -360,22 +406,13 @@ metrics_write(const struct metrics_totals *t, FILE *out)
     fprintf(out, "restock_factory_requests_total{code=\"none\"} %llu\n",
             (unsigned long long)t->slots[METRICS_FACTORY_CODE_NONE]);
 
-    fprintf(out, "# HELP restock_factory_request_duration_seconds Time of one factory request, "
-                 "answered or not.\n"
-                 "# TYPE restock_factory_request_duration_seconds histogram\n");
-    for (size_t i = 0; i <= nbuckets; i++) {
-        cumulative += t->slots[METRICS_FACTORY_LATENCY_FIRST + i];
-        if (i < nbuckets)
-            fprintf(out, "restock_factory_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                    metrics_buckets[i], (unsigned long long)cumulative);
-        else
-            fprintf(out, "restock_factory_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-                    (unsigned long long)cumulative);
-    }
-    fprintf(out, "restock_factory_request_duration_seconds_sum %.6f\n",
-            (double)t->slots[METRICS_FACTORY_LATENCY_SUM] / 1e6);
-    fprintf(out, "restock_factory_request_duration_seconds_count %llu\n",
-            (unsigned long long)t->slots[METRICS_FACTORY_LATENCY_COUNT]);
+    metrics_write_histogram("restock_factory_request_duration_seconds",
+                            "Time of one factory request, answered or not.",
+                            METRICS_FACTORY_LATENCY_FIRST, t->slots, out);
+    metrics_write_histogram("restock_hold_expiry_lag_seconds",
+                            "Time from a hold's expires_at to the expiry that put its units "
+                            "back on the shelf.",
+                            METRICS_HOLD_LAG_FIRST, t->slots, out);
 
     fprintf(out, "# HELP restock_up 1 when a live process of the program has its counters in "
                  "metrics_dir.\n# TYPE restock_up gauge\n");

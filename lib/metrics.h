@@ -15,7 +15,7 @@
 /* Raised whenever the slots below change, so that a reader never sums files of
  * another layout (a worker of the new version beside responders of the old one
  * skips theirs until they restart). */
-#define METRICS_VERSION 3
+#define METRICS_VERSION 4
 
 /* Every counter slot. A family (restock_checkouts_total) owns a run of slots,
  * one per label value; the table in metrics.c names them in this order. */
@@ -29,6 +29,11 @@ enum metrics_id {
     METRICS_CHECKOUT_KEY_MISMATCH, /* 422: the key was used for another request */
     METRICS_CHECKOUT_UNAUTHORIZED, /* 401: a bad client key, or none where one is required */
     METRICS_CHECKOUT_LIMIT,        /* 409 reason limit: the customer's max_per_customer */
+    METRICS_HOLD_CREATED, /* restock_holds_total{result}: POST /holds 201 */
+    METRICS_HOLD_CONFIRMED,
+    METRICS_HOLD_RELEASED,
+    METRICS_HOLD_EXPIRED, /* by the worker, or by a confirm that found it past its time */
+    METRICS_HOLD_REFUSED, /* POST /holds 409: short, or over a customer's limit */
     METRICS_SELLOUTS,
     METRICS_DOORBELLS_DROPPED,
     METRICS_DATABASE_ERRORS,
@@ -62,6 +67,10 @@ enum metrics_id {
     METRICS_FACTORY_LATENCY_FIRST,
     METRICS_FACTORY_LATENCY_SUM = METRICS_FACTORY_LATENCY_FIRST + 12,
     METRICS_FACTORY_LATENCY_COUNT,
+    /* restock_hold_expiry_lag_seconds: buckets, then sum (µs), count. */
+    METRICS_HOLD_LAG_FIRST,
+    METRICS_HOLD_LAG_SUM = METRICS_HOLD_LAG_FIRST + 12,
+    METRICS_HOLD_LAG_COUNT,
     METRICS_NSLOTS
 };
 
@@ -80,6 +89,8 @@ void metrics_count(enum metrics_id id);
 void metrics_add(enum metrics_id id, uint64_t n);
 /* One factory request: its status (0: no answer) and how long it took. */
 void metrics_factory_request(long status, double seconds);
+/* One hold expired, lag seconds after its expires_at. */
+void metrics_hold_expired(double lag);
 
 /* The programs whose "up" the endpoint reports, in this order. */
 #define METRICS_NPROGRAMS 3
