@@ -1,5 +1,6 @@
 """Integration test of the Sales API (docs/design.md §4.1) through nginx on the real
-stack: every route's status and body, and the product row in the database; the 400s
+stack: every route's status and body, and the product row in the database (with held,
+the units in holds, off the stock); the 400s
 leave the stock alone; the database going away answers 503 and coming back serves
 again without a restart; SIGTERM finishes the request in flight and exits 0."""
 
@@ -15,24 +16,25 @@ from harness import BUILDDIR, Stack, run_tests
 
 DONUT = "CP-502101"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-FIELDS = {"product_id", "sku", "name", "price", "stock", "factory_id", "ad_id"}
+FIELDS = {"product_id", "sku", "name", "price", "stock", "held", "factory_id", "ad_id"}
 NOT_FOUND = {"message": "상품 없음"}
 
 
 def db_product(s, sku):
     """The product row as the API shows it, read straight from the database."""
-    rows = s.sql("SELECT LOWER(HEX(product_id)), sku, name, price, stock,"
+    rows = s.sql("SELECT LOWER(HEX(product_id)), sku, name, price, stock, held,"
                  " LOWER(HEX(factory_id)), LOWER(HEX(ad_id)) FROM product WHERE sku = '%s'" % sku)
     if not rows:
         return None
-    pid, sku, name, price, stock, fid, aid = rows[0]
+    pid, sku, name, price, stock, held, fid, aid = rows[0]
 
     def uuid(h):
         if h == "NULL":
             return None
         return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
     return {"product_id": uuid(pid), "sku": sku, "name": name, "price": int(price),
-            "stock": int(stock), "factory_id": uuid(fid), "ad_id": uuid(aid)}
+            "stock": int(stock), "held": int(held), "factory_id": uuid(fid),
+            "ad_id": uuid(aid)}
 
 
 def bought(n):
@@ -84,6 +86,23 @@ def test_products(t, s):
 
     r = s.request("GET", "/healthz")
     t.is_((r.status, r.json()), (200, {"status": "ok"}), "GET /healthz answers 200 ok")
+
+
+def test_held(t, s):
+    """A held unit is off the shelf: the product JSON's stock drops and held shows it."""
+    choco = "CP-502102"
+    r = s.request("POST", "/holds", {"lines": [{"sku": choco, "quantity": 2}]})
+    t.is_(r.status, 201, "a hold of 2 of %s" % choco)
+    one = s.request("GET", "/products/" + choco).json()
+    t.is_((one.get("stock"), one.get("held")), (1, 2),
+          "GET /products/{sku}: stock 1 (what can be bought now), held 2")
+    t.is_(one, db_product(s, choco), "the database row's")
+    every = [p for p in s.request("GET", "/products").json() if p.get("sku") == choco]
+    t.is_(every, [one], "GET /products shows it alike")
+    hold_id = r.json().get("hold", "none") if r.status == 201 else "none"
+    t.is_(s.request("DELETE", "/holds/" + hold_id).status, 200, "the hold released")
+    one = s.request("GET", "/products/" + choco).json()
+    t.is_((one.get("stock"), one.get("held")), (3, 0), "stock 3 again, held 0")
 
 
 def test_checkout(t, s):
@@ -340,6 +359,7 @@ def test_sigterm_in_flight(t, s):
 def body(t):
     with Stack(t, components=["db", "sales", "nginx"], private_db=True) as s:
         test_products(t, s)
+        test_held(t, s)
         test_checkout(t, s)
         test_bad_requests(t, s)
         test_methods_and_paths(t, s)

@@ -1,0 +1,204 @@
+"""Integration test of a surge of holds with crashes (issue 20 item 5, ../shared/DESIGN.md
+"Carts and holds"): 64 clients hold one hot product (and a cold one beside it now and
+then) and buy it with keyed checkouts; of the holds a third are confirmed, a third
+released (DELETE), a third left to expire (made due in the database rather than
+waited for); meanwhile the responders (restock-sales) and then the worker are killed
+with SIGKILL and started again. A request whose connection died has an unknown
+outcome: confirms, DELETEs and keyed checkouts are asked again until answered (each
+is idempotent), a POST /holds is counted as unknown and any hold it made is found in
+the database and left to expire. When every hold has ended: every hold answered 201
+ended exactly once, as its client was told (confirmed, released or expired), every
+confirm answered 200 and every checkout answered 200 is in sold_total and nothing
+else is (no unit sold twice), held is 0, and for every product initial stock +
+delivered = stock + held + sold_total (no unit lost or made)."""
+
+import http.client
+import threading
+import time
+
+from harness import Stack, run_tests
+from hold_common import (add_product, expire_now, hex_id, ids_in, ledger, products,
+                         statuses)
+
+CLIENTS, ROUNDS = 64, 6
+HOT, COLD = "SURGE-HOT", ["SURGE-COLD-%d" % i for i in range(3)]
+FATES = ("confirm", "release", "expire")
+ENV = {"RESTOCK_FACTORY_ARGS": "--silent", "RESTOCK_SWEEP_INTERVAL": "1"}
+
+
+class Client:
+    """One client's requests, each on a connection of its own: a killed responder
+    fails the requests in flight and nothing more."""
+
+    def __init__(self, s):
+        self.s = s
+
+    def once(self, method, path, body=None, key=None):
+        """(status, JSON body), or (None, None) when the answer is unknown: the
+        connection failed, or nginx found no responder (502) or it timed out (504)."""
+        h = {"Idempotency-Key": key} if key else {}
+        try:
+            r = self.s.request(method, path, body, headers=h, timeout=30)
+        except (OSError, http.client.HTTPException):
+            return None, None
+        if r.status in (502, 504):
+            return None, None
+        try:
+            return r.status, r.json()
+        except ValueError:
+            return r.status, None
+
+    def until_answered(self, method, path, body=None, key=None):
+        """Asks again (the request is idempotent) until a definite answer: neither
+        unknown nor 503 (the database away while the stack restarts)."""
+        for _ in range(600):
+            status, j = self.once(method, path, body, key)
+            if status is not None and status != 503:
+                return status, j
+            time.sleep(0.05)  # a retry's pause, while the responder comes back
+        raise RuntimeError("%s %s never answered" % (method, path))
+
+
+def body(t):
+    with Stack(t, env=ENV) as s:
+        add_product(s, HOT, 400)
+        for sku in COLD:
+            add_product(s, sku, 150)
+        start = ledger(s)
+        before = products(s)
+        lock = threading.Lock()
+        told = {}          # hold id -> (fate, lines, answer of its confirm or DELETE)
+        unknown = []       # POST /holds whose outcome is unknown
+        refused = [0]      # POST /holds answered 409
+        bought = {}        # sku -> units of checkouts answered 200
+        due = []           # hold ids to make due (the main thread does)
+        done = [0]         # rounds finished
+        odd = []           # answers no request should get
+
+        def client(c):
+            cl = Client(s)
+            for k in range(ROUNDS):
+                fate = FATES[(c + k) % 3]
+                lines = [{"sku": HOT, "quantity": 1 + k % 2}]
+                if (c + k) % 4 == 0:
+                    lines.append({"sku": COLD[c % 3], "quantity": 1})
+                status, j = cl.once("POST", "/holds", {"lines": lines, "ttl": 600})
+                if status == 201:
+                    hid = j["hold"]
+                    if fate == "expire":
+                        answer = None
+                        with lock:
+                            due.append(hid)
+                    elif fate == "confirm":
+                        answer = cl.until_answered("POST", "/holds/%s/confirm" % hid)
+                    else:
+                        answer = cl.until_answered("DELETE", "/holds/" + hid)
+                    with lock:
+                        told[hid] = (fate, [(x["sku"], x["quantity"]) for x in lines], answer)
+                elif status == 409:
+                    with lock:
+                        refused[0] += 1
+                elif status is None or status == 503:
+                    with lock:
+                        unknown.append(lines)
+                else:
+                    with lock:
+                        odd.append(("POST /holds", status, j))
+                sku = COLD[(c + k) % 3] if k % 3 == 0 else HOT
+                status, j = cl.until_answered("POST", "/checkout", {"sku": sku, "quantity": 1},
+                                              key="surge-checkout-%02d-%02d" % (c, k))
+                with lock:
+                    if status == 200:
+                        bought[sku] = bought.get(sku, 0) + 1
+                    elif status != 409:
+                        odd.append(("checkout", status, j))
+                    done[0] += 1
+
+        def flush():
+            with lock:
+                batch = list(due)
+                del due[:]
+            if batch:
+                expire_now(s, batch)
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(CLIENTS)]
+        for th in threads:
+            th.start()
+        total = CLIENTS * ROUNDS
+        killed = []
+        while any(th.is_alive() for th in threads):
+            flush()
+            if not killed and done[0] >= total // 3:
+                s.kill("sales")
+                killed.append(("sales", done[0]))
+                s.start("sales")
+            elif len(killed) == 1 and done[0] >= 2 * total // 3:
+                s.kill("worker")
+                killed.append(("worker", done[0]))
+                s.start("worker")
+            for th in threads:
+                th.join(0.05)
+        flush()
+        t.is_([k[0] for k in killed], ["sales", "worker"],
+              "the responders, then the worker, were killed (kill -9) during the surge "
+              "(after %s of %d rounds)" % ([k[1] for k in killed], total))
+        t.is_(odd, [], "every answer was one the contract allows")
+
+        # Holds no client knows of (their POST's answer was lost) expire too.
+        every = [r[0] for r in s.sql("SELECT LOWER(HEX(hold_id)) FROM hold")]
+        known = {hex_id(h) for h in told}
+        orphans = [h for h in every if h not in known]
+        expire_now(s, orphans)
+        t.ok(len(orphans) <= len(unknown),
+             "the holds no client was told of (%d) are at most the POSTs answered unknown (%d)"
+             % (len(orphans), len(unknown)))
+        t.ok(s.wait_until(lambda: s.sql_value("SELECT COUNT(*) FROM hold WHERE status = 0") == "0",
+                          timeout=90), "every hold ends")
+
+        ended = statuses(s, list(told))
+        want, wrong = {}, []
+        for hid, (fate, lines, answer) in told.items():
+            if fate == "expire":
+                want[hid] = "expired"
+            elif answer and answer[0] == 200:
+                want[hid] = "confirmed" if fate == "confirm" else "released"
+            else:
+                wrong.append((hid, fate, answer))
+        t.is_(wrong, [], "every confirm and DELETE of a held hold answered 200")
+        t.is_({h: ended.get(h) for h in want}, want,
+              "every hold answered 201 ended once, as its client was told: confirmed, released"
+              " or expired")
+        rows = s.sql("SELECT LOWER(HEX(l.hold_id)), p.sku, l.quantity FROM hold_line l JOIN"
+                     " product p ON p.product_id = l.product_id WHERE l.hold_id IN (%s)"
+                     " ORDER BY l.hold_id, l.line" % ids_in(list(told)))
+        got_lines = {}
+        for h, sku, q in rows:
+            got_lines.setdefault(h, []).append((sku, int(q)))
+        t.ok(all(got_lines.get(hex_id(h)) == v[1] for h, v in told.items()),
+             "each hold's lines are those its client asked for")
+
+        confirmed = [h for h in told if ended.get(h) == "confirmed"]
+        t.is_(s.sql_value("SELECT COUNT(*) FROM hold WHERE status = 1"), str(len(confirmed)),
+              "no hold was confirmed but those whose confirm answered 200")
+        sold = dict(bought)
+        for h in confirmed:
+            for sku, q in told[h][1]:
+                sold[sku] = sold.get(sku, 0) + q
+        after = products(s)
+        skus = [HOT] + COLD
+        t.is_({k: after[k][2] - before[k][2] for k in skus}, {k: sold.get(k, 0) for k in skus},
+              "sold_total grew by the checkouts answered 200 and the confirms answered 200:"
+              " no unit sold twice")
+        t.is_({k: after[k][1] for k in skus}, {k: 0 for k in skus}, "held is 0 everywhere")
+        t.ok(all(v[0] >= 0 for v in after.values()), "no stock below 0")
+        t.is_(ledger(s), start,
+              "for every product, initial stock + delivered = stock + held + sold_total")
+        counts = {f: sum(1 for v in told.values() if v[0] == f) for f in FATES}
+        t.diag("holds %d (refused %d), confirmed %d, released %d, expired %d (+%d unknown to"
+               " their clients), unknown outcomes %d; checkouts sold %d"
+               % (len(told), refused[0], counts["confirm"], counts["release"],
+                  counts["expire"], len(orphans), len(unknown), sum(bought.values())))
+
+
+if __name__ == "__main__":
+    run_tests(body)
