@@ -276,14 +276,18 @@ def extend(t, s):
     t.is_(state(s), before, "changing nothing")
 
     s.stop("worker")
-    hid = hold_id(hold(s, [(a, 1)]))
-    expire_now(s, [hid])
+    hid, idle = hold_id(hold(s, [(a, 1)])), hold_id(hold(s, [(a, 2)]))
+    expire_now(s, [hid, idle])
     e = act(s, hid, "extend", {"ttl": 600})
-    t.is_(e.status, 409, "extend of a hold already past expires_at: 409")
+    t.is_((e.status, e.json().get("status")), (409, "expired"),
+          "extend of a hold already past expires_at: 409 expired")
     t.ok(seconds_left(s, hid) < 0, "its expires_at unchanged", seconds_left(s, hid))
+    t.is_(status_of(s, idle), "held", "a due hold no request touched stays held while the"
+          " worker is down")
     s.start("worker")
-    t.ok(s.wait_until(lambda: status_of(s, hid) == "expired", timeout=30),
-         "the restarted worker expires the hold that fell due while it was down")
+    t.ok(s.wait_until(lambda: status_of(s, idle) == "expired", timeout=30),
+         "the restarted worker expires it (its state is the database's)")
+    t.is_(products(s, [a])[a][1], 0, "every unit of the product back from its holds")
 
 
 def release(t, s):

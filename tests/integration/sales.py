@@ -33,8 +33,7 @@ def db_product(s, sku):
             return None
         return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
     return {"product_id": uuid(pid), "sku": sku, "name": name, "price": int(price),
-            "stock": int(stock), "held": int(held), "factory_id": uuid(fid),
-            "ad_id": uuid(aid)}
+            "stock": int(stock), "held": int(held), "factory_id": uuid(fid), "ad_id": uuid(aid)}
 
 
 def bought(n):
