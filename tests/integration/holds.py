@@ -287,7 +287,8 @@ def extend(t, s):
     s.start("worker")
     t.ok(s.wait_until(lambda: status_of(s, idle) == "expired", timeout=30),
          "the restarted worker expires it (its state is the database's)")
-    t.is_(products(s, [a]), {a: (8, 1, 1)}, "stock 8: 1 sold, 1 held by the extended hold, the rest back")
+    t.is_(products(s, [a]), {a: (8, 1, 1)},
+          "stock 8: 1 sold, 1 held by the extended hold, the rest back")
 
 
 def release(t, s):
