@@ -11,6 +11,8 @@ import uuid
 from limits import headers as auth  # noqa: F401 (the hold tests import it from here)
 from inbox import AD_MANAGER
 
+# The stock each product of add_product began with, by sku: its side of the identity.
+STARTED = {}
 HOLD_STATUS = {"0": "held", "1": "confirmed", "2": "released", "3": "expired"}
 EXPIRES_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -120,4 +122,5 @@ def add_product(s, sku, stock, reorder_point=-1, ad=False):
           " reorder_point, reorder_quantity, ad_id) VALUES (UNHEX('%s'), '%s', '%s donut',"
           " 1000, %d, UNHEX('%s'), %d, 10, %s)"
           % (pid, sku, sku, stock, fid, reorder_point, "UNHEX('%s')" % aid if ad else "NULL"))
+    STARTED[sku] = stock
     return sku
