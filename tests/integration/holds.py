@@ -351,37 +351,32 @@ def keyed(t, s):
     t.is_(other.status, 422, "another hold under the key: 422")
     t.is_(state(s), before, "the retry and the 422 held nothing more")
 
-    h1, h2 = hold_id(first), hold_id(hold(s, [(a, 1)]))
-    c1 = act(s, h1, "confirm", key="hold-key-0002-anonymous")
+    h1, h2, h3 = hold_id(first), hold_id(hold(s, [(a, 1)])), hold_id(hold(s, [(a, 1)]))
+    keyed_route(t, s, "confirm", h1, h2, "hold-key-0002-anonymous")
+    t.is_(act(s, h2, "confirm", key=k).status, 422, "a confirm under the POST /holds's key: 422")
+    keyed_route(t, s, "extend", h2, h3, "hold-key-0003-anonymous", {"ttl": 1000})
     before = state(s)
-    c2 = act(s, h1, "confirm", key="hold-key-0002-anonymous")
-    t.is_((c1.status, c2.status, c2.body, c2.headers.get("Idempotent-Replayed")),
-          (200, 200, c1.body, "true"), "a keyed confirm's retry replays its 200")
-    t.is_(act(s, h2, "confirm", key="hold-key-0002-anonymous").status, 422,
-          "a confirm of another hold under that key: 422")
-    t.is_(act(s, h2, "confirm", key=k).status, 422,
-          "a confirm under the POST /holds's key: 422")
-    t.is_(state(s), before, "nothing sold by the replay and the 422s")
-
-    e1 = act(s, h2, "extend", {"ttl": 1000}, key="hold-key-0003-anonymous")
-    t.is_(e1.status, 200, "a keyed extend")
-    before = state(s)
-    e2 = act(s, h2, "extend", {"ttl": 1000}, key="hold-key-0003-anonymous")
-    t.is_((e2.status, e2.body, e2.headers.get("Idempotent-Replayed")), (200, e1.body, "true"),
-          "its retry replays the answer byte for byte (the first expires_at, not a new one)")
     t.is_(act(s, h2, "extend", {"ttl": 2000}, key="hold-key-0003-anonymous").status, 422,
-          "another ttl under the key: 422")
-    t.is_(state(s), before, "expires_at unchanged by the replay and the 422")
+          "another ttl under the extend's key: 422")
+    t.is_(state(s), before, "expires_at unchanged")
+    keyed_route(t, s, "release", h2, h3, "hold-key-0004-anonymous")
+    t.is_([status_of(s, h) for h in (h1, h2, h3)], ["confirmed", "released", "held"],
+          "each keyed request acted once, on its own hold")
 
-    h3 = hold_id(hold(s, [(a, 1)]))
-    d1 = act(s, h2, "release", key="hold-key-0004-anonymous")
+
+def keyed_route(t, s, route, hid, other, key, body=None):
+    """A keyed request of route on hold hid, its retry (the stored answer byte for
+    byte, replayed: for extend, the first expires_at, not a new one), and the key
+    on hold other (422); the retry and the 422 change nothing."""
+    first = act(s, hid, route, body, key=key)
     before = state(s)
-    d2 = act(s, h2, "release", key="hold-key-0004-anonymous")
-    t.is_((d1.status, d2.status, d2.body, d2.headers.get("Idempotent-Replayed")),
-          (200, 200, d1.body, "true"), "a keyed DELETE's retry replays its 200")
-    t.is_(act(s, h3, "release", key="hold-key-0004-anonymous").status, 422,
-          "a DELETE of another hold under that key: 422")
-    t.is_((state(s), status_of(s, h3)), (before, "held"), "which released nothing")
+    again = act(s, hid, route, body, key=key)
+    t.is_((first.status, again.status, again.body, again.headers.get("Idempotent-Replayed")),
+          (200, 200, first.body, "true"), "a keyed %s's retry replays its 200 byte for byte"
+          % route)
+    t.is_(act(s, other, route, body, key=key).status, 422,
+          "a %s of another hold under that key: 422" % route)
+    t.is_(state(s), before, "the %s's replay and 422 changed nothing" % route)
 
 
 def limits(t, s, client):
