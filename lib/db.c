@@ -680,8 +680,8 @@ db_exec_multi(db *self, int flags, const char *sql, size_t len, struct db_multi 
             if (row != NULL) {
                 unsigned long *lens = mysql_fetch_lengths(res);
 
-                out->ncols = mysql_num_fields(res) < DB_MULTI_COLS ? mysql_num_fields(res)
-                                                                   : DB_MULTI_COLS;
+                out->ncols =
+                    mysql_num_fields(res) < DB_MULTI_COLS ? mysql_num_fields(res) : DB_MULTI_COLS;
                 for (size_t c = 0; c < out->ncols; c++) {
                     out->col_null[c] = row[c] == NULL;
                     out->col_len[c] = row[c] != NULL && lens[c] < DB_MULTI_COL_SIZE ? lens[c] : 0;

@@ -20,7 +20,8 @@ typedef struct db db;
 typedef struct db_stmt db_stmt;
 
 /* db_new flags */
-#define DB_MULTI_STATEMENTS 1 /* several statements in one text: db_run (migrations), db_exec_multi */
+#define DB_MULTI_STATEMENTS                                                                        \
+    1 /* several statements in one text: db_run (migrations), db_exec_multi */
 
 /* Statement flags */
 #define DB_IDEMPOTENT 1 /* safe to send again when the connection broke while it ran */
