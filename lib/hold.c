@@ -10,83 +10,37 @@
 
 /* hold.status of an active hold (sql/013: 0 held). */
 #define HOLD_REPORT_HELD "0"
-/* A UTC column as the API shows times, to the second. */
-#define HOLD_REPORT_UTC(col) "DATE_FORMAT(" col ", '%Y-%m-%dT%H:%i:%sZ')"
 
 enum { HR_BY_PRODUCT, HR_OLDEST, HR_TOTALS, HR_UNITS_HELD, HR_COUNT };
 
-static const struct db_stmt_def
-    hold_report_sql[HR_COUNT] =
-        {
-            [HR_BY_PRODUCT] =
-                {
-                    "SELECT p.sku, COUNT(*), SUM(l.quantity), " HOLD_REPORT_UTC(
-                        "MIN(h.created_at)") ", TIMESTAMPDIFF(MICROSECOND, MIN(h.created_at), "
-                                             "UTC_TIMESTAMP(6)), " HOLD_REPORT_UTC("MIN(h.expires_"
-                                                                                   "at)") ", "
-                                                                                          "TIMESTAM"
-                                                                                          "PDIFF("
-                                                                                          "MICROSEC"
-                                                                                          "OND, "
-                                                                                          "UTC_"
-                                                                                          "TIMESTAM"
-                                                                                          "P(6), "
-                                                                                          "MIN(h."
-                                                                                          "expires_"
-                                                                                          "at))"
-                                                                                          " FROM "
-                                                                                          "hold h "
-                                                                                          "JOIN "
-                                                                                          "hold_"
-                                                                                          "line l "
-                                                                                          "ON "
-                                                                                          "l.hold_"
-                                                                                          "id = "
-                                                                                          "h.hold_"
-                                                                                          "id"
-                                                                                          " JOIN "
-                                                                                          "product "
-                                                                                          "p ON "
-                                                                                          "p."
-                                                                                          "product_"
-                                                                                          "id = "
-                                                                                          "l."
-                                                                                          "product_"
-                                                                                          "id"
-                                                                                          " WHERE "
-                                                                                          "h."
-                                                                                          "status "
-                                                                                          "="
-                                                                                          " " HOLD_REPORT_HELD
-                                                                                          " GROUP "
-                                                                                          "BY "
-                                                                                          "p."
-                                                                                          "product_"
-                                                                                          "id, "
-                                                                                          "p.sku "
-                                                                                          "ORDER "
-                                                                                          "BY "
-                                                                                          "p.sku",
-                    DB_IDEMPOTENT},
-            /* A hold names a product once (each sku once per request): a line each. */
-            [HR_OLDEST] = {"SELECT h.hold_id, h.client_id, c.name, h.customer,"
-                           " (SELECT GROUP_CONCAT(CONCAT(p.sku, ' x', l.quantity) ORDER BY l.line"
-                           "  SEPARATOR ', ') FROM hold_line l JOIN product p"
-                           "  ON p.product_id = l.product_id WHERE l.hold_id = "
-                           "h.hold_id), " HOLD_REPORT_UTC("h.created_at") ", " HOLD_REPORT_UTC(
-                               "h.expires_at") ", TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), "
-                                               "h.expires_at)"
-                                               " FROM hold h LEFT JOIN api_client c ON c.client_id "
-                                               "= h.client_id"
-                                               " WHERE h.status = " HOLD_REPORT_HELD
-                                               " ORDER BY h.created_at, h.hold_id LIMIT ?",
-                           DB_IDEMPOTENT},
-            /* Both from the index (status, expires_at): cheap enough for every scrape. */
-            [HR_TOTALS] =
-                {"SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(expires_at), UTC_TIMESTAMP(6))"
-                 " FROM hold WHERE status = " HOLD_REPORT_HELD,
-                 DB_IDEMPOTENT},
-            [HR_UNITS_HELD] = {"SELECT sku, held FROM product ORDER BY sku", DB_IDEMPOTENT},
+/* Times are UTC columns, shown as the API shows them, to the second. */
+static const struct db_stmt_def hold_report_sql[HR_COUNT] = {
+    [HR_BY_PRODUCT] = {"SELECT p.sku, COUNT(*), SUM(l.quantity),"
+                       " DATE_FORMAT(MIN(h.created_at), '%Y-%m-%dT%H:%i:%sZ'),"
+                       " TIMESTAMPDIFF(MICROSECOND, MIN(h.created_at), UTC_TIMESTAMP(6)),"
+                       " DATE_FORMAT(MIN(h.expires_at), '%Y-%m-%dT%H:%i:%sZ'),"
+                       " TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), MIN(h.expires_at))"
+                       " FROM hold h JOIN hold_line l ON l.hold_id = h.hold_id"
+                       " JOIN product p ON p.product_id = l.product_id"
+                       " WHERE h.status = " HOLD_REPORT_HELD " GROUP BY p.product_id, p.sku"
+                       " ORDER BY p.sku",
+                       DB_IDEMPOTENT},
+    [HR_OLDEST] = {"SELECT h.hold_id, h.client_id, c.name, h.customer,"
+                   " (SELECT GROUP_CONCAT(CONCAT(p.sku, ' x', l.quantity) ORDER BY l.line"
+                   " SEPARATOR ', ') FROM hold_line l JOIN product p"
+                   " ON p.product_id = l.product_id WHERE l.hold_id = h.hold_id),"
+                   " DATE_FORMAT(h.created_at, '%Y-%m-%dT%H:%i:%sZ'),"
+                   " DATE_FORMAT(h.expires_at, '%Y-%m-%dT%H:%i:%sZ'),"
+                   " TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), h.expires_at)"
+                   " FROM hold h LEFT JOIN api_client c ON c.client_id = h.client_id"
+                   " WHERE h.status = " HOLD_REPORT_HELD " ORDER BY h.created_at, h.hold_id"
+                   " LIMIT ?",
+                   DB_IDEMPOTENT},
+    /* Both from the index (status, expires_at): cheap enough for every scrape. */
+    [HR_TOTALS] = {"SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(expires_at), UTC_TIMESTAMP(6))"
+                   " FROM hold WHERE status = " HOLD_REPORT_HELD,
+                   DB_IDEMPOTENT},
+    [HR_UNITS_HELD] = {"SELECT sku, held FROM product ORDER BY sku", DB_IDEMPOTENT},
 };
 
 struct hold_report {
