@@ -35,7 +35,8 @@ def holds(s, *args):
         elif hold_header and re.match(r"^[0-9a-f]{8}-", line):
             cols = line.split(None, len(hold_header) - 1)
             listed.append(dict(zip(hold_header, cols)))
-        elif header and not hold_header and line.strip() and not line.startswith("past "):
+        elif header and not hold_header and line.strip() and not line.startswith(("past ",
+                                                                                "oldest ")):
             cols = line.split()
             products[cols[0]] = dict(zip(header, cols))
     return p, products, totals, listed
