@@ -18,30 +18,14 @@
 #include "product.h"
 #include "responder.h"
 #include "sale.h"
-
-/* Shared by all threads, read-only once they run. */
-struct sales_app {
-    const conf *cf;
-    const char *default_sku;
-    sale_shop *shop;    /* what the threads' sales share: the combined checkouts */
-    int require_client; /* checkout_require_client: no anonymous checkout */
-};
-
-struct sales_thread {
-    const struct sales_app *app;
-    db *conn;
-    product *products;   /* the product reads */
-    api_client *clients; /* the API clients' keys */
-    sale *sale;          /* the checkout */
-    int db_down;         /* to log the database going away and coming back once */
-};
+#include "sales.h"
 
 /* -- database failures ----------------------------------------------------------- */
 
 /* Answers 503 for a failed statement: the database is down or failing. The
  * client, anonymous, is told the service is unavailable; what the database
  * said (its server, user, socket, name, SQL) goes to the log, once per outage. */
-static void
+void
 sales_unavailable(struct sales_thread *th, responder_request *rq, const errbuf *err)
 {
     metrics_count(METRICS_DATABASE_ERRORS);
@@ -52,7 +36,7 @@ sales_unavailable(struct sales_thread *th, responder_request *rq, const errbuf *
     responder_reply_error(rq, 503, "service unavailable: try again shortly");
 }
 
-static void
+void
 sales_db_answered(struct sales_thread *th)
 {
     if (th->db_down)
@@ -181,9 +165,7 @@ sales_authenticate(struct sales_thread *th, responder_request *rq, long long *cl
     return RS_OK;
 }
 
-/* Sends the sale's answer (lib/sale): 503 when the database failed (rc), 422
- * on a key used for another request, a replay with its header. */
-static void
+void
 sales_reply_sale(struct sales_thread *th, responder_request *rq, int rc,
                  const struct sale_answer *answer, const errbuf *err)
 {
@@ -196,12 +178,47 @@ sales_reply_sale(struct sales_thread *th, responder_request *rq, int rc,
     if (answer->outcome == SALE_KEY_MISMATCH) {
         responder_reply_error(rq, 422,
                               "Idempotency-Key: this key was used for another checkout (another "
-                              "sku or quantity); a new checkout needs a new key");
+                              "sku or quantity, or another request); a new request needs a new "
+                              "key");
         return;
     }
     if (answer->outcome == SALE_REPLAYED)
         responder_header(rq, "Idempotent-Replayed", "true");
     responder_reply_raw(rq, answer->status, answer->body, answer->len);
+}
+
+int
+sales_parties(struct sales_thread *th, responder_request *rq, long long *client, const char **key,
+              char key_buf[CHECKOUT_KEY_MAX + 1], const char **customer)
+{
+    const char *key_header;
+    errbuf err = {{0}};
+
+    if (sales_authenticate(th, rq, client) != RS_OK)
+        return RS_ERR;
+    /* A bad key is the client's mistake like a bad body: 400, nothing sold. Two
+     * keys would make the checkout's identity the proxy's choice. */
+    if (responder_header_once(rq, "Idempotency-Key", &key_header, &err) != RS_OK ||
+        (key_header != NULL && (checkout_key_parse(key_header, key_buf, &err) != RS_OK ||
+                                (*client == CHECKOUT_KEY_ANONYMOUS &&
+                                 checkout_key_check_anonymous(key_buf, &err) != RS_OK)))) {
+        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
+        responder_reply_error(rq, 400, "%s", err.msg);
+        return RS_ERR;
+    }
+    *key = key_header != NULL ? key_buf : NULL;
+    /* A customer is an authenticated client's: without a key anyone could name
+     * any customer, and a limit would limit nobody. */
+    if (responder_header_once(rq, "Restock-Customer", customer, &err) != RS_OK ||
+        (*customer != NULL && *client == CHECKOUT_KEY_ANONYMOUS &&
+         errbuf_set(&err, "Restock-Customer: only an authenticated API client (Authorization: "
+                          "Bearer) may name its customer") != RS_OK) ||
+        (*customer != NULL && sale_customer_check(*customer, &err) != RS_OK)) {
+        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
+        responder_reply_error(rq, 400, "%s", err.msg);
+        return RS_ERR;
+    }
+    return RS_OK;
 }
 
 /* A cart ({"lines":[…]}): its lines parsed and sold by lib/sale. */
@@ -239,34 +256,10 @@ sales_checkout(struct sales_thread *th, responder_request *rq)
     cJSON *json = NULL;
     size_t len;
     const char *body = responder_body(rq, &len);
-    const char *key_header, *customer;
     char key[CHECKOUT_KEY_MAX + 1];
 
-    if (sales_authenticate(th, rq, &req.client) != RS_OK)
+    if (sales_parties(th, rq, &req.client, &req.key, key, &req.customer) != RS_OK)
         return;
-    /* A bad key is the client's mistake like a bad body: 400, nothing sold. Two
-     * keys would make the checkout's identity the proxy's choice. */
-    if (responder_header_once(rq, "Idempotency-Key", &key_header, &err) != RS_OK ||
-        (key_header != NULL && (checkout_key_parse(key_header, key, &err) != RS_OK ||
-                                (req.client == CHECKOUT_KEY_ANONYMOUS &&
-                                 checkout_key_check_anonymous(key, &err) != RS_OK)))) {
-        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
-        responder_reply_error(rq, 400, "%s", err.msg);
-        return;
-    }
-    req.key = key_header != NULL ? key : NULL;
-    /* A customer is an authenticated client's: without a key anyone could name
-     * any customer, and a limit would limit nobody. */
-    if (responder_header_once(rq, "Restock-Customer", &customer, &err) != RS_OK ||
-        (customer != NULL && req.client == CHECKOUT_KEY_ANONYMOUS &&
-         errbuf_set(&err, "Restock-Customer: only an authenticated API client (Authorization: "
-                          "Bearer) may name its customer") != RS_OK) ||
-        (customer != NULL && sale_customer_check(customer, &err) != RS_OK)) {
-        metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
-        responder_reply_error(rq, 400, "%s", err.msg);
-        return;
-    }
-    req.customer = customer;
     if (len > 0 && json_parse_object(body, len, &json, &err) == RS_OK &&
         cJSON_GetObjectItemCaseSensitive(json, "lines") != NULL) {
         sales_cart(th, rq, &req, json);
@@ -317,8 +310,9 @@ sales_healthz(struct sales_thread *th, responder_request *rq)
 typedef void (*sales_fn)(struct sales_thread *th, responder_request *rq);
 
 static const struct sales_route {
-    const char *path; /* exact; a trailing '/' takes one more path segment */
-    const char *method;
+    const char *path;   /* exact; a trailing '/' takes one more path segment (any,
+                           when method is NULL) */
+    const char *method; /* NULL: the handler answers every method */
     const char *allow;
     sales_fn fn;
 } sales_routes[] = {
@@ -326,6 +320,8 @@ static const struct sales_route {
     {"/products", "GET", "GET, HEAD", sales_products},
     {"/products/", "GET", "GET, HEAD", sales_product},
     {"/checkout", "POST", "POST", sales_checkout},
+    {"/holds", "POST", "POST", holds_create},
+    {"/holds/", NULL, NULL, holds_one}, /* its own methods, and deeper paths */
     {"/healthz", "GET", "GET, HEAD", sales_healthz},
 };
 
@@ -340,7 +336,7 @@ sales_route_of(const char *path)
             if (strcmp(path, r->path) == 0)
                 return r;
         } else if (strncmp(path, r->path, n) == 0 && path[n] != '\0' &&
-                   strchr(path + n, '/') == NULL) {
+                   (r->method == NULL || strchr(path + n, '/') == NULL)) {
             return r;
         }
     }
@@ -358,7 +354,7 @@ sales_handle(responder_request *rq, void *state)
         return;
     }
     /* HEAD is GET without the body, which nginx drops. */
-    if (strcmp(method, route->method) != 0 &&
+    if (route->method != NULL && strcmp(method, route->method) != 0 &&
         !(strcmp(method, "HEAD") == 0 && strcmp(route->method, "GET") == 0)) {
         responder_header(rq, "Allow", route->allow);
         responder_reply_error(rq, 405, "method %.16s is not allowed on %s; allowed: %s", method,
@@ -380,6 +376,7 @@ sales_app_init(const conf *cf, void **app_p, errbuf *err)
         return RS_ERR;
     app.cf = cf;
     app.default_sku = conf_str(cf, "default_sku");
+    app.hold_ttl = conf_int(cf, "hold_ttl");
     app.require_client = strcmp(conf_str(cf, "checkout_require_client"), "yes") == 0;
     app.shop = sale_shop_new(cf, (size_t)conf_int(cf, "sales_threads"), err);
     if (app.shop == NULL) {

@@ -121,8 +121,8 @@ checkout_key_fingerprint(long long client, const char *sku, long long quantity,
 }
 
 void
-checkout_key_cart_fingerprint(long long client, const struct checkout_key_line *lines,
-                              const size_t *order, size_t n,
+checkout_key_cart_fingerprint(long long client, const char *what,
+                              const struct checkout_key_line *lines, const size_t *order, size_t n,
                               unsigned char out[CHECKOUT_KEY_FINGERPRINT])
 {
     crypto_hash_sha256_state st;
@@ -130,7 +130,7 @@ checkout_key_cart_fingerprint(long long client, const struct checkout_key_line *
     int len;
 
     crypto_hash_sha256_init(&st);
-    crypto_hash_sha256_update(&st, (const unsigned char *)"", 1);
+    crypto_hash_sha256_update(&st, (const unsigned char *)what, strlen(what) + 1);
     for (size_t i = 0; i < n; i++) {
         const struct checkout_key_line *l = &lines[order[i]];
 
@@ -271,6 +271,36 @@ checkout_key_store(checkout_key *self, long long client, const char *key, int st
         return errbuf_set(err, "database: a claimed checkout key's row is not there to store "
                                "its answer");
     return RS_OK;
+}
+
+long long
+checkout_key_store_new(checkout_key *self, db *conn, const struct checkout_key_entry *entries,
+                       size_t n, errbuf *err)
+{
+    db_text t = {0};
+    long long rows;
+
+    (void)self;
+    db_text_str(&t, "INSERT IGNORE INTO checkout_key (client_id, idem_key, fingerprint, status,"
+                    " body) VALUES ");
+    for (size_t i = 0; i < n; i++) {
+        const struct checkout_key_entry *e = &entries[i];
+
+        db_text_str(&t, i > 0 ? ",(" : "(");
+        db_text_int(&t, e->client);
+        db_text_str(&t, ",");
+        db_text_hex(&t, e->key, strlen(e->key));
+        db_text_str(&t, ",");
+        db_text_hex(&t, e->fingerprint, CHECKOUT_KEY_FINGERPRINT);
+        db_text_str(&t, ",");
+        db_text_int(&t, e->status);
+        db_text_str(&t, ",");
+        db_text_hex(&t, e->body, e->len);
+        db_text_str(&t, ")");
+    }
+    rows = db_text_run(conn, &t, err);
+    db_text_free(&t);
+    return rows;
 }
 
 long long

@@ -47,14 +47,15 @@ struct checkout_key_line {
     long long quantity;
 };
 
-/* A cart's fingerprint: the lines taken in the order order[0..n-1] gives (the
- * caller's: by sku, so that the same lines in another order are the same
- * request), each sku with a NUL and its quantity's digits and another NUL, after
- * a leading NUL that no one-line fingerprint has (a sku is never empty: a cart of
- * one line is not the one-line checkout of it), then the client's id. */
-void checkout_key_cart_fingerprint(long long client, const struct checkout_key_line *lines,
-                                   const size_t *order, size_t n,
-                                   unsigned char out[CHECKOUT_KEY_FINGERPRINT]);
+/* A cart's fingerprint: what (a cart: ""; a hold's route and settings, as
+ * "POST /holds ttl=600") with its NUL, which no one-line fingerprint starts with
+ * (a sku is never empty: a cart of one line is not the one-line checkout of it),
+ * then the lines taken in the order order[0..n-1] gives (the caller's: by sku, so
+ * that the same lines in another order are the same request), each sku with a
+ * NUL and its quantity's digits and another NUL, then the client's id. */
+void checkout_key_cart_fingerprint(long long client, const char *what,
+                                   const struct checkout_key_line *lines, const size_t *order,
+                                   size_t n, unsigned char out[CHECKOUT_KEY_FINGERPRINT]);
 
 typedef struct checkout_key checkout_key;
 
@@ -90,6 +91,23 @@ int checkout_key_claim(checkout_key *self, long long client, const char *key,
 /* The answer of the checkout that claimed key, in the same transaction. */
 int checkout_key_store(checkout_key *self, long long client, const char *key, int status,
                        const char *body, size_t len, errbuf *err);
+
+/* The keys of a combined batch (lib/sale), each with its answer, in the
+ * caller's open transaction on conn: one statement. A key whose row is there
+ * already (a retry, a copy in flight: this waits for its transaction) is not
+ * written; the caller compares the rows written with n and, when short, rolls
+ * back and runs those requests one by one (checkout_key_claim). Rows written,
+ * or RS_ERR. */
+struct checkout_key_entry {
+    long long client;
+    const char *key;
+    unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
+    int status;
+    const char *body;
+    size_t len;
+};
+long long checkout_key_store_new(checkout_key *self, db *conn,
+                                 const struct checkout_key_entry *entries, size_t n, errbuf *err);
 
 /* Deletes a small batch of the keys older than retention seconds, oldest first
  * (the worker's watch; call again while it returns CHECKOUT_KEY_PRUNE_BATCH).

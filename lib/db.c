@@ -514,6 +514,119 @@ db_run(db *self, const char *sql, errbuf *err)
     return RS_OK;
 }
 
+long long
+db_exec(db *self, const char *sql, size_t len, errbuf *err)
+{
+    my_ulonglong rows;
+
+    if (self->poisoned)
+        return db_void(self, "query", err);
+    if (db_ready(self, err) != RS_OK)
+        return RS_ERR;
+    if (mysql_real_query(self->conn, sql, len) != 0)
+        return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn), err);
+    if (mysql_field_count(self->conn) != 0) {
+        mysql_free_result(mysql_store_result(self->conn));
+        return errbuf_set(err, "database: db_exec's statement returned rows");
+    }
+    rows = mysql_affected_rows(self->conn);
+    db_answered(self);
+    return rows == (my_ulonglong)-1 ? 0 : (long long)rows;
+}
+
+size_t
+db_hex(char *out, const void *bytes, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = bytes;
+    size_t n = 0;
+
+    out[n++] = 'X', out[n++] = '\'';
+    for (size_t i = 0; i < len; i++) {
+        out[n++] = digits[b[i] >> 4];
+        out[n++] = digits[b[i] & 15];
+    }
+    out[n++] = '\'';
+    out[n] = '\0';
+    return n;
+}
+
+void
+db_text_add(db_text *t, const char *s, size_t n)
+{
+    if (t->failed)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap > 0 ? t->cap : 1024;
+        char *grown;
+
+        while (t->len + n + 1 > cap)
+            cap *= 2;
+        grown = realloc(t->buf, cap);
+        if (grown == NULL) {
+            t->failed = 1;
+            return;
+        }
+        t->buf = grown, t->cap = cap;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+}
+
+void
+db_text_str(db_text *t, const char *s)
+{
+    db_text_add(t, s, strlen(s));
+}
+
+void
+db_text_hex(db_text *t, const void *bytes, size_t n)
+{
+    char hex[DB_HEX_SIZE(256)];
+
+    if (n > 256) { /* a stored answer: on the heap */
+        char *big = malloc(DB_HEX_SIZE(n));
+
+        if (big == NULL) {
+            t->failed = 1;
+            return;
+        }
+        db_text_add(t, big, db_hex(big, bytes, n));
+        free(big);
+        return;
+    }
+    db_text_add(t, hex, db_hex(hex, bytes, n));
+}
+
+void
+db_text_int(db_text *t, long long v)
+{
+    char num[32];
+
+    db_text_add(t, num, (size_t)snprintf(num, sizeof(num), "%lld", v));
+}
+
+long long
+db_text_run(db *self, db_text *t, errbuf *err)
+{
+    long long rows;
+
+    if (t->failed)
+        rows = errbuf_set(err, "out of memory");
+    else
+        rows = db_exec(self, t->buf, t->len, err);
+    t->len = 0, t->failed = 0;
+    return rows;
+}
+
+void
+db_text_free(db_text *t)
+{
+    free(t->buf);
+    t->buf = NULL, t->len = t->cap = 0, t->failed = 0;
+}
+
 /* The savepoint of nesting depth (1: the first inside the transaction). */
 static void
 db_savepoint_sql(char *buf, size_t cap, const char *verb, int depth)

@@ -79,6 +79,36 @@ int db_retry(db *self, int *attempts);
 /* Runs text SQL without parameters (DDL, migrations); drains every result. */
 int db_run(db *self, const char *sql, errbuf *err);
 
+/* Runs one text statement of len bytes that returns no rows (a multi-row INSERT,
+ * an UPDATE of a list of ids: what one prepared statement of fixed parameters
+ * cannot say in one round trip). Its values must be literals the caller made
+ * safe: numbers it printed, bytes as db_hex literals; never a client's text as
+ * is. Rows changed, or -1 (with the failure classes of any statement; it is not
+ * sent again: run it inside a transaction). */
+long long db_exec(db *self, const char *sql, size_t len, errbuf *err);
+
+/* Writes bytes as an SQL hex literal X'0a1b…' into out (DB_HEX_SIZE(len) bytes
+ * at least) and returns its length: any bytes, binary or text, become a literal
+ * that cannot end the string early. */
+#define DB_HEX_SIZE(len) (2 * (len) + 4)
+size_t db_hex(char *out, const void *bytes, size_t len);
+
+/* A text statement built in pieces for db_exec: fixed SQL, numbers and db_hex
+ * literals only. Starts as {0}; a piece that finds no memory fails the run. */
+typedef struct db_text {
+    char *buf;
+    size_t len, cap;
+    int failed;
+} db_text;
+
+void db_text_add(db_text *t, const char *s, size_t n);
+void db_text_str(db_text *t, const char *s); /* fixed SQL, never a client's text */
+void db_text_hex(db_text *t, const void *bytes, size_t n);
+void db_text_int(db_text *t, long long v);
+/* Runs it (db_exec) and empties it for the next statement; keeps its buffer. */
+long long db_text_run(db *self, db_text *t, errbuf *err);
+void db_text_free(db_text *t);
+
 /* A db_begin inside an open transaction opens a savepoint of it: its
  * db_commit releases the savepoint (the work is committed with the outer
  * transaction) and its db_rollback undoes its own work only. So a module's

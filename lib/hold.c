@@ -1,15 +1,322 @@
-/* hold: units held off the shelf while a buyer pays (see hold.h). */
+/* hold: the rows of holds (see hold.h). Times cross the SQL as microseconds since
+ * the epoch, UTC: the columns hold UTC (UTC_TIMESTAMP), and TIMESTAMPDIFF from
+ * the epoch's DATETIME reads them back without the session's time zone. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hold.h"
-#include "ident.h"
+#include "timetext.h"
+
+enum { ST_NOW, ST_READ, ST_LOCK, ST_LINES, ST_EXTEND, ST_DUE, ST_NEXT, ST_ENDED, ST_COUNT };
+
+#define HOLD_COLUMNS                                                                               \
+    "SELECT client_id, customer IS NOT NULL, status,"                                              \
+    " status = 0 AND expires_at <= UTC_TIMESTAMP(6), " HOLD_SQL_US(                                \
+        "expires_at") " FROM hold WHERE hold_id = ?"
+
+static const struct db_stmt_def hold_sql[ST_COUNT] = {
+    [ST_NOW] = {"SELECT " HOLD_SQL_US("UTC_TIMESTAMP(6)"), DB_IDEMPOTENT},
+    [ST_READ] = {HOLD_COLUMNS, DB_IDEMPOTENT},
+    [ST_LOCK] = {HOLD_COLUMNS " FOR UPDATE", 0},
+    [ST_LINES] = {"SELECT l.product_id, p.sku, l.quantity FROM hold_line l"
+                  " JOIN product p ON p.product_id = l.product_id"
+                  " WHERE l.hold_id = ? ORDER BY l.line",
+                  DB_IDEMPOTENT},
+    [ST_EXTEND] = {"UPDATE hold SET expires_at = ? WHERE hold_id = ? AND status = 0", 0},
+    [ST_DUE] = {"SELECT hold_id FROM hold WHERE status = 0 AND expires_at <= UTC_TIMESTAMP(6)"
+                " ORDER BY expires_at LIMIT ?",
+                DB_IDEMPOTENT},
+    [ST_NEXT] = {"SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), MIN(expires_at))"
+                 " FROM hold WHERE status = 0",
+                 DB_IDEMPOTENT},
+    [ST_ENDED] = {"SELECT hold_id FROM hold WHERE ended_at < UTC_TIMESTAMP(6) - INTERVAL ? SECOND"
+                  " ORDER BY ended_at LIMIT ?",
+                  DB_IDEMPOTENT},
+};
+
+struct hold {
+    db *conn;
+    db_stmt *st[ST_COUNT]; /* they belong to the caller's db and go with it */
+};
+
+static const char *const hold_status_names[HOLD_NSTATUS] = {"held", "confirmed", "released",
+                                                            "expired"};
+
+const char *
+hold_status_name(enum hold_status status)
+{
+    return (unsigned)status < HOLD_NSTATUS ? hold_status_names[status] : "unknown";
+}
+
+hold *
+hold_new(db *conn, errbuf *err)
+{
+    hold *self = calloc(1, sizeof(*self));
+
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
+    self->conn = conn;
+    if (db_stmt_table(conn, hold_sql, ST_COUNT, self->st, err) != RS_OK) {
+        hold_destroy(&self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+hold_destroy(hold **self_p)
+{
+    free(*self_p);
+    *self_p = NULL;
+}
+
+int
+hold_now(hold *self, long long *now_us, errbuf *err)
+{
+    if (db_stmt_exec(self->st[ST_NOW], err, "") < 0)
+        return RS_ERR;
+    if (!db_stmt_next(self->st[ST_NOW]))
+        return errbuf_set(err, "database: no time from UTC_TIMESTAMP");
+    *now_us = db_stmt_col_int(self->st[ST_NOW], 0);
+    return RS_OK;
+}
+
+/* -- text statements over many rows ------------------------------------------------- */
+
+/* A time as a DATETIME(6) literal. */
+static void
+hold_text_time(db_text *t, long long us)
+{
+    char when[TIMETEXT_SIZE];
+
+    timetext_sql_utc(us, when, sizeof(when));
+    db_text_str(t, "'");
+    db_text_str(t, when);
+    db_text_str(t, "'");
+}
+
+/* " IN (X'…',X'…')" of n ids. */
+static void
+hold_text_ids(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n)
+{
+    db_text_str(t, " IN (");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            db_text_str(t, ",");
+        db_text_hex(t, ids[i], IDENT_BYTES);
+    }
+    db_text_str(t, ")");
+}
+
+int
+hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err)
+{
+    db_text t = {0};
+    int rc = RS_ERR;
+
+    db_text_str(&t, "INSERT INTO hold (hold_id, client_id, customer, status, expires_at,"
+                    " created_at) VALUES ");
+    for (size_t i = 0; i < n; i++) {
+        const struct hold_draft *h = &holds[i];
+
+        db_text_str(&t, i > 0 ? ",(" : "(");
+        db_text_hex(&t, h->id, IDENT_BYTES);
+        db_text_str(&t, ",");
+        db_text_int(&t, h->client);
+        db_text_str(&t, ",");
+        if (h->customer != NULL)
+            db_text_hex(&t, h->customer, strlen(h->customer));
+        else
+            db_text_str(&t, "NULL");
+        db_text_str(&t, ",0,");
+        hold_text_time(&t, h->expires_us);
+        db_text_str(&t, ",");
+        hold_text_time(&t, h->created_us);
+        db_text_str(&t, ")");
+    }
+    if (db_text_run(self->conn, &t, err) < 0)
+        goto done;
+    db_text_str(&t, "INSERT INTO hold_line (hold_id, line, product_id, quantity) VALUES ");
+    for (size_t i = 0, rows = 0; i < n; i++)
+        for (size_t j = 0; j < holds[i].n; j++, rows++) {
+            db_text_str(&t, rows > 0 ? ",(" : "(");
+            db_text_hex(&t, holds[i].id, IDENT_BYTES);
+            db_text_str(&t, ",");
+            db_text_int(&t, (long long)j);
+            db_text_str(&t, ",");
+            db_text_hex(&t, holds[i].items[j].product_id, IDENT_BYTES);
+            db_text_str(&t, ",");
+            db_text_int(&t, holds[i].items[j].quantity);
+            db_text_str(&t, ")");
+        }
+    if (db_text_run(self->conn, &t, err) < 0)
+        goto done;
+    rc = RS_OK;
+
+done:
+    db_text_free(&t);
+    return rc;
+}
+
+/* -- one hold ------------------------------------------------------------------------ */
+
+int
+hold_read(hold *self, const unsigned char id[IDENT_BYTES], long long client, int lock,
+          struct hold_record *out, errbuf *err)
+{
+    db_stmt *st = self->st[lock ? ST_LOCK : ST_READ], *lines = self->st[ST_LINES];
+    long long rows = db_stmt_exec(st, err, "b", id, (size_t)IDENT_BYTES);
+
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0 || !db_stmt_next(st) ||
+        (client != HOLD_ANY_CLIENT && db_stmt_col_int(st, 0) != client))
+        return 0;
+    memcpy(out->id, id, IDENT_BYTES);
+    out->client = db_stmt_col_int(st, 0);
+    out->has_customer = db_stmt_col_int(st, 1) != 0;
+    out->status = (enum hold_status)db_stmt_col_int(st, 2);
+    out->due = db_stmt_col_int(st, 3) != 0;
+    out->expires_us = db_stmt_col_int(st, 4);
+    if ((unsigned)out->status >= HOLD_NSTATUS)
+        return errbuf_set(err, "database: a hold's status is %d", (int)out->status);
+    if (db_stmt_exec(lines, err, "b", id, (size_t)IDENT_BYTES) < 0)
+        return RS_ERR;
+    for (out->n = 0; out->n < HOLD_LINES_MAX && db_stmt_next(lines); out->n++) {
+        struct hold_line *l = &out->lines[out->n];
+        size_t len;
+        const char *pid = db_stmt_col(lines, 0, &len);
+        const char *sku = db_stmt_col(lines, 1, NULL);
+
+        if (pid == NULL || len != IDENT_BYTES || sku == NULL)
+            return errbuf_set(err, "database: a hold's line has no product");
+        memcpy(l->product_id, pid, IDENT_BYTES);
+        snprintf(l->sku, sizeof(l->sku), "%s", sku);
+        l->quantity = db_stmt_col_int(lines, 2);
+    }
+    if (out->n == 0)
+        return errbuf_set(err, "database: a hold has no lines");
+    return 1;
+}
+
+long long
+hold_end(hold *self, const unsigned char (*ids)[IDENT_BYTES], size_t n, enum hold_status to,
+         int before_expiry, errbuf *err)
+{
+    db_text t = {0};
+    long long rows;
+
+    db_text_str(&t, "UPDATE hold SET ended_at = UTC_TIMESTAMP(6), status = ");
+    db_text_int(&t, to);
+    db_text_str(&t, " WHERE status = 0");
+    if (before_expiry)
+        db_text_str(&t, " AND expires_at > UTC_TIMESTAMP(6)");
+    db_text_str(&t, " AND hold_id");
+    hold_text_ids(&t, ids, n);
+    rows = db_text_run(self->conn, &t, err);
+    db_text_free(&t);
+    return rows;
+}
+
+int
+hold_extend(hold *self, const unsigned char id[IDENT_BYTES], long long expires_us, errbuf *err)
+{
+    char when[TIMETEXT_SIZE];
+    long long rows;
+
+    timetext_sql_utc(expires_us, when, sizeof(when));
+    rows = db_stmt_exec(self->st[ST_EXTEND], err, "sb", when, id, (size_t)IDENT_BYTES);
+    return rows < 0 ? RS_ERR : rows > 0;
+}
+
+/* -- the worker's ------------------------------------------------------------------- */
+
+/* Up to max ids of st's result (an id per row) into ids. */
+static long long
+hold_ids(db_stmt *st, long long rows, unsigned char (*ids)[IDENT_BYTES], size_t max, errbuf *err)
+{
+    size_t n = 0, len;
+
+    if (rows < 0)
+        return RS_ERR;
+    while (n < max && db_stmt_next(st)) {
+        const char *id = db_stmt_col(st, 0, &len);
+
+        if (id == NULL || len != IDENT_BYTES)
+            return errbuf_set(err, "database: a hold's id is not %d bytes", IDENT_BYTES);
+        memcpy(ids[n++], id, IDENT_BYTES);
+    }
+    return (long long)n;
+}
+
+long long
+hold_due(hold *self, unsigned char (*ids)[IDENT_BYTES], size_t max, errbuf *err)
+{
+    db_stmt *st = self->st[ST_DUE];
+
+    return hold_ids(st, db_stmt_exec(st, err, "i", (long long)max), ids, max, err);
+}
+
+int
+hold_next_due(hold *self, long long *wait_us, errbuf *err)
+{
+    db_stmt *st = self->st[ST_NEXT];
+
+    if (db_stmt_exec(st, err, "") < 0)
+        return RS_ERR;
+    if (!db_stmt_next(st) || db_stmt_col_is_null(st, 0))
+        return 0;
+    *wait_us = db_stmt_col_int(st, 0);
+    return 1;
+}
+
+long long
+hold_prune(hold *self, long retention, errbuf *err)
+{
+    unsigned char(*ids)[IDENT_BYTES] = malloc(HOLD_PRUNE_BATCH * sizeof(*ids));
+    db_stmt *st = self->st[ST_ENDED];
+    db_text t = {0};
+    long long n;
+
+    if (ids == NULL)
+        return errbuf_set(err, "out of memory");
+    n = hold_ids(st, db_stmt_exec(st, err, "ii", (long long)retention, (long long)HOLD_PRUNE_BATCH),
+                 ids, HOLD_PRUNE_BATCH, err);
+    if (n <= 0) {
+        free(ids);
+        return n;
+    }
+    if (db_begin(self->conn, err) != RS_OK)
+        goto fail;
+    db_text_str(&t, "DELETE FROM hold_line WHERE hold_id");
+    hold_text_ids(&t, (const unsigned char(*)[IDENT_BYTES])ids, (size_t)n);
+    if (db_text_run(self->conn, &t, err) < 0)
+        goto fail;
+    db_text_str(&t, "DELETE FROM hold WHERE hold_id");
+    hold_text_ids(&t, (const unsigned char(*)[IDENT_BYTES])ids, (size_t)n);
+    if (db_text_run(self->conn, &t, err) < 0 || db_commit(self->conn, err) != RS_OK)
+        goto fail;
+    db_text_free(&t);
+    free(ids);
+    return n;
+
+fail:
+    db_rollback(self->conn);
+    db_text_free(&t);
+    free(ids);
+    return RS_ERR;
+}
 
 /* --- reports (restockctl) ----------------------------------------------------- */
 
-/* hold.status of an active hold (sql/013: 0 held). */
+/* hold.status of an active hold, as SQL text. */
 #define HOLD_REPORT_HELD "0"
+_Static_assert(HOLD_HELD == 0, "HOLD_REPORT_HELD is HOLD_HELD");
 
 enum { HR_BY_PRODUCT, HR_OLDEST, HR_TOTALS, HR_UNITS_HELD, HR_COUNT };
 

@@ -29,7 +29,7 @@ enum metrics_id {
     METRICS_CHECKOUT_KEY_MISMATCH, /* 422: the key was used for another request */
     METRICS_CHECKOUT_UNAUTHORIZED, /* 401: a bad client key, or none where one is required */
     METRICS_CHECKOUT_LIMIT,        /* 409 reason limit: the customer's max_per_customer */
-    METRICS_HOLD_CREATED, /* restock_holds_total{result}: POST /holds 201 */
+    METRICS_HOLD_CREATED,          /* restock_holds_total{result}: POST /holds 201 */
     METRICS_HOLD_CONFIRMED,
     METRICS_HOLD_RELEASED,
     METRICS_HOLD_EXPIRED, /* by the worker, or by a confirm that found it past its time */

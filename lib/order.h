@@ -42,10 +42,10 @@
 
 /* Buffers for the text columns an order read copies out (utf8mb4: 4 bytes per
  * character of the column). */
-#define ORDER_SKU_SIZE           (PRODUCT_SKU_MAX * 4 + 1) /* product.sku */
-#define ORDER_FACTORY_IDENT_SIZE (32 * 4 + 1)              /* factory.identifier */
-#define ORDER_FACTORY_NAME_SIZE  (100 * 4 + 1)             /* factory.name */
-#define ORDER_FACTORY_API_SIZE   (255 * 4 + 1)             /* factory.api */
+#define ORDER_SKU_SIZE           PRODUCT_SKU_SIZE /* product.sku */
+#define ORDER_FACTORY_IDENT_SIZE (32 * 4 + 1)     /* factory.identifier */
+#define ORDER_FACTORY_NAME_SIZE  (100 * 4 + 1)    /* factory.name */
+#define ORDER_FACTORY_API_SIZE   (255 * 4 + 1)    /* factory.api */
 
 enum order_status { ORDER_OPEN, ORDER_SENT, ORDER_FULFILLED, ORDER_FAILED };
 #define ORDER_NSTATUS 4 /* statuses, numbered from 0 */

@@ -8,7 +8,7 @@
 #include "row.h"
 #include "utf8.h"
 
-#define PRODUCT_COLUMNS "product_id, sku, name, price, stock, factory_id, ad_id"
+#define PRODUCT_COLUMNS "product_id, sku, name, price, stock, factory_id, ad_id, held"
 
 struct product {
     db_stmt *one; /* by sku; the statements belong to the caller's db */
@@ -55,6 +55,7 @@ product_json(db_stmt *st)
     ok = ok && cJSON_AddStringToObject(obj, "name", name ? name : "") != NULL;
     ok = ok && cJSON_AddNumberToObject(obj, "price", (double)db_stmt_col_int(st, 3)) != NULL;
     ok = ok && cJSON_AddNumberToObject(obj, "stock", (double)db_stmt_col_int(st, 4)) != NULL;
+    ok = ok && cJSON_AddNumberToObject(obj, "held", (double)db_stmt_col_int(st, 7)) != NULL;
     ok = ok && row_add_ident(obj, "factory_id", st, 5);
     ok = ok && row_add_ident(obj, "ad_id", st, 6);
     if (!ok) {

@@ -11,7 +11,8 @@
 #include "db.h"
 #include "errbuf.h"
 
-#define PRODUCT_SKU_MAX 32 /* characters of product.sku, VARCHAR(32) */
+#define PRODUCT_SKU_MAX  32                        /* characters of product.sku, VARCHAR(32) */
+#define PRODUCT_SKU_SIZE (PRODUCT_SKU_MAX * 4 + 1) /* its bytes in utf8mb4, and the NUL */
 
 typedef struct product product;
 
@@ -19,10 +20,10 @@ typedef struct product product;
 product *product_new(db *conn, errbuf *err);
 void product_destroy(product **self_p);
 
-/* The product JSON of sku ({"product_id","sku","name","price","stock",
- * "factory_id","ad_id"}) into *json, the caller's to free: 1, with *json NULL
- * when out of memory; 0 when there is no such product (a sku that is not 1 to
- * PRODUCT_SKU_MAX characters of UTF-8 is not asked for: none can exist); RS_ERR
+/* The product JSON of sku ({"product_id","sku","name","price","stock","held",
+ * "factory_id","ad_id"}: stock is what can be bought now, held what holds keep) into *json, the
+ * caller's to free: 1, with *json NULL when out of memory; 0 when there is no such product (a sku
+ * that is not 1 to PRODUCT_SKU_MAX characters of UTF-8 is not asked for: none can exist); RS_ERR
  * when the database failed. */
 int product_get_json(product *self, const char *sku, cJSON **json, errbuf *err);
 

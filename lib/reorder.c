@@ -44,7 +44,7 @@ enum {
 #define REORDER_COLUMNS                                                                            \
     "SELECT p.product_id, p.sku, p.stock, p.reorder_point, p.reorder_level,"                       \
     " p.reorder_quantity, p.reorder_auto, p.reorder_point_min, p.reorder_point_max,"               \
-    " p.factory_id, p.sold_total, d.sold_total,"                                                   \
+    " p.factory_id, p.sold_total + p.held, d.sold_total,"                                          \
     " TIMESTAMPDIFF(MICROSECOND, d.sampled_at, CURRENT_TIMESTAMP(6)), d.rate,"                     \
     " d.order_id, d.order_turned_away_units, p.max_per_customer, p.held"                           \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"

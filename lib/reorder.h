@@ -1,6 +1,7 @@
 /* reorder: each product's reorder policy (docs/design.md §3.6): its settings
  * (product.reorder_*), the sales rate measured from the units the checkouts count
- * (product.sold_total, sampled by the worker into product_demand), its factory's
+ * and the holds keep (product.sold_total + held: a hold is demand until it ends
+ * unsold; sampled by the worker into product_demand), its factory's
  * lead time (order.c), the suggested point, and the automatic mode that moves the
  * point and the level within the operator's bounds. A reorder object keeps its
  * statements on the caller's db: one per connection, used by its thread only. */

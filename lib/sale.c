@@ -11,11 +11,14 @@
 
 #include "bus.h"
 #include "combiner.h"
+#include "hold.h"
+#include "ident.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
 #include "order.h"
 #include "sale.h"
+#include "timetext.h"
 
 /* The take hands back, in LAST_INSERT_ID, the stock it left times SALE_SCALE
  * plus the product's reorder point plus SALE_BIAS: an INT point (-2^31 ..
@@ -32,6 +35,19 @@ struct sale_shop {
     long limit_window;   /* seconds over which max_per_customer counts */
 };
 
+/* The statements that move a hold's units, shared by a thread's sale and the
+ * worker's expiry. */
+struct sale_moves {
+    db *conn;
+    db_stmt *move;    /* a product's stock, held and sold_total changed by deltas */
+    db_stmt *unlimit; /* a hold's rows of customer_purchase, when it ends unsold */
+    hold *holds;
+};
+
+struct sale_expiry {
+    struct sale_moves mv;
+};
+
 struct sale {
     sale_shop *shop;
     db *conn;           /* the caller's */
@@ -42,17 +58,34 @@ struct sale {
     db_stmt *bought;    /* a customer's units of a product in the window */
     db_stmt *prune;     /* the customer's rows of the product before the window */
     db_stmt *record;    /* a limited sale to a customer */
+    db_stmt *product;   /* a product's id, with the database's clock: a batch of holds */
+    struct sale_moves mv;
     order *orders;      /* the order at the reorder point, the sell-out, the refusal */
     checkout_key *keys; /* the stored answers of keyed checkouts */
     bus_pub *bell;      /* rings the outbox events after their commit */
 };
 
-/* One checkout in a batch of the checkouts of one sku: what it asks for, and
- * what the batch's statement gave it. */
+/* What a member of a batch asks for: units sold, units held, or a hold's units
+ * sold (a confirm). */
+enum sale_kind { SALE_KIND_BUY, SALE_KIND_HOLD, SALE_KIND_CONFIRM };
+
+/* One request in a batch of the requests of one sku: what it asks for, and what
+ * the batch gave it. */
 struct sale_buy {
     combiner_item item;   /* first: the batch's items are sale_buys */
     struct sale_member m; /* its quantity, and what the allocation gave it */
     const char *sku;
+    enum sale_kind kind;
+    long long client;
+    const char *customer; /* a hold's, shown in its row; never of a limited product */
+    const char *key;      /* its Idempotency-Key: its answer is stored in the batch */
+    unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
+    long long ttl;                      /* a hold's seconds */
+    unsigned char hold_id[IDENT_BYTES]; /* the hold made (set), or confirmed */
+    long long expires_us;               /* the hold's (set) */
+    struct sale_answer *out;            /* keyed: its stored answer is written here */
+    int answered;                       /* set: out holds the answer, stored with the key */
+    int alone;  /* set: left out of the batch; its own transaction decides it */
     int failed; /* the statement failed: err says why, nothing was sold */
     errbuf err;
 };
@@ -124,17 +157,34 @@ sale_shop_destroy(sale_shop **self_p)
  * here the new stock and the reorder point (SALE_SCALE), and DIV stores the new
  * stock. The row lock makes the statements of one sku queue in the database, and
  * the WHERE never lets stock go below zero: never read-then-write. sold_total
- * counts the units for the worker's sales rate. */
+ * counts the units sold, held the units taken into holds (a batch may hold some,
+ * sell others and confirm holds: the deltas are the caller's). */
 /* (Unformatted: clang-format would break the text inside the ORDER_SQL calls.) */
 /* clang-format off */
 static const char sale_take_sql[] =
-    "UPDATE product SET sold_total = sold_total + ?,"
+    "UPDATE product SET sold_total = sold_total + ?, held = held + ?,"
     " stock = LAST_INSERT_ID((stock - ?) * " ORDER_SQL(SALE_SCALE)
     " + reorder_point + " ORDER_SQL(SALE_BIAS) ") DIV " ORDER_SQL(SALE_SCALE)
     " WHERE sku = ? AND stock >= ?";
 /* clang-format on */
 
 /* -- a thread's sale ------------------------------------------------------------- */
+
+/* The moves' statements on conn. RS_ERR when out of memory. */
+static int
+sale_moves_init(struct sale_moves *mv, db *conn, errbuf *err)
+{
+    mv->conn = conn;
+    mv->move = db_stmt_new(conn,
+                           "UPDATE product SET stock = stock + ?, held = held + ?,"
+                           " sold_total = sold_total + ? WHERE product_id = ?",
+                           0);
+    mv->unlimit = db_stmt_new(conn, "DELETE FROM customer_purchase WHERE hold_id = ?", 0);
+    if (mv->move == NULL || mv->unlimit == NULL)
+        return errbuf_set(err, "out of memory");
+    mv->holds = hold_new(conn, err);
+    return mv->holds != NULL ? RS_OK : RS_ERR;
+}
 
 sale *
 sale_new(sale_shop *shop, db *conn, errbuf *err)
@@ -168,14 +218,20 @@ sale_new(sale_shop *shop, db *conn, errbuf *err)
                               0);
     self->record = db_stmt_new(conn,
                                "INSERT INTO customer_purchase"
-                               " (client_id, customer, product_id, units, created_at)"
-                               " VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))",
+                               " (client_id, customer, product_id, units, hold_id, created_at)"
+                               " VALUES (?, ?, ?, ?, ?, UTC_TIMESTAMP(6))",
                                0);
+    self->product = db_stmt_new(
+        conn, "SELECT product_id, " HOLD_SQL_US("UTC_TIMESTAMP(6)") " FROM product WHERE sku = ?",
+        0);
     if (self->take == NULL || self->lock == NULL || self->cart_lock == NULL || self->peek == NULL ||
-        self->bought == NULL || self->prune == NULL || self->record == NULL) {
+        self->bought == NULL || self->prune == NULL || self->record == NULL ||
+        self->product == NULL) {
         errbuf_set(err, "out of memory");
         goto fail;
     }
+    if (sale_moves_init(&self->mv, conn, err) != RS_OK)
+        goto fail;
     self->orders = order_new(conn, err);
     if (self->orders == NULL)
         goto fail;
@@ -200,6 +256,7 @@ sale_destroy(sale **self_p)
     if (self == NULL)
         return;
     bus_pub_destroy(&self->bell);
+    hold_destroy(&self->mv.holds);
     checkout_key_destroy(&self->keys);
     order_destroy(&self->orders);
     free(self); /* the statements go with the caller's db */
@@ -375,15 +432,79 @@ sale_answer_oom(struct sale_answer *out)
     memcpy(out->body, oom, out->len);
 }
 
+/* A line of a hold's answer. */
+struct sale_hold_view {
+    const char *sku;
+    long long quantity;
+    long long remaining; /* shown when the answer makes the hold */
+};
+
+/* A hold's answer, 201 made (with each line's remaining), or as its status is
+ * (status_code 200 or 409, with a message saying why not), into out. RS_ERR
+ * when out of memory. */
+static int
+sale_hold_answer(const unsigned char id[IDENT_BYTES], enum hold_status status, long long expires_us,
+                 const struct sale_hold_view *lines, size_t n, int made, int status_code,
+                 struct sale_answer *out, errbuf *err)
+{
+    char text[IDENT_TEXT], when[TIMETEXT_SIZE];
+    cJSON *json = cJSON_CreateObject(), *arr = NULL;
+    int ok = json != NULL;
+
+    ident_format(id, IDENT_BYTES, text);
+    timetext_utc_ms(expires_us, when, sizeof(when));
+    ok = ok && cJSON_AddStringToObject(json, "hold", text) != NULL;
+    ok = ok && cJSON_AddStringToObject(json, "status", hold_status_name(status)) != NULL;
+    ok = ok && cJSON_AddStringToObject(json, "expires_at", when) != NULL;
+    ok = ok && (arr = cJSON_AddArrayToObject(json, "lines")) != NULL;
+    for (size_t i = 0; ok && i < n; i++) {
+        cJSON *line = cJSON_CreateObject();
+
+        if (line == NULL || !cJSON_AddItemToArray(arr, line)) {
+            cJSON_Delete(line);
+            ok = 0;
+            break;
+        }
+        ok = cJSON_AddStringToObject(line, "sku", lines[i].sku) != NULL &&
+             cJSON_AddNumberToObject(line, "quantity", (double)lines[i].quantity) != NULL &&
+             (!made ||
+              cJSON_AddNumberToObject(line, "remaining", (double)lines[i].remaining) != NULL);
+    }
+    if (ok && status_code == 409) {
+        char message[96];
+
+        snprintf(message, sizeof(message), "the hold is %s", hold_status_name(status));
+        ok = cJSON_AddStringToObject(json, "message", message) != NULL;
+    }
+    if (!ok)
+        cJSON_Delete(json), json = NULL;
+    out->outcome = made ? SALE_HELD : SALE_HOLD_STATUS;
+    out->status = made ? 201 : status_code;
+    return sale_answer_text(json, out, err);
+}
+
+/* The 201 of a hold of one line. */
+static int
+sale_hold_created_answer(const char *sku, long long quantity, long long remaining,
+                         const unsigned char id[IDENT_BYTES], long long expires_us,
+                         struct sale_answer *out, errbuf *err)
+{
+    struct sale_hold_view line = {sku, quantity, remaining};
+
+    return sale_hold_answer(id, HOLD_HELD, expires_us, &line, 1, 1, 0, out, err);
+}
+
 /* -- the combined checkout ---------------------------------------------------------- */
 
-/* The one statement that takes stock: n units of sku, if that many are left.
- * Rows changed, or RS_ERR; when 1, *left is the stock it left and *point the
- * product's reorder point, read in the same round trip. */
+/* The one statement that takes stock: take units of sku, if that many are left,
+ * sold_add units counted sold and held_add held (a batch's deltas). Rows changed,
+ * or RS_ERR; when 1, *left is the stock it left and *point the product's reorder
+ * point, read in the same round trip. */
 static long long
-sale_take(sale *self, const char *sku, long long n, long long *left, long long *point, errbuf *err)
+sale_take(sale *self, const char *sku, long long take, long long sold_add, long long held_add,
+          long long *left, long long *point, errbuf *err)
 {
-    long long rows = db_stmt_exec(self->take, err, "iisi", n, n, sku, n);
+    long long rows = db_stmt_exec(self->take, err, "iiisi", sold_add, held_add, take, sku, take);
 
     if (rows == 1) {
         unsigned long long id = db_stmt_insert_id(self->take);
@@ -403,86 +524,360 @@ sale_batch_fail(combiner_item *batch, const errbuf *err)
     }
 }
 
-/* The batch's total did not fit in the stock (or the sku is unknown): the sell-out
- * boundary, rare. Under the row's lock, sale_allocate gives the stock to the
- * members in arrival order; then one UPDATE takes what was given, and the commit
- * releases the row. Any failure rolls back: nothing sold. RS_ERR with err when
- * it failed. */
-static int
-sale_batch_allocate_tx(sale *self, struct sale_buy *first, errbuf *err)
+/* Members in the batch. */
+static size_t
+sale_batch_size(combiner_item *batch)
 {
-    long long rows, taken, left, point;
+    size_t n = 0;
 
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        n++;
+    return n;
+}
+
+/* The units of the batch's members that take stock, by kind, counting only those
+ * sold (sold_only) or all. */
+struct sale_units {
+    long long buy, hold, confirm;
+};
+
+static struct sale_units
+sale_batch_units(combiner_item *batch, int sold_only)
+{
+    struct sale_units u = {0, 0, 0};
+
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+
+        if (b->alone || (sold_only && !b->m.sold))
+            continue;
+        if (b->kind == SALE_KIND_BUY)
+            u.buy += b->m.quantity;
+        else if (b->kind == SALE_KIND_HOLD)
+            u.hold += b->m.quantity;
+        else
+            u.confirm += b->m.quantity;
+    }
+    return u;
+}
+
+/* Links the members that take stock (buys and holds, not left alone) for
+ * sale_allocate, in arrival order; the first of them, or NULL. */
+static struct sale_member *
+sale_batch_takers(combiner_item *batch)
+{
+    struct sale_member *first = NULL, **tail = &first;
+
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+
+        if (b->alone || b->kind == SALE_KIND_CONFIRM)
+            continue;
+        b->m.sold = 0;
+        *tail = &b->m;
+        tail = &b->m.next;
+    }
+    *tail = NULL;
+    return first;
+}
+
+/* Under the row's lock (the batch's transaction is open): the sell-out boundary,
+ * rare. sale_allocate gives the stock to the takers in arrival order; then one
+ * UPDATE takes what was given and does the confirms. 0: done; 1: no such
+ * product (nobody sold); RS_ERR. */
+static int
+sale_batch_allocate_locked(sale *self, combiner_item *batch, const char *sku, errbuf *err)
+{
+    struct sale_member *takers = sale_batch_takers(batch);
+    struct sale_units u;
+    long long rows = db_stmt_exec(self->lock, err, "s", sku), left, point;
+
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0 || !db_stmt_next(self->lock)) {
+        sale_allocate(takers, 0, 0);
+        return 1;
+    }
+    sale_allocate(takers, db_stmt_col_int(self->lock, 0), db_stmt_col_int(self->lock, 1));
+    u = sale_batch_units(batch, 1);
+    if (u.buy + u.hold + u.confirm == 0)
+        return 0;
+    rows = sale_take(self, sku, u.buy + u.hold, u.buy + u.confirm, u.hold - u.confirm, &left,
+                     &point, err);
+    if (rows < 0)
+        return RS_ERR;
+    if (rows != 1) /* not the sku: it is the client's text, and this goes to the log */
+        return errbuf_set(err, "a product's stock changed under its row lock");
+    return 0;
+}
+
+/* The batch of plain checkouts whose total did not fit: under the row lock in a
+ * transaction of its own. Any failure rolls back: nothing sold. */
+static int
+sale_batch_allocate_tx(sale *self, combiner_item *batch, errbuf *err)
+{
+    if (db_begin(self->conn, err) != RS_OK ||
+        sale_batch_allocate_locked(self, batch, ((struct sale_buy *)batch)->sku, err) < 0 ||
+        db_commit(self->conn, err) != RS_OK) {
+        db_rollback(self->conn);
+        return RS_ERR;
+    }
+    return RS_OK;
+}
+
+/* A transaction of the batch, run again while the database rolled it back (a
+ * deadlock, a Galera certification failure of a two-writer hot row): nothing was
+ * sold, so that a conflict is never answered 503. Another failure: every member
+ * still in the batch 503. tx answers RS_OK, RS_ERR, or SALE_BATCH_AGAIN: it left
+ * members alone and rolled back, to be run without them. */
+#define SALE_BATCH_AGAIN 1
+static void
+sale_batch_retry(sale *self, combiner_item *batch, int (*tx)(sale *, combiner_item *, errbuf *))
+{
+    errbuf err = {{0}};
+    int rc, attempts = 0;
+
+    for (;;) {
+        rc = tx(self, batch, &err);
+        if (rc == RS_OK)
+            return;
+        if (rc == SALE_BATCH_AGAIN)
+            continue; /* fewer members each time: it ends */
+        if (!db_retry(self->conn, &attempts))
+            break;
+    }
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        if (!((struct sale_buy *)it)->alone) {
+            ((struct sale_buy *)it)->failed = 1;
+            ((struct sale_buy *)it)->err = err;
+        }
+}
+
+/* The keyed members the batch sold: their answers made and stored, with the
+ * batch, in one statement. The keyed members it did not sell are left alone:
+ * their own transaction decides their refusal and stores it. 1: a key was there
+ * already (a retry, or a copy in flight): every keyed member is left alone, and
+ * the batch runs again without them; 0; RS_ERR. */
+static int
+sale_batch_keys(sale *self, combiner_item *batch, errbuf *err)
+{
+    struct checkout_key_entry *entries = calloc(sale_batch_size(batch), sizeof(*entries));
+    size_t n = 0;
+    long long rows;
+
+    if (entries == NULL)
+        return errbuf_set(err, "out of memory");
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+        struct checkout_key_entry *e = &entries[n];
+        int rc;
+
+        if (b->key == NULL || b->alone)
+            continue;
+        if (!b->m.sold) {
+            b->alone = 1;
+            continue;
+        }
+        if (b->kind == SALE_KIND_HOLD)
+            rc = sale_hold_created_answer(b->sku, b->m.quantity, b->m.remaining, b->hold_id,
+                                          b->expires_us, b->out, err);
+        else
+            rc = sale_answer_make(b, 0, NULL, b->out, err);
+        if (rc != RS_OK) {
+            free(entries);
+            return RS_ERR;
+        }
+        e->client = b->client, e->key = b->key, e->status = b->out->status;
+        memcpy(e->fingerprint, b->fingerprint, sizeof(e->fingerprint));
+        e->body = b->out->body, e->len = b->out->len;
+        n++;
+    }
+    rows = n > 0 ? checkout_key_store_new(self->keys, self->conn, entries, n, err) : 0;
+    free(entries);
+    if (rows < 0)
+        return RS_ERR;
+    if ((size_t)rows == n)
+        return 0;
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        if (((struct sale_buy *)it)->key != NULL)
+            ((struct sale_buy *)it)->alone = 1;
+    return 1;
+}
+
+/* The holds the batch made, written in it. */
+static int
+sale_batch_holds(sale *self, combiner_item *batch, const unsigned char *product_id,
+                 long long now_us, errbuf *err)
+{
+    size_t size = sale_batch_size(batch), n = 0;
+    struct hold_draft *drafts = calloc(size, sizeof(*drafts));
+    struct hold_item *items = calloc(size, sizeof(*items));
+    int rc = RS_OK;
+
+    if (drafts == NULL || items == NULL) {
+        free(drafts), free(items);
+        return errbuf_set(err, "out of memory");
+    }
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+
+        if (b->alone || b->kind != SALE_KIND_HOLD || !b->m.sold)
+            continue;
+        ident_new(b->hold_id);
+        b->expires_us = (now_us + b->ttl * 1000000) / 1000 * 1000; /* shown in ms */
+        items[n].product_id = product_id;
+        items[n].quantity = b->m.quantity;
+        memcpy(drafts[n].id, b->hold_id, IDENT_BYTES);
+        drafts[n].client = b->client;
+        drafts[n].customer = b->customer;
+        drafts[n].created_us = now_us;
+        drafts[n].expires_us = b->expires_us;
+        drafts[n].n = 1;
+        drafts[n].items = &items[n];
+        n++;
+    }
+    if (n > 0)
+        rc = hold_insert(self->mv.holds, drafts, n, err);
+    free(drafts), free(items);
+    return rc;
+}
+
+/* The confirms of the batch: their holds end confirmed, if each is still held
+ * and not due. 1: one was not (a release or the expiry came first): the
+ * confirms are left alone, to be decided one by one; 0; RS_ERR. */
+static int
+sale_batch_confirms(sale *self, combiner_item *batch, errbuf *err)
+{
+    unsigned char(*ids)[IDENT_BYTES] = calloc(sale_batch_size(batch), sizeof(*ids));
+    size_t n = 0;
+    long long rows = 0;
+
+    if (ids == NULL)
+        return errbuf_set(err, "out of memory");
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+
+        if (!b->alone && b->kind == SALE_KIND_CONFIRM)
+            memcpy(ids[n++], b->hold_id, IDENT_BYTES);
+    }
+    if (n > 0)
+        rows = hold_end(self->mv.holds, (const unsigned char(*)[IDENT_BYTES])ids, n, HOLD_CONFIRMED,
+                        1, err);
+    free(ids);
+    if (rows < 0)
+        return RS_ERR;
+    if ((size_t)rows == n)
+        return 0;
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
+            ((struct sale_buy *)it)->alone = 1;
+    return 1;
+}
+
+/* The transaction of a batch with more than plain checkouts (holds, confirms,
+ * keys): the holds confirmed first (their rows, then the product's: the lock
+ * order of every transaction on holds), then the one UPDATE of the product for
+ * every member, then the holds and the keys written; one commit. */
+static int
+sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
+{
+    struct sale_buy *first = (struct sale_buy *)batch;
+    unsigned char product_id[IDENT_BYTES];
+    struct sale_units u = sale_batch_units(batch, 0);
+    struct sale_member *takers = sale_batch_takers(batch);
+    long long rows, left, point, now_us = 0;
+    int rc, no_product = 0;
+
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        ((struct sale_buy *)it)->answered = 0;
+    if (takers == NULL && u.confirm == 0)
+        return RS_OK; /* every member left alone */
     if (db_begin(self->conn, err) != RS_OK)
         goto fail;
-    rows = db_stmt_exec(self->lock, err, "s", first->sku);
-    if (rows < 0)
-        goto fail;
-    if (rows == 0 || !db_stmt_next(self->lock)) {
-        /* No such product: nothing to give, nobody sold; each member's refusal
-         * says 404. */
-        db_rollback(self->conn);
-        sale_allocate(&first->m, 0, 0);
-        return RS_OK;
-    }
-    taken =
-        sale_allocate(&first->m, db_stmt_col_int(self->lock, 0), db_stmt_col_int(self->lock, 1));
-    if (taken > 0) {
-        rows = sale_take(self, first->sku, taken, &left, &point, err);
+    if (u.hold > 0 || u.confirm > 0) {
+        size_t len;
+        const char *id;
+
+        rows = db_stmt_exec(self->product, err, "s", first->sku);
         if (rows < 0)
             goto fail;
-        if (rows != 1) {
-            /* Not the sku: it is the client's text, and this goes to the log. */
-            errbuf_set(err, "a product's stock changed under its row lock");
-            goto fail;
+        if (rows == 0 || !db_stmt_next(self->product) ||
+            (id = db_stmt_col(self->product, 0, &len)) == NULL || len != IDENT_BYTES) {
+            db_rollback(self->conn); /* no such product: nobody sold, nothing held */
+            sale_allocate(takers, 0, 0);
+            return RS_OK;
         }
+        memcpy(product_id, id, IDENT_BYTES);
+        now_us = db_stmt_col_int(self->product, 1);
     }
+    if ((rc = sale_batch_confirms(self, batch, err)) != 0)
+        goto again_or_fail;
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
+            ((struct sale_buy *)it)->m.sold = !((struct sale_buy *)it)->alone;
+    u = sale_batch_units(batch, 0);
+    rows = sale_take(self, first->sku, u.buy + u.hold, u.buy + u.confirm, u.hold - u.confirm, &left,
+                     &point, err);
+    if (rows < 0)
+        goto fail;
+    if (rows == 1)
+        sale_allocate(takers, left + u.buy + u.hold, point);
+    else if ((no_product = sale_batch_allocate_locked(self, batch, first->sku, err)) < 0)
+        goto fail;
+    if (no_product) {
+        db_rollback(self->conn);
+        for (combiner_item *it = batch; it != NULL; it = it->next)
+            if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
+                ((struct sale_buy *)it)->alone = 1;
+        return RS_OK;
+    }
+    if (sale_batch_holds(self, batch, product_id, now_us, err) != RS_OK)
+        goto fail;
+    if ((rc = sale_batch_keys(self, batch, err)) != 0)
+        goto again_or_fail;
     if (db_commit(self->conn, err) != RS_OK)
         goto fail;
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+        b->answered = b->key != NULL && !b->alone;
+    }
     return RS_OK;
+
+again_or_fail:
+    db_rollback(self->conn);
+    return rc > 0 ? SALE_BATCH_AGAIN : RS_ERR;
 
 fail:
     db_rollback(self->conn);
     return RS_ERR;
 }
 
-/* The allocation, run again while the database rolled it back (a deadlock, a
- * Galera certification failure of a two-writer hot row): nothing was sold, so
- * that a conflict is never answered 503. Another failure: every member 503. */
-static void
-sale_batch_allocate(sale *self, combiner_item *batch)
-{
-    errbuf err = {{0}};
-    int rc, attempts = 0;
-
-    do
-        rc = sale_batch_allocate_tx(self, (struct sale_buy *)batch, &err);
-    while (rc != RS_OK && db_retry(self->conn, &attempts));
-    if (rc != RS_OK)
-        sale_batch_fail(batch, &err);
-}
-
 /* One statement for the whole batch, run by its leader on its own connection.
- * The common case, every quantity fits: one UPDATE takes the total, and hands
- * back the stock it left and the reorder point; the allocation of the stock
- * there was before it then tells each member its remaining and which one
- * crossed the point, as under the row lock. */
+ * The common case, plain checkouts whose quantities fit: one UPDATE in autocommit
+ * takes the total, and hands back the stock it left and the reorder point; the
+ * allocation of the stock there was before it then tells each member its
+ * remaining and which one crossed the point, as under the row lock. A batch with
+ * holds, confirms or keys runs in a transaction (sale_batch_records_tx). */
 static void
 sale_batch_run(void *ctx, combiner_item *batch, size_t n)
 {
     sale *self = ctx;
     struct sale_buy *first = (struct sale_buy *)batch;
+    struct sale_member *takers = sale_batch_takers(batch);
     long long total = 0, rows, left = 0, point = 0;
     errbuf err = {{0}};
 
     (void)n;
-    /* The allocation walks the members in the batch's (arrival) order. */
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sale_buy *b = (struct sale_buy *)it;
-        b->m.next = it->next != NULL ? &((struct sale_buy *)it->next)->m : NULL;
+
+        if (b->kind != SALE_KIND_BUY || b->key != NULL) {
+            sale_batch_retry(self, batch, sale_batch_records_tx);
+            return;
+        }
         total += b->m.quantity;
     }
-    rows = sale_take(self, first->sku, total, &left, &point, &err);
+    rows = sale_take(self, first->sku, total, total, 0, &left, &point, &err);
     if (rows < 0) {
         sale_batch_fail(batch, &err);
         return;
@@ -492,27 +887,52 @@ sale_batch_run(void *ctx, combiner_item *batch, size_t n)
         if (batch->next == NULL)
             first->m.sold = 0;
         else
-            sale_batch_allocate(self, batch);
+            sale_batch_retry(self, batch, sale_batch_allocate_tx);
         return;
     }
-    sale_allocate(&first->m, left + total, point);
+    sale_allocate(takers, left + total, point);
 }
 
-/* Without a key: the checkouts that arrive while one of the same sku is in
- * flight wait here and go in the next statement together. Not sold: the
- * refusal's decision, order_refused (order.h). */
+/* Submits buy to its sku's batch, and waits for it to run. After it: failed (err,
+ * RS_ERR), alone, answered, or sold or not. */
 static int
-sale_checkout_combined(sale *self, struct sale_buy *buy, struct sale_answer *out, errbuf *err)
+sale_batch_submit(sale *self, struct sale_buy *buy, errbuf *err)
 {
-    struct order_open_outcome ring;
-    int state = 0;
-
-    memset(&ring, 0, sizeof(ring));
     log_debug("event=checkout_submitted quantity=%lld", buy->m.quantity); /* tests wait for it */
     combiner_submit(self->shop->checkouts, &buy->item, buy->sku, sale_batch_run, self);
     if (buy->failed) {
         *err = buy->err;
         return RS_ERR;
+    }
+    return RS_OK;
+}
+
+static int sale_checkout_keyed(sale *self, const struct sale_request *req, struct sale_buy *buy,
+                               struct sale_answer *out, errbuf *err);
+
+/* A checkout in its sku's batch: unkeyed, or keyed (its answer stored in the
+ * batch; refused, or its key there already: its own transaction decides). Not
+ * sold: the refusal's decision, order_refused (order.h). */
+static int
+sale_checkout_combined(sale *self, const struct sale_request *req, struct sale_buy *buy,
+                       struct sale_answer *out, errbuf *err)
+{
+    struct order_open_outcome ring;
+    int state = 0;
+
+    memset(&ring, 0, sizeof(ring));
+    buy->client = req->client;
+    buy->key = req->key;
+    buy->out = out;
+    if (req->key != NULL)
+        checkout_key_fingerprint(req->client, req->sku, req->quantity, buy->fingerprint);
+    if (sale_batch_submit(self, buy, err) != RS_OK)
+        return RS_ERR;
+    if (buy->alone)
+        return sale_checkout_keyed(self, req, buy, out, err);
+    if (buy->answered) {
+        sale_done(self, buy, 0, &ring);
+        return RS_OK;
     }
     if (!buy->m.sold) {
         state = order_refused(self->orders, buy->sku, buy->m.quantity, &ring, err);
@@ -524,8 +944,6 @@ sale_checkout_combined(sale *self, struct sale_buy *buy, struct sale_answer *out
         sale_answer_oom(out);
     return RS_OK;
 }
-
-/* -- customer limits ---------------------------------------------------------------- */
 
 int
 sale_customer_check(const char *customer, errbuf *err)
@@ -603,16 +1021,16 @@ sale_limit_bought(sale *self, long long client, const char *customer, struct sal
     return RS_OK;
 }
 
-/* A limited product's units sold to the customer, in the sale's transaction;
- * nothing for a product without a limit. */
+/* A limited product's units sold or held (hold_id; NULL: sold) to the customer,
+ * in the sale's transaction; nothing for a product without a limit. */
 static int
 sale_limit_record(sale *self, long long client, const char *customer, const struct sale_limit *lim,
-                  long long units, errbuf *err)
+                  long long units, const unsigned char *hold_id, errbuf *err)
 {
     if (lim->max <= 0)
         return RS_OK;
-    if (db_stmt_exec(self->record, err, "isbi", client, customer, lim->product_id,
-                     (size_t)IDENT_BYTES, units) < 0)
+    if (db_stmt_exec(self->record, err, "isbib", client, customer, lim->product_id,
+                     (size_t)IDENT_BYTES, units, hold_id, (size_t)IDENT_BYTES) < 0)
         return RS_ERR;
     return RS_OK;
 }
@@ -653,6 +1071,33 @@ sale_limit_answer(const char *sku, const struct sale_limit *lim, struct sale_ans
     return sale_answer_text(json, out, err);
 }
 
+/* In the caller's open transaction: claims key (checkout_key_claim). Another
+ * request's key, or one answered before: the transaction is rolled back (it
+ * wrote nothing) and out is the replay, or the mismatch (422, no body). The
+ * claim's result, or RS_ERR. */
+static int
+sale_key_claim(sale *self, long long client, const char *key,
+               const unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT], struct sale_answer *out,
+               errbuf *err)
+{
+    struct checkout_key_answer *stored = malloc(sizeof(*stored));
+    int claim;
+
+    if (stored == NULL)
+        return errbuf_set(err, "out of memory");
+    claim = checkout_key_claim(self->keys, client, key, fingerprint, self->shop->key_retention,
+                               stored, err);
+    if (claim > CHECKOUT_KEY_NEW) {
+        db_rollback(self->conn);
+        out->outcome = claim == CHECKOUT_KEY_REPLAY ? SALE_REPLAYED : SALE_KEY_MISMATCH;
+        out->status = claim == CHECKOUT_KEY_REPLAY ? stored->status : 422;
+        out->len = claim == CHECKOUT_KEY_REPLAY ? stored->len : 0;
+        memcpy(out->body, stored->body, out->len);
+    }
+    free(stored);
+    return claim;
+}
+
 /* -- the keyed checkout ------------------------------------------------------------- */
 
 /* The keyed checkout's transaction: claims the key's row, if any (a request with
@@ -670,7 +1115,6 @@ sale_keyed_tx(sale *self, const struct sale_request *req, struct sale_buy *buy, 
               int *state, struct order_open_outcome *ring, struct sale_answer *out, errbuf *err)
 {
     unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
-    struct checkout_key_answer stored;
     struct sale_limit lim;
     long long rows, left, point;
     int limited = 0;
@@ -683,19 +1127,11 @@ sale_keyed_tx(sale *self, const struct sale_request *req, struct sale_buy *buy, 
     checkout_key_fingerprint(req->client, req->sku, req->quantity, fingerprint);
     if (db_begin(self->conn, err) != RS_OK)
         goto fail;
-    if (req->key != NULL)
-        *claim = checkout_key_claim(self->keys, req->client, req->key, fingerprint,
-                                    self->shop->key_retention, &stored, err);
-    if (*claim < 0)
+    if (req->key != NULL &&
+        (*claim = sale_key_claim(self, req->client, req->key, fingerprint, out, err)) < 0)
         goto fail;
-    if (*claim != CHECKOUT_KEY_NEW) {
-        db_rollback(self->conn); /* it wrote nothing */
-        out->outcome = *claim == CHECKOUT_KEY_REPLAY ? SALE_REPLAYED : SALE_KEY_MISMATCH;
-        out->status = *claim == CHECKOUT_KEY_REPLAY ? stored.status : 422;
-        out->len = *claim == CHECKOUT_KEY_REPLAY ? stored.len : 0;
-        memcpy(out->body, stored.body, out->len);
+    if (*claim != CHECKOUT_KEY_NEW)
         return RS_OK;
-    }
     /* A customer: the product's row locked first, its limit checked under it. */
     if (req->customer != NULL && (limited = sale_limit_lock(self, req, &lim, err)) < 0)
         goto fail;
@@ -703,13 +1139,13 @@ sale_keyed_tx(sale *self, const struct sale_request *req, struct sale_buy *buy, 
         if (sale_limit_answer(req->sku, &lim, out, err) != RS_OK)
             goto fail;
     } else {
-        rows = sale_take(self, req->sku, req->quantity, &left, &point, err);
+        rows = sale_take(self, req->sku, req->quantity, req->quantity, 0, &left, &point, err);
         if (rows < 0)
             goto fail;
         if (rows == 1) {
             sale_allocate(&buy->m, left + req->quantity, point);
             if (req->customer != NULL && sale_limit_record(self, req->client, req->customer, &lim,
-                                                           req->quantity, err) != RS_OK)
+                                                           req->quantity, NULL, err) != RS_OK)
                 goto fail;
         } else if ((*state = order_refused(self->orders, req->sku, req->quantity, ring, err)) < 0)
             goto fail;
@@ -774,16 +1210,16 @@ sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *ou
     buy.sku = req->sku;
     buy.m.quantity = req->quantity;
     out->len = 0;
-    if (req->key == NULL && req->customer != NULL) {
+    if (req->customer != NULL) {
         /* A customer's checkout of a product without a limit is any checkout. */
         int limited = sale_limit_peek(self, req->sku, err);
 
         if (limited < 0)
             return RS_ERR;
         if (!limited)
-            return sale_checkout_combined(self, &buy, out, err);
-    } else if (req->key == NULL)
-        return sale_checkout_combined(self, &buy, out, err);
+            return sale_checkout_combined(self, req, &buy, out, err);
+    } else
+        return sale_checkout_combined(self, req, &buy, out, err);
     log_debug("event=checkout_keyed client=%lld quantity=%lld keyed=%d customer=%d", req->client,
               req->quantity, req->key != NULL, req->customer != NULL);
     return sale_checkout_keyed(self, req, &buy, out, err);
@@ -852,6 +1288,7 @@ sale_cart_parse(const cJSON *body, struct sale_cart *cart, errbuf *err)
     if (n == 0)
         return errbuf_set(err, "lines: empty (a cart has 1 to %d lines)", SALE_LINES_MAX);
     cart->n = n;
+    cart->ttl = 0; /* a checkout; sale_hold_parse sets a hold's */
     sale_cart_sort(cart);
     for (size_t i = 1; i < n; i++)
         if (strcmp(cart->lines[cart->order[i - 1]].sku, cart->lines[cart->order[i]].sku) == 0)
@@ -959,27 +1396,64 @@ sale_cart_lock(sale *self, const struct sale_cart *cart, struct sale_cart_line *
     return 1;
 }
 
-/* Every line fits: each takes its quantity with the one-line sale's statement, in
- * lock order, and is told what it left and whether it crossed the point. */
+/* A hold of the cart's lines, taken (sale_cart_take): its rows, and its 201
+ * into out. */
 static int
-sale_cart_take(sale *self, const struct sale_cart *cart, struct sale_cart_line *work, errbuf *err)
+sale_cart_hold(sale *self, const struct sale_cart *cart, const struct sale_cart_line *work,
+               const unsigned char id[IDENT_BYTES], long long now_us, struct sale_answer *out,
+               errbuf *err)
 {
+    struct hold_item items[SALE_LINES_MAX];
+    struct sale_hold_view views[SALE_LINES_MAX];
+    struct hold_draft draft = {.client = cart->client,
+                               .customer = cart->customer,
+                               .created_us = now_us,
+                               .expires_us = (now_us + cart->ttl * 1000000) / 1000 * 1000,
+                               .n = cart->n,
+                               .items = items};
+
+    memcpy(draft.id, id, IDENT_BYTES);
+    for (size_t i = 0; i < cart->n; i++) {
+        items[i].product_id = work[i].row.product_id;
+        items[i].quantity = work[i].m.quantity;
+        views[i].sku = cart->lines[i].sku;
+        views[i].quantity = work[i].m.quantity;
+        views[i].remaining = work[i].m.remaining;
+    }
+    if (hold_insert(self->mv.holds, &draft, 1, err) != RS_OK)
+        return RS_ERR;
+    return sale_hold_answer(id, HOLD_HELD, draft.expires_us, views, cart->n, 1, 0, out, err);
+}
+
+/* Every line fits: each takes its quantity with the one-line sale's statement, in
+ * lock order (into held, for a hold), and is told what it left and whether it
+ * crossed the point. A hold's rows and answer are made here too. */
+static int
+sale_cart_take(sale *self, const struct sale_cart *cart, struct sale_cart_line *work,
+               long long now_us, struct sale_answer *out, errbuf *err)
+{
+    unsigned char id[IDENT_BYTES];
+    int holding = cart->ttl > 0;
+
+    if (holding)
+        ident_new(id);
     for (size_t k = 0; k < cart->n; k++) {
         size_t i = cart->order[k];
         struct sale_cart_line *w = &work[i];
-        long long left, point, rows;
+        long long left, point, rows, q = w->m.quantity;
 
         sale_allocate(&w->m, w->row.stock, w->row.point);
-        rows = sale_take(self, cart->lines[i].sku, w->m.quantity, &left, &point, err);
+        rows = sale_take(self, cart->lines[i].sku, q, holding ? 0 : q, holding ? q : 0, &left,
+                         &point, err);
         if (rows < 0)
             return RS_ERR;
         if (rows != 1 || left != w->m.remaining)
             return errbuf_set(err, "a product's stock changed under its row lock");
         if (cart->customer != NULL && sale_limit_record(self, cart->client, cart->customer, &w->row,
-                                                        w->m.quantity, err) != RS_OK)
+                                                        q, holding ? id : NULL, err) != RS_OK)
             return RS_ERR;
     }
-    return RS_OK;
+    return holding ? sale_cart_hold(self, cart, work, id, now_us, out, err) : RS_OK;
 }
 
 /* The cart's transaction (see sale_cart_checkout): the key, the rows locked in
@@ -991,7 +1465,7 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
              struct sale_answer *out, errbuf *err)
 {
     unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
-    struct checkout_key_answer stored;
+    long long now_us = 0;
     int found, refused = 0, limited = 0;
 
     *claim = CHECKOUT_KEY_NEW;
@@ -1002,20 +1476,21 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
     if (db_begin(self->conn, err) != RS_OK)
         goto fail;
     if (cart->key != NULL) {
-        checkout_key_cart_fingerprint(cart->client, cart->lines, cart->order, cart->n, fingerprint);
-        *claim = checkout_key_claim(self->keys, cart->client, cart->key, fingerprint,
-                                    self->shop->key_retention, &stored, err);
-        if (*claim < 0)
+        char what[64];
+
+        if (cart->ttl > 0)
+            snprintf(what, sizeof(what), "POST /holds ttl=%lld", cart->ttl);
+        else
+            what[0] = '\0';
+        checkout_key_cart_fingerprint(cart->client, what, cart->lines, cart->order, cart->n,
+                                      fingerprint);
+        if ((*claim = sale_key_claim(self, cart->client, cart->key, fingerprint, out, err)) < 0)
             goto fail;
-        if (*claim != CHECKOUT_KEY_NEW) {
-            db_rollback(self->conn); /* it wrote nothing */
-            out->outcome = *claim == CHECKOUT_KEY_REPLAY ? SALE_REPLAYED : SALE_KEY_MISMATCH;
-            out->status = *claim == CHECKOUT_KEY_REPLAY ? stored.status : 422;
-            out->len = *claim == CHECKOUT_KEY_REPLAY ? stored.len : 0;
-            memcpy(out->body, stored.body, out->len);
+        if (*claim != CHECKOUT_KEY_NEW)
             return RS_OK;
-        }
     }
+    if (cart->ttl > 0 && hold_now(self->mv.holds, &now_us, err) != RS_OK)
+        goto fail;
     found = sale_cart_lock(self, cart, work, out, err);
     if (found < 0)
         goto fail;
@@ -1035,7 +1510,7 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
     }
     for (size_t i = 0; !limited && i < cart->n; i++)
         refused |= work[i].is_short = work[i].m.quantity > work[i].row.stock;
-    if (!refused && !limited && sale_cart_take(self, cart, work, err) != RS_OK)
+    if (!refused && !limited && sale_cart_take(self, cart, work, now_us, out, err) != RS_OK)
         goto fail;
     /* A short line is a checkout turned away: the refusal's decision (the
      * unmet demand of a sold-out product, its order), inside this transaction. */
@@ -1043,7 +1518,8 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
         if (work[i].is_short && order_refused(self->orders, cart->lines[i].sku, work[i].m.quantity,
                                               &work[i].ring, err) < 0)
             goto fail;
-    if (sale_cart_answer(cart, work, !refused && !limited, limited, out, err) != RS_OK)
+    if ((cart->ttl == 0 || refused || limited) &&
+        sale_cart_answer(cart, work, !refused && !limited, limited, out, err) != RS_OK)
         goto fail;
     if (cart->key != NULL && checkout_key_store(self->keys, cart->client, cart->key, out->status,
                                                 out->body, out->len, err) != RS_OK)
@@ -1083,18 +1559,454 @@ sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer 
     else if (out->outcome == SALE_DUPLICATE)
         metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
     else if (out->outcome == SALE_LIMITED)
-        metrics_count(METRICS_CHECKOUT_LIMIT);
+        metrics_count(cart->ttl > 0 ? METRICS_HOLD_REFUSED : METRICS_CHECKOUT_LIMIT);
     else if (out->outcome == SALE_REFUSED) {
-        metrics_count(METRICS_CHECKOUT_REFUSED);
+        metrics_count(cart->ttl > 0 ? METRICS_HOLD_REFUSED : METRICS_CHECKOUT_REFUSED);
         for (size_t i = 0; i < cart->n; i++)
             sale_ring(self, &work[i].ring);
     } else {
-        /* After the commit: what each line's sale triggers, as a one-line sale's. */
-        metrics_count(METRICS_CHECKOUT_SOLD);
+        /* After the commit: what each line's sale (or hold) triggers, as a
+         * one-line sale's. */
+        metrics_count(cart->ttl > 0 ? METRICS_HOLD_CREATED : METRICS_CHECKOUT_SOLD);
         for (size_t i = 0; i < cart->n; i++)
             sale_after_sale(self, cart->lines[i].sku, &work[i].m);
     }
 done:
     free(work);
     return rc;
+}
+
+/* -- holds -------------------------------------------------------------------------- */
+
+int
+sale_hold_parse(const cJSON *body, long long default_ttl, struct sale_cart *cart, errbuf *err)
+{
+    if (sale_cart_parse(body, cart, err) != RS_OK)
+        return RS_ERR;
+    cart->ttl = 0;
+    if (json_opt_int(body, "ttl", HOLD_TTL_MIN, HOLD_TTL_MAX, 0, &cart->ttl, err) != RS_OK)
+        return RS_ERR;
+    if (cart->ttl == 0)
+        cart->ttl = default_ttl;
+    return RS_OK;
+}
+
+/* A hold of one line, in its sku's batch (sale_hold). Left alone (a key there
+ * already, or refused with a key): a cart's transaction decides it. */
+static int
+sale_hold_combined(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
+{
+    struct sale_buy buy;
+    struct sale_cart_line line;
+    int state;
+
+    memset(&buy, 0, sizeof(buy));
+    buy.sku = cart->lines[0].sku;
+    buy.kind = SALE_KIND_HOLD;
+    buy.m.quantity = cart->lines[0].quantity;
+    buy.client = cart->client;
+    buy.customer = cart->customer;
+    buy.key = cart->key;
+    buy.ttl = cart->ttl;
+    buy.out = out;
+    if (cart->key != NULL) {
+        char what[64];
+
+        snprintf(what, sizeof(what), "POST /holds ttl=%lld", cart->ttl);
+        checkout_key_cart_fingerprint(cart->client, what, cart->lines, cart->order, cart->n,
+                                      buy.fingerprint);
+    }
+    if (sale_batch_submit(self, &buy, err) != RS_OK)
+        return RS_ERR;
+    if (buy.alone)
+        return sale_cart_checkout(self, cart, out, err);
+    if (buy.m.sold) {
+        metrics_count(METRICS_HOLD_CREATED);
+        sale_after_sale(self, buy.sku, &buy.m);
+        if (!buy.answered &&
+            sale_hold_created_answer(buy.sku, buy.m.quantity, buy.m.remaining, buy.hold_id,
+                                     buy.expires_us, out, err) != RS_OK)
+            sale_answer_oom(out);
+        return RS_OK;
+    }
+    memset(&line, 0, sizeof(line));
+    state = order_refused(self->orders, buy.sku, buy.m.quantity, &line.ring, err);
+    if (state < 0)
+        return RS_ERR;
+    if (state == ORDER_NO_PRODUCT) {
+        metrics_count(METRICS_CHECKOUT_NOT_FOUND);
+        sale_cart_static(out, SALE_NO_PRODUCT);
+        return RS_OK;
+    }
+    metrics_count(METRICS_HOLD_REFUSED);
+    sale_ring(self, &line.ring);
+    line.m.quantity = buy.m.quantity;
+    line.row.stock = line.ring.remaining;
+    line.is_short = 1;
+    if (sale_cart_answer(cart, &line, 0, 0, out, err) != RS_OK)
+        sale_answer_oom(out);
+    return RS_OK;
+}
+
+int
+sale_hold(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
+{
+    out->len = 0;
+    log_debug("event=hold_submitted client=%lld lines=%zu keyed=%d", cart->client, cart->n,
+              cart->key != NULL);
+    if (cart->n == 1) {
+        int limited = cart->customer != NULL ? sale_limit_peek(self, cart->lines[0].sku, err) : 0;
+
+        if (limited < 0)
+            return RS_ERR;
+        if (!limited)
+            return sale_hold_combined(self, cart, out, err);
+    }
+    return sale_cart_checkout(self, cart, out, err);
+}
+
+/* Ends the hold rec, locked and held, as to: confirmed (its units from held to
+ * sold), or released or expired (from held back to stock, and its customer's
+ * limit rows deleted). Its products' rows are changed in the lock order of carts. */
+static int
+sale_moves_end(struct sale_moves *mv, const struct hold_record *rec, enum hold_status to,
+               errbuf *err)
+{
+    size_t by_sku[HOLD_LINES_MAX];
+    long long rows;
+
+    for (size_t i = 0; i < rec->n; i++) {
+        size_t j = i;
+
+        for (; j > 0 && sale_cart_sku_cmp(rec->lines[by_sku[j - 1]].sku, rec->lines[i].sku) > 0;
+             j--)
+            by_sku[j] = by_sku[j - 1];
+        by_sku[j] = i;
+    }
+    for (size_t k = 0; k < rec->n; k++) {
+        const struct hold_line *l = &rec->lines[by_sku[k]];
+        int sold = to == HOLD_CONFIRMED;
+
+        rows = db_stmt_exec(mv->move, err, "iiib", sold ? 0 : l->quantity, -l->quantity,
+                            sold ? l->quantity : 0, l->product_id, (size_t)IDENT_BYTES);
+        if (rows < 0)
+            return RS_ERR;
+    }
+    rows = hold_end(mv->holds, (const unsigned char(*)[IDENT_BYTES])rec->id, 1, to, 0, err);
+    if (rows < 0)
+        return RS_ERR;
+    if (rows != 1)
+        return errbuf_set(err, "a locked hold was not held");
+    if (to != HOLD_CONFIRMED && rec->has_customer &&
+        db_stmt_exec(mv->unlimit, err, "b", rec->id, (size_t)IDENT_BYTES) < 0)
+        return RS_ERR;
+    return RS_OK;
+}
+
+/* The answer of a hold as rec says, its status now status (code 200 or 409). */
+static int
+sale_hold_status_answer(const struct hold_record *rec, enum hold_status status, int code,
+                        struct sale_answer *out, errbuf *err)
+{
+    struct sale_hold_view views[HOLD_LINES_MAX];
+
+    for (size_t i = 0; i < rec->n; i++) {
+        views[i].sku = rec->lines[i].sku;
+        views[i].quantity = rec->lines[i].quantity;
+        views[i].remaining = 0;
+    }
+    return sale_hold_answer(rec->id, status, rec->expires_us, views, rec->n, 0, code, out, err);
+}
+
+static void
+sale_no_hold(struct sale_answer *out)
+{
+    static const char text[] = "{\"error\":\"no such hold\"}";
+
+    out->outcome = SALE_NO_HOLD;
+    out->status = 404;
+    out->len = sizeof(text) - 1;
+    memcpy(out->body, text, out->len);
+}
+
+/* What a request did to its hold, for the counters after the commit. */
+struct sale_hold_done {
+    enum hold_status ended; /* the status this request ended it in; HOLD_HELD: none */
+    double lag;             /* an expiry's seconds past expires_at */
+};
+
+/* The decision of ref on the hold rec, locked: the answer, and what changed. */
+static int
+sale_hold_decide(sale *self, const struct sale_hold_ref *ref, struct hold_record *rec,
+                 struct sale_hold_done *done, struct sale_answer *out, errbuf *err)
+{
+    enum sale_hold_action a = ref->action;
+    enum hold_status status = rec->status;
+    long long now_us;
+    int code;
+
+    if (status == HOLD_HELD && rec->due) {
+        /* Past its time: expired now, whatever was asked. */
+        if (hold_now(self->mv.holds, &now_us, err) != RS_OK ||
+            sale_moves_end(&self->mv, rec, HOLD_EXPIRED, err) != RS_OK)
+            return RS_ERR;
+        done->ended = status = HOLD_EXPIRED;
+        done->lag = (double)(now_us - rec->expires_us) / 1e6;
+    } else if (status == HOLD_HELD && a == SALE_HOLD_EXTEND) {
+        if (hold_now(self->mv.holds, &now_us, err) != RS_OK)
+            return RS_ERR;
+        rec->expires_us = (now_us + ref->ttl * 1000000) / 1000 * 1000;
+        if (hold_extend(self->mv.holds, rec->id, rec->expires_us, err) != 1)
+            return RS_ERR;
+    } else if (status == HOLD_HELD) {
+        status = a == SALE_HOLD_CONFIRM ? HOLD_CONFIRMED : HOLD_RELEASED;
+        if (sale_moves_end(&self->mv, rec, status, err) != RS_OK)
+            return RS_ERR;
+        done->ended = status;
+    }
+    if (a == SALE_HOLD_CONFIRM)
+        code = status == HOLD_CONFIRMED ? 200 : 409;
+    else if (a == SALE_HOLD_EXTEND)
+        code = status == HOLD_HELD ? 200 : 409;
+    else
+        code = status == HOLD_CONFIRMED ? 409 : 200;
+    return sale_hold_status_answer(rec, status, code, out, err);
+}
+
+/* The transaction of a request about one hold: its key, its row locked, the
+ * decision, the answer stored. A failure rolls everything back. */
+static int
+sale_hold_act_tx(sale *self, const struct sale_hold_ref *ref, const unsigned char id[IDENT_BYTES],
+                 struct hold_record *rec, int *claim, struct sale_hold_done *done,
+                 struct sale_answer *out, errbuf *err)
+{
+    static const char *const verbs[] = {"GET", "POST", "POST", "DELETE"};
+    static const char *const ends[] = {"", "/confirm", "/extend", ""};
+    unsigned char fingerprint[CHECKOUT_KEY_FINGERPRINT];
+    int found;
+
+    *claim = CHECKOUT_KEY_NEW;
+    done->ended = HOLD_HELD;
+    if (db_begin(self->conn, err) != RS_OK)
+        goto fail;
+    if (ref->key != NULL) {
+        char what[128];
+
+        snprintf(what, sizeof(what), "%s /holds/%s%s ttl=%lld", verbs[ref->action], ref->id,
+                 ends[ref->action], ref->action == SALE_HOLD_EXTEND ? ref->ttl : 0);
+        checkout_key_cart_fingerprint(ref->client, what, NULL, NULL, 0, fingerprint);
+        if ((*claim = sale_key_claim(self, ref->client, ref->key, fingerprint, out, err)) < 0)
+            goto fail;
+        if (*claim != CHECKOUT_KEY_NEW)
+            return RS_OK;
+    }
+    found = hold_read(self->mv.holds, id, ref->client, 1, rec, err);
+    if (found < 0)
+        goto fail;
+    if (found == 0) {
+        db_rollback(self->conn); /* not stored: it changed nothing */
+        sale_no_hold(out);
+        return RS_OK;
+    }
+    if (sale_hold_decide(self, ref, rec, done, out, err) != RS_OK)
+        goto fail;
+    if (ref->key != NULL && checkout_key_store(self->keys, ref->client, ref->key, out->status,
+                                               out->body, out->len, err) != RS_OK)
+        goto fail;
+    if (db_commit(self->conn, err) != RS_OK)
+        goto fail;
+    return RS_OK;
+
+fail:
+    db_rollback(self->conn);
+    done->ended = HOLD_HELD;
+    return RS_ERR;
+}
+
+/* A confirm of a one-line hold, held and not due, in its sku's batch. 1: done
+ * (out is the answer); 0: left alone (a release or the expiry came first: the
+ * transaction decides); RS_ERR. */
+static int
+sale_hold_confirm_combined(sale *self, struct hold_record *rec, struct sale_answer *out,
+                           errbuf *err)
+{
+    struct sale_buy buy;
+
+    memset(&buy, 0, sizeof(buy));
+    buy.sku = rec->lines[0].sku;
+    buy.kind = SALE_KIND_CONFIRM;
+    buy.m.quantity = rec->lines[0].quantity;
+    buy.client = rec->client;
+    memcpy(buy.hold_id, rec->id, IDENT_BYTES);
+    if (sale_batch_submit(self, &buy, err) != RS_OK)
+        return RS_ERR;
+    if (buy.alone || !buy.m.sold)
+        return 0;
+    metrics_count(METRICS_HOLD_CONFIRMED);
+    if (sale_hold_status_answer(rec, HOLD_CONFIRMED, 200, out, err) != RS_OK)
+        sale_answer_oom(out);
+    return 1;
+}
+
+int
+sale_hold_act(sale *self, const struct sale_hold_ref *ref, struct sale_answer *out, errbuf *err)
+{
+    unsigned char id[IDENT_BYTES];
+    struct hold_record *rec = malloc(sizeof(*rec));
+    struct sale_hold_done done;
+    int rc = RS_OK, found, claim, attempts = 0;
+
+    out->len = 0;
+    if (rec == NULL)
+        return errbuf_set(err, "out of memory");
+    if (ident_parse(ref->id, id) != 0) {
+        sale_no_hold(out);
+        goto done;
+    }
+    if (ref->action == SALE_HOLD_GET || (ref->action == SALE_HOLD_CONFIRM && ref->key == NULL)) {
+        /* Read without a lock: a GET's answer, and what a confirm may skip. */
+        found = hold_read(self->mv.holds, id, ref->client, 0, rec, err);
+        if (found <= 0) {
+            rc = found;
+            if (found == 0)
+                sale_no_hold(out);
+            goto done;
+        }
+        if (ref->action == SALE_HOLD_GET) {
+            enum hold_status shown = rec->due ? HOLD_EXPIRED : rec->status;
+
+            if (sale_hold_status_answer(rec, shown, 200, out, err) != RS_OK)
+                sale_answer_oom(out);
+            goto done;
+        }
+        if (rec->status != HOLD_HELD) {
+            /* Ended before: its answer is what the row says. */
+            if (sale_hold_status_answer(rec, rec->status, rec->status == HOLD_CONFIRMED ? 200 : 409,
+                                        out, err) != RS_OK)
+                sale_answer_oom(out);
+            goto done;
+        }
+        if (!rec->due && rec->n == 1 &&
+            (rc = sale_hold_confirm_combined(self, rec, out, err)) != 0) {
+            rc = rc > 0 ? RS_OK : RS_ERR;
+            goto done;
+        }
+    }
+    do
+        rc = sale_hold_act_tx(self, ref, id, rec, &claim, &done, out, err);
+    while (rc != RS_OK && db_retry(self->conn, &attempts));
+    if (rc != RS_OK)
+        goto done;
+    if (claim == CHECKOUT_KEY_MISMATCH)
+        metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
+    else if (claim != CHECKOUT_KEY_NEW)
+        metrics_count(METRICS_CHECKOUT_REPLAYED);
+    else if (done.ended == HOLD_EXPIRED)
+        metrics_hold_expired(done.lag);
+    else if (done.ended == HOLD_CONFIRMED)
+        metrics_count(METRICS_HOLD_CONFIRMED);
+    else if (done.ended == HOLD_RELEASED)
+        metrics_count(METRICS_HOLD_RELEASED);
+done:
+    free(rec);
+    return rc;
+}
+
+/* -- the worker's expiry ------------------------------------------------------------- */
+
+sale_expiry *
+sale_expiry_new(db *conn, errbuf *err)
+{
+    sale_expiry *self = calloc(1, sizeof(*self));
+
+    if (self == NULL) {
+        errbuf_set(err, "out of memory");
+        return NULL;
+    }
+    if (sale_moves_init(&self->mv, conn, err) != RS_OK)
+        sale_expiry_destroy(&self);
+    return self;
+}
+
+void
+sale_expiry_destroy(sale_expiry **self_p)
+{
+    sale_expiry *self = *self_p;
+
+    if (self == NULL)
+        return;
+    hold_destroy(&self->mv.holds);
+    free(self); /* the statements go with the caller's db */
+    *self_p = NULL;
+}
+
+/* The transaction of sale_expiry_run over the n due ids: each still held and due
+ * expired; their lags into lags, how many into *expired. */
+static int
+sale_expiry_tx(sale_expiry *self, const unsigned char (*ids)[IDENT_BYTES], size_t n,
+               struct hold_record *rec, double *lags, size_t *expired, errbuf *err)
+{
+    long long now_us;
+
+    *expired = 0;
+    if (db_begin(self->mv.conn, err) != RS_OK || hold_now(self->mv.holds, &now_us, err) != RS_OK)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        int found = hold_read(self->mv.holds, ids[i], HOLD_ANY_CLIENT, 1, rec, err);
+
+        if (found < 0)
+            goto fail;
+        if (found == 0 || rec->status != HOLD_HELD || !rec->due)
+            continue; /* a confirm, a release or another worker's expiry came first */
+        if (sale_moves_end(&self->mv, rec, HOLD_EXPIRED, err) != RS_OK)
+            goto fail;
+        lags[(*expired)++] = (double)(now_us - rec->expires_us) / 1e6;
+    }
+    if (db_commit(self->mv.conn, err) != RS_OK)
+        goto fail;
+    return RS_OK;
+
+fail:
+    db_rollback(self->mv.conn);
+    *expired = 0;
+    return RS_ERR;
+}
+
+long long
+sale_expiry_run(sale_expiry *self, size_t max, errbuf *err)
+{
+    unsigned char(*ids)[IDENT_BYTES] = calloc(max, sizeof(*ids));
+    struct hold_record *rec = malloc(sizeof(*rec));
+    double *lags = calloc(max, sizeof(*lags));
+    long long n;
+    size_t expired = 0;
+    int rc, attempts = 0;
+
+    if (ids == NULL || rec == NULL || lags == NULL) {
+        n = errbuf_set(err, "out of memory");
+        goto done;
+    }
+    n = hold_due(self->mv.holds, ids, max, err);
+    if (n <= 0)
+        goto done;
+    do
+        rc = sale_expiry_tx(self, (const unsigned char(*)[IDENT_BYTES])ids, (size_t)n, rec, lags,
+                            &expired, err);
+    while (rc != RS_OK && db_retry(self->mv.conn, &attempts));
+    if (rc != RS_OK) {
+        n = RS_ERR;
+        goto done;
+    }
+    for (size_t i = 0; i < expired; i++)
+        metrics_hold_expired(lags[i]);
+    n = (long long)expired;
+done:
+    free(ids), free(rec), free(lags);
+    return n;
+}
+
+int
+sale_expiry_next(sale_expiry *self, long long *wait_us, errbuf *err)
+{
+    return hold_next_due(self->mv.holds, wait_us, err);
 }

@@ -21,6 +21,7 @@
 #include "conf.h"
 #include "db.h"
 #include "errbuf.h"
+#include "hold.h"
 #include "json.h"
 
 /* --- the allocation: pure, no database -------------------------------------- */
@@ -64,9 +65,9 @@ typedef struct sale sale;
 sale *sale_new(sale_shop *shop, db *conn, errbuf *err);
 void sale_destroy(sale **self_p);
 
-#define SALE_QUANTITY_MAX 1000 /* units of one checkout, or of one line of a cart */
-#define SALE_LINES_MAX    50   /* lines of a cart */
-#define SALE_CUSTOMER_MAX 64   /* characters of a Restock-Customer */
+#define SALE_QUANTITY_MAX 1000           /* units of one checkout, or of one line of a cart */
+#define SALE_LINES_MAX    HOLD_LINES_MAX /* lines of a cart, as of a hold */
+#define SALE_CUSTOMER_MAX 64             /* characters of a Restock-Customer */
 
 /* A checkout as parsed: sku and key (NULL: none) stay the caller's. */
 struct sale_request {
@@ -80,14 +81,18 @@ struct sale_request {
 };
 
 enum sale_outcome {
-    SALE_SOLD,        /* 200 */
-    SALE_DUPLICATE,   /* 400: two lines of a cart name one product (by the column's
-                         collation: skus that differ in case only); nothing done */
-    SALE_REFUSED,     /* 409: fewer units left than asked for */
-    SALE_LIMITED,     /* 409 "reason":"limit": over the customer's max_per_customer */
-    SALE_NO_PRODUCT,  /* 404: no such sku */
-    SALE_REPLAYED,    /* the key's stored answer, byte for byte; nothing sold */
-    SALE_KEY_MISMATCH /* the key was used for another request: nothing done, no body */
+    SALE_SOLD,         /* 200 */
+    SALE_DUPLICATE,    /* 400: two lines of a cart name one product (by the column's
+                          collation: skus that differ in case only); nothing done */
+    SALE_REFUSED,      /* 409: fewer units left than asked for */
+    SALE_LIMITED,      /* 409 "reason":"limit": over the customer's max_per_customer */
+    SALE_NO_PRODUCT,   /* 404: no such sku */
+    SALE_REPLAYED,     /* the key's stored answer, byte for byte; nothing sold */
+    SALE_KEY_MISMATCH, /* the key was used for another request: nothing done, no body */
+    SALE_HELD,         /* 201: a hold made */
+    SALE_NO_HOLD,      /* 404: no such hold (of this client), or an id that is not one */
+    SALE_HOLD_STATUS   /* a hold's answer as its status has it: 200, or 409 when it can
+                          no longer be confirmed, extended or released */
 };
 
 /* The checkout's answer. body is its JSON text (not NUL-terminated), len bytes;
@@ -130,6 +135,7 @@ int sale_customer_check(const char *customer, errbuf *err);
  * skus point into the parsed body), and order, their indexes by sku (bytes): the
  * order in which their rows are locked, and their fingerprint is made. */
 struct sale_cart {
+    long long ttl;        /* a hold's seconds (POST /holds); 0: a checkout */
     long long client;     /* the API client, or CHECKOUT_KEY_ANONYMOUS */
     const char *key;      /* the Idempotency-Key, unquoted; NULL: no key */
     const char *customer; /* as sale_request's */
@@ -157,5 +163,65 @@ int sale_cart_parse(const cJSON *body, struct sale_cart *cart, errbuf *err);
  * and the keyed outcomes of sale_checkout. RS_ERR as sale_checkout's. */
 int sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer *out,
                        errbuf *err);
+
+/* --- holds: units kept off the shelf while the buyer pays ------------------------- */
+
+/* A hold's body {"lines":[…],"ttl":S}: the lines as sale_cart_parse's, ttl
+ * HOLD_TTL_MIN to HOLD_TTL_MAX seconds (none: default_ttl). Pure. */
+int sale_hold_parse(const cJSON *body, long long default_ttl, struct sale_cart *cart, errbuf *err);
+
+/* Holds cart (cart->ttl > 0): every line's units go from stock to held, or none
+ * (409, as a cart's, each short line with "short":true; the refusal's decision as
+ * a cart's), with the hold's row, expiring ttl seconds from now by the database's
+ * clock. 201 {"hold","status":"held","expires_at","lines":[{"sku","quantity",
+ * "remaining"}]}. A hold of one line of a product without a customer's limit is
+ * combined with the checkouts of its sku (one statement, one transaction for
+ * the batch, its rows and keys written in it); others, in a transaction of
+ * their own, as a cart's. Keys, limits, 404, SALE_DUPLICATE, RS_ERR: as
+ * sale_cart_checkout. A customer's limit counts held units. */
+int sale_hold(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err);
+
+enum sale_hold_action { SALE_HOLD_GET, SALE_HOLD_CONFIRM, SALE_HOLD_EXTEND, SALE_HOLD_RELEASE };
+
+/* A request about one hold: GET /holds/{id}, POST …/confirm, …/extend, DELETE. */
+struct sale_hold_ref {
+    enum sale_hold_action action;
+    long long client; /* holds are their client's: another's is not found */
+    const char *key;  /* Idempotency-Key; NULL: none (never on GET) */
+    const char *id;   /* as the path has it: a hold is found only by its UUID */
+    long long ttl;    /* extend: seconds from now (HOLD_TTL_MIN to HOLD_TTL_MAX) */
+};
+
+/* Answers ref with the hold's JSON {"hold","status","expires_at","lines":[{"sku",
+ * "quantity"}]}: GET 200 (a held hold past its expires_at shows "expired": its
+ * units are back on the shelf or about to be); confirm: 200 "confirmed", the units
+ * sold (again: the same 200), 409 "expired"/"released"; extend: 200 with the new
+ * expires_at, 409 when not held; release: 200 "released", the units back on the
+ * shelf (again: the same 200; an expired hold: 200 "expired"), 409 "confirmed".
+ * A held hold past its expires_at is expired by whichever comes first, the
+ * worker or this request. SALE_NO_HOLD (404) for no such hold; keys as
+ * sale_checkout's. A confirm of a one-line hold is combined with its sku's
+ * checkouts. RS_ERR when the database failed: nothing changed. */
+int sale_hold_act(sale *self, const struct sale_hold_ref *ref, struct sale_answer *out,
+                  errbuf *err);
+
+/* --- the worker's expiry ------------------------------------------------------------ */
+
+typedef struct sale_expiry sale_expiry;
+
+/* Its statements live on conn, the caller's. NULL with err. */
+sale_expiry *sale_expiry_new(db *conn, errbuf *err);
+void sale_expiry_destroy(sale_expiry **self_p);
+
+/* Expires up to max held holds whose expires_at is past: in one transaction,
+ * each still held (a confirm or a release may have ended it first) goes to
+ * expired and its units from held back to stock, its customer's limit rows
+ * deleted; each counted with its lag (restock_hold_expiry_lag_seconds). How many
+ * it expired, or RS_ERR (nothing changed). */
+long long sale_expiry_run(sale_expiry *self, size_t max, errbuf *err);
+
+/* Microseconds until the next held hold is due into *wait_us: 1; 0 when no hold
+ * is held; RS_ERR. */
+int sale_expiry_next(sale_expiry *self, long long *wait_us, errbuf *err);
 
 #endif

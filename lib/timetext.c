@@ -35,6 +35,37 @@ timetext_utc(time_t t, char *out, size_t size)
     timetext_format(t, 0, "%Y-%m-%dT%H:%M:%SZ", out, size);
 }
 
+/* A time in microseconds since the epoch as seconds and the fraction's digits
+ * (digits of 1 to 6), into out: the date and time in fmt, then ".fff", then tail. */
+static void
+timetext_utc_fraction(long long us, const char *fmt, int digits, const char *tail, char *out,
+                      size_t size)
+{
+    long long sec = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+    long long frac = us - sec * 1000000;
+    size_t n;
+
+    for (int d = digits; d < 6; d++)
+        frac /= 10;
+    timetext_format((time_t)sec, 0, fmt, out, size);
+    n = strlen(out);
+    if (strcmp(out, "?") != 0 &&
+        snprintf(out + n, size - n, ".%0*lld%s", digits, frac, tail) >= (int)(size - n))
+        snprintf(out, size, "?");
+}
+
+void
+timetext_utc_ms(long long us, char *out, size_t size)
+{
+    timetext_utc_fraction(us, "%Y-%m-%dT%H:%M:%S", 3, "Z", out, size);
+}
+
+void
+timetext_sql_utc(long long us, char *out, size_t size)
+{
+    timetext_utc_fraction(us, "%Y-%m-%d %H:%M:%S", 6, "", out, size);
+}
+
 void
 timetext_local_zone(time_t t, char *out, size_t size)
 {

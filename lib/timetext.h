@@ -17,6 +17,14 @@
 /* "2024-04-05T19:34:38Z": UTC in ISO 8601, the spool files' form. */
 void timetext_utc(time_t t, char *out, size_t size);
 
+/* "2026-12-07T02:40:00.123Z": us microseconds since the epoch, UTC in RFC 3339
+ * with milliseconds (the API's times: a hold's expires_at). */
+void timetext_utc_ms(long long us, char *out, size_t size);
+
+/* "2026-12-07 02:40:00.123456": the same as a DATETIME(6) literal's text (UTC,
+ * as restock stores times). */
+void timetext_sql_utc(long long us, char *out, size_t size);
+
 /* "2025-01-14 10:00:00 KST": local time (TZ) with its zone, the emails' form. */
 void timetext_local_zone(time_t t, char *out, size_t size);
 

@@ -4,7 +4,8 @@
  * the factory, emails through the SMTP relay. Every watch_interval its watch
  * (watch.c) looks for what operators must hear of: corrupt files, orders whose
  * callback never came, messages waiting too long; and deletes the checkouts'
- * idempotency keys past their retention. It serves every program's Prometheus metrics on
+ * idempotency keys past their retention; a thread of its own expires holds at
+ * their time (expiry.c). It serves every program's Prometheus metrics on
  * metrics_listen (scrape.c), and re-reads its configuration on SIGHUP. One worker
  * per spool (a lock file says so). */
 #include "config.h"
@@ -33,6 +34,7 @@
 #include "drivers.h"
 #include "http.h"
 #include "ident.h"
+#include "expiry.h"
 #include "lease.h"
 #include "log.h"
 #include "metrics.h"
@@ -141,6 +143,7 @@ main(int argc, char **argv)
     alert *alerts = NULL;
     checkout_key *checkout_keys = NULL;
     lease *registration = NULL;
+    expiry *holds_expiry = NULL;
     watch *watcher = NULL;
     struct sigaction sa;
     sigset_t hup;
@@ -238,6 +241,9 @@ main(int argc, char **argv)
     if (registration == NULL || lease_start_wait(registration, &worker_stop, &err) != RS_OK)
         goto fail;
     watch_use(watcher, orders, checkout_keys);
+    holds_expiry = expiry_new(cf, &err);
+    if (holds_expiry == NULL)
+        goto fail;
     /* A worker of several binds its own endpoint (bus_listen); alone, it binds
      * the one the responders ring. */
     bell = bus_sub_new(worker_bus_listen(cf), &err);
@@ -364,6 +370,7 @@ fail:
 done:
     /* Deliveries in flight finish before the queues are gone. */
     scrape_destroy(&endpoint);
+    expiry_destroy(&holds_expiry);
     queue_destroy(&factory_runner);
     queue_destroy(&mail_runner);
     queue_destroy(&callback_runner);

@@ -15,24 +15,24 @@ from harness import BUILDDIR, Stack, run_tests
 
 DONUT = "CP-502101"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-FIELDS = {"product_id", "sku", "name", "price", "stock", "factory_id", "ad_id"}
+FIELDS = {"product_id", "sku", "name", "price", "stock", "held", "factory_id", "ad_id"}
 NOT_FOUND = {"message": "상품 없음"}
 
 
 def db_product(s, sku):
     """The product row as the API shows it, read straight from the database."""
-    rows = s.sql("SELECT LOWER(HEX(product_id)), sku, name, price, stock,"
+    rows = s.sql("SELECT LOWER(HEX(product_id)), sku, name, price, stock, held,"
                  " LOWER(HEX(factory_id)), LOWER(HEX(ad_id)) FROM product WHERE sku = '%s'" % sku)
     if not rows:
         return None
-    pid, sku, name, price, stock, fid, aid = rows[0]
+    pid, sku, name, price, stock, held, fid, aid = rows[0]
 
     def uuid(h):
         if h == "NULL":
             return None
         return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
     return {"product_id": uuid(pid), "sku": sku, "name": name, "price": int(price),
-            "stock": int(stock), "factory_id": uuid(fid), "ad_id": uuid(aid)}
+            "stock": int(stock), "held": int(held), "factory_id": uuid(fid), "ad_id": uuid(aid)}
 
 
 def bought(n):

@@ -126,20 +126,22 @@ test_cart_fingerprint(void)
     const struct checkout_key_line more[] = {{"A-1", 123}};
     const size_t first[] = {0};
 
-    checkout_key_cart_fingerprint(CHECKOUT_KEY_ANONYMOUS, lines, by_sku, 2, a);
+    checkout_key_cart_fingerprint(CHECKOUT_KEY_ANONYMOUS, "", lines, by_sku, 2, a);
     crypto_hash_sha256(want, (const unsigned char *)text, sizeof(text) - 1);
     ok(memcmp(a, want, sizeof(want)) == 0,
        "a cart's: SHA-256 of a NUL, each line's sku, NUL, quantity, NUL in the order given, "
        "then the client");
-    checkout_key_cart_fingerprint(CHECKOUT_KEY_ANONYMOUS, lines, asked, 2, b);
+    checkout_key_cart_fingerprint(CHECKOUT_KEY_ANONYMOUS, "", lines, asked, 2, b);
     ok(memcmp(a, b, sizeof(a)) != 0, "the order given is the order hashed (the caller sorts)");
-    checkout_key_cart_fingerprint(7, lines, by_sku, 2, b);
+    checkout_key_cart_fingerprint(7, "", lines, by_sku, 2, b);
     ok(memcmp(a, b, sizeof(a)) != 0, "another client: another one");
-    checkout_key_cart_fingerprint(CHECKOUT_KEY_ANONYMOUS, lines, by_sku, 1, b);
+    checkout_key_cart_fingerprint(CHECKOUT_KEY_ANONYMOUS, "", lines, by_sku, 1, b);
     ok(memcmp(a, b, sizeof(a)) != 0, "fewer lines: another one");
-    checkout_key_cart_fingerprint(CHECKOUT_KEY_ANONYMOUS, more, first, 1, a);
+    checkout_key_cart_fingerprint(CHECKOUT_KEY_ANONYMOUS, "", more, first, 1, a);
     checkout_key_fingerprint(CHECKOUT_KEY_ANONYMOUS, "A-1", 123, b);
     ok(memcmp(a, b, sizeof(a)) != 0, "a cart of one line is not the one-line checkout of it");
+    checkout_key_cart_fingerprint(CHECKOUT_KEY_ANONYMOUS, "POST /holds ttl=600", more, first, 1, b);
+    ok(memcmp(a, b, sizeof(a)) != 0, "a hold of the lines is not the cart of them");
 }
 
 static void
