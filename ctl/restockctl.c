@@ -425,7 +425,7 @@ ctl_holds_product(void *arg, const struct hold_report_product *p)
     char holds[24], units[24], age[32], in[32];
 
     if (seen->products++ == 0)
-        printf(CTL_HOLDS_FORMAT, "sku", "holds", "units", "oldest", "age", "next expiry", "in");
+        printf(CTL_HOLDS_FORMAT, "sku", "holds", "units", "oldest", "age", "next_expiry", "in");
     seen->units += p->units;
     snprintf(holds, sizeof(holds), "%lld", p->holds);
     snprintf(units, sizeof(units), "%lld", p->units);

@@ -151,7 +151,7 @@ def lagging(t, s):
     if hold is None:
         return
     lock = subprocess.Popen(
-        ["mariadb", "--no-defaults", "-S", s.info["DB_SOCKET"], "-u", s.info["DB_USER"],
+        ["mariadb", "--no-defaults", "--unbuffered", "-S", s.info["DB_SOCKET"], "-u", s.info["DB_USER"],
          "-p" + s.info["DB_PASSWORD"], "-N", "-B", s.info["DB_NAME"]],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
