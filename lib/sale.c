@@ -1949,7 +1949,7 @@ sale_expiry_tx(sale_expiry *self, const unsigned char (*ids)[IDENT_BYTES], size_
     long long now_us;
 
     *expired = 0;
-    if (db_begin(self->mv.conn, err) != RS_OK || hold_now(self->mv.holds, &now_us, err) != RS_OK)
+    if (db_begin(self->mv.conn, err) != RS_OK)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         int found = hold_read(self->mv.holds, ids[i], HOLD_ANY_CLIENT, 1, rec, err);
@@ -1960,8 +1960,14 @@ sale_expiry_tx(sale_expiry *self, const unsigned char (*ids)[IDENT_BYTES], size_
             continue; /* a confirm, a release or another worker's expiry came first */
         if (sale_moves_end(&self->mv, rec, HOLD_EXPIRED, err) != RS_OK)
             goto fail;
-        lags[(*expired)++] = (double)(now_us - rec->expires_us) / 1e6;
+        lags[(*expired)++] = (double)rec->expires_us; /* made its lag below */
     }
+    /* The lag ends when the units are back, after the rows' locks were had: a
+     * hold whose row a long transaction kept locked was that much later. */
+    if (*expired > 0 && hold_now(self->mv.holds, &now_us, err) != RS_OK)
+        goto fail;
+    for (size_t i = 0; i < *expired; i++)
+        lags[i] = ((double)now_us - lags[i]) / 1e6;
     if (db_commit(self->mv.conn, err) != RS_OK)
         goto fail;
     return RS_OK;
