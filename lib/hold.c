@@ -116,11 +116,9 @@ hold_text_ids(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n)
     db_text_str(t, ")");
 }
 
-/* The text of the holds' rows and their lines': their times and products as the
- * drafts give them, or as src's SQL says. */
+/* The text of the holds' rows and their lines'. */
 void
-hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
-                 const struct hold_sql_source *src)
+hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n)
 {
     db_text_str(t, "INSERT INTO hold (hold_id, client_id, customer, status, expires_at,"
                    " created_at) VALUES ");
@@ -137,17 +135,9 @@ hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
         else
             db_text_str(t, "NULL");
         db_text_str(t, ",0,");
-        if (src != NULL) {
-            db_text_str(t, src->now);
-            db_text_str(t, " + INTERVAL ");
-            db_text_int(t, h->ttl);
-            db_text_str(t, " SECOND,");
-            db_text_str(t, src->now);
-        } else {
-            hold_text_time(t, h->expires_us);
-            db_text_str(t, ",");
-            hold_text_time(t, h->created_us);
-        }
+        hold_text_time(t, h->expires_us);
+        db_text_str(t, ",");
+        hold_text_time(t, h->created_us);
         db_text_str(t, ")");
     }
     db_text_str(t, ";INSERT INTO hold_line (hold_id, line, product_id, quantity) VALUES ");
@@ -158,10 +148,7 @@ hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
             db_text_str(t, ",");
             db_text_int(t, (long long)j);
             db_text_str(t, ",");
-            if (src != NULL)
-                db_text_str(t, src->product);
-            else
-                db_text_hex(t, holds[i].items[j].product_id, IDENT_BYTES);
+            db_text_hex(t, holds[i].items[j].product_id, IDENT_BYTES);
             db_text_str(t, ",");
             db_text_int(t, holds[i].items[j].quantity);
             db_text_str(t, ")");
@@ -175,7 +162,7 @@ hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err)
     struct db_multi m;
     int rc;
 
-    hold_insert_text(&t, holds, n, NULL);
+    hold_insert_text(&t, holds, n);
     rc = t.failed ? errbuf_set(err, "out of memory")
                   : db_exec_multi(self->conn, 0, t.buf, t.len, &m, err);
     db_text_free(&t);

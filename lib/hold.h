@@ -45,18 +45,8 @@ struct hold_draft {
     long long client;     /* the API client, or 0: anonymous */
     const char *customer; /* the client's customer; NULL: none */
     long long created_us, expires_us;
-    long long ttl; /* its seconds, when a hold_sql_source says the time */
     size_t n;
     const struct hold_item *items;
-};
-
-/* Where the text of holds takes what the caller's transaction knows only in SQL
- * (a batch's one round trip, lib/sale): now, the time (a DATETIME(3)
- * expression: expires_at is now + ttl, to the millisecond); product, every
- * line's product_id. */
-struct hold_sql_source {
-    const char *now;
-    const char *product;
 };
 
 /* A hold as read: its status, when it expires, its lines in the request's order. */
@@ -91,8 +81,7 @@ int hold_now(hold *self, long long *now_us, errbuf *err);
  * hold_insert_text: their text, appended to t, for a caller that sends it with
  * more (lib/sale's batch: the holds with its commit). */
 int hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err);
-void hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
-                      const struct hold_sql_source *src);
+void hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n);
 
 /* Reads the hold id of client (HOLD_ANY_CLIENT: whoever's; lock: FOR UPDATE, to
  * the end of the caller's transaction) into *out: 1, 0 when there is none (or it
