@@ -426,7 +426,8 @@ sales_thread_init(void *app, void **state, errbuf *err)
     }
     th->app = app;
     /* Connects at the first request, and again whenever the database was gone. */
-    th->conn = db_new(th->app->cf, 0);
+    /* Several statements in one round trip: a batch's transaction (lib/sale). */
+    th->conn = db_new(th->app->cf, DB_MULTI_STATEMENTS);
     if (th->conn == NULL) {
         errbuf_set(err, "out of memory");
         goto fail;

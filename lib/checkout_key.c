@@ -273,34 +273,26 @@ checkout_key_store(checkout_key *self, long long client, const char *key, int st
     return RS_OK;
 }
 
-long long
-checkout_key_store_new(checkout_key *self, db *conn, const struct checkout_key_entry *entries,
-                       size_t n, errbuf *err)
+void
+checkout_key_insert_text(db_text *t, const struct checkout_key_entry *entries, size_t n)
 {
-    db_text t = {0};
-    long long rows;
-
-    (void)self;
-    db_text_str(&t, "INSERT IGNORE INTO checkout_key (client_id, idem_key, fingerprint, status,"
-                    " body) VALUES ");
+    db_text_str(t, "INSERT INTO checkout_key (client_id, idem_key, fingerprint, status, body)"
+                   " VALUES ");
     for (size_t i = 0; i < n; i++) {
         const struct checkout_key_entry *e = &entries[i];
 
-        db_text_str(&t, i > 0 ? ",(" : "(");
-        db_text_int(&t, e->client);
-        db_text_str(&t, ",");
-        db_text_hex(&t, e->key, strlen(e->key));
-        db_text_str(&t, ",");
-        db_text_hex(&t, e->fingerprint, CHECKOUT_KEY_FINGERPRINT);
-        db_text_str(&t, ",");
-        db_text_int(&t, e->status);
-        db_text_str(&t, ",");
-        db_text_hex(&t, e->body, e->len);
-        db_text_str(&t, ")");
+        db_text_str(t, i > 0 ? ",(" : "(");
+        db_text_int(t, e->client);
+        db_text_str(t, ",");
+        db_text_hex(t, e->key, strlen(e->key));
+        db_text_str(t, ",");
+        db_text_hex(t, e->fingerprint, CHECKOUT_KEY_FINGERPRINT);
+        db_text_str(t, ",");
+        db_text_int(t, e->status);
+        db_text_str(t, ",");
+        db_text_hex(t, e->body, e->len);
+        db_text_str(t, ")");
     }
-    rows = db_text_run(conn, &t, err);
-    db_text_free(&t);
-    return rows;
 }
 
 long long

@@ -92,12 +92,12 @@ int checkout_key_claim(checkout_key *self, long long client, const char *key,
 int checkout_key_store(checkout_key *self, long long client, const char *key, int status,
                        const char *body, size_t len, errbuf *err);
 
-/* The keys of a combined batch (lib/sale), each with its answer, in the
- * caller's open transaction on conn: one statement. A key whose row is there
- * already (a retry, a copy in flight: this waits for its transaction) is not
- * written; the caller compares the rows written with n and, when short, rolls
- * back and runs those requests one by one (checkout_key_claim). Rows written,
- * or RS_ERR. */
+/* The keys of a combined batch (lib/sale), each with its answer: the text of
+ * one INSERT of their rows, appended to t, for the caller to send in its open
+ * transaction with the batch's other statements. A key whose row is there
+ * already (a retry; a copy in flight, whose transaction InnoDB makes it wait for)
+ * fails it with a duplicate key (1062): the caller rolls back and runs those
+ * requests one by one (checkout_key_claim). */
 struct checkout_key_entry {
     long long client;
     const char *key;
@@ -106,8 +106,7 @@ struct checkout_key_entry {
     const char *body;
     size_t len;
 };
-long long checkout_key_store_new(checkout_key *self, db *conn,
-                                 const struct checkout_key_entry *entries, size_t n, errbuf *err);
+void checkout_key_insert_text(db_text *t, const struct checkout_key_entry *entries, size_t n);
 
 /* Deletes a small batch of the keys older than retention seconds, oldest first
  * (the worker's watch; call again while it returns CHECKOUT_KEY_PRUNE_BATCH).

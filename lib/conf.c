@@ -91,8 +91,8 @@ static const struct conf_param conf_params[] = {
      "Seconds a hold (POST /holds) keeps its units when the request names no ttl; a "
      "request's own ttl may be 30 to 86400."},
     {"hold_retention", CONF_INT, "604800", 60, 31536000, NULL, 0, NULL,
-     "Seconds an ended hold (confirmed, released, expired) is kept for GET /holds/{id} "
-     "and its key's replay; restock-worker deletes older ones."},
+     "Seconds an ended hold (confirmed, released, expired) is kept, counted from its "
+     "expires_at, for GET /holds/{id}; restock-worker deletes older ones."},
     {"checkout_require_client", CONF_ENUM, "no", 0, 0, "yes|no", 0, NULL,
      "yes: POST /checkout needs an API client's key (Authorization: Bearer, made by "
      "`restockctl client add`), and an anonymous checkout answers 401; no: anonymous "

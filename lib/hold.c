@@ -32,8 +32,11 @@ static const struct db_stmt_def hold_sql[ST_COUNT] = {
     [ST_NEXT] = {"SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), MIN(expires_at))"
                  " FROM hold WHERE status = 0",
                  DB_IDEMPOTENT},
-    [ST_ENDED] = {"SELECT hold_id FROM hold WHERE ended_at < UTC_TIMESTAMP(6) - INTERVAL ? SECOND"
-                  " ORDER BY ended_at LIMIT ?",
+    /* Ended ones whose expires_at is past the retention: found by ix_hold_due
+     * (a confirmed hold's ended_at is before its expires_at, so it is kept a
+     * little longer than hold_retention after it ended, never less). */
+    [ST_ENDED] = {"SELECT hold_id FROM hold WHERE status IN (1, 2, 3)"
+                  " AND expires_at < UTC_TIMESTAMP(6) - INTERVAL ? SECOND LIMIT ?",
                   DB_IDEMPOTENT},
 };
 
@@ -113,52 +116,55 @@ hold_text_ids(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n)
     db_text_str(t, ")");
 }
 
+/* The text of the holds' rows and their lines'. */
+void
+hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n)
+{
+    db_text_str(t, "INSERT INTO hold (hold_id, client_id, customer, status, expires_at,"
+                   " created_at) VALUES ");
+    for (size_t i = 0; i < n; i++) {
+        const struct hold_draft *h = &holds[i];
+
+        db_text_str(t, i > 0 ? ",(" : "(");
+        db_text_hex(t, h->id, IDENT_BYTES);
+        db_text_str(t, ",");
+        db_text_int(t, h->client);
+        db_text_str(t, ",");
+        if (h->customer != NULL)
+            db_text_hex(t, h->customer, strlen(h->customer));
+        else
+            db_text_str(t, "NULL");
+        db_text_str(t, ",0,");
+        hold_text_time(t, h->expires_us);
+        db_text_str(t, ",");
+        hold_text_time(t, h->created_us);
+        db_text_str(t, ")");
+    }
+    db_text_str(t, ";INSERT INTO hold_line (hold_id, line, product_id, quantity) VALUES ");
+    for (size_t i = 0, rows = 0; i < n; i++)
+        for (size_t j = 0; j < holds[i].n; j++, rows++) {
+            db_text_str(t, rows > 0 ? ",(" : "(");
+            db_text_hex(t, holds[i].id, IDENT_BYTES);
+            db_text_str(t, ",");
+            db_text_int(t, (long long)j);
+            db_text_str(t, ",");
+            db_text_hex(t, holds[i].items[j].product_id, IDENT_BYTES);
+            db_text_str(t, ",");
+            db_text_int(t, holds[i].items[j].quantity);
+            db_text_str(t, ")");
+        }
+}
+
 int
 hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err)
 {
     db_text t = {0};
-    int rc = RS_ERR;
+    struct db_multi m;
+    int rc;
 
-    db_text_str(&t, "INSERT INTO hold (hold_id, client_id, customer, status, expires_at,"
-                    " created_at) VALUES ");
-    for (size_t i = 0; i < n; i++) {
-        const struct hold_draft *h = &holds[i];
-
-        db_text_str(&t, i > 0 ? ",(" : "(");
-        db_text_hex(&t, h->id, IDENT_BYTES);
-        db_text_str(&t, ",");
-        db_text_int(&t, h->client);
-        db_text_str(&t, ",");
-        if (h->customer != NULL)
-            db_text_hex(&t, h->customer, strlen(h->customer));
-        else
-            db_text_str(&t, "NULL");
-        db_text_str(&t, ",0,");
-        hold_text_time(&t, h->expires_us);
-        db_text_str(&t, ",");
-        hold_text_time(&t, h->created_us);
-        db_text_str(&t, ")");
-    }
-    if (db_text_run(self->conn, &t, err) < 0)
-        goto done;
-    db_text_str(&t, "INSERT INTO hold_line (hold_id, line, product_id, quantity) VALUES ");
-    for (size_t i = 0, rows = 0; i < n; i++)
-        for (size_t j = 0; j < holds[i].n; j++, rows++) {
-            db_text_str(&t, rows > 0 ? ",(" : "(");
-            db_text_hex(&t, holds[i].id, IDENT_BYTES);
-            db_text_str(&t, ",");
-            db_text_int(&t, (long long)j);
-            db_text_str(&t, ",");
-            db_text_hex(&t, holds[i].items[j].product_id, IDENT_BYTES);
-            db_text_str(&t, ",");
-            db_text_int(&t, holds[i].items[j].quantity);
-            db_text_str(&t, ")");
-        }
-    if (db_text_run(self->conn, &t, err) < 0)
-        goto done;
-    rc = RS_OK;
-
-done:
+    hold_insert_text(&t, holds, n);
+    rc = t.failed ? errbuf_set(err, "out of memory")
+                  : db_exec_multi(self->conn, 0, t.buf, t.len, &m, err);
     db_text_free(&t);
     return rc;
 }
@@ -204,6 +210,19 @@ hold_read(hold *self, const unsigned char id[IDENT_BYTES], long long client, int
     return 1;
 }
 
+void
+hold_end_text(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n, enum hold_status to,
+              int before_expiry)
+{
+    db_text_str(t, "UPDATE hold SET ended_at = UTC_TIMESTAMP(6), status = ");
+    db_text_int(t, to);
+    db_text_str(t, " WHERE status = 0");
+    if (before_expiry)
+        db_text_str(t, " AND expires_at > UTC_TIMESTAMP(6)");
+    db_text_str(t, " AND hold_id");
+    hold_text_ids(t, ids, n);
+}
+
 long long
 hold_end(hold *self, const unsigned char (*ids)[IDENT_BYTES], size_t n, enum hold_status to,
          int before_expiry, errbuf *err)
@@ -211,13 +230,7 @@ hold_end(hold *self, const unsigned char (*ids)[IDENT_BYTES], size_t n, enum hol
     db_text t = {0};
     long long rows;
 
-    db_text_str(&t, "UPDATE hold SET ended_at = UTC_TIMESTAMP(6), status = ");
-    db_text_int(&t, to);
-    db_text_str(&t, " WHERE status = 0");
-    if (before_expiry)
-        db_text_str(&t, " AND expires_at > UTC_TIMESTAMP(6)");
-    db_text_str(&t, " AND hold_id");
-    hold_text_ids(&t, ids, n);
+    hold_end_text(&t, ids, n, to, before_expiry);
     rows = db_text_run(self->conn, &t, err);
     db_text_free(&t);
     return rows;

@@ -76,9 +76,12 @@ void hold_destroy(hold **self_p);
 /* The database's clock: microseconds since the epoch, UTC. */
 int hold_now(hold *self, long long *now_us, errbuf *err);
 
-/* Writes the n holds, held, with their lines: two statements whatever n (the
- * holds of a combined batch go in with it). RS_OK or RS_ERR. */
+/* Writes the n holds, held, with their lines: two statements whatever n, in one
+ * round trip (the connection's DB_MULTI_STATEMENTS). RS_OK or RS_ERR.
+ * hold_insert_text: their text, appended to t, for a caller that sends it with
+ * more (lib/sale's batch: the holds with its commit). */
 int hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err);
+void hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n);
 
 /* Reads the hold id of client (HOLD_ANY_CLIENT: whoever's; lock: FOR UPDATE, to
  * the end of the caller's transaction) into *out: 1, 0 when there is none (or it
@@ -93,6 +96,9 @@ int hold_read(hold *self, const unsigned char id[IDENT_BYTES], long long client,
  * or RS_ERR. */
 long long hold_end(hold *self, const unsigned char (*ids)[IDENT_BYTES], size_t n,
                    enum hold_status to, int before_expiry, errbuf *err);
+/* Its statement's text, appended to t (the rows it changed are its result's). */
+void hold_end_text(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n,
+                   enum hold_status to, int before_expiry);
 
 /* A held hold's new expires_at. 1 changed, 0 not held; RS_ERR. */
 int hold_extend(hold *self, const unsigned char id[IDENT_BYTES], long long expires_us, errbuf *err);
@@ -105,9 +111,9 @@ long long hold_due(hold *self, unsigned char (*ids)[IDENT_BYTES], size_t max, er
  * *wait_us: 1, or 0 when no hold is held; RS_ERR. */
 int hold_next_due(hold *self, long long *wait_us, errbuf *err);
 
-/* Deletes a batch of the holds that ended more than retention seconds ago, with
- * their lines (the worker's watch; call again while it returns HOLD_PRUNE_BATCH).
- * How many, or RS_ERR. */
+/* Deletes a batch of the ended holds whose expires_at is more than retention
+ * seconds past, with their lines (the worker's watch; call again while it returns
+ * HOLD_PRUNE_BATCH). How many, or RS_ERR. */
 #define HOLD_PRUNE_BATCH 500
 long long hold_prune(hold *self, long retention, errbuf *err);
 

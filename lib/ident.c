@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <time.h>
 
 #include <uuid/uuid.h>
 
@@ -11,6 +12,20 @@ void
 ident_new(unsigned char out[IDENT_BYTES])
 {
     uuid_generate_random(out);
+}
+
+void
+ident_new_ordered(unsigned char out[IDENT_BYTES])
+{
+    struct timespec now;
+    unsigned long long ms;
+
+    uuid_generate_random(out); /* the 74 random bits, and the variant */
+    clock_gettime(CLOCK_REALTIME, &now);
+    ms = (unsigned long long)now.tv_sec * 1000 + (unsigned long long)now.tv_nsec / 1000000;
+    for (int i = 0; i < 6; i++)
+        out[i] = (unsigned char)(ms >> (8 * (5 - i)));
+    out[6] = (unsigned char)(0x70 | (out[6] & 0x0f)); /* version 7 */
 }
 
 void

@@ -160,12 +160,17 @@ sale_shop_destroy(sale_shop **self_p)
  * counts the units sold, held the units taken into holds (a batch may hold some,
  * sell others and confirm holds: the deltas are the caller's). */
 /* (Unformatted: clang-format would break the text inside the ORDER_SQL calls.) */
+/* The statement is written once, with the parameters as placeholders: "?" for
+ * the prepared one, printf's for the text of a batch's transaction (whose sku is
+ * a hex literal of the utf8mb4 character set, compared in the column's
+ * collation, as the prepared parameter is). */
 /* clang-format off */
-static const char sale_take_sql[] =
-    "UPDATE product SET sold_total = sold_total + ?, held = held + ?,"
-    " stock = LAST_INSERT_ID((stock - ?) * " ORDER_SQL(SALE_SCALE)
-    " + reorder_point + " ORDER_SQL(SALE_BIAS) ") DIV " ORDER_SQL(SALE_SCALE)
-    " WHERE sku = ? AND stock >= ?";
+#define SALE_TAKE_SQL(sold, held, take, sku)                                                       \
+    "UPDATE product SET sold_total = sold_total + " sold ", held = held + " held ","             \
+    " stock = LAST_INSERT_ID((stock - " take ") * " ORDER_SQL(SALE_SCALE)                          \
+    " + reorder_point + " ORDER_SQL(SALE_BIAS) ") DIV " ORDER_SQL(SALE_SCALE)                      \
+    " WHERE sku = " sku " AND stock >= " take
+static const char sale_take_sql[] = SALE_TAKE_SQL("?", "?", "?", "?");
 /* clang-format on */
 
 /* -- a thread's sale ------------------------------------------------------------- */
@@ -653,17 +658,63 @@ sale_batch_retry(sale *self, combiner_item *batch, int (*tx)(sale *, combiner_it
         }
 }
 
-/* The keyed members the batch sold: their answers made and stored, with the
- * batch, in one statement. The keyed members it did not sell are left alone:
- * their own transaction decides their refusal and stores it. 1: a key was there
- * already (a retry, or a copy in flight): every keyed member is left alone, and
- * the batch runs again without them; 0; RS_ERR. */
-static int
-sale_batch_keys(sale *self, combiner_item *batch, errbuf *err)
+/* Appends ";" to t when it holds a statement already: the next one follows. */
+static void
+sale_text_next(db_text *t)
+{
+    if (t->len > 0)
+        db_text_str(t, ";");
+}
+
+/* The batch's take as text (SALE_TAKE_SQL), for its transaction's first round
+ * trip. */
+static void
+sale_take_text(db_text *t, const char *sku, long long take, long long sold_add, long long held_add)
+{
+    char lit[DB_HEX_SIZE(PRODUCT_SKU_SIZE) + 16], *text;
+    size_t n = strlen(sku);
+    int len;
+
+    if (n >= PRODUCT_SKU_SIZE) {
+        t->failed = 1; /* cannot be: the parse refused it */
+        return;
+    }
+    memcpy(lit, "_utf8mb4 ", 9);
+    db_hex(lit + 9, sku, n);
+    len = snprintf(NULL, 0, SALE_TAKE_SQL("%lld", "%lld", "%lld", "%s"), sold_add, held_add, take,
+                   lit, take);
+    text = malloc((size_t)len + 1);
+    if (text == NULL) {
+        t->failed = 1;
+        return;
+    }
+    snprintf(text, (size_t)len + 1, SALE_TAKE_SQL("%lld", "%lld", "%lld", "%s"), sold_add, held_add,
+             take, lit, take);
+    sale_text_next(t);
+    db_text_add(t, text, (size_t)len);
+    free(text);
+}
+
+/* The product's id and the database's clock, read with the take (a batch that
+ * makes holds needs both). */
+static void
+sale_product_text(db_text *t, const char *sku)
+{
+    sale_text_next(t);
+    db_text_str(t, "SELECT product_id, " HOLD_SQL_US(
+                       "UTC_TIMESTAMP(6)") " FROM product WHERE sku = _utf8mb4 ");
+    db_text_hex(t, sku, strlen(sku));
+}
+
+/* The keyed members the batch sold: their answers made, and the text of their
+ * keys' rows with them (checkout_key_insert_text) appended to t. The keyed members
+ * it did not sell are left alone: their own transaction decides their refusal and
+ * stores it. How many keys, or RS_ERR. */
+static long long
+sale_batch_keys_text(combiner_item *batch, db_text *t, errbuf *err)
 {
     struct checkout_key_entry *entries = calloc(sale_batch_size(batch), sizeof(*entries));
     size_t n = 0;
-    long long rows;
 
     if (entries == NULL)
         return errbuf_set(err, "out of memory");
@@ -692,27 +743,23 @@ sale_batch_keys(sale *self, combiner_item *batch, errbuf *err)
         e->body = b->out->body, e->len = b->out->len;
         n++;
     }
-    rows = n > 0 ? checkout_key_store_new(self->keys, self->conn, entries, n, err) : 0;
+    if (n > 0) {
+        sale_text_next(t);
+        checkout_key_insert_text(t, entries, n);
+    }
     free(entries);
-    if (rows < 0)
-        return RS_ERR;
-    if ((size_t)rows == n)
-        return 0;
-    for (combiner_item *it = batch; it != NULL; it = it->next)
-        if (((struct sale_buy *)it)->key != NULL)
-            ((struct sale_buy *)it)->alone = 1;
-    return 1;
+    return (long long)n;
 }
 
-/* The holds the batch made, written in it. */
+/* The holds the batch made: their ids and times, and the text of their rows
+ * appended to t. RS_ERR when out of memory. */
 static int
-sale_batch_holds(sale *self, combiner_item *batch, const unsigned char *product_id,
-                 long long now_us, errbuf *err)
+sale_batch_holds_text(combiner_item *batch, const unsigned char *product_id, long long now_us,
+                      db_text *t, errbuf *err)
 {
     size_t size = sale_batch_size(batch), n = 0;
     struct hold_draft *drafts = calloc(size, sizeof(*drafts));
     struct hold_item *items = calloc(size, sizeof(*items));
-    int rc = RS_OK;
 
     if (drafts == NULL || items == NULL) {
         free(drafts), free(items);
@@ -723,7 +770,7 @@ sale_batch_holds(sale *self, combiner_item *batch, const unsigned char *product_
 
         if (b->alone || b->kind != SALE_KIND_HOLD || !b->m.sold)
             continue;
-        ident_new(b->hold_id);
+        ident_new_ordered(b->hold_id);
         b->expires_us = (now_us + b->ttl * 1000000) / 1000 * 1000; /* shown in ms */
         items[n].product_id = product_id;
         items[n].quantity = b->m.quantity;
@@ -736,21 +783,21 @@ sale_batch_holds(sale *self, combiner_item *batch, const unsigned char *product_
         drafts[n].items = &items[n];
         n++;
     }
-    if (n > 0)
-        rc = hold_insert(self->mv.holds, drafts, n, err);
+    if (n > 0) {
+        sale_text_next(t);
+        hold_insert_text(t, drafts, n);
+    }
     free(drafts), free(items);
-    return rc;
+    return RS_OK;
 }
 
-/* The confirms of the batch: their holds end confirmed, if each is still held
- * and not due. 1: one was not (a release or the expiry came first): the
- * confirms are left alone, to be decided one by one; 0; RS_ERR. */
-static int
-sale_batch_confirms(sale *self, combiner_item *batch, errbuf *err)
+/* The confirms of the batch: the text that ends their holds confirmed, if each is
+ * still held and not due (hold_end_text), appended to t. How many, or RS_ERR. */
+static long long
+sale_batch_confirms_text(combiner_item *batch, db_text *t, errbuf *err)
 {
     unsigned char(*ids)[IDENT_BYTES] = calloc(sale_batch_size(batch), sizeof(*ids));
     size_t n = 0;
-    long long rows = 0;
 
     if (ids == NULL)
         return errbuf_set(err, "out of memory");
@@ -760,24 +807,35 @@ sale_batch_confirms(sale *self, combiner_item *batch, errbuf *err)
         if (!b->alone && b->kind == SALE_KIND_CONFIRM)
             memcpy(ids[n++], b->hold_id, IDENT_BYTES);
     }
-    if (n > 0)
-        rows = hold_end(self->mv.holds, (const unsigned char(*)[IDENT_BYTES])ids, n, HOLD_CONFIRMED,
-                        1, err);
+    if (n > 0) {
+        sale_text_next(t);
+        hold_end_text(t, (const unsigned char(*)[IDENT_BYTES])ids, n, HOLD_CONFIRMED, 1);
+    }
     free(ids);
-    if (rows < 0)
-        return RS_ERR;
-    if ((size_t)rows == n)
-        return 0;
-    for (combiner_item *it = batch; it != NULL; it = it->next)
-        if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
-            ((struct sale_buy *)it)->alone = 1;
-    return 1;
+    return (long long)n;
+}
+
+/* Leaves alone every member of kind (SALE_KIND_CONFIRM), or every keyed one
+ * (kind -1): the batch runs again without them. */
+static void
+sale_batch_leave(combiner_item *batch, int kind)
+{
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+
+        if (kind < 0 ? b->key != NULL : (int)b->kind == kind)
+            b->alone = 1;
+    }
 }
 
 /* The transaction of a batch with more than plain checkouts (holds, confirms,
- * keys): the holds confirmed first (their rows, then the product's: the lock
- * order of every transaction on holds), then the one UPDATE of the product for
- * every member, then the holds and the keys written; one commit. */
+ * keys), in two round trips (db_exec_multi): first it begins, ends the confirmed
+ * holds (their rows, then the product's: the lock order of every transaction on
+ * holds), runs the batch's one UPDATE of the product and, with holds to write,
+ * reads the product's id and the database's clock; then it writes the holds and
+ * the keys with their answers, and commits. A confirm whose hold was no longer
+ * held, or a key that was there already (1062), rolls it back: the batch runs
+ * again without those members (SALE_BATCH_AGAIN), which then run alone. */
 static int
 sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
 {
@@ -785,71 +843,94 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     unsigned char product_id[IDENT_BYTES];
     struct sale_units u = sale_batch_units(batch, 0);
     struct sale_member *takers = sale_batch_takers(batch);
-    long long rows, left, point, now_us = 0;
-    int rc, no_product = 0;
+    struct db_multi *m = malloc(sizeof(*m));
+    db_text t = {0};
+    long long confirms, keys, rows, left, point, now_us = 0;
+    int rc = RS_ERR, no_product = 0;
+    size_t k;
 
     for (combiner_item *it = batch; it != NULL; it = it->next)
         ((struct sale_buy *)it)->answered = 0;
-    if (takers == NULL && u.confirm == 0)
-        return RS_OK; /* every member left alone */
-    if (db_begin(self->conn, err) != RS_OK)
-        goto fail;
-    if (u.hold > 0 || u.confirm > 0) {
-        size_t len;
-        const char *id;
-
-        rows = db_stmt_exec(self->product, err, "s", first->sku);
-        if (rows < 0)
-            goto fail;
-        if (rows == 0 || !db_stmt_next(self->product) ||
-            (id = db_stmt_col(self->product, 0, &len)) == NULL || len != IDENT_BYTES) {
-            db_rollback(self->conn); /* no such product: nobody sold, nothing held */
-            sale_allocate(takers, 0, 0);
-            return RS_OK;
-        }
-        memcpy(product_id, id, IDENT_BYTES);
-        now_us = db_stmt_col_int(self->product, 1);
+    if (m == NULL)
+        return errbuf_set(err, "out of memory");
+    if (takers == NULL && u.confirm == 0) {
+        rc = RS_OK; /* every member left alone */
+        goto out;
     }
-    if ((rc = sale_batch_confirms(self, batch, err)) != 0)
-        goto again_or_fail;
+    if ((confirms = sale_batch_confirms_text(batch, &t, err)) < 0)
+        goto out;
+    sale_take_text(&t, first->sku, u.buy + u.hold, u.buy + u.confirm, u.hold - u.confirm);
+    if (u.hold > 0)
+        sale_product_text(&t, first->sku);
+    if (t.failed) {
+        errbuf_set(err, "out of memory");
+        goto out;
+    }
+    if (db_exec_multi(self->conn, DB_MULTI_BEGIN, t.buf, t.len, m, err) != RS_OK)
+        goto fail;
+    k = confirms > 0;
+    if (confirms > 0 && m->rows[0] != confirms) {
+        db_rollback(self->conn);
+        sale_batch_leave(batch, SALE_KIND_CONFIRM);
+        rc = SALE_BATCH_AGAIN;
+        goto out;
+    }
     for (combiner_item *it = batch; it != NULL; it = it->next)
         if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
             ((struct sale_buy *)it)->m.sold = !((struct sale_buy *)it)->alone;
-    u = sale_batch_units(batch, 0);
-    rows = sale_take(self, first->sku, u.buy + u.hold, u.buy + u.confirm, u.hold - u.confirm, &left,
-                     &point, err);
-    if (rows < 0)
-        goto fail;
-    if (rows == 1)
+    if (u.hold > 0 && m->ncols == 2 && m->col_len[0] == IDENT_BYTES) {
+        memcpy(product_id, m->col[0], IDENT_BYTES);
+        now_us = strtoll(m->col[1], NULL, 10);
+    } else if (u.hold > 0)
+        no_product = 1;
+    rows = m->rows[k];
+    if (!no_product && rows == 1) {
+        left = (long long)(m->insert_id[k] / SALE_SCALE);
+        point = (long long)(m->insert_id[k] % SALE_SCALE) - SALE_BIAS;
         sale_allocate(takers, left + u.buy + u.hold, point);
-    else if ((no_product = sale_batch_allocate_locked(self, batch, first->sku, err)) < 0)
+    } else if (!no_product &&
+               (no_product = sale_batch_allocate_locked(self, batch, first->sku, err)) < 0)
         goto fail;
     if (no_product) {
-        db_rollback(self->conn);
-        for (combiner_item *it = batch; it != NULL; it = it->next)
-            if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
-                ((struct sale_buy *)it)->alone = 1;
-        return RS_OK;
+        db_rollback(self->conn); /* no such product: nobody sold, nothing held */
+        sale_allocate(takers, 0, 0);
+        sale_batch_leave(batch, SALE_KIND_CONFIRM);
+        rc = RS_OK;
+        goto out;
     }
-    if (sale_batch_holds(self, batch, product_id, now_us, err) != RS_OK)
+    t.len = 0;
+    if (sale_batch_holds_text(batch, product_id, now_us, &t, err) != RS_OK ||
+        (keys = sale_batch_keys_text(batch, &t, err)) < 0)
         goto fail;
-    if ((rc = sale_batch_keys(self, batch, err)) != 0)
-        goto again_or_fail;
-    if (db_commit(self->conn, err) != RS_OK)
+    if (t.failed) {
+        errbuf_set(err, "out of memory");
         goto fail;
+    }
+    if (t.len == 0 ? db_commit(self->conn, err) != RS_OK
+                   : db_exec_multi(self->conn, DB_MULTI_COMMIT, t.buf, t.len, m, err) != RS_OK) {
+        if (t.len > 0 && keys > 0 && db_is_duplicate(m->failed_code)) {
+            /* A key was there already: its request runs alone, and replays. */
+            db_rollback(self->conn);
+            sale_batch_leave(batch, -1);
+            rc = SALE_BATCH_AGAIN;
+            goto out;
+        }
+        goto fail;
+    }
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sale_buy *b = (struct sale_buy *)it;
         b->answered = b->key != NULL && !b->alone;
     }
-    return RS_OK;
-
-again_or_fail:
-    db_rollback(self->conn);
-    return rc > 0 ? SALE_BATCH_AGAIN : RS_ERR;
+    rc = RS_OK;
+    goto out;
 
 fail:
     db_rollback(self->conn);
-    return RS_ERR;
+    rc = RS_ERR;
+out:
+    db_text_free(&t);
+    free(m);
+    return rc;
 }
 
 /* One statement for the whole batch, run by its leader on its own connection.
@@ -1436,7 +1517,7 @@ sale_cart_take(sale *self, const struct sale_cart *cart, struct sale_cart_line *
     int holding = cart->ttl > 0;
 
     if (holding)
-        ident_new(id);
+        ident_new_ordered(id);
     for (size_t k = 0; k < cart->n; k++) {
         size_t i = cart->order[k];
         struct sale_cart_line *w = &work[i];

@@ -62,5 +62,19 @@ main(void)
     check(timetext_utc, t, 8, "?", "a buffer too small gives \"?\", not half a time");
     check(timetext_local, t, 8, "?", "in local time too");
     check(timetext_rfc5322, t, 8, "?", "for every form");
+    {
+        char out[TIMETEXT_SIZE];
+
+        timetext_utc_ms(1736816400123456LL, out, sizeof(out));
+        is_str(out, "2025-01-14T01:00:00.123Z", "microseconds: RFC 3339 with milliseconds");
+        timetext_sql_utc(1736816400123456LL, out, sizeof(out));
+        is_str(out, "2025-01-14 01:00:00.123456", "and a DATETIME(6)'s text, UTC");
+        timetext_utc_ms(1736816400000999LL, out, sizeof(out));
+        is_str(out, "2025-01-14T01:00:00.000Z", "milliseconds cut, not rounded: never later");
+        timetext_sql_utc(-1, out, sizeof(out));
+        is_str(out, "1969-12-31 23:59:59.999999", "before the epoch: the second before");
+        timetext_utc_ms(1736816400123456LL, out, 20);
+        is_str(out, "?", "a buffer too small for the fraction gives \"?\"");
+    }
     return done_testing();
 }
