@@ -226,6 +226,11 @@ def move_xy_sync_y(root, answer=None):
     fsync(os.path.join(root, "y"))
 
 
+def move_xy_sync_x(root, answer=None):
+    os.rename(os.path.join(root, "x", "f"), os.path.join(root, "y", "f"))
+    fsync(os.path.join(root, "x"))
+
+
 def one_file(root):
     put(os.path.join(root, "a"), b"linked")
 
@@ -235,6 +240,15 @@ def link_ab(root, answer=None):
 
 
 link_ab_sync = synced(link_ab)
+
+
+def chmod_a(root, answer=None):
+    os.chmod(os.path.join(root, "a"), 0o600)
+
+
+def chmod_a_fsync(root, answer=None):
+    chmod_a(root)
+    fsync(os.path.join(root, "a"))
 
 
 def spool_put(root, answer=None, last_sync=True):
@@ -332,14 +346,20 @@ CASES = [
     ("an unlink without the folder's fsync is undone", two_files, unlink_a, nothing),
     ("an unlink with the folder's fsync stays", two_files, unlink_a_sync, unlink_a_sync),
     ("a truncate without fsync is undone", long_file, truncate_f, nothing),
-    ("a truncate and extend with fdatasync stays, zeros between", long_file, truncate_extend_sync, truncate_extend_sync),
+    ("a truncate and extend with fdatasync stays, zeros between", long_file, truncate_extend_sync,
+     truncate_extend_sync),
     ("a new folder whose parent was never fsync'd is gone with its files", nothing, mkdir_with_file, nothing),
     ("a new folder with its parent's fsync stays", nothing, mkdir_sync, mkdir_sync),
     ("an rmdir without the parent's fsync is undone", a_folder, rmdir_d, nothing),
     ("an rmdir with the parent's fsync stays", a_folder, rmdir_d_sync, rmdir_d_sync),
-    ("a rename across folders is whole when only the target folder is fsync'd", two_folders, move_xy_sync_y, move_xy_sync_y),
+    ("a rename across folders is whole when only the target folder is fsync'd", two_folders, move_xy_sync_y,
+     move_xy_sync_y),
+    ("a rename across folders is whole when only the source folder is fsync'd", two_folders, move_xy_sync_x,
+     move_xy_sync_y),
     ("a hard link without the folder's fsync is gone", one_file, link_ab, nothing),
     ("a hard link with the folder's fsync stays", one_file, link_ab_sync, link_ab_sync),
+    ("a chmod without fsync is undone", one_file, chmod_a, nothing),
+    ("a chmod with the file's fsync stays", one_file, chmod_a_fsync, chmod_a_fsync),
     ("the spool's write, fsync, rename, folder fsync: the file is there", nothing, spool_put, spool_put),
     ("the spool's put without the folder's fsync: nothing", nothing, spool_put_unsynced, nothing),
     ("a tear of 20 bytes keeps 20 bytes of the last write only", hundred_a, two_writes, torn, "20", None),
@@ -362,10 +382,18 @@ def body(t):
         odirect(t, mount)
     finally:
         mount.stop()
-        if t.failed:
-            t.diag("kept for a look: %s" % top)
-        else:
-            shutil.rmtree(top, ignore_errors=True)
+    journal = Mount(os.path.join(top, "backing-j"), os.path.join(top, "mnt-j"), log=os.path.join(top, "log-j"),
+                    journal=True)
+    try:
+        journal.start()
+        journal_mode(t, journal)
+    finally:
+        journal.stop()
+
+    if t.failed:
+        t.diag("kept for a look: %s" % top)
+    else:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def run_cases(t, mount, top):
@@ -467,6 +495,28 @@ def fuzz(t, mount, top, seed):
     mount.cut()
     t.ok(snapshot(m) == snapshot(plain), "fuzz: after sync-all and a cut, everything is there",
          differences(snapshot(m), snapshot(plain)))
+
+
+def journal_mode(t, mount):
+    """--journal: names ride with any fsync, as on ext4; without an fsync they still go."""
+    root = mount.mountpoint
+    os.mkdir(os.path.join(root, "table"))
+    put(os.path.join(root, "table", "x.frm"), b"frm")  # as CREATE TABLE: no folder fsync
+    put(os.path.join(root, "unsynced"), b"u")
+    mount.cut()
+    t.is_(sorted(os.listdir(root)), [], "--journal: names without any fsync after them are gone")
+    os.mkdir(os.path.join(root, "table"))
+    put(os.path.join(root, "table", "x.frm"), b"frm")
+    put(os.path.join(root, "log"), b"commit", sync=True)  # a commit's fsync of its log
+    put(os.path.join(root, "after"), b"a")
+    mount.cut()
+    mask = os.umask(0)
+    os.umask(mask)
+    dmode, fmode = 0o777 & ~mask, 0o644 & ~mask
+    want = {"table": ("d", dmode), "table/x.frm": ("f", fmode, b""), "log": ("f", fmode, b"commit")}
+    got = snapshot(root)
+    t.ok(got == want, "--journal: an fsync of another file makes earlier names durable, not later ones",
+         differences(got, want))
 
 
 def odirect(t, mount):
