@@ -23,6 +23,7 @@
 #include "factory_msg.h"
 #include "db.h"
 #include "errbuf.h"
+#include "hold.h"
 #include "ident.h"
 #include "migrate.h"
 #include "order.h"
@@ -308,7 +309,7 @@ ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
 
 /* --- products: reorder points ----------------------------------------------- */
 
-#define CTL_PRODUCT_FORMAT "%-12s %6s %6s %6s %-4s %8s %9s %9s %9s %9s %10s %5s\n"
+#define CTL_PRODUCT_FORMAT "%-12s %6s %6s %6s %6s %-4s %8s %9s %9s %9s %9s %10s %5s\n"
 
 /* A duration in seconds as "3d4h", "12m30s", "40s"; "-" when negative. */
 static void
@@ -331,15 +332,16 @@ ctl_duration(double secs, char *out, size_t size)
 static void
 ctl_product_line(void *arg, const struct reorder_line *p)
 {
-    char stock[24], point[24], level[24], on_order[24], rate[32], p50[32], p90[32], lead[48],
-        suggested[24], sellout[32], limit[24];
+    char stock[24], held[24], point[24], level[24], on_order[24], rate[32], p50[32], p90[32],
+        lead[48], suggested[24], sellout[32], limit[24];
     int *printed = arg;
 
     if (!*printed)
-        printf(CTL_PRODUCT_FORMAT, "sku", "stock", "point", "level", "auto", "on_order", "rate/min",
-               "lead_p50", "lead_p90", "suggested", "sells_out", "limit");
+        printf(CTL_PRODUCT_FORMAT, "sku", "stock", "held", "point", "level", "auto", "on_order",
+               "rate/min", "lead_p50", "lead_p90", "suggested", "sells_out", "limit");
     *printed = 1;
     snprintf(stock, sizeof(stock), "%lld", p->stock);
+    snprintf(held, sizeof(held), "%lld", p->held);
     snprintf(point, sizeof(point), "%lld", p->point);
     if (p->level > 0)
         snprintf(level, sizeof(level), "%lld", p->level);
@@ -361,7 +363,7 @@ ctl_product_line(void *arg, const struct reorder_line *p)
         snprintf(limit, sizeof(limit), "%lld", p->max_per_customer);
     else
         snprintf(limit, sizeof(limit), "-");
-    printf(CTL_PRODUCT_FORMAT, p->sku ? p->sku : "-", stock, point, level,
+    printf(CTL_PRODUCT_FORMAT, p->sku ? p->sku : "-", stock, held, point, level,
            p->automatic ? "on" : "off", on_order, rate, p->has_factory ? p50 : "-",
            p->has_factory ? lead : "-", suggested, sellout, limit);
 }
@@ -395,6 +397,110 @@ ctl_products(conf *cf, int argc, char **argv, errbuf *err)
     rc = reorder_each(policy, ctl_product_line, &printed, err);
     reorder_destroy(&policy);
     ctl_close_orders(&conn, &orders);
+    return rc;
+}
+
+/* --- holds: units held while buyers pay ------------------------------------------ */
+
+/* Seconds until a time, as ctl_duration, "-" and the duration when past it. */
+static void
+ctl_until(double secs, char *out, size_t size)
+{
+    char d[32];
+
+    ctl_duration(secs < 0 ? -secs : secs, d, sizeof(d));
+    snprintf(out, size, "%s%s", secs < 0 ? "-" : "", d);
+}
+
+#define CTL_HOLDS_FORMAT "%-12s %6s %6s  %-20s %8s  %-20s %8s\n"
+
+struct ctl_holds_seen {
+    long long products, units;
+};
+
+static void
+ctl_holds_product(void *arg, const struct hold_report_product *p)
+{
+    struct ctl_holds_seen *seen = arg;
+    char holds[24], units[24], age[32], in[32];
+
+    if (seen->products++ == 0)
+        printf(CTL_HOLDS_FORMAT, "sku", "holds", "units", "oldest", "age", "next_expiry", "in");
+    seen->units += p->units;
+    snprintf(holds, sizeof(holds), "%lld", p->holds);
+    snprintf(units, sizeof(units), "%lld", p->units);
+    ctl_duration(p->oldest_age, age, sizeof(age));
+    ctl_until(p->next_in, in, sizeof(in));
+    printf(CTL_HOLDS_FORMAT, p->sku ? p->sku : "-", holds, units, p->oldest ? p->oldest : "-", age,
+           p->next_expiry ? p->next_expiry : "-", in);
+}
+
+#define CTL_HOLD_FORMAT "%-36s  %-16s %-16s %-20s %-20s %8s  %s\n"
+
+static void
+ctl_holds_hold(void *arg, const struct hold_report_hold *h)
+{
+    static char customer[UTF8_SANITIZED_SIZE(64)]; /* one thread; customer is VARBINARY(64) */
+    int *printed = arg;
+    char client[32], in[32];
+
+    if (!*printed)
+        printf(CTL_HOLD_FORMAT, "hold", "client", "customer", "created", "expires_at", "in",
+               "lines");
+    *printed = 1;
+    if (h->client != NULL)
+        snprintf(client, sizeof(client), "%s", h->client);
+    else
+        snprintf(client, sizeof(client), h->client_id == 0 ? "anonymous" : "#%lld", h->client_id);
+    /* Restock-Customer is the client's text: shown as the terminal may show it. */
+    if (h->customer != NULL)
+        utf8_sanitize(h->customer, h->customer_len, customer, sizeof(customer));
+    ctl_until(h->expires_in, in, sizeof(in));
+    printf(CTL_HOLD_FORMAT, h->id, client, h->customer ? customer : "-",
+           h->created ? h->created : "-", h->expires ? h->expires : "-", in,
+           h->lines ? h->lines : "-");
+}
+
+/* The active holds: by product, then the oldest ones. Read only. */
+static int
+ctl_holds(conf *cf, int argc, char **argv, errbuf *err)
+{
+    struct ctl_holds_seen seen = {0};
+    struct hold_report_totals totals;
+    long long limit = 20;
+    hold_report *report = NULL;
+    db *conn;
+    char *end = NULL, overdue[32];
+    int rc, printed = 0;
+
+    if (argc == 2 && strcmp(argv[0], "--limit") == 0)
+        limit = strtoll(argv[1], &end, 10);
+    else if (argc != 0)
+        return errbuf_set(err, "usage: restockctl holds [--limit N]");
+    if (end != NULL && (*argv[1] == '\0' || *end != '\0' || limit < 1))
+        return errbuf_set(err, "--limit \"%s\": expected a positive number", argv[1]);
+    conn = db_new(cf, 0);
+    if (conn == NULL)
+        return errbuf_set(err, "out of memory");
+    report = hold_report_new(conn, err);
+    rc = report != NULL ? hold_report_totals(report, &totals, err) : RS_ERR;
+    if (rc == RS_OK && totals.holds == 0)
+        printf("active holds: none\n");
+    else if (rc == RS_OK)
+        rc = hold_report_by_product(report, ctl_holds_product, &seen, err);
+    if (rc == RS_OK && totals.holds > 0) {
+        printf("\nactive holds: %lld, holding %lld unit%s of %lld product%s\n", totals.holds,
+               seen.units, seen.units == 1 ? "" : "s", seen.products,
+               seen.products == 1 ? "" : "s");
+        if (totals.overdue > 0) {
+            ctl_duration(totals.overdue, overdue, sizeof(overdue));
+            printf("past expires_at, not expired yet: the oldest by %s\n", overdue);
+        }
+        printf("\noldest %lld:\n", limit);
+        rc = hold_report_oldest(report, limit, ctl_holds_hold, &printed, err);
+    }
+    hold_report_destroy(&report);
+    db_destroy(&conn);
     return rc;
 }
 
@@ -766,6 +872,7 @@ static const struct ctl_command ctl_commands[] = {
     {"products", "", "stock, reorder point and level, rate, lead time, suggestion", ctl_products},
     {"product set", "SKU key=value...", "reorder settings and max_per_customer of a product",
      ctl_product_set},
+    {"holds", "[--limit N]", "active holds by product, and the oldest (20)", ctl_holds},
     {"client add", "NAME", "a new API client; prints its key, once", ctl_client_add},
     {"client list", "", "API clients: id, name, created, last used, revoked", ctl_client_list},
     {"client revoke", "ID|NAME", "revoke a client's key (401 from then on)", ctl_client_revoke},

@@ -21,8 +21,8 @@ holds_bad(responder_request *rq, const errbuf *err)
 void
 holds_create(struct sales_thread *th, responder_request *rq)
 {
-    struct sale_cart *cart = malloc(sizeof(*cart));
-    struct sale_answer *answer = malloc(sizeof(*answer));
+    struct sale_cart cart_buf, *cart = &cart_buf; /* on the stack, as the checkout's */
+    struct sale_answer answer_buf, *answer = &answer_buf;
     char key_buf[CHECKOUT_KEY_MAX + 1], location[64];
     errbuf err = {{0}};
     cJSON *json = NULL;
@@ -31,10 +31,6 @@ holds_create(struct sales_thread *th, responder_request *rq)
     long long client;
     int rc;
 
-    if (cart == NULL || answer == NULL) {
-        responder_reply_error(rq, 500, "out of memory");
-        goto done;
-    }
     if (sales_parties(th, rq, &client, &key, key_buf, &customer) != RS_OK)
         goto done;
     if (json_parse_object(body, len, &json, &err) != RS_OK ||
@@ -53,8 +49,6 @@ holds_create(struct sales_thread *th, responder_request *rq)
     sales_reply_sale(th, rq, rc, answer, &err);
 done:
     cJSON_Delete(json); /* after the reply: the cart's skus point into it */
-    free(answer);
-    free(cart);
 }
 
 /* What the path after /holds/ and the method ask: RS_OK with ref's action and
@@ -101,17 +95,13 @@ void
 holds_one(struct sales_thread *th, responder_request *rq)
 {
     struct sale_hold_ref ref = {.ttl = th->app->hold_ttl};
-    struct sale_answer *answer = malloc(sizeof(*answer));
+    struct sale_answer answer_buf, *answer = &answer_buf;
     char key_buf[CHECKOUT_KEY_MAX + 1], id[64];
     errbuf err = {{0}};
     cJSON *json = NULL;
     size_t len;
     const char *body = responder_body(rq, &len), *customer;
 
-    if (answer == NULL) {
-        responder_reply_error(rq, 500, "out of memory");
-        return;
-    }
     if (holds_route(rq, &ref, id, sizeof(id)) != RS_OK ||
         sales_parties(th, rq, &ref.client, &ref.key, key_buf, &customer) != RS_OK)
         goto done;
@@ -127,5 +117,4 @@ holds_one(struct sales_thread *th, responder_request *rq)
     sales_reply_sale(th, rq, sale_hold_act(th->sale, &ref, answer, &err), answer, &err);
 done:
     cJSON_Delete(json);
-    free(answer);
 }

@@ -45,18 +45,8 @@ struct hold_draft {
     long long client;     /* the API client, or 0: anonymous */
     const char *customer; /* the client's customer; NULL: none */
     long long created_us, expires_us;
-    long long ttl; /* its seconds, when a hold_sql_source says the time */
     size_t n;
     const struct hold_item *items;
-};
-
-/* Where the text of holds takes what the caller's transaction knows only in SQL
- * (a batch's one round trip, lib/sale): now, the time (a DATETIME(3)
- * expression: expires_at is now + ttl, to the millisecond); product, every
- * line's product_id. */
-struct hold_sql_source {
-    const char *now;
-    const char *product;
 };
 
 /* A hold as read: its status, when it expires, its lines in the request's order. */
@@ -91,8 +81,7 @@ int hold_now(hold *self, long long *now_us, errbuf *err);
  * hold_insert_text: their text, appended to t, for a caller that sends it with
  * more (lib/sale's batch: the holds with its commit). */
 int hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err);
-void hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
-                      const struct hold_sql_source *src);
+void hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n);
 
 /* Reads the hold id of client (HOLD_ANY_CLIENT: whoever's; lock: FOR UPDATE, to
  * the end of the caller's transaction) into *out: 1, 0 when there is none (or it
@@ -127,5 +116,67 @@ int hold_next_due(hold *self, long long *wait_us, errbuf *err);
  * HOLD_PRUNE_BATCH). How many, or RS_ERR. */
 #define HOLD_PRUNE_BATCH 500
 long long hold_prune(hold *self, long retention, errbuf *err);
+
+/* --- reports (restockctl) ----------------------------------------------------- */
+
+/* What operators see of the active holds (status held), read only: `restockctl
+ * holds` and the worker's metrics. A hold_report keeps its statements on the
+ * caller's db: one per connection, used by its thread only. */
+typedef struct hold_report hold_report;
+
+/* conn stays the caller's. NULL with err when out of memory. */
+hold_report *hold_report_new(db *conn, errbuf *err);
+void hold_report_destroy(hold_report **self_p);
+
+/* One product's active holds; the text is valid during the call. Times are UTC
+ * ("2026-12-07T02:40:00Z"). */
+struct hold_report_product {
+    const char *sku;
+    long long holds, units;  /* holds naming it, their units of it */
+    const char *oldest;      /* created_at of the oldest */
+    double oldest_age;       /* seconds since then */
+    const char *next_expiry; /* the earliest expires_at */
+    double next_in;          /* seconds until then; negative: past it, not expired yet */
+};
+
+/* Calls fn for every product with active holds, by sku. RS_OK or RS_ERR. */
+int hold_report_by_product(hold_report *self,
+                           void (*fn)(void *arg, const struct hold_report_product *p), void *arg,
+                           errbuf *err);
+
+/* One active hold; the text is valid during the call. */
+struct hold_report_hold {
+    const char *id;       /* canonical UUID text */
+    const char *client;   /* the API client's name; NULL: anonymous */
+    long long client_id;  /* 0: anonymous */
+    const char *customer; /* Restock-Customer as sent (client text: bytes); NULL: none */
+    size_t customer_len;
+    const char *lines;   /* "SKU x2, SKU2 x1" in the request's order */
+    const char *created; /* UTC, as above */
+    const char *expires;
+    double expires_in; /* seconds; negative: past expires_at, not expired yet */
+};
+
+/* Calls fn for the oldest limit active holds, oldest first. RS_OK or RS_ERR. */
+int hold_report_oldest(hold_report *self, long long limit,
+                       void (*fn)(void *arg, const struct hold_report_hold *h), void *arg,
+                       errbuf *err);
+
+/* Totals of the active holds: how many, and how long the oldest past its
+ * expires_at has waited for its expiry (0 when none is past it: the worker's lag
+ * while it has not expired the hold yet, which the lag histogram only counts
+ * once it has). */
+struct hold_report_totals {
+    long long holds;
+    double overdue;
+};
+
+int hold_report_totals(hold_report *self, struct hold_report_totals *out, errbuf *err);
+
+/* Calls fn with every product's sku and held units (product.held), by sku, for
+ * the gauge restock_units_held{sku}. RS_OK or RS_ERR. */
+int hold_report_units_held(hold_report *self,
+                           void (*fn)(void *arg, const char *sku, long long held), void *arg,
+                           errbuf *err);
 
 #endif

@@ -37,7 +37,8 @@ enum {
     COL_RATE,
     COL_SAMPLE_ORDER,  /* the unfinished order at that sample, NULL: none */
     COL_SAMPLE_TURNED, /* the units turned away on it then */
-    COL_LIMIT          /* max_per_customer (lib/sale enforces it) */
+    COL_LIMIT,         /* max_per_customer (lib/sale enforces it) */
+    COL_HELD           /* units in active holds */
 };
 
 #define REORDER_COLUMNS                                                                            \
@@ -45,7 +46,7 @@ enum {
     " p.reorder_quantity, p.reorder_auto, p.reorder_point_min, p.reorder_point_max,"               \
     " p.factory_id, p.sold_total + p.held, d.sold_total,"                                          \
     " TIMESTAMPDIFF(MICROSECOND, d.sampled_at, CURRENT_TIMESTAMP(6)), d.rate,"                     \
-    " d.order_id, d.order_turned_away_units, p.max_per_customer"                                   \
+    " d.order_id, d.order_turned_away_units, p.max_per_customer, p.held"                           \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"
 
 static const struct db_stmt_def reorder_sql[ST_COUNT] = {
@@ -203,6 +204,7 @@ reorder_settings(db_stmt *st, struct reorder_line *line)
     line->point_max = db_stmt_col_int(st, COL_MAX);
     line->has_factory = !db_stmt_col_is_null(st, COL_FACTORY);
     line->max_per_customer = db_stmt_col_int(st, COL_LIMIT);
+    line->held = db_stmt_col_int(st, COL_HELD);
 }
 
 /* --- the worker's sweep ------------------------------------------------------- */

@@ -30,6 +30,7 @@ int reorder_sweep(reorder *self, errbuf *err);
 struct reorder_line {
     const char *sku;
     long long stock, point, level, quantity, point_min, point_max;
+    long long held;             /* units in active holds, off the shelf (not in stock) */
     long long max_per_customer; /* units per customer over limit_window; 0: no limit */
     int automatic;
     int has_factory;

@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 
 #include "db.h"
+#include "hold.h"
 #include "log.h"
 #include "metrics.h"
 #include "order.h"
@@ -49,6 +50,7 @@ struct scrape {
     /* Made and used in the scrape thread only (db objects are thread-bound). */
     db *conn;
     order *orders;
+    hold_report *holds;
     int db_down;
 };
 
@@ -67,11 +69,61 @@ scrape_note_status(void *arg, const char *status, long long count)
         c->n[i] = count;
 }
 
+/* A label value in the exposition format: backslash, double quote and line feed
+ * escaped. A sku is whatever the catalogue holds, quotes included. */
+static void
+scrape_label(FILE *out, const char *value)
+{
+    for (const char *c = value; *c != '\0'; c++) {
+        if (*c == '\\' || *c == '"')
+            fputc('\\', out);
+        if (*c == '\n')
+            fputs("\\n", out);
+        else
+            fputc(*c, out);
+    }
+}
+
+static void
+scrape_units_held(void *arg, const char *sku, long long held)
+{
+    FILE *out = arg;
+
+    fputs("restock_units_held{sku=\"", out);
+    scrape_label(out, sku != NULL ? sku : "");
+    fprintf(out, "\"} %lld\n", held);
+}
+
+/* The holds, read at scrape time: units held per product (product.held), the
+ * active holds, and the wait of the oldest one past its expires_at, which the
+ * lag histogram counts only once the worker expired it. */
+static void
+scrape_write_holds(scrape *self, const struct hold_report_totals *totals, FILE *out)
+{
+    errbuf err = {{0}};
+
+    fprintf(out,
+            "# HELP restock_holds_active Holds whose units are held (status held).\n"
+            "# TYPE restock_holds_active gauge\n"
+            "restock_holds_active %lld\n"
+            "# HELP restock_hold_expiry_overdue_seconds How long the oldest active hold has been "
+            "past its expires_at without being expired; 0 when none is.\n"
+            "# TYPE restock_hold_expiry_overdue_seconds gauge\n"
+            "restock_hold_expiry_overdue_seconds %.3f\n"
+            "# HELP restock_units_held Units of each product in active holds, off the shelf while "
+            "buyers pay (product.held).\n"
+            "# TYPE restock_units_held gauge\n",
+            totals->holds, totals->overdue);
+    if (hold_report_units_held(self->holds, scrape_units_held, out, &err) != RS_OK)
+        log_warn("event=metrics_db_failed error=\"%s\"", err.msg);
+}
+
 /* The worker's own view: spool folders and orders. */
 static void
 scrape_write_state(scrape *self, FILE *out)
 {
     struct scrape_counts counts = {{0}};
+    struct hold_report_totals holds = {0};
     time_t now = time(NULL);
     errbuf err = {{0}};
     long long overdue = 0;
@@ -110,6 +162,8 @@ scrape_write_state(scrape *self, FILE *out)
         overdue = order_count_overdue(self->orders, atomic_load(&self->callback_timeout), &err);
         db_ok = overdue >= 0;
     }
+    if (db_ok)
+        db_ok = hold_report_totals(self->holds, &holds, &err) == RS_OK;
     if (!db_ok) {
         if (!self->db_down)
             log_warn("event=metrics_db_failed error=\"%s\"", err.msg);
@@ -130,6 +184,7 @@ scrape_write_state(scrape *self, FILE *out)
                 "# TYPE restock_orders_overdue gauge\n"
                 "restock_orders_overdue %lld\n",
                 overdue);
+        scrape_write_holds(self, &holds, out);
     }
     fprintf(out,
             "# HELP restock_database_up 1 when the worker's scrape could read the orders.\n"
@@ -316,6 +371,7 @@ scrape_thread(void *arg)
             break;
         scrape_expire(self);
     }
+    hold_report_destroy(&self->holds);
     order_destroy(&self->orders);
     db_destroy(&self->conn);
     db_thread_end();
@@ -393,6 +449,9 @@ scrape_new(const conf *cf, spool *const *queues, int nqueues, errbuf *err)
     self->orders = order_new(self->conn, err);
     if (self->orders == NULL)
         goto fail;
+    self->holds = hold_report_new(self->conn, err);
+    if (self->holds == NULL)
+        goto fail;
     for (int i = 0; i < nqueues; i++)
         self->queues[i] = queues[i];
     self->nqueues = nqueues;
@@ -457,6 +516,7 @@ scrape_destroy(scrape **self_p)
         atomic_store(&self->stop, 1);
         pthread_join(self->thread, NULL);
     } else {
+        hold_report_destroy(&self->holds);
         order_destroy(&self->orders);
         db_destroy(&self->conn);
     }

@@ -3,7 +3,10 @@
 failed, callback good, repeated and forged, dead letter, redrive) the worker's
 /metrics agrees with the database, the spool folders and the SMTP sink; the public
 site answers 404 on /metrics; and a real Prometheus server (Debian's prometheus)
-scraping the stack every second reports the same values through its HTTP API."""
+scraping the stack every second reports the same values through its HTTP API.
+restock_units_held{sku} is every product's held units (the product JSON's held) as
+holds are made and released, its label escaped for a sku with a quote and a
+backslash, and the whole exposition passes `promtool check metrics`."""
 
 import json
 import os
@@ -173,6 +176,57 @@ def direct(t, s):
     orders_agree(t, s, "at the end")
 
 
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def units_held(text):
+    """{sku: value} of restock_units_held, its label values unescaped."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("restock_units_held{"):
+            labels, _, value = line[len("restock_units_held{"):].rpartition("} ")
+            m = LABEL.fullmatch(labels)
+            if m and m.group(1) == "sku":
+                sku = re.sub(r"\\.", lambda e: UNESCAPE.get(e.group(0), "?"), m.group(2))
+                out[sku] = float(value)
+    return out
+
+
+def holds(t, s):
+    odd = 'HO"L\\D-2'  # a quote and a backslash: escaped in the label
+    for sku in ("HOLD-1", odd):
+        s.sql("INSERT INTO product (product_id, sku, name, price, stock) VALUES"
+              " (UNHEX(REPLACE(UUID(), '-', '')), '%s', '%s', 100, 10)"
+              % (sku.replace("\\", "\\\\").replace("'", "''"), sku.replace("\\", "\\\\")))
+    made = []
+    for sku, quantity in (("HOLD-1", 2), (odd, 3)):
+        r = s.request("POST", "/holds", {"lines": [{"sku": sku, "quantity": quantity}]})
+        t.is_(r.status, 201, "a hold of %d %s" % (quantity, sku))
+        made.append(r.json().get("hold") if r.status == 201 else None)
+
+    def agrees(what):
+        text = scrape(s)[2]
+        got = units_held(text)
+        # The database's, not GET /products: nginx may answer that from its cache.
+        # (HEX: the client's batch output escapes a backslash.)
+        want = {bytes.fromhex(sku).decode(): float(held)
+                for sku, held in s.sql("SELECT HEX(sku), held FROM product")}
+        t.is_(got, want, "%s: restock_units_held{sku} is every product's held" % what)
+        p = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+        t.ok(p.returncode == 0, "%s: promtool check metrics accepts the exposition" % what,
+             p.stdout + p.stderr)
+        return got
+
+    got = agrees("two holds")
+    t.is_([got.get("HOLD-1"), got.get(odd)], [2.0, 3.0], "2 and 3 units held, the odd sku's too")
+    r = s.request("DELETE", "/holds/%s" % made[1])
+    t.is_(r.status, 200, "one hold released")
+    got = agrees("one released")
+    t.is_([got.get("HOLD-1"), got.get(odd)], [2.0, 0.0], "its units are no longer held")
+
+
 def prom_query(port, expr):
     url = "http://127.0.0.1:%d/api/v1/query?%s" % (port, urllib.parse.urlencode({"query": expr}))
     try:
@@ -219,6 +273,7 @@ def prometheus(t, s):
             ('restock_callbacks_total{result="forbidden"}', 1.0),
             ('restock_mail_total{result="sent"}', float(len(received_mail(s)))),
             ('sum(restock_up)', 3.0),
+            ('restock_units_held{sku="HOLD-1"}', 2.0),
         ]
         for expr, want in checks:
             s.wait_until(lambda: prom_query(port, expr) == want, timeout=30)
@@ -236,6 +291,7 @@ def prometheus(t, s):
 def body(t):
     with Stack(t, env=ENV) as s:
         direct(t, s)
+        holds(t, s)
         prometheus(t, s)
 
 

@@ -9,6 +9,8 @@
 -- CHECKOUT_KEYS=<prefix> sends every request with an Idempotency-Key of its own,
 -- <prefix>-<start second>-<thread>-<n> (the keyed checkout: a transaction each, no
 -- batching; runs started a second apart or more never replay each other's keys).
+-- CART_SKUS=<sku>,<sku>,... sends carts instead: each request 3 lines of quantity 1,
+-- 3 distinct skus of the list picked at random (at least 3 skus).
 -- Statuses are counted, so that "zero oversold" can be checked against the
 -- stock: 200 (sold), 409 (sold out), anything else; "sold" counts the answers
 -- whose body says 구매 완료, because the first version answered 200 to a failed
@@ -49,13 +51,43 @@ function setup(thread)
    table.insert(threads, thread)
 end
 
-if key_prefix ~= nil then
+local cart_skus = nil
+if os.getenv("CART_SKUS") ~= nil then
+   cart_skus = {}
+   for sku in string.gmatch(os.getenv("CART_SKUS"), "[^,]+") do
+      table.insert(cart_skus, sku)
+   end
+   if #cart_skus < 3 then
+      error("CART_SKUS: at least 3 skus, comma-separated")
+   end
+end
+
+function init(args)
+   math.randomseed(os.time() * 100 + thread_id)
+end
+
+-- 3 distinct skus of cart_skus (the first 3 of a partial Fisher-Yates shuffle).
+local function cart_body()
+   local n = #cart_skus
+   for i = 1, 3 do
+      local j = math.random(i, n)
+      cart_skus[i], cart_skus[j] = cart_skus[j], cart_skus[i]
+   end
+   return string.format('{"lines":[{"sku":"%s","quantity":1},{"sku":"%s","quantity":1},'
+                           .. '{"sku":"%s","quantity":1}]}', cart_skus[1], cart_skus[2],
+                        cart_skus[3])
+end
+
+if key_prefix ~= nil or cart_skus ~= nil then
    local sent = 0
    function request()
       sent = sent + 1
-      -- Zero-padded: an anonymous key is 16 characters at least (issue 18).
-      wrk.headers["Idempotency-Key"] = string.format("%s-%08d-%012d", key_prefix, thread_id, sent)
-      return wrk.format()
+      if key_prefix ~= nil then
+         -- Zero-padded: an anonymous key is 16 characters at least (issue 18).
+         wrk.headers["Idempotency-Key"] = string.format("%s-%08d-%012d", key_prefix, thread_id,
+                                                        sent)
+      end
+      return wrk.format(nil, nil, nil, cart_skus ~= nil and cart_body() or nil)
    end
 end
 
@@ -73,15 +105,6 @@ function response(status, headers, answer)
 end
 
 function done(summary, latency, requests)
-   local c200, c409, other, total_sold = 0, 0, 0, 0
-   for _, thread in ipairs(threads) do
-      c200 = c200 + thread:get("status_200")
-      c409 = c409 + thread:get("status_409")
-      other = other + thread:get("status_other")
-      total_sold = total_sold + thread:get("sold")
-   end
-   io.write(string.format("statuses: 200=%d 409=%d other=%d (sold: %d)\n",
-                          c200, c409, other, total_sold))
-   result.write(summary, latency, string.format(
-      "status_200=%d status_409=%d status_other=%d sold=%d", c200, c409, other, total_sold))
+   result.write(summary, latency,
+                result.counts(threads, {"status_200", "status_409", "status_other", "sold"}))
 end

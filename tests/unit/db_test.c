@@ -5,6 +5,8 @@
  * tests/integration/db_deadlock.c, run by db_failover.py. */
 #include "config.h"
 
+#include <string.h>
+
 #include <stdlib.h>
 
 #include "db.h"
@@ -90,6 +92,22 @@ main(void)
     }
     db_destroy(&conn);
     ok(conn == NULL, "db_destroy clears the pointer");
+    {
+        char hex[DB_HEX_SIZE(4)];
+        db_text t = {0};
+
+        is_int((long long)db_hex(hex, "a'\\\0", 4), 11, "db_hex: X, two digits a byte, quotes");
+        is_str(hex, "X'61275c00'", "any bytes (a quote, a backslash, a NUL) become digits");
+        db_text_str(&t, "SELECT ");
+        db_text_int(&t, -42);
+        db_text_str(&t, ", ");
+        db_text_hex(&t, "k", 1);
+        is_str(t.buf, "SELECT -42, X'6b'", "db_text: fixed SQL, numbers and hex literals in order");
+        ok(t.len == strlen(t.buf) && !t.failed, "its length kept, nothing failed");
+        db_text_free(&t);
+        ok(t.buf == NULL && t.len == 0, "db_text_free empties it");
+        ok(db_is_duplicate(1062) && !db_is_duplicate(1213), "1062 is a duplicate key, 1213 not");
+    }
     conf_destroy(&cf);
     db_library_end();
     return done_testing();
