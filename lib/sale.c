@@ -981,6 +981,9 @@ sale_batch_submit(sale *self, struct sale_buy *buy, errbuf *err)
 {
     log_debug("event=checkout_submitted quantity=%lld", buy->m.quantity); /* tests wait for it */
     combiner_submit(self->shop->checkouts, &buy->item, buy->sku, sale_batch_run, self);
+    /* The batch's links to the other members (on their threads' stacks) end with
+     * it: a member left alone allocates itself alone. */
+    buy->m.next = NULL;
     if (buy->failed) {
         *err = buy->err;
         return RS_ERR;
