@@ -438,6 +438,39 @@ db_ping(db *self, errbuf *err)
 }
 
 int
+db_durability(db *self, char *why, size_t whylen, errbuf *err)
+{
+    /* One statement of its own, destroyed with the connection's others. */
+    db_stmt *st = db_stmt_new(self,
+                              "SELECT @@innodb_flush_log_at_trx_commit, @@log_bin, "
+                              "@@sync_binlog",
+                              0);
+    long long flush, log_bin, sync_binlog;
+
+    if (st == NULL)
+        return errbuf_set(err, "out of memory");
+    if (db_stmt_exec(st, err, "") < 0)
+        return RS_ERR;
+    if (!db_stmt_next(st))
+        return errbuf_set(err, "reading the durability settings: no row");
+    flush = db_stmt_col_int(st, 0);
+    log_bin = db_stmt_col_int(st, 1);
+    sync_binlog = db_stmt_col_int(st, 2);
+    why[0] = '\0';
+    if (flush != 1)
+        snprintf(why, whylen,
+                 "innodb_flush_log_at_trx_commit = %lld: a commit is not on disk when it "
+                 "returns; a power cut can lose about a second of sales answered 200",
+                 flush);
+    else if (log_bin && sync_binlog != 1)
+        snprintf(why, whylen,
+                 "log_bin is on and sync_binlog = %lld: crash recovery rolls back the "
+                 "transactions the binary log lost at a power cut, sales answered 200 among them",
+                 sync_binlog);
+    return why[0] == '\0' ? 1 : 0;
+}
+
+int
 db_failed_connection(const db *self)
 {
     return self->failed_connection;

@@ -52,6 +52,10 @@ int db_ping(db *self, errbuf *err);
 /* 1 when the last failure was the connection (server down, lost, timed out, a
  * Galera node outside the primary component) rather than the statement: callers
  * answer 503 for those. */
+/* Whether the server keeps a commit through a power cut (docs/operations.md,
+ * "Durability"): 1 when it does, 0 when it does not (why: which setting, and what
+ * it can lose), RS_ERR when it could not be asked. */
+int db_durability(db *self, char *why, size_t whylen, errbuf *err);
 int db_failed_connection(const db *self);
 
 /* 1 when the last failure was a deadlock or a Galera

@@ -222,6 +222,17 @@ main(int argc, char **argv)
         errbuf_set(&err, "out of memory");
         goto fail;
     }
+    {
+        /* Said once at start: a server that can lose a commit at a power cut loses
+         * acknowledged sales, whatever the spool does (issue 21). */
+        char why[256];
+        errbuf derr = {0};
+        int durable = db_durability(conn, why, sizeof(why), &derr);
+        if (durable == 0)
+            log_warn("event=db_not_durable reason=\"%s\"", why);
+        else if (durable < 0)
+            log_info("event=db_durability_unchecked error=\"%s\"", derr.msg);
+    }
     orders = order_new(conn, &err);
     events = orders ? outbox_new(cf, conn, orders, factory_q, mail_q, &err) : NULL;
     policy = events ? reorder_new(cf, conn, orders, &err) : NULL;
