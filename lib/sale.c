@@ -1182,6 +1182,19 @@ sale_key_claim(sale *self, long long client, const char *key,
     return claim;
 }
 
+/* The end of a transaction that may store an answer: with a key, out stored on
+ * its row (claimed by sale_key_claim); then the commit. RS_ERR: the caller rolls
+ * back. */
+static int
+sale_key_commit(sale *self, long long client, const char *key, const struct sale_answer *out,
+                errbuf *err)
+{
+    if (key != NULL &&
+        checkout_key_store(self->keys, client, key, out->status, out->body, out->len, err) != RS_OK)
+        return RS_ERR;
+    return db_commit(self->conn, err);
+}
+
 /* -- the keyed checkout ------------------------------------------------------------- */
 
 /* The keyed checkout's transaction: claims the key's row, if any (a request with
@@ -1240,9 +1253,7 @@ sale_keyed_tx(sale *self, const struct sale_request *req, struct sale_buy *buy, 
         db_rollback(self->conn);
         return RS_OK;
     }
-    if ((req->key != NULL && checkout_key_store(self->keys, req->client, req->key, out->status,
-                                                out->body, out->len, err) != RS_OK) ||
-        db_commit(self->conn, err) != RS_OK)
+    if (sale_key_commit(self, req->client, req->key, out, err) != RS_OK)
         goto fail;
     return RS_OK;
 
@@ -1605,10 +1616,7 @@ sale_cart_tx(sale *self, const struct sale_cart *cart, struct sale_cart_line *wo
     if ((cart->ttl == 0 || refused || limited) &&
         sale_cart_answer(cart, work, !refused && !limited, limited, out, err) != RS_OK)
         goto fail;
-    if (cart->key != NULL && checkout_key_store(self->keys, cart->client, cart->key, out->status,
-                                                out->body, out->len, err) != RS_OK)
-        goto fail;
-    if (db_commit(self->conn, err) != RS_OK)
+    if (sale_key_commit(self, cart->client, cart->key, out, err) != RS_OK)
         goto fail;
     return RS_OK;
 
@@ -1894,10 +1902,7 @@ sale_hold_act_tx(sale *self, const struct sale_hold_ref *ref, const unsigned cha
     }
     if (sale_hold_decide(self, ref, rec, done, out, err) != RS_OK)
         goto fail;
-    if (ref->key != NULL && checkout_key_store(self->keys, ref->client, ref->key, out->status,
-                                               out->body, out->len, err) != RS_OK)
-        goto fail;
-    if (db_commit(self->conn, err) != RS_OK)
+    if (sale_key_commit(self, ref->client, ref->key, out, err) != RS_OK)
         goto fail;
     return RS_OK;
 

@@ -17,22 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-
-def skip_unless_fuse():
-    why = None
-    if not os.path.exists("/dev/fuse"):
-        why = "no /dev/fuse"
-    elif os.geteuid() != 0:
-        why = "not root (the mount uses allow_other)"
-    else:
-        try:
-            import pyfuse3  # noqa: F401
-        except ImportError:
-            why = "no pyfuse3 (Debian's python3-pyfuse3; scripts/deps test)"
-    if why:
-        print("1..0 # SKIP %s" % why, flush=True)
-        sys.exit(0)
-
+from fuse_skip import skip_unless_fuse  # noqa: E402
 
 skip_unless_fuse()
 
