@@ -195,11 +195,16 @@ def paused(t, s, w2):
     # Only worker2 sweeps for a moment: it claims the new work.
     s.stop("worker")
     sim_config(s, fail_rate=1.0)
+    pauses = len(inbox(s, kind="ad_pause"))
     skus = add_shop(s, 5, "LP")
     sell_all(t, s, skus, what)
     t.ok(s.wait_until(lambda: claims(s, "spool-worker2") >= 5, timeout=30),
          "%s: worker2 holds the claims of the 5 orders" % what, claims(s, "spool-worker2"))
     s.wait_until(lambda: s.log("worker2").count("event=deferred queue=factory") >= 5, timeout=30)
+    # Its emails of the sell-outs sent, none in flight: a delivery the pause caught
+    # after its claim's check would still be sent when it resumes (at least once).
+    s.wait_until(lambda: len(inbox(s, kind="ad_pause")) >= pauses + 5 and
+                 waiting(w2["spool_dir"], queues=("mail",)) == 0, timeout=30)
     s.signal("worker2", signal.SIGSTOP)
     sent_before = delivered(s, "worker2")
     resumed = len(inbox(s, kind="ad_resume"))
