@@ -116,9 +116,11 @@ hold_text_ids(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n)
     db_text_str(t, ")");
 }
 
-/* The text of the holds' rows and their lines'. */
+/* The text of the holds' rows and their lines': their times and products as the
+ * drafts give them, or as src's SQL says. */
 void
-hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n)
+hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
+                 const struct hold_sql_source *src)
 {
     db_text_str(t, "INSERT INTO hold (hold_id, client_id, customer, status, expires_at,"
                    " created_at) VALUES ");
@@ -135,9 +137,24 @@ hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n)
         else
             db_text_str(t, "NULL");
         db_text_str(t, ",0,");
-        hold_text_time(t, h->expires_us);
-        db_text_str(t, ",");
-        hold_text_time(t, h->created_us);
+        if (src != NULL) {
+            /* Not written when src's guard fails: an expires_at equal to its
+             * created_at breaks the table's CHECK, and the statement fails. */
+            db_text_str(t, "IF(");
+            db_text_str(t, src->guard);
+            db_text_str(t, ",");
+            db_text_str(t, src->now);
+            db_text_str(t, " + INTERVAL ");
+            db_text_int(t, h->ttl);
+            db_text_str(t, " SECOND,");
+            db_text_str(t, src->now);
+            db_text_str(t, "),");
+            db_text_str(t, src->now);
+        } else {
+            hold_text_time(t, h->expires_us);
+            db_text_str(t, ",");
+            hold_text_time(t, h->created_us);
+        }
         db_text_str(t, ")");
     }
     db_text_str(t, ";INSERT INTO hold_line (hold_id, line, product_id, quantity) VALUES ");
@@ -148,7 +165,10 @@ hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n)
             db_text_str(t, ",");
             db_text_int(t, (long long)j);
             db_text_str(t, ",");
-            db_text_hex(t, holds[i].items[j].product_id, IDENT_BYTES);
+            if (src != NULL)
+                db_text_str(t, src->product);
+            else
+                db_text_hex(t, holds[i].items[j].product_id, IDENT_BYTES);
             db_text_str(t, ",");
             db_text_int(t, holds[i].items[j].quantity);
             db_text_str(t, ")");
@@ -162,7 +182,7 @@ hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err)
     struct db_multi m;
     int rc;
 
-    hold_insert_text(&t, holds, n);
+    hold_insert_text(&t, holds, n, NULL);
     rc = t.failed ? errbuf_set(err, "out of memory")
                   : db_exec_multi(self->conn, 0, t.buf, t.len, &m, err);
     db_text_free(&t);

@@ -785,7 +785,7 @@ sale_batch_holds_text(combiner_item *batch, const unsigned char *product_id, lon
     }
     if (n > 0) {
         sale_text_next(t);
-        hold_insert_text(t, drafts, n);
+        hold_insert_text(t, drafts, n, NULL);
     }
     free(drafts), free(items);
     return RS_OK;
@@ -815,6 +815,16 @@ sale_batch_confirms_text(combiner_item *batch, db_text *t, errbuf *err)
     return (long long)n;
 }
 
+/* 1 when a member still in the batch has a key. */
+static int
+sale_batch_keyed(combiner_item *batch)
+{
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        if (((struct sale_buy *)it)->key != NULL && !((struct sale_buy *)it)->alone)
+            return 1;
+    return 0;
+}
+
 /* Leaves alone every member of kind (SALE_KIND_CONFIRM), or every keyed one
  * (kind -1): the batch runs again without them. */
 static void
@@ -826,6 +836,91 @@ sale_batch_leave(combiner_item *batch, int kind)
         if (kind < 0 ? b->key != NULL : (int)b->kind == kind)
             b->alone = 1;
     }
+}
+
+/* A batch of holds (and plain checkouts), without keys or confirms: its whole
+ * transaction in one round trip when every quantity fits (the common case). The
+ * UPDATE; its rows changed, its result, the database's clock (to the
+ * millisecond) and the product's id kept in session variables; the holds' rows
+ * written from them, guarded: when the UPDATE took nothing their insert breaks
+ * the table's CHECK and the server runs nothing more, the commit neither; a
+ * SELECT of the variables; the commit. SALE_FAST_DONE (the members' results
+ * set); SALE_FAST_FALLBACK: the total did not fit, or no such sku: nothing was
+ * written, the two-round-trip transaction decides; RS_ERR. */
+enum { SALE_FAST_FALLBACK, SALE_FAST_DONE };
+static int
+sale_batch_holds_fast(sale *self, combiner_item *batch, struct sale_member *takers,
+                      const struct sale_units *u, errbuf *err)
+{
+    struct sale_buy *first = (struct sale_buy *)batch;
+    size_t size = sale_batch_size(batch), n = 0;
+    struct hold_draft *drafts = calloc(size, sizeof(*drafts));
+    struct hold_item *items = calloc(size, sizeof(*items));
+    struct db_multi *m = malloc(sizeof(*m));
+    struct hold_sql_source src = {"@restock_now", "@restock_pid", "@restock_ok = 1"};
+    unsigned long long taken;
+    db_text t = {0};
+    long long now_us;
+    int rc = RS_ERR;
+
+    if (drafts == NULL || items == NULL || m == NULL) {
+        errbuf_set(err, "out of memory");
+        goto out;
+    }
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+
+        if (b->alone || b->kind != SALE_KIND_HOLD)
+            continue;
+        ident_new_ordered(b->hold_id);
+        items[n].quantity = b->m.quantity;
+        memcpy(drafts[n].id, b->hold_id, IDENT_BYTES);
+        drafts[n].client = b->client;
+        drafts[n].customer = b->customer;
+        drafts[n].ttl = b->ttl;
+        drafts[n].n = 1;
+        drafts[n].items = &items[n];
+        n++;
+    }
+    sale_take_text(&t, first->sku, u->buy + u->hold, u->buy, u->hold);
+    db_text_str(&t, ";SET @restock_ok = ROW_COUNT(), @restock_taken = LAST_INSERT_ID(),"
+                    " @restock_now = UTC_TIMESTAMP(3),"
+                    " @restock_pid = (SELECT product_id FROM product WHERE sku = _utf8mb4 ");
+    db_text_hex(&t, first->sku, strlen(first->sku));
+    db_text_str(&t, ");");
+    hold_insert_text(&t, drafts, n, &src);
+    db_text_str(&t, ";SELECT @restock_taken, " HOLD_SQL_US("@restock_now"));
+    if (t.failed) {
+        errbuf_set(err, "out of memory");
+        goto out;
+    }
+    if (db_exec_multi(self->conn, DB_MULTI_BEGIN | DB_MULTI_COMMIT, t.buf, t.len, m, err) !=
+        RS_OK) {
+        db_rollback(self->conn);
+        /* The UPDATE took nothing (the guard stopped the rest): not an error. */
+        if (m->ran == 2 && m->rows[0] == 0)
+            rc = SALE_FAST_FALLBACK;
+        goto out;
+    }
+    if (m->ncols != 2) {
+        rc = errbuf_set(err, "database: the batch's values were not read back");
+        goto out;
+    }
+    taken = strtoull(m->col[0], NULL, 10);
+    now_us = strtoll(m->col[1], NULL, 10);
+    sale_allocate(takers, (long long)(taken / SALE_SCALE) + u->buy + u->hold,
+                  (long long)(taken % SALE_SCALE) - SALE_BIAS);
+    for (combiner_item *it = batch; it != NULL; it = it->next) {
+        struct sale_buy *b = (struct sale_buy *)it;
+
+        if (!b->alone && b->kind == SALE_KIND_HOLD)
+            b->expires_us = now_us + b->ttl * 1000000;
+    }
+    rc = SALE_FAST_DONE;
+out:
+    db_text_free(&t);
+    free(drafts), free(items), free(m);
+    return rc;
 }
 
 /* The transaction of a batch with more than plain checkouts (holds, confirms,
@@ -856,6 +951,14 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     if (takers == NULL && u.confirm == 0) {
         rc = RS_OK; /* every member left alone */
         goto out;
+    }
+    if (u.confirm == 0 && u.hold > 0 && !sale_batch_keyed(batch)) {
+        rc = sale_batch_holds_fast(self, batch, takers, &u, err);
+        if (rc != SALE_FAST_FALLBACK) {
+            rc = rc == SALE_FAST_DONE ? RS_OK : RS_ERR;
+            goto out;
+        }
+        takers = sale_batch_takers(batch); /* the allocation under the lock decides */
     }
     if ((confirms = sale_batch_confirms_text(batch, &t, err)) < 0)
         goto out;
