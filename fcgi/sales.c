@@ -426,8 +426,7 @@ sales_thread_init(void *app, void **state, errbuf *err)
     }
     th->app = app;
     /* Connects at the first request, and again whenever the database was gone. */
-    /* Several statements in one round trip: a batch's transaction (lib/sale). */
-    th->conn = db_new(th->app->cf, DB_MULTI_STATEMENTS);
+    th->conn = db_new(th->app->cf, 0);
     if (th->conn == NULL) {
         errbuf_set(err, "out of memory");
         goto fail;

@@ -661,91 +661,9 @@ db_text_free(db_text *t)
 }
 
 int
-db_is_duplicate(unsigned code)
+db_duplicate(const db *self)
 {
-    return code == ER_DUP_ENTRY;
-}
-
-int
-db_exec_multi(db *self, int flags, const char *sql, size_t len, struct db_multi *out, errbuf *err)
-{
-    int begin = (flags & DB_MULTI_BEGIN) != 0, commit = (flags & DB_MULTI_COMMIT) != 0;
-    size_t first = begin ? 1 : 0, i = 0; /* results seen, START TRANSACTION's included */
-    db_text t = {0};
-    int status, rc = RS_ERR;
-
-    memset(out, 0, sizeof(*out));
-    if (self->poisoned)
-        return db_void(self, "query", err);
-    if ((begin && self->in_transaction > 0) || (!begin && commit && self->in_transaction != 1))
-        return errbuf_set(err, "database: db_exec_multi begins outside a transaction and "
-                               "commits the outermost one only");
-    if (!(self->flags & DB_MULTI_STATEMENTS))
-        return errbuf_set(err, "database: db_exec_multi on a connection without "
-                               "DB_MULTI_STATEMENTS");
-    if (db_ready(self, err) != RS_OK)
-        return RS_ERR;
-    if (begin)
-        db_text_str(&t, "START TRANSACTION;");
-    db_text_add(&t, sql, len);
-    if (commit)
-        db_text_str(&t, ";COMMIT");
-    if (t.failed) {
-        errbuf_set(err, "out of memory");
-        goto done;
-    }
-    if (begin)
-        self->in_transaction = 1; /* from here on, the caller's rollback ends it */
-    if (mysql_real_query(self->conn, t.buf, t.len) != 0)
-        goto fail;
-    for (;;) {
-        MYSQL_RES *res = mysql_store_result(self->conn);
-        size_t k = i - first;
-
-        if (res == NULL && mysql_field_count(self->conn) != 0)
-            goto fail;
-        if (i >= first && k < DB_MULTI_MAX) {
-            MYSQL_ROW row = res != NULL ? mysql_fetch_row(res) : NULL;
-
-            out->rows[k] = res != NULL ? (long long)mysql_num_rows(res)
-                                       : (long long)mysql_affected_rows(self->conn);
-            out->insert_id[k] = mysql_insert_id(self->conn);
-            if (row != NULL) {
-                unsigned long *lens = mysql_fetch_lengths(res);
-
-                out->ncols =
-                    mysql_num_fields(res) < DB_MULTI_COLS ? mysql_num_fields(res) : DB_MULTI_COLS;
-                for (size_t c = 0; c < out->ncols; c++) {
-                    out->col_null[c] = row[c] == NULL;
-                    out->col_len[c] = row[c] != NULL && lens[c] < DB_MULTI_COL_SIZE ? lens[c] : 0;
-                    if (row[c] != NULL)
-                        memcpy(out->col[c], row[c], out->col_len[c]);
-                    out->col[c][out->col_len[c]] = '\0';
-                }
-            }
-        }
-        mysql_free_result(res);
-        i++;
-        status = mysql_next_result(self->conn);
-        if (status > 0)
-            goto fail;
-        if (status < 0)
-            break;
-    }
-    out->ran = i - first - (commit ? 1 : 0);
-    if (commit)
-        self->in_transaction = 0;
-    db_answered(self);
-    rc = RS_OK;
-    goto done;
-
-fail:
-    out->ran = i >= first ? i - first : 0;
-    out->failed_code = mysql_errno(self->conn);
-    db_fail(self, out->failed_code, "query", mysql_error(self->conn), err);
-done:
-    db_text_free(&t);
-    return rc;
+    return self->last_errno == ER_DUP_ENTRY;
 }
 
 /* The savepoint of nesting depth (1: the first inside the transaction). */

@@ -20,8 +20,7 @@ typedef struct db db;
 typedef struct db_stmt db_stmt;
 
 /* db_new flags */
-#define DB_MULTI_STATEMENTS                                                                        \
-    1 /* several statements in one text: db_run (migrations), db_exec_multi */
+#define DB_MULTI_STATEMENTS 1 /* allow several statements in db_run (migrations only) */
 
 /* Statement flags */
 #define DB_IDEMPOTENT 1 /* safe to send again when the connection broke while it ran */
@@ -114,36 +113,8 @@ void db_text_int(db_text *t, long long v);
 long long db_text_run(db *self, db_text *t, errbuf *err);
 void db_text_free(db_text *t);
 
-/* Several text statements (db_text's: literals only), separated by ';', in one
- * round trip, on a connection made with DB_MULTI_STATEMENTS: with
- * DB_MULTI_BEGIN the transaction opens first (not inside one: the caller ends
- * it, db_commit or db_rollback); with DB_MULTI_COMMIT it commits last (the
- * outermost only), when every statement ran. out says, for each statement
- * (the first DB_MULTI_MAX), the rows changed or found and LAST_INSERT_ID, and
- * the first row of the last result set, its first DB_MULTI_COLS columns as
- * text. RS_ERR when a statement failed: the server ran none after it, out->ran
- * statements ran, out->failed_code is its error (a duplicate key's 1062, say),
- * the transaction is left open for the caller's rollback, with the failure
- * classes of any statement. */
-#define DB_MULTI_BEGIN    1
-#define DB_MULTI_COMMIT   2
-#define DB_MULTI_MAX      8
-#define DB_MULTI_COLS     4
-#define DB_MULTI_COL_SIZE 64
-struct db_multi {
-    size_t ran;
-    long long rows[DB_MULTI_MAX];
-    unsigned long long insert_id[DB_MULTI_MAX];
-    unsigned failed_code;
-    size_t ncols;
-    char col[DB_MULTI_COLS][DB_MULTI_COL_SIZE];
-    size_t col_len[DB_MULTI_COLS];
-    int col_null[DB_MULTI_COLS];
-};
-int db_exec_multi(db *self, int flags, const char *sql, size_t len, struct db_multi *out,
-                  errbuf *err);
-/* 1 when code is a duplicate key's (a unique row there already). */
-int db_is_duplicate(unsigned code);
+/* 1 when the last failure was a duplicate key (a unique row there already). */
+int db_duplicate(const db *self);
 
 /* A db_begin inside an open transaction opens a savepoint of it: its
  * db_commit releases the savepoint (the work is committed with the outer

@@ -116,11 +116,9 @@ hold_text_ids(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n)
     db_text_str(t, ")");
 }
 
-/* The text of the holds' rows and their lines': their times and products as the
- * drafts give them, or as src's SQL says. */
-void
-hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
-                 const struct hold_sql_source *src)
+/* The text of the holds' rows. */
+static void
+hold_rows_text(db_text *t, const struct hold_draft *holds, size_t n)
 {
     db_text_str(t, "INSERT INTO hold (hold_id, client_id, customer, status, expires_at,"
                    " created_at) VALUES ");
@@ -137,27 +135,18 @@ hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
         else
             db_text_str(t, "NULL");
         db_text_str(t, ",0,");
-        if (src != NULL) {
-            /* Not written when src's guard fails: an expires_at equal to its
-             * created_at breaks the table's CHECK, and the statement fails. */
-            db_text_str(t, "IF(");
-            db_text_str(t, src->guard);
-            db_text_str(t, ",");
-            db_text_str(t, src->now);
-            db_text_str(t, " + INTERVAL ");
-            db_text_int(t, h->ttl);
-            db_text_str(t, " SECOND,");
-            db_text_str(t, src->now);
-            db_text_str(t, "),");
-            db_text_str(t, src->now);
-        } else {
-            hold_text_time(t, h->expires_us);
-            db_text_str(t, ",");
-            hold_text_time(t, h->created_us);
-        }
+        hold_text_time(t, h->expires_us);
+        db_text_str(t, ",");
+        hold_text_time(t, h->created_us);
         db_text_str(t, ")");
     }
-    db_text_str(t, ";INSERT INTO hold_line (hold_id, line, product_id, quantity) VALUES ");
+}
+
+/* The text of their lines' rows. */
+static void
+hold_lines_text(db_text *t, const struct hold_draft *holds, size_t n)
+{
+    db_text_str(t, "INSERT INTO hold_line (hold_id, line, product_id, quantity) VALUES ");
     for (size_t i = 0, rows = 0; i < n; i++)
         for (size_t j = 0; j < holds[i].n; j++, rows++) {
             db_text_str(t, rows > 0 ? ",(" : "(");
@@ -165,10 +154,7 @@ hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
             db_text_str(t, ",");
             db_text_int(t, (long long)j);
             db_text_str(t, ",");
-            if (src != NULL)
-                db_text_str(t, src->product);
-            else
-                db_text_hex(t, holds[i].items[j].product_id, IDENT_BYTES);
+            db_text_hex(t, holds[i].items[j].product_id, IDENT_BYTES);
             db_text_str(t, ",");
             db_text_int(t, holds[i].items[j].quantity);
             db_text_str(t, ")");
@@ -179,12 +165,18 @@ int
 hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err)
 {
     db_text t = {0};
-    struct db_multi m;
-    int rc;
+    int rc = RS_ERR;
 
-    hold_insert_text(&t, holds, n, NULL);
-    rc = t.failed ? errbuf_set(err, "out of memory")
-                  : db_exec_multi(self->conn, 0, t.buf, t.len, &m, err);
+    /* Two statements, each its own round trip (never one multi-statement packet
+     * inside a transaction: lib/sale.c's sale_batch_records_tx says why). */
+    hold_rows_text(&t, holds, n);
+    if (db_text_run(self->conn, &t, err) < 0)
+        goto done;
+    hold_lines_text(&t, holds, n);
+    if (db_text_run(self->conn, &t, err) < 0)
+        goto done;
+    rc = RS_OK;
+done:
     db_text_free(&t);
     return rc;
 }

@@ -45,22 +45,8 @@ struct hold_draft {
     long long client;     /* the API client, or 0: anonymous */
     const char *customer; /* the client's customer; NULL: none */
     long long created_us, expires_us;
-    long long ttl; /* its seconds, when a hold_sql_source says the time */
     size_t n;
     const struct hold_item *items;
-};
-
-/* Where the text of holds takes what the caller's transaction knows only in SQL
- * (lib/sale's batch of holds in one round trip): now, the time (a DATETIME(3)
- * expression: expires_at is now + ttl, to the millisecond); product, every
- * line's product_id; guard, the condition without which the rows must not be
- * written: when it fails the insert fails (the table's CHECK that a hold does
- * not expire when it was made: a ttl is 30 s at least), and so does what was
- * sent after it, the commit too. */
-struct hold_sql_source {
-    const char *now;
-    const char *product;
-    const char *guard;
 };
 
 /* A hold as read: its status, when it expires, its lines in the request's order. */
@@ -90,13 +76,9 @@ void hold_destroy(hold **self_p);
 /* The database's clock: microseconds since the epoch, UTC. */
 int hold_now(hold *self, long long *now_us, errbuf *err);
 
-/* Writes the n holds, held, with their lines: two statements whatever n, in one
- * round trip (the connection's DB_MULTI_STATEMENTS). RS_OK or RS_ERR.
- * hold_insert_text: their text, appended to t, for a caller that sends it with
- * more (lib/sale's batch: the holds with its commit). */
+/* Writes the n holds, held, with their lines: two statements whatever n, in the
+ * caller's transaction. RS_OK or RS_ERR. */
 int hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err);
-void hold_insert_text(db_text *t, const struct hold_draft *holds, size_t n,
-                      const struct hold_sql_source *src);
 
 /* Reads the hold id of client (HOLD_ANY_CLIENT: whoever's; lock: FOR UPDATE, to
  * the end of the caller's transaction) into *out: 1, 0 when there is none (or it

@@ -160,17 +160,12 @@ sale_shop_destroy(sale_shop **self_p)
  * counts the units sold, held the units taken into holds (a batch may hold some,
  * sell others and confirm holds: the deltas are the caller's). */
 /* (Unformatted: clang-format would break the text inside the ORDER_SQL calls.) */
-/* The statement is written once, with the parameters as placeholders: "?" for
- * the prepared one, printf's for the text of a batch's transaction (whose sku is
- * a hex literal of the utf8mb4 character set, compared in the column's
- * collation, as the prepared parameter is). */
 /* clang-format off */
-#define SALE_TAKE_SQL(sold, held, take, sku)                                                       \
-    "UPDATE product SET sold_total = sold_total + " sold ", held = held + " held ","             \
-    " stock = LAST_INSERT_ID((stock - " take ") * " ORDER_SQL(SALE_SCALE)                          \
-    " + reorder_point + " ORDER_SQL(SALE_BIAS) ") DIV " ORDER_SQL(SALE_SCALE)                      \
-    " WHERE sku = " sku " AND stock >= " take
-static const char sale_take_sql[] = SALE_TAKE_SQL("?", "?", "?", "?");
+static const char sale_take_sql[] =
+    "UPDATE product SET sold_total = sold_total + ?, held = held + ?,"
+    " stock = LAST_INSERT_ID((stock - ?) * " ORDER_SQL(SALE_SCALE)
+    " + reorder_point + " ORDER_SQL(SALE_BIAS) ") DIV " ORDER_SQL(SALE_SCALE)
+    " WHERE sku = ? AND stock >= ?";
 /* clang-format on */
 
 /* -- a thread's sale ------------------------------------------------------------- */
@@ -658,54 +653,6 @@ sale_batch_retry(sale *self, combiner_item *batch, int (*tx)(sale *, combiner_it
         }
 }
 
-/* Appends ";" to t when it holds a statement already: the next one follows. */
-static void
-sale_text_next(db_text *t)
-{
-    if (t->len > 0)
-        db_text_str(t, ";");
-}
-
-/* The batch's take as text (SALE_TAKE_SQL), for its transaction's first round
- * trip. */
-static void
-sale_take_text(db_text *t, const char *sku, long long take, long long sold_add, long long held_add)
-{
-    char lit[DB_HEX_SIZE(PRODUCT_SKU_SIZE) + 16], *text;
-    size_t n = strlen(sku);
-    int len;
-
-    if (n >= PRODUCT_SKU_SIZE) {
-        t->failed = 1; /* cannot be: the parse refused it */
-        return;
-    }
-    memcpy(lit, "_utf8mb4 ", 9);
-    db_hex(lit + 9, sku, n);
-    len = snprintf(NULL, 0, SALE_TAKE_SQL("%lld", "%lld", "%lld", "%s"), sold_add, held_add, take,
-                   lit, take);
-    text = malloc((size_t)len + 1);
-    if (text == NULL) {
-        t->failed = 1;
-        return;
-    }
-    snprintf(text, (size_t)len + 1, SALE_TAKE_SQL("%lld", "%lld", "%lld", "%s"), sold_add, held_add,
-             take, lit, take);
-    sale_text_next(t);
-    db_text_add(t, text, (size_t)len);
-    free(text);
-}
-
-/* The product's id and the database's clock, read with the take (a batch that
- * makes holds needs both). */
-static void
-sale_product_text(db_text *t, const char *sku)
-{
-    sale_text_next(t);
-    db_text_str(t, "SELECT product_id, " HOLD_SQL_US(
-                       "UTC_TIMESTAMP(6)") " FROM product WHERE sku = _utf8mb4 ");
-    db_text_hex(t, sku, strlen(sku));
-}
-
 /* The keyed members the batch sold: their answers made, and the text of their
  * keys' rows with them (checkout_key_insert_text) appended to t. The keyed members
  * it did not sell are left alone: their own transaction decides their refusal and
@@ -743,21 +690,19 @@ sale_batch_keys_text(combiner_item *batch, db_text *t, errbuf *err)
         e->body = b->out->body, e->len = b->out->len;
         n++;
     }
-    if (n > 0) {
-        sale_text_next(t);
+    if (n > 0)
         checkout_key_insert_text(t, entries, n);
-    }
     free(entries);
     return (long long)n;
 }
 
-/* The holds the batch made: their ids and times, and the text of their rows
- * appended to t. RS_ERR when out of memory. */
+/* The holds the batch made: their ids and times, and their rows written. */
 static int
-sale_batch_holds_text(combiner_item *batch, const unsigned char *product_id, long long now_us,
-                      db_text *t, errbuf *err)
+sale_batch_holds(hold *holds, combiner_item *batch, const unsigned char *product_id,
+                 long long now_us, errbuf *err)
 {
     size_t size = sale_batch_size(batch), n = 0;
+    int rc;
     struct hold_draft *drafts = calloc(size, sizeof(*drafts));
     struct hold_item *items = calloc(size, sizeof(*items));
 
@@ -783,12 +728,9 @@ sale_batch_holds_text(combiner_item *batch, const unsigned char *product_id, lon
         drafts[n].items = &items[n];
         n++;
     }
-    if (n > 0) {
-        sale_text_next(t);
-        hold_insert_text(t, drafts, n, NULL);
-    }
+    rc = n > 0 ? hold_insert(holds, drafts, n, err) : RS_OK;
     free(drafts), free(items);
-    return RS_OK;
+    return rc;
 }
 
 /* The confirms of the batch: the text that ends their holds confirmed, if each is
@@ -807,22 +749,10 @@ sale_batch_confirms_text(combiner_item *batch, db_text *t, errbuf *err)
         if (!b->alone && b->kind == SALE_KIND_CONFIRM)
             memcpy(ids[n++], b->hold_id, IDENT_BYTES);
     }
-    if (n > 0) {
-        sale_text_next(t);
+    if (n > 0)
         hold_end_text(t, (const unsigned char(*)[IDENT_BYTES])ids, n, HOLD_CONFIRMED, 1);
-    }
     free(ids);
     return (long long)n;
-}
-
-/* 1 when a member still in the batch has a key. */
-static int
-sale_batch_keyed(combiner_item *batch)
-{
-    for (combiner_item *it = batch; it != NULL; it = it->next)
-        if (((struct sale_buy *)it)->key != NULL && !((struct sale_buy *)it)->alone)
-            return 1;
-    return 0;
 }
 
 /* Leaves alone every member of kind (SALE_KIND_CONFIRM), or every keyed one
@@ -838,99 +768,21 @@ sale_batch_leave(combiner_item *batch, int kind)
     }
 }
 
-/* A batch of holds (and plain checkouts), without keys or confirms: its whole
- * transaction in one round trip when every quantity fits (the common case). The
- * UPDATE; its rows changed, its result, the database's clock (to the
- * millisecond) and the product's id kept in session variables; the holds' rows
- * written from them, guarded: when the UPDATE took nothing their insert breaks
- * the table's CHECK and the server runs nothing more, the commit neither; a
- * SELECT of the variables; the commit. SALE_FAST_DONE (the members' results
- * set); SALE_FAST_FALLBACK: the total did not fit, or no such sku: nothing was
- * written, the two-round-trip transaction decides; RS_ERR. */
-enum { SALE_FAST_FALLBACK, SALE_FAST_DONE };
-static int
-sale_batch_holds_fast(sale *self, combiner_item *batch, struct sale_member *takers,
-                      const struct sale_units *u, errbuf *err)
-{
-    struct sale_buy *first = (struct sale_buy *)batch;
-    size_t size = sale_batch_size(batch), n = 0;
-    struct hold_draft *drafts = calloc(size, sizeof(*drafts));
-    struct hold_item *items = calloc(size, sizeof(*items));
-    struct db_multi *m = malloc(sizeof(*m));
-    struct hold_sql_source src = {"@restock_now", "@restock_pid", "@restock_ok = 1"};
-    unsigned long long taken;
-    db_text t = {0};
-    long long now_us;
-    int rc = RS_ERR;
-
-    if (drafts == NULL || items == NULL || m == NULL) {
-        errbuf_set(err, "out of memory");
-        goto out;
-    }
-    for (combiner_item *it = batch; it != NULL; it = it->next) {
-        struct sale_buy *b = (struct sale_buy *)it;
-
-        if (b->alone || b->kind != SALE_KIND_HOLD)
-            continue;
-        ident_new_ordered(b->hold_id);
-        items[n].quantity = b->m.quantity;
-        memcpy(drafts[n].id, b->hold_id, IDENT_BYTES);
-        drafts[n].client = b->client;
-        drafts[n].customer = b->customer;
-        drafts[n].ttl = b->ttl;
-        drafts[n].n = 1;
-        drafts[n].items = &items[n];
-        n++;
-    }
-    sale_take_text(&t, first->sku, u->buy + u->hold, u->buy, u->hold);
-    db_text_str(&t, ";SET @restock_ok = ROW_COUNT(), @restock_taken = LAST_INSERT_ID(),"
-                    " @restock_now = UTC_TIMESTAMP(3),"
-                    " @restock_pid = (SELECT product_id FROM product WHERE sku = _utf8mb4 ");
-    db_text_hex(&t, first->sku, strlen(first->sku));
-    db_text_str(&t, ");");
-    hold_insert_text(&t, drafts, n, &src);
-    db_text_str(&t, ";SELECT @restock_taken, " HOLD_SQL_US("@restock_now"));
-    if (t.failed) {
-        errbuf_set(err, "out of memory");
-        goto out;
-    }
-    if (db_exec_multi(self->conn, DB_MULTI_BEGIN | DB_MULTI_COMMIT, t.buf, t.len, m, err) !=
-        RS_OK) {
-        db_rollback(self->conn);
-        /* The UPDATE took nothing (the guard stopped the rest): not an error. */
-        if (m->ran == 2 && m->rows[0] == 0)
-            rc = SALE_FAST_FALLBACK;
-        goto out;
-    }
-    if (m->ncols != 2) {
-        rc = errbuf_set(err, "database: the batch's values were not read back");
-        goto out;
-    }
-    taken = strtoull(m->col[0], NULL, 10);
-    now_us = strtoll(m->col[1], NULL, 10);
-    sale_allocate(takers, (long long)(taken / SALE_SCALE) + u->buy + u->hold,
-                  (long long)(taken % SALE_SCALE) - SALE_BIAS);
-    for (combiner_item *it = batch; it != NULL; it = it->next) {
-        struct sale_buy *b = (struct sale_buy *)it;
-
-        if (!b->alone && b->kind == SALE_KIND_HOLD)
-            b->expires_us = now_us + b->ttl * 1000000;
-    }
-    rc = SALE_FAST_DONE;
-out:
-    db_text_free(&t);
-    free(drafts), free(items), free(m);
-    return rc;
-}
-
 /* The transaction of a batch with more than plain checkouts (holds, confirms,
- * keys), in two round trips (db_exec_multi): first it begins, ends the confirmed
- * holds (their rows, then the product's: the lock order of every transaction on
- * holds), runs the batch's one UPDATE of the product and, with holds to write,
- * reads the product's id and the database's clock; then it writes the holds and
- * the keys with their answers, and commits. A confirm whose hold was no longer
- * held, or a key that was there already (1062), rolls it back: the batch runs
- * again without those members (SALE_BATCH_AGAIN), which then run alone. */
+ * keys), one statement per round trip: it begins; ends the confirmed holds
+ * (their rows, then the product's: the lock order of every transaction on
+ * holds); runs the batch's one UPDATE of the product; with holds to write, reads
+ * the product's id and the database's clock, and writes the holds' rows (two
+ * statements whatever their number); writes the keys' rows with their answers
+ * (one statement); commits. A confirm whose hold was no longer held, or a key
+ * that was there already (1062), rolls it back: the batch runs again without
+ * those members (SALE_BATCH_AGAIN), which then run alone.
+ *
+ * Never several of these statements in one multi-statement packet: on Galera a
+ * transaction aborted by a conflict while a packet runs is rolled back, and the
+ * packet's later statements ran in autocommit, outside it (the cluster bed's
+ * two writers: keys stored with a 200 whose sale was rolled back, 12 of 1,000).
+ * Each statement alone is told of the abort (1213). */
 static int
 sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
 {
@@ -938,61 +790,55 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     unsigned char product_id[IDENT_BYTES];
     struct sale_units u = sale_batch_units(batch, 0);
     struct sale_member *takers = sale_batch_takers(batch);
-    struct db_multi *m = malloc(sizeof(*m));
     db_text t = {0};
-    long long confirms, keys, rows, left, point, now_us = 0;
+    long long confirms, rows, left = 0, point = 0, now_us = 0;
     int rc = RS_ERR, no_product = 0;
-    size_t k;
 
     for (combiner_item *it = batch; it != NULL; it = it->next)
         ((struct sale_buy *)it)->answered = 0;
-    if (m == NULL)
-        return errbuf_set(err, "out of memory");
-    if (takers == NULL && u.confirm == 0) {
-        rc = RS_OK; /* every member left alone */
-        goto out;
-    }
-    if (u.confirm == 0 && u.hold > 0 && !sale_batch_keyed(batch)) {
-        rc = sale_batch_holds_fast(self, batch, takers, &u, err);
-        if (rc != SALE_FAST_FALLBACK) {
-            rc = rc == SALE_FAST_DONE ? RS_OK : RS_ERR;
-            goto out;
-        }
-        takers = sale_batch_takers(batch); /* the allocation under the lock decides */
-    }
+    if (takers == NULL && u.confirm == 0)
+        return RS_OK; /* every member left alone */
     if ((confirms = sale_batch_confirms_text(batch, &t, err)) < 0)
         goto out;
-    sale_take_text(&t, first->sku, u.buy + u.hold, u.buy + u.confirm, u.hold - u.confirm);
-    if (u.hold > 0)
-        sale_product_text(&t, first->sku);
-    if (t.failed) {
-        errbuf_set(err, "out of memory");
-        goto out;
-    }
-    if (db_exec_multi(self->conn, DB_MULTI_BEGIN, t.buf, t.len, m, err) != RS_OK)
+    if (db_begin(self->conn, err) != RS_OK)
         goto fail;
-    k = confirms > 0;
-    if (confirms > 0 && m->rows[0] != confirms) {
-        db_rollback(self->conn);
-        sale_batch_leave(batch, SALE_KIND_CONFIRM);
-        rc = SALE_BATCH_AGAIN;
-        goto out;
+    if (confirms > 0) {
+        rows = db_text_run(self->conn, &t, err);
+        if (rows < 0)
+            goto fail;
+        if (rows != confirms) {
+            db_rollback(self->conn);
+            sale_batch_leave(batch, SALE_KIND_CONFIRM);
+            rc = SALE_BATCH_AGAIN;
+            goto out;
+        }
     }
     for (combiner_item *it = batch; it != NULL; it = it->next)
         if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
             ((struct sale_buy *)it)->m.sold = !((struct sale_buy *)it)->alone;
-    if (u.hold > 0 && m->ncols == 2 && m->col_len[0] == IDENT_BYTES) {
-        memcpy(product_id, m->col[0], IDENT_BYTES);
-        now_us = strtoll(m->col[1], NULL, 10);
-    } else if (u.hold > 0)
-        no_product = 1;
-    rows = m->rows[k];
-    if (!no_product && rows == 1) {
-        left = (long long)(m->insert_id[k] / SALE_SCALE);
-        point = (long long)(m->insert_id[k] % SALE_SCALE) - SALE_BIAS;
+    rows = sale_take(self, first->sku, u.buy + u.hold, u.buy + u.confirm, u.hold - u.confirm, &left,
+                     &point, err);
+    if (rows < 0)
+        goto fail;
+    if (u.hold > 0) {
+        size_t len;
+        const char *id;
+        long long found = db_stmt_exec(self->product, err, "s", first->sku);
+
+        if (found < 0)
+            goto fail;
+        if (found == 0 || !db_stmt_next(self->product) ||
+            (id = db_stmt_col(self->product, 0, &len)) == NULL || len != IDENT_BYTES)
+            no_product = 1;
+        else {
+            memcpy(product_id, id, IDENT_BYTES);
+            now_us = db_stmt_col_int(self->product, 1);
+        }
+    }
+    if (!no_product && rows == 1)
         sale_allocate(takers, left + u.buy + u.hold, point);
-    } else if (!no_product &&
-               (no_product = sale_batch_allocate_locked(self, batch, first->sku, err)) < 0)
+    else if (!no_product &&
+             (no_product = sale_batch_allocate_locked(self, batch, first->sku, err)) < 0)
         goto fail;
     if (no_product) {
         db_rollback(self->conn); /* no such product: nobody sold, nothing held */
@@ -1001,17 +847,13 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
         rc = RS_OK;
         goto out;
     }
+    if (sale_batch_holds(self->mv.holds, batch, product_id, now_us, err) != RS_OK)
+        goto fail;
     t.len = 0;
-    if (sale_batch_holds_text(batch, product_id, now_us, &t, err) != RS_OK ||
-        (keys = sale_batch_keys_text(batch, &t, err)) < 0)
+    if (sale_batch_keys_text(batch, &t, err) < 0)
         goto fail;
-    if (t.failed) {
-        errbuf_set(err, "out of memory");
-        goto fail;
-    }
-    if (t.len == 0 ? db_commit(self->conn, err) != RS_OK
-                   : db_exec_multi(self->conn, DB_MULTI_COMMIT, t.buf, t.len, m, err) != RS_OK) {
-        if (t.len > 0 && keys > 0 && db_is_duplicate(m->failed_code)) {
+    if (t.len > 0 && db_text_run(self->conn, &t, err) < 0) {
+        if (db_duplicate(self->conn)) {
             /* A key was there already: its request runs alone, and replays. */
             db_rollback(self->conn);
             sale_batch_leave(batch, -1);
@@ -1020,6 +862,8 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
         }
         goto fail;
     }
+    if (db_commit(self->conn, err) != RS_OK)
+        goto fail;
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sale_buy *b = (struct sale_buy *)it;
         b->answered = b->key != NULL && !b->alone;
@@ -1032,7 +876,6 @@ fail:
     rc = RS_ERR;
 out:
     db_text_free(&t);
-    free(m);
     return rc;
 }
 

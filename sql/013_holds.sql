@@ -15,10 +15,6 @@
 --     ix_hold_due: no index of its own, one less to write per hold). hold_id is
 --     a time-ordered UUID (version 7): holds made by the thousand a second go in
 --     at the end of the primary key, not at random pages of it.
---     hold_expires_not_when_made: no hold expires when it is made (a ttl is
---     30 s at least); lib/sale's batch of holds in one round trip writes
---     expires_at = created_at when its UPDATE took nothing, so that the insert,
---     and everything sent after it, the commit too, fails.
 --   hold_line: its products and units, line numbered in the request's order.
 --   customer_purchase.hold_id: a limited product's units held for a customer
 --     count toward the limit while held or once confirmed; a release or an
@@ -34,8 +30,7 @@ CREATE TABLE IF NOT EXISTS hold (
   created_at DATETIME(6)   NOT NULL,
   ended_at   DATETIME(6)   NULL,
   PRIMARY KEY (hold_id),
-  KEY ix_hold_due (status, expires_at),
-  CONSTRAINT hold_expires_not_when_made CHECK (expires_at <> created_at)
+  KEY ix_hold_due (status, expires_at)
 ) ENGINE=InnoDB;
 
 CREATE TABLE IF NOT EXISTS hold_line (

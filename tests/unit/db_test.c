@@ -106,7 +106,6 @@ main(void)
         ok(t.len == strlen(t.buf) && !t.failed, "its length kept, nothing failed");
         db_text_free(&t);
         ok(t.buf == NULL && t.len == 0, "db_text_free empties it");
-        ok(db_is_duplicate(1062) && !db_is_duplicate(1213), "1062 is a duplicate key, 1213 not");
     }
     conf_destroy(&cf);
     db_library_end();
