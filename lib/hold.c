@@ -12,18 +12,24 @@
 
 enum { ST_NOW, ST_READ, ST_LOCK, ST_LINES, ST_EXTEND, ST_DUE, ST_NEXT, ST_ENDED, ST_COUNT };
 
+/* A hold's columns (of h), then its lines' (l, p); the locked read takes the hold's
+ * alone (FOR UPDATE of a join would lock its products too, out of the carts' sku
+ * order), then its lines; the unlocked read takes both in one statement. */
 #define HOLD_COLUMNS                                                                               \
-    "SELECT client_id, customer IS NOT NULL, status,"                                              \
-    " status = 0 AND expires_at <= UTC_TIMESTAMP(6), " HOLD_SQL_US(                                \
-        "expires_at") " FROM hold WHERE hold_id = ?"
+    "SELECT h.client_id, h.customer IS NOT NULL, h.status,"                                        \
+    " h.status = 0 AND h.expires_at <= UTC_TIMESTAMP(6), " HOLD_SQL_US("h.expires_at")
+#define HOLD_LINE_COLUMNS "l.product_id, p.sku, l.quantity"
+#define HOLD_LINE_JOIN                                                                             \
+    " JOIN hold_line l ON l.hold_id = h.hold_id JOIN product p ON p.product_id = l.product_id"
 
 static const struct db_stmt_def hold_sql[ST_COUNT] = {
     [ST_NOW] = {"SELECT " HOLD_SQL_US("UTC_TIMESTAMP(6)"), DB_IDEMPOTENT},
-    [ST_READ] = {HOLD_COLUMNS, DB_IDEMPOTENT},
-    [ST_LOCK] = {HOLD_COLUMNS " FOR UPDATE", 0},
-    [ST_LINES] = {"SELECT l.product_id, p.sku, l.quantity FROM hold_line l"
-                  " JOIN product p ON p.product_id = l.product_id"
-                  " WHERE l.hold_id = ? ORDER BY l.line",
+    [ST_READ] = {HOLD_COLUMNS ", " HOLD_LINE_COLUMNS " FROM hold h" HOLD_LINE_JOIN
+                              " WHERE h.hold_id = ? ORDER BY l.line",
+                 DB_IDEMPOTENT},
+    [ST_LOCK] = {HOLD_COLUMNS " FROM hold h WHERE h.hold_id = ? FOR UPDATE", 0},
+    [ST_LINES] = {"SELECT " HOLD_LINE_COLUMNS " FROM hold h" HOLD_LINE_JOIN
+                  " WHERE h.hold_id = ? ORDER BY l.line",
                   DB_IDEMPOTENT},
     [ST_EXTEND] = {"UPDATE hold SET expires_at = ? WHERE hold_id = ? AND status = 0", 0},
     [ST_DUE] = {"SELECT hold_id FROM hold WHERE status = 0 AND expires_at <= UTC_TIMESTAMP(6)"
@@ -187,8 +193,9 @@ int
 hold_read(hold *self, const unsigned char id[IDENT_BYTES], long long client, int lock,
           struct hold_record *out, errbuf *err)
 {
-    db_stmt *st = self->st[lock ? ST_LOCK : ST_READ], *lines = self->st[ST_LINES];
+    db_stmt *st = self->st[lock ? ST_LOCK : ST_READ], *lines = st;
     long long rows = db_stmt_exec(st, err, "b", id, (size_t)IDENT_BYTES);
+    int first = 5; /* the lines' first column in ST_READ's rows */
 
     if (rows < 0)
         return RS_ERR;
@@ -203,22 +210,26 @@ hold_read(hold *self, const unsigned char id[IDENT_BYTES], long long client, int
     out->expires_us = db_stmt_col_int(st, 4);
     if ((unsigned)out->status >= HOLD_NSTATUS)
         return errbuf_set(err, "database: a hold's status is %d", (int)out->status);
-    if (db_stmt_exec(lines, err, "b", id, (size_t)IDENT_BYTES) < 0)
-        return RS_ERR;
-    for (out->n = 0; out->n < HOLD_LINES_MAX && db_stmt_next(lines); out->n++) {
+    if (lock) {
+        /* Its lines after its row's lock, without locking their products. */
+        lines = self->st[ST_LINES];
+        first = 0;
+        if (db_stmt_exec(lines, err, "b", id, (size_t)IDENT_BYTES) < 0 || !db_stmt_next(lines))
+            return errbuf_set(err, "database: a hold has no lines");
+    }
+    out->n = 0;
+    do {
         struct hold_line *l = &out->lines[out->n];
         size_t len;
-        const char *pid = db_stmt_col(lines, 0, &len);
-        const char *sku = db_stmt_col(lines, 1, NULL);
+        const char *pid = db_stmt_col(lines, first, &len);
+        const char *sku = db_stmt_col(lines, first + 1, NULL);
 
         if (pid == NULL || len != IDENT_BYTES || sku == NULL)
             return errbuf_set(err, "database: a hold's line has no product");
         memcpy(l->product_id, pid, IDENT_BYTES);
         snprintf(l->sku, sizeof(l->sku), "%s", sku);
-        l->quantity = db_stmt_col_int(lines, 2);
-    }
-    if (out->n == 0)
-        return errbuf_set(err, "database: a hold has no lines");
+        l->quantity = db_stmt_col_int(lines, first + 2);
+    } while (++out->n < HOLD_LINES_MAX && db_stmt_next(lines));
     return 1;
 }
 
