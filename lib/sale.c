@@ -1128,6 +1128,18 @@ sale_key_claim(sale *self, long long client, const char *key,
     return claim;
 }
 
+/* Counts a claim that answered for the request (a replay, a mismatch): 1 when it
+ * did, and nothing else of the request is to be counted; 0 for a new key. */
+static int
+sale_key_counted(int claim)
+{
+    if (claim == CHECKOUT_KEY_MISMATCH)
+        metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
+    else if (claim != CHECKOUT_KEY_NEW)
+        metrics_count(METRICS_CHECKOUT_REPLAYED);
+    return claim != CHECKOUT_KEY_NEW;
+}
+
 /* The end of a transaction that may store an answer: with a key, out stored on
  * its row (claimed by sale_key_claim); then the commit. RS_ERR: the caller rolls
  * back. */
@@ -1231,11 +1243,9 @@ sale_checkout_keyed(sale *self, const struct sale_request *req, struct sale_buy 
     while (rc != RS_OK && db_retry(self->conn, &attempts));
     if (rc != RS_OK)
         return RS_ERR;
-    if (claim == CHECKOUT_KEY_MISMATCH)
-        metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
-    else if (claim != CHECKOUT_KEY_NEW)
-        metrics_count(METRICS_CHECKOUT_REPLAYED);
-    else if (out->outcome == SALE_LIMITED)
+    if (sale_key_counted(claim)) {
+        /* answered by its key: nothing was sold or held */
+    } else if (out->outcome == SALE_LIMITED)
         metrics_count(METRICS_CHECKOUT_LIMIT);
     else
         sale_done(self, buy, state, &ring);
@@ -1588,11 +1598,9 @@ sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer 
     while (rc != RS_OK && db_retry(self->conn, &attempts));
     if (rc != RS_OK)
         goto done;
-    if (claim == CHECKOUT_KEY_MISMATCH)
-        metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
-    else if (claim != CHECKOUT_KEY_NEW)
-        metrics_count(METRICS_CHECKOUT_REPLAYED);
-    else if (out->outcome == SALE_NO_PRODUCT)
+    if (sale_key_counted(claim)) {
+        /* answered by its key: nothing was sold or held */
+    } else if (out->outcome == SALE_NO_PRODUCT)
         metrics_count(METRICS_CHECKOUT_NOT_FOUND);
     else if (out->outcome == SALE_DUPLICATE)
         metrics_count(METRICS_CHECKOUT_BAD_REQUEST);
@@ -1932,11 +1940,9 @@ sale_hold_act(sale *self, const struct sale_hold_ref *ref, struct sale_answer *o
     while (rc != RS_OK && db_retry(self->conn, &attempts));
     if (rc != RS_OK)
         goto done;
-    if (claim == CHECKOUT_KEY_MISMATCH)
-        metrics_count(METRICS_CHECKOUT_KEY_MISMATCH);
-    else if (claim != CHECKOUT_KEY_NEW)
-        metrics_count(METRICS_CHECKOUT_REPLAYED);
-    else if (done.ended == HOLD_EXPIRED)
+    if (sale_key_counted(claim)) {
+        /* answered by its key: nothing was sold or held */
+    } else if (done.ended == HOLD_EXPIRED)
         metrics_hold_expired(done.lag);
     else if (done.ended == HOLD_CONFIRMED)
         metrics_count(METRICS_HOLD_CONFIRMED);
