@@ -311,7 +311,10 @@ def body(t):
 def surge_then_cut(t, mach, clients, rng, aim):
     """Lets the surge run, then kills every program at the moment aimed at."""
     s = mach.s
-    time.sleep(rng.uniform(1.0, 3.0))  # a random moment of the surge, not a settle delay
+    # A random moment of the surge, counted in checkouts answered, not in seconds.
+    with clients.lock:
+        target = len(clients.checkouts) + rng.randint(20, 120)
+    wait_until(lambda: len(clients.checkouts) >= target, timeout=60, interval=0.02)
     if aim == "db-down":
         mach.kill_all(("db",))  # callbacks now answered 202 and stored
         got = wait_until(lambda: 202 in clients.callbacks.values() and

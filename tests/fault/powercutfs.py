@@ -50,6 +50,7 @@ import errno
 import json
 import os
 import random
+import select
 import socket
 import stat
 import subprocess
@@ -93,25 +94,31 @@ class Mount:
         os.makedirs(self.backing, exist_ok=True)
         os.makedirs(self.mountpoint, exist_ok=True)
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", os.path.abspath(__file__), self.backing, self.mountpoint]
-            + (["--journal"] if self.journal else []),
-            stdout=out,
-            stderr=out,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError("powercutfs exited with %d (log: %s)" % (self.proc.returncode, self.log))
-            try:
-                control(self.socket, "ping", timeout=2)
-                if os.path.ismount(self.mountpoint):
-                    return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("powercutfs did not come up (log: %s)" % self.log)
-            time.sleep(0.02)  # polls for the mount, not a settle delay
+        ready_r, ready_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                ["/usr/bin/python3", os.path.abspath(__file__), self.backing, self.mountpoint,
+                 "--ready-fd", str(ready_w)]
+                + (["--journal"] if self.journal else []),
+                stdout=out,
+                stderr=out,
+                pass_fds=(ready_w,),
+            )
+            os.close(ready_w)
+            ready_w = -1
+            # Its byte once mounted, or the pipe's end when it exits first.
+            readable, _, _ = select.select([ready_r], [], [], timeout)
+            got = os.read(ready_r, 1) if readable else b""
+        finally:
+            os.close(ready_r)
+            if ready_w >= 0:
+                os.close(ready_w)
+        if got == b"R":
+            return
+        if self.proc.poll() is not None or readable:
+            raise RuntimeError("powercutfs exited with %s (log: %s)"
+                               % (self.proc.wait(), self.log))
+        raise RuntimeError("powercutfs did not come up in %s s (log: %s)" % (timeout, self.log))
 
     def command(self, cmd):
         return control(self.socket, cmd)
@@ -886,7 +893,7 @@ class PowercutFS:
         return out
 
 
-def serve(backing, mountpoint, control_path, journal=False):
+def serve(backing, mountpoint, control_path, journal=False, ready_fd=None):
     import pyfuse3
     import trio
 
@@ -902,6 +909,11 @@ def serve(backing, mountpoint, control_path, journal=False):
     options = set(pyfuse3.default_options)
     options |= {"fsname=powercutfs", "allow_other"}
     pyfuse3.init(fs, mountpoint, options)
+    if ready_fd is not None:
+        # Mounted, and the control socket listening: whoever started us may go on
+        # (requests wait in the kernel and the socket's backlog until trio runs).
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)
 
     def execute(line):
         words = line.split()
@@ -977,9 +989,12 @@ def main(argv):
     p.add_argument("--control", help="control socket (default BACKING/control.sock)")
     p.add_argument("--journal", action="store_true",
                    help="any fsync makes every pending name durable (ext4's journal commit)")
+    p.add_argument("--ready-fd", type=int,
+                   help="write one byte to this descriptor once mounted and listening")
     a = p.parse_args(argv)
     backing = os.path.abspath(a.backing)
-    serve(backing, a.mountpoint, a.control or os.path.join(backing, "control.sock"), a.journal)
+    serve(backing, a.mountpoint, a.control or os.path.join(backing, "control.sock"), a.journal,
+          a.ready_fd)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ delivered = stock + held + sold_total (no unit lost or made)."""
 import http.client
 import os
 import threading
-import time
 
 from harness import Stack, alive, run_tests
 from hold_common import (add_product, expire_now, hex_id, ids_in, ledger, products,
@@ -52,14 +51,23 @@ class Client:
             return r.status, None, None
 
     def until_answered(self, method, path, body=None, key=None):
-        """Asks again (the request is idempotent) until a definite answer; (None,
-        None, None) when none came in about 30 s (the responder is gone for good)."""
-        for _ in range(600):
+        """Asks again (the request is idempotent) until a definite answer, each time
+        once restock-sales answers its health check again (it was killed, or its
+        database connection is back); (None, None, None) when it does not come back
+        within 30 s, or after 20 tries."""
+        for _ in range(20):
             got = self.once(method, path, body, key)
             if got[0] is not None:
                 return got
-            time.sleep(0.05)  # a retry's pause, while the responder comes back
+            if not self.s.wait_until(self.responder_back, timeout=30):
+                break
         return None, None, None
+
+    def responder_back(self):
+        try:
+            return self.s.request("GET", "/healthz", timeout=5).status == 200
+        except (OSError, http.client.HTTPException):
+            return False
 
 
 def alive_component(s, name):
