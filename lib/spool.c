@@ -987,20 +987,10 @@ spool_done(spool *self, spool_msg *m, errbuf *err)
     spool_path_of(self, SPOOL_ACTIVE, id, path, sizeof(path));
     if (utimensat(self->dfd[SPOOL_ACTIVE], id, times, AT_SYMLINK_NOFOLLOW) < 0)
         return errbuf_set(err, "setting the time of %s: %s", path, strerror(errno));
-    if (renameat2(self->dfd[SPOOL_ACTIVE], id, self->dfd[SPOOL_DONE], id, RENAME_NOREPLACE) < 0) {
-        /* done/ has it already: it was delivered before a power cut that kept its move
-         * to done/ but undid the earlier rename that took it from incoming/ (a file
-         * system that orders no renames across folders; tests/fault/powercut.py). This
-         * copy was just delivered again (at least once); dropping it keeps one name. */
-        if (errno != EEXIST)
-            return errbuf_set(err, "moving %s to done/: %s", path, strerror(errno));
-        if (unlinkat(self->dfd[SPOOL_ACTIVE], id, 0) < 0)
-            return errbuf_set(err, "removing %s (already in done/): %s", path, strerror(errno));
-        if (spool_folder_sync(self, SPOOL_ACTIVE, err) < 0)
-            return RS_ERR;
-    } else if (spool_folder_sync(self, SPOOL_DONE, err) < 0) {
+    if (renameat2(self->dfd[SPOOL_ACTIVE], id, self->dfd[SPOOL_DONE], id, RENAME_NOREPLACE) < 0)
+        return errbuf_set(err, "moving %s to done/: %s", path, strerror(errno));
+    if (spool_folder_sync(self, SPOOL_DONE, err) < 0)
         return RS_ERR;
-    }
     spool_msg_set_state(m, SPOOL_DONE);
     return RS_OK;
 }
@@ -1172,17 +1162,71 @@ done:
     return rc;
 }
 
+/* One message in two state folders: a power cut kept the rename that moved it
+ * (the new folder was fsync'd) but undid the removal of its old name (the old
+ * folder was not). A journalling file system orders the two; a file system that
+ * does not (tests/fault/powercut.py --strict-spool) leaves both. One copy is kept,
+ * by the first rule that applies: a delivered one (done/: no message is put again
+ * under a delivered id), else a waiting one (incoming/, active/, deferred/: it may
+ * be a redrive newer than its copy in dead/, and a message sent once more is at
+ * least once; a deferral's attempt count may be lost with it), preferring the
+ * folder it would be sent from soonest; else the copy in dead/. */
+static int
+spool_recover_copies(spool *self, spool_recovery *r, errbuf *err)
+{
+    static const int keep_order[] = {SPOOL_DONE, SPOOL_INCOMING, SPOOL_ACTIVE, SPOOL_DEFERRED,
+                                     SPOOL_DEAD};
+    enum { N = sizeof(keep_order) / sizeof(keep_order[0]) };
+    struct spool_name *names[N] = {NULL};
+    size_t n[N] = {0};
+    int changed[N] = {0}, rc = RS_ERR;
+    char path[PATH_MAX];
+
+    for (int f = 0; f < N; f++)
+        if (spool_folder_list(self, keep_order[f], &names[f], &n[f], err) < 0)
+            goto done;
+    /* Each name against the folders before its own: the first that has it keeps it. */
+    for (int f = 1; f < N; f++)
+        for (size_t i = 0; i < n[f]; i++)
+            for (int kept = 0; kept < f; kept++) {
+                if (bsearch(&names[f][i], names[kept], n[kept], sizeof(*names[kept]),
+                            spool_name_cmp) == NULL)
+                    continue;
+                if (unlinkat(self->dfd[keep_order[f]], names[f][i].s, 0) < 0 && errno != ENOENT) {
+                    errbuf_set(
+                        err, "removing %s (a copy is in %s/): %s",
+                        spool_path_of(self, keep_order[f], names[f][i].s, path, sizeof(path)),
+                        spool_folder_names[keep_order[kept]], strerror(errno));
+                    goto done;
+                }
+                log_warn("event=spool_copy_removed queue=%s id=%s kept=%s removed=%s", self->queue,
+                         names[f][i].s, spool_folder_names[keep_order[kept]],
+                         spool_folder_names[keep_order[f]]);
+                changed[f] = 1;
+                r->copies_removed++;
+                break;
+            }
+    for (int f = 0; f < N; f++)
+        if (changed[f] && spool_folder_sync(self, keep_order[f], err) < 0)
+            goto done;
+    rc = RS_OK;
+done:
+    for (int f = 0; f < N; f++)
+        spool_names_free(names[f], n[f]);
+    return rc;
+}
+
 int
 spool_recover(spool *self, spool_recovery *report, errbuf *err)
 {
     /* active/ last, so that what it moves to incoming/ is not verified twice. */
     static const int order[] = {SPOOL_INCOMING, SPOOL_DEFERRED, SPOOL_DEAD, SPOOL_DONE,
                                 SPOOL_ACTIVE};
-    spool_recovery r = {0, 0, 0, 0};
+    spool_recovery r = {0};
     int rc = RS_ERR;
 
     pthread_mutex_lock(&self->lock);
-    if (spool_recover_tmp(self, &r, err) < 0)
+    if (spool_recover_tmp(self, &r, err) < 0 || spool_recover_copies(self, &r, err) < 0)
         goto done;
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
         if (spool_recover_folder(self, order[i], &r, err) < 0)

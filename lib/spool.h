@@ -78,10 +78,11 @@ typedef int spool_each_fn(void *arg, const char *name, const spool_msg *m, const
 
 /* What spool_recover did. */
 typedef struct spool_recovery {
-    size_t requeued;    /* active/ → incoming/ */
-    size_t tmp_removed; /* half-written files of dead processes */
-    size_t corrupt;     /* files moved to corrupt/ */
-    size_t verified;    /* good files in all states */
+    size_t requeued;       /* active/ → incoming/ */
+    size_t tmp_removed;    /* half-written files of dead processes */
+    size_t corrupt;        /* files moved to corrupt/ */
+    size_t verified;       /* good files in all states */
+    size_t copies_removed; /* second names of one message a power cut left */
 } spool_recovery;
 
 /* Opens queue `queue` under `root`, creating root, the queue folder and its state
@@ -146,9 +147,9 @@ int spool_kill(spool *self, spool_msg *m, const char *error, const char *reason,
 int spool_wake(spool *self, time_t now, time_t *next_due, errbuf *err);
 
 /* Start-up after a crash: removes half-written files of dead processes from tmp/,
- * moves active/ back to incoming/, verifies every file of every state and moves bad
- * ones to corrupt/. Call it before the worker's threads use the spool. `report` may
- * be NULL. Returns RS_OK or RS_ERR. */
+ * keeps one copy of a message a power cut left in two state folders, moves active/ back to
+ * incoming/, verifies every file of every state and moves bad ones to corrupt/. Call it before the
+ * worker's threads use the spool. `report` may be NULL. Returns RS_OK or RS_ERR. */
 int spool_recover(spool *self, spool_recovery *report, errbuf *err);
 
 /* dead/ → incoming/ with attempts reset to 0 and a history line recording the

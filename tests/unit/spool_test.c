@@ -630,6 +630,76 @@ test_recover(void)
     spool_destroy(&sp);
 }
 
+/* A second name of one message, as a power cut on a file system that does not
+ * order renames leaves it: the file in `from` linked into `to`. */
+static void
+copy_into(const char *queue, const char *from, const char *to, const char *name)
+{
+    char src[512];
+
+    snprintf(src, sizeof(src), "%s", path(queue, from, name));
+    ok(link(src, path(queue, to, name)) == 0, "a copy of %s in %s/ made", src, to);
+}
+
+/* After a cut, one message in two or three state folders: recovery keeps one,
+ * by the rule of spool_recover_copies, and the rest of the spool is untouched. */
+static void
+test_recover_copies(void)
+{
+    errbuf err;
+    spool *sp = spool_new(root, "copies", &err);
+    spool_msg *m = NULL;
+    spool_recovery r;
+
+    /* The messages' last states, as the worker left them. */
+    spool_put(sp, "d1", NULL, "one", 3, &err);
+    spool_take(sp, NULL, 0, &m, &err);
+    spool_done(sp, m, &err);
+    spool_msg_destroy(&m);
+    spool_put(sp, "w1", NULL, "two", 3, &err);
+    spool_take(sp, NULL, 0, &m, &err);
+    spool_defer(sp, m, time(NULL) + 1000, "slow", &err);
+    spool_msg_destroy(&m);
+    spool_put(sp, "k1", NULL, "three", 5, &err);
+    spool_take(sp, NULL, 0, &m, &err);
+    spool_kill(sp, m, "boom", "permanent failure: boom", &err);
+    spool_msg_destroy(&m);
+    spool_put(sp, "a1", NULL, "four", 4, &err);
+    spool_take(sp, NULL, 0, &m, &err);
+    spool_defer(sp, m, time(NULL) + 1000, "slow", &err);
+    spool_msg_destroy(&m);
+    spool_put(sp, "s1", NULL, "five", 4, &err); /* one name only, waiting: left alone */
+    spool_destroy(&sp);
+    /* What the cut left: d1 delivered, its old names in incoming/ and active/ back;
+     * w1 deferred, its name in incoming/ from before its take back; k1 dead and in
+     * incoming/ (a redrive whose removal from dead/ was undone); a1 in active/ and
+     * deferred/. */
+    copy_into("copies", "done", "incoming", "d1");
+    copy_into("copies", "done", "active", "d1");
+    copy_into("copies", "deferred", "incoming", "w1");
+    copy_into("copies", "dead", "incoming", "k1");
+    copy_into("copies", "deferred", "active", "a1");
+
+    sp = spool_new(root, "copies", &err);
+    is_int(spool_recover(sp, &r, &err), 0, "recover a spool with copies");
+    is_int(r.copies_removed, 5, "five second names removed");
+    ok(exists("copies", "done", "d1") && !exists("copies", "incoming", "d1") &&
+           !exists("copies", "active", "d1"),
+       "delivered: only the copy in done/ stays (it is not sent again)");
+    ok(exists("copies", "incoming", "w1") && !exists("copies", "deferred", "w1"),
+       "waiting in two folders: the copy in incoming/ stays (sent soonest)");
+    ok(exists("copies", "incoming", "k1") && !exists("copies", "dead", "k1"),
+       "dead and waiting: the waiting copy stays (it may be a redrive)");
+    ok(exists("copies", "incoming", "a1") && !exists("copies", "deferred", "a1") &&
+           !exists("copies", "active", "a1"),
+       "active and deferred: the active copy stays, back in incoming/");
+    is_int(r.requeued, 1, "a1 requeued from active/");
+    ok(exists("copies", "incoming", "s1"), "a message with one name is untouched");
+    is_int(r.corrupt, 0, "no copy taken for corruption");
+    is_int(count_files("copies", "corrupt"), 0, "corrupt/ is empty");
+    spool_destroy(&sp);
+}
+
 /* Two threads take and finish while the main thread puts: every message is
  * delivered once. */
 struct worker {
@@ -720,6 +790,7 @@ main(void)
     test_done_prune();
     test_corruption();
     test_recover();
+    test_recover_copies();
     test_threads();
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return done_testing();
