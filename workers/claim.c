@@ -17,8 +17,9 @@
 static const char *const claim_queue_names[CLAIM_NQUEUES] = {QUEUES_FACTORY, QUEUES_MAIL};
 
 enum claim_stmt {
-    ST_NEW,      /* events not claimed yet */
+    ST_NEW,      /* events not taken, without an open claim */
     ST_INSERT,   /* the claim of one (event, queue) */
+    ST_OPEN,     /* the open claims of one event */
     ST_EXPIRED,  /* claims whose lease passed */
     ST_TAKEOVER, /* one of them, under the epoch read */
     ST_RELEASE,
@@ -41,9 +42,11 @@ enum claim_stmt {
 #define CLAIM_LEASE_ENDS "TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6))"
 static const struct db_stmt_def claim_sql[ST_COUNT] = {
     [ST_NEW] = {"SELECT o.event_id FROM outbox o WHERE o.taken_at IS NULL"
-                " AND NOT EXISTS (SELECT 1 FROM outbox_claim c WHERE c.event_id = o.event_id)"
+                " AND NOT EXISTS (SELECT 1 FROM outbox_claim c WHERE c.event_id = o.event_id"
+                " AND c.done_at IS NULL)"
                 " ORDER BY o.seq LIMIT ? FOR UPDATE SKIP LOCKED",
                 0},
+    [ST_OPEN] = {"SELECT COUNT(*) FROM outbox_claim WHERE event_id = ? AND done_at IS NULL", 0},
     [ST_INSERT] = {"INSERT IGNORE INTO outbox_claim"
                    " (event_id, queue, owner, epoch, lease_until, claimed_at)"
                    " VALUES (?, ?, ?, 1, " CLAIM_LEASE_ENDS ", " CLAIM_NOW ")",
@@ -293,12 +296,19 @@ claim_take_new(claim *self, struct claim_work *out, size_t max, errbuf *err)
                 won = 1;
             }
         }
-        if (won) {
-            memcpy(w->event, events[i], IDENT_BYTES);
-            ident_format(w->event, IDENT_BYTES, w->event_text);
-            w->fresh = 1;
-            n++;
+        if (!won) {
+            /* Claimed before: untaken only if no claim is open now (another
+             * node's sweep may have claimed it since the select). */
+            if (db_stmt_exec(self->st[ST_OPEN], err, "b", events[i], (size_t)IDENT_BYTES) < 0)
+                return RS_ERR;
+            if (!db_stmt_next(self->st[ST_OPEN]) || db_stmt_col_int(self->st[ST_OPEN], 0) != 0)
+                continue;
+            w->untaken = 1;
         }
+        memcpy(w->event, events[i], IDENT_BYTES);
+        ident_format(w->event, IDENT_BYTES, w->event_text);
+        w->fresh = won;
+        n++;
     }
     return (long long)n;
 }

@@ -85,12 +85,17 @@ const char *claim_owner(const claim *self);
 
 /* One event claimed by a sweep: the queues claimed (epoch > 0) and, for each, the
  * epoch its message carries. fresh: the event was not claimed before (this sweep
- * inserted its claims); else these are claims taken over, or taken back. */
+ * inserted its claims); else these are claims taken over, or taken back.
+ * untaken: every claim of the event has ended (its messages were delivered) but
+ * the event was never marked taken: the sweep that claimed it was cut off between
+ * its put and its take (a crash, a power cut), or is still between them. No queue
+ * is claimed (epochs 0): only the take, and the ad's status with it, is left. */
 struct claim_work {
     unsigned char event[IDENT_BYTES];
     char event_text[IDENT_TEXT];
     long long epoch[CLAIM_NQUEUES];
     int fresh;
+    int untaken;
 };
 
 /* One short transaction: claims up to max events not yet claimed (oldest first)

@@ -334,39 +334,45 @@ outbox_batch_ended(spool *sp, const spool_item *items, const size_t *rows, size_
     }
 }
 
-/* Whether sp holds the message of claim h in some state: a folder of its own
- * (the message, whatever became of it) or corrupt/ (a file named after the
- * event: it waits for an operator, as it did before claims). An error reading
- * it counts as held: nothing is given back on a doubt. */
+/* What sp holds of the message of claim h: OUTBOX_HOLDS_NONE; _WAITING, the
+ * message in a folder it is sent from, or corrupt/ (a file named after the event:
+ * it waits for an operator, as it did before claims); _ENDED, in done/ or dead/
+ * (its delivery ended but the claim's end was not marked: the database was down,
+ * or the power went). An error reading it counts as waiting: nothing is given
+ * back on a doubt. */
+enum { OUTBOX_HOLDS_NONE, OUTBOX_HOLDS_WAITING, OUTBOX_HOLDS_ENDED };
+
 static int
 outbox_holds(spool *sp, const struct spool_names *corrupt, const struct claim_held *h)
 {
     char id[IDENT_TEXT + 24];
     spool_msg *m = NULL;
     errbuf err = {{0}};
-    int got;
+    int got, ended;
 
     claim_message_id(h->event_text, h->epoch, id, sizeof(id));
     got = spool_get(sp, id, &m, &err);
+    ended = got == 1 && (spool_msg_state(m) == SPOOL_DONE || spool_msg_state(m) == SPOOL_DEAD);
     spool_msg_destroy(&m);
     if (got != 0)
-        return 1;
+        return ended ? OUTBOX_HOLDS_ENDED : OUTBOX_HOLDS_WAITING;
     for (size_t i = 0; i < corrupt->n; i++)
         if (strncmp(corrupt->v[i], h->event_text, IDENT_TEXT - 1) == 0)
-            return 1;
-    return 0;
+            return OUTBOX_HOLDS_WAITING;
+    return OUTBOX_HOLDS_NONE;
 }
 
 /* At start, and after claims could not be given back: the claims this worker
  * holds whose message its spool does not have (a new disk, a put that failed)
  * are given back, for a sweep (the next one, its own or another worker's) to
- * take and derive again. The others stay held: they are delivered from here. */
+ * take and derive again; those whose message has ended are marked ended. The
+ * others stay held: they are delivered from here. */
 static int
 outbox_give_back_lost(outbox *self, errbuf *err)
 {
     struct spool_names corrupt[CLAIM_NQUEUES] = {{0}};
     spool *queues[CLAIM_NQUEUES] = {self->factory_queue, self->mail_queue};
-    size_t n = 0, given = 0;
+    size_t n = 0, given = 0, ended = 0;
     struct claim_held *held = claim_held_list(self->claims, &n, err);
     int rc = RS_OK;
 
@@ -378,8 +384,20 @@ outbox_give_back_lost(outbox *self, errbuf *err)
             goto done;
         }
     for (size_t i = 0; i < n; i++) {
-        if (outbox_holds(queues[held[i].queue], &corrupt[held[i].queue], &held[i]))
+        switch (outbox_holds(queues[held[i].queue], &corrupt[held[i].queue], &held[i])) {
+        case OUTBOX_HOLDS_WAITING:
             continue;
+        case OUTBOX_HOLDS_ENDED:
+            if (claim_done(self->claims, held[i].event_text, held[i].queue, held[i].epoch, err) <
+                0) {
+                rc = RS_ERR;
+                goto done;
+            }
+            ended++;
+            continue;
+        default:
+            break;
+        }
         if (claim_release(self->claims, held[i].event, held[i].queue, held[i].epoch, err) !=
             RS_OK) {
             rc = RS_ERR;
@@ -387,7 +405,7 @@ outbox_give_back_lost(outbox *self, errbuf *err)
         }
         given++;
     }
-    log_info("event=claims_checked held=%zu given_back=%zu", n, given);
+    log_info("event=claims_checked held=%zu given_back=%zu ended=%zu", n, given, ended);
 done:
     for (int q = 0; q < CLAIM_NQUEUES; q++)
         spool_names_clear(&corrupt[q]);
@@ -545,6 +563,10 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         if (w->fresh)
             log_info("event=outbox_taken outbox_event=%s kind=%s product=%s", w->event_text,
                      kinds[i], b->products[i]);
+        else if (w->untaken)
+            log_warn("event=outbox_taken_late outbox_event=%s kind=%s product=%s"
+                     " reason=\"its messages were delivered, its take was cut off\"",
+                     w->event_text, kinds[i], b->products[i]);
         else
             log_info("event=outbox_taken_over outbox_event=%s kind=%s product=%s"
                      " factory_epoch=%lld mail_epoch=%lld",

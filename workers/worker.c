@@ -213,8 +213,10 @@ main(int argc, char **argv)
         spool_recovery r = {0};
         if (spool_recover(sp, &r, &err) != RS_OK)
             goto fail;
-        log_info("event=recovered queue=%s requeued=%zu tmp_removed=%zu corrupt=%zu verified=%zu",
-                 spool_queue(sp), r.requeued, r.tmp_removed, r.corrupt, r.verified);
+        log_info("event=recovered queue=%s requeued=%zu tmp_removed=%zu corrupt=%zu verified=%zu"
+                 " copies_removed=%zu",
+                 spool_queue(sp), r.requeued, r.tmp_removed, r.corrupt, r.verified,
+                 r.copies_removed);
     }
 
     conn = db_new(cf, 0);
