@@ -37,6 +37,22 @@ control() here), one request line, one JSON answer line:
                         prefix of the last un-synced write of each file (N bytes, or a
                         random length shorter than the write), a torn sector write.
   sync-all              makes everything durable (as `sync` would on a disk)
+  freeze path=P [at=before|after]
+                        arms a trap for the next fsync or fdatasync of a file, or fsync
+                        of a folder, whose path in the mount starts with P: the call
+                        blocks, before it makes anything durable (at=before, the
+                        default) or after (at=after), until a cut (then it fails with
+                        EIO, having made nothing more durable) or `thaw`. It holds the
+                        program at an exact moment: between a write and its fsync,
+                        between a rename and its folder's fsync, after a put's last
+                        fsync and before what comes next. One trap at a time.
+  wait-frozen [timeout=S]
+                        waits until the trap has caught a call (default 30 s); answers
+                        {"frozen": PATH} or {"frozen": null} on timeout
+  thaw [fail=1]         disarms the trap and lets a caught call go on, or with fail=1
+                        makes it fail with EIO (as a cut does). A program killed while
+                        held cannot die before: the kernel waits for the answer of a
+                        FUSE request it has sent, even for SIGKILL.
   stop                  unmounts and exits (un-synced state is lost, as at a cut)
 Killing the process (even with SIGKILL) is a cut too: `umount -l MOUNTPOINT` and start it
 again over the same BACKING_DIR to boot from the durable state.
@@ -131,6 +147,14 @@ class Mount:
             cmd += " seed=%d" % seed
         return self.command(cmd)
 
+    def freeze(self, path, at="before"):
+        return self.command("freeze path=%s at=%s" % (path, at))
+
+    def wait_frozen(self, timeout=30):
+        """The path of the sync call the trap caught, or None after timeout seconds."""
+        return control(self.socket, "wait-frozen timeout=%s" % timeout,
+                       timeout=timeout + 10)["frozen"]
+
     def crash(self):
         """The daemon killed with SIGKILL (all un-synced state lost), then booted again."""
         self.proc.kill()
@@ -214,6 +238,15 @@ class Node:
         self.durable = None  # (mode, uid, gid, mtime) as last made durable
         self.dur_nlink = 0  # durable names
         self.dirty_attr = False
+
+
+class Trap:
+    """The armed freeze: paths starting with prefix, held before or after the sync."""
+
+    def __init__(self, prefix, at, frozen, released):
+        self.prefix, self.at, self.frozen, self.released = prefix, at, frozen, released
+        self.caught = None  # the path of the call held
+        self.fail = False
 
 
 class Rename:
@@ -311,7 +344,54 @@ class PowercutFS:
         self.nodes = {}
         self.handles = {}  # fh -> (ino, is_dir, listing for folders)
         self.next_fh = 1
+        self.trap = None  # the armed freeze (Trap), or None
         self.boot()
+
+    # --- the freeze trap: a sync call held at an exact moment ---
+
+    def path_of(self, ino):
+        """The node's current path in the mount ("a/b/c"), or None when it has no name."""
+        parts = []
+        while ino != ROOT:
+            for d in self.nodes.values():
+                if d.kind == "d" and ino in d.entries.values():
+                    parts.append(next(k for k, v in d.entries.items() if v == ino))
+                    ino = d.ino
+                    break
+            else:
+                return None
+        return "/".join(reversed([p.decode(errors="replace") if isinstance(p, bytes) else p
+                                  for p in parts]))
+
+    async def _caught(self, node, at):
+        """Holds the sync call on node if the trap is armed for it at `at`."""
+        t = self.trap
+        if t is None or t.caught is not None or t.at != at:
+            return
+        path = self.path_of(node.ino)
+        if path is None or not path.startswith(t.prefix):
+            return
+        t.caught = path
+        t.frozen.set()
+        await t.released.wait()
+        if t.fail:
+            raise _fserr(errno.EIO)
+
+    def freeze(self, prefix, at):
+        import trio
+
+        if at not in ("before", "after"):
+            return {"error": "at= takes before or after"}
+        self.thaw()
+        self.trap = Trap(prefix, at, trio.Event(), trio.Event())
+        return {"ok": True}
+
+    def thaw(self, fail=False):
+        t, self.trap = self.trap, None
+        if t is not None:
+            t.fail = fail
+            t.released.set()
+        return {"ok": True, "caught": t.caught if t else None}
 
     # --- the durable state, at boot and at a cut ---
 
@@ -371,6 +451,7 @@ class PowercutFS:
 
     def cut(self, tear=None, seed=None):
         """Drops every un-synced state, in place; returns what was dropped and torn."""
+        self.thaw(fail=True)  # a call held by the trap fails: its program is dead
         dropped = self.stats()
         torn = []
         if tear is not None:
@@ -839,8 +920,11 @@ class PowercutFS:
             self._maybe_free(node)
 
     async def fsync(self, fh, datasync):
-        self._sync_file(self._fh_node(fh))
+        node = self._fh_node(fh)
+        await self._caught(node, "before")
+        self._sync_file(node)
         self._commit_names()
+        await self._caught(node, "after")
 
     def _commit_names(self):
         """--journal: every pending name becomes durable, as an ext4 journal commit."""
@@ -879,8 +963,11 @@ class PowercutFS:
         h = self.handles.get(fh)
         if not isinstance(h, tuple) or h[0] not in self.nodes:
             raise _fserr(errno.EBADF)
-        self._sync_dir(self.nodes[h[0]])
+        node = self.nodes[h[0]]
+        await self._caught(node, "before")
+        self._sync_dir(node)
         self._commit_names()
+        await self._caught(node, "after")
 
     async def statfs(self, ctx):
         import pyfuse3
@@ -932,10 +1019,30 @@ def serve(backing, mountpoint, control_path, journal=False, ready_fd=None):
                 return {"error": "tear= takes a byte count or 'random'"}
             seed = int(args["seed"]) if args.get("seed", "").isdigit() else None
             return fs.cut(tear=tear, seed=seed)
+        if cmd == "freeze":
+            if "path" not in args:
+                return {"error": "freeze takes path=PREFIX"}
+            return fs.freeze(args["path"].lstrip("/"), args.get("at", "before"))
+        if cmd == "thaw":
+            return fs.thaw(fail=args.get("fail") == "1")
         if cmd == "stop":
             pyfuse3.terminate()
             return {"ok": True}
-        return {"error": "unknown command %r (ping, stats, cut, sync-all, stop)" % cmd}
+        return {"error": "unknown command %r (ping, stats, cut, sync-all, freeze, wait-frozen,"
+                " thaw, stop)" % cmd}
+
+    async def wait_frozen(line):
+        args = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
+        try:
+            timeout = float(args.get("timeout", "30"))
+        except ValueError:
+            return {"error": "timeout= takes seconds"}
+        t = fs.trap
+        if t is None:
+            return {"error": "no trap armed (freeze first)"}
+        with trio.move_on_after(timeout):
+            await t.frozen.wait()
+        return {"frozen": t.caught}
 
     async def client(conn):
         with conn:
@@ -945,8 +1052,12 @@ def serve(backing, mountpoint, control_path, journal=False, ready_fd=None):
                 if not chunk:
                     return
                 data += chunk
-            # Runs between two FUSE requests: a cut is atomic with respect to them.
-            answer = execute(data.decode(errors="replace").strip())
+            line = data.decode(errors="replace").strip()
+            if line.split()[:1] == ["wait-frozen"]:
+                answer = await wait_frozen(line)
+            else:
+                # Runs between two FUSE requests: a cut is atomic with respect to them.
+                answer = execute(line)
             await conn.send(json.dumps(answer).encode() + b"\n")
 
     async def serve_control(nursery):

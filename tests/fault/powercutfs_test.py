@@ -365,6 +365,7 @@ def body(t):
         control_checks(t, mount)
         fuzz(t, mount, top, seed=int(os.environ.get("POWERCUTFS_SEED", "2021")))
         odirect(t, mount)
+        freeze(t, mount)
     finally:
         mount.stop()
     journal = Mount(os.path.join(top, "backing-j"), os.path.join(top, "mnt-j"), log=os.path.join(top, "log-j"),
@@ -521,6 +522,69 @@ def odirect(t, mount):
     mount.cut()
     with open(path, "rb") as f:
         t.is_(f.read(), b"D" * 8192, "an O_DIRECT write fsync'd survives the cut")
+
+
+def freeze(t, mount):
+    """The trap holds a sync call at an exact moment: before it (a cut then drops what
+    it would have made durable, and the call fails), after it (what it made durable
+    stays), or until thawed."""
+    d = os.path.join(mount.mountpoint, "frz")
+    os.makedirs(d)
+    mount.command("sync-all")
+
+    def in_thread(fn):
+        out = {}
+
+        def run():
+            try:
+                fn()
+                out["ok"] = True
+            except OSError as e:
+                out["errno"] = e.errno
+        th = threading.Thread(target=run)
+        th.start()
+        return th, out
+
+    t.ok("error" in control_answer(mount, "freeze path=frz at=sometime"),
+         "freeze: a bad at= is refused")
+    mount.freeze("frz/a", "before")
+    th, out = in_thread(lambda: put(os.path.join(d, "a"), b"held", sync=True))
+    t.is_(mount.wait_frozen(timeout=20), "frz/a", "before: the fsync of frz/a is held")
+    t.ok(th.is_alive(), "before: the writer waits in its fsync")
+    mount.cut()
+    th.join(20)
+    t.is_(out.get("errno"), 5, "before: the held fsync fails with EIO at the cut")
+    t.ok(not os.path.exists(os.path.join(d, "a")), "before: nothing it would have synced survives")
+
+    put(os.path.join(d, "b"), b"synced", sync=True)
+    mount.freeze("frz", "after")
+    th, out = in_thread(lambda: fsync(d))
+    t.is_(mount.wait_frozen(timeout=20), "frz", "after: the fsync of folder frz is held")
+    mount.cut()
+    th.join(20)
+    with open(os.path.join(d, "b"), "rb") as f:
+        t.is_(f.read(), b"synced", "after: what the held fsync made durable survives the cut")
+
+    mount.freeze("frz/c", "before")
+    th, out = in_thread(lambda: put(os.path.join(d, "c"), b"thawed", sync=True))
+    t.is_(mount.wait_frozen(timeout=20), "frz/c", "thaw: the fsync of frz/c is held")
+    t.is_(mount.command("thaw")["caught"], "frz/c", "thaw: names the call it lets go")
+    th.join(20)
+    t.ok(out.get("ok"), "thaw: the held fsync goes on and succeeds", out)
+    fsync(d)
+    mount.cut()
+    with open(os.path.join(d, "c"), "rb") as f:
+        t.is_(f.read(), b"thawed", "thaw: the fsync did its work")
+    mount.freeze("nowhere", "before")
+    t.is_(mount.wait_frozen(timeout=0.2), None, "wait-frozen: null when nothing was caught")
+    mount.command("thaw")
+
+
+def control_answer(mount, cmd):
+    try:
+        return mount.command(cmd)
+    except RuntimeError as e:
+        return {"error": str(e)}
 
 
 run_tests(body)
