@@ -169,6 +169,19 @@ void
 sales_reply_sale(struct sales_thread *th, responder_request *rq, int rc,
                  const struct sale_answer *answer, const errbuf *err)
 {
+    if (rc == SALE_IN_DOUBT) {
+        /* Not 503, whose promise is that nothing was done: the commit was sent and
+         * its answer lost. The key's stored answer tells a retry what happened. */
+        metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
+        metrics_count(METRICS_DATABASE_ERRORS);
+        log_error("event=sale_in_doubt error=\"%s\"", err->msg);
+        th->db_down = 1;
+        responder_reply_error(rq, 504,
+                              "the database went away while this request was being committed: it "
+                              "may or may not have been made; send it again with the same "
+                              "Idempotency-Key to learn which");
+        return;
+    }
     if (rc != RS_OK) {
         metrics_count(METRICS_CHECKOUT_UNAVAILABLE);
         sales_unavailable(th, rq, err);

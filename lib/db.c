@@ -62,6 +62,7 @@ struct db {
                                   server, or with its connection) under this error */
     int failed_connection;
     unsigned last_errno;
+    int in_doubt; /* db_in_doubt: a write's fate unknown since the last failure */
     db_stmt *stmts;
 };
 
@@ -199,6 +200,24 @@ static int
 db_is_connection_errno(unsigned code)
 {
     return db_error_class(code) == DB_ERROR_CONNECTION;
+}
+
+/* Connection failures after which a statement sent may have run: the answer, not
+ * the request, was lost (the server died, shut down or killed the session while
+ * it ran). The others mean it never ran: not sent (gone, no connection) or refused. */
+static int
+db_is_in_doubt_errno(unsigned code)
+{
+    switch (code) {
+    case CR_SERVER_LOST:
+    case CR_SERVER_LOST_EXTENDED:
+    case ER_SERVER_SHUTDOWN:
+    case ER_CONNECTION_KILLED:
+    case ER_QUERY_INTERRUPTED:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* Errors after which the server rolled back what the statement (or, for a
@@ -722,6 +741,7 @@ db_begin(db *self, errbuf *err)
         self->in_transaction++;
         return RS_OK;
     }
+    self->in_doubt = 0;
     /* A connection that died while idle fails the first statement sent on it
      * (db_ready's ping catches most of them); nothing was done yet, so beginning
      * again on a new connection is safe. */
@@ -762,10 +782,22 @@ db_commit(db *self, errbuf *err)
         return errbuf_set(err, "database: commit without a connection");
     }
     self->in_transaction = 0;
-    if (mysql_commit(self->conn) != 0)
-        return db_fail(self, mysql_errno(self->conn), "commit", mysql_error(self->conn), err);
+    if (mysql_commit(self->conn) != 0) {
+        unsigned code = mysql_errno(self->conn);
+        self->in_doubt = db_is_in_doubt_errno(code);
+        return db_fail(self, code, "commit", mysql_error(self->conn), err);
+    }
     db_answered(self);
     return RS_OK;
+}
+
+int
+db_in_doubt(db *self)
+{
+    int doubt = self->in_doubt;
+
+    self->in_doubt = 0;
+    return doubt;
 }
 
 void
@@ -963,6 +995,7 @@ db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...)
     long long rows;
     va_list ap;
 
+    self->in_doubt = 0; /* of this statement only: never a stale doubt */
     if (self->poisoned)
         return db_void(self, "execute", err);
     for (;;) {
@@ -988,8 +1021,11 @@ db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...)
         }
         /* Rolled back by the server (deadlock, certification failure): the
          * autocommit statement did nothing, so it runs again. */
-        if (!db_retry(self, &retries))
+        if (!db_retry(self, &retries)) {
+            /* Its own commit: a write whose answer was lost may have been made. */
+            self->in_doubt = !(st->flags & DB_IDEMPOTENT) && db_is_in_doubt_errno(self->last_errno);
             return rows;
+        }
     }
 }
 

@@ -133,6 +133,12 @@ int db_duplicate(const db *self);
  * ends the void transaction; the caller's loop may then run it again (db_retry). */
 int db_begin(db *self, errbuf *err);
 int db_commit(db *self, errbuf *err);
+
+/* 1 once after a failed commit, or a failed write outside a transaction, whose
+ * fate is unknown: the connection was lost after the request was sent (the server
+ * died or shut down while it ran), so the server may have made it. Reading it
+ * clears it. A sale answers such a failure 504, not 503 (sale.h). */
+int db_in_doubt(db *self);
 /* Rolls back if a transaction is open; never fails (a broken connection rolls back). */
 void db_rollback(db *self);
 

@@ -63,6 +63,7 @@ struct sale {
     order *orders;      /* the order at the reorder point, the sell-out, the refusal */
     checkout_key *keys; /* the stored answers of keyed checkouts */
     bus_pub *bell;      /* rings the outbox events after their commit */
+    int in_doubt;       /* this request's batch failed with its write in doubt */
 };
 
 /* What a member of a batch asks for: units sold, units held, or a hold's units
@@ -85,8 +86,9 @@ struct sale_buy {
     long long expires_us;               /* the hold's (set) */
     struct sale_answer *out;            /* keyed: its stored answer is written here */
     int answered;                       /* set: out holds the answer, stored with the key */
-    int alone;  /* set: left out of the batch; its own transaction decides it */
-    int failed; /* the statement failed: err says why, nothing was sold */
+    int alone;    /* set: left out of the batch; its own transaction decides it */
+    int failed;   /* the statement failed: err says why, nothing was sold */
+    int in_doubt; /* ... or, its commit's answer lost, maybe sold (db_in_doubt) */
     errbuf err;
 };
 
@@ -514,12 +516,19 @@ sale_take(sale *self, const char *sku, long long take, long long sold_add, long 
     return rows;
 }
 
+/* Every member of the batch (or every one still in it: !alone_too) failed with
+ * err; in doubt when the database may have made the batch's write all the same. */
 static void
-sale_batch_fail(combiner_item *batch, const errbuf *err)
+sale_batch_fail(sale *self, combiner_item *batch, const errbuf *err, int alone_too)
 {
+    int doubt = db_in_doubt(self->conn);
+
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sale_buy *b = (struct sale_buy *)it;
+        if (!alone_too && b->alone)
+            continue;
         b->failed = 1;
+        b->in_doubt = doubt;
         b->err = *err;
     }
 }
@@ -646,11 +655,7 @@ sale_batch_retry(sale *self, combiner_item *batch, int (*tx)(sale *, combiner_it
         if (!db_retry(self->conn, &attempts))
             break;
     }
-    for (combiner_item *it = batch; it != NULL; it = it->next)
-        if (!((struct sale_buy *)it)->alone) {
-            ((struct sale_buy *)it)->failed = 1;
-            ((struct sale_buy *)it)->err = err;
-        }
+    sale_batch_fail(self, batch, &err, 0);
 }
 
 /* The keyed members the batch sold: their answers made, and the text of their
@@ -906,7 +911,7 @@ sale_batch_run(void *ctx, combiner_item *batch, size_t n)
     }
     rows = sale_take(self, first->sku, total, total, 0, &left, &point, &err);
     if (rows < 0) {
-        sale_batch_fail(batch, &err);
+        sale_batch_fail(self, batch, &err, 1);
         return;
     }
     if (rows == 0) {
@@ -932,6 +937,7 @@ sale_batch_submit(sale *self, struct sale_buy *buy, errbuf *err)
     buy->m.next = NULL;
     if (buy->failed) {
         *err = buy->err;
+        self->in_doubt |= buy->in_doubt;
         return RS_ERR;
     }
     return RS_OK;
@@ -1252,8 +1258,20 @@ sale_checkout_keyed(sale *self, const struct sale_request *req, struct sale_buy 
     return RS_OK;
 }
 
-int
-sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *out, errbuf *err)
+/* A public entry's result: a failure whose write the database may have made
+ * (the batch's, or this thread's own commit or statement: db_in_doubt) is
+ * SALE_IN_DOUBT, never the RS_ERR that promises nothing was done. */
+static int
+sale_settled(sale *self, int rc)
+{
+    int doubt = db_in_doubt(self->conn) | self->in_doubt;
+
+    self->in_doubt = 0;
+    return rc < 0 && doubt ? SALE_IN_DOUBT : rc;
+}
+
+static int
+sale_checkout_run(sale *self, const struct sale_request *req, struct sale_answer *out, errbuf *err)
 {
     struct sale_buy buy;
 
@@ -1274,6 +1292,13 @@ sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *ou
     log_debug("event=checkout_keyed client=%lld quantity=%lld keyed=%d customer=%d", req->client,
               req->quantity, req->key != NULL, req->customer != NULL);
     return sale_checkout_keyed(self, req, &buy, out, err);
+}
+
+int
+sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *out, errbuf *err)
+{
+    self->in_doubt = 0;
+    return sale_settled(self, sale_checkout_run(self, req, out, err));
 }
 
 /* -- a cart ------------------------------------------------------------------------- */
@@ -1581,8 +1606,9 @@ fail:
     return RS_ERR;
 }
 
-int
-sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
+static int
+sale_cart_checkout_run(sale *self, const struct sale_cart *cart, struct sale_answer *out,
+                       errbuf *err)
 {
     struct sale_cart_line *work = calloc(cart->n, sizeof(*work));
     int claim = CHECKOUT_KEY_NEW, rc, attempts = 0;
@@ -1620,6 +1646,13 @@ sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer 
 done:
     free(work);
     return rc;
+}
+
+int
+sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
+{
+    self->in_doubt = 0;
+    return sale_settled(self, sale_cart_checkout_run(self, cart, out, err));
 }
 
 /* -- holds -------------------------------------------------------------------------- */
@@ -1694,8 +1727,8 @@ sale_hold_combined(sale *self, const struct sale_cart *cart, struct sale_answer 
     return RS_OK;
 }
 
-int
-sale_hold(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
+static int
+sale_hold_run(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
 {
     out->len = 0;
     log_debug("event=hold_submitted client=%lld lines=%zu keyed=%d", cart->client, cart->n,
@@ -1709,6 +1742,13 @@ sale_hold(sale *self, const struct sale_cart *cart, struct sale_answer *out, err
             return sale_hold_combined(self, cart, out, err);
     }
     return sale_cart_checkout(self, cart, out, err);
+}
+
+int
+sale_hold(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
+{
+    self->in_doubt = 0;
+    return sale_settled(self, sale_hold_run(self, cart, out, err));
 }
 
 /* Ends the hold rec, locked and held, as to: confirmed (its units from held to
@@ -1891,8 +1931,8 @@ sale_hold_confirm_combined(sale *self, struct hold_record *rec, struct sale_answ
     return 1;
 }
 
-int
-sale_hold_act(sale *self, const struct sale_hold_ref *ref, struct sale_answer *out, errbuf *err)
+static int
+sale_hold_act_run(sale *self, const struct sale_hold_ref *ref, struct sale_answer *out, errbuf *err)
 {
     unsigned char id[IDENT_BYTES];
     struct hold_record *rec = malloc(sizeof(*rec));
@@ -1951,6 +1991,13 @@ sale_hold_act(sale *self, const struct sale_hold_ref *ref, struct sale_answer *o
 done:
     free(rec);
     return rc;
+}
+
+int
+sale_hold_act(sale *self, const struct sale_hold_ref *ref, struct sale_answer *out, errbuf *err)
+{
+    self->in_doubt = 0;
+    return sale_settled(self, sale_hold_act_run(self, ref, out, err));
 }
 
 /* -- the worker's expiry ------------------------------------------------------------- */

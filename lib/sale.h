@@ -113,7 +113,11 @@ struct sale_answer {
  * commit, what the sale or the refusal triggers: the order at the reorder point,
  * the sell-out, the doorbell; the result is counted (restock_checkouts_total).
  * RS_OK with *out; RS_ERR with err when the database failed: nothing was sold,
- * nothing stored (the caller answers 503 and counts it). */
+ * nothing stored (the caller answers 503 and counts it); SALE_IN_DOUBT with err
+ * when the database went away while the sale's commit was in flight: it may have
+ * been made (the caller answers 504; a retry with the same Idempotency-Key learns
+ * which). The same holds for every entry below that changes stock. */
+#define SALE_IN_DOUBT (-2)
 int sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *out, errbuf *err);
 
 /* Customer limits: a request with a customer, of a product whose

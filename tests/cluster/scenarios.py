@@ -239,8 +239,10 @@ def kill_writer(t, b):
          "HAProxy moved after %s s; %s" % (
              round(moved[0] - t0, 1) if moved else "never", sorted(got.items())))
     b.figure("c", "writer killed", writer.name)
-    b.figure("c", "checkouts / 200 / 409 / 503 / no answer", "%d / %d / %d / %d / %d" % (
-        len(load.results), got.get(200, 0), got.get(409, 0), got.get(503, 0), got.get(0, 0)))
+    b.figure("c", "checkouts / 200 / 409 / 503 / 504 (in doubt) / no answer",
+             "%d / %d / %d / %d / %d / %d" % (
+                 len(load.results), got.get(200, 0), got.get(409, 0), got.get(503, 0),
+                 got.get(504, 0), got.get(0, 0)))
     b.figure("c", "first failure after the kill (s)", "%.2f" % fail_at if fail_at is not None
              else "none")
     b.figure("c", "unavailable: first 503 to first 200 (s)",
@@ -258,7 +260,7 @@ def kill_writer(t, b):
             told[r[2]] = told.get(r[2], 0) + r[3]
             replayed += bool(again.get("replayed"))
             fresh += not again.get("replayed")
-    b.figure("c", "503'd keys retried: stored 200 replayed / run afresh",
+    b.figure("c", "503'd and 504'd keys retried: stored 200 replayed / run afresh",
              "%d / %d" % (replayed, fresh))
     led, sold, told_total = check_ledger(t, b, "c", skus, initial, told)
     t.ok(sold >= sum(sold_by_sku(load.results).values()), "c: every 200 is a sale")
@@ -518,8 +520,10 @@ def isolate_node(t, b):
     b.figure("f", "isolated", node.name)
     b.figure("f", "it left the primary component after (s)", round(t_left, 1))
     b.figure("f", "HAProxy sent new sessions elsewhere after (s)", round(t_drop, 1))
-    b.figure("f", "checkouts / 200 / 409 / 503 / no answer", "%d / %d / %d / %d / %d" % (
-        len(load.results), got.get(200, 0), got.get(409, 0), got.get(503, 0), got.get(0, 0)))
+    b.figure("f", "checkouts / 200 / 409 / 503 / 504 (in doubt) / no answer",
+             "%d / %d / %d / %d / %d / %d" % (
+                 len(load.results), got.get(200, 0), got.get(409, 0), got.get(503, 0),
+                 got.get(504, 0), got.get(0, 0)))
     b.figure("f", "unavailable: first 503 to first 200 (s)",
              "%.2f" % (ok_at - fail_at) if fail_at is not None and ok_at else "0")
     b.figure("f", "longest wait between two answers (s)", "%.2f" % longest_gap(load.results))
