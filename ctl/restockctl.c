@@ -235,6 +235,18 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
     statuses = order_count_by_status(orders, ctl_status_line, &printed, err);
     if (statuses >= 0)
         printf("%s\n", statuses == 0 ? "orders: none" : "");
+    if (statuses >= 0) {
+        /* The worker says it once at start; an operator asking for the state hears it too. */
+        char why[256];
+        errbuf derr = {{0}};
+        int durable = db_durability(conn, why, sizeof(why), &derr);
+        if (durable > 0)
+            printf("database: durable (a commit is on disk when it returns)\n");
+        else if (durable == 0)
+            printf("database: NOT DURABLE: %s\n", why);
+        else
+            printf("database: durability unchecked: %s\n", derr.msg);
+    }
     ctl_close_orders(&conn, &orders);
     return statuses < 0 ? errbuf_prefix(err, "orders") : RS_OK;
 }
