@@ -1258,9 +1258,17 @@ sale_checkout_keyed(sale *self, const struct sale_request *req, struct sale_buy 
     return RS_OK;
 }
 
-/* A public entry's result: a failure whose write the database may have made
- * (the batch's, or this thread's own commit or statement: db_in_doubt) is
- * SALE_IN_DOUBT, never the RS_ERR that promises nothing was done. */
+/* A public entry begins unsettled, and its result is settled: a failure whose
+ * write the database may have made (the batch's, or this thread's own commit or
+ * statement: db_in_doubt) is SALE_IN_DOUBT, never the RS_ERR that promises
+ * nothing was done. */
+static void
+sale_unsettled(sale *self)
+{
+    self->in_doubt = 0;
+    (void)db_in_doubt(self->conn); /* an earlier request's, whatever it was */
+}
+
 static int
 sale_settled(sale *self, int rc)
 {
@@ -1297,7 +1305,7 @@ sale_checkout_run(sale *self, const struct sale_request *req, struct sale_answer
 int
 sale_checkout(sale *self, const struct sale_request *req, struct sale_answer *out, errbuf *err)
 {
-    self->in_doubt = 0;
+    sale_unsettled(self);
     return sale_settled(self, sale_checkout_run(self, req, out, err));
 }
 
@@ -1651,7 +1659,7 @@ done:
 int
 sale_cart_checkout(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
 {
-    self->in_doubt = 0;
+    sale_unsettled(self);
     return sale_settled(self, sale_cart_checkout_run(self, cart, out, err));
 }
 
@@ -1747,7 +1755,7 @@ sale_hold_run(sale *self, const struct sale_cart *cart, struct sale_answer *out,
 int
 sale_hold(sale *self, const struct sale_cart *cart, struct sale_answer *out, errbuf *err)
 {
-    self->in_doubt = 0;
+    sale_unsettled(self);
     return sale_settled(self, sale_hold_run(self, cart, out, err));
 }
 
@@ -1996,7 +2004,7 @@ done:
 int
 sale_hold_act(sale *self, const struct sale_hold_ref *ref, struct sale_answer *out, errbuf *err)
 {
-    self->in_doubt = 0;
+    sale_unsettled(self);
     return sale_settled(self, sale_hold_act_run(self, ref, out, err));
 }
 
