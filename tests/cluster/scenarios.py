@@ -19,6 +19,7 @@ table of every figure. Run by tests/cluster/run.
 """
 
 import os
+import random
 import re
 import signal
 import shutil
@@ -27,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bed as bedlib  # noqa: E402
+from fuse_skip import why_no_fuse  # noqa: E402 (tests/fault/, on bed's path)
 from harness import Tap  # noqa: E402
 
 ANSWERED = (200, 409)  # what a checkout answers while the database answers
@@ -549,8 +551,117 @@ def isolate_node(t, b):
     b.figure("f", "node back Synced (s)", "%.1f, %s" % (time.time() - t0, how))
 
 
+# -- p ---------------------------------------------------------------------------------
+def cut_settings():
+    """innodb_flush_log_at_trx_commit of each cut: RESTOCK_CLUSTER_CUTS (default 2)
+    cuts of each setting of RESTOCK_CLUSTER_FLUSH (default "2 1"), in turn."""
+    per = int(os.environ.get("RESTOCK_CLUSTER_CUTS", "2"))
+    flushes = [int(v) for v in os.environ.get("RESTOCK_CLUSTER_FLUSH", "2 1").split()]
+    return [f for _ in range(per) for f in flushes]
+
+
+def check_cut(b, load, skus):
+    """What the cluster holds after a power loss against what the clients were told:
+    (200s checked, 200s lost, 409/503s sold, units told and not in sold_total, the
+    answer times of the lost 200s, sold_total per node)."""
+    keys = [r[4] for r in load.results if r[4]]
+    rows = {}
+    for i in range(0, len(keys), 500):
+        rows.update((k, int(v)) for k, v in b.sql(
+            "SELECT idem_key, status FROM checkout_key WHERE idem_key IN (%s)"
+            % ",".join("'%s'" % k for k in keys[i:i + 500])))
+    ok = [r for r in load.results if r[1] == 200]
+    lost = [r for r in ok if rows.get(r[4]) != 200]
+    sold_refused = [r for r in load.results if r[1] in (409, 503) and rows.get(r[4]) == 200]
+    told = sold_by_sku(load.results)
+    per_node = {}
+    for n in b.nodes:
+        per_node[n.name] = {r[0]: int(r[1]) for r in b.sql(
+            "SELECT sku, sold_total FROM product WHERE sku IN (%s)"
+            % ",".join("'%s'" % s for s in skus), node=n)}
+    sold = next(iter(per_node.values()))
+    units = sum(max(0, told.get(s, 0) - sold.get(s, 0)) for s in skus)
+    return len(ok), [r[0] for r in lost], len(sold_refused), units, per_node
+
+
+def power_loss(t, b):
+    """The power of the whole cluster goes mid-surge, again and again: every node's
+    mariadbd killed at once and its un-fsync'd writes dropped (powercutfs), then the
+    cluster started by MariaDB's procedure. Each cut runs with one setting of
+    innodb_flush_log_at_trx_commit on every node (SET GLOBAL); what it lost is
+    counted against the answers the clients were told."""
+    establish(b.powercut, "p: the bed's datadirs on powercutfs mounts")
+    seed = int(os.environ.get("RESTOCK_CLUSTER_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    t.diag("p: random seed %d (RESTOCK_CLUSTER_SEED=%d repeats the moments)" % (seed, seed))
+    # What the bed ran with until now: the node's command line.
+    b.figure("p", "innodb_flush_log_at_trx_commit of the bed's nodes", " ".join(
+        b.sql("SELECT @@innodb_flush_log_at_trx_commit", node=n)[0][0] for n in b.nodes))
+    settings = cut_settings()
+    skus = [b.add_products("PC%d" % i, 2, stock=1000000) for i in range(len(settings))]
+    for n in b.nodes:  # the starting state (products, migrations) durable
+        n.mount.command("sync-all")
+    stats = {f: {"cuts": 0, "checked": 0, "lost": 0, "units": 0, "refused": 0, "window": 0.0,
+                 "rate": []} for f in settings}
+    for i, flush in enumerate(settings):
+        for n in b.nodes:
+            n.root("SET GLOBAL innodb_flush_log_at_trx_commit = %d" % flush)
+        establish(all(b.sql("SELECT @@innodb_flush_log_at_trx_commit", node=n)[0][0]
+                      == str(flush) for n in b.nodes),
+                  "p: cut %d: innodb_flush_log_at_trx_commit = %d on every node" % (i + 1, flush))
+        load = bedlib.Load(b, skus[i], clients=4, pause=0).start()
+        # A random moment of the surge, counted in answers received.
+        target = rng.randint(SURGE, 4 * SURGE)
+        establish(bedlib.wait_until(lambda: load.count(200) >= target, timeout=120),
+                  "p: cut %d: %d checkouts answered 200 before the cut" % (i + 1, target),
+                  answers(load))
+        t_cut = time.time()
+        dropped = b.power_loss(rng)
+        load.stop()
+        t0 = time.time()
+        first, positions = b.cold_start()
+        back = time.time() - t0
+        checked, lost, refused, units, per_node = check_cut(b, load, skus[i])
+        st = stats[flush]
+        st["cuts"] += 1
+        st["checked"] += checked
+        st["lost"] += len(lost)
+        st["units"] += units
+        st["refused"] += refused
+        if lost:
+            st["window"] = max(st["window"], t_cut - min(lost))
+        ok_times = sorted(r[0] for r in load.results if r[1] == 200)
+        if len(ok_times) > 1:
+            st["rate"].append((len(ok_times) - 1) / (ok_times[-1] - ok_times[0]))
+        t.diag("p: cut %d (flush %d): %d answered 200, %d lost (%s s before the cut), "
+               "%d 409/503 sold; positions %s, bootstrapped %s, back in %.1f s; dropped %s"
+               % (i + 1, flush, checked, len(lost), "%.2f" % (t_cut - min(lost)) if lost
+                  else "-", refused, " ".join("%s %s" % (k, v.rsplit(":", 1)[1])
+                                             for k, v in sorted(positions.items())),
+                  first.name, back, {k: {x: y for x, y in d.items() if y}
+                                     for k, d in dropped.items()}))
+        t.ok(all(v == next(iter(per_node.values())) for v in per_node.values()),
+             "p: cut %d: the three nodes hold the same sold_total after the restart" % (i + 1),
+             per_node)
+    for flush, st in sorted(stats.items()):
+        name = "flush %d" % flush
+        b.figure("p", "%s: cuts / 200s checked / lost / units told not in sold_total" % name,
+                 "%d / %d / %d / %d" % (st["cuts"], st["checked"], st["lost"], st["units"]))
+        b.figure("p", "%s: lost 200s answered within (s before the cut)" % name,
+                 "%.2f" % st["window"] if st["lost"] else "-")
+        b.figure("p", "%s: 200s per second during the surges" % name, " ".join(
+            "%.0f" % r for r in st["rate"]))
+        t.is_(st["refused"], 0, "p: %s: no checkout answered 409 or 503 is sold" % name)
+    if 1 in stats:
+        t.is_(stats[1]["lost"] + stats[1]["units"], 0,
+              "p: innodb_flush_log_at_trx_commit=1: no checkout answered 200 lost over %d "
+              "power losses of the whole cluster" % stats[1]["cuts"])
+
+
 SCENARIOS = {"a": surge, "b": two_writers, "c": kill_writer, "d": kill_worker,
-             "e": pause_worker, "f": isolate_node}
+             "e": pause_worker, "f": isolate_node, "p": power_loss}
+# Run on a bed of their own, every node's datadir on a powercutfs mount.
+POWERCUT = ("p",)
 
 
 def main():
@@ -566,9 +677,23 @@ def main():
         signal.signal(sig, lambda number, frame: sys.exit(128 + number))
     t = BedTap()
     started = time.time()
+    for powercut in (False, True):
+        group = [w for w in wanted if (w in POWERCUT) == powercut]
+        if powercut and group and why_no_fuse():
+            for w in group:
+                t.skip("scenario %s" % w, why_no_fuse())
+            continue
+        if group:
+            run_bed(t, group, powercut)
+    t.figures.append(("", "whole bed (s)", round(time.time() - started, 1)))
+    t.table()
+    t.done()
+
+
+def run_bed(t, wanted, powercut):
     try:
-        with bedlib.Bed(t) as b:
-            t.diag("bed in %s" % b.dir)
+        with bedlib.Bed(t, powercut=powercut) as b:
+            t.diag("bed in %s%s" % (b.dir, ", datadirs on powercutfs" if powercut else ""))
             for w in wanted:
                 t0 = time.time()
                 t.diag("--- scenario %s: %s" % (w, SCENARIOS[w].__name__))
@@ -583,9 +708,6 @@ def main():
     except Exception:
         import traceback
         t.ok(False, "the bed ran to its end", traceback.format_exc())
-    t.figures.append(("", "whole bed (s)", round(time.time() - started, 1)))
-    t.table()
-    t.done()
 
 
 if __name__ == "__main__":
