@@ -637,7 +637,8 @@ class Bed:
         position recovered (--wsrep-recover), the node with the highest seqno
         bootstrapped (safe_to_bootstrap: 1 in its grastate.dat, --wsrep-new-cluster),
         then the others started to join it (IST, or SST when its gcache lacks what
-        they miss). Returns the bootstrapped node and every node's position."""
+        they miss). Returns the bootstrapped node, every node's position and how
+        each other node joined (IST or SST)."""
         positions, errors = {}, []
 
         def recover(n):
@@ -661,12 +662,22 @@ class Bed:
                 f.write(re.sub(r"safe_to_bootstrap:\s*\d", "safe_to_bootstrap: 1", text))
         first.start(bootstrap=True, recover=True, position=positions[first.name])
         first.wait_synced()
+        marks = {}
         for n in self.nodes:
             if n is not first:
+                marks[n.name] = os.path.getsize(n.log)
                 n.start(recover=True, position=positions[n.name])
+        joined = {}
         for n in self.nodes:
             n.wait_synced()
-        return first, positions
+            if n is not first:
+                with open(n.log, errors="replace") as f:
+                    f.seek(marks[n.name])
+                    # rsync logs both ways as an "SST"; a full copy is one the
+                    # joiner's rsync completed (an IST bypasses it).
+                    joined[n.name] = "SST" if "rsync SST completed on joiner" in f.read() \
+                        else "IST"
+        return first, positions, joined
 
     # -- observations ----------------------------------------------------------------
     def node(self, name):
