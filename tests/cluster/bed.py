@@ -11,6 +11,9 @@ all on loopback, in one private temporary folder, stopped at the end whatever ha
     worker with its own spool, metrics and doorbell endpoint (tcp://);
   nginx with an upstream of both sales and both callback responders;
   the factory simulator (tests/factory_sim.py) and an SMTP sink (tests/smtp_sink.py).
+Bed(powercut=True) puts each node's datadir on a powercutfs mount (tests/fault/):
+power_loss() kills every node and cuts every mount at once, cold_start() starts
+the cluster again by MariaDB's procedure (bootstrap the highest position).
 
 Needs root (the database servers run as mysql: an rsync SST as root fails), the
 build in build/ (or RESTOCK_BUILDDIR), galera-4, haproxy, rsync, nginx, MariaDB.
@@ -118,15 +121,14 @@ class Node:
     def recover(self):
         """After a SIGKILL: the last committed position InnoDB holds (uuid:seqno),
         from mariadbd --wsrep-recover (its crash recovery, then it exits)."""
-        with open(self.log, "a"):
-            pass
-        before = os.path.getsize(self.log)
+        before = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         p = subprocess.run(self.args(["--wsrep-recover"]), capture_output=True, text=True)
         with open(self.log, errors="replace") as f:
             f.seek(before)
             found = re.findall(r"WSREP: Recovered position: (\S+)", f.read())
         if p.returncode != 0 or not found:
-            raise RuntimeError("%s: --wsrep-recover found no position" % self.name)
+            raise RuntimeError("%s: --wsrep-recover found no position (log: %s)"
+                               % (self.name, self.log))
         self.recovered = found[-1]
         return self.recovered
 
