@@ -11,6 +11,9 @@ all on loopback, in one private temporary folder, stopped at the end whatever ha
     worker with its own spool, metrics and doorbell endpoint (tcp://);
   nginx with an upstream of both sales and both callback responders;
   the factory simulator (tests/factory_sim.py) and an SMTP sink (tests/smtp_sink.py).
+Bed(powercut=True) puts each node's datadir on a powercutfs mount (tests/fault/):
+power_loss() kills every node and cuts every mount at once, cold_start() starts
+the cluster again by MariaDB's procedure (bootstrap the highest position).
 
 Needs root (the database servers run as mysql: an rsync SST as root fails), the
 build in build/ (or RESTOCK_BUILDDIR), galera-4, haproxy, rsync, nginx, MariaDB.
@@ -38,6 +41,8 @@ from harness import SANITIZER_MARKS  # noqa: E402
 from harness import free_port as bed_port  # noqa: E402
 from harness import spawn, stop_process  # noqa: E402
 import galera_node  # noqa: E402 (the Galera node's parts, shared with the integration tests)
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "fault"))
+from powercutfs import Mount  # noqa: E402 (the client side: no pyfuse3 needed here)
 
 BUILDDIR = os.environ.get("RESTOCK_BUILDDIR") or os.path.join(SRCDIR, "build")
 PYTHON = "/usr/bin/python3"
@@ -84,12 +89,20 @@ class Node:
         self.proc = None
         # In the node's own folder: the server, as mysql, writes it.
         self.log = os.path.join(self.dir, "error.log")
+        # A bed made for power cuts: the datadir on a powercutfs mount (journal: an
+        # fsync makes the earlier names durable, as ext4's journal does; MariaDB never
+        # fsyncs its folders), its durable state in pc/.
+        self.mount = None
+        if bed.powercut:
+            self.mount = Mount(os.path.join(self.dir, "pc"), self.datadir,
+                               log=os.path.join(bed.logdir, "powercutfs-%s.log" % self.name),
+                               journal=True)
 
     def args(self, extra=()):
         peers = ",".join("127.0.0.1:%d" % n.gcomm for n in self.bed.nodes)
         return galera_node.node_args(
             self.dir, self.datadir, self.socket, self.log, "mysql", self.port, self.gcomm,
-            self.ist, "restock-bed", peers, "gcache.size=64M;" + EVS,
+            self.ist, "restock-bed", peers, "gcache.size=%s;" % self.bed.gcache + EVS,
             ["--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=2",
              "--max-connections=300", "--character-set-server=utf8mb4",
              "--collation-server=utf8mb4_unicode_ci", "--wsrep-node-name=" + self.name,
@@ -99,25 +112,35 @@ class Node:
     def prepare(self, install):
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         os.makedirs(self.datadir, exist_ok=True)
+        if self.mount is not None:
+            self.mount.start()
         if install:
             galera_node.install(self.datadir, "mysql")
         subprocess.run(["chown", "-R", "mysql:mysql", self.dir], check=True)
 
-    def start(self, bootstrap=False, recover=False):
+    def recover(self):
+        """After a SIGKILL: the last committed position InnoDB holds (uuid:seqno),
+        from mariadbd --wsrep-recover (its crash recovery, then it exits)."""
+        before = os.path.getsize(self.log) if os.path.exists(self.log) else 0
+        p = subprocess.run(self.args(["--wsrep-recover"]), capture_output=True, text=True)
+        with open(self.log, errors="replace") as f:
+            f.seek(before)
+            found = re.findall(r"WSREP: Recovered position: (\S+)", f.read())
+        if p.returncode != 0 or not found:
+            raise RuntimeError("%s: --wsrep-recover found no position (log: %s)"
+                               % (self.name, self.log))
+        self.recovered = found[-1]
+        return self.recovered
+
+    def start(self, bootstrap=False, recover=False, position=None):
         extra = []
         if bootstrap:
             extra.append("--wsrep-new-cluster")
         if recover:
-            # After a SIGKILL: read the last committed position from InnoDB, then
-            # start from it, so that the node asks its peers for the writesets it
-            # misses (IST) instead of a full copy (SST).
-            p = subprocess.run(self.args(["--wsrep-recover"]), capture_output=True, text=True)
-            with open(self.log, errors="replace") as f:
-                found = re.findall(r"WSREP: Recovered position: (\S+)", f.read())
-            if p.returncode != 0 or not found:
-                raise RuntimeError("%s: --wsrep-recover found no position" % self.name)
-            self.recovered = found[-1]
-            extra.append("--wsrep-start-position=" + found[-1])
+            # Start from the position InnoDB holds (recovered now unless given), so
+            # that the node asks its peers for the writesets it misses (IST) instead
+            # of a full copy (SST).
+            extra.append("--wsrep-start-position=" + (position or self.recover()))
         # wsrep_sst_rsync gives its rsync daemon a log file in MYSQL_TMP_DIR (else
         # syslog): why a joiner's transfer failed is then in the node's folder.
         self.proc = subprocess.Popen(self.args(extra), stdout=subprocess.DEVNULL,
@@ -161,6 +184,8 @@ class Node:
 
     def stop(self):
         stop_process(self.proc, 60)
+        if self.mount is not None:
+            self.mount.stop()
 
 
 class Program:
@@ -377,8 +402,13 @@ class Load:
 
 
 class Bed:
-    def __init__(self, tap, nodes=3, hosts=2, extra_conf=None, factory_args=("--delay", "2")):
+    def __init__(self, tap, nodes=3, hosts=2, extra_conf=None, factory_args=("--delay", "2"),
+                 powercut=False):
         self.tap = tap
+        # powercut: every node's datadir on a powercutfs mount (Node.mount), with a
+        # smaller gcache (each node's galera.cache is written through the mount).
+        self.powercut = powercut
+        self.gcache = "16M" if powercut else "64M"
         self.dir = tempfile.mkdtemp(prefix="restock-cluster-")
         os.chmod(self.dir, 0o755)
         self.logdir = os.path.join(self.dir, "log")
@@ -588,6 +618,68 @@ class Bed:
                         found.append("%s: %s" % (p.name, text[max(0, at - 200):at + 1500]))
                         break
         return "\n".join(found)
+
+    # -- the power of the whole cluster ----------------------------------------------
+    def power_loss(self, rng):
+        """The power of every node goes at once: SIGKILL to every mariadbd, then each
+        node's datadir loses what no fsync made durable (powercutfs cut, half of the
+        time tearing the last un-synced write of each file). Returns what each cut
+        dropped, by node."""
+        live = [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+        for n in live:
+            n.proc.send_signal(signal.SIGKILL)
+        for n in live:
+            n.proc.wait()
+        return {n.name: n.mount.cut(tear="random" if rng.random() < 0.5 else None,
+                                    seed=rng.randrange(1 << 30)) for n in self.nodes}
+
+    def cold_start(self):
+        """The cluster started again after every node stopped at once (no primary
+        component is left), by MariaDB's procedure: each node's last committed
+        position recovered (--wsrep-recover), the node with the highest seqno
+        bootstrapped (safe_to_bootstrap: 1 in its grastate.dat, --wsrep-new-cluster),
+        then the others started to join it (IST, or SST when its gcache lacks what
+        they miss). Returns the bootstrapped node, every node's position and how
+        each other node joined (IST or SST)."""
+        positions, errors = {}, []
+
+        def recover(n):
+            try:
+                positions[n.name] = n.recover()
+            except RuntimeError as e:
+                errors.append(str(e))
+        threads = [threading.Thread(target=recover, args=(n,)) for n in self.nodes]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errors:
+            raise RuntimeError("; ".join(errors))
+        first = max(self.nodes, key=lambda n: int(positions[n.name].rsplit(":", 1)[1]))
+        grastate = os.path.join(first.datadir, "grastate.dat")
+        if os.path.exists(grastate):
+            with open(grastate) as f:
+                text = f.read()
+            with open(grastate, "w") as f:  # in place: it stays the user mysql's
+                f.write(re.sub(r"safe_to_bootstrap:\s*\d", "safe_to_bootstrap: 1", text))
+        first.start(bootstrap=True, recover=True, position=positions[first.name])
+        first.wait_synced()
+        marks = {}
+        for n in self.nodes:
+            if n is not first:
+                marks[n.name] = os.path.getsize(n.log)
+                n.start(recover=True, position=positions[n.name])
+        joined = {}
+        for n in self.nodes:
+            n.wait_synced()
+            if n is not first:
+                with open(n.log, errors="replace") as f:
+                    f.seek(marks[n.name])
+                    # rsync logs both ways as an "SST"; a full copy is one the
+                    # joiner's rsync completed (an IST bypasses it).
+                    joined[n.name] = "SST" if "rsync SST completed on joiner" in f.read() \
+                        else "IST"
+        return first, positions, joined
 
     # -- observations ----------------------------------------------------------------
     def node(self, name):

@@ -6,17 +6,21 @@ import os
 import sys
 
 
-def skip_unless_fuse():
-    why = None
+def why_no_fuse():
+    """What is missing for a powercutfs mount, or None."""
     if not os.path.exists("/dev/fuse"):
-        why = "no /dev/fuse"
-    elif os.geteuid() != 0:
-        why = "not root (the mount uses allow_other)"
-    else:
-        try:
-            import pyfuse3  # noqa: F401
-        except ImportError:
-            why = "no pyfuse3 (Debian's python3-pyfuse3; scripts/deps test)"
+        return "no /dev/fuse"
+    if os.geteuid() != 0:
+        return "not root (the mount uses allow_other)"
+    try:
+        import pyfuse3  # noqa: F401
+    except ImportError:
+        return "no pyfuse3 (Debian's python3-pyfuse3; scripts/deps test)"
+    return None
+
+
+def skip_unless_fuse():
+    why = why_no_fuse()
     if why:
         print("1..0 # SKIP %s" % why, flush=True)
         sys.exit(0)
