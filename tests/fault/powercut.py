@@ -30,7 +30,7 @@ factory's callbacks itself, as the factory would.
 
     tests/fault/powercut.py [--cuts N] [--seed S]
 
-make check runs a short run (RESTOCK_POWERCUT_CUTS, default 12: each aim twice); the full run is
+make check runs a short run (RESTOCK_POWERCUT_CUTS, default 14: each aim twice); the full run is
 `RESTOCK_POWERCUT_CUTS=50 TESTS=tests/fault/powercut.py ./scripts/test` (or --cuts 50).
 Prints: cuts, acknowledged operations checked, lost (must be 0), duplicates by kind.
 Skipped without /dev/fuse, pyfuse3 or root, like powercutfs_test.py."""
@@ -74,12 +74,19 @@ STATES = ("incoming", "active", "deferred", "dead", "done")
 #   spool-names    before the fsync of incoming/ after a put's renames (named, not durable)
 #   outbox-take    after that fsync: the worker's messages durable, its take of the
 #                  events in the database not yet made
-#   db-down        MariaDB killed, callbacks answered 202 and stored, then the cut
+#   mail-queued    an email waits in the mail queue (its event taken, the relay slow)
+#   db-down        MariaDB killed, callbacks answered 202 and stored (the worker's
+#                  postponing of them held before its sync), then the cut
 #   callback-store MariaDB killed, a callback's store held before its fsync (no answer)
-AIMS = ("random", "spool-data", "spool-names", "outbox-take", "db-down", "callback-store")
+AIMS = ("random", "spool-data", "spool-names", "outbox-take", "mail-queued", "db-down",
+        "callback-store")
 FREEZES = {"spool-data": ("tmp/", "before"), "spool-names": ("incoming", "before"),
            "outbox-take": ("incoming", "after"), "callback-store": ("callback/tmp/", "before")}
-ENV = {"RESTOCK_FACTORY_ARGS": "--silent", "RESTOCK_SWEEP_INTERVAL": "1",
+# The relay answers MAIL after 0.5 s: an email waits in the spool a while after its
+# event was taken (one session at a time), so that a cut often finds one there, and a
+# spool that did not make its names durable before the take loses it.
+ENV = {"RESTOCK_FACTORY_ARGS": "--silent", "RESTOCK_SMTP_ARGS": "--delay 0.5 --delay-at mail",
+       "RESTOCK_SWEEP_INTERVAL": "1",
        "RESTOCK_BACKOFF_MIN": "1", "RESTOCK_BACKOFF_MAX": "2", "RESTOCK_MAX_ATTEMPTS": "1000"}
 
 
@@ -275,7 +282,7 @@ class Clients:
 
 def body(t):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cuts", type=int, default=int(os.environ.get("RESTOCK_POWERCUT_CUTS", "12")))
+    ap.add_argument("--cuts", type=int, default=int(os.environ.get("RESTOCK_POWERCUT_CUTS", "14")))
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
@@ -309,12 +316,12 @@ def body(t):
                     dropped_any["%s-names" % name] += 1
                 if d.get("torn"):
                     dropped_any["%s-torn" % name] += 1
-            # Every other boot, the spool on a file system that orders no renames
+            # Every other surge, the spool on a file system that orders no renames
             # across folders (stricter than ext4 or xfs): a message may come back
-            # under two names, which the worker's recovery must reduce to one.
-            # (Alternating within each round of AIMS, the other way round in the next:
-            # every aim meets both.)
-            strict = (cut + cut // len(AIMS)) % 2 == 1
+            # under two names, which the worker's recovery must reduce to one. The
+            # next surge's mode is the one it boots in; with an odd number of AIMS,
+            # every aim meets both modes in two rounds.
+            strict = (cut + 1) % 2 == 1
             t.diag("cut %d (%s%s): dropped %s; boots with the spool %s" % (
                 cut + 1, aim, how, {n: {k: v for k, v in d.items() if k != "torn" and v}
                                     for n, d in dropped.items()},
@@ -338,7 +345,8 @@ def body(t):
                " taken after their messages were delivered: %d; checkouts answered 504 (in"
                " doubt: the database died during their commit): %d"
                % (", ".join("%s %d of %d" % (a, figures["hit-" + a], figures["aimed-" + a])
-                            for a in AIMS if a in FREEZES), figures["copies-removed"],
+                            for a in AIMS if a in FREEZES or a == "mail-queued"),
+                  figures["copies-removed"],
                   figures["taken-late"], figures["in-doubt"]))
         print("# POWERCUT cuts=%d acknowledged=%d checks=%d lost=%d %s" % (
             figures["cuts"], figures["ops"], figures["checked"], figures["lost"],
@@ -364,9 +372,17 @@ def surge_then_cut(t, mach, clients, rng, aim):
     if aim in ("db-down", "callback-store"):
         mach.kill_all(("db",))  # callbacks now answered 202 and stored
         if aim == "db-down":
+            # The worker postpones each stored callback (the database is down),
+            # which rewrites it into deferred/ and syncs that folder: held before
+            # that sync, the callbacks stored since are durable only by their own put.
+            mach.mounts["spool"].freeze("callback/deferred", "before")
             got = wait_until(lambda: any(st == 202 for st in list(clients.callbacks.values())[-3:]),
                              timeout=rng.uniform(1.0, 4.0), interval=0.05)
             how = ", a 202 stored just before" if got else ""
+    if aim == "mail-queued":
+        waiting = wait_until(lambda: names(s, "mail", "incoming") or names(s, "mail", "active"),
+                             timeout=15, interval=0.01)
+        how = ", held with %s waiting" % waiting[0] if waiting else ", no email waiting"
     if aim in FREEZES:
         prefix, at = FREEZES[aim]
         if prefix in ("tmp/", "incoming"):
