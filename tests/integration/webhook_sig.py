@@ -13,10 +13,11 @@ import base64
 import json
 import os
 import subprocess
+import tempfile
 import time
 import uuid
 
-from harness import BUILDDIR, SRCDIR, run_tests
+from harness import BUILDDIR, SANITIZER_MARKS, SRCDIR, run_tests
 
 NODE = "/usr/bin/node"  # Debian's nodejs, whatever else is on PATH
 CONSUMER = os.path.join(SRCDIR, "tests", "webhooks")
@@ -45,8 +46,9 @@ class Signer:
     """webhook_sign, one process answering one line per request."""
 
     def __init__(self):
+        self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([SIGN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
+                                     stderr=self.stderr, text=True)
 
     def ask(self, *fields):
         self.proc.stdin.write("\t".join(fields) + "\n")
@@ -57,8 +59,11 @@ class Signer:
         return self.ask("sign", msg_id, str(ts), body.hex(), *secret)
 
     def close(self):
+        """webhook_sign's exit status and what it wrote on stderr."""
         self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        status = self.proc.wait(timeout=30)
+        self.stderr.seek(0)
+        return status, self.stderr.read()
 
 
 def consume(deliveries):
@@ -188,7 +193,9 @@ def body(t):
         rejected(t, signer, cases)
         refusals(t, signer)
     finally:
-        signer.close()
+        status, errors = signer.close()
+    t.ok(status == 0 and not any(m in errors for m in SANITIZER_MARKS),
+         "webhook_sign ends well, with no sanitizer report", "status %d: %s" % (status, errors))
 
 
 run_tests(body)
