@@ -918,6 +918,7 @@ ctl_webhook_add(conf *cf, int argc, char **argv, errbuf *err)
 {
     struct webhook_endpoint_key key;
     char id[IDENT_TEXT], secret[WEBHOOK_ENDPOINT_SECRET_LEN + 1];
+    char list[WEBHOOK_ENDPOINT_EVENTS_MAX + 1];
     const char *url = NULL, *events = NULL;
     unsigned set = 0;
     webhook_endpoint *hooks;
@@ -944,7 +945,8 @@ ctl_webhook_add(conf *cf, int argc, char **argv, errbuf *err)
     ctl_close_webhooks(&conn, &hooks);
     if (rc != RS_OK)
         return RS_ERR;
-    printf("webhook endpoint %s added: %s, events: %s\n", id, url, events ? events : "all");
+    webhook_endpoint_events_format(set, list, sizeof(list));
+    printf("webhook endpoint %s added: %s, events: %s\n", id, url, set ? list : "all");
     ctl_webhook_secret("Its secret", secret);
     printf("The endpoint checks each delivery's webhook-signature with it (Standard Webhooks).\n");
     return RS_OK;
