@@ -32,6 +32,7 @@
 #include "spool.h"
 #include "timetext.h"
 #include "utf8.h"
+#include "webhook_endpoint.h"
 
 struct ctl_command {
     const char *words; /* the command as typed, e.g. "db migrate" */
@@ -876,6 +877,257 @@ ctl_client_revoke(conf *cf, int argc, char **argv, errbuf *err)
     return RS_OK;
 }
 
+/* --- webhook endpoints ---------------------------------------------------------- */
+
+/* Opens the database and the webhook endpoints on it; the caller destroys both. */
+static int
+ctl_open_webhooks(conf *cf, db **conn, webhook_endpoint **hooks, errbuf *err)
+{
+    *hooks = NULL;
+    *conn = db_new(cf, 0);
+    if (*conn == NULL)
+        return errbuf_set(err, "out of memory");
+    *hooks = webhook_endpoint_new(*conn, err);
+    if (*hooks == NULL) {
+        db_destroy(conn);
+        return RS_ERR;
+    }
+    return RS_OK;
+}
+
+static void
+ctl_close_webhooks(db **conn, webhook_endpoint **hooks)
+{
+    webhook_endpoint_destroy(hooks);
+    db_destroy(conn);
+}
+
+/* The secret is printed here and nowhere else, ever: restock keeps it sealed to
+ * the worker's key, which restockctl does not have. */
+static void
+ctl_webhook_secret(const char *what, char secret[WEBHOOK_ENDPOINT_SECRET_LEN + 1])
+{
+    printf("%s, shown only now (restock keeps it sealed, for the worker alone):\n%s\n", what,
+           secret);
+    fflush(stdout);
+    sodium_memzero(secret, WEBHOOK_ENDPOINT_SECRET_LEN + 1);
+}
+
+static int
+ctl_webhook_add(conf *cf, int argc, char **argv, errbuf *err)
+{
+    struct webhook_endpoint_key key;
+    char id[IDENT_TEXT], secret[WEBHOOK_ENDPOINT_SECRET_LEN + 1];
+    char list[WEBHOOK_ENDPOINT_EVENTS_MAX + 1];
+    const char *url = NULL, *events = NULL;
+    unsigned set = 0;
+    webhook_endpoint *hooks;
+    db *conn;
+    int rc;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--events") == 0 && i + 1 < argc && events == NULL)
+            events = argv[++i];
+        else if (argv[i][0] != '-' && url == NULL)
+            url = argv[i];
+        else
+            return errbuf_set(err, "usage: restockctl webhook add URL [--events TYPE,...]");
+    }
+    if (url == NULL)
+        return errbuf_set(err, "usage: restockctl webhook add URL [--events TYPE,...]");
+    /* Everything checked before the database is touched: a bad input changes nothing. */
+    if (webhook_endpoint_url_check(url, err) != RS_OK ||
+        (events != NULL && webhook_endpoint_events_parse(events, &set, err) != RS_OK) ||
+        webhook_endpoint_key_public_read(conf_str(cf, "webhook_public_key"), &key, err) != RS_OK ||
+        ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
+        return RS_ERR;
+    rc = webhook_endpoint_add(hooks, url, set, &key, id, secret, err);
+    ctl_close_webhooks(&conn, &hooks);
+    if (rc != RS_OK)
+        return RS_ERR;
+    webhook_endpoint_events_format(set, list, sizeof(list));
+    printf("webhook endpoint %s added: %s, events: %s\n", id, url, set ? list : "all");
+    ctl_webhook_secret("Its secret", secret);
+    printf("The endpoint checks each delivery's webhook-signature with it (Standard Webhooks).\n");
+    return RS_OK;
+}
+
+#define CTL_WEBHOOK_FORMAT "%-36s  %-8s  %-19s  %-19s  %-20s  %s  %s\n"
+
+static void
+ctl_webhook_line(void *arg, const struct webhook_endpoint_line *w)
+{
+    static char reason[CTL_SAFE_SIZE], disabled[CTL_SAFE_SIZE + 32]; /* one thread */
+
+    (void)arg;
+    if (w->status != WEBHOOK_ENABLED)
+        snprintf(disabled, sizeof(disabled), "%s: %s", w->disabled_at ? w->disabled_at : "-",
+                 ctl_safe(w->reason, reason, sizeof(reason)));
+    printf(CTL_WEBHOOK_FORMAT, w->id, webhook_endpoint_status_name(w->status),
+           w->created ? w->created : "-", w->rotating && w->rotated_at ? w->rotated_at : "-",
+           w->events ? w->events : "all", w->url ? w->url : "-",
+           w->status != WEBHOOK_ENABLED ? disabled : "-");
+}
+
+static int
+ctl_webhook_list(conf *cf, int argc, char **argv, errbuf *err)
+{
+    webhook_endpoint *hooks;
+    db *conn;
+    int rc;
+
+    if (argc != 0)
+        return errbuf_set(err, "usage: restockctl webhook list");
+    if (ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
+        return RS_ERR;
+    printf(CTL_WEBHOOK_FORMAT, "id", "status", "created (UTC)", "rotating since", "events", "url",
+           "disabled: reason");
+    rc = webhook_endpoint_each(hooks, conf_int(cf, "webhook_rotation_overlap"), ctl_webhook_line,
+                               NULL, err);
+    ctl_close_webhooks(&conn, &hooks);
+    return rc;
+}
+
+static int
+ctl_webhook_disable(conf *cf, int argc, char **argv, errbuf *err)
+{
+    const char *reason = NULL;
+    webhook_endpoint *hooks;
+    db *conn;
+    int rc;
+
+    if (argc == 3 && strcmp(argv[1], "--reason") == 0)
+        reason = argv[2];
+    else if (argc != 1)
+        return errbuf_set(err, "usage: restockctl webhook disable ID [--reason TEXT]");
+    if (ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
+        return RS_ERR;
+    rc = webhook_endpoint_disable(hooks, argv[0], WEBHOOK_DISABLED_OPERATOR, reason, err);
+    ctl_close_webhooks(&conn, &hooks);
+    if (rc < 0)
+        return RS_ERR;
+    printf("webhook endpoint %s %s\n", argv[0],
+           rc == 1 ? "disabled: nothing more is sent to it"
+                   : "was disabled already: nothing changed");
+    return RS_OK;
+}
+
+static int
+ctl_webhook_enable(conf *cf, int argc, char **argv, errbuf *err)
+{
+    webhook_endpoint *hooks;
+    db *conn;
+    int rc;
+
+    if (argc != 1)
+        return errbuf_set(err, "usage: restockctl webhook enable ID");
+    if (ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
+        return RS_ERR;
+    rc = webhook_endpoint_enable(hooks, argv[0], err);
+    ctl_close_webhooks(&conn, &hooks);
+    if (rc < 0)
+        return RS_ERR;
+    printf("webhook endpoint %s %s\n", argv[0],
+           rc == 1 ? "enabled: events from now on are sent to it"
+                   : "was enabled already: nothing changed");
+    return RS_OK;
+}
+
+static int
+ctl_webhook_rotate(conf *cf, int argc, char **argv, errbuf *err)
+{
+    struct webhook_endpoint_key key;
+    char secret[WEBHOOK_ENDPOINT_SECRET_LEN + 1];
+    webhook_endpoint *hooks;
+    db *conn;
+    int rc;
+
+    if (argc != 1)
+        return errbuf_set(err, "usage: restockctl webhook rotate ID");
+    if (webhook_endpoint_key_public_read(conf_str(cf, "webhook_public_key"), &key, err) != RS_OK ||
+        ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
+        return RS_ERR;
+    rc = webhook_endpoint_rotate(hooks, argv[0], &key, secret, err);
+    ctl_close_webhooks(&conn, &hooks);
+    if (rc != RS_OK)
+        return RS_ERR;
+    printf("webhook endpoint %s rotated\n", argv[0]);
+    ctl_webhook_secret("Its new secret", secret);
+    printf("The previous secret still signs, as a second signature, for %ld s "
+           "(webhook_rotation_overlap) or until the next rotation: give the endpoint the new "
+           "one before then.\n",
+           conf_int(cf, "webhook_rotation_overlap"));
+    return RS_OK;
+}
+
+static void
+ctl_webhook_keep(void *arg, const struct webhook_endpoint_line *w)
+{
+    struct webhook_endpoint_line *out = arg;
+
+    *out = *w;
+    out->id = out->url = out->events = out->created = out->reason = NULL;
+    out->disabled_at = out->rotated_at = NULL; /* the row's text goes with the next query */
+}
+
+/* No delivery exists yet: it checks the endpoint and says so, and sends nothing
+ * rather than pretend. */
+static int
+ctl_webhook_ping(conf *cf, int argc, char **argv, errbuf *err)
+{
+    struct webhook_endpoint_line w = {0};
+    webhook_endpoint *hooks;
+    db *conn;
+    int rc;
+
+    if (argc != 1)
+        return errbuf_set(err, "usage: restockctl webhook ping ID");
+    if (ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
+        return RS_ERR;
+    rc = webhook_endpoint_get(hooks, argv[0], 0, ctl_webhook_keep, &w, err);
+    ctl_close_webhooks(&conn, &hooks);
+    if (rc < 0)
+        return RS_ERR;
+    if (w.status != WEBHOOK_ENABLED)
+        return errbuf_set(err, "webhook endpoint %s is %s: nothing sent (enable it first)", argv[0],
+                          webhook_endpoint_status_name(w.status));
+    return errbuf_set(err,
+                      "webhook endpoint %s exists and is enabled, but no ping was sent: "
+                      "delivery comes with the worker's webhook queue, which this version "
+                      "does not have yet",
+                      argv[0]);
+}
+
+/* Root's: publishes the public half of the worker's webhook_key, which restockctl
+ * seals the secrets to. */
+static int
+ctl_webhook_key(conf *cf, int argc, char **argv, errbuf *err)
+{
+    const char *path = conf_str(cf, "webhook_public_key");
+    struct webhook_endpoint_key key, before;
+    char hex[WEBHOOK_ENDPOINT_KEY_HEX + 1];
+    int had;
+
+    if (argc != 0)
+        return errbuf_set(err, "usage: restockctl webhook key");
+    if (webhook_endpoint_key_private(conf_str(cf, "webhook_key"), &key, err) != RS_OK)
+        return errbuf_prefix(err, "run as root, with the credential webhook_key: ");
+    had = webhook_endpoint_key_public_read(path, &before, err) == RS_OK;
+    if (webhook_endpoint_key_public_write(path, &key, err) != RS_OK) {
+        sodium_memzero(&key, sizeof(key));
+        return RS_ERR;
+    }
+    webhook_endpoint_key_hex(&key, hex);
+    had = had && memcmp(before.pk, key.pk, sizeof(key.pk)) == 0 ? 2 : had;
+    sodium_memzero(&key, sizeof(key));
+    printf("webhook public key %s: %s%s\n", path, hex,
+           had == 0   ? " (new)"
+           : had == 2 ? " (unchanged)"
+                      : " (replaced: secrets sealed to the old key do not open with this one; "
+                        "rotate every endpoint)");
+    return RS_OK;
+}
+
 static const struct ctl_command ctl_commands[] = {
     {"status", "", "depth of each queue and state, orders by status", ctl_status},
     {"orders fulfil", "[--over] ORDER QUANTITY",
@@ -888,6 +1140,18 @@ static const struct ctl_command ctl_commands[] = {
     {"client add", "NAME", "a new API client; prints its key, once", ctl_client_add},
     {"client list", "", "API clients: id, name, created, last used, revoked", ctl_client_list},
     {"client revoke", "ID|NAME", "revoke a client's key (401 from then on)", ctl_client_revoke},
+    {"webhook add", "URL [--events T,...]",
+     "a new webhook endpoint (all types, or those); prints its id and secret, once",
+     ctl_webhook_add},
+    {"webhook list", "", "webhook endpoints: id, status, created, rotation, events, url",
+     ctl_webhook_list},
+    {"webhook disable", "ID [--reason TEXT]", "stop sending to an endpoint", ctl_webhook_disable},
+    {"webhook enable", "ID", "send to a disabled endpoint again", ctl_webhook_enable},
+    {"webhook rotate", "ID", "a new secret, printed once; the old one signs for a while",
+     ctl_webhook_rotate},
+    {"webhook ping", "ID", "check an endpoint (delivery comes with the webhook queue)",
+     ctl_webhook_ping},
+    {"webhook key", "", "publish the public half of webhook_key (root)", ctl_webhook_key},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},
     {"dlq show", "ID", "one message (any state) with its history", ctl_dlq_show},
     {"dlq redrive", "ID|--all", "put dead messages back to waiting", ctl_dlq_redrive},

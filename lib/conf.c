@@ -213,6 +213,19 @@ static const struct conf_param conf_params[] = {
      "Sender address of every email."},
     {"operator_email", CONF_STR, "root@localhost", 0, 0, NULL, 0, NULL,
      "Where operator alerts go (dead letters, missing callbacks, corrupt files, delays)."},
+
+    {"webhook_key", CONF_STR, "", 0, 0, NULL, 1, "Webhooks (events to other systems)",
+     "The worker's private key that opens the endpoints' signing secrets (secret; a "
+     "credential of restock-worker alone): 64 lower-case hex digits (openssl rand -hex 32). "
+     "restockctl seals each secret to its public half, webhook_public_key, and cannot open "
+     "them."},
+    {"webhook_public_key", CONF_STR, "/etc/restock/webhook_key.pub", 0, 0, NULL, 0, NULL,
+     "File of the public half of webhook_key (64 hex digits, readable by all), written by "
+     "`restockctl webhook key` (root) and read by `restockctl webhook add` and `rotate`."},
+    {"webhook_rotation_overlap", CONF_INT, "86400", 0, 31536000, NULL, 0, NULL,
+     "Seconds an endpoint's previous secret still signs after `restockctl webhook rotate` "
+     "(each delivery then carries both signatures), unless it is rotated again sooner; 0: "
+     "the old secret stops at once."},
 };
 
 #define CONF_NPARAMS (sizeof(conf_params) / sizeof(conf_params[0]))
