@@ -1189,8 +1189,8 @@ spool_recover_copies(spool *self, spool_recovery *r, errbuf *err)
     for (int f = 1; f < N; f++)
         for (size_t i = 0; i < n[f]; i++)
             for (int kept = 0; kept < f; kept++) {
-                if (bsearch(&names[f][i], names[kept], n[kept], sizeof(*names[kept]),
-                            spool_name_cmp) == NULL)
+                if (n[kept] == 0 || bsearch(&names[f][i], names[kept], n[kept],
+                                            sizeof(*names[kept]), spool_name_cmp) == NULL)
                     continue;
                 if (unlinkat(self->dfd[keep_order[f]], names[f][i].s, 0) < 0 && errno != ENOENT) {
                     errbuf_set(
