@@ -15,11 +15,13 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "egress.h"
 #include "hostlist.h"
 #include "log.h"
 #include "metrics.h"
 
-enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM, CONF_HOSTS };
+/* CONF_HOSTS: a host list (lib/hostlist); CONF_EGRESS: a webhook_allow policy (lib/egress). */
+enum conf_type { CONF_STR, CONF_INT, CONF_MODE, CONF_ENUM, CONF_HOSTS, CONF_EGRESS };
 
 struct conf_param {
     const char *key;
@@ -214,7 +216,14 @@ static const struct conf_param conf_params[] = {
     {"operator_email", CONF_STR, "root@localhost", 0, 0, NULL, 0, NULL,
      "Where operator alerts go (dead letters, missing callbacks, corrupt files, delays)."},
 
-    {"webhook_key", CONF_STR, "", 0, 0, NULL, 1, "Webhooks (events to other systems)",
+    {"webhook_allow", CONF_EGRESS, "", 0, 0, NULL, 0, "Webhooks (events to other systems)",
+     "Addresses a webhook delivery may connect to besides public ones, comma-separated: "
+     "CIDRs (10.0.0.0/8, fd00::/8), single addresses, and class names (loopback, private, "
+     "link-local, metadata, cgnat, benchmarking, documentation, multicast, broadcast, "
+     "reserved, unspecified). Empty: public addresses only. Checked on the address each "
+     "connection goes to, after DNS; redirects are not followed and proxies not used "
+     "(operations.md, \"Webhook egress\")."},
+    {"webhook_key", CONF_STR, "", 0, 0, NULL, 1, NULL,
      "The worker's private key that opens the endpoints' signing secrets (secret; a "
      "credential of restock-worker alone): 64 lower-case hex digits (openssl rand -hex 32). "
      "restockctl seals each secret to its public half, webhook_public_key, and cannot open "
@@ -266,6 +275,24 @@ conf_enum_has(const char *choices, const char *value)
     return 0;
 }
 
+/* Checks a value that its own module parses (the module's message in err). */
+static int
+conf_check_list(enum conf_type type, const char *value, errbuf *err)
+{
+    if (type == CONF_HOSTS) {
+        hostlist *hl = hostlist_new(value, 1, err);
+        if (hl == NULL)
+            return RS_ERR;
+        hostlist_destroy(&hl);
+    } else {
+        egress_policy *ep = egress_policy_new(value, err);
+        if (ep == NULL)
+            return RS_ERR;
+        egress_policy_destroy(&ep);
+    }
+    return RS_OK;
+}
+
 /* Checks value against parameter i and stores it. */
 static int
 conf_set(conf *self, size_t i, const char *value, const char *origin, errbuf *err)
@@ -290,16 +317,14 @@ conf_set(conf *self, size_t i, const char *value, const char *origin, errbuf *er
             return errbuf_set(err, "%s: %s = \"%s\": expected one of %s", origin, p->key, value,
                               p->choices);
         break;
-    case CONF_HOSTS: {
-        hostlist *hl = hostlist_new(value, 1, err);
-        if (hl == NULL) {
+    case CONF_HOSTS:
+    case CONF_EGRESS:
+        if (conf_check_list(p->type, value, err) != RS_OK) {
             char msg[sizeof(err->msg)];
             snprintf(msg, sizeof(msg), "%s", err->msg);
             return errbuf_set(err, "%s: %s = \"%s\": %s", origin, p->key, value, msg);
         }
-        hostlist_destroy(&hl);
         break;
-    }
     case CONF_STR:
         break;
     }

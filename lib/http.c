@@ -14,6 +14,8 @@ struct http {
     char *body; /* the last answer's body, NUL-terminated, at most HTTP_BODY_MAX */
     size_t len, cap;
     enum http_failure failure;
+    const egress_policy *egress; /* NULL: requests are not guarded */
+    struct egress_verdict verdict;
 };
 
 int
@@ -62,6 +64,12 @@ http_destroy(http **self_p)
     free(self->body);
     free(self);
     *self_p = NULL;
+}
+
+void
+http_set_egress(http *self, const egress_policy *policy)
+{
+    self->egress = policy;
 }
 
 enum http_failure
@@ -233,7 +241,18 @@ http_post_json(http *self, const char *url, const char *const headers[], const c
         errbuf_set(err, "POST %s: setting up the request: %s", shown, curl_easy_strerror(rc));
         goto done;
     }
+    if (self->egress != NULL &&
+        egress_curl_setup(self->curl, self->egress, &self->verdict, err) != RS_OK) {
+        errbuf_prefix(err, "POST %s", shown);
+        goto done;
+    }
     rc = curl_easy_perform(self->curl);
+    if (rc != CURLE_OK && self->egress != NULL &&
+        egress_curl_verdict(self->curl, &self->verdict, err) != RS_OK) {
+        self->failure = HTTP_FAIL_EGRESS;
+        errbuf_prefix(err, "POST %s", shown);
+        goto done;
+    }
     if (rc != CURLE_OK) {
         self->failure = http_classify(rc);
         /* libcurl's own text names host and port at most, never the path or query. */

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 
+#include "egress.h"
 #include "errbuf.h"
 
 /* Largest response body kept; the rest is read and dropped, so that a verbose
@@ -24,6 +25,7 @@ enum http_failure {
     HTTP_FAIL_TIMEOUT,   /* no complete answer within the timeout */
     HTTP_FAIL_URL,       /* the URL is malformed or not http(s): a configuration error */
     HTTP_FAIL_TRANSPORT, /* any other transfer error (reset, bad answer, TLS, ...) */
+    HTTP_FAIL_EGRESS,    /* the egress guard refused every address of the host */
 };
 
 /* Calls curl_global_init. Every program that uses http calls it once in main(),
@@ -36,6 +38,13 @@ void http_global_cleanup(void);
  * cannot make a handle (out of memory, or its global init failed). */
 http *http_new(errbuf *err);
 void http_destroy(http **self_p);
+
+/* Guards every later request of self with the egress policy (lib/egress: public
+ * addresses only unless allowed, no redirects, no proxies): a webhook delivery's.
+ * Call it once, before the first request; a new policy (a reload) takes a new
+ * http, since the connections kept alive were checked under the old one. Without
+ * it (the factory) requests are not guarded. policy must outlive self. */
+void http_set_egress(http *self, const egress_policy *policy);
 
 /* POSTs body (NUL-terminated) to url with `Content-Type: application/json` and the
  * extra headers (a NULL-terminated array of "Name: value" strings, or NULL), waiting

@@ -124,6 +124,7 @@ test_credentials(void)
        err.msg);
     conf_destroy(&cf);
     unsetenv("CREDENTIALS_DIRECTORY");
+    unsetenv("RESTOCK_WEBHOOK_ALLOW");
 
     /* Not under systemd (restockctl run by root): the store beside the file. */
     cf = conf_new(config, &err);
@@ -250,6 +251,32 @@ main(void)
     ok(cf == NULL && strstr(err.msg, ":1:") && strstr(err.msg, "unknown escape"),
        "an unknown escape in quotes is refused: %s", err.msg);
     unlink(path);
+
+    /* webhook_allow is parsed by lib/egress at load: its errors name the key, the line
+     * and the item. */
+    path = write_tmp("webhook_allow = loopback, 10.0.0.0/8\n");
+    cf = conf_new(path, &err);
+    ok(cf != NULL, "webhook_allow with a class and a CIDR loads: %s", cf ? "" : err.msg);
+    if (cf != NULL)
+        is_str(conf_str(cf, "webhook_allow"), "loopback, 10.0.0.0/8", "webhook_allow kept");
+    conf_destroy(&cf);
+    unlink(path);
+    path = write_tmp("\nwebhook_allow = loopback, 10.0.0.1/8\n");
+    cf = conf_new(path, &err);
+    ok(cf == NULL && strstr(err.msg, ":2: webhook_allow = ") &&
+           strstr(err.msg, "\"10.0.0.1/8\": bits are set beyond the /8 prefix"),
+       "a bad CIDR in webhook_allow is refused with its line and item: %s", err.msg);
+    unlink(path);
+    setenv("RESTOCK_WEBHOOK_ALLOW", "privat", 1);
+    cf = conf_new("/dev/null", &err);
+    ok(cf == NULL && strstr(err.msg, "environment: webhook_allow") &&
+           strstr(err.msg, "\"privat\": expected a CIDR"),
+       "an unknown class in webhook_allow is refused: %s", err.msg);
+    unsetenv("RESTOCK_WEBHOOK_ALLOW");
+    cf = conf_new("/dev/null", &err);
+    ok(cf != NULL && strcmp(conf_str(cf, "webhook_allow"), "") == 0,
+       "webhook_allow defaults to empty: public addresses only");
+    conf_destroy(&cf);
 
     path = write_tmp("just words\n");
     cf = conf_new(path, &err);

@@ -266,6 +266,37 @@ test_failures(http *h)
        "a malformed URL is a bad URL");
 }
 
+/* A guarded http (a webhook delivery's): the simulator on 127.0.0.1 is refused under
+ * the default policy, with the guard's reason, and reached when loopback is allowed. */
+static void
+test_egress(void)
+{
+    egress_policy *none = egress_policy_new("", NULL), *lo = egress_policy_new("loopback", NULL);
+    http *guarded = http_new(NULL), *allowed = http_new(NULL);
+    char url[128], order[1024];
+    errbuf err = {""};
+    long status = -1;
+
+    snprintf(url, sizeof(url), "%s/api/manufactures?token=secret", base);
+    http_set_egress(guarded, none);
+    ok(http_post_json(guarded, url, NULL, "{}", 5, &status, NULL, &err) == RS_ERR,
+       "egress guard, default policy: a POST to 127.0.0.1 fails");
+    is_int(http_last_failure(guarded), HTTP_FAIL_EGRESS, "classified as refused by the guard");
+    ok(strstr(err.msg, "refused by the egress guard: 127.0.0.1 resolved to 127.0.0.1 (loopback)") !=
+               NULL &&
+           strstr(err.msg, "secret") == NULL,
+       "the message names the address and its class, not the query: %s", err.msg);
+    http_set_egress(allowed, lo);
+    snprintf(url, sizeof(url), "%s/api/manufactures", base);
+    snprintf(order, sizeof(order), ORDER_FMT, "egress-allowed");
+    ok(http_post_json(allowed, url, NULL, order, 5, &status, NULL, &err) == RS_OK && status == 201,
+       "with loopback allowed the POST is answered 201");
+    http_destroy(&guarded);
+    http_destroy(&allowed);
+    egress_policy_destroy(&none);
+    egress_policy_destroy(&lo);
+}
+
 static void
 test_redact(void)
 {
@@ -305,6 +336,7 @@ main(void)
     test_answers(h);
     test_body_cap(h);
     test_failures(h);
+    test_egress();
 done:
     http_destroy(&h);
     ok(h == NULL, "http_destroy clears the pointer");
