@@ -62,7 +62,10 @@ struct db {
                                   server, or with its connection) under this error */
     int failed_connection;
     unsigned last_errno;
-    int in_doubt; /* db_in_doubt: a write's fate unknown since the last failure */
+    int in_doubt;      /* db_in_doubt: a write's fate unknown since the last failure */
+    db_stmt *wsrep;    /* db_causal's question: is the server a Galera node */
+    unsigned wsrep_of; /* the generation its answer is of (0: none yet) */
+    int wsrep_on;      /* that answer */
     db_stmt *stmts;
 };
 
@@ -454,6 +457,31 @@ db_ping(db *self, errbuf *err)
         return db_fail(self, mysql_errno(self->conn), "ping", mysql_error(self->conn), err);
     db_answered(self);
     return RS_OK;
+}
+
+int
+db_causal(db *self, int on, errbuf *err)
+{
+    static const char *const set[] = {"SET SESSION wsrep_sync_wait = 0",
+                                      "SET SESSION wsrep_sync_wait = 1"};
+    long long rows;
+
+    if (self->wsrep == NULL &&
+        (self->wsrep = db_stmt_new(self, "SELECT @@wsrep_on", DB_IDEMPOTENT)) == NULL)
+        return errbuf_set(err, "out of memory");
+    if (self->wsrep_of != self->generation || self->conn == NULL) {
+        rows = db_stmt_exec(self->wsrep, err, "");
+        if (rows < 0 && self->last_errno != ER_UNKNOWN_SYSTEM_VARIABLE)
+            return RS_ERR;
+        /* MySQL has no such variable: no Galera, nothing to wait for. */
+        self->wsrep_on = rows > 0 && db_stmt_next(self->wsrep) && db_stmt_col_int(self->wsrep, 0);
+        self->wsrep_of = self->generation;
+    }
+    if (!self->wsrep_on)
+        return 0;
+    if (db_exec(self, set[on != 0], strlen(set[on != 0]), err) < 0)
+        return RS_ERR;
+    return 1;
 }
 
 int

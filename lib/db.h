@@ -55,6 +55,13 @@ int db_ping(db *self, errbuf *err);
  * "Durability"): 1 when it does, 0 when it does not (why: which setting, and what
  * it can lose), RS_ERR when it could not be asked. */
 int db_durability(db *self, char *why, size_t whylen, errbuf *err);
+
+/* Causal reads on a Galera node (wsrep_sync_wait = 1 while on): a read then
+ * waits until the node has applied every write the cluster committed before it,
+ * so that a row another node just wrote is found. Galera's default reads
+ * whatever the node has applied. 1 when set, 0 when the server is no Galera node
+ * (nothing to do), RS_ERR. */
+int db_causal(db *self, int on, errbuf *err);
 int db_failed_connection(const db *self);
 
 /* 1 when the last failure was a deadlock or a Galera

@@ -195,10 +195,20 @@ hold_read(hold *self, const unsigned char id[IDENT_BYTES], long long client, int
 {
     db_stmt *st = self->st[lock ? ST_LOCK : ST_READ], *lines = st;
     long long rows = db_stmt_exec(st, err, "b", id, (size_t)IDENT_BYTES);
-    int first = 5; /* the lines' first column in ST_READ's rows */
+    int first = 5, causal; /* the lines' first column in ST_READ's rows */
 
     if (rows < 0)
         return RS_ERR;
+    if (rows == 0) {
+        /* On a Galera node a hold another node just made may not be applied
+         * here yet (its client's next request came through another host): asked
+         * again, causally, before it is called unknown. */
+        if ((causal = db_causal(self->conn, 1, err)) <= 0)
+            return causal;
+        rows = db_stmt_exec(st, err, "b", id, (size_t)IDENT_BYTES);
+        if (db_causal(self->conn, 0, err) < 0 || rows < 0)
+            return RS_ERR;
+    }
     if (rows == 0 || !db_stmt_next(st) ||
         (client != HOLD_ANY_CLIENT && db_stmt_col_int(st, 0) != client))
         return 0;

@@ -1983,9 +1983,23 @@ sale_hold_act_run(sale *self, const struct sale_hold_ref *ref, struct sale_answe
             goto done;
         }
     }
-    do
-        rc = sale_hold_act_tx(self, ref, id, rec, &claim, &done, out, err);
-    while (rc != RS_OK && db_retry(self->conn, &attempts));
+    for (int again = 0;; again = 1) {
+        attempts = 0;
+        do
+            rc = sale_hold_act_tx(self, ref, id, rec, &claim, &done, out, err);
+        while (rc != RS_OK && db_retry(self->conn, &attempts));
+        if (rc != RS_OK || again || out->outcome != SALE_NO_HOLD)
+            break;
+        /* Not found under the lock. On a Galera node a hold another node just made
+         * may not be applied here yet, and a read inside a transaction does not
+         * wait for it; a read outside one does (hold_read, db_causal): found so,
+         * the transaction runs again, once. */
+        found = hold_read(self->mv.holds, id, ref->client, 0, rec, err);
+        if (found <= 0) {
+            rc = found < 0 ? RS_ERR : RS_OK;
+            break;
+        }
+    }
     if (rc != RS_OK)
         goto done;
     if (sale_key_counted(claim)) {

@@ -3,7 +3,7 @@ one bed, one after the other; each prints its figures and asserts what a user
 observes (answers, rows, factory requests, emails). TAP on stdout, then a summary
 table of every figure. Run by tests/cluster/run.
 
-    tests/cluster/run [SCENARIO...]     (a b c d e f p; default: all)
+    tests/cluster/run [SCENARIO...]     (a b c d e f h p; default: all)
 
   a  a surge through both responders: 0 oversold, one order per stock-out
   b  two writers (each host's responders on their own node, not through HAProxy):
@@ -16,17 +16,23 @@ table of every figure. Run by tests/cluster/run.
      longer owns
   f  a node isolated from the others: HAProxy's check drops it, restock keeps selling,
      the node answers 1047 to a direct client
+  h  holds on two writers: made through one node, confirmed or released through the
+     other, each hold's units ended once, the hold found on the node that did not
+     make it (a causal read), no 503
   p  (a bed of its own, every datadir on powercutfs) the power of the whole cluster
      lost mid-surge, with innodb_flush_log_at_trx_commit 2 and 1 in turn: the
      checkouts answered 200 lost, counted (with 1: none)
 """
 
+import http.client
+import json
 import os
 import random
 import re
 import signal
 import shutil
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -715,8 +721,97 @@ def power_loss(t, b):
                   "cluster" % (CUT_SETTINGS[flush], stats[flush]["cuts"]))
 
 
+# -- h ---------------------------------------------------------------------------------
+H_HOLDS = 400  # holds made, each then confirmed or released
+
+
+def hold_request(b, method, path, body=None, key=None):
+    """One request of the holds API through nginx: (status, JSON body or None)."""
+    conn = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=60)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if key:
+        headers["Idempotency-Key"] = key
+    try:
+        conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                     headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        try:
+            return r.status, json.loads(data)
+        except ValueError:
+            return r.status, None
+    except (OSError, http.client.HTTPException):
+        return 0, None
+    finally:
+        conn.close()
+
+
+def holds_two_writers(t, b):
+    """Holds of one hot product on two writers at once (each host's responders on a
+    node of their own, as in b; nginx spreads the requests over both hosts): a hold
+    made through one node is confirmed or released through whichever comes next.
+    Every hold's units end once, whatever node ends it; certification conflicts are
+    run again, never answered 503; the product's identity holds."""
+    for h, n in zip(b.hosts, b.nodes):
+        h.restart_responders({"RESTOCK_DB_PORT": str(n.port),
+                              "RESTOCK_DB_RETRIES": str(B_RETRIES)})
+    stock = 100000
+    sku = b.add_products("SH", 1, stock=stock)[0]
+    made, ended, failed = [], {}, []
+    lock = threading.Lock()
+    rng = random.Random()
+
+    def client(n):
+        for i in range(n, H_HOLDS, 8):
+            status, j = hold_request(b, "POST", "/holds",
+                                     {"lines": [{"sku": sku, "quantity": 1}], "ttl": 600},
+                                     key="hold-%032x" % rng.getrandbits(128))
+            if status != 201 or not j:
+                with lock:
+                    failed.append(("create", status, j))
+                continue
+            confirm = rng.random() < 0.5
+            path = "/holds/%s%s" % (j["hold"], "/confirm" if confirm else "")
+            status, j2 = hold_request(b, "POST" if confirm else "DELETE", path)
+            with lock:
+                made.append(j["hold"])
+                if status == 200 and j2 and j2.get("status") in ("confirmed", "released"):
+                    ended[j["hold"]] = j2["status"]
+                else:
+                    failed.append(("confirm" if confirm else "release", status))
+    try:
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        for h in b.hosts:
+            h.restart_responders()
+    confirmed = sum(1 for v in ended.values() if v == "confirmed")
+    b.figure("h", "holds made / confirmed / released / failed answers", "%d / %d / %d / %d" % (
+        len(made), confirmed, len(ended) - confirmed, len(failed)))
+    t.is_(failed, [], "h: every hold made (201) and ended (200) on two writers: no 503")
+    row = b.sql("SELECT stock, held, sold_total FROM product WHERE sku = '%s'" % sku)[0]
+    got = dict(zip(("stock", "held", "sold"), (int(v) for v in row)))
+    t.is_(got, {"stock": stock - confirmed, "held": 0, "sold": confirmed},
+          "h: the units of every hold ended once: stock, held 0, sold = the confirms told")
+    rows = dict(b.sql("SELECT status, COUNT(*) FROM hold h JOIN hold_line l"
+                      " ON l.hold_id = h.hold_id JOIN product p ON p.product_id = l.product_id"
+                      " WHERE p.sku = '%s' GROUP BY status" % sku))
+    t.is_({k: int(v) for k, v in rows.items()},
+          {k: v for k, v in (("1", confirmed), ("2", len(ended) - confirmed)) if v},
+          "h: the hold rows say confirmed and released as the clients were told")
+    nodes = {n.name: b.sql("SELECT stock, held, sold_total FROM product WHERE sku = '%s'" % sku,
+                           node=n)[0] for n in b.nodes}
+    t.ok(len({tuple(v) for v in nodes.values()}) == 1, "h: the three nodes agree", nodes)
+    b.figure("h", "transactions run again (event=db_retry)",
+             sum(h.programs["sales"].text().count("event=db_retry ") for h in b.hosts))
+
+
 SCENARIOS = {"a": surge, "b": two_writers, "c": kill_writer, "d": kill_worker,
-             "e": pause_worker, "f": isolate_node, "p": power_loss}
+             "e": pause_worker, "f": isolate_node, "h": holds_two_writers,
+             "p": power_loss}
 # Run on a bed of their own, every node's datadir on a powercutfs mount.
 POWERCUT = ("p",)
 
