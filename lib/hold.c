@@ -199,10 +199,12 @@ hold_read(hold *self, const unsigned char id[IDENT_BYTES], long long client, int
 
     if (rows < 0)
         return RS_ERR;
-    if (rows == 0) {
+    if (rows == 0 && !lock) {
         /* On a Galera node a hold another node just made may not be applied
          * here yet (its client's next request came through another host): asked
-         * again, causally, before it is called unknown. */
+         * again, causally, before it is called unknown. Not a locked read: it
+         * runs in a transaction, where MariaDB does not wait (sale_hold_act
+         * follows a locked miss with an unlocked read). */
         if ((causal = db_causal(self->conn, 1, err)) <= 0)
             return causal;
         rows = db_stmt_exec(st, err, "b", id, (size_t)IDENT_BYTES);
