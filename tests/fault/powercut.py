@@ -30,7 +30,8 @@ factory's callbacks itself, as the factory would.
 
     tests/fault/powercut.py [--cuts N] [--seed S]
 
-make check runs a short run (RESTOCK_POWERCUT_CUTS, default 14: each aim twice); the full run is
+make check runs a short run (RESTOCK_POWERCUT_CUTS, default 7: each aim once, in one of
+the spool's two modes; two rounds or more give every aim both); the full run is
 `RESTOCK_POWERCUT_CUTS=50 TESTS=tests/fault/powercut.py ./scripts/test` (or --cuts 50).
 Prints: cuts, acknowledged operations checked, lost (must be 0), duplicates by kind.
 Skipped without /dev/fuse, pyfuse3 or root, like powercutfs_test.py."""
@@ -282,7 +283,7 @@ class Clients:
 
 def body(t):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cuts", type=int, default=int(os.environ.get("RESTOCK_POWERCUT_CUTS", "14")))
+    ap.add_argument("--cuts", type=int, default=int(os.environ.get("RESTOCK_POWERCUT_CUTS", "7")))
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
