@@ -11,12 +11,15 @@
 #define QUEUES_MAIL "mail"
 /* Factory callbacks restock-callback accepted while the database was down. */
 #define QUEUES_CALLBACK "callback"
+/* Outbound webhooks: one message per webhook event and endpoint (docs/design.md
+ * §4.14). */
+#define QUEUES_WEBHOOK "webhook"
 
 /* Every queue, in this order: restockctl lists them so, and each metrics
  * family of a queue has its slots so (metrics.h). A literal list, for static
  * tables; queues_names is the same as an array. */
-#define QUEUES_ALL   QUEUES_FACTORY, QUEUES_MAIL, QUEUES_CALLBACK
-#define QUEUES_COUNT 3
+#define QUEUES_ALL   QUEUES_FACTORY, QUEUES_MAIL, QUEUES_CALLBACK, QUEUES_WEBHOOK
+#define QUEUES_COUNT 4
 
 extern const char *const queues_names[QUEUES_COUNT];
 

@@ -28,10 +28,10 @@ _Static_assert(sizeof(WEBHOOK_SIG_PREFIX) - 1 +
                                                  sodium_base64_VARIANT_ORIGINAL) <=
                    WEBHOOK_SIG_SECRET_SIZE,
                "the longest secret fits");
-_Static_assert(4 + sodium_base64_ENCODED_LEN(2 * IDENT_BYTES,
+_Static_assert(4 + sodium_base64_ENCODED_LEN(2 * IDENT_BYTES + 1,
                                              sodium_base64_VARIANT_URLSAFE_NO_PADDING) ==
                    WEBHOOK_SIG_ID_SIZE,
-               "msg_ and two UUIDs in base64url");
+               "msg_ and two UUIDs and a byte in base64url");
 
 /* Every function that starts from text calls it; keys only come from there, so
  * signing and verifying find libsodium started. Idempotent and thread-safe. */
@@ -221,10 +221,10 @@ webhook_sig_verify(const webhook_sig_key *keys, size_t nkeys, const char *id, in
 }
 
 int
-webhook_sig_id(const char *event_id, const char *endpoint_id, char out[WEBHOOK_SIG_ID_SIZE],
-               errbuf *err)
+webhook_sig_id(const char *event_id, const char *endpoint_id, unsigned type,
+               char out[WEBHOOK_SIG_ID_SIZE], errbuf *err)
 {
-    unsigned char both[2 * IDENT_BYTES];
+    unsigned char both[2 * IDENT_BYTES + 1];
 
     out[0] = '\0';
     if (webhook_sig_sodium(err) != RS_OK)
@@ -233,6 +233,9 @@ webhook_sig_id(const char *event_id, const char *endpoint_id, char out[WEBHOOK_S
         return errbuf_set(err, "a webhook event id must be a UUID's canonical text");
     if (endpoint_id == NULL || ident_parse(endpoint_id, both + IDENT_BYTES) != 0)
         return errbuf_set(err, "a webhook endpoint id must be a UUID's canonical text");
+    if (type > 255)
+        return errbuf_set(err, "a webhook event type is a number from 0 to 255");
+    both[2 * IDENT_BYTES] = (unsigned char)type;
     memcpy(out, "msg_", 4);
     sodium_bin2base64(out + 4, WEBHOOK_SIG_ID_SIZE - 4, both, sizeof(both),
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);

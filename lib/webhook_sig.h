@@ -32,9 +32,9 @@
  * separated by a space, and the NUL. */
 #define WEBHOOK_SIG_HEADER_SIZE 96
 
-/* A webhook-id: "msg_" and 43 base64url characters, and the NUL (see
+/* A webhook-id: "msg_" and 44 base64url characters, and the NUL (see
  * webhook_sig_id). */
-#define WEBHOOK_SIG_ID_SIZE 48
+#define WEBHOOK_SIG_ID_SIZE 49
 
 /* How far a delivery's timestamp may be from the verifier's clock, in seconds:
  * 5 minutes, the reference libraries' tolerance. */
@@ -82,13 +82,16 @@ int webhook_sig_verify(const webhook_sig_key *keys, size_t nkeys, const char *id
                        const void *body, size_t len, const char *header, int64_t now,
                        int64_t tolerance, errbuf *err);
 
-/* The webhook-id of the event event_id to the endpoint endpoint_id (both UUIDs as
- * canonical text): "msg_" and the unpadded base64url (RFC 4648 §5) of the
- * event's 16 bytes followed by the endpoint's 16 bytes, 47 characters. The same
- * on every retry of one event to one endpoint, different for any other pair (no
- * hash: the two ids are in it, and tools can read them back), in characters a
- * header and a URL carry as they are. RS_ERR when either is not a UUID. */
-int webhook_sig_id(const char *event_id, const char *endpoint_id, char out[WEBHOOK_SIG_ID_SIZE],
-                   errbuf *err);
+/* The webhook-id of one webhook event to one endpoint: outbox event event_id,
+ * endpoint endpoint_id (both UUIDs as canonical text) and the event's type (enum
+ * webhook_type of webhook_endpoint.h, 0..255: one outbox event may make several
+ * webhook events, a stock_empty both stock.sold_out and order.opened). "msg_" and
+ * the unpadded base64url (RFC 4648 §5) of the event's 16 bytes, the endpoint's 16
+ * bytes and the type's byte: 48 characters. The same on every retry of one event
+ * to one endpoint, different for any other triple (no hash: the ids are in it,
+ * and tools can read them back), in characters a header, a URL and a spool file
+ * name carry as they are. RS_ERR when either id is not a UUID. */
+int webhook_sig_id(const char *event_id, const char *endpoint_id, unsigned type,
+                   char out[WEBHOOK_SIG_ID_SIZE], errbuf *err);
 
 #endif

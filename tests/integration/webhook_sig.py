@@ -96,7 +96,7 @@ def plain(t, signer):
     cases, now = [], int(time.time())
     for i in range(30):
         secret = signer.ask("new") if i % 3 == 0 else key_secret((24, 64)[i % 3 - 1])
-        msg_id = signer.ask("id", str(uuid.uuid4()), str(uuid.uuid4()))
+        msg_id = signer.ask("id", str(uuid.uuid4()), str(uuid.uuid4()), "1")
         body = BODIES[i % len(BODIES)]
         cases.append((msg_id, now, body, signer.sign(msg_id, now, body, secret), secret))
     t.ok(all(c[0].startswith("msg_") and c[3].startswith("v1,") for c in cases),
@@ -117,7 +117,7 @@ def rotation(t, signer):
     old, new, stranger = signer.ask("new"), signer.ask("new"), signer.ask("new")
     now, signed = int(time.time()), []
     for i in range(ROTATIONS):
-        msg_id = signer.ask("id", str(uuid.uuid4()), str(uuid.uuid4()))
+        msg_id = signer.ask("id", str(uuid.uuid4()), str(uuid.uuid4()), "1")
         body = BODIES[i % len(BODIES)]
         signed.append((msg_id, now, body, signer.sign(msg_id, now, body, new, old)))
     t.ok(all(len(s[3].split(" ")) == 2 for s in signed),

@@ -4,7 +4,7 @@
  * answers each with one line on stdout, in order:
  *
  *   new                                   -> a new secret (whsec_...)
- *   id EVENT-UUID ENDPOINT-UUID           -> the webhook-id
+ *   id EVENT-UUID ENDPOINT-UUID TYPE      -> the webhook-id
  *   sign ID TIMESTAMP BODY-HEX SECRET [PREVIOUS-SECRET]
  *                                         -> the webhook-signature header
  *
@@ -97,8 +97,9 @@ main(void)
         n = sign_fields(line, field);
         if (strcmp(field[0], "new") == 0 && n == 1)
             rc = webhook_sig_secret_new(out, sizeof(out), &err);
-        else if (strcmp(field[0], "id") == 0 && n == 3)
-            rc = webhook_sig_id(field[1], field[2], out, &err);
+        else if (strcmp(field[0], "id") == 0 && n == 4)
+            rc = webhook_sig_id(field[1], field[2], (unsigned)strtoul(field[3], NULL, 10), out,
+                                &err);
         else if (strcmp(field[0], "sign") == 0)
             rc = sign_request(field + 1, n - 1, out, &err);
         else

@@ -240,31 +240,38 @@ test_id(void)
     errbuf err;
 
     ok(webhook_sig_id("0d9c7a3e-5b1f-4c2a-9e8d-7f6a5b4c3d2e",
-                      "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9", id, &err) == RS_OK,
-       "an event and an endpoint make a webhook-id");
-    /* Python: "msg_" + urlsafe_b64encode(UUID(event).bytes + UUID(endpoint).bytes)
-     * without its "=". */
-    is_str(id, "msg_DZx6PlsfTCqejX9qW0w9LvHi08S1pkl4hpWks8LR4Pk",
-           "msg_ and base64url of both UUIDs' bytes");
+                      "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9", 3, id, &err) == RS_OK,
+       "an event, an endpoint and a type make a webhook-id");
+    /* Python: "msg_" + urlsafe_b64encode(UUID(event).bytes + UUID(endpoint).bytes
+     * + bytes([3])) without "=". */
+    is_str(id, "msg_DZx6PlsfTCqejX9qW0w9LvHi08S1pkl4hpWks8LR4PkD",
+           "msg_ and base64url of both UUIDs' bytes and the type's");
     ok(webhook_sig_id("0d9c7a3e-5b1f-4c2a-9e8d-7f6a5b4c3d2e",
-                      "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9", again, &err) == RS_OK &&
+                      "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9", 3, again, &err) == RS_OK &&
            strcmp(id, again) == 0,
        "the same on a retry");
     ok(webhook_sig_id("0d9c7a3e-5b1f-4c2a-9e8d-7f6a5b4c3d2e",
-                      "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0fa", other, &err) == RS_OK &&
+                      "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0fa", 3, other, &err) == RS_OK &&
            strcmp(id, other) != 0,
        "another for another endpoint");
+    ok(webhook_sig_id("0d9c7a3e-5b1f-4c2a-9e8d-7f6a5b4c3d2e",
+                      "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9", 4, other, &err) == RS_OK &&
+           strcmp(id, other) != 0,
+       "another for another type");
+    ok(webhook_sig_id("0d9c7a3e-5b1f-4c2a-9e8d-7f6a5b4c3d2e",
+                      "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9", 256, other, &err) == RS_ERR,
+       "a type past a byte is refused");
     k = key_of(VEC_SECRET);
     ok(webhook_sig_sign(&k, 1, id, VEC_TS, "", 0, header, &err) == RS_OK,
        "it is a webhook-id webhook_sig_sign takes");
     webhook_sig_key_wipe(&k);
     ok(webhook_sig_id("0d9c7a3e-5b1f-4c2a-9e8d-7f6a5b4c3d2", "f1e2d3c4-b5a6-4978-8695-a4b3c2d1e0f9",
-                      id, &err) == RS_ERR &&
+                      0, id, &err) == RS_ERR &&
            id[0] == '\0',
        "an event id that is no UUID is refused");
-    ok(webhook_sig_id("0d9c7a3e-5b1f-4c2a-9e8d-7f6a5b4c3d2e", "endpoint", id, &err) == RS_ERR,
+    ok(webhook_sig_id("0d9c7a3e-5b1f-4c2a-9e8d-7f6a5b4c3d2e", "endpoint", 0, id, &err) == RS_ERR,
        "an endpoint id that is no UUID is refused");
-    ok(webhook_sig_id(NULL, NULL, id, &err) == RS_ERR, "none is refused");
+    ok(webhook_sig_id(NULL, NULL, 0, id, &err) == RS_ERR, "none is refused");
 }
 
 int
