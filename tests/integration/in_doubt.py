@@ -7,7 +7,8 @@ way restock cannot know what the database did: it answers 504, never the 503 tha
 promises nothing was done, and a retry with the same Idempotency-Key learns which:
 the stored 200 replayed when the sale was made, a sale made afresh when it was not.
 A plain checkout (no key, one autocommit statement) cut after the server ran it is a
-504 too, and was sold."""
+504 too, and was sold. The hold routes take the same path: a keyed hold and a keyed
+confirm whose commit is cut answer 504, and their retries learn what was done."""
 
 import os
 import signal
@@ -125,6 +126,10 @@ def key_status(s, key):
     return s.sql_value("SELECT status FROM checkout_key WHERE idem_key = '%s'" % key)
 
 
+def held(s):
+    return int(s.sql_value("SELECT held FROM product WHERE sku = '%s'" % DONUT))
+
+
 def keyed(s, key):
     return s.request("POST", "/checkout", {"sku": DONUT, "quantity": 1},
                      headers={"Idempotency-Key": key})
@@ -177,11 +182,52 @@ def body(t):
             t.is_(sold_total(s) - before, 1, "the server had made it: sold")
             r = s.request("POST", "/checkout", b"")
             t.is_(r.status, 200, "the next checkout sells (the responder reconnected)")
+
+            hold_in_doubt(t, s, proxy)
         finally:
             own.proc.send_signal(signal.SIGTERM)
             t.is_(own.wait(), 0, "the responder stops cleanly")
             proxy.stop()
         t.ok("event=sale_in_doubt" in s.log("sales"), "the responder logged each sale in doubt")
+
+
+def hold_in_doubt(t, s, proxy):
+    """A keyed hold and a keyed confirm whose commits are cut: 504, and the retry
+    with the same key learns what the database did."""
+    hold = {"lines": [{"sku": DONUT, "quantity": 2}]}
+
+    key, before = str(uuid.uuid4()), held(s)
+    proxy.arm(COM_QUERY, b"COMMIT", "after")
+    r = s.request("POST", "/holds", hold, headers={"Idempotency-Key": key})
+    t.ok(proxy.cut.is_set(), "the proxy cut the answer of the hold's COMMIT")
+    t.is_(r.status, 504, "a hold whose commit's answer was lost answers 504")
+    t.is_((held(s) - before, key_status(s, key)), (2, "201"),
+          "the server had committed it: 2 units held, its key stored with 201")
+    r = s.request("POST", "/holds", hold, headers={"Idempotency-Key": key})
+    t.is_((r.status, r.headers.get("Idempotent-Replayed")), (201, "true"),
+          "the retry with the same key learns it: the stored 201, replayed")
+    t.is_(held(s) - before, 2, "and holds nothing more")
+    hold_id = r.json().get("hold")
+
+    key, before = str(uuid.uuid4()), held(s)
+    proxy.arm(COM_QUERY, b"COMMIT", "before")
+    r = s.request("POST", "/holds", hold, headers={"Idempotency-Key": key})
+    t.is_(r.status, 504, "a hold whose commit never reached the server: 504 too")
+    t.is_((held(s) - before, key_status(s, key)), (0, None),
+          "nothing held, no key stored")
+    r = s.request("POST", "/holds", hold, headers={"Idempotency-Key": key})
+    t.is_((r.status, r.headers.get("Idempotent-Replayed"), held(s) - before), (201, None, 2),
+          "the retry with the same key holds afresh, once")
+
+    key, sold = str(uuid.uuid4()), sold_total(s)
+    proxy.arm(COM_QUERY, b"COMMIT", "after")
+    r = s.request("POST", "/holds/%s/confirm" % hold_id, b"", headers={"Idempotency-Key": key})
+    t.is_(r.status, 504, "a confirm whose commit's answer was lost answers 504")
+    t.is_(sold_total(s) - sold, 2, "the server had confirmed it: 2 sold")
+    r = s.request("POST", "/holds/%s/confirm" % hold_id, b"", headers={"Idempotency-Key": key})
+    t.is_((r.status, r.json().get("status"), r.headers.get("Idempotent-Replayed")),
+          (200, "confirmed", "true"), "its retry learns it: the stored 200, confirmed")
+    t.is_(sold_total(s) - sold, 2, "and sells nothing more")
 
 
 if __name__ == "__main__":
