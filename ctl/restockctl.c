@@ -322,7 +322,7 @@ ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
 
 /* --- products: reorder points ----------------------------------------------- */
 
-#define CTL_PRODUCT_FORMAT "%-12s %6s %6s %6s %6s %-4s %8s %9s %9s %9s %9s %10s %5s\n"
+#define CTL_PRODUCT_FORMAT "%-12s %6s %6s %6s %6s %-4s %8s %9s %9s %9s %9s %10s %5s %s\n"
 
 /* A duration in seconds as "3d4h", "12m30s", "40s"; "-" when negative. */
 static void
@@ -342,16 +342,35 @@ ctl_duration(double secs, char *out, size_t size)
         snprintf(out, size, "%.1fs", secs);
 }
 
+/* A product's service level target, "-" for none: "95%", with an announced surge
+ * "95%x3(2h)" (its factor and the time left). One word, as every column. */
+static void
+ctl_target(const struct reorder_line *p, char *out, size_t size)
+{
+    char left[32];
+
+    if (!(p->target > 0)) {
+        snprintf(out, size, "-");
+        return;
+    }
+    if (p->surge > 0) {
+        ctl_duration(p->surge_left, left, sizeof(left));
+        snprintf(out, size, "%g%%x%g(%s)", p->target * 100.0, p->surge, left);
+    } else {
+        snprintf(out, size, "%g%%", p->target * 100.0);
+    }
+}
+
 static void
 ctl_product_line(void *arg, const struct reorder_line *p)
 {
     char stock[24], held[24], point[24], level[24], on_order[24], rate[32], p50[32], p90[32],
-        lead[48], suggested[24], sellout[32], limit[24];
+        lead[48], suggested[24], sellout[32], limit[24], target[96];
     int *printed = arg;
 
     if (!*printed)
         printf(CTL_PRODUCT_FORMAT, "sku", "stock", "held", "point", "level", "auto", "on_order",
-               "rate/min", "lead_p50", "lead_p90", "suggested", "sells_out", "limit");
+               "rate/min", "lead_p50", "lead_p90", "suggested", "sells_out", "limit", "target");
     *printed = 1;
     snprintf(stock, sizeof(stock), "%lld", p->stock);
     snprintf(held, sizeof(held), "%lld", p->held);
@@ -376,9 +395,10 @@ ctl_product_line(void *arg, const struct reorder_line *p)
         snprintf(limit, sizeof(limit), "%lld", p->max_per_customer);
     else
         snprintf(limit, sizeof(limit), "-");
+    ctl_target(p, target, sizeof(target));
     printf(CTL_PRODUCT_FORMAT, p->sku ? p->sku : "-", stock, held, point, level,
            p->automatic ? "on" : "off", on_order, rate, p->has_factory ? p50 : "-",
-           p->has_factory ? lead : "-", suggested, sellout, limit);
+           p->has_factory ? lead : "-", suggested, sellout, limit, target);
 }
 
 /* Opens the database, its orders and the reorder policy on them. */
@@ -533,11 +553,16 @@ ctl_product_set(conf *cf, int argc, char **argv, errbuf *err)
     if (ctl_open_policy(cf, &conn, &orders, &policy, err) != RS_OK)
         return RS_ERR;
     rc = reorder_set(policy, argv[0], argc - 1, argv + 1, &p, err);
-    if (rc == RS_OK)
+    if (rc == RS_OK) {
+        char target[96];
+
+        ctl_target(&p, target, sizeof(target));
         printf("%s: reorder_point=%lld reorder_level=%lld reorder_quantity=%lld reorder_auto=%s "
-               "reorder_point_min=%lld reorder_point_max=%lld max_per_customer=%lld\n",
+               "reorder_point_min=%lld reorder_point_max=%lld max_per_customer=%lld "
+               "service_level=%s\n",
                argv[0], p.point, p.level, p.quantity, p.automatic ? "on" : "off", p.point_min,
-               p.point_max, p.max_per_customer);
+               p.point_max, p.max_per_customer, target);
+    }
     reorder_destroy(&policy);
     ctl_close_orders(&conn, &orders);
     return rc;

@@ -182,6 +182,15 @@ static const struct conf_param conf_params[] = {
     {"reorder_safety", CONF_INT, "50", 0, 1000, NULL, 0, NULL,
      "Safety margin of the suggested reorder point, in percent of the demand expected "
      "during the lead time (sales rate x p90 lead time)."},
+    {"demand_window", CONF_INT, "604800", 60, 31536000, NULL, 0, NULL,
+     "Seconds of the moving average of each product's demand (units asked for per second) "
+     "and its variance, which a product with a service_level orders from: long, so that a "
+     "surge does not wash out what a normal week sells (announce a drop with `restockctl "
+     "product set SKU surge=FACTOR surge_until=TIME`)."},
+    {"reorder_cover", CONF_INT, "0", 0, 31536000, NULL, 0, NULL,
+     "Seconds of demand an order of a product with a service_level covers beyond its "
+     "reorder point (its order-up-to level is the point plus that demand, at least "
+     "reorder_quantity); 0: one mean lead time."},
 
     {"factory_api", CONF_STR, "", 0, 0, NULL, 0, "Factory",
      "Factory API base URL for factories whose factory.api column is empty."},

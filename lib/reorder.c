@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ident.h"
 #include "log.h"
 #include "reorder.h"
+#include "timetext.h"
 #include "utf8.h"
 
 #define REORDER_MAX        1000000 /* the columns' CHECK bounds */
@@ -38,7 +40,13 @@ enum {
     COL_SAMPLE_ORDER,  /* the unfinished order at that sample, NULL: none */
     COL_SAMPLE_TURNED, /* the units turned away on it then */
     COL_LIMIT,         /* max_per_customer (lib/sale enforces it) */
-    COL_HELD           /* units in active holds */
+    COL_HELD,          /* units in active holds */
+    COL_TARGET,        /* service_level, NULL: none */
+    COL_SURGE,         /* the surge factor while it lasts, NULL: none */
+    COL_SURGE_LEFT,    /* seconds until it ends */
+    COL_DEMAND_MEAN,   /* units asked for per second over demand_window */
+    COL_DEMAND_VAR,
+    COL_DEMAND_SECONDS /* seconds those have seen, up to demand_window */
 };
 
 #define REORDER_COLUMNS                                                                            \
@@ -46,7 +54,10 @@ enum {
     " p.reorder_quantity, p.reorder_auto, p.reorder_point_min, p.reorder_point_max,"               \
     " p.factory_id, p.sold_total + p.held, d.sold_total,"                                          \
     " TIMESTAMPDIFF(MICROSECOND, d.sampled_at, CURRENT_TIMESTAMP(6)), d.rate,"                     \
-    " d.order_id, d.order_turned_away_units, p.max_per_customer, p.held"                           \
+    " d.order_id, d.order_turned_away_units, p.max_per_customer, p.held, p.service_level,"         \
+    " IF(p.surge_until > UTC_TIMESTAMP(6), p.surge_factor, NULL),"                                 \
+    " TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), p.surge_until),"                                     \
+    " d.demand_mean, d.demand_var, d.demand_seconds"                                               \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"
 
 static const struct db_stmt_def reorder_sql[ST_COUNT] = {
@@ -54,11 +65,14 @@ static const struct db_stmt_def reorder_sql[ST_COUNT] = {
     [ST_ONE] = {REORDER_COLUMNS " WHERE p.sku = ?", DB_IDEMPOTENT},
     /* A separate table: sampling never locks the hot product row. */
     [ST_SAMPLE] = {"INSERT INTO product_demand (product_id, sold_total, order_id,"
-                   " order_turned_away_units, sampled_at, rate)"
-                   " VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP(6), ?) ON DUPLICATE KEY UPDATE"
+                   " order_turned_away_units, sampled_at, rate, demand_mean, demand_var,"
+                   " demand_seconds)"
+                   " VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP(6), ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
                    " sold_total = VALUES(sold_total), order_id = VALUES(order_id),"
                    " order_turned_away_units = VALUES(order_turned_away_units),"
-                   " sampled_at = VALUES(sampled_at), rate = VALUES(rate)",
+                   " sampled_at = VALUES(sampled_at), rate = VALUES(rate),"
+                   " demand_mean = VALUES(demand_mean), demand_var = VALUES(demand_var),"
+                   " demand_seconds = VALUES(demand_seconds)",
                    DB_IDEMPOTENT},
     /* Only while the switch is on: an operator who turned it off meanwhile keeps
      * the point. */
@@ -67,7 +81,9 @@ static const struct db_stmt_def reorder_sql[ST_COUNT] = {
                  DB_IDEMPOTENT},
     [ST_SET] = {"UPDATE product SET reorder_point = ?, reorder_level = ?, reorder_quantity = ?,"
                 " reorder_auto = ?, reorder_point_min = ?, reorder_point_max = ?,"
-                " max_per_customer = ? WHERE sku = ?",
+                " max_per_customer = ?, service_level = ?, surge_factor = ?,"
+                " surge_until = CASE ? WHEN 'keep' THEN surge_until WHEN 'clear' THEN NULL"
+                " ELSE TIMESTAMPADD(SECOND, ?, UTC_TIMESTAMP(6)) END WHERE sku = ?",
                 DB_IDEMPOTENT},
 };
 
@@ -145,8 +161,37 @@ reorder_percentile(const double *sorted, int n, int p)
     return sorted[rank - 1];
 }
 
+/* The policy of a product with a service level (stock_policy), from what *line
+ * holds: its demand (times the surge while one lasts), its factory's lead time,
+ * its bounds; the suggestion becomes the policy's point. */
+static int
+reorder_policy(reorder *self, struct reorder_line *line, errbuf *err)
+{
+    double factor = line->surge > 0 ? line->surge : 1.0;
+    long cover = conf_int(self->cf, "reorder_cover");
+    struct stock_policy_input in = {
+        .csl = line->target,
+        .demand_mean = line->demand_mean * factor,
+        .demand_var = line->demand_var * factor,
+        .lead_mean = line->lead_mean,
+        .lead_var = line->lead_var,
+        .cover = cover > 0 ? (double)cover : line->lead_mean,
+        .quantity = line->quantity > 0 ? line->quantity : 1,
+        .point_min = line->point_min,
+        .point_max = line->point_max,
+    };
+
+    if (stock_policy_compute(&in, &line->policy, err) != RS_OK)
+        return errbuf_prefix(err, "the policy of %s", line->sku ? line->sku : "?");
+    if (line->policy.level > REORDER_MAX)
+        line->policy.level = REORDER_MAX;
+    line->suggested = line->policy.point;
+    return RS_OK;
+}
+
 /* Fills the measured parts of *line from the current row of st: rate, lead
- * time, suggestion, projection. */
+ * time, suggestion (the policy's point for a product with a service level),
+ * projection. */
 static int
 reorder_measure(reorder *self, db_stmt *st, struct reorder_line *line, errbuf *err)
 {
@@ -168,14 +213,27 @@ reorder_measure(reorder *self, db_stmt *st, struct reorder_line *line, errbuf *e
         if (n < 0)
             return RS_ERR;
     }
+    line->lead_mean = line->lead_p50;
+    line->lead_var = 0;
     if (n > 0) {
+        double sum = 0, squares = 0;
+
         qsort(lead, (size_t)n, sizeof(lead[0]), reorder_cmp_double);
         line->lead_p50 = reorder_percentile(lead, n, 50);
         line->lead_p90 = reorder_percentile(lead, n, 90);
+        for (int i = 0; i < n; i++)
+            sum += lead[i];
+        line->lead_mean = sum / n;
+        for (int i = 0; i < n; i++)
+            squares += (lead[i] - line->lead_mean) * (lead[i] - line->lead_mean);
+        /* The sample variance; one order tells no spread. */
+        line->lead_var = n > 1 ? squares / (n - 1) : 0;
     }
     line->lead_orders = n;
     line->suggested =
         reorder_suggest(line->rate, line->lead_p90, conf_int(self->cf, "reorder_safety"));
+    if (line->target > 0 && reorder_policy(self, line, err) != RS_OK)
+        return RS_ERR;
     line->sellout = line->rate > 0 ? (double)line->stock * 60.0 / line->rate : -1;
     line->on_order = 0;
     bytes = db_stmt_col(st, COL_ID, &len);
@@ -187,6 +245,15 @@ reorder_measure(reorder *self, db_stmt *st, struct reorder_line *line, errbuf *e
         line->on_order = open.quantity;
     }
     return RS_OK;
+}
+
+/* A column of st as a double, 0 when NULL. */
+static double
+reorder_col_double(db_stmt *st, int col)
+{
+    const char *text = db_stmt_col(st, col, NULL);
+
+    return text != NULL ? strtod(text, NULL) : 0;
 }
 
 /* The settings of the current row of st into *line. */
@@ -205,6 +272,11 @@ reorder_settings(db_stmt *st, struct reorder_line *line)
     line->has_factory = !db_stmt_col_is_null(st, COL_FACTORY);
     line->max_per_customer = db_stmt_col_int(st, COL_LIMIT);
     line->held = db_stmt_col_int(st, COL_HELD);
+    line->target = reorder_col_double(st, COL_TARGET);
+    line->surge = reorder_col_double(st, COL_SURGE);
+    line->surge_left = line->surge > 0 ? (double)db_stmt_col_int(st, COL_SURGE_LEFT) : 0;
+    line->demand_mean = reorder_col_double(st, COL_DEMAND_MEAN);
+    line->demand_var = reorder_col_double(st, COL_DEMAND_VAR);
 }
 
 /* --- the worker's sweep ------------------------------------------------------- */
@@ -216,11 +288,13 @@ struct reorder_step {
     long long sold;
     struct order_unfinished open; /* the unfinished order now, for the next sample */
     double rate;
-    int sample; /* write the sample */
-    int move;   /* automatic: write point and level */
+    double demand_mean, demand_var, demand_seconds; /* over demand_window */
+    int sample;                                     /* write the sample */
+    int move;                                       /* automatic: write point and level */
     long long point, level, old_point, old_level;
     double lead;
     int lead_orders;
+    struct reorder_line line; /* as decided, for the log (sku not kept) */
 };
 
 /* The moving average of units per minute after a sample of units asked for
@@ -237,7 +311,31 @@ reorder_rate(double rate, long long sold, double age, long window)
     return rate + alpha * ((double)sold * 60.0 / age - rate);
 }
 
-/* Decides the automatic point and level of a product; 1 when they move. */
+/* The demand's mean and variance per second after a sample of units asked for
+ * over age seconds: exponential averages over window, each sample weighing what
+ * its time was, and while they have seen less than a window at least its share of
+ * what they have seen (a new product's first sample is its mean, not a tenth of
+ * it). The variance per second is that of units per sample divided by its length:
+ * for demand independent from second to second it does not depend on how often
+ * the worker samples. */
+static void
+reorder_demand(struct reorder_step *step, long long units, double age, long window)
+{
+    double weight = 1.0 - exp(-age / (double)window), dev;
+
+    if (units < 0)
+        units = 0;
+    if (step->demand_seconds + age > 0 && age / (step->demand_seconds + age) > weight)
+        weight = age / (step->demand_seconds + age);
+    dev = (double)units - step->demand_mean * age;
+    step->demand_mean += weight * ((double)units / age - step->demand_mean);
+    step->demand_var += weight * (dev * dev / age - step->demand_var);
+    step->demand_seconds = fmin(step->demand_seconds + age, (double)window);
+}
+
+/* Decides the automatic point and level of a product; 1 when they move. A
+ * product with a service level takes its policy's; the others the fixed
+ * margin's suggestion and a lead time's demand. */
 static int
 reorder_decide(reorder *self, const struct reorder_line *line, struct reorder_step *step)
 {
@@ -247,7 +345,10 @@ reorder_decide(reorder *self, const struct reorder_line *line, struct reorder_st
         point = line->point_min;
     if (point > line->point_max)
         point = line->point_max;
-    level = point + reorder_auto_size(line->rate, line->lead_p90, line->quantity);
+    if (line->target > 0)
+        level = line->policy.level;
+    else
+        level = point + reorder_auto_size(line->rate, line->lead_p90, line->quantity);
     if (level > REORDER_MAX)
         level = REORDER_MAX;
     /* A tenth of the point (at least 1) of hysteresis: the average moves a
@@ -263,6 +364,8 @@ reorder_decide(reorder *self, const struct reorder_line *line, struct reorder_st
     step->old_level = line->level;
     step->lead = line->lead_p90;
     step->lead_orders = line->lead_orders;
+    step->line = *line;
+    step->line.sku = NULL;
     (void)self;
     return 1;
 }
@@ -323,6 +426,7 @@ reorder_sweep(reorder *self, errbuf *err)
     struct reorder_step *steps = NULL;
     char(*skus)[ORDER_SKU_SIZE] = NULL;
     long window = conf_int(self->cf, "rate_window");
+    long demand_window = conf_int(self->cf, "demand_window");
     long long rows;
     size_t n = 0, cap = 0;
     int events = 0, rc = RS_ERR, due;
@@ -346,6 +450,9 @@ reorder_sweep(reorder *self, errbuf *err)
         snprintf(step.sku, sizeof(step.sku), "%s", line.sku ? line.sku : "");
         step.sold = db_stmt_col_int(st, COL_SOLD);
         step.rate = rate ? strtod(rate, NULL) : 0;
+        step.demand_mean = line.demand_mean;
+        step.demand_var = line.demand_var;
+        step.demand_seconds = reorder_col_double(st, COL_DEMAND_SECONDS);
         /* A product that sold nothing, had no order and has no rate left to
          * decay costs no statement: a large quiet catalogue stays cheap. */
         quiet = !db_stmt_col_is_null(st, COL_SAMPLE_SOLD) &&
@@ -356,10 +463,12 @@ reorder_sweep(reorder *self, errbuf *err)
             if (reorder_turned_since(self, st, step.product_id, &step.open, &asked, err) != RS_OK)
                 goto done;
             /* The first sample only starts the count: the rate starts at 0. */
-            if (!db_stmt_col_is_null(st, COL_SAMPLE_SOLD))
-                step.rate = reorder_rate(step.rate,
-                                         step.sold - db_stmt_col_int(st, COL_SAMPLE_SOLD) + asked,
-                                         age, window);
+            if (!db_stmt_col_is_null(st, COL_SAMPLE_SOLD)) {
+                long long units = step.sold - db_stmt_col_int(st, COL_SAMPLE_SOLD) + asked;
+
+                step.rate = reorder_rate(step.rate, units, age, window);
+                reorder_demand(&step, units, age, demand_window);
+            }
             step.sample = 1;
         }
         if (step.sample || line.automatic) {
@@ -378,8 +487,12 @@ reorder_sweep(reorder *self, errbuf *err)
                 if (reorder_measure(self, st, &line, err) != RS_OK)
                     goto done;
                 line.rate = step.rate;
+                line.demand_mean = step.demand_mean;
+                line.demand_var = step.demand_var;
                 line.suggested =
                     reorder_suggest(line.rate, line.lead_p90, conf_int(self->cf, "reorder_safety"));
+                if (line.target > 0 && reorder_policy(self, &line, err) != RS_OK)
+                    goto done;
                 step.move = reorder_decide(self, &line, &step);
             }
             steps[n++] = step;
@@ -387,13 +500,16 @@ reorder_sweep(reorder *self, errbuf *err)
     }
     for (size_t i = 0; i < n; i++) {
         struct reorder_step *s = &steps[i];
-        char rate[64];
+        char rate[64], mean[64], var[64], seen[64];
 
         snprintf(rate, sizeof(rate), "%.6f", s->rate);
+        snprintf(mean, sizeof(mean), "%.9g", s->demand_mean);
+        snprintf(var, sizeof(var), "%.9g", s->demand_var);
+        snprintf(seen, sizeof(seen), "%.3f", s->demand_seconds);
         if (s->sample &&
-            db_stmt_exec(self->st[ST_SAMPLE], err, "bibis", s->product_id, (size_t)IDENT_BYTES,
+            db_stmt_exec(self->st[ST_SAMPLE], err, "bibissss", s->product_id, (size_t)IDENT_BYTES,
                          s->sold, s->open.exists ? s->open.order_id : NULL, (size_t)IDENT_BYTES,
-                         s->open.turned_away_units, rate) < 0)
+                         s->open.turned_away_units, rate, mean, var, seen) < 0)
             goto done;
         if (!s->move)
             continue;
@@ -401,7 +517,18 @@ reorder_sweep(reorder *self, errbuf *err)
                             (size_t)IDENT_BYTES);
         if (rows < 0)
             goto done;
-        if (rows == 1)
+        if (rows == 1 && s->line.target > 0)
+            log_info(
+                "event=reorder_policy sku=%s reorder_point=%lld->%lld reorder_level=%lld->%lld "
+                "service_level=%.4f law=%s z=%.4f lead_demand=%.2f lead_demand_sd=%.2f "
+                "safety=%.2f demand_per_s=%.6f demand_var_per_s=%.6f surge=%.3f "
+                "lead_mean=%.1fs lead_sd=%.1fs lead_orders=%d demand_window=%lds",
+                s->sku, s->old_point, s->point, s->old_level, s->level, s->line.target,
+                stock_policy_law_name(s->line.policy.law), s->line.policy.z,
+                s->line.policy.lead_demand, s->line.policy.lead_sd, s->line.policy.safety,
+                s->demand_mean, s->demand_var, s->line.surge > 0 ? s->line.surge : 1.0,
+                s->line.lead_mean, sqrt(s->line.lead_var), s->lead_orders, demand_window);
+        else if (rows == 1)
             log_info("event=reorder_auto sku=%s reorder_point=%lld->%lld reorder_level=%lld->%lld "
                      "rate_per_min=%.2f lead_time_p90=%.1fs lead_orders=%d safety_pct=%ld "
                      "rate_window=%lds",
@@ -468,6 +595,9 @@ static const struct reorder_key {
     {"max_per_customer", 0, REORDER_MAX},
 };
 #define REORDER_NKEYS (sizeof(reorder_keys) / sizeof(reorder_keys[0]))
+#define REORDER_KEY_NAMES                                                                          \
+    "reorder_point, reorder_level, reorder_quantity, reorder_auto, reorder_point_min, "            \
+    "reorder_point_max, max_per_customer, service_level, surge, surge_until"
 
 /* One value: an integer in the key's range (reorder_auto also on/off). */
 static int
@@ -495,6 +625,114 @@ reorder_value(const struct reorder_key *k, const char *text, long long *out, err
     return RS_OK;
 }
 
+/* The settings of a service level policy as reorder_set takes them: text for the
+ * statement (NULL: none), and what surge_until becomes. */
+struct reorder_target_words {
+    char level[16], surge[24];
+    int has_level, has_surge, auto_given;
+    const char *until_mode; /* "keep", "clear" or "set" */
+    long long until_in;     /* seconds from now, with "set" */
+};
+
+/* service_level=95, 95%, 0.95 or off. */
+static int
+reorder_word_level(const char *text, struct reorder_target_words *w, errbuf *err)
+{
+    char *end;
+    double v;
+
+    w->has_level = 1;
+    if (strcmp(text, "off") == 0) {
+        w->level[0] = '\0';
+        return RS_OK;
+    }
+    errno = 0;
+    v = strtod(text, &end);
+    if (end != text && strcmp(end, "%") == 0)
+        v /= 100.0;
+    else if (end == text || *end != '\0')
+        v = NAN;
+    else if (v >= 1.0)
+        v /= 100.0; /* "95": a percentage */
+    if (errno != 0 || !(v > STOCK_POLICY_CSL_MIN && v < STOCK_POLICY_CSL_MAX))
+        return errbuf_set(err,
+                          "service_level \"%.*s\": expected a percentage above 50 and below "
+                          "99.99 (95, 95%%, 0.95) or off",
+                          (int)utf8_cut(text, strlen(text), 40), text);
+    snprintf(w->level, sizeof(w->level), "%.4f", v);
+    return RS_OK;
+}
+
+/* surge=FACTOR or off. */
+static int
+reorder_word_surge(const char *text, struct reorder_target_words *w, errbuf *err)
+{
+    char *end;
+    double v;
+
+    w->has_surge = 1;
+    if (strcmp(text, "off") == 0) {
+        w->surge[0] = '\0';
+        w->until_mode = "clear";
+        return RS_OK;
+    }
+    errno = 0;
+    v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno != 0 || !(v > 0 && v <= 1000))
+        return errbuf_set(err, "surge \"%.*s\": expected a factor above 0 and up to 1000, or off",
+                          (int)utf8_cut(text, strlen(text), 40), text);
+    snprintf(w->surge, sizeof(w->surge), "%.3f", v);
+    return RS_OK;
+}
+
+/* surge_until=+N[smhd] or an RFC 3339 UTC time (2026-12-24T18:00:00Z), in the
+ * future. */
+static int
+reorder_word_until(const char *text, struct reorder_target_words *w, errbuf *err)
+{
+    struct tm tm = {0};
+    long long n = 0;
+    char unit = 's', z = 0, extra = 0;
+    int used = 0;
+
+    if (text[0] == '+' && sscanf(text + 1, "%lld%c%c", &n, &unit, &extra) >= 1 && extra == 0 &&
+        n > 0 && n <= 10LL * 366 * 86400) {
+        n *= unit == 'd' ? 86400 : unit == 'h' ? 3600 : unit == 'm' ? 60 : unit == 's' ? 1 : 0;
+    } else if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%c%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                      &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z, &used) == 7 &&
+               z == 'Z' && text[used] == '\0') {
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        n = (long long)timegm(&tm) - (long long)time(NULL);
+    } else {
+        n = 0;
+    }
+    if (n <= 0)
+        return errbuf_set(err,
+                          "surge_until \"%.*s\": expected a time to come, as +N with s, m, h "
+                          "or d (+2h) or in UTC (2026-12-24T18:00:00Z)",
+                          (int)utf8_cut(text, strlen(text), 40), text);
+    w->until_mode = "set";
+    w->until_in = n;
+    return RS_OK;
+}
+
+/* One word of the service level policy: 1 when it was one (parsed into *w), 0
+ * when it is another key's, RS_ERR when its value is refused. */
+static int
+reorder_target_word(const char *word, struct reorder_target_words *w, errbuf *err)
+{
+    if (strncmp(word, "service_level=", 14) == 0)
+        return reorder_word_level(word + 14, w, err) == RS_OK ? 1 : RS_ERR;
+    if (strncmp(word, "surge=", 6) == 0)
+        return reorder_word_surge(word + 6, w, err) == RS_OK ? 1 : RS_ERR;
+    if (strncmp(word, "surge_until=", 12) == 0)
+        return reorder_word_until(word + 12, w, err) == RS_OK ? 1 : RS_ERR;
+    if (strncmp(word, "reorder_auto=", 13) == 0)
+        w->auto_given = 1;
+    return 0;
+}
+
 int
 reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorder_line *out,
             errbuf *err)
@@ -502,11 +740,11 @@ reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorde
     db_stmt *one = self->st[ST_ONE];
     long long v[REORDER_NKEYS];
     long long rows;
+    struct reorder_target_words w = {.until_mode = "keep"};
+    char until[48];
 
     if (argc < 1)
-        return errbuf_set(err, "nothing to set: give key=value (keys: reorder_point, "
-                               "reorder_level, reorder_quantity, reorder_auto, "
-                               "reorder_point_min, reorder_point_max, max_per_customer)");
+        return errbuf_set(err, "nothing to set: give key=value (keys: " REORDER_KEY_NAMES ")");
     rows = db_stmt_exec(one, err, "s", sku);
     if (rows < 0)
         return RS_ERR;
@@ -520,20 +758,27 @@ reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorde
     v[4] = out->point_min;
     v[5] = out->point_max;
     v[6] = out->max_per_customer;
+    if (out->target > 0)
+        snprintf(w.level, sizeof(w.level), "%.4f", out->target);
+    if (!db_stmt_col_is_null(one, COL_SURGE))
+        snprintf(w.surge, sizeof(w.surge), "%.3f", out->surge);
     for (int i = 0; i < argc; i++) {
         const char *eq = strchr(argv[i], '=');
         size_t klen = eq ? (size_t)(eq - argv[i]) : strlen(argv[i]);
         size_t k;
+        int special = reorder_target_word(argv[i], &w, err);
+
+        if (special < 0)
+            return RS_ERR;
+        if (special > 0)
+            continue;
 
         for (k = 0; k < REORDER_NKEYS; k++)
             if (strlen(reorder_keys[k].name) == klen &&
                 strncmp(reorder_keys[k].name, argv[i], klen) == 0)
                 break;
         if (k == REORDER_NKEYS)
-            return errbuf_set(err,
-                              "unknown key \"%.*s\" (keys: reorder_point, reorder_level, "
-                              "reorder_quantity, reorder_auto, reorder_point_min, "
-                              "reorder_point_max)",
+            return errbuf_set(err, "unknown key \"%.*s\" (keys: " REORDER_KEY_NAMES ")",
                               (int)utf8_cut(argv[i], klen, 40), argv[i]);
         if (eq == NULL)
             return errbuf_set(err, "%s: expected %s=VALUE", reorder_keys[k].name,
@@ -549,8 +794,19 @@ reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorde
     if (v[4] > v[5])
         return errbuf_set(err, "reorder_point_min %lld is above reorder_point_max %lld", v[4],
                           v[5]);
-    if (db_stmt_exec(self->st[ST_SET], err, "iiiiiiis", v[0], v[1], v[2], v[3], v[4], v[5], v[6],
-                     sku) < 0)
+    if (w.has_surge && w.surge[0] != '\0' && strcmp(w.until_mode, "set") != 0)
+        return errbuf_set(err,
+                          "surge=%s: say until when with surge_until (+2h, or a UTC time "
+                          "such as 2026-12-24T18:00:00Z)",
+                          w.surge);
+    if (!w.has_surge && strcmp(w.until_mode, "set") == 0 && w.surge[0] == '\0')
+        return errbuf_set(err, "surge_until without a surge: give surge=FACTOR too");
+    /* A target is the automatic mode's: set with one, it turns the mode on. */
+    if (w.has_level && w.level[0] != '\0' && !w.auto_given)
+        v[3] = 1;
+    if (db_stmt_exec(self->st[ST_SET], err, "iiiiiiisssis", v[0], v[1], v[2], v[3], v[4], v[5],
+                     v[6], w.level[0] ? w.level : NULL, w.surge[0] ? w.surge : NULL, w.until_mode,
+                     w.until_in, sku) < 0)
         return RS_ERR;
     out->point = v[0];
     out->level = v[1];
@@ -560,9 +816,19 @@ reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorde
     out->point_max = v[5];
     out->max_per_customer = v[6];
     out->sku = NULL; /* the row's text is gone with the statement's next run */
+    out->target = w.level[0] ? strtod(w.level, NULL) : 0;
+    out->surge = w.surge[0] ? strtod(w.surge, NULL) : 0;
+    if (strcmp(w.until_mode, "set") == 0)
+        out->surge_left = (double)w.until_in;
+    if (strcmp(w.until_mode, "set") == 0)
+        snprintf(until, sizeof(until), "+%llds", w.until_in);
+    else
+        snprintf(until, sizeof(until), "%s", w.until_mode);
     log_info("event=reorder_set sku=%s reorder_point=%lld reorder_level=%lld "
              "reorder_quantity=%lld reorder_auto=%lld reorder_point_min=%lld "
-             "reorder_point_max=%lld max_per_customer=%lld",
-             sku, v[0], v[1], v[2], v[3], v[4], v[5], v[6]);
+             "reorder_point_max=%lld max_per_customer=%lld service_level=%s surge=%s "
+             "surge_until=%s",
+             sku, v[0], v[1], v[2], v[3], v[4], v[5], v[6], w.level[0] ? w.level : "off",
+             w.surge[0] ? w.surge : "off", until);
     return RS_OK;
 }

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "errbuf.h"
 #include "order.h"
+#include "stock_policy.h"
 
 typedef struct reorder reorder;
 
@@ -40,6 +41,12 @@ struct reorder_line {
     int lead_orders;           /* how many orders measured them; 0: lead_time_assumed */
     long long suggested;
     double sellout; /* seconds until the stock runs out at this rate; -1: never */
+    /* The service level policy (docs/design.md §3.7). */
+    double target;                  /* service_level; 0: none */
+    double surge, surge_left;       /* the announced surge's factor and seconds left; 0: none */
+    double demand_mean, demand_var; /* units asked for per second, over demand_window */
+    double lead_mean, lead_var;     /* seconds, seconds² (0 with fewer than two orders) */
+    struct stock_policy policy;     /* computed when target is set: suggested = its point */
 };
 
 /* Calls fn for every product, by sku. RS_OK or RS_ERR. */
@@ -48,7 +55,10 @@ int reorder_each(reorder *self, void (*fn)(void *arg, const struct reorder_line 
 
 /* Sets the reorder settings of sku from "key=value" words (reorder_point,
  * reorder_level, reorder_quantity, reorder_auto, reorder_point_min,
- * reorder_point_max, max_per_customer), all or none, after checking each value and the whole.
+ * reorder_point_max, max_per_customer; service_level as a percentage or a
+ * fraction, "off" for none: setting one turns reorder_auto on unless the words
+ * say otherwise; surge=FACTOR with surge_until=TIME, an RFC 3339 UTC time or
+ * +N[smhd] from now, "surge=off" ends it), all or none, after checking each value and the whole.
  * The new settings are copied to *out. RS_ERR with a one-line reason for an
  * unknown sku, an unknown key, a value out of range, or a database failure. */
 int reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorder_line *out,

@@ -151,7 +151,7 @@ stock_policy_law_name(enum stock_policy_law law)
     case STOCK_POLICY_POISSON:
         return "poisson";
     case STOCK_POLICY_NEGBIN:
-        return "negative binomial";
+        return "negative_binomial";
     }
     return "unknown";
 }

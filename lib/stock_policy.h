@@ -78,7 +78,7 @@ long long stock_policy_discrete_quantile(double mean, double var, double p,
 int stock_policy_compute(const struct stock_policy_input *in, struct stock_policy *out,
                          errbuf *err);
 
-/* "normal", "poisson", "negative binomial". */
+/* "normal", "poisson", "negative_binomial": one word, for key=value logs. */
 const char *stock_policy_law_name(enum stock_policy_law law);
 
 #endif

@@ -181,7 +181,7 @@ test_compute(void)
     in = input(0.95, 1, 1, 1, 0);
     in.quantity = 0;
     ok(stock_policy_compute(&in, &p, &err) == RS_ERR, "an order of 0 is refused");
-    is_str(stock_policy_law_name(STOCK_POLICY_NEGBIN), "negative binomial", "the laws' names");
+    is_str(stock_policy_law_name(STOCK_POLICY_NEGBIN), "negative_binomial", "the laws' names");
 }
 
 int

@@ -1,0 +1,197 @@
+"""Integration test of reorder points from a stated service level (issue 23, item 1;
+docs/design.md §3.7) on the real stack: `restockctl product set SKU service_level=95`
+turns the automatic mode on with a target; the worker's sweep moves the point to the
+quantile of the lead time's demand (normal from 50 units, Poisson or negative binomial
+below), the level to the point plus a lead time's demand, within the operator's
+bounds, each change logged with its inputs; an announced surge multiplies the demand
+until its end; a product without a target keeps the fixed margin; bad values are
+refused with one line and change nothing. The demand is an input the test writes as
+the product's measured averages (full window), not how fast a loop of requests ran;
+the lead time is lead_time_assumed (no order measured: no variance)."""
+
+import math
+import re
+
+from harness import Stack, run_tests
+
+SKU, LEAD = "SL-1", 5
+
+
+def z(p):
+    """Φ⁻¹(p) by bisection on math.erfc: the test's own, not the C code's."""
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if 0.5 * math.erfc(-mid / math.sqrt(2)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def discrete_quantile(mean, var, p):
+    """Smallest k with P(X <= k) >= p, X Poisson (var <= mean) or negative binomial."""
+    if var > mean:
+        q, r = 1 - mean / var, mean * mean / (var - mean)
+        term = (1 - q) ** r
+        step = lambda k: q * (k + r) / (k + 1)
+    else:
+        term = math.exp(-mean)
+        step = lambda k: mean / (k + 1)
+    cdf, k = term, 0
+    while cdf < p:
+        term *= step(k)
+        cdf += term
+        k += 1
+    return k
+
+
+def expected_point(csl, mean, var, lead=LEAD):
+    mu, sd = mean * lead, math.sqrt(lead * var)
+    if mu < 50:
+        return discrete_quantile(mu, sd * sd, csl)
+    return math.ceil(mu + z(csl) * sd - 1e-9)
+
+
+def demand(s, mean, var):
+    """SKU's measured demand: `mean` units a second, variance `var` a second, over a
+    whole window, sampled a moment ago with nothing sold since (the worker stopped
+    meanwhile so that no sweep of its overwrites it)."""
+    s.stop("worker")
+    s.sql("INSERT INTO product_demand (product_id, sold_total, order_id,"
+          " order_turned_away_units, sampled_at, rate, demand_mean, demand_var,"
+          " demand_seconds) SELECT product_id, sold_total, NULL, 0,"
+          " CURRENT_TIMESTAMP(6) - INTERVAL 2 SECOND, 0, %r, %r, 604800 FROM product"
+          " WHERE sku = '%s' ON DUPLICATE KEY UPDATE sold_total = VALUES(sold_total),"
+          " sampled_at = VALUES(sampled_at), demand_mean = VALUES(demand_mean),"
+          " demand_var = VALUES(demand_var), demand_seconds = VALUES(demand_seconds)"
+          % (mean, var, SKU))
+    s.start("worker")
+
+
+def changes(s):
+    """The worker's event=reorder_policy lines of SKU, as dicts."""
+    out = []
+    for ln in s.log("worker").splitlines():
+        if "event=reorder_policy" in ln and "sku=%s " % SKU in ln:
+            out.append(dict(re.findall(r"(\w+)=(\S+)", ln)))
+    return out
+
+
+def point_level(s):
+    row = s.sql("SELECT reorder_point, reorder_level FROM product WHERE sku = '%s'" % SKU)[0]
+    return int(row[0]), int(row[1])
+
+
+def products(s):
+    p = s.restockctl("products")
+    lines = [ln.split() for ln in p.stdout.splitlines() if ln.strip()]
+    return {ln[0]: dict(zip(lines[0], ln)) for ln in lines[1:]} if lines else {}
+
+
+def settle(t, s, mean, var, what, want_point=None, want_level=None, surge=1.0):
+    """Writes the demand, waits for the worker's next policy change, checks it."""
+    before = len(changes(s))
+    demand(s, mean, var)
+    t.ok(s.wait_until(lambda: len(changes(s)) > before, timeout=60),
+         "%s: the worker moves the point" % what, s.log("worker")[-1500:])
+    got = changes(s)[before] if len(changes(s)) > before else {}
+    point = want_point if want_point is not None else expected_point(0.95, mean * surge,
+                                                                     var * surge)
+    level = want_level if want_level is not None else point + max(10, math.ceil(
+        mean * surge * LEAD - 1e-9))
+    t.is_(point_level(s), (point, level), "%s: point %d, level %d" % (what, point, level))
+    return got
+
+
+def body(t):
+    env = {"RESTOCK_SWEEP_INTERVAL": "1", "RESTOCK_LEAD_TIME_ASSUMED": str(LEAD),
+           "RESTOCK_FACTORY_ARGS": "--silent"}
+    with Stack(t, env=env) as s:
+        fid, pid = "AC" * 16, "AD" * 16
+        s.sql("INSERT INTO factory (factory_id, identifier, name, api) VALUES"
+              " (UNHEX('%s'), 'FF-SL', 'service level factory', NULL)" % fid)
+        s.sql("INSERT INTO product (product_id, sku, name, price, stock, factory_id,"
+              " reorder_quantity) VALUES (UNHEX('%s'), '%s', 'sl donut', 1000, 100000,"
+              " UNHEX('%s'), 10)" % (pid, SKU, fid))
+
+        # A target: the automatic mode turns on with it.
+        p = s.restockctl("product", "set", SKU, "service_level=95")
+        t.ok(p.returncode == 0 and "reorder_auto=on" in p.stdout
+             and "service_level=95%" in p.stdout,
+             "product set service_level=95: exit 0, the mode on, the target said",
+             p.stdout + p.stderr)
+        t.is_(s.sql_value("SELECT service_level FROM product WHERE sku = '%s'" % SKU), "0.9500",
+              "the target is stored as a fraction")
+
+        # 20 units a second, Poisson-like (variance 20): 100 in the 5 s lead time,
+        # σ 10, normal law: ⌈100 + 1.645·10⌉ = 117; level 117 + 100.
+        got = settle(t, s, 20.0, 20.0, "100 units per lead time")
+        t.is_(point_level(s), (117, 217), "the textbook's point: 100 + z(0.95)·10, rounded up")
+        t.ok(got.get("law") == "normal" and got.get("service_level") == "0.9500"
+             and abs(float(got.get("z", 0)) - 1.6449) < 1e-4
+             and abs(float(got.get("lead_demand", 0)) - 100) < 0.1
+             and abs(float(got.get("lead_demand_sd", 0)) - 10) < 0.1
+             and got.get("lead_mean") == "5.0s" and got.get("lead_orders") == "0",
+             "the change is logged with its inputs (law, z, demand, lead time)", got)
+
+        # 0.4 units a second: 2 in a lead time, Poisson's quantile at 95 %: 5.
+        got = settle(t, s, 0.4, 0.4, "2 units per lead time (Poisson)", 5, 15)
+        t.is_(got.get("law"), "poisson", "few units: Poisson, not the normal law")
+        # Over-dispersed: variance 1.6 a second, 8 over the lead time: the negative
+        # binomial's quantile.
+        nb = discrete_quantile(2.0, 8.0, 0.95)
+        got = settle(t, s, 0.4, 1.6, "2 units per lead time, variance 8 (negative binomial)",
+                     nb, nb + 10)
+        t.is_(got.get("law"), "negative_binomial", "bursty demand: the negative binomial")
+
+        # An announced surge: 3 times the demand until its end.
+        p = s.restockctl("product", "set", SKU, "surge=3", "surge_until=+2h")
+        t.ok(p.returncode == 0 and "95%x3(" in p.stdout, "surge=3 surge_until=+2h: said", p.stdout)
+        settle(t, s, 20.0, 20.0, "the same demand, surge x3", surge=3.0)
+        t.is_(point_level(s)[0], expected_point(0.95, 60.0, 60.0),
+              "the point of 300 units per lead time: 300 + z·√300, rounded up")
+        t.ok(products(s).get(SKU, {}).get("target", "").startswith("95%x3("),
+             "restockctl products shows the target and the surge", products(s).get(SKU))
+
+        # The operator's bounds hold.
+        s.restockctl("product", "set", SKU, "surge=off", "reorder_point_max=50", check=True)
+        settle(t, s, 20.0, 20.0, "bounded by reorder_point_max 50", 50, 150)
+
+        # A higher target, a higher point.
+        s.restockctl("product", "set", SKU, "service_level=99%", "reorder_point_max=1000",
+                     check=True)
+        settle(t, s, 20.0, 20.0, "99 %: ⌈100 + 2.326·10⌉", 124, 224)
+
+        # Bad values: one line, exit 1, nothing changed.
+        before = s.sql("SELECT reorder_point, reorder_level, reorder_auto, service_level,"
+                       " surge_factor, surge_until FROM product WHERE sku = '%s'" % SKU)
+        for args, why in ((["service_level=50"], "service_level \"50\": expected a percentage"),
+                          (["service_level=100"], "service_level \"100\": expected"),
+                          (["service_level=0.9999"], "service_level \"0.9999\": expected"),
+                          (["service_level=high"], "service_level \"high\": expected"),
+                          (["surge=3"], "surge=3.000: say until when with surge_until"),
+                          (["surge=0"], "surge \"0\": expected a factor"),
+                          (["surge_until=+1h"], "surge_until without a surge"),
+                          (["surge=2", "surge_until=2020-01-01T00:00:00Z"],
+                           "surge_until \"2020-01-01T00:00:00Z\": expected a time to come"),
+                          (["surge=2", "surge_until=tomorrow"],
+                           "surge_until \"tomorrow\": expected")):
+            p = s.restockctl("product", "set", SKU, *args)
+            lines = p.stderr.strip().splitlines()
+            t.ok(p.returncode == 1 and len(lines) == 1 and why in lines[0] and p.stdout == "",
+                 "product set %s: exit 1, one line: %s" % (" ".join(args), why), p.stderr)
+        t.is_(s.sql("SELECT reorder_point, reorder_level, reorder_auto, service_level,"
+                    " surge_factor, surge_until FROM product WHERE sku = '%s'" % SKU), before,
+              "nothing changed")
+
+        # No target: the fixed margin again (rate x p90 lead time x 1.5).
+        p = s.restockctl("product", "set", SKU, "service_level=off")
+        t.ok(p.returncode == 0 and "reorder_auto=on" in p.stdout
+             and "service_level=-" in p.stdout, "service_level=off: no target, mode kept",
+             p.stdout)
+        t.is_(products(s).get(SKU, {}).get("target"), "-", "restockctl products: no target")
+
+
+if __name__ == "__main__":
+    run_tests(body)
