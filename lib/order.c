@@ -110,7 +110,8 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                       DB_IDEMPOTENT},
     [ST_GET] = {"SELECT r.status, r.token_hash, r.product_id, p.sku, r.factory_id, f.identifier,"
                 " f.name, f.api, r.quantity, r.token_keyed, r.sold_out_at IS NOT NULL,"
-                " r.turned_away, r.turned_away_units FROM replenishment_order r"
+                " r.turned_away, r.turned_away_units,"
+                " CAST(UNIX_TIMESTAMP(r.sent_at) * 1000000 AS SIGNED) FROM replenishment_order r"
                 " JOIN product p ON p.product_id = r.product_id"
                 " JOIN factory f ON f.factory_id = r.factory_id WHERE r.order_id = ?",
                 DB_IDEMPOTENT},
@@ -583,6 +584,7 @@ order_get_id(order *self, const unsigned char id[IDENT_BYTES], struct order_view
     out->sold_out = db_stmt_col_int(st, 10) != 0;
     out->turned_away = db_stmt_col_int(st, 11);
     out->turned_away_units = db_stmt_col_int(st, 12);
+    out->sent_us = db_stmt_col_is_null(st, 13) ? 0 : db_stmt_col_int(st, 13);
     return 1;
 }
 
