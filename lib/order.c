@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "order.h"
+#include "outbox_event.h"
 #include "utf8.h"
 
 /* A delivery that lost its connection runs again on a new one (it is idempotent:
@@ -28,9 +29,7 @@ enum order_stmt {
     ST_LOCK_SKU,
     ST_LOCK_OPEN,
     ST_INSERT,
-    ST_EVENT_EMPTY,
     ST_SOLD_OUT,
-    ST_EVENT_SOLD_OUT,
     ST_DUE,
     /* measurements */
     ST_LEAD_TIMES,
@@ -51,8 +50,6 @@ enum order_stmt {
     ST_LOCK_ORDER,
     ST_ADD_STOCK,
     ST_FULFIL,
-    ST_EVENT_ARRIVED,
-    ST_EVENT_REFUSED,
     /* overdue callbacks */
     ST_OVERDUE,
     ST_REPORTED,
@@ -80,7 +77,7 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
     [ST_LOCK_SKU] = {"SELECT product_id, stock, factory_id IS NOT NULL, reorder_point,"
                      " reorder_level, reorder_quantity FROM product WHERE sku = ? FOR UPDATE",
                      0},
-    [ST_LOCK_OPEN] = {"SELECT order_id, sold_out_at IS NOT NULL FROM replenishment_order"
+    [ST_LOCK_OPEN] = {"SELECT order_id, sold_out_at IS NOT NULL, quantity FROM replenishment_order"
                       " WHERE open_product_id = ? FOR UPDATE",
                       0},
     /* INSERT IGNORE: the unique key on open_product_id makes a second unfinished
@@ -90,19 +87,9 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                    " SELECT ?, product_id, factory_id, ?, IF(stock = 0, CURRENT_TIMESTAMP(6), NULL)"
                    " FROM product WHERE product_id = ? AND factory_id IS NOT NULL",
                    0},
-    /* stock_empty: opened by the sale that emptied the shelf (both at once, the
-     * first version's event); reorder: opened while the product is on sale. */
-    [ST_EVENT_EMPTY] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
-                        " SELECT ?, IF(sold_out_at IS NULL, 'reorder', 'stock_empty'), order_id,"
-                        " product_id, quantity FROM replenishment_order WHERE order_id = ?",
-                        0},
     [ST_SOLD_OUT] = {"UPDATE replenishment_order SET sold_out_at = CURRENT_TIMESTAMP(6)"
                      " WHERE order_id = ? AND sold_out_at IS NULL",
                      0},
-    [ST_EVENT_SOLD_OUT] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
-                           " SELECT ?, 'sold_out', order_id, product_id, quantity"
-                           " FROM replenishment_order WHERE order_id = ?",
-                           0},
     [ST_DUE] = {"SELECT p.sku FROM product p LEFT JOIN replenishment_order r"
                 " ON r.open_product_id = p.product_id WHERE p.factory_id IS NOT NULL"
                 " AND ((r.order_id IS NULL AND " ORDER_DUE_AT_POINT ")"
@@ -123,7 +110,8 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                       DB_IDEMPOTENT},
     [ST_GET] = {"SELECT r.status, r.token_hash, r.product_id, p.sku, r.factory_id, f.identifier,"
                 " f.name, f.api, r.quantity, r.token_keyed, r.sold_out_at IS NOT NULL,"
-                " r.turned_away, r.turned_away_units FROM replenishment_order r"
+                " r.turned_away, r.turned_away_units,"
+                " CAST(UNIX_TIMESTAMP(r.sent_at) * 1000000 AS SIGNED) FROM replenishment_order r"
                 " JOIN product p ON p.product_id = r.product_id"
                 " JOIN factory f ON f.factory_id = r.factory_id WHERE r.order_id = ?",
                 DB_IDEMPOTENT},
@@ -159,7 +147,7 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                    " WHERE order_id = ? AND status = 'failed'",
                    DB_IDEMPOTENT},
     [ST_LOCK_PRODUCT] = {"SELECT stock FROM product WHERE product_id = ? FOR UPDATE", 0},
-    [ST_LOCK_ORDER] = {"SELECT status, quantity FROM replenishment_order"
+    [ST_LOCK_ORDER] = {"SELECT status, quantity, product_id FROM replenishment_order"
                        " WHERE order_id = ? FOR UPDATE",
                        0},
     /* LAST_INSERT_ID(expr) hands the new stock back in the same round trip. */
@@ -169,12 +157,6 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                    " fulfilled_at = CURRENT_TIMESTAMP(6), delivered_quantity = ?"
                    " WHERE order_id = ?",
                    0},
-    [ST_EVENT_ARRIVED] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
-                          " VALUES (?, 'stock_arrived', ?, ?, ?)",
-                          0},
-    [ST_EVENT_REFUSED] = {"INSERT INTO outbox (event_id, kind, order_id, product_id, quantity)"
-                          " VALUES (?, 'delivery_refused', ?, ?, ?)",
-                          0},
     [ST_OVERDUE] = {"SELECT r.order_id, p.name, p.sku, f.name, f.identifier,"
                     " UNIX_TIMESTAMP(r.sent_at),"
                     " TIMESTAMPDIFF(SECOND, r.sent_at, CURRENT_TIMESTAMP(6))"
@@ -198,6 +180,7 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
 struct order {
     db *conn;
     db_stmt *st[ST_COUNT]; /* they belong to conn and go with it */
+    outbox_event *events;  /* the events of its changes, on conn */
 };
 
 static const char *const order_status_names[ORDER_NSTATUS] = {
@@ -223,7 +206,8 @@ order_new(db *conn, errbuf *err)
     }
     self->conn = conn;
     /* Made, not prepared: each is prepared on its first use on a connection. */
-    if (db_stmt_table(conn, order_sql, ST_COUNT, self->st, err) != RS_OK) {
+    self->events = outbox_event_new(conn, err);
+    if (self->events == NULL || db_stmt_table(conn, order_sql, ST_COUNT, self->st, err) != RS_OK) {
         order_destroy(&self);
         return NULL;
     }
@@ -233,6 +217,9 @@ order_new(db *conn, errbuf *err)
 void
 order_destroy(order **self_p)
 {
+    if (*self_p == NULL)
+        return;
+    outbox_event_destroy(&(*self_p)->events);
     free(*self_p);
     *self_p = NULL;
 }
@@ -316,9 +303,9 @@ order_reorder_tx(order *self, const char *sku, long long turned, struct order_op
                  int *result, errbuf *err)
 {
     db_stmt *lock = self->st[ST_LOCK_SKU], *lock_open = self->st[ST_LOCK_OPEN];
-    unsigned char product_id[IDENT_BYTES], order_id[IDENT_BYTES], event_id[IDENT_BYTES];
+    unsigned char product_id[IDENT_BYTES], order_id[IDENT_BYTES];
     char order_text[IDENT_TEXT];
-    long long rows, point, level, size, quantity;
+    long long rows, point, level, size, quantity = 0;
     int has_factory, has_order, sold_out, events = 0;
 
     memset(out, 0, sizeof(*out));
@@ -346,8 +333,10 @@ order_reorder_tx(order *self, const char *sku, long long turned, struct order_op
         goto fail;
     has_order = rows > 0 && db_stmt_next(lock_open);
     sold_out = has_order && db_stmt_col_int(lock_open, 1) != 0;
-    if (has_order)
+    if (has_order) {
         order_col_ident(lock_open, 0, order_id);
+        quantity = db_stmt_col_int(lock_open, 2);
+    }
     if (turned > 0 && out->remaining >= turned) {
         db_rollback(self->conn);
         *result = ORDER_RESTOCKED;
@@ -374,15 +363,19 @@ order_reorder_tx(order *self, const char *sku, long long turned, struct order_op
             errbuf_set(err, "database: the order of %s could not be inserted under its lock", sku);
             goto fail;
         }
-        ident_new(event_id);
-        rows = db_stmt_exec(self->st[ST_EVENT_EMPTY], err, "bb", event_id, sizeof(event_id),
-                            order_id, sizeof(order_id));
-        if (rows == 0)
-            errbuf_set(err, "database: the new order of %s is not visible to its own transaction",
-                       sku);
-        if (rows != 1)
+        /* stock_empty: opened by the sale that emptied the shelf (both at once,
+         * the first version's event; ST_INSERT marked it sold out); reorder:
+         * opened while the product is on sale. */
+        if (outbox_event_write(
+                self->events,
+                &(struct outbox_event_row){
+                    .kind = out->remaining == 0 ? OUTBOX_EVENT_STOCK_EMPTY : OUTBOX_EVENT_REORDER,
+                    .order_id = order_id,
+                    .product_id = product_id,
+                    .quantity = quantity,
+                },
+                out->event, err) != 1)
             goto fail;
-        ident_format(event_id, sizeof(event_id), out->event);
         ident_format(order_id, sizeof(order_id), order_text);
         log_info("event=replenishment_opened sku=%s order=%s quantity=%lld stock=%lld "
                  "reorder_point=%lld reorder_level=%lld outbox_event=%s",
@@ -401,11 +394,15 @@ order_reorder_tx(order *self, const char *sku, long long turned, struct order_op
     if (out->remaining == 0 && !sold_out) {
         if (db_stmt_exec(self->st[ST_SOLD_OUT], err, "b", order_id, sizeof(order_id)) != 1)
             goto fail;
-        ident_new(event_id);
-        if (db_stmt_exec(self->st[ST_EVENT_SOLD_OUT], err, "bb", event_id, sizeof(event_id),
-                         order_id, sizeof(order_id)) != 1)
+        if (outbox_event_write(self->events,
+                               &(struct outbox_event_row){
+                                   .kind = OUTBOX_EVENT_SOLD_OUT,
+                                   .order_id = order_id,
+                                   .product_id = product_id,
+                                   .quantity = quantity,
+                               },
+                               out->event, err) != 1)
             goto fail;
-        ident_format(event_id, sizeof(event_id), out->event);
         ident_format(order_id, sizeof(order_id), order_text);
         log_info("event=sold_out sku=%s order=%s outbox_event=%s", sku, order_text, out->event);
         events++;
@@ -587,6 +584,7 @@ order_get_id(order *self, const unsigned char id[IDENT_BYTES], struct order_view
     out->sold_out = db_stmt_col_int(st, 10) != 0;
     out->turned_away = db_stmt_col_int(st, 11);
     out->turned_away_units = db_stmt_col_int(st, 12);
+    out->sent_us = db_stmt_col_is_null(st, 13) ? 0 : db_stmt_col_int(st, 13);
     return 1;
 }
 
@@ -711,10 +709,102 @@ order_change(order *self, enum order_stmt st, const char *order_id, int with_tex
     return RS_OK;
 }
 
+/* A change of an order that an event reports, with its event, in one
+ * transaction: the order locked, the statement st run (with_text: text, then the
+ * id), and when the order's status was one of `from` (a set: bit 1 << status)
+ * and, with `changed`, the statement changed the row, the event `kind` (the
+ * order's product and quantity, reason) written. Returns 1 when the event was
+ * written, 0 when not (an unknown order changes nothing, as the statement alone
+ * would), RS_ERR. Run again when the database rolled it back. */
+struct order_evented {
+    enum order_stmt st;
+    int with_text;
+    const char *text;
+    unsigned from;
+    int changed;
+    enum outbox_event_kind kind;
+    const char *reason;
+};
+
+static int
+order_evented_tx(order *self, const unsigned char id[IDENT_BYTES], const struct order_evented *c,
+                 errbuf *err)
+{
+    db_stmt *lock = self->st[ST_LOCK_ORDER];
+    unsigned char product_id[IDENT_BYTES];
+    long long rows, quantity;
+    int status, wanted;
+
+    if (db_begin(self->conn, err) != RS_OK)
+        return RS_ERR;
+    rows = db_stmt_exec(lock, err, "b", id, (size_t)IDENT_BYTES);
+    if (rows < 0)
+        goto fail;
+    if (rows == 0 || !db_stmt_next(lock)) {
+        db_rollback(self->conn);
+        return 0;
+    }
+    status = order_status_of(db_stmt_col(lock, 0, NULL));
+    quantity = db_stmt_col_int(lock, 1);
+    order_col_ident(lock, 2, product_id);
+    rows = c->with_text ? db_stmt_exec(self->st[c->st], err, "sb", c->text, id, (size_t)IDENT_BYTES)
+                        : db_stmt_exec(self->st[c->st], err, "b", id, (size_t)IDENT_BYTES);
+    if (rows < 0)
+        goto fail;
+    wanted = (c->from & (1u << status)) && (!c->changed || rows > 0);
+    if (wanted && outbox_event_write(self->events,
+                                     &(struct outbox_event_row){
+                                         .kind = c->kind,
+                                         .order_id = id,
+                                         .product_id = product_id,
+                                         .quantity = quantity,
+                                         .reason = c->reason,
+                                     },
+                                     NULL, err) != 1)
+        goto fail;
+    if (db_commit(self->conn, err) != RS_OK)
+        return RS_ERR;
+    return wanted;
+fail:
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
+/* order_evented_tx for the order named order_id (1, 0 or RS_ERR); the messages
+ * as order_change's. */
+static int
+order_evented(order *self, const char *order_id, const struct order_evented *c, const char *before,
+              const char *after, errbuf *err)
+{
+    unsigned char id[IDENT_BYTES];
+    char doing[128];
+    int rc, attempts = 0;
+
+    snprintf(doing, sizeof(doing), "%s%s%s", before, *after ? " " : "", after);
+    if (order_id_parse(order_id, id, doing, err) != RS_OK)
+        return RS_ERR;
+    do
+        rc = order_evented_tx(self, id, c, err);
+    while (rc < 0 && db_retry(self->conn, &attempts));
+    if (rc < 0)
+        return errbuf_prefix(err, "%s %s%s%s", before, order_id, *after ? " " : "", after);
+    return rc;
+}
+
 int
 order_sent(order *self, const char *order_id, const char *factory_ref, errbuf *err)
 {
-    return order_change(self, ST_SENT, order_id, 1, factory_ref, "marking order", "sent", err);
+    /* order.sent once, when it becomes sent: not again for a repeated 2xx, nor
+     * for an order whose callback came first. */
+    return order_evented(self, order_id,
+                         &(struct order_evented){.st = ST_SENT,
+                                                 .with_text = 1,
+                                                 .text = factory_ref,
+                                                 .from = 1u << ORDER_OPEN | 1u << ORDER_FAILED,
+                                                 .kind = OUTBOX_EVENT_ORDER_SENT},
+                         "marking order", "sent", err) < 0
+               ? RS_ERR
+               : RS_OK;
 }
 
 int
@@ -733,7 +823,17 @@ order_failed(order *self, const char *order_id, const char *reason, errbuf *err)
     char clipped[ORDER_ERROR_CHARS * 4 + 1];
 
     order_clip(reason ? reason : "", clipped);
-    return order_change(self, ST_FAILED, order_id, 1, clipped, "marking order", "failed", err);
+    return order_evented(self, order_id,
+                         &(struct order_evented){.st = ST_FAILED,
+                                                 .with_text = 1,
+                                                 .text = clipped,
+                                                 .from = 1u << ORDER_OPEN,
+                                                 .changed = 1,
+                                                 .kind = OUTBOX_EVENT_ORDER_FAILED,
+                                                 .reason = clipped},
+                         "marking order", "failed", err) < 0
+               ? RS_ERR
+               : RS_OK;
 }
 
 int
@@ -750,7 +850,6 @@ order_fulfil_once(order *self, const unsigned char *id, const unsigned char *pro
 {
     db_stmt *lock_product = self->st[ST_LOCK_PRODUCT], *lock_order = self->st[ST_LOCK_ORDER];
     db_stmt *add_stock = self->st[ST_ADD_STOCK];
-    unsigned char event_id[IDENT_BYTES];
     const char *status;
     long long rows;
 
@@ -790,14 +889,20 @@ order_fulfil_once(order *self, const unsigned char *id, const unsigned char *pro
         if (db_stmt_exec(self->st[ST_FULFIL], err, "ib", quantity, id, (size_t)IDENT_BYTES) != 1)
             goto fail;
     }
-    ident_new(event_id);
-    if (db_stmt_exec(self->st[out->refused ? ST_EVENT_REFUSED : ST_EVENT_ARRIVED], err, "bbbi",
-                     event_id, sizeof(event_id), id, (size_t)IDENT_BYTES, product_id,
-                     (size_t)IDENT_BYTES, quantity) != 1)
+    if (outbox_event_write(
+            self->events,
+            &(struct outbox_event_row){
+                .kind = out->refused ? OUTBOX_EVENT_DELIVERY_REFUSED : OUTBOX_EVENT_STOCK_ARRIVED,
+                .order_id = id,
+                .product_id = product_id,
+                .quantity = quantity,
+            },
+            out->event, err) != 1)
         goto fail;
-    if (db_commit(self->conn, err) != RS_OK)
+    if (db_commit(self->conn, err) != RS_OK) {
+        out->event[0] = '\0';
         return RS_ERR;
-    ident_format(event_id, sizeof(event_id), out->event);
+    }
     return RS_OK;
 fail:
     db_rollback(self->conn);
@@ -874,15 +979,13 @@ order_each_overdue(order *self, long timeout,
 int
 order_overdue_reported(order *self, const char *order_id, errbuf *err)
 {
-    unsigned char id[IDENT_BYTES];
-    long long rows;
-
-    if (order_id_parse(order_id, id, "marking order reported", err) != RS_OK)
-        return RS_ERR;
-    rows = db_stmt_exec(self->st[ST_REPORTED], err, "b", id, sizeof(id));
-    if (rows < 0)
-        return errbuf_prefix(err, "marking order %s reported", order_id);
-    return rows > 0 ? 1 : 0;
+    /* The UPDATE is the report's claim: whoever changed the row writes the
+     * order.overdue event with it, whatever the status is now. */
+    return order_evented(
+        self, order_id,
+        &(struct order_evented){
+            .st = ST_REPORTED, .from = ~0u, .changed = 1, .kind = OUTBOX_EVENT_ORDER_OVERDUE},
+        "marking order", "reported", err);
 }
 
 long long

@@ -161,6 +161,7 @@ struct order_view {
                              only token_hash can check it (token.h) */
     int sold_out;         /* the stock reached 0 while it was unfinished (ad paused) */
     long long turned_away, turned_away_units; /* checkouts refused while sold out */
+    long long sent_us; /* when it was (last) sent, microseconds since the epoch; 0: never */
 };
 
 /* 1 with *out filled, 0 when there is no such order, RS_ERR. */

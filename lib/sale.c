@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "order.h"
+#include "outbox_event.h"
 #include "sale.h"
 #include "timetext.h"
 
@@ -42,6 +43,7 @@ struct sale_moves {
     db_stmt *move;    /* a product's stock, held and sold_total changed by deltas */
     db_stmt *unlimit; /* a hold's rows of customer_purchase, when it ends unsold */
     hold *holds;
+    outbox_event *events; /* a hold's hold_expired event, with its expiry */
 };
 
 struct sale_expiry {
@@ -185,7 +187,17 @@ sale_moves_init(struct sale_moves *mv, db *conn, errbuf *err)
     if (mv->move == NULL || mv->unlimit == NULL)
         return errbuf_set(err, "out of memory");
     mv->holds = hold_new(conn, err);
-    return mv->holds != NULL ? RS_OK : RS_ERR;
+    if (mv->holds == NULL)
+        return RS_ERR;
+    mv->events = outbox_event_new(conn, err);
+    return mv->events != NULL ? RS_OK : RS_ERR;
+}
+
+static void
+sale_moves_clear(struct sale_moves *mv)
+{
+    hold_destroy(&mv->holds);
+    outbox_event_destroy(&mv->events);
 }
 
 sale *
@@ -258,7 +270,7 @@ sale_destroy(sale **self_p)
     if (self == NULL)
         return;
     bus_pub_destroy(&self->bell);
-    hold_destroy(&self->mv.holds);
+    sale_moves_clear(&self->mv);
     checkout_key_destroy(&self->keys);
     order_destroy(&self->orders);
     free(self); /* the statements go with the caller's db */
@@ -1794,6 +1806,20 @@ sale_moves_end(struct sale_moves *mv, const struct hold_record *rec, enum hold_s
     if (to != HOLD_CONFIRMED && rec->has_customer &&
         db_stmt_exec(mv->unlimit, err, "b", rec->id, (size_t)IDENT_BYTES) < 0)
         return RS_ERR;
+    if (to == HOLD_EXPIRED) {
+        long long units = 0;
+
+        for (size_t i = 0; i < rec->n; i++)
+            units += rec->lines[i].quantity;
+        /* Whoever expires it (the worker, or a request that found it due): its
+         * event in the same transaction, written only while someone subscribes. */
+        if (outbox_event_write(mv->events,
+                               &(struct outbox_event_row){.kind = OUTBOX_EVENT_HOLD_EXPIRED,
+                                                          .hold_id = rec->id,
+                                                          .quantity = units},
+                               NULL, err) < 0)
+            return RS_ERR;
+    }
     return RS_OK;
 }
 
@@ -2045,7 +2071,7 @@ sale_expiry_destroy(sale_expiry **self_p)
 
     if (self == NULL)
         return;
-    hold_destroy(&self->mv.holds);
+    sale_moves_clear(&self->mv);
     free(self); /* the statements go with the caller's db */
     *self_p = NULL;
 }

@@ -61,6 +61,12 @@ timetext_utc_ms(long long us, char *out, size_t size)
 }
 
 void
+timetext_utc_us(long long us, char *out, size_t size)
+{
+    timetext_utc_fraction(us, "%Y-%m-%dT%H:%M:%S", 6, "Z", out, size);
+}
+
+void
 timetext_sql_utc(long long us, char *out, size_t size)
 {
     timetext_utc_fraction(us, "%Y-%m-%d %H:%M:%S", 6, "", out, size);

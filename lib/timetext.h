@@ -21,6 +21,10 @@ void timetext_utc(time_t t, char *out, size_t size);
  * with milliseconds (the API's times: a hold's expires_at). */
 void timetext_utc_ms(long long us, char *out, size_t size);
 
+/* "2026-12-07T02:40:00.123456Z": the same with microseconds (a webhook's
+ * timestamp, docs/design.md §4.14). */
+void timetext_utc_us(long long us, char *out, size_t size);
+
 /* "2026-12-07 02:40:00.123456": the same as a DATETIME(6) literal's text (UTC,
  * as restock stores times). */
 void timetext_sql_utc(long long us, char *out, size_t size);

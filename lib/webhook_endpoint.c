@@ -371,9 +371,10 @@ static const struct db_stmt_def webhook_endpoint_sql[ST_COUNT] = {
     [ST_ROTATE] = {"UPDATE webhook_endpoint SET previous_sealed = secret_sealed,"
                    " secret_sealed = ?, rotated_at = UTC_TIMESTAMP(6) WHERE endpoint_id = ?",
                    0},
-    [ST_SUBSCRIBED] = {"SELECT endpoint_id FROM webhook_endpoint WHERE status = 0 AND"
-                       " (events IS NULL OR FIND_IN_SET(?, events) > 0) ORDER BY endpoint_id",
-                       DB_IDEMPOTENT},
+    [ST_SUBSCRIBED] =
+        {"SELECT endpoint_id FROM webhook_endpoint WHERE " WEBHOOK_ENDPOINT_SQL_WANTED_WHERE(
+             "?") " ORDER BY endpoint_id",
+         DB_IDEMPOTENT},
     [ST_SECRETS] = {"SELECT secret_sealed, IF(rotated_at > UTC_TIMESTAMP(6) - INTERVAL ? SECOND,"
                     " previous_sealed, NULL) FROM webhook_endpoint WHERE endpoint_id = ?",
                     DB_IDEMPOTENT},

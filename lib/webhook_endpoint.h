@@ -172,6 +172,16 @@ int webhook_endpoint_rotate(webhook_endpoint *self, const char *id,
                             const struct webhook_endpoint_key *key,
                             char secret[WEBHOOK_ENDPOINT_SECRET_LEN + 1], errbuf *err);
 
+/* The condition "an enabled endpoint subscribes to the type named type_sql" (an
+ * SQL string expression, a literal or a placeholder) as SQL text, for a
+ * statement of another module that must decide in its own statement, in its own
+ * transaction (lib/outbox_event: a hold_expired event only while one is wanted);
+ * the text of the table stays here. */
+#define WEBHOOK_ENDPOINT_SQL_WANTED_WHERE(type_sql)                                                \
+    "status = 0 AND (events IS NULL OR FIND_IN_SET(" type_sql ", events) > 0)"
+#define WEBHOOK_ENDPOINT_SQL_WANTED(type_sql)                                                      \
+    "EXISTS (SELECT 1 FROM webhook_endpoint WHERE " WEBHOOK_ENDPOINT_SQL_WANTED_WHERE(type_sql) ")"
+
 typedef void (*webhook_endpoint_id_fn)(void *arg, const unsigned char id[IDENT_BYTES]);
 
 /* The enabled endpoints subscribed to type (those of every type with them), by

@@ -10,13 +10,17 @@
 
 #include "claim.h"
 #include "factory_msg.h"
+#include "hold.h"
 #include "ident.h"
 #include "log.h"
 #include "mailtext.h"
 #include "outbox.h"
+#include "outbox_event.h"
 #include "row.h"
 #include "token.h"
 #include "timetext.h"
+#include "webhook_endpoint.h"
+#include "webhook_sig.h"
 
 #define OUTBOX_BATCH   100
 #define OUTBOX_STR_(x) #x
@@ -28,7 +32,10 @@ struct outbox {
     order *orders;
     spool *factory_queue;
     spool *mail_queue;
-    claim *claims; /* on conn */
+    spool *webhook_queue;
+    claim *claims;               /* on conn */
+    webhook_endpoint *endpoints; /* on conn: who subscribes to a webhook type */
+    hold *holds;                 /* on conn: a hold_expired event's lines */
     db_stmt *event;
     db_stmt *take;
     db_stmt *ad_status;
@@ -49,12 +56,16 @@ enum {
     COL_NAME,
     COL_AD,
     COL_AD_EMAIL,
-    COL_STOCK
+    COL_STOCK,
+    COL_UNTAKEN, /* taken_at IS NULL: its webhook events are made (§4.14) */
+    COL_HOLD,
+    COL_REASON,
+    COL_CREATED_US /* created_at in microseconds since the epoch (UTC) */
 };
 
 outbox *
 outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool *mail_queue,
-           errbuf *err)
+           spool *webhook_queue, errbuf *err)
 {
     outbox *self;
     char owner[CLAIM_OWNER_MAX];
@@ -75,6 +86,7 @@ outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool 
     self->orders = orders;
     self->factory_queue = factory_queue;
     self->mail_queue = mail_queue;
+    self->webhook_queue = webhook_queue;
     /* Everything a message needs is copied into it, so that its delivery does not
      * depend on rows that may change meanwhile; the order's factory comes from the
      * order (order_get). */
@@ -82,9 +94,11 @@ outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool 
     self->event = db_stmt_new(
         conn,
         "SELECT o.event_id, o.kind, o.order_id, o.product_id, o.quantity,"
-        " UNIX_TIMESTAMP(o.created_at), p.sku, p.name, a.ad_id, a.manager_email, p.stock"
+        " UNIX_TIMESTAMP(o.created_at), p.sku, p.name, a.ad_id, a.manager_email, p.stock,"
+        " o.taken_at IS NULL, o.hold_id, o.reason,"
+        " CAST(UNIX_TIMESTAMP(o.created_at) * 1000000 AS SIGNED)"
         " FROM outbox o"
-        " JOIN product p ON p.product_id = o.product_id"
+        " LEFT JOIN product p ON p.product_id = o.product_id"
         " LEFT JOIN advertisement a ON a.ad_id = p.ad_id"
         " WHERE o.event_id = ?",
         DB_IDEMPOTENT);
@@ -95,9 +109,11 @@ outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool 
     self->ad_status = db_stmt_new(conn, "UPDATE advertisement SET status = ? WHERE ad_id = ?", 0);
     claim_owner_of(cf, owner);
     self->claims = claim_new(conn, owner, conf_int(cf, "lease_time"), err);
+    self->endpoints = self->claims ? webhook_endpoint_new(conn, err) : NULL;
+    self->holds = self->endpoints ? hold_new(conn, err) : NULL;
     /* A start gives back what this worker held and its spool lost. */
     self->release_all = 1;
-    if (!self->event || !self->take || !self->ad_status || !self->claims) {
+    if (!self->event || !self->take || !self->ad_status || !self->holds) {
         errbuf_set(err, "out of memory");
         outbox_destroy(&self);
     }
@@ -111,6 +127,8 @@ outbox_destroy(outbox **self_p)
         return;
     token_keys_wipe(&(*self_p)->keys);
     claim_destroy(&(*self_p)->claims);
+    webhook_endpoint_destroy(&(*self_p)->endpoints);
+    hold_destroy(&(*self_p)->holds);
     free(*self_p); /* statements belong to the connection */
     *self_p = NULL;
 }
@@ -242,6 +260,24 @@ struct outbox_batch {
     char products[OUTBOX_BATCH][IDENT_TEXT];
     char ids[OUTBOX_BATCH][CLAIM_NQUEUES][IDENT_TEXT + 24];
     size_t n_factory, n_mail, n_texts;
+    /* The webhook messages (as many as types × subscribed endpoints), and the
+     * endpoints subscribed to each type, read once per batch when needed. */
+    struct outbox_hook *hooks;
+    spool_item *hook_items;
+    size_t n_hooks, cap_hooks;
+    struct outbox_subs {
+        int read;
+        size_t n, cap;
+        unsigned char (*ids)[IDENT_BYTES];
+    } subs[WEBHOOK_NTYPES];
+    struct hold_record hold; /* a hold_expired event's hold */
+};
+
+/* One webhook message: its spool id (the webhook-id), key (the endpoint) and body. */
+struct outbox_hook {
+    char id[WEBHOOK_SIG_ID_SIZE];
+    char key[IDENT_TEXT];
+    char *text;
 };
 
 static void
@@ -252,6 +288,22 @@ outbox_batch_clear(struct outbox_batch *b)
         free(b->texts[i]);
     }
     b->n_texts = b->n_factory = b->n_mail = 0;
+    for (size_t i = 0; i < b->n_hooks; i++)
+        free(b->hooks[i].text);
+    b->n_hooks = 0;
+    for (int t = 0; t < WEBHOOK_NTYPES; t++)
+        b->subs[t].read = 0, b->subs[t].n = 0;
+}
+
+static void
+outbox_batch_free(struct outbox_batch *b)
+{
+    outbox_batch_clear(b);
+    free(b->hooks);
+    free(b->hook_items);
+    for (int t = 0; t < WEBHOOK_NTYPES; t++)
+        free(b->subs[t].ids);
+    free(b);
 }
 
 /* Adds message m (consumed) of claimed event `row` to queue q: named by the event
@@ -280,7 +332,8 @@ outbox_batch_add(struct outbox_batch *b, enum claim_queue q, size_t row, cJSON *
     return RS_OK;
 }
 
-/* An outbox event's kind, and what it fans out into:
+/* What an outbox event's kind (outbox_event.h) fans out into, besides its
+ * webhook events (§4.14):
  *   stock_empty       the sale that emptied the shelf opened the order: the
  *                     factory message, the ad pause email, the ad paused
  *   reorder           the order opened at the reorder point, on sale: the
@@ -290,28 +343,261 @@ outbox_batch_add(struct outbox_batch *b, enum claim_queue q, size_t row, cJSON *
  *   stock_arrived     delivered: if the order had sold out, the ad resume email
  *                     (with the customers turned away) and the ad running again;
  *                     an order that arrived before the shelf emptied paused nothing
- *   delivery_refused  the operators' alert; the ad stays as it is */
-enum outbox_kind { OUTBOX_EMPTY, OUTBOX_REORDER, OUTBOX_SOLD_OUT, OUTBOX_ARRIVED, OUTBOX_REFUSED };
+ *   delivery_refused  the operators' alert; the ad stays as it is
+ *   order_sent, order_failed, order_overdue, hold_expired: webhook events only */
 
-static enum outbox_kind
-outbox_kind_of(const char *kind)
+/* -- webhook events (§4.14) ------------------------------------------------------ */
+
+/* What a webhook event's data is made of, besides the outbox row: the order
+ * (order_get) of an order's event, the hold of a hold_expired (found: 0 when
+ * pruned meanwhile, its lines then unknown). */
+struct outbox_about {
+    const struct order_view *order;
+    const struct hold_record *hold;
+    int hold_found;
+};
+
+static void
+outbox_add_time(cJSON *obj, const char *key, long long us)
 {
-    if (kind != NULL && strcmp(kind, "stock_empty") == 0)
-        return OUTBOX_EMPTY;
-    if (kind != NULL && strcmp(kind, "reorder") == 0)
-        return OUTBOX_REORDER;
-    if (kind != NULL && strcmp(kind, "sold_out") == 0)
-        return OUTBOX_SOLD_OUT;
-    if (kind != NULL && strcmp(kind, "delivery_refused") == 0)
-        return OUTBOX_REFUSED;
-    return OUTBOX_ARRIVED;
+    char text[64];
+
+    if (us <= 0) {
+        cJSON_AddNullToObject(obj, key);
+        return;
+    }
+    timetext_utc_us(us, text, sizeof(text));
+    cJSON_AddStringToObject(obj, key, text);
 }
 
-static const char *const outbox_kind_names[] = {
-    [OUTBOX_EMPTY] = "stock_empty",        [OUTBOX_REORDER] = "reorder",
-    [OUTBOX_SOLD_OUT] = "sold_out",        [OUTBOX_ARRIVED] = "stock_arrived",
-    [OUTBOX_REFUSED] = "delivery_refused",
-};
+/* The `data` of webhook event `type` made by the event on st's row: always its
+ * event_id, then the type's fields (the table in docs/design.md §4.14). NULL
+ * when out of memory. */
+static cJSON *
+outbox_webhook_data(db_stmt *st, enum outbox_event_kind kind, enum webhook_type type,
+                    const struct outbox_about *about, const char *event_text)
+{
+    const struct order_view *o = about->order;
+    long long quantity = db_stmt_col_int(st, COL_QUANTITY);
+    cJSON *d = cJSON_CreateObject(), *lines;
+
+    if (d == NULL)
+        return NULL;
+    cJSON_AddStringToObject(d, "event_id", event_text);
+    if (kind == OUTBOX_EVENT_HOLD_EXPIRED) {
+        row_add_ident(d, "hold_id", st, COL_HOLD);
+        cJSON_AddNumberToObject(d, "quantity", (double)quantity);
+        outbox_add_time(d, "expires_at", about->hold_found ? about->hold->expires_us : 0);
+        lines = cJSON_AddArrayToObject(d, "lines");
+        for (size_t i = 0; lines != NULL && about->hold_found && i < about->hold->n; i++) {
+            const struct hold_line *l = &about->hold->lines[i];
+            char product_id[IDENT_TEXT];
+            cJSON *line = cJSON_CreateObject();
+
+            ident_format((const char *)l->product_id, IDENT_BYTES, product_id);
+            cJSON_AddStringToObject(line, "sku", l->sku);
+            cJSON_AddStringToObject(line, "product_id", product_id);
+            cJSON_AddNumberToObject(line, "quantity", (double)l->quantity);
+            cJSON_AddItemToArray(lines, line);
+        }
+        return d;
+    }
+    row_add_ident(d, "order_id", st, COL_ORDER);
+    row_add_ident(d, "product_id", st, COL_PRODUCT);
+    row_add_str(d, "sku", st, COL_SKU);
+    row_add_str(d, "product_name", st, COL_NAME);
+    switch (type) {
+    case WEBHOOK_STOCK_REORDER_POINT:
+    case WEBHOOK_STOCK_SOLD_OUT:
+    case WEBHOOK_STOCK_ARRIVED:
+        /* on order (the point, the sell-out), or delivered (arrived) */
+        cJSON_AddNumberToObject(d, "quantity", (double)quantity);
+        break;
+    case WEBHOOK_ORDER_OPENED:
+        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddNumberToObject(d, "quantity", (double)quantity);
+        cJSON_AddStringToObject(d, "reason",
+                                kind == OUTBOX_EVENT_STOCK_EMPTY ? "sold_out" : "reorder_point");
+        break;
+    case WEBHOOK_ORDER_SENT:
+    case WEBHOOK_ORDER_OVERDUE:
+        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddNumberToObject(d, "quantity", (double)quantity);
+        outbox_add_time(d, "sent_at", o->sent_us);
+        break;
+    case WEBHOOK_ORDER_FAILED:
+        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddNumberToObject(d, "quantity", (double)quantity);
+        row_add_str(d, "reason", st, COL_REASON);
+        break;
+    case WEBHOOK_ORDER_FULFILLED:
+        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddNumberToObject(d, "quantity", (double)o->quantity);
+        cJSON_AddNumberToObject(d, "delivered", (double)quantity);
+        break;
+    case WEBHOOK_DELIVERY_REFUSED:
+        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddNumberToObject(d, "quantity", (double)o->quantity);
+        cJSON_AddNumberToObject(d, "claimed", (double)quantity);
+        cJSON_AddStringToObject(d, "reason", "the callback claimed more than was ordered");
+        break;
+    default:
+        break;
+    }
+    return d;
+}
+
+/* The payload of webhook event `type` (the exact text POSTed, signed and sent
+ * again as it is on every retry): {"type","timestamp","data"}, timestamp the
+ * event's created_at in UTC with microseconds. malloc'd; NULL when out of memory. */
+static char *
+outbox_webhook_payload(db_stmt *st, enum outbox_event_kind kind, enum webhook_type type,
+                       const struct outbox_about *about, const char *event_text)
+{
+    cJSON *p = cJSON_CreateObject(), *d = outbox_webhook_data(st, kind, type, about, event_text);
+    char *text = NULL;
+
+    if (p != NULL && d != NULL) {
+        cJSON_AddStringToObject(p, "type", webhook_endpoint_type_name(type));
+        outbox_add_time(p, "timestamp", db_stmt_col_int(st, COL_CREATED_US));
+        cJSON_AddItemToObject(p, "data", d);
+        d = NULL;
+        text = cJSON_PrintUnformatted(p);
+    }
+    cJSON_Delete(d);
+    cJSON_Delete(p);
+    return text;
+}
+
+static void
+outbox_subs_add(void *arg, const unsigned char id[IDENT_BYTES])
+{
+    struct outbox_subs *subs = arg;
+
+    if (subs->n == subs->cap) {
+        size_t cap = subs->cap ? 2 * subs->cap : 8;
+        void *more = realloc(subs->ids, cap * sizeof(*subs->ids));
+
+        if (more == NULL) {
+            subs->cap = (size_t)-1; /* marks the failure for outbox_subs_of */
+            return;
+        }
+        subs->ids = more, subs->cap = cap;
+    }
+    memcpy(subs->ids[subs->n++], id, IDENT_BYTES);
+}
+
+/* The enabled endpoints subscribed to type, read once per batch. NULL on failure. */
+static const struct outbox_subs *
+outbox_subs_of(outbox *self, struct outbox_batch *b, enum webhook_type type, errbuf *err)
+{
+    struct outbox_subs *subs = &b->subs[type];
+
+    if (subs->read)
+        return subs;
+    subs->n = 0;
+    if (webhook_endpoint_subscribed(self->endpoints, type, outbox_subs_add, subs, err) != RS_OK)
+        return NULL;
+    if (subs->cap == (size_t)-1) {
+        subs->cap = 0, free(subs->ids), subs->ids = NULL, subs->n = 0;
+        errbuf_set(err, "out of memory reading the endpoints of %s",
+                   webhook_endpoint_type_name(type));
+        return NULL;
+    }
+    subs->read = 1;
+    return subs;
+}
+
+/* Adds the message of webhook event `type` of event_text to the endpoint id:
+ * named by its webhook-id, keyed by the endpoint (one delivery at a time per
+ * endpoint, in order), no claim. */
+static int
+outbox_hook_add(struct outbox_batch *b, const char *event_text, enum webhook_type type,
+                const unsigned char endpoint[IDENT_BYTES], const char *payload, errbuf *err)
+{
+    struct outbox_hook *h;
+    cJSON *m;
+
+    if (b->n_hooks == b->cap_hooks) {
+        size_t cap = b->cap_hooks ? 2 * b->cap_hooks : 64;
+        struct outbox_hook *more = realloc(b->hooks, cap * sizeof(*more));
+
+        if (more == NULL)
+            return errbuf_set(err, "out of memory");
+        b->hooks = more, b->cap_hooks = cap;
+    }
+    h = &b->hooks[b->n_hooks];
+    ident_format((const char *)endpoint, IDENT_BYTES, h->key);
+    if (webhook_sig_id(event_text, h->key, (unsigned)type, h->id, err) != RS_OK)
+        return RS_ERR;
+    m = cJSON_CreateObject();
+    if (m != NULL) {
+        cJSON_AddStringToObject(m, "webhook_id", h->id);
+        cJSON_AddStringToObject(m, "endpoint_id", h->key);
+        cJSON_AddStringToObject(m, "event_id", event_text);
+        cJSON_AddStringToObject(m, "type", webhook_endpoint_type_name(type));
+        cJSON_AddStringToObject(m, "payload", payload);
+    }
+    h->text = m ? cJSON_PrintUnformatted(m) : NULL;
+    cJSON_Delete(m);
+    if (h->text == NULL)
+        return errbuf_set(err, "out of memory building the webhooks of event %s", event_text);
+    b->n_hooks++;
+    return RS_OK;
+}
+
+/* The webhook messages of the event on st's row, one per type it makes and
+ * enabled endpoint subscribed to that type. The payloads are made first: reading
+ * the endpoints may reconnect, taking st's row with it. */
+static int
+outbox_hooks_of(outbox *self, struct outbox_batch *b, db_stmt *st, enum outbox_event_kind kind,
+                const struct outbox_about *about, const char *event_text, errbuf *err)
+{
+    char *payloads[WEBHOOK_NTYPES] = {0};
+    unsigned types = outbox_event_webhook_types(kind);
+    int rc = RS_OK;
+
+    for (int t = 0; t < WEBHOOK_NTYPES && rc == RS_OK; t++)
+        if ((types & (1u << t)) && (payloads[t] = outbox_webhook_payload(
+                                        st, kind, (enum webhook_type)t, about, event_text)) == NULL)
+            rc = errbuf_set(err, "out of memory building the webhooks of event %s", event_text);
+    for (int t = 0; t < WEBHOOK_NTYPES && rc == RS_OK; t++) {
+        const struct outbox_subs *subs;
+
+        if (payloads[t] == NULL)
+            continue;
+        subs = outbox_subs_of(self, b, (enum webhook_type)t, err);
+        if (subs == NULL) {
+            rc = RS_ERR;
+            break;
+        }
+        for (size_t i = 0; i < subs->n && rc == RS_OK; i++)
+            rc = outbox_hook_add(b, event_text, (enum webhook_type)t, subs->ids[i], payloads[t],
+                                 err);
+    }
+    for (int t = 0; t < WEBHOOK_NTYPES; t++)
+        free(payloads[t]);
+    return rc;
+}
+
+/* Writes the batch's webhook messages (spool_put_batch: all or none). */
+static int
+outbox_hooks_put(outbox *self, struct outbox_batch *b, errbuf *err)
+{
+    if (b->n_hooks == 0)
+        return RS_OK;
+    free(b->hook_items);
+    b->hook_items = calloc(b->n_hooks, sizeof(*b->hook_items));
+    if (b->hook_items == NULL)
+        return errbuf_set(err, "out of memory");
+    for (size_t i = 0; i < b->n_hooks; i++)
+        b->hook_items[i] = (spool_item){.id = b->hooks[i].id,
+                                        .key = b->hooks[i].key,
+                                        .body = b->hooks[i].text,
+                                        .len = strlen(b->hooks[i].text)};
+    return spool_put_batch(self->webhook_queue, b->hook_items, b->n_hooks, err) < 0 ? RS_ERR
+                                                                                    : RS_OK;
+}
 
 /* Marks ended the claims of messages a put found already in the spool and
  * finished (done/ or dead/: a delivery whose end could not be marked, the
@@ -439,11 +725,12 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
     memset(ended, 0, sizeof(ended));
     for (size_t n = 0; n < (size_t)claimed; n++) {
         struct claim_work *w = &b->work[n];
-        enum outbox_kind kind;
+        int kind;
         size_t len;
         const char *ad, *bytes;
-        int manager, mail, found, pause;
-        struct order_view view;
+        int manager, mail, found = 1, pause, untaken;
+        struct order_view view = {0};
+        struct outbox_about about = {.order = &view, .hold = &b->hold};
         char order_text[IDENT_TEXT];
         long long rows;
 
@@ -458,14 +745,34 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
             orphan[n] = 1; /* cannot be: claimed from the outbox, kept with its product */
             continue;
         }
-        kind = outbox_kind_of(db_stmt_col(st, COL_KIND, NULL));
+        kind = outbox_event_kind_parse(db_stmt_col(st, COL_KIND, NULL));
+        if (kind < 0) {
+            /* A kind of a newer version: left waiting for it. */
+            log_warn("event=outbox_orphan outbox_event=%s kind=%s", w->event_text,
+                     db_stmt_col(st, COL_KIND, NULL));
+            orphan[n] = 1;
+            continue;
+        }
         manager = db_stmt_col(st, COL_AD_EMAIL, NULL) != NULL; /* nobody: no email */
+        untaken = db_stmt_col_int(st, COL_UNTAKEN) != 0;
         bytes = db_stmt_col(st, COL_PRODUCT, &len);
         ident_format(bytes, len, b->products[n]);
-        kinds[n] = outbox_kind_names[kind];
+        kinds[n] = outbox_event_kind_name((enum outbox_event_kind)kind);
         bytes = db_stmt_col(st, COL_ORDER, &len);
         ident_format(bytes, len, order_text);
-        found = order_get(self->orders, order_text, &view, err);
+        /* An event with no order where none is needed (hold_expired) is no
+         * orphan; its hold may have been pruned meanwhile: sent without its lines. */
+        if (outbox_event_has_order((enum outbox_event_kind)kind))
+            found = order_get(self->orders, order_text, &view, err);
+        else if (untaken) {
+            bytes = db_stmt_col(st, COL_HOLD, &len);
+            about.hold_found = bytes != NULL && len == IDENT_BYTES
+                                   ? hold_read(self->holds, (const unsigned char *)bytes,
+                                               HOLD_ANY_CLIENT, 0, &b->hold, err)
+                                   : 0;
+            if (about.hold_found < 0)
+                goto give_back;
+        }
         if (found < 0)
             goto give_back;
         /* A connection that broke and was made again under order_get took
@@ -481,15 +788,16 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
             continue;
         }
         ad = db_stmt_col(st, COL_AD, &len);
-        pause = kind == OUTBOX_EMPTY || kind == OUTBOX_SOLD_OUT;
-        has_ad[n] = (pause || (kind == OUTBOX_ARRIVED && view.sold_out)) && ad != NULL &&
-                    len == IDENT_BYTES;
+        pause = kind == OUTBOX_EVENT_STOCK_EMPTY || kind == OUTBOX_EVENT_SOLD_OUT;
+        has_ad[n] = (pause || (kind == OUTBOX_EVENT_STOCK_ARRIVED && view.sold_out)) &&
+                    ad != NULL && len == IDENT_BYTES;
         running[n] = !pause;
-        mail = kind == OUTBOX_REFUSED || (has_ad[n] && manager);
+        mail = kind == OUTBOX_EVENT_DELIVERY_REFUSED || (has_ad[n] && manager);
         if (has_ad[n])
             memcpy(ads[n], ad, IDENT_BYTES);
         /* Only the queues claimed: a takeover may hold one of the two. */
-        if ((kind == OUTBOX_EMPTY || kind == OUTBOX_REORDER) && w->epoch[CLAIM_FACTORY] > 0) {
+        if ((kind == OUTBOX_EVENT_STOCK_EMPTY || kind == OUTBOX_EVENT_REORDER) &&
+            w->epoch[CLAIM_FACTORY] > 0) {
             if (outbox_batch_add(b, CLAIM_FACTORY, n,
                                  outbox_factory_message(self, st, &view, w->event_text),
                                  err) != RS_OK)
@@ -498,15 +806,23 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
         }
         if (mail && w->epoch[CLAIM_MAIL] > 0) {
             if (outbox_batch_add(b, CLAIM_MAIL, n,
-                                 kind == OUTBOX_REFUSED
+                                 kind == OUTBOX_EVENT_DELIVERY_REFUSED
                                      ? outbox_refused_message(self, st, &view, w->event_text)
                                      : outbox_mail_message(st, &view, w->event_text, pause),
                                  err) != RS_OK)
                 goto give_back;
-            if (kind == OUTBOX_REFUSED)
+            if (kind == OUTBOX_EVENT_DELIVERY_REFUSED)
                 b->mail[b->n_mail - 1].key = NULL; /* an alert waits behind no other message */
             made[n][CLAIM_MAIL] = 1;
         }
+        /* Its webhook events: made by any sweep that handles the event before it
+         * is taken (fresh, taken back, taken over, or a late take), never after:
+         * a re-put on this host finds them there (same ids), and a takeover of
+         * an event taken already leaves them to the spool that has them. Last:
+         * reading the endpoints may take st's row. */
+        if (untaken && outbox_hooks_of(self, b, st, (enum outbox_event_kind)kind, &about,
+                                       w->event_text, err) != RS_OK)
+            goto give_back;
         derived[n] = 1;
     }
     /* A failed put marks nothing taken: the claims are given back, and the next
@@ -518,6 +834,10 @@ outbox_sweep_batch(outbox *self, struct outbox_batch *b, errbuf *err)
     }
     if (spool_put_batch(self->mail_queue, b->mail, b->n_mail, err) < 0) {
         self->spool_fault = spool_queue(self->mail_queue);
+        goto give_back;
+    }
+    if (outbox_hooks_put(self, b, err) != RS_OK) {
+        self->spool_fault = spool_queue(self->webhook_queue);
         goto give_back;
     }
     outbox_batch_ended(self->factory_queue, b->factory, b->factory_row, b->n_factory, ended,
@@ -604,7 +924,7 @@ outbox_sweep(outbox *self, errbuf *err)
         }
         total += n;
     } while (n == OUTBOX_BATCH);
-    free(b);
+    outbox_batch_free(b);
     return total;
 }
 

@@ -19,9 +19,10 @@
 typedef struct outbox outbox;
 
 /* conn, orders (on conn: it reads each event's order) and the spools stay the
- * caller's. */
+ * caller's; webhook_queue takes the webhook events (one message per type of an
+ * event and endpoint subscribed to it, docs/design.md §4.14). */
 outbox *outbox_new(const conf *cf, db *conn, order *orders, spool *factory_queue, spool *mail_queue,
-                   errbuf *err);
+                   spool *webhook_queue, errbuf *err);
 void outbox_destroy(outbox **self_p);
 
 /* Takes every waiting event and expired claim, in batches. Returns the number of
@@ -29,7 +30,7 @@ void outbox_destroy(outbox **self_p);
  * claims of the failed batch are given back). */
 int outbox_sweep(outbox *self, errbuf *err);
 
-/* After a sweep that failed: the queue ("factory", "mail") whose spool put failed
+/* After a sweep that failed: the queue ("factory", "mail", "webhook") whose spool put failed
  * (a disk fault: its events stay untaken until a later put succeeds), or NULL
  * when the failure was elsewhere (the database). */
 const char *outbox_spool_fault(const outbox *self);

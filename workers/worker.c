@@ -132,7 +132,7 @@ main(int argc, char **argv)
 {
     conf *cf = NULL;
     errbuf err = {{0}};
-    spool *factory_q = NULL, *mail_q = NULL, *callback_q = NULL;
+    spool *factory_q = NULL, *mail_q = NULL, *callback_q = NULL, *webhook_q = NULL;
     queue *factory_runner = NULL, *mail_runner = NULL, *callback_runner = NULL;
     spool *queues[3] = {NULL, NULL, NULL}; /* factory, mail, callback */
     bus_sub *bell = NULL;
@@ -196,7 +196,9 @@ main(int argc, char **argv)
     mail_q = factory_q ? spool_new(conf_str(cf, "spool_dir"), QUEUES_MAIL, &err) : NULL;
     /* Callbacks restock-callback accepted while the database was down. */
     callback_q = mail_q ? spool_new(conf_str(cf, "spool_dir"), DELIVERY_QUEUE, &err) : NULL;
-    if (callback_q == NULL)
+    /* The webhook events the sweep makes (docs/design.md §4.14). */
+    webhook_q = callback_q ? spool_new(conf_str(cf, "spool_dir"), QUEUES_WEBHOOK, &err) : NULL;
+    if (webhook_q == NULL)
         goto fail;
     queues[0] = factory_q;
     queues[1] = mail_q;
@@ -236,7 +238,7 @@ main(int argc, char **argv)
             log_info("event=db_durability_unchecked error=\"%s\"", derr.msg);
     }
     orders = order_new(conn, &err);
-    events = orders ? outbox_new(cf, conn, orders, factory_q, mail_q, &err) : NULL;
+    events = orders ? outbox_new(cf, conn, orders, factory_q, mail_q, webhook_q, &err) : NULL;
     policy = events ? reorder_new(cf, conn, orders, &err) : NULL;
     checkout_keys = policy ? checkout_key_new(conn, &err) : NULL;
     if (checkout_keys == NULL)
@@ -399,6 +401,7 @@ done:
     spool_destroy(&factory_q);
     spool_destroy(&mail_q);
     spool_destroy(&callback_q);
+    spool_destroy(&webhook_q);
     if (lock_fd >= 0)
         close(lock_fd);
     http_global_cleanup();
