@@ -414,29 +414,29 @@ outbox_webhook_data(db_stmt *st, enum outbox_event_kind kind, enum webhook_type 
         cJSON_AddNumberToObject(d, "quantity", (double)quantity);
         break;
     case WEBHOOK_ORDER_OPENED:
-        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddStringToObject(d, "factory_identifier", o->factory_identifier);
         cJSON_AddNumberToObject(d, "quantity", (double)quantity);
         cJSON_AddStringToObject(d, "reason",
                                 kind == OUTBOX_EVENT_STOCK_EMPTY ? "sold_out" : "reorder_point");
         break;
     case WEBHOOK_ORDER_SENT:
     case WEBHOOK_ORDER_OVERDUE:
-        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddStringToObject(d, "factory_identifier", o->factory_identifier);
         cJSON_AddNumberToObject(d, "quantity", (double)quantity);
         outbox_add_time(d, "sent_at", o->sent_us);
         break;
     case WEBHOOK_ORDER_FAILED:
-        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddStringToObject(d, "factory_identifier", o->factory_identifier);
         cJSON_AddNumberToObject(d, "quantity", (double)quantity);
         row_add_str(d, "reason", st, COL_REASON);
         break;
     case WEBHOOK_ORDER_FULFILLED:
-        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddStringToObject(d, "factory_identifier", o->factory_identifier);
         cJSON_AddNumberToObject(d, "quantity", (double)o->quantity);
         cJSON_AddNumberToObject(d, "delivered", (double)quantity);
         break;
     case WEBHOOK_DELIVERY_REFUSED:
-        cJSON_AddStringToObject(d, "factory", o->factory_identifier);
+        cJSON_AddStringToObject(d, "factory_identifier", o->factory_identifier);
         cJSON_AddNumberToObject(d, "quantity", (double)o->quantity);
         cJSON_AddNumberToObject(d, "claimed", (double)quantity);
         cJSON_AddStringToObject(d, "reason", "the callback claimed more than was ordered");

@@ -123,6 +123,8 @@ def body(t):
              p.stdout + p.stderr)
         t.is_(s.sql_value("SELECT service_level FROM product WHERE sku = '%s'" % SKU), "0.9500",
               "the target is stored as a fraction")
+        t.ok(s.wait_until(lambda: changes(s), timeout=60), "the worker's first sweep sets it")
+        t.is_(point_level(s), (0, 10), "nothing measured yet: point 0, level reorder_quantity 10")
 
         # 20 units a second, Poisson-like (variance 20): 100 in the 5 s lead time,
         # σ 10, normal law: ⌈100 + 1.645·10⌉ = 117; level 117 + 100.

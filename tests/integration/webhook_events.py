@@ -41,12 +41,12 @@ DATA_FIELDS = {
     "stock.reorder_point": ORDER_FIELDS | {"quantity"},
     "stock.sold_out": ORDER_FIELDS | {"quantity"},
     "stock.arrived": ORDER_FIELDS | {"quantity"},
-    "order.opened": ORDER_FIELDS | {"factory", "quantity", "reason"},
-    "order.sent": ORDER_FIELDS | {"factory", "quantity", "sent_at"},
-    "order.overdue": ORDER_FIELDS | {"factory", "quantity", "sent_at"},
-    "order.failed": ORDER_FIELDS | {"factory", "quantity", "reason"},
-    "order.fulfilled": ORDER_FIELDS | {"factory", "quantity", "delivered"},
-    "delivery.refused": ORDER_FIELDS | {"factory", "quantity", "claimed", "reason"},
+    "order.opened": ORDER_FIELDS | {"factory_identifier", "quantity", "reason"},
+    "order.sent": ORDER_FIELDS | {"factory_identifier", "quantity", "sent_at"},
+    "order.overdue": ORDER_FIELDS | {"factory_identifier", "quantity", "sent_at"},
+    "order.failed": ORDER_FIELDS | {"factory_identifier", "quantity", "reason"},
+    "order.fulfilled": ORDER_FIELDS | {"factory_identifier", "quantity", "delivered"},
+    "delivery.refused": ORDER_FIELDS | {"factory_identifier", "quantity", "claimed", "reason"},
     "hold.expired": {"event_id", "hold_id", "quantity", "expires_at", "lines"},
 }
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
