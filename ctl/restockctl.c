@@ -322,7 +322,7 @@ ctl_orders(conf *cf, int argc, char **argv, errbuf *err)
 
 /* --- products: reorder points ----------------------------------------------- */
 
-#define CTL_PRODUCT_FORMAT "%-12s %6s %6s %6s %6s %-4s %8s %9s %9s %9s %9s %10s %5s %s\n"
+#define CTL_PRODUCT_FORMAT "%-12s %6s %6s %6s %6s %-4s %8s %9s %9s %9s %9s %10s %5s %-10s %9s %7s\n"
 
 /* A duration in seconds as "3d4h", "12m30s", "40s"; "-" when negative. */
 static void
@@ -365,12 +365,13 @@ static void
 ctl_product_line(void *arg, const struct reorder_line *p)
 {
     char stock[24], held[24], point[24], level[24], on_order[24], rate[32], p50[32], p90[32],
-        lead[48], suggested[24], sellout[32], limit[24], target[96];
+        lead[48], suggested[24], sellout[32], limit[24], target[96], achieved[48], fill[24];
     int *printed = arg;
 
     if (!*printed)
         printf(CTL_PRODUCT_FORMAT, "sku", "stock", "held", "point", "level", "auto", "on_order",
-               "rate/min", "lead_p50", "lead_p90", "suggested", "sells_out", "limit", "target");
+               "rate/min", "lead_p50", "lead_p90", "suggested", "sells_out", "limit", "target",
+               "achieved", "fill");
     *printed = 1;
     snprintf(stock, sizeof(stock), "%lld", p->stock);
     snprintf(held, sizeof(held), "%lld", p->held);
@@ -396,9 +397,20 @@ ctl_product_line(void *arg, const struct reorder_line *p)
     else
         snprintf(limit, sizeof(limit), "-");
     ctl_target(p, target, sizeof(target));
+    /* The level achieved over service_window: cycles without a stock-out of the
+     * cycles ended, "93.3%/15"; units served of those asked for, "99.1%". */
+    if (p->cycles > 0)
+        snprintf(achieved, sizeof(achieved), "%.1f%%/%lld",
+                 100.0 * (double)(p->cycles - p->stockouts) / (double)p->cycles, p->cycles);
+    else
+        snprintf(achieved, sizeof(achieved), "-");
+    if (p->fill_rate >= 0)
+        snprintf(fill, sizeof(fill), "%.1f%%", 100.0 * p->fill_rate);
+    else
+        snprintf(fill, sizeof(fill), "-");
     printf(CTL_PRODUCT_FORMAT, p->sku ? p->sku : "-", stock, held, point, level,
            p->automatic ? "on" : "off", on_order, rate, p->has_factory ? p50 : "-",
-           p->has_factory ? lead : "-", suggested, sellout, limit, target);
+           p->has_factory ? lead : "-", suggested, sellout, limit, target, achieved, fill);
 }
 
 /* Opens the database, its orders and the reorder policy on them. */

@@ -187,6 +187,10 @@ static const struct conf_param conf_params[] = {
      "and its variance, which a product with a service_level orders from: long, so that a "
      "surge does not wash out what a normal week sells (announce a drop with `restockctl "
      "product set SKU surge=FACTOR surge_until=TIME`)."},
+    {"service_window", CONF_INT, "2592000", 60, 31536000, NULL, 0, NULL,
+     "Seconds over which the level achieved is measured: the order cycles that ended in "
+     "them (with and without a stock-out) and the fill rate (units served / units asked "
+     "for, an exponential average), shown by `restockctl products` and the metrics."},
     {"reorder_cover", CONF_INT, "0", 0, 31536000, NULL, 0, NULL,
      "Seconds of demand an order of a product with a service_level covers beyond its "
      "reorder point (its order-up-to level is the point plus that demand, at least "

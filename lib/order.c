@@ -33,6 +33,7 @@ enum order_stmt {
     ST_DUE,
     /* measurements */
     ST_LEAD_TIMES,
+    ST_CYCLES,
     ST_ON_ORDER,
     ST_TURNED_OF,
     /* reads */
@@ -103,6 +104,14 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                        " AND sent_at IS NOT NULL AND fulfilled_at >= sent_at"
                        " ORDER BY fulfilled_at DESC LIMIT ?",
                        DB_IDEMPOTENT},
+    /* The cycles that ended in the window, per product; ix_order_status leads
+     * with the status. */
+    [ST_CYCLES] = {"SELECT p.sku, COUNT(*), SUM(r.turned_away > 0) FROM replenishment_order r"
+                   " JOIN product p ON p.product_id = r.product_id"
+                   " WHERE r.status = 'fulfilled'"
+                   " AND r.fulfilled_at >= CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
+                   " GROUP BY p.sku ORDER BY p.sku",
+                   DB_IDEMPOTENT},
     [ST_ON_ORDER] = {"SELECT order_id, quantity, turned_away_units FROM replenishment_order"
                      " WHERE open_product_id = ?",
                      DB_IDEMPOTENT},
@@ -514,6 +523,21 @@ order_lead_times(order *self, const unsigned char factory_id[IDENT_BYTES], doubl
         return RS_ERR;
     while (n < max && db_stmt_next(st))
         secs[n++] = (double)db_stmt_col_int(st, 0) / 1e6;
+    return n;
+}
+
+int
+order_cycles_each(order *self, long window, order_cycles_fn fn, void *arg, errbuf *err)
+{
+    db_stmt *st = self->st[ST_CYCLES];
+    int n = 0;
+
+    if (db_stmt_exec(st, err, "i", (long long)window) < 0)
+        return RS_ERR;
+    while (db_stmt_next(st)) {
+        fn(arg, db_stmt_col(st, 0, NULL), db_stmt_col_int(st, 1), db_stmt_col_int(st, 2));
+        n++;
+    }
     return n;
 }
 

@@ -125,6 +125,15 @@ int order_each_due(order *self, void (*fn)(void *arg, const char *sku), void *ar
 int order_lead_times(order *self, const unsigned char factory_id[IDENT_BYTES], double *secs,
                      int max, errbuf *err);
 
+/* The order cycles that ended (fulfilled) in the last window seconds, per
+ * product, by sku: how many, and how many had a stock-out (a checkout turned away
+ * from the empty shelf while the order was on its way, turned_away > 0): the
+ * cycle service level achieved is 1 - stockouts / cycles (docs/design.md §3.7).
+ * fn is called once per product with at least one cycle. Returns how many, or
+ * RS_ERR. */
+typedef void (*order_cycles_fn)(void *arg, const char *sku, long long cycles, long long stockouts);
+int order_cycles_each(order *self, long window, order_cycles_fn fn, void *arg, errbuf *err);
+
 /* The product's unfinished order, if any. */
 struct order_unfinished {
     int exists;

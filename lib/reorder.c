@@ -46,7 +46,10 @@ enum {
     COL_SURGE_LEFT,    /* seconds until it ends */
     COL_DEMAND_MEAN,   /* units asked for per second over demand_window */
     COL_DEMAND_VAR,
-    COL_DEMAND_SECONDS /* seconds those have seen, up to demand_window */
+    COL_DEMAND_SECONDS, /* seconds those have seen, up to demand_window */
+    COL_FILL_ASKED,     /* units asked for per second over service_window */
+    COL_FILL_TURNED,    /* of which turned away from an empty shelf */
+    COL_FILL_SECONDS
 };
 
 #define REORDER_COLUMNS                                                                            \
@@ -57,7 +60,8 @@ enum {
     " d.order_id, d.order_turned_away_units, p.max_per_customer, p.held, p.service_level,"         \
     " IF(p.surge_until > UTC_TIMESTAMP(6), p.surge_factor, NULL),"                                 \
     " TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), p.surge_until),"                                     \
-    " d.demand_mean, d.demand_var, d.demand_seconds"                                               \
+    " d.demand_mean, d.demand_var, d.demand_seconds, d.fill_asked, d.fill_turned,"                 \
+    " d.fill_seconds"                                                                              \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"
 
 static const struct db_stmt_def reorder_sql[ST_COUNT] = {
@@ -66,13 +70,15 @@ static const struct db_stmt_def reorder_sql[ST_COUNT] = {
     /* A separate table: sampling never locks the hot product row. */
     [ST_SAMPLE] = {"INSERT INTO product_demand (product_id, sold_total, order_id,"
                    " order_turned_away_units, sampled_at, rate, demand_mean, demand_var,"
-                   " demand_seconds)"
-                   " VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP(6), ?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
+                   " demand_seconds, fill_asked, fill_turned, fill_seconds)"
+                   " VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP(6), ?, ?, ?, ?, ?, ?, ?)"
+                   " ON DUPLICATE KEY UPDATE"
                    " sold_total = VALUES(sold_total), order_id = VALUES(order_id),"
                    " order_turned_away_units = VALUES(order_turned_away_units),"
                    " sampled_at = VALUES(sampled_at), rate = VALUES(rate),"
                    " demand_mean = VALUES(demand_mean), demand_var = VALUES(demand_var),"
-                   " demand_seconds = VALUES(demand_seconds)",
+                   " demand_seconds = VALUES(demand_seconds), fill_asked = VALUES(fill_asked),"
+                   " fill_turned = VALUES(fill_turned), fill_seconds = VALUES(fill_seconds)",
                    DB_IDEMPOTENT},
     /* Only while the switch is on: an operator who turned it off meanwhile keeps
      * the point. */
@@ -277,6 +283,11 @@ reorder_settings(db_stmt *st, struct reorder_line *line)
     line->surge_left = line->surge > 0 ? (double)db_stmt_col_int(st, COL_SURGE_LEFT) : 0;
     line->demand_mean = reorder_col_double(st, COL_DEMAND_MEAN);
     line->demand_var = reorder_col_double(st, COL_DEMAND_VAR);
+    line->fill_rate = -1;
+    if (reorder_col_double(st, COL_FILL_ASKED) > 0)
+        line->fill_rate =
+            1.0 - reorder_col_double(st, COL_FILL_TURNED) / reorder_col_double(st, COL_FILL_ASKED);
+    line->cycles = line->stockouts = 0;
 }
 
 /* --- the worker's sweep ------------------------------------------------------- */
@@ -289,6 +300,7 @@ struct reorder_step {
     struct order_unfinished open; /* the unfinished order now, for the next sample */
     double rate;
     double demand_mean, demand_var, demand_seconds; /* over demand_window */
+    double fill_asked, fill_turned, fill_seconds;   /* over service_window */
     int sample;                                     /* write the sample */
     int move;                                       /* automatic: write point and level */
     long long point, level, old_point, old_level;
@@ -318,19 +330,39 @@ reorder_rate(double rate, long long sold, double age, long window)
  * it). The variance per second is that of units per sample divided by its length:
  * for demand independent from second to second it does not depend on how often
  * the worker samples. */
+static double
+reorder_weight(double seen, double age, long window)
+{
+    double weight = 1.0 - exp(-age / (double)window);
+
+    if (seen + age > 0 && age / (seen + age) > weight)
+        weight = age / (seen + age);
+    return weight;
+}
+
 static void
 reorder_demand(struct reorder_step *step, long long units, double age, long window)
 {
-    double weight = 1.0 - exp(-age / (double)window), dev;
+    double weight = reorder_weight(step->demand_seconds, age, window), dev;
 
     if (units < 0)
         units = 0;
-    if (step->demand_seconds + age > 0 && age / (step->demand_seconds + age) > weight)
-        weight = age / (step->demand_seconds + age);
     dev = (double)units - step->demand_mean * age;
     step->demand_mean += weight * ((double)units / age - step->demand_mean);
     step->demand_var += weight * (dev * dev / age - step->demand_var);
     step->demand_seconds = fmin(step->demand_seconds + age, (double)window);
+}
+
+/* The fill rate's two averages after a sample: units asked for and, of them,
+ * turned away, per second over service_window (weighted as the demand's). */
+static void
+reorder_fill(struct reorder_step *step, long long units, long long turned, double age, long window)
+{
+    double weight = reorder_weight(step->fill_seconds, age, window);
+
+    step->fill_asked += weight * ((double)(units > 0 ? units : 0) / age - step->fill_asked);
+    step->fill_turned += weight * ((double)(turned > 0 ? turned : 0) / age - step->fill_turned);
+    step->fill_seconds = fmin(step->fill_seconds + age, (double)window);
 }
 
 /* Decides the automatic point and level of a product; 1 when they move. A
@@ -427,6 +459,7 @@ reorder_sweep(reorder *self, errbuf *err)
     char(*skus)[ORDER_SKU_SIZE] = NULL;
     long window = conf_int(self->cf, "rate_window");
     long demand_window = conf_int(self->cf, "demand_window");
+    long service_window = conf_int(self->cf, "service_window");
     long long rows;
     size_t n = 0, cap = 0;
     int events = 0, rc = RS_ERR, due;
@@ -453,6 +486,9 @@ reorder_sweep(reorder *self, errbuf *err)
         step.demand_mean = line.demand_mean;
         step.demand_var = line.demand_var;
         step.demand_seconds = reorder_col_double(st, COL_DEMAND_SECONDS);
+        step.fill_asked = reorder_col_double(st, COL_FILL_ASKED);
+        step.fill_turned = reorder_col_double(st, COL_FILL_TURNED);
+        step.fill_seconds = reorder_col_double(st, COL_FILL_SECONDS);
         /* A product that sold nothing, had no order and has no rate left to
          * decay costs no statement: a large quiet catalogue stays cheap. */
         quiet = !db_stmt_col_is_null(st, COL_SAMPLE_SOLD) &&
@@ -468,6 +504,7 @@ reorder_sweep(reorder *self, errbuf *err)
 
                 step.rate = reorder_rate(step.rate, units, age, window);
                 reorder_demand(&step, units, age, demand_window);
+                reorder_fill(&step, units, asked, age, service_window);
             }
             step.sample = 1;
         }
@@ -500,16 +537,20 @@ reorder_sweep(reorder *self, errbuf *err)
     }
     for (size_t i = 0; i < n; i++) {
         struct reorder_step *s = &steps[i];
-        char rate[64], mean[64], var[64], seen[64];
+        char rate[64], mean[64], var[64], seen[64], fill_asked[64], fill_turned[64], fill_seen[64];
 
         snprintf(rate, sizeof(rate), "%.6f", s->rate);
         snprintf(mean, sizeof(mean), "%.9g", s->demand_mean);
         snprintf(var, sizeof(var), "%.9g", s->demand_var);
-        snprintf(seen, sizeof(seen), "%.3f", s->demand_seconds);
+        snprintf(seen, sizeof(seen), "%.9g", s->demand_seconds);
+        snprintf(fill_asked, sizeof(fill_asked), "%.9g", s->fill_asked);
+        snprintf(fill_turned, sizeof(fill_turned), "%.9g", s->fill_turned);
+        snprintf(fill_seen, sizeof(fill_seen), "%.9g", s->fill_seconds);
         if (s->sample &&
-            db_stmt_exec(self->st[ST_SAMPLE], err, "bibissss", s->product_id, (size_t)IDENT_BYTES,
-                         s->sold, s->open.exists ? s->open.order_id : NULL, (size_t)IDENT_BYTES,
-                         s->open.turned_away_units, rate, mean, var, seen) < 0)
+            db_stmt_exec(self->st[ST_SAMPLE], err, "bibisssssss", s->product_id,
+                         (size_t)IDENT_BYTES, s->sold, s->open.exists ? s->open.order_id : NULL,
+                         (size_t)IDENT_BYTES, s->open.turned_away_units, rate, mean, var, seen,
+                         fill_asked, fill_turned, fill_seen) < 0)
             goto done;
         if (!s->move)
             continue;
@@ -564,6 +605,110 @@ done:
     return rc;
 }
 
+/* --- the level achieved --------------------------------------------------------- */
+
+/* The order cycles of the service window, per sku, sorted for bsearch. */
+struct reorder_cycles {
+    struct reorder_cycle {
+        char *sku;
+        long long cycles, stockouts;
+    } * v;
+    size_t n, cap;
+    int failed;
+};
+
+static void
+reorder_cycles_add(void *arg, const char *sku, long long cycles, long long stockouts)
+{
+    struct reorder_cycles *l = arg;
+
+    if (l->failed || sku == NULL)
+        return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        struct reorder_cycle *more = realloc(l->v, cap * sizeof(*more));
+
+        if (more == NULL) {
+            l->failed = 1;
+            return;
+        }
+        l->v = more, l->cap = cap;
+    }
+    l->v[l->n].sku = strdup(sku);
+    if (l->v[l->n].sku == NULL) {
+        l->failed = 1;
+        return;
+    }
+    l->v[l->n].cycles = cycles;
+    l->v[l->n++].stockouts = stockouts;
+}
+
+static int
+reorder_cycles_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct reorder_cycle *)a)->sku, ((const struct reorder_cycle *)b)->sku);
+}
+
+static void
+reorder_cycles_free(struct reorder_cycles *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i].sku);
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+static int
+reorder_cycles_load(reorder *self, struct reorder_cycles *l, errbuf *err)
+{
+    memset(l, 0, sizeof(*l));
+    if (order_cycles_each(self->orders, conf_int(self->cf, "service_window"), reorder_cycles_add, l,
+                          err) < 0 ||
+        (l->failed && errbuf_set(err, "out of memory"))) {
+        reorder_cycles_free(l);
+        return RS_ERR;
+    }
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof(l->v[0]), reorder_cycles_cmp);
+    return RS_OK;
+}
+
+/* The cycles of line's sku into it (none: 0 and 0). */
+static void
+reorder_cycles_of(const struct reorder_cycles *l, struct reorder_line *line)
+{
+    struct reorder_cycle key = {.sku = (char *)(line->sku ? line->sku : "")}, *hit;
+
+    hit = l->n > 0 ? bsearch(&key, l->v, l->n, sizeof(l->v[0]), reorder_cycles_cmp) : NULL;
+    line->cycles = hit ? hit->cycles : 0;
+    line->stockouts = hit ? hit->stockouts : 0;
+}
+
+int
+reorder_report_service(reorder *self, reorder_service_fn fn, void *arg, errbuf *err)
+{
+    db_stmt *st = self->st[ST_PRODUCTS];
+    struct reorder_cycles cycles;
+    int rc = RS_ERR;
+
+    if (reorder_cycles_load(self, &cycles, err) != RS_OK)
+        return RS_ERR;
+    if (db_stmt_exec(st, err, "") < 0)
+        goto done;
+    while (db_stmt_next(st)) {
+        struct reorder_line line;
+
+        reorder_settings(st, &line);
+        reorder_cycles_of(&cycles, &line);
+        if (line.target > 0 || line.fill_rate >= 0 || line.cycles > 0)
+            fn(arg, &line);
+    }
+    rc = RS_OK;
+done:
+    reorder_cycles_free(&cycles);
+    return rc;
+}
+
 /* --- restockctl --------------------------------------------------------------- */
 
 int
@@ -571,18 +716,26 @@ reorder_each(reorder *self, void (*fn)(void *arg, const struct reorder_line *lin
              errbuf *err)
 {
     db_stmt *st = self->st[ST_PRODUCTS];
+    struct reorder_cycles cycles;
+    int rc = RS_ERR;
 
-    if (db_stmt_exec(st, err, "") < 0)
+    if (reorder_cycles_load(self, &cycles, err) != RS_OK)
         return RS_ERR;
+    if (db_stmt_exec(st, err, "") < 0)
+        goto done;
     while (db_stmt_next(st)) {
         struct reorder_line line;
 
         reorder_settings(st, &line);
         if (reorder_measure(self, st, &line, err) != RS_OK)
-            return RS_ERR;
+            goto done;
+        reorder_cycles_of(&cycles, &line);
         fn(arg, &line);
     }
-    return RS_OK;
+    rc = RS_OK;
+done:
+    reorder_cycles_free(&cycles);
+    return rc;
 }
 
 static const struct reorder_key {

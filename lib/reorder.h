@@ -47,11 +47,21 @@ struct reorder_line {
     double demand_mean, demand_var; /* units asked for per second, over demand_window */
     double lead_mean, lead_var;     /* seconds, seconds² (0 with fewer than two orders) */
     struct stock_policy policy;     /* computed when target is set: suggested = its point */
+    /* The level achieved over service_window (docs/design.md §3.7). */
+    double fill_rate;            /* units served / units asked for; -1: none asked */
+    long long cycles, stockouts; /* order cycles ended, and those with a stock-out */
 };
 
 /* Calls fn for every product, by sku. RS_OK or RS_ERR. */
 int reorder_each(reorder *self, void (*fn)(void *arg, const struct reorder_line *line), void *arg,
                  errbuf *err);
+
+/* Calls fn for every product with a service level target, a fill rate (units
+ * were asked for) or order cycles in service_window: the metrics' view, one
+ * query for the products and one for the cycles (no lead times, no policy).
+ * RS_OK or RS_ERR. */
+typedef void (*reorder_service_fn)(void *arg, const struct reorder_line *line);
+int reorder_report_service(reorder *self, reorder_service_fn fn, void *arg, errbuf *err);
 
 /* Sets the reorder settings of sku from "key=value" words (reorder_point,
  * reorder_level, reorder_quantity, reorder_auto, reorder_point_min,

@@ -10,6 +10,9 @@
 --                        units asked for per second and their variance per second,
 --                        exponential averages over demand_window, and how many
 --                        seconds they have seen (lib/reorder)
+-- product_demand.fill_asked, fill_turned, fill_seconds
+--                        the fill rate's: units asked for and turned away per
+--                        second over service_window
 ALTER TABLE product
   ADD COLUMN IF NOT EXISTS service_level DECIMAL(6,4) NULL DEFAULT NULL,
   ADD COLUMN IF NOT EXISTS surge_factor DECIMAL(9,3) NULL DEFAULT NULL,
@@ -32,4 +35,10 @@ ALTER TABLE product_demand
   ADD COLUMN IF NOT EXISTS demand_var DOUBLE NOT NULL DEFAULT 0
     COMMENT 'their variance per second',
   ADD COLUMN IF NOT EXISTS demand_seconds DOUBLE NOT NULL DEFAULT 0
-    COMMENT 'seconds the averages have seen, up to demand_window';
+    COMMENT 'seconds the averages have seen, up to demand_window',
+  ADD COLUMN IF NOT EXISTS fill_asked DOUBLE NOT NULL DEFAULT 0
+    COMMENT 'units asked for per second, averaged over service_window',
+  ADD COLUMN IF NOT EXISTS fill_turned DOUBLE NOT NULL DEFAULT 0
+    COMMENT 'of them, turned away from an empty shelf',
+  ADD COLUMN IF NOT EXISTS fill_seconds DOUBLE NOT NULL DEFAULT 0
+    COMMENT 'seconds those have seen, up to service_window';

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "order.h"
+#include "reorder.h"
 #include "scrape.h"
 
 #define SCRAPE_MAX_QUEUES 8
@@ -51,6 +52,7 @@ struct scrape {
     db *conn;
     order *orders;
     hold_report *holds;
+    reorder *policy; /* the service levels' view (reorder_report_service) */
     int db_down;
 };
 
@@ -116,6 +118,78 @@ scrape_write_holds(scrape *self, const struct hold_report_totals *totals, FILE *
             totals->holds, totals->overdue);
     if (hold_report_units_held(self->holds, scrape_units_held, out, &err) != RS_OK)
         log_warn("event=metrics_db_failed error=\"%s\"", err.msg);
+}
+
+/* One product's service level samples, buffered per family: the exposition
+ * format wants each family's samples together. */
+struct scrape_service {
+    FILE *family[4];
+};
+
+static void
+scrape_service_line(void *arg, const struct reorder_line *p)
+{
+    struct scrape_service *sv = arg;
+    const char *sku = p->sku != NULL ? p->sku : "";
+
+    if (p->target > 0) {
+        fputs("restock_service_level_target{sku=\"", sv->family[0]);
+        scrape_label(sv->family[0], sku);
+        fprintf(sv->family[0], "\"} %.4f\n", p->target);
+    }
+    if (p->cycles > 0) {
+        fputs("restock_service_level_achieved{sku=\"", sv->family[1]);
+        scrape_label(sv->family[1], sku);
+        fprintf(sv->family[1], "\"} %.6f\n",
+                (double)(p->cycles - p->stockouts) / (double)p->cycles);
+        for (int out = 0; out < 2; out++) {
+            fputs("restock_order_cycles{sku=\"", sv->family[2]);
+            scrape_label(sv->family[2], sku);
+            fprintf(sv->family[2], "\",stockout=\"%s\"} %lld\n", out ? "yes" : "no",
+                    out ? p->stockouts : p->cycles - p->stockouts);
+        }
+    }
+    if (p->fill_rate >= 0) {
+        fputs("restock_fill_rate{sku=\"", sv->family[3]);
+        scrape_label(sv->family[3], sku);
+        fprintf(sv->family[3], "\"} %.6f\n", p->fill_rate);
+    }
+}
+
+/* The level achieved beside the target (docs/design.md §3.7), per product that
+ * has a target, a fill rate or order cycles in service_window. */
+static void
+scrape_write_service(scrape *self, FILE *out)
+{
+    static const char *const help[4] = {
+        "# HELP restock_service_level_target The cycle service level the operator states "
+        "(product.service_level).\n# TYPE restock_service_level_target gauge\n",
+        "# HELP restock_service_level_achieved Order cycles ended in service_window without a "
+        "stock-out, of all that ended.\n# TYPE restock_service_level_achieved gauge\n",
+        "# HELP restock_order_cycles Order cycles ended in service_window, with and without a "
+        "stock-out.\n# TYPE restock_order_cycles gauge\n",
+        "# HELP restock_fill_rate Units served of units asked for, averaged over "
+        "service_window.\n# TYPE restock_fill_rate gauge\n"};
+    struct scrape_service sv = {{NULL}};
+    char *text[4] = {NULL};
+    size_t len[4] = {0};
+    errbuf err = {{0}};
+    int ok = 1, rc;
+
+    for (int i = 0; i < 4; i++)
+        ok &= (sv.family[i] = open_memstream(&text[i], &len[i])) != NULL;
+    rc = ok ? reorder_report_service(self->policy, scrape_service_line, &sv, &err) : RS_ERR;
+    for (int i = 0; i < 4; i++)
+        if (sv.family[i] != NULL)
+            fclose(sv.family[i]);
+    if (rc != RS_OK)
+        log_warn("event=metrics_db_failed error=\"%s\"", ok ? err.msg : "out of memory");
+    for (int i = 0; i < 4 && rc == RS_OK; i++) {
+        fputs(help[i], out);
+        fwrite(text[i], 1, len[i], out);
+    }
+    for (int i = 0; i < 4; i++)
+        free(text[i]);
 }
 
 /* The worker's own view: spool folders and orders. */
@@ -185,6 +259,7 @@ scrape_write_state(scrape *self, FILE *out)
                 "restock_orders_overdue %lld\n",
                 overdue);
         scrape_write_holds(self, &holds, out);
+        scrape_write_service(self, out);
     }
     fprintf(out,
             "# HELP restock_database_up 1 when the worker's scrape could read the orders.\n"
@@ -371,6 +446,7 @@ scrape_thread(void *arg)
             break;
         scrape_expire(self);
     }
+    reorder_destroy(&self->policy);
     hold_report_destroy(&self->holds);
     order_destroy(&self->orders);
     db_destroy(&self->conn);
@@ -451,6 +527,9 @@ scrape_new(const conf *cf, spool *const *queues, int nqueues, errbuf *err)
         goto fail;
     self->holds = hold_report_new(self->conn, err);
     if (self->holds == NULL)
+        goto fail;
+    self->policy = reorder_new(cf, self->conn, self->orders, err);
+    if (self->policy == NULL)
         goto fail;
     for (int i = 0; i < nqueues; i++)
         self->queues[i] = queues[i];

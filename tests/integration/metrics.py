@@ -20,6 +20,7 @@ import urllib.request
 
 from harness import Stack, free_port, run_tests
 from inbox import call_back
+from prom import metric, parse, scrape
 from replenish_common import (DONUT, STATES, factory_requests, received_mail, sell_out,
                               sim_config, spool_files)
 
@@ -29,30 +30,6 @@ ENV = {
     "RESTOCK_BACKOFF_MIN": "1",
     "RESTOCK_BACKOFF_MAX": "2",
 }
-LINE = re.compile(r'^([a-z_:]+)(?:\{(.*)\})? (\S+)$')
-
-
-def scrape(s):
-    with urllib.request.urlopen(s.info["METRICS_URL"], timeout=10) as r:
-        return r.status, r.headers.get("Content-Type"), r.read().decode()
-
-
-def parse(text):
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not line:
-            continue
-        m = LINE.match(line)
-        if m:
-            labels = frozenset(re.findall(r'(\w+)="([^"]*)"', m.group(2) or ""))
-            out[(m.group(1), labels)] = float(m.group(3))
-    return out
-
-
-def metric(s, name, **labels):
-    return parse(scrape(s)[2]).get((name, frozenset(labels.items())))
-
-
 def settles(s, name, want, **labels):
     """The metric reaches want (the worker acts asynchronously); returns its value."""
     s.wait_until(lambda: metric(s, name, **labels) == want, timeout=30)

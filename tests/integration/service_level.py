@@ -7,14 +7,19 @@ bounds, each change logged with its inputs; an announced surge multiplies the de
 until its end; a product without a target keeps the fixed margin; bad values are
 refused with one line and change nothing. The demand is an input the test writes as
 the product's measured averages (full window), not how fast a loop of requests ran;
-the lead time is lead_time_assumed (no order measured: no variance)."""
+the lead time is lead_time_assumed (no order measured: no variance). The level
+achieved: two order cycles of a product, one with a checkout turned away from its
+empty shelf and one ended before the shelf emptied, are 50 % in `restockctl products`
+and in the metrics, and its fill rate is the units served of those asked for."""
 
 import math
 import re
 
 from harness import Stack, run_tests
+from prom import metric
+from replenish_common import orders
 
-SKU, LEAD = "SL-1", 5
+SKU, LEAD, CYCLED = "SL-1", 5, "SL-2"
 
 
 def z(p):
@@ -187,12 +192,72 @@ def body(t):
                     " surge_factor, surge_until FROM product WHERE sku = '%s'" % SKU), before,
               "nothing changed")
 
+        achieved(t, s)
+
         # No target: the fixed margin again (rate x p90 lead time x 1.5).
         p = s.restockctl("product", "set", SKU, "service_level=off")
         t.ok(p.returncode == 0 and "reorder_auto=on" in p.stdout
              and "service_level=-" in p.stdout, "service_level=off: no target, mode kept",
              p.stdout)
         t.is_(products(s).get(SKU, {}).get("target"), "-", "restockctl products: no target")
+
+
+def achieved(t, s):
+    """Two cycles of CYCLED, one with a stock-out: 50 % achieved, fill 4 of 5."""
+    s.sql("INSERT INTO product (product_id, sku, name, price, stock, factory_id,"
+          " reorder_quantity) SELECT UNHEX('%s'), '%s', 'cycled donut', 1000, 2, factory_id, 5"
+          " FROM factory WHERE identifier = 'FF-SL'" % ("AE" * 16, CYCLED))
+    # The first sample only starts the count: the units come after it.
+    t.ok(s.wait_until(lambda: s.sql_value(
+        "SELECT COUNT(*) FROM product_demand d JOIN product p USING (product_id)"
+        " WHERE p.sku = '%s'" % CYCLED) == "1", timeout=30), "the worker samples the new product")
+
+    def buy(n):
+        return s.request("POST", "/checkout", {"sku": CYCLED, "quantity": n}).status
+
+    def fulfil(quantity):
+        open_ = [o for o in orders(s, CYCLED) if o["status"] != "fulfilled"]
+        p = s.restockctl("orders", "fulfil", open_[0]["id"], str(quantity)) if open_ else None
+        t.ok(p is not None and p.returncode == 0, "the cycle's order is fulfilled",
+             p and p.stderr)
+
+    # A cycle with a stock-out: the last 2 sold open the order, 1 more is turned away.
+    t.is_((buy(2), buy(1)), (200, 409), "two sold, the third turned away from the empty shelf")
+    # The worker samples the units turned away on the open order (a cycle that
+    # ended between two samples would not show its own: a second, at most).
+    t.ok(s.wait_until(lambda: s.sql_value(
+        "SELECT d.order_turned_away_units FROM product_demand d JOIN product p"
+        " USING (product_id) WHERE p.sku = '%s'" % CYCLED) == "1", timeout=30),
+         "the worker's sample counts the unit turned away")
+    fulfil(5)
+    # A cycle without: the point at 3, the order opens at 3 and arrives before 0.
+    s.restockctl("product", "set", CYCLED, "reorder_point=3", check=True)
+    t.is_(buy(2), 200, "two more sold: the stock at the point")
+    t.ok(s.wait_until(lambda: [o for o in orders(s, CYCLED) if o["status"] != "fulfilled"],
+                      timeout=30), "the point opens the next order")
+    fulfil(5)
+
+    def line():
+        return products(s).get(CYCLED, {})
+
+    t.ok(s.wait_until(lambda: line().get("fill") == "80.0%", timeout=30),
+         "restockctl products: fill 80.0%% (4 units served of 5 asked for)", line())
+    t.is_(line().get("achieved"), "50.0%/2",
+          "and 50.0%/2 achieved: one cycle of two without a stock-out")
+    t.is_(metric(s, "restock_service_level_achieved", sku=CYCLED), 0.5,
+          "restock_service_level_achieved{sku} 0.5")
+    t.is_((metric(s, "restock_order_cycles", sku=CYCLED, stockout="yes"),
+           metric(s, "restock_order_cycles", sku=CYCLED, stockout="no")), (1.0, 1.0),
+          "restock_order_cycles{sku,stockout}: 1 and 1")
+    fill = metric(s, "restock_fill_rate", sku=CYCLED)
+    t.ok(fill is not None and abs(fill - 0.8) < 1e-6, "restock_fill_rate{sku} 0.8",
+         (fill, s.sql("SELECT d.fill_asked, d.fill_turned, d.fill_seconds FROM product_demand d"
+                      " JOIN product p USING (product_id)"
+                      " WHERE p.sku = '%s'" % CYCLED)))
+    t.is_(metric(s, "restock_service_level_target", sku=SKU), 0.99,
+          "restock_service_level_target{sku} of the product with a target")
+    t.is_(metric(s, "restock_service_level_target", sku=CYCLED), None,
+          "and none for a product without one")
 
 
 if __name__ == "__main__":
