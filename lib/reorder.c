@@ -684,8 +684,12 @@ reorder_cycles_of(const struct reorder_cycles *l, struct reorder_line *line)
     line->stockouts = hit ? hit->stockouts : 0;
 }
 
-int
-reorder_report_service(reorder *self, reorder_service_fn fn, void *arg, errbuf *err)
+/* Every product's line, with its cycles: measured (lead times, the policy, on
+ * order: restockctl) or not (the metrics), and all of them or only those with a
+ * target, a fill rate or cycles. */
+static int
+reorder_walk(reorder *self, int measured, int service_only,
+             void (*fn)(void *arg, const struct reorder_line *line), void *arg, errbuf *err)
 {
     db_stmt *st = self->st[ST_PRODUCTS];
     struct reorder_cycles cycles;
@@ -699,8 +703,10 @@ reorder_report_service(reorder *self, reorder_service_fn fn, void *arg, errbuf *
         struct reorder_line line;
 
         reorder_settings(st, &line);
+        if (measured && reorder_measure(self, st, &line, err) != RS_OK)
+            goto done;
         reorder_cycles_of(&cycles, &line);
-        if (line.target > 0 || line.fill_rate >= 0 || line.cycles > 0)
+        if (!service_only || line.target > 0 || line.fill_rate >= 0 || line.cycles > 0)
             fn(arg, &line);
     }
     rc = RS_OK;
@@ -709,33 +715,19 @@ done:
     return rc;
 }
 
+int
+reorder_report_service(reorder *self, reorder_service_fn fn, void *arg, errbuf *err)
+{
+    return reorder_walk(self, 0, 1, fn, arg, err);
+}
+
 /* --- restockctl --------------------------------------------------------------- */
 
 int
 reorder_each(reorder *self, void (*fn)(void *arg, const struct reorder_line *line), void *arg,
              errbuf *err)
 {
-    db_stmt *st = self->st[ST_PRODUCTS];
-    struct reorder_cycles cycles;
-    int rc = RS_ERR;
-
-    if (reorder_cycles_load(self, &cycles, err) != RS_OK)
-        return RS_ERR;
-    if (db_stmt_exec(st, err, "") < 0)
-        goto done;
-    while (db_stmt_next(st)) {
-        struct reorder_line line;
-
-        reorder_settings(st, &line);
-        if (reorder_measure(self, st, &line, err) != RS_OK)
-            goto done;
-        reorder_cycles_of(&cycles, &line);
-        fn(arg, &line);
-    }
-    rc = RS_OK;
-done:
-    reorder_cycles_free(&cycles);
-    return rc;
+    return reorder_walk(self, 1, 0, fn, arg, err);
 }
 
 static const struct reorder_key {
