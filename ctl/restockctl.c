@@ -33,6 +33,7 @@
 #include "timetext.h"
 #include "utf8.h"
 #include "webhook_endpoint.h"
+#include "webhook_msg.h"
 
 struct ctl_command {
     const char *words; /* the command as typed, e.g. "db migrate" */
@@ -1070,32 +1071,113 @@ ctl_webhook_keep(void *arg, const struct webhook_endpoint_line *w)
     out->disabled_at = out->rotated_at = NULL; /* the row's text goes with the next query */
 }
 
-/* No delivery exists yet: it checks the endpoint and says so, and sends nothing
- * rather than pretend. */
+/* Puts a ping into the webhook queue (the message the sweep's fan-out makes, of
+ * type ping) and waits for its outcome; the worker's delivery threads look for
+ * new messages at least once a second. */
+static int
+ctl_webhook_ping_put(conf *cf, const char *endpoint, spool **sp, char wid[WEBHOOK_SIG_ID_SIZE],
+                     errbuf *err)
+{
+    unsigned char bin[IDENT_BYTES];
+    char event[IDENT_TEXT], *payload, *body = NULL;
+    struct timespec now;
+    int rc = RS_ERR;
+
+    ident_new(bin);
+    ident_format(bin, sizeof(bin), event);
+    clock_gettime(CLOCK_REALTIME, &now);
+    payload = webhook_msg_ping_payload(event, endpoint, &now);
+    if (payload == NULL) {
+        errbuf_set(err, "out of memory");
+        goto done;
+    }
+    if (webhook_msg_make(event, endpoint, WEBHOOK_PING, payload, wid, &body, err) != RS_OK ||
+        ctl_drop_to_spool_owner(cf, err) != RS_OK)
+        goto done;
+    *sp = spool_new(conf_str(cf, "spool_dir"), QUEUES_WEBHOOK, err);
+    if (*sp == NULL || spool_put(*sp, wid, endpoint, body, strlen(body), err) < 0)
+        goto done;
+    rc = RS_OK;
+done:
+    free(body);
+    free(payload);
+    return rc;
+}
+
 static int
 ctl_webhook_ping(conf *cf, int argc, char **argv, errbuf *err)
 {
     struct webhook_endpoint_line w = {0};
     webhook_endpoint *hooks;
+    char wid[WEBHOOK_SIG_ID_SIZE], id[IDENT_TEXT];
+    unsigned char bin[IDENT_BYTES];
+    spool *sp = NULL;
     db *conn;
+    long long wait = 10;
+    char *end = NULL;
+    struct timespec pause = {0, 100 * 1000 * 1000};
+    time_t deadline;
     int rc;
 
-    if (argc != 1)
-        return errbuf_set(err, "usage: restockctl webhook ping ID");
+    if (argc == 3 && strcmp(argv[1], "--wait") == 0)
+        wait = strtoll(argv[2], &end, 10);
+    else if (argc != 1)
+        return errbuf_set(err, "usage: restockctl webhook ping ID [--wait SECONDS]");
+    if (end != NULL && (*argv[2] == '\0' || *end != '\0' || wait < 0 || wait > 86400))
+        return errbuf_set(err, "--wait \"%s\": expected seconds, 0 to 86400", argv[2]);
+    if (ident_parse(argv[0], bin) != 0)
+        return errbuf_set(err, "\"%s\" is not an endpoint id (a UUID, as webhook list shows)",
+                          argv[0]);
+    ident_format(bin, sizeof(bin), id); /* canonical: the spool key of its events */
     if (ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
         return RS_ERR;
-    rc = webhook_endpoint_get(hooks, argv[0], 0, ctl_webhook_keep, &w, err);
+    rc = webhook_endpoint_get(hooks, id, 0, ctl_webhook_keep, &w, err);
     ctl_close_webhooks(&conn, &hooks);
     if (rc < 0)
         return RS_ERR;
     if (w.status != WEBHOOK_ENABLED)
-        return errbuf_set(err, "webhook endpoint %s is %s: nothing sent (enable it first)", argv[0],
+        return errbuf_set(err, "webhook endpoint %s is %s: nothing sent (enable it first)", id,
                           webhook_endpoint_status_name(w.status));
-    return errbuf_set(err,
-                      "webhook endpoint %s exists and is enabled, but no ping was sent: "
-                      "delivery comes with the worker's webhook queue, which this version "
-                      "does not have yet",
-                      argv[0]);
+    if (ctl_webhook_ping_put(cf, id, &sp, wid, err) != RS_OK) {
+        spool_destroy(&sp);
+        return RS_ERR;
+    }
+    printf("ping %s queued for webhook endpoint %s\n", wid, id);
+    fflush(stdout);
+    rc = RS_OK;
+    for (deadline = time(NULL) + (time_t)wait; wait > 0;) {
+        spool_msg *m = NULL;
+        int found = spool_get(sp, wid, &m, err);
+        enum spool_state state = found == 1 ? spool_msg_state(m) : SPOOL_INCOMING;
+        char last[CTL_SAFE_SIZE];
+
+        if (found < 0) {
+            rc = RS_ERR;
+            break;
+        }
+        ctl_safe(found == 1 ? spool_msg_last_error(m) : NULL, last, sizeof(last));
+        if (state == SPOOL_DONE) {
+            printf("delivered\n");
+        } else if (state == SPOOL_DEAD) {
+            rc = errbuf_set(err, "ping %s dead: %s", wid, last);
+        } else if (time(NULL) >= deadline) {
+            rc = found == 1 && spool_msg_last_error(m) != NULL
+                     ? errbuf_set(err, "ping %s not delivered in %lld s (%s); last error: %s", wid,
+                                  wait, spool_state_name(state), last)
+                     : errbuf_set(err,
+                                  "ping %s not delivered in %lld s (%s, not tried yet: is "
+                                  "restock-worker running?)",
+                                  wid, wait, spool_state_name(state));
+        } else {
+            spool_msg_destroy(&m);
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        spool_msg_destroy(&m);
+        break;
+    }
+    spool_destroy(&sp);
+    return rc;
 }
 
 /* Root's: publishes the public half of the worker's webhook_key, which restockctl
@@ -1149,7 +1231,8 @@ static const struct ctl_command ctl_commands[] = {
     {"webhook enable", "ID", "send to a disabled endpoint again", ctl_webhook_enable},
     {"webhook rotate", "ID", "a new secret, printed once; the old one signs for a while",
      ctl_webhook_rotate},
-    {"webhook ping", "ID", "check an endpoint (delivery comes with the webhook queue)",
+    {"webhook ping", "ID [--wait S]",
+     "send a ping event; waits S s (10; 0: not) for delivered, or says the last error",
      ctl_webhook_ping},
     {"webhook key", "", "publish the public half of webhook_key (root)", ctl_webhook_key},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},
