@@ -195,6 +195,35 @@ ctl_status_line(void *arg, const char *status, long long count)
     *printed = 1;
 }
 
+/* Text that came from outside (a factory's answer, a relay's reply) as the
+ * terminal may show it: valid UTF-8, control characters as escapes. Rows and
+ * files written before restock sanitized such text may still hold raw bytes.
+ * "-" for NULL. */
+static const char *
+ctl_safe(const char *s, char *out, size_t size)
+{
+    if (s == NULL)
+        return "-";
+    utf8_sanitize(s, strlen(s), out, size);
+    return out;
+}
+
+#define CTL_SAFE_SIZE UTF8_SANITIZED_SIZE(4000)
+
+/* The first deferred message's last error, for status (the walk stops there). */
+static int
+ctl_status_waiting(void *arg, const char *name, const spool_msg *m, const char *problem)
+{
+    char *out = arg;
+
+    (void)name;
+    (void)problem;
+    if (m == NULL || spool_msg_last_error(m) == NULL || *spool_msg_last_error(m) == '\0')
+        return 0;
+    ctl_safe(spool_msg_last_error(m), out, CTL_SAFE_SIZE);
+    return 1;
+}
+
 static int
 ctl_status(conf *cf, int argc, char **argv, errbuf *err)
 {
@@ -228,6 +257,14 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
         ctl_time(oldest, when, sizeof(when));
         printf("  %s\n", oldest ? when : "none");
     }
+    for (int i = 0; i < QUEUES_COUNT && rc == RS_OK; i++) {
+        /* Webhooks wait for what the operator must fix (no webhook_key, a
+         * disabled or failing endpoint): the oldest deferred one says why. */
+        char last[CTL_SAFE_SIZE];
+        if (strcmp(queues_names[i], QUEUES_WEBHOOK) == 0 &&
+            spool_each(queues[i], SPOOL_DEFERRED, ctl_status_waiting, last, err) == 1)
+            printf("webhook deliveries waiting; the oldest deferred one's last error: %s\n", last);
+    }
     ctl_close_queues(queues);
     if (rc != RS_OK)
         return RS_ERR;
@@ -252,21 +289,6 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
     ctl_close_orders(&conn, &orders);
     return statuses < 0 ? errbuf_prefix(err, "orders") : RS_OK;
 }
-
-/* Text that came from outside (a factory's answer, a relay's reply) as the
- * terminal may show it: valid UTF-8, control characters as escapes. Rows and
- * files written before restock sanitized such text may still hold raw bytes.
- * "-" for NULL. */
-static const char *
-ctl_safe(const char *s, char *out, size_t size)
-{
-    if (s == NULL)
-        return "-";
-    utf8_sanitize(s, strlen(s), out, size);
-    return out;
-}
-
-#define CTL_SAFE_SIZE UTF8_SANITIZED_SIZE(4000)
 
 #define CTL_ORDER_FORMAT "%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %-8s %s\n"
 
