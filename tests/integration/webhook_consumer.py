@@ -2,18 +2,34 @@
 reference library standardwebhooks, run with Debian's /usr/bin/node): started in
 a stack's folder, its deliveries read back from its log, its answers steered, and
 endpoints registered with `restockctl webhook add` (a stack that delivers to it
-sets webhook_allow = loopback)."""
+sets webhook_allow = loopback: configure(s, webhook_allow="loopback"))."""
 
 import json
 import os
 import re
-import subprocess
+import signal
 import urllib.request
 
 from harness import SRCDIR, spawn, stop_process, wait_until
 
 NODE = "/usr/bin/node"
 CONSUMER = os.path.join(SRCDIR, "tests", "webhooks", "consumer.js")
+
+
+def configure(s, **settings):
+    """Sets keys in the stack's restock.conf; with a running worker, reloads it
+    and waits for the reload."""
+    path = s.info["RESTOCK_CONFIG"]
+    with open(path) as f:
+        lines = [l for l in f if l.split("=")[0].strip() not in settings]
+    lines += ["%s = %s\n" % kv for kv in settings.items()]
+    with open(path, "w") as f:
+        f.writelines(lines)
+    if os.path.exists(os.path.join(s.dir, "pid", "worker.pid")):
+        before = s.log("worker").count("event=reloaded")
+        s.signal("worker", signal.SIGHUP)
+        s.wait_until(lambda: s.log("worker").count("event=reloaded") > before)
+
 
 
 class Consumer:

@@ -25,12 +25,11 @@ import email.utils
 import json
 import os
 import re
-import signal
 import urllib.request
 
 from harness import Stack, run_tests
 from inbox import inbox, wait_mails
-from webhook_consumer import Consumer
+from webhook_consumer import Consumer, configure
 
 STATES = ("incoming", "active", "deferred", "dead", "done")
 WID = re.compile(r"^ping (msg_[A-Za-z0-9_-]{44}) queued for webhook endpoint ", re.M)
@@ -38,21 +37,6 @@ WID = re.compile(r"^ping (msg_[A-Za-z0-9_-]{44}) queued for webhook endpoint ", 
 # them (environment variables would win over the file).
 SETTINGS = {"webhook_allow": "loopback", "backoff_min": "1", "backoff_max": "1",
             "webhook_timeout": "30", "log_level": "debug"}
-
-
-def configure(s, **settings):
-    """Sets keys in the stack's restock.conf; with a running worker, reloads it
-    and waits for the reload."""
-    path = s.info["RESTOCK_CONFIG"]
-    with open(path) as f:
-        lines = [l for l in f if l.split("=")[0].strip() not in settings]
-    lines += ["%s = %s\n" % kv for kv in settings.items()]
-    with open(path, "w") as f:
-        f.writelines(lines)
-    if os.path.exists(os.path.join(s.dir, "pid", "worker.pid")):
-        before = s.log("worker").count("event=reloaded")
-        s.signal("worker", signal.SIGHUP)
-        s.wait_until(lambda: s.log("worker").count("event=reloaded") > before)
 
 
 def ping(t, s, endpoint, wait="0"):
