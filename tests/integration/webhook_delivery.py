@@ -12,7 +12,8 @@ Covered: 2xx delivered and verified (a delivery signed with another secret is
 rejected by the library); one endpoint's events one at a time and in order, a slow
 endpoint delaying neither another endpoint nor the mail queue; 410 disables the
 endpoint (operators told once), its messages wait unsent and go once it is enabled;
-Retry-After in seconds and as an HTTP-date honoured, capped at backoff_max x 12;
+Retry-After in seconds and as an HTTP-date honoured, at least 1 s, at most
+backoff_max x 12;
 rotation verified with the old and with the new secret; a consumer that is down
 (connection refused) gets the event once it is up; an endpoint failing longer than
 webhook_disable_after disabled (operators told once); webhook_lifetime -> dead with
@@ -205,6 +206,11 @@ def test_retry_after(t, s, c):
     wait, head = due_in(s, wid, got[2])
     t.ok(3 <= wait <= 6.5, "503 with Retry-After as an HTTP-date 5 s ahead: due then",
          (wait, when, head))
+    c.steer("/ra", status=503, retry_after="0")
+    got = c.wait_records("/ra", 4, timeout=20)
+    wait, head = due_in(s, wid, got[3])
+    t.ok(0 <= wait <= 2.5 and "(Retry-After: 1 s)" in head.get("last-error", ""),
+         "503 with Retry-After: 0: waits 1 s at least", (wait, head))
     c.steer("/ra", status=200, retry_after=None)
     t.ok(wait_state(s, wid, "done"), "answered 200 at last: delivered")
     return ra
@@ -321,7 +327,7 @@ def test_metrics_and_egress(t, s, c, a, slow, gone, ra, d):
     t.ok(metric(text, name, endpoint=a, result="delivered") >= 5 and
          metric(text, name, endpoint=slow, result="delivered") == 2 and
          metric(text, name, endpoint=gone, result="gone") == 1 and
-         metric(text, name, endpoint=ra, result="retry_after") == 3 and
+         metric(text, name, endpoint=ra, result="retry_after") == 4 and
          metric(text, name, endpoint=d, result="failed") >= 2,
          "restock_webhook_deliveries_total by endpoint and result",
          [l for l in text.splitlines() if l.startswith("restock_webhook")])
