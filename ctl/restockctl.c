@@ -33,6 +33,7 @@
 #include "timetext.h"
 #include "utf8.h"
 #include "webhook_endpoint.h"
+#include "webhook_msg.h"
 
 struct ctl_command {
     const char *words; /* the command as typed, e.g. "db migrate" */
@@ -194,6 +195,35 @@ ctl_status_line(void *arg, const char *status, long long count)
     *printed = 1;
 }
 
+/* Text that came from outside (a factory's answer, a relay's reply) as the
+ * terminal may show it: valid UTF-8, control characters as escapes. Rows and
+ * files written before restock sanitized such text may still hold raw bytes.
+ * "-" for NULL. */
+static const char *
+ctl_safe(const char *s, char *out, size_t size)
+{
+    if (s == NULL)
+        return "-";
+    utf8_sanitize(s, strlen(s), out, size);
+    return out;
+}
+
+#define CTL_SAFE_SIZE UTF8_SANITIZED_SIZE(4000)
+
+/* The first deferred message's last error, for status (the walk stops there). */
+static int
+ctl_status_waiting(void *arg, const char *name, const spool_msg *m, const char *problem)
+{
+    char *out = arg;
+
+    (void)name;
+    (void)problem;
+    if (m == NULL || spool_msg_last_error(m) == NULL || *spool_msg_last_error(m) == '\0')
+        return 0;
+    ctl_safe(spool_msg_last_error(m), out, CTL_SAFE_SIZE);
+    return 1;
+}
+
 static int
 ctl_status(conf *cf, int argc, char **argv, errbuf *err)
 {
@@ -227,6 +257,14 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
         ctl_time(oldest, when, sizeof(when));
         printf("  %s\n", oldest ? when : "none");
     }
+    for (int i = 0; i < QUEUES_COUNT && rc == RS_OK; i++) {
+        /* Webhooks wait for what the operator must fix (no webhook_key, a
+         * disabled or failing endpoint): the oldest deferred one says why. */
+        char last[CTL_SAFE_SIZE];
+        if (strcmp(queues_names[i], QUEUES_WEBHOOK) == 0 &&
+            spool_each(queues[i], SPOOL_DEFERRED, ctl_status_waiting, last, err) == 1)
+            printf("webhook deliveries waiting; the oldest deferred one's last error: %s\n", last);
+    }
     ctl_close_queues(queues);
     if (rc != RS_OK)
         return RS_ERR;
@@ -251,21 +289,6 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
     ctl_close_orders(&conn, &orders);
     return statuses < 0 ? errbuf_prefix(err, "orders") : RS_OK;
 }
-
-/* Text that came from outside (a factory's answer, a relay's reply) as the
- * terminal may show it: valid UTF-8, control characters as escapes. Rows and
- * files written before restock sanitized such text may still hold raw bytes.
- * "-" for NULL. */
-static const char *
-ctl_safe(const char *s, char *out, size_t size)
-{
-    if (s == NULL)
-        return "-";
-    utf8_sanitize(s, strlen(s), out, size);
-    return out;
-}
-
-#define CTL_SAFE_SIZE UTF8_SANITIZED_SIZE(4000)
 
 #define CTL_ORDER_FORMAT "%-36s %-10s %5s %-9s %3s %-19s %-19s %-19s %9s %-8s %s\n"
 
@@ -1107,32 +1130,113 @@ ctl_webhook_keep(void *arg, const struct webhook_endpoint_line *w)
     out->disabled_at = out->rotated_at = NULL; /* the row's text goes with the next query */
 }
 
-/* No delivery exists yet: it checks the endpoint and says so, and sends nothing
- * rather than pretend. */
+/* Puts a ping into the webhook queue (the message the sweep's fan-out makes, of
+ * type ping) and waits for its outcome; the worker's delivery threads look for
+ * new messages at least once a second. */
+static int
+ctl_webhook_ping_put(conf *cf, const char *endpoint, spool **sp, char wid[WEBHOOK_SIG_ID_SIZE],
+                     errbuf *err)
+{
+    unsigned char bin[IDENT_BYTES];
+    char event[IDENT_TEXT], *payload, *body = NULL;
+    struct timespec now;
+    int rc = RS_ERR;
+
+    ident_new(bin);
+    ident_format(bin, sizeof(bin), event);
+    clock_gettime(CLOCK_REALTIME, &now);
+    payload = webhook_msg_ping_payload(event, endpoint, &now);
+    if (payload == NULL) {
+        errbuf_set(err, "out of memory");
+        goto done;
+    }
+    if (webhook_msg_make(event, endpoint, WEBHOOK_PING, payload, wid, &body, err) != RS_OK ||
+        ctl_drop_to_spool_owner(cf, err) != RS_OK)
+        goto done;
+    *sp = spool_new(conf_str(cf, "spool_dir"), QUEUES_WEBHOOK, err);
+    if (*sp == NULL || spool_put(*sp, wid, endpoint, body, strlen(body), err) < 0)
+        goto done;
+    rc = RS_OK;
+done:
+    free(body);
+    free(payload);
+    return rc;
+}
+
 static int
 ctl_webhook_ping(conf *cf, int argc, char **argv, errbuf *err)
 {
     struct webhook_endpoint_line w = {0};
     webhook_endpoint *hooks;
+    char wid[WEBHOOK_SIG_ID_SIZE], id[IDENT_TEXT];
+    unsigned char bin[IDENT_BYTES];
+    spool *sp = NULL;
     db *conn;
+    long long wait = 10;
+    char *end = NULL;
+    struct timespec pause = {0, 100 * 1000 * 1000};
+    time_t deadline;
     int rc;
 
-    if (argc != 1)
-        return errbuf_set(err, "usage: restockctl webhook ping ID");
+    if (argc == 3 && strcmp(argv[1], "--wait") == 0)
+        wait = strtoll(argv[2], &end, 10);
+    else if (argc != 1)
+        return errbuf_set(err, "usage: restockctl webhook ping ID [--wait SECONDS]");
+    if (end != NULL && (*argv[2] == '\0' || *end != '\0' || wait < 0 || wait > 86400))
+        return errbuf_set(err, "--wait \"%s\": expected seconds, 0 to 86400", argv[2]);
+    if (ident_parse(argv[0], bin) != 0)
+        return errbuf_set(err, "\"%s\" is not an endpoint id (a UUID, as webhook list shows)",
+                          argv[0]);
+    ident_format(bin, sizeof(bin), id); /* canonical: the spool key of its events */
     if (ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
         return RS_ERR;
-    rc = webhook_endpoint_get(hooks, argv[0], 0, ctl_webhook_keep, &w, err);
+    rc = webhook_endpoint_get(hooks, id, 0, ctl_webhook_keep, &w, err);
     ctl_close_webhooks(&conn, &hooks);
     if (rc < 0)
         return RS_ERR;
     if (w.status != WEBHOOK_ENABLED)
-        return errbuf_set(err, "webhook endpoint %s is %s: nothing sent (enable it first)", argv[0],
+        return errbuf_set(err, "webhook endpoint %s is %s: nothing sent (enable it first)", id,
                           webhook_endpoint_status_name(w.status));
-    return errbuf_set(err,
-                      "webhook endpoint %s exists and is enabled, but no ping was sent: "
-                      "delivery comes with the worker's webhook queue, which this version "
-                      "does not have yet",
-                      argv[0]);
+    if (ctl_webhook_ping_put(cf, id, &sp, wid, err) != RS_OK) {
+        spool_destroy(&sp);
+        return RS_ERR;
+    }
+    printf("ping %s queued for webhook endpoint %s\n", wid, id);
+    fflush(stdout);
+    rc = RS_OK;
+    for (deadline = time(NULL) + (time_t)wait; wait > 0;) {
+        spool_msg *m = NULL;
+        int found = spool_get(sp, wid, &m, err);
+        enum spool_state state = found == 1 ? spool_msg_state(m) : SPOOL_INCOMING;
+        char last[CTL_SAFE_SIZE];
+
+        if (found < 0) {
+            rc = RS_ERR;
+            break;
+        }
+        ctl_safe(found == 1 ? spool_msg_last_error(m) : NULL, last, sizeof(last));
+        if (state == SPOOL_DONE) {
+            printf("delivered\n");
+        } else if (state == SPOOL_DEAD) {
+            rc = errbuf_set(err, "ping %s dead: %s", wid, last);
+        } else if (time(NULL) >= deadline) {
+            rc = found == 1 && spool_msg_last_error(m) != NULL
+                     ? errbuf_set(err, "ping %s not delivered in %lld s (%s); last error: %s", wid,
+                                  wait, spool_state_name(state), last)
+                     : errbuf_set(err,
+                                  "ping %s not delivered in %lld s (%s, not tried yet: is "
+                                  "restock-worker running?)",
+                                  wid, wait, spool_state_name(state));
+        } else {
+            spool_msg_destroy(&m);
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        spool_msg_destroy(&m);
+        break;
+    }
+    spool_destroy(&sp);
+    return rc;
 }
 
 /* Root's: publishes the public half of the worker's webhook_key, which restockctl
@@ -1186,7 +1290,8 @@ static const struct ctl_command ctl_commands[] = {
     {"webhook enable", "ID", "send to a disabled endpoint again", ctl_webhook_enable},
     {"webhook rotate", "ID", "a new secret, printed once; the old one signs for a while",
      ctl_webhook_rotate},
-    {"webhook ping", "ID", "check an endpoint (delivery comes with the webhook queue)",
+    {"webhook ping", "ID [--wait S]",
+     "send a ping event; waits S s (10; 0: not) for delivered, or says the last error",
      ctl_webhook_ping},
     {"webhook key", "", "publish the public half of webhook_key (root)", ctl_webhook_key},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},

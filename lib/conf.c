@@ -248,6 +248,17 @@ static const struct conf_param conf_params[] = {
      "Seconds an endpoint's previous secret still signs after `restockctl webhook rotate` "
      "(each delivery then carries both signatures), unless it is rotated again sooner; 0: "
      "the old secret stops at once."},
+    {"webhook_lifetime", CONF_INT, "259200", 1, 31536000, NULL, 0, NULL,
+     "Seconds a webhook event is retried (failures, Retry-After, a disabled endpoint), "
+     "counted from its creation, before it moves to dead/ and operators are told."},
+    {"webhook_disable_after", CONF_INT, "432000", 1, 31536000, NULL, 0, NULL,
+     "Seconds an endpoint may keep failing (no 2xx since its first failure) before the "
+     "worker disables it (status failing) and operators are told."},
+    {"webhook_threads", CONF_INT, "4", 1, 64, NULL, 0, NULL,
+     "Webhook deliveries in flight at once (each endpoint has at most one: its events go "
+     "out in order)."},
+    {"webhook_timeout", CONF_INT, "10", 1, 600, NULL, 0, NULL,
+     "Seconds one webhook delivery (connection, request and answer) may take."},
 };
 
 #define CONF_NPARAMS (sizeof(conf_params) / sizeof(conf_params[0]))

@@ -1,8 +1,10 @@
 /* http: JSON POSTs over libcurl (see http.h). */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -14,7 +16,8 @@ struct http {
     char *body; /* the last answer's body, NUL-terminated, at most HTTP_BODY_MAX */
     size_t len, cap;
     enum http_failure failure;
-    const egress_policy *egress; /* NULL: requests are not guarded */
+    char retry_after[HTTP_RETRY_AFTER_MAX]; /* the last answer's Retry-After, "" for none */
+    const egress_policy *egress;            /* NULL: requests are not guarded */
     struct egress_verdict verdict;
 };
 
@@ -133,6 +136,37 @@ http_write(char *data, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* Keeps the value of a Retry-After header (trimmed; one too long is dropped). A
+ * header is handed over whole, one per call; a redirect is never followed, so
+ * the headers are those of the one answer. */
+static size_t
+http_header(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    static const char name[] = "retry-after:";
+    http *self = userdata;
+    size_t n = size * nmemb, len;
+    const char *v = data + sizeof(name) - 1;
+
+    if (n < sizeof(name) - 1 || strncasecmp(data, name, sizeof(name) - 1) != 0)
+        return n;
+    len = n - (sizeof(name) - 1);
+    while (len > 0 && (*v == ' ' || *v == '\t'))
+        v++, len--;
+    while (len > 0 && isspace((unsigned char)v[len - 1]))
+        len--;
+    if (len < sizeof(self->retry_after)) {
+        memcpy(self->retry_after, v, len);
+        self->retry_after[len] = '\0';
+    }
+    return n;
+}
+
+const char *
+http_retry_after(const http *self)
+{
+    return self->retry_after;
+}
+
 static enum http_failure
 http_classify(CURLcode rc)
 {
@@ -198,7 +232,9 @@ http_setup(http *self, const char *url, struct curl_slist *headers, const char *
         || (rc = curl_easy_setopt(self->curl, CURLOPT_NOSIGNAL, 1L)) != CURLE_OK ||
         (rc = curl_easy_setopt(self->curl, CURLOPT_TCP_KEEPALIVE, 1L)) != CURLE_OK ||
         (rc = curl_easy_setopt(self->curl, CURLOPT_WRITEFUNCTION, http_write)) != CURLE_OK ||
-        (rc = curl_easy_setopt(self->curl, CURLOPT_WRITEDATA, self)) != CURLE_OK)
+        (rc = curl_easy_setopt(self->curl, CURLOPT_WRITEDATA, self)) != CURLE_OK ||
+        (rc = curl_easy_setopt(self->curl, CURLOPT_HEADERFUNCTION, http_header)) != CURLE_OK ||
+        (rc = curl_easy_setopt(self->curl, CURLOPT_HEADERDATA, self)) != CURLE_OK)
         return rc;
     return CURLE_OK;
 }
@@ -217,6 +253,7 @@ http_post_json(http *self, const char *url, const char *const headers[], const c
         *response = NULL;
     self->failure = HTTP_FAIL_TRANSPORT;
     self->len = 0;
+    self->retry_after[0] = '\0';
     if (self->body != NULL)
         self->body[0] = '\0';
     http_redact_url(url, shown, sizeof(shown));

@@ -58,6 +58,12 @@ int http_post_json(http *self, const char *url, const char *const headers[], con
 
 enum http_failure http_last_failure(const http *self);
 
+/* The last answer's Retry-After header as it came (seconds or an HTTP-date,
+ * trimmed), "" when it had none or the request got no answer. Owned by self,
+ * valid until the next request. */
+#define HTTP_RETRY_AFTER_MAX 64
+const char *http_retry_after(const http *self);
+
 /* Writes url without user, password, query and fragment into out (for messages);
  * "(malformed URL)" when it does not parse. */
 void http_redact_url(const char *url, char *out, size_t size);

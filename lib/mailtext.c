@@ -180,15 +180,57 @@ static const struct mailtext_template mailtext_templates[MAILTEXT_COUNT] = {
          "to dead/: {reason}\n"
          "Tell the recipient yourself, or redrive it: restockctl dlq redrive "
          "{message_id}\n" MAILTEXT_SIGNATURE},
+    [MAILTEXT_WEBHOOK_DEAD] =
+        {"webhook_dead", "[restock] 웹훅 전달 실패: {type} → {endpoint}",
+         "운영자님,\n"
+         "\n"
+         "다음 웹훅 이벤트를 엔드포인트에 전달하지 못해 webhook 큐의 dead/로 옮겼습니다.\n"
+         "받는 시스템은 이 이벤트를 받지 못했습니다.\n"
+         "\n"
+         "엔드포인트: {endpoint}\n"
+         "이벤트 유형: {type}\n"
+         "메시지 (webhook-id): {message_id}\n"
+         "시도 횟수: {attempts}\n"
+         "이유: {reason}\n"
+         "시각: {time}\n"
+         "\n"
+         "원인을 해결한 뒤 다시 보내려면 (같은 webhook-id로 전달됩니다):\n"
+         "    restockctl dlq redrive {message_id}\n"
+         "\n"
+         "The {type} event could not be delivered to webhook endpoint {endpoint} and\n"
+         "was moved to dead/ after {attempts} attempts: {reason}\n"
+         "Once the endpoint is fixed, redrive it (same webhook-id): restockctl dlq redrive "
+         "{message_id}\n" MAILTEXT_SIGNATURE},
+    [MAILTEXT_WEBHOOK_DISABLED] =
+        {"webhook_disabled", "[restock] 웹훅 엔드포인트 중지됨 ({status}): {url}",
+         "운영자님,\n"
+         "\n"
+         "restock-worker가 다음 웹훅 엔드포인트로의 전달을 중지했습니다.\n"
+         "이 엔드포인트의 이벤트는 다시 켤 때까지 보내지 않고 기다립니다\n"
+         "(webhook_lifetime이 지나면 dead/로 갑니다).\n"
+         "\n"
+         "엔드포인트: {endpoint}\n"
+         "URL: {url}\n"
+         "상태: {status}\n"
+         "이유: {reason}\n"
+         "시각: {time}\n"
+         "\n"
+         "받는 시스템을 고친 뒤 다시 켜려면:\n"
+         "    restockctl webhook enable {endpoint}\n"
+         "\n"
+         "restock-worker stopped delivering to webhook endpoint {endpoint} ({url}):\n"
+         "{reason}. Its events wait until you enable it again (or their webhook_lifetime\n"
+         "ends): restockctl webhook enable {endpoint}\n" MAILTEXT_SIGNATURE},
 };
 
 /* The placeholders a template may use (documented in mailtext.h): a typo in a
  * template is caught by the unit test that renders them all. */
 static const char *const mailtext_placeholders[] = {
-    "product_name", "sku",     "quantity",    "order_id",     "time",    "factory_name",
-    "factory_id",   "sent_at", "queue",       "message_id",   "what",    "attempts",
-    "last_error",   "path",    "age",         "count",        "ordered", "recipient",
-    "subject",      "reason",  "turned_away", "turned_units",
+    "product_name", "sku",     "quantity",    "order_id",     "time",     "factory_name",
+    "factory_id",   "sent_at", "queue",       "message_id",   "what",     "attempts",
+    "last_error",   "path",    "age",         "count",        "ordered",  "recipient",
+    "subject",      "reason",  "turned_away", "turned_units", "endpoint", "url",
+    "type",         "status",
 };
 
 const char *

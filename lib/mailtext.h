@@ -19,6 +19,8 @@ enum mailtext_id {
     MAILTEXT_DELAY_WARNING,    /* operators: the oldest waiting message is too old */
     MAILTEXT_OVER_DELIVERY,    /* operators: a callback claimed more than ordered */
     MAILTEXT_MAIL_DEAD,        /* operators: an email went to dead/ */
+    MAILTEXT_WEBHOOK_DEAD,     /* operators: a webhook delivery went to dead/ */
+    MAILTEXT_WEBHOOK_DISABLED, /* operators: the worker disabled a webhook endpoint */
     MAILTEXT_COUNT
 };
 
@@ -44,6 +46,9 @@ typedef struct mailtext_var {
  *   reason        why it died (the relay's answer)
  *   turned_away   checkouts refused while sold out (on the order)
  *   turned_units  the units they asked for
+ *   endpoint      a webhook endpoint's id   url   its URL (no query)
+ *   type          a webhook event's type ("order.opened")
+ *   status        what disabled an endpoint ("gone", "failing")
  * A {{ in a template is a literal {. */
 
 /* Renders template id: *subject (one line) and *body (UTF-8, LF line ends), both
@@ -59,7 +64,8 @@ int mailtext_render(enum mailtext_id id, const mailtext_var *vars, char **subjec
 int mailtext_expand(const char *text, const mailtext_var *vars, char **out, errbuf *err);
 
 /* "ad_pause", "ad_resume", "dead_letter", "callback_missing", "corrupt",
- * "spool_fault", "delay_warning", "over_delivery", "mail_dead"; NULL for an id out
+ * "spool_fault", "delay_warning", "over_delivery", "mail_dead", "webhook_dead",
+ * "webhook_disabled"; NULL for an id out
  * of range. */
 const char *mailtext_name(enum mailtext_id id);
 

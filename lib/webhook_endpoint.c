@@ -346,6 +346,9 @@ enum {
     ST_ROTATE,
     ST_SUBSCRIBED,
     ST_SECRETS,
+    ST_TARGET,
+    ST_FAILING,
+    ST_SUCCEEDED,
     ST_COUNT
 };
 
@@ -361,9 +364,11 @@ static const struct db_stmt_def webhook_endpoint_sql[ST_COUNT] = {
     [ST_DISABLE] = {"UPDATE webhook_endpoint SET status = ?, disabled_reason = ?,"
                     " disabled_at = UTC_TIMESTAMP(6) WHERE endpoint_id = ? AND status = 0",
                     DB_IDEMPOTENT},
-    [ST_ENABLE] = {"UPDATE webhook_endpoint SET status = 0, disabled_reason = NULL,"
-                   " disabled_at = NULL WHERE endpoint_id = ? AND status <> 0",
-                   DB_IDEMPOTENT},
+    /* A new start: the failing streak that may have disabled it is forgotten. */
+    [ST_ENABLE] =
+        {"UPDATE webhook_endpoint SET status = 0, disabled_reason = NULL,"
+         " disabled_at = NULL, failing_since = NULL WHERE endpoint_id = ? AND status <> 0",
+         DB_IDEMPOTENT},
     /* One statement: the current secret becomes the previous one as the new one
      * comes in, so that two rotations at once leave a pair that was current and
      * previous together, never a lost current secret. Not idempotent: run twice
@@ -378,6 +383,19 @@ static const struct db_stmt_def webhook_endpoint_sql[ST_COUNT] = {
     [ST_SECRETS] = {"SELECT secret_sealed, IF(rotated_at > UTC_TIMESTAMP(6) - INTERVAL ? SECOND,"
                     " previous_sealed, NULL) FROM webhook_endpoint WHERE endpoint_id = ?",
                     DB_IDEMPOTENT},
+    /* A delivery's one read: the secrets in ST_SECRETS's columns, then the rest. */
+    [ST_TARGET] = {"SELECT secret_sealed, IF(rotated_at > UTC_TIMESTAMP(6) - INTERVAL ? SECOND,"
+                   " previous_sealed, NULL), url, status,"
+                   " IFNULL(TIMESTAMPDIFF(SECOND, failing_since, UTC_TIMESTAMP(6)), -1)"
+                   " FROM webhook_endpoint WHERE endpoint_id = ?",
+                   DB_IDEMPOTENT},
+    /* The streak's start is kept: only the first failure after a success sets it. */
+    [ST_FAILING] = {"UPDATE webhook_endpoint SET failing_since = UTC_TIMESTAMP(6)"
+                    " WHERE endpoint_id = ? AND failing_since IS NULL",
+                    DB_IDEMPOTENT},
+    [ST_SUCCEEDED] = {"UPDATE webhook_endpoint SET failing_since = NULL"
+                      " WHERE endpoint_id = ? AND failing_since IS NOT NULL",
+                      DB_IDEMPOTENT},
 };
 
 struct webhook_endpoint {
@@ -629,23 +647,16 @@ webhook_endpoint_subscribed(webhook_endpoint *self, enum webhook_type type,
     return RS_OK;
 }
 
-int
-webhook_endpoint_secrets(webhook_endpoint *self, const unsigned char id[IDENT_BYTES], long overlap,
-                         const struct webhook_endpoint_key *key,
-                         char current[WEBHOOK_ENDPOINT_SECRET_LEN + 1],
-                         char previous[WEBHOOK_ENDPOINT_SECRET_LEN + 1], errbuf *err)
+/* Opens the sealed secrets in columns 0 (current) and 1 (previous, may be NULL)
+ * of st's row. */
+static int
+webhook_endpoint_open_row(db_stmt *st, const struct webhook_endpoint_key *key,
+                          char current[WEBHOOK_ENDPOINT_SECRET_LEN + 1],
+                          char previous[WEBHOOK_ENDPOINT_SECRET_LEN + 1], errbuf *err)
 {
-    db_stmt *st = self->st[ST_SECRETS];
     const char *box;
     size_t len;
-    long long rows;
 
-    current[0] = previous[0] = '\0';
-    rows = db_stmt_exec(st, err, "ib", (long long)overlap, id, (size_t)IDENT_BYTES);
-    if (rows < 0)
-        return RS_ERR;
-    if (rows == 0 || !db_stmt_next(st))
-        return 0;
     box = db_stmt_col(st, 0, &len);
     if (box == NULL ||
         webhook_endpoint_unseal((const unsigned char *)box, len, key, current, err) != RS_OK)
@@ -656,5 +667,69 @@ webhook_endpoint_secrets(webhook_endpoint *self, const unsigned char id[IDENT_BY
         sodium_memzero(current, WEBHOOK_ENDPOINT_SECRET_LEN + 1);
         return RS_ERR;
     }
+    return RS_OK;
+}
+
+int
+webhook_endpoint_secrets(webhook_endpoint *self, const unsigned char id[IDENT_BYTES], long overlap,
+                         const struct webhook_endpoint_key *key,
+                         char current[WEBHOOK_ENDPOINT_SECRET_LEN + 1],
+                         char previous[WEBHOOK_ENDPOINT_SECRET_LEN + 1], errbuf *err)
+{
+    db_stmt *st = self->st[ST_SECRETS];
+    long long rows;
+
+    current[0] = previous[0] = '\0';
+    rows = db_stmt_exec(st, err, "ib", (long long)overlap, id, (size_t)IDENT_BYTES);
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0 || !db_stmt_next(st))
+        return 0;
+    return webhook_endpoint_open_row(st, key, current, previous, err) == RS_OK ? 1 : RS_ERR;
+}
+
+int
+webhook_endpoint_target(webhook_endpoint *self, const unsigned char id[IDENT_BYTES], long overlap,
+                        const struct webhook_endpoint_key *key, struct webhook_endpoint_target *t,
+                        errbuf *err)
+{
+    db_stmt *st = self->st[ST_TARGET];
+    const char *url;
+    long long rows;
+
+    memset(t, 0, sizeof(*t));
+    rows = db_stmt_exec(st, err, "ib", (long long)overlap, id, (size_t)IDENT_BYTES);
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0 || !db_stmt_next(st))
+        return 0;
+    url = db_stmt_col(st, 2, NULL);
+    snprintf(t->url, sizeof(t->url), "%s", url ? url : "");
+    t->status = (int)db_stmt_col_int(st, 3);
+    t->failing_for = db_stmt_col_int(st, 4);
+    t->opened = webhook_endpoint_open_row(st, key, t->current, t->previous, err) == RS_OK;
+    if (!t->opened)
+        webhook_endpoint_target_wipe(t);
     return 1;
+}
+
+void
+webhook_endpoint_target_wipe(struct webhook_endpoint_target *t)
+{
+    sodium_memzero(t->current, sizeof(t->current));
+    sodium_memzero(t->previous, sizeof(t->previous));
+}
+
+int
+webhook_endpoint_failing(webhook_endpoint *self, const unsigned char id[IDENT_BYTES], errbuf *err)
+{
+    return db_stmt_exec(self->st[ST_FAILING], err, "b", id, (size_t)IDENT_BYTES) < 0 ? RS_ERR
+                                                                                     : RS_OK;
+}
+
+int
+webhook_endpoint_succeeded(webhook_endpoint *self, const unsigned char id[IDENT_BYTES], errbuf *err)
+{
+    return db_stmt_exec(self->st[ST_SUCCEEDED], err, "b", id, (size_t)IDENT_BYTES) < 0 ? RS_ERR
+                                                                                       : RS_OK;
 }

@@ -198,4 +198,35 @@ int webhook_endpoint_secrets(webhook_endpoint *self, const unsigned char id[IDEN
                              char current[WEBHOOK_ENDPOINT_SECRET_LEN + 1],
                              char previous[WEBHOOK_ENDPOINT_SECRET_LEN + 1], errbuf *err);
 
+/* -- delivery (restock-worker) ---------------------------------------------------- */
+
+/* What a delivery needs of its endpoint, read at delivery time in one query:
+ * where it goes, whether it may go, how long the endpoint has been failing, and
+ * the secrets it is signed with. Wipe it with webhook_endpoint_target_wipe. */
+struct webhook_endpoint_target {
+    char url[WEBHOOK_ENDPOINT_URL_MAX + 1];
+    int status;       /* enum webhook_status */
+    long failing_for; /* seconds since its failing streak began; -1 when not failing */
+    char current[WEBHOOK_ENDPOINT_SECRET_LEN + 1];
+    char previous[WEBHOOK_ENDPOINT_SECRET_LEN + 1]; /* "" unless rotated < overlap s ago */
+    int opened; /* 0: a secret does not open with the key (err says so); both are "" */
+};
+
+/* The target of endpoint id, its secrets opened with key's private half (as
+ * webhook_endpoint_secrets): 1 when found (t->opened 0 and err set when a secret
+ * does not open with this key), 0 when there is no such endpoint, RS_ERR when the
+ * database failed. */
+int webhook_endpoint_target(webhook_endpoint *self, const unsigned char id[IDENT_BYTES],
+                            long overlap, const struct webhook_endpoint_key *key,
+                            struct webhook_endpoint_target *t, errbuf *err);
+void webhook_endpoint_target_wipe(struct webhook_endpoint_target *t);
+
+/* A delivery to it failed: its failing streak begins now unless one is running
+ * (webhook_endpoint_failing), or it succeeded: the streak ends. RS_OK or RS_ERR.
+ * (`webhook enable` ends the streak too.) */
+int webhook_endpoint_failing(webhook_endpoint *self, const unsigned char id[IDENT_BYTES],
+                             errbuf *err);
+int webhook_endpoint_succeeded(webhook_endpoint *self, const unsigned char id[IDENT_BYTES],
+                               errbuf *err);
+
 #endif

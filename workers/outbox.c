@@ -20,6 +20,7 @@
 #include "token.h"
 #include "timetext.h"
 #include "webhook_endpoint.h"
+#include "webhook_msg.h"
 #include "webhook_sig.h"
 
 #define OUTBOX_BATCH   100
@@ -516,7 +517,6 @@ outbox_hook_add(struct outbox_batch *b, const char *event_text, enum webhook_typ
                 const unsigned char endpoint[IDENT_BYTES], const char *payload, errbuf *err)
 {
     struct outbox_hook *h;
-    cJSON *m;
 
     if (b->n_hooks == b->cap_hooks) {
         size_t cap = b->cap_hooks ? 2 * b->cap_hooks : 64;
@@ -528,20 +528,8 @@ outbox_hook_add(struct outbox_batch *b, const char *event_text, enum webhook_typ
     }
     h = &b->hooks[b->n_hooks];
     ident_format((const char *)endpoint, IDENT_BYTES, h->key);
-    if (webhook_sig_id(event_text, h->key, (unsigned)type, h->id, err) != RS_OK)
+    if (webhook_msg_make(event_text, h->key, type, payload, h->id, &h->text, err) != RS_OK)
         return RS_ERR;
-    m = cJSON_CreateObject();
-    if (m != NULL) {
-        cJSON_AddStringToObject(m, "webhook_id", h->id);
-        cJSON_AddStringToObject(m, "endpoint_id", h->key);
-        cJSON_AddStringToObject(m, "event_id", event_text);
-        cJSON_AddStringToObject(m, "type", webhook_endpoint_type_name(type));
-        cJSON_AddStringToObject(m, "payload", payload);
-    }
-    h->text = m ? cJSON_PrintUnformatted(m) : NULL;
-    cJSON_Delete(m);
-    if (h->text == NULL)
-        return errbuf_set(err, "out of memory building the webhooks of event %s", event_text);
     b->n_hooks++;
     return RS_OK;
 }

@@ -73,6 +73,7 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
     conf *cf = conf_current();
     long max_attempts = q->max_attempts, backoff_min = q->backoff_min, backoff_max = q->backoff_max,
          lifetime = q->lifetime;
+    long named = 0; /* the driver's own wait (retry_in) */
     int rc;
 
     /* The settings of now, not of the start: a reload changes them. */
@@ -84,6 +85,8 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
         conf_destroy(&cf);
     }
     ends = (time_t)(spool_msg_created_ns(msg) / 1000000000) + lifetime;
+    if (q->driver->retry_in != NULL && (outcome == QUEUE_RETRY || outcome == QUEUE_BLOCKED))
+        named = q->driver->retry_in(state);
     if (error == NULL)
         error = "";
     switch (outcome) {
@@ -97,12 +100,17 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
         }
         break;
     case QUEUE_BLOCKED:
-        rc = spool_postpone(q->sp, msg, now + (backoff_min > 0 ? backoff_min : 1), error, &err);
+        rc = spool_postpone(q->sp, msg,
+                            now + (named > 0         ? named
+                                   : backoff_min > 0 ? backoff_min
+                                                     : 1),
+                            error, &err);
         if (rc == RS_OK) {
             log_warn("event=postponed queue=%s id=%s attempts=%ld error=\"%s\"", name, id,
                      attempts - 1, error);
             queue_metric(name, METRICS_QUEUE_DEFERRED_FACTORY);
-            metrics_count(METRICS_DATABASE_ERRORS);
+            if (named <= 0)
+                metrics_count(METRICS_DATABASE_ERRORS);
         }
         break;
     case QUEUE_RETRY:
@@ -117,7 +125,7 @@ queue_settle(queue *q, void *state, spool_msg *msg, enum queue_outcome outcome, 
             goto dead;
         }
         {
-            long delay = queue_backoff(attempts, backoff_min, backoff_max);
+            long delay = named > 0 ? named : queue_backoff(attempts, backoff_min, backoff_max);
             if (lifetime > 0 && now + delay > ends)
                 delay = (long)(ends - now);
             rc = spool_defer(q->sp, msg, now + delay, error, &err);

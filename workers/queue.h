@@ -42,6 +42,12 @@ struct queue_driver {
      * unchecked). ended: its delivery ended (done/ or dead/). */
     int (*owns)(void *state, const spool_msg *msg, errbuf *err);
     void (*ended)(void *state, const spool_msg *msg);
+    /* The wait the driver names for the outcome deliver just gave (NULL: none):
+     * seconds before the next attempt of a QUEUE_RETRY (a peer's Retry-After)
+     * or QUEUE_BLOCKED (what it needs is not the database: no database error
+     * is counted), still never past the queue lifetime; 0: the queue's own
+     * backoff. Asked once after each deliver, in the same thread. */
+    long (*retry_in)(void *state);
 };
 
 typedef struct queue queue;

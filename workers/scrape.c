@@ -21,7 +21,9 @@
 #include "metrics.h"
 #include "order.h"
 #include "reorder.h"
+#include "queues.h"
 #include "scrape.h"
+#include "webhook.h"
 
 #define SCRAPE_MAX_QUEUES 8
 #define SCRAPE_CONTENT    "text/plain; version=0.0.4; charset=utf-8"
@@ -230,6 +232,9 @@ scrape_write_state(scrape *self, FILE *out)
                 spool_queue(self->queues[q]),
                 oldest > 0 && now > oldest ? (long)(now - oldest) : 0L);
     }
+    for (int q = 0; q < self->nqueues; q++)
+        if (strcmp(spool_queue(self->queues[q]), QUEUES_WEBHOOK) == 0)
+            webhook_metrics_write(self->queues[q], out);
 
     db_ok = order_count_by_status(self->orders, scrape_note_status, &counts, &err) >= 0;
     if (db_ok) {

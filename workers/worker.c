@@ -1,7 +1,9 @@
 /* restock-worker: the durable queue worker. It listens for doorbells on ZeroMQ and
  * sweeps the outbox at start and every sweep_interval, fans events out into the
- * on-disk spool queues (factory, mail), and delivers them on threads: orders to
- * the factory, emails through the SMTP relay. Every watch_interval its watch
+ * on-disk spool queues (factory, mail, webhook), and delivers them on threads:
+ * orders to the factory, emails through the SMTP relay, signed webhooks to their
+ * endpoints (webhook.c; each queue its own threads, so that a slow endpoint never
+ * holds the factory or the mail back). Every watch_interval its watch
  * (watch.c) looks for what operators must hear of: corrupt files, orders whose
  * callback never came, messages waiting too long; and deletes the checkouts'
  * idempotency keys past their retention; a thread of its own expires holds at
@@ -48,6 +50,10 @@
 #include "spool.h"
 #include "token.h"
 #include "watch.h"
+#include "webhook.h"
+
+/* The spool queues the worker runs: factory, mail, callback, webhook. */
+#define WORKER_QUEUES 4
 
 static volatile sig_atomic_t worker_stop, worker_hup;
 
@@ -64,13 +70,35 @@ worker_on_signal(int sig)
  * (conf_current) at the start of each unit of work: a delivery, a settle, a
  * loop pass. The rest (spool, bus, database, threads, the metrics endpoint,
  * operator_email of the alerts, the callback keys) is kept until a restart. */
-static const char *const worker_changeable[] = {
-    "log_level",       "max_attempts",   "factory_lifetime", "mail_lifetime",
-    "attempt_timeout", "backoff_min",    "backoff_max",      "delay_warning",
-    "sweep_interval",  "watch_interval", "done_retention",   "factory_api",
-    "requester",       "public_url",     "callback_timeout", "smtp_host",
-    "smtp_port",       "smtp_starttls",  "smtp_ca_file",     "smtp_user",
-    "smtp_password",   "smtp_timeout",   "mail_from",        NULL};
+static const char *const worker_changeable[] = {"log_level",
+                                                "max_attempts",
+                                                "factory_lifetime",
+                                                "mail_lifetime",
+                                                "attempt_timeout",
+                                                "backoff_min",
+                                                "backoff_max",
+                                                "delay_warning",
+                                                "sweep_interval",
+                                                "watch_interval",
+                                                "done_retention",
+                                                "factory_api",
+                                                "requester",
+                                                "public_url",
+                                                "callback_timeout",
+                                                "smtp_host",
+                                                "smtp_port",
+                                                "smtp_starttls",
+                                                "smtp_ca_file",
+                                                "smtp_user",
+                                                "smtp_password",
+                                                "smtp_timeout",
+                                                "mail_from",
+                                                "webhook_allow",
+                                                "webhook_lifetime",
+                                                "webhook_disable_after",
+                                                "webhook_timeout",
+                                                "webhook_rotation_overlap",
+                                                NULL};
 
 /* SIGHUP: the new file parsed first; refused, the old settings stay. */
 static void
@@ -133,8 +161,11 @@ main(int argc, char **argv)
     conf *cf = NULL;
     errbuf err = {{0}};
     spool *factory_q = NULL, *mail_q = NULL, *callback_q = NULL, *webhook_q = NULL;
-    queue *factory_runner = NULL, *mail_runner = NULL, *callback_runner = NULL;
-    spool *queues[3] = {NULL, NULL, NULL}; /* factory, mail, callback */
+    queue *factory_runner = NULL, *mail_runner = NULL, *callback_runner = NULL,
+          *webhook_runner = NULL;
+    spool *queues[WORKER_QUEUES] = {NULL}; /* factory, mail, callback, webhook */
+    struct webhook_endpoint_key webhook_key;
+    int have_webhook_key = 0;
     bus_sub *bell = NULL;
     db *conn = NULL;
     outbox *events = NULL;
@@ -186,6 +217,11 @@ main(int argc, char **argv)
         if (!valid)
             goto fail;
     }
+    /* A malformed webhook_key stops the start; none lets it start, its webhook
+     * messages waiting (webhook.h). */
+    have_webhook_key = webhook_key_load(cf, &webhook_key, &err);
+    if (have_webhook_key < 0)
+        goto fail;
     lock_fd = worker_lock(conf_str(cf, "spool_dir"), &err);
     if (lock_fd < 0)
         goto fail;
@@ -196,21 +232,22 @@ main(int argc, char **argv)
     mail_q = factory_q ? spool_new(conf_str(cf, "spool_dir"), QUEUES_MAIL, &err) : NULL;
     /* Callbacks restock-callback accepted while the database was down. */
     callback_q = mail_q ? spool_new(conf_str(cf, "spool_dir"), DELIVERY_QUEUE, &err) : NULL;
-    /* The webhook events the sweep makes (docs/design.md §4.14). */
+    /* The webhook events the sweep makes and the driver delivers (§4.14). */
     webhook_q = callback_q ? spool_new(conf_str(cf, "spool_dir"), QUEUES_WEBHOOK, &err) : NULL;
     if (webhook_q == NULL)
         goto fail;
     queues[0] = factory_q;
     queues[1] = mail_q;
     queues[2] = callback_q;
+    queues[3] = webhook_q;
     /* Before the recovery, which reports the corrupt files it finds. */
     alerts = alert_new(cf, mail_q);
-    watcher = alerts ? watch_new(cf, alerts, queues, 3) : NULL;
+    watcher = alerts ? watch_new(cf, alerts, queues, WORKER_QUEUES) : NULL;
     if (watcher == NULL) {
         errbuf_set(&err, "out of memory");
         goto fail;
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < WORKER_QUEUES; i++) {
         spool *sp = queues[i];
         spool_recovery r = {0};
         if (spool_recover(sp, &r, &err) != RS_OK)
@@ -266,6 +303,8 @@ main(int argc, char **argv)
         goto fail;
 
     drivers_init(&(struct drivers_context){.cf = cf, .alerts = alerts});
+    webhook_init(
+        &(struct webhook_context){.alerts = alerts, .key = have_webhook_key ? &webhook_key : NULL});
     /* The first sweep comes before any delivery: an event a crash left untaken
      * finds its message still on disk (in any state) and is only marked taken. */
     factory_runner =
@@ -274,21 +313,26 @@ main(int argc, char **argv)
                                              (int)conf_int(cf, "mail_concurrency"), &err)
                                  : NULL;
     callback_runner = mail_runner ? queue_new(cf, callback_q, &drivers_callback, 1, &err) : NULL;
-    if (callback_runner == NULL)
+    webhook_runner = callback_runner ? queue_new(cf, webhook_q, &webhook_driver,
+                                                 (int)conf_int(cf, "webhook_threads"), &err)
+                                     : NULL;
+    if (webhook_runner == NULL)
         goto fail;
     /* An endpoint that cannot listen is a failed start: an operator who asked
      * for metrics would otherwise see the worker as down. */
     if (*conf_str(cf, "metrics_listen") != '\0') {
-        endpoint = scrape_new(cf, queues, 3, &err);
+        endpoint = scrape_new(cf, queues, WORKER_QUEUES, &err);
         if (endpoint == NULL)
             goto fail;
     }
     pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
-    log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld worker_id=\"%s\""
-             " lease_time=%ld lease_renewal_ms=%ld",
+    log_info("event=started spool=%s bus=%s factory_threads=%ld mail_threads=%ld"
+             " webhook_threads=%ld webhook_key=%s worker_id=\"%s\" lease_time=%ld"
+             " lease_renewal_ms=%ld",
              conf_str(cf, "spool_dir"), worker_bus_listen(cf), conf_int(cf, "factory_concurrency"),
-             conf_int(cf, "mail_concurrency"), outbox_owner(events), conf_int(cf, "lease_time"),
-             lease_period_ms(conf_int(cf, "lease_time")));
+             conf_int(cf, "mail_concurrency"), conf_int(cf, "webhook_threads"),
+             have_webhook_key ? "loaded" : "missing", outbox_owner(events),
+             conf_int(cf, "lease_time"), lease_period_ms(conf_int(cf, "lease_time")));
     /* Ready with the spool recovered and the doorbell bound; the database may
      * still be down (the sweep retries it, as during an outage). */
     notify_ready("delivering");
@@ -332,6 +376,7 @@ main(int argc, char **argv)
                 if (n > 0) {
                     queue_kick(factory_runner);
                     queue_kick(mail_runner);
+                    queue_kick(webhook_runner);
                 }
             }
             sweeps++;
@@ -343,9 +388,9 @@ main(int argc, char **argv)
                 conf_destroy(&current);
             }
         }
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < WORKER_QUEUES; i++) {
             spool *sp = queues[i];
-            queue *runners[] = {factory_runner, mail_runner, callback_runner};
+            queue *runners[] = {factory_runner, mail_runner, callback_runner, webhook_runner};
             int n = spool_wake(sp, now, &due, &err);
             if (n < 0)
                 log_error("event=wake_failed queue=%s error=\"%s\"", spool_queue(sp), err.msg);
@@ -373,6 +418,7 @@ main(int argc, char **argv)
         if (rang > 0) {
             next_sweep = 0;              /* a doorbell: sweep now */
             queue_kick(callback_runner); /* restock-callback may have stored one */
+            queue_kick(webhook_runner);  /* restockctl webhook ping may have put one */
         }
     }
     log_info("event=stopping signal=%d", (int)worker_stop);
@@ -389,6 +435,7 @@ done:
     queue_destroy(&factory_runner);
     queue_destroy(&mail_runner);
     queue_destroy(&callback_runner);
+    queue_destroy(&webhook_runner);
     lease_destroy(&registration);
     bus_sub_destroy(&bell);
     watch_destroy(&watcher);
@@ -402,6 +449,7 @@ done:
     spool_destroy(&mail_q);
     spool_destroy(&callback_q);
     spool_destroy(&webhook_q);
+    sodium_memzero(&webhook_key, sizeof(webhook_key));
     if (lock_fd >= 0)
         close(lock_fd);
     http_global_cleanup();

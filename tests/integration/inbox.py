@@ -29,6 +29,8 @@ KINDS = (
     ("delay_warning", "[restock] 처리 지연: "),
     ("over_delivery", "[restock] 주문보다 많은 입고 콜백 거부: "),
     ("mail_dead", "[restock] 메일 전송 실패: "),
+    ("webhook_dead", "[restock] 웹훅 전달 실패: "),
+    ("webhook_disabled", "[restock] 웹훅 엔드포인트 중지됨 "),
 )
 
 LOCAL_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")

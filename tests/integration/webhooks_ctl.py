@@ -3,7 +3,8 @@ on the real stack: `restockctl webhook add` prints the endpoint's id and its sec
 (whsec_ + base64 of 32 bytes) once, and the row holds the secret only sealed; the
 worker's key (the stack's credential webhook_key) opens it, through
 lib/webhook_endpoint (tests/integration/webhook_open); `list`, `disable`,
-`enable`, `rotate` and `ping` show and change what they say, and the fan-out
+`enable`, `rotate` and `ping` show and change what they say (a ping to a
+loopback endpoint without webhook_allow is refused by the egress guard), and the fan-out
 finds the enabled endpoints of a type; a bad URL, an unknown type, an unknown or
 malformed id, a missing public key: a one-line error, exit 1, nothing changed in
 the table; no secret in any log nor in any other output; restockctl run as an
@@ -236,12 +237,14 @@ def test_rotate_and_ping(t, s, out, b, secret_b):
           "a second rotation: the previous secret is the one rotated out last")
 
     before = table(s)
-    p = out.run(s, "webhook", "ping", b)
-    t.ok(p.returncode == 1 and "exists and is enabled, but no ping was sent" in p.stderr and
-         "worker's webhook queue" in p.stderr,
-         "webhook ping: the endpoint checked, and it says plainly that nothing is sent yet",
-         p.stderr + p.stdout)
-    t.is_(table(s), before, "  nothing changed")
+    p = out.run(s, "webhook", "ping", b, "--wait", "3")
+    t.ok(p.returncode == 1 and re.search(r"^ping msg_[A-Za-z0-9_-]{44} queued for webhook "
+                                         r"endpoint %s$" % b, p.stdout, re.M) and
+         "not delivered in 3 s" in p.stderr and "refused by the egress guard" in p.stderr and
+         "127.0.0.1 (loopback)" in p.stderr,
+         "webhook ping of B (127.0.0.1, webhook_allow empty): queued, then the egress guard's "
+         "refusal as its last error, exit 1", p.stderr + p.stdout)
+    t.is_(table(s), before, "  nothing changed in the endpoint's row")
     return [new] + newer
 
 

@@ -30,6 +30,10 @@ static const mailtext_var all_vars[] = {
     {"recipient", "ads@donut-states.example"},
     {"subject", "[restock] 품절: 도넛 (CP-502101)"},
     {"reason", "permanent failure: smtp 127.0.0.1: 550 5.7.1 no such user (RCPT)"},
+    {"endpoint", "0190c0de-0000-7000-8000-000000000001"},
+    {"url", "https://erp.example/hooks"},
+    {"type", "order.opened"},
+    {"status", "gone"},
     {NULL, NULL},
 };
 
@@ -113,6 +117,19 @@ main(void)
            strstr(body, "받는 사람: ads@donut-states.example") &&
            strstr(body, "550 5.7.1 no such user"),
        "dead email: recipient and subject in the subject, the relay's answer in the body");
+    free(subject);
+    free(body);
+    ok(mailtext_render(MAILTEXT_WEBHOOK_DEAD, all_vars, &subject, &body, &err) == RS_OK &&
+           strstr(subject, "order.opened") &&
+           strstr(body, "0190c0de-0000-7000-8000-000000000001") &&
+           strstr(body, "restockctl dlq redrive 1736816400.000001.factory"),
+       "dead webhook: type and endpoint, the redrive command");
+    free(subject);
+    free(body);
+    ok(mailtext_render(MAILTEXT_WEBHOOK_DISABLED, all_vars, &subject, &body, &err) == RS_OK &&
+           strstr(subject, "gone") && strstr(subject, "https://erp.example/hooks") &&
+           strstr(body, "restockctl webhook enable 0190c0de-0000-7000-8000-000000000001"),
+       "disabled webhook endpoint: status and URL, the enable command");
     free(subject);
     free(body);
 

@@ -1,7 +1,8 @@
 /* Unit test of queue: backoff bounds, and delivery threads over a real spool with
  * a driver whose outcomes the test chooses: done, deferred with attempts and
  * error, dead after max_attempts with the dead hook called, dead at once, dead
- * when the queue lifetime has passed; claims checked before each attempt (held:
+ * when the queue lifetime has passed; a wait the driver names (a Retry-After)
+ * honoured within the lifetime; claims checked before each attempt (held:
  * delivered, lost: dropped unsent, unknown: postponed); and queue_new failing
  * when a thread cannot start. */
 #include "config.h"
@@ -63,8 +64,8 @@ dead_calls_reach(int want)
     return __atomic_load_n(&dead_calls, __ATOMIC_SEQ_CST);
 }
 
-static const struct queue_driver fake = {"fake",    fake_init, fake_fini, fake_deliver,
-                                         fake_dead, NULL,      NULL,      NULL};
+static const struct queue_driver fake = {"fake", fake_init, fake_fini, fake_deliver, fake_dead,
+                                         NULL,   NULL,      NULL,      NULL};
 
 /* Every second thread cannot start (its SMTP client, say). */
 static int
@@ -78,12 +79,25 @@ failing_init(const conf *cf, void **state, errbuf *err)
     return RS_OK;
 }
 
-static const struct queue_driver failing = {"failing", failing_init, fake_fini, fake_deliver,
-                                            fake_dead, NULL,         NULL,      NULL};
+static const struct queue_driver failing = {
+    "failing", failing_init, fake_fini, fake_deliver, fake_dead, NULL, NULL, NULL, NULL};
 
 /* Retried until its lifetime (factory_lifetime, set by the test) has passed. */
-static const struct queue_driver mortal = {"mortal",  fake_init,          fake_fini, fake_deliver,
-                                           fake_dead, "factory_lifetime", NULL,      NULL};
+static const struct queue_driver mortal = {
+    "mortal", fake_init, fake_fini, fake_deliver, fake_dead, "factory_lifetime", NULL, NULL, NULL};
+
+/* A driver that names its wait (a peer's Retry-After): 1234 s. */
+static long
+named_retry_in(void *state)
+{
+    return 1234;
+}
+
+static const struct queue_driver named = {"named", fake_init, fake_fini, fake_deliver,  fake_dead,
+                                          NULL,    NULL,      NULL,      named_retry_in};
+static const struct queue_driver named_mortal = {"named_mortal", fake_init, fake_fini,
+                                                 fake_deliver,   fake_dead, "factory_lifetime",
+                                                 NULL,           NULL,      named_retry_in};
 
 /* Claims (workers/claim.h) as the test decides: a message's claim epoch 1 is
  * still ours, 2 is lost to another worker, 3 cannot be checked (the database). */
@@ -114,8 +128,9 @@ fenced_ended(void *state, const spool_msg *msg)
     __atomic_add_fetch(&ended_calls, 1, __ATOMIC_SEQ_CST);
 }
 
-static const struct queue_driver fenced = {"fenced",  fake_init, fake_fini,   fenced_deliver,
-                                           fake_dead, NULL,      fenced_owns, fenced_ended};
+static const struct queue_driver fenced = {"fenced",       fake_init,    fake_fini,
+                                           fenced_deliver, fake_dead,    NULL,
+                                           fenced_owns,    fenced_ended, NULL};
 
 /* Waits up to 10 s for the state of id; returns the message or NULL. */
 static spool_msg *
@@ -316,6 +331,38 @@ main(void)
                "delivered: the held claim and the unclaimed message, never the others");
         is_int(__atomic_load_n(&ended_calls, __ATOMIC_SEQ_CST), 1,
                "the end is marked for the held claim only (the unclaimed one has none)");
+    }
+
+    /* A wait the driver names (retry_in): a retry and a postponement are due
+     * then, not after the backoff (0 here); never past the lifetime. */
+    {
+        time_t before = time(NULL);
+        q = queue_new(cf, sp, &named, 1, &err);
+        spool_put(sp, "n-retry", NULL, "retry", 5, &err);
+        spool_put(sp, "n-blocked", NULL, "blocked", 7, &err);
+        queue_kick(q);
+        m = wait_state(sp, "n-retry", SPOOL_DEFERRED);
+        ok(m && spool_msg_attempts(m) == 1 && spool_msg_due(m) >= before + 1234 &&
+               spool_msg_due(m) <= time(NULL) + 1234,
+           "a retry whose wait the driver names (1234 s) is due then, one attempt counted");
+        spool_msg_destroy(&m);
+        m = wait_state(sp, "n-blocked", SPOOL_DEFERRED);
+        ok(m && spool_msg_attempts(m) == 0 && spool_msg_due(m) >= before + 1234 &&
+               spool_msg_due(m) <= time(NULL) + 1234,
+           "a postponement whose wait the driver names is due then, not counted");
+        spool_msg_destroy(&m);
+        queue_destroy(&q);
+        setenv("RESTOCK_FACTORY_LIFETIME", "600", 1);
+        conf_destroy(&cf);
+        cf = conf_new("/dev/null", &err);
+        q = cf ? queue_new(cf, sp, &named_mortal, 1, &err) : NULL;
+        spool_put(sp, "n-mortal", NULL, "retry", 5, &err);
+        queue_kick(q);
+        m = wait_state(sp, "n-mortal", SPOOL_DEFERRED);
+        ok(m && spool_msg_due(m) == spool_msg_created(m) + 600,
+           "a named wait past the lifetime (600 s) is cut to the lifetime's end");
+        spool_msg_destroy(&m);
+        queue_destroy(&q);
     }
 
     /* A thread whose thread_init fails: queue_new fails with its error, and stops
