@@ -21,6 +21,8 @@
 #define ORDER_ERROR_CHARS  500 /* replenishment_order.last_error */
 /* The reorder-point rule (order.h) as the sweep's query has it. */
 #define ORDER_DUE_AT_POINT ORDER_SQL(ORDER_AT_POINT(p.stock, p.reorder_point))
+/* And for a top-up: the stock plus the crossing's order on its way. */
+#define ORDER_TOPUP_AT_POINT ORDER_SQL(ORDER_AT_POINT(p.stock + r.quantity, p.reorder_point))
 
 enum order_stmt {
     /* order_reorder, order_refused */
@@ -31,6 +33,10 @@ enum order_stmt {
     ST_INSERT,
     ST_SOLD_OUT,
     ST_DUE,
+    /* order_topup */
+    ST_TOPUP_DUE,
+    ST_LOCK_ON_ORDER,
+    ST_INSERT_TOPUP,
     /* measurements */
     ST_LEAD_TIMES,
     ST_CYCLES,
@@ -76,7 +82,8 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                         " WHERE order_id = ? AND status <> 'fulfilled'",
                         0},
     [ST_LOCK_SKU] = {"SELECT product_id, stock, factory_id IS NOT NULL, reorder_point,"
-                     " reorder_level, reorder_quantity FROM product WHERE sku = ? FOR UPDATE",
+                     " reorder_level, reorder_quantity, service_level IS NOT NULL AND reorder_auto"
+                     " FROM product WHERE sku = ? FOR UPDATE",
                      0},
     [ST_LOCK_OPEN] = {"SELECT order_id, sold_out_at IS NOT NULL, quantity FROM replenishment_order"
                       " WHERE open_product_id = ? FOR UPDATE",
@@ -97,6 +104,28 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                 " OR (r.order_id IS NOT NULL AND p.stock = 0 AND r.sold_out_at IS NULL))"
                 " ORDER BY p.sku LIMIT " ORDER_SQL(ORDER_DUE_MAX),
                 DB_IDEMPOTENT},
+    /* Products with a service level whose point rose above the stock plus the
+     * crossing's order while it is on its way, and no top-up unfinished. */
+    [ST_TOPUP_DUE] = {"SELECT p.sku FROM product p JOIN replenishment_order r"
+                      " ON r.open_product_id = p.product_id LEFT JOIN replenishment_order t"
+                      " ON t.open_topup_product_id = p.product_id"
+                      " WHERE p.service_level IS NOT NULL AND p.reorder_auto"
+                      " AND p.factory_id IS NOT NULL AND t.order_id IS NULL"
+                      " AND " ORDER_TOPUP_AT_POINT " ORDER BY p.sku"
+                      " LIMIT " ORDER_SQL(ORDER_DUE_MAX),
+                      DB_IDEMPOTENT},
+    /* Under the product's lock: what is on order, and how much of it is a top-up. */
+    [ST_LOCK_ON_ORDER] = {"SELECT COALESCE(SUM(quantity), 0), COUNT(*), COALESCE(SUM(topup), 0)"
+                          " FROM replenishment_order WHERE product_id = ? AND status <> 'fulfilled'"
+                          " FOR UPDATE",
+                          0},
+    /* INSERT IGNORE: the unique key on open_topup_product_id makes a second
+     * unfinished top-up a no-op, whatever the race. */
+    [ST_INSERT_TOPUP] = {"INSERT IGNORE INTO replenishment_order"
+                         " (order_id, product_id, factory_id, quantity, topup)"
+                         " SELECT ?, product_id, factory_id, ?, TRUE"
+                         " FROM product WHERE product_id = ? AND factory_id IS NOT NULL",
+                         0},
     /* A fast factory's callback can come before order_sent stamps sent_at: such
      * an order measured nothing. */
     [ST_LEAD_TIMES] = {"SELECT TIMESTAMPDIFF(MICROSECOND, sent_at, fulfilled_at)"
@@ -112,15 +141,16 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                    " AND r.fulfilled_at >= CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
                    " GROUP BY p.sku ORDER BY p.sku",
                    DB_IDEMPOTENT},
-    [ST_ON_ORDER] = {"SELECT order_id, quantity, turned_away_units FROM replenishment_order"
-                     " WHERE open_product_id = ?",
+    [ST_ON_ORDER] = {"SELECT order_id, quantity, turned_away_units, topup FROM replenishment_order"
+                     " WHERE open_product_id = ? OR open_topup_product_id = ?",
                      DB_IDEMPOTENT},
     [ST_TURNED_OF] = {"SELECT turned_away_units FROM replenishment_order WHERE order_id = ?",
                       DB_IDEMPOTENT},
     [ST_GET] = {"SELECT r.status, r.token_hash, r.product_id, p.sku, r.factory_id, f.identifier,"
                 " f.name, f.api, r.quantity, r.token_keyed, r.sold_out_at IS NOT NULL,"
                 " r.turned_away, r.turned_away_units,"
-                " CAST(UNIX_TIMESTAMP(r.sent_at) * 1000000 AS SIGNED) FROM replenishment_order r"
+                " CAST(UNIX_TIMESTAMP(r.sent_at) * 1000000 AS SIGNED), r.topup"
+                " FROM replenishment_order r"
                 " JOIN product p ON p.product_id = r.product_id"
                 " JOIN factory f ON f.factory_id = r.factory_id WHERE r.order_id = ?",
                 DB_IDEMPOTENT},
@@ -457,6 +487,106 @@ order_reorder(order *self, const char *sku, struct order_open_outcome *out, errb
     return order_reorder_retried(self, sku, 0, out, &result, err);
 }
 
+/* The transaction of order_topup: under the product's lock (then its orders', the
+ * lock order of order.h), a top-up is opened when the product still has a
+ * service level, its crossing's order is on its way, no top-up is, and the stock
+ * plus what is on order is at or below the point. */
+static int
+order_topup_tx(order *self, const char *sku, struct order_open_outcome *out, errbuf *err)
+{
+    db_stmt *lock = self->st[ST_LOCK_SKU], *on = self->st[ST_LOCK_ON_ORDER];
+    unsigned char product_id[IDENT_BYTES], order_id[IDENT_BYTES];
+    char order_text[IDENT_TEXT];
+    long long rows, point, level, size, on_order, unfinished, topups, quantity;
+
+    memset(out, 0, sizeof(*out));
+    if (db_begin(self->conn, err) != RS_OK)
+        return RS_ERR;
+    rows = db_stmt_exec(lock, err, "s", sku);
+    if (rows < 0)
+        goto fail;
+    if (rows == 0 || !db_stmt_next(lock) || !db_stmt_col_int(lock, 2) ||
+        !db_stmt_col_int(lock, 6)) {
+        db_rollback(self->conn); /* gone, no factory, or no service level any more */
+        return 0;
+    }
+    order_col_ident(lock, 0, product_id);
+    out->remaining = db_stmt_col_int(lock, 1);
+    point = db_stmt_col_int(lock, 3);
+    level = db_stmt_col_int(lock, 4);
+    size = db_stmt_col_int(lock, 5);
+    if (db_stmt_exec(on, err, "b", product_id, sizeof(product_id)) < 0 || !db_stmt_next(on))
+        goto fail;
+    on_order = db_stmt_col_int(on, 0);
+    unfinished = db_stmt_col_int(on, 1);
+    topups = db_stmt_col_int(on, 2);
+    if (unfinished - topups < 1 || topups > 0 ||
+        !ORDER_AT_POINT(out->remaining + on_order, point)) {
+        db_rollback(self->conn);
+        return 0;
+    }
+    /* The difference up to the order-up-to level: stock and both orders then
+     * stand where one order at the new point would have put them. */
+    quantity = level > 0 ? level - (out->remaining + on_order) : size;
+    if (quantity < 1)
+        quantity = 1;
+    ident_new(order_id);
+    rows = db_stmt_exec(self->st[ST_INSERT_TOPUP], err, "bib", order_id, sizeof(order_id), quantity,
+                        product_id, sizeof(product_id));
+    if (rows < 0)
+        goto fail;
+    if (rows == 0) {
+        errbuf_set(err, "database: the top-up of %s could not be inserted under its lock", sku);
+        goto fail;
+    }
+    if (outbox_event_write(self->events,
+                           &(struct outbox_event_row){
+                               .kind = OUTBOX_EVENT_REORDER,
+                               .order_id = order_id,
+                               .product_id = product_id,
+                               .quantity = quantity,
+                           },
+                           out->event, err) != 1)
+        goto fail;
+    if (db_commit(self->conn, err) != RS_OK)
+        return RS_ERR;
+    ident_format(order_id, sizeof(order_id), order_text);
+    log_info("event=replenishment_topup sku=%s order=%s quantity=%lld stock=%lld on_order=%lld "
+             "reorder_point=%lld reorder_level=%lld outbox_event=%s",
+             sku, order_text, quantity, out->remaining, on_order, point, level, out->event);
+    return 1;
+
+fail:
+    db_rollback(self->conn);
+    return RS_ERR;
+}
+
+int
+order_topup(order *self, const char *sku, struct order_open_outcome *out, errbuf *err)
+{
+    int rc, attempts = 0;
+
+    do
+        rc = order_topup_tx(self, sku, out, err);
+    while (rc < 0 && db_retry(self->conn, &attempts));
+    return rc;
+}
+
+int
+order_each_topup_due(order *self, void (*fn)(void *arg, const char *sku), void *arg, errbuf *err)
+{
+    db_stmt *st = self->st[ST_TOPUP_DUE];
+    int n = 0;
+
+    if (db_stmt_exec(st, err, "") < 0)
+        return RS_ERR;
+    while (n < ORDER_DUE_MAX && db_stmt_next(st)) {
+        fn(arg, db_stmt_col(st, 0, NULL));
+        n++;
+    }
+    return n;
+}
+
 int
 order_refused(order *self, const char *sku, long long quantity, struct order_open_outcome *out,
               errbuf *err)
@@ -546,12 +676,17 @@ order_on_order(order *self, const unsigned char product_id[IDENT_BYTES],
                struct order_unfinished *out, errbuf *err)
 {
     db_stmt *st = self->st[ST_ON_ORDER];
-    long long rows = db_stmt_exec(st, err, "b", product_id, (size_t)IDENT_BYTES);
+    long long rows = db_stmt_exec(st, err, "bb", product_id, (size_t)IDENT_BYTES, product_id,
+                                  (size_t)IDENT_BYTES);
 
     memset(out, 0, sizeof(*out));
     if (rows < 0)
         return RS_ERR;
-    if (rows > 0 && db_stmt_next(st)) {
+    while (db_stmt_next(st)) {
+        if (db_stmt_col_int(st, 3) != 0) {
+            out->topup_quantity = db_stmt_col_int(st, 1);
+            continue;
+        }
         out->exists = 1;
         order_col_ident(st, 0, out->order_id);
         out->quantity = db_stmt_col_int(st, 1);
@@ -609,6 +744,7 @@ order_get_id(order *self, const unsigned char id[IDENT_BYTES], struct order_view
     out->turned_away = db_stmt_col_int(st, 11);
     out->turned_away_units = db_stmt_col_int(st, 12);
     out->sent_us = db_stmt_col_is_null(st, 13) ? 0 : db_stmt_col_int(st, 13);
+    out->topup = db_stmt_col_int(st, 14) != 0;
     return 1;
 }
 

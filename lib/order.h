@@ -9,7 +9,8 @@
  *   any other -> fulfilled  the factory delivered (order_fulfil; a fast factory's
  *                           callback may come before order_sent)
  *
- * A product has at most one unfinished order. It is opened by the sale that takes
+ * A product has at most one unfinished order of its crossing (and, with a service
+ * level, one top-up beside it: order_topup). It is opened by the sale that takes
  * the stock to or below the product's reorder point (or by the worker's sweep,
  * or a checkout turned away from an empty shelf, when that sale could not), with
  * its stock_empty event, in one transaction; the sale that empties the shelf
@@ -117,6 +118,20 @@ int order_refused(order *self, const char *sku, long long quantity, struct order
 #define ORDER_DUE_MAX 64
 int order_each_due(order *self, void (*fn)(void *arg, const char *sku), void *arg, errbuf *err);
 
+/* Top-ups (docs/design.md §3.7): a product with a service level (and the
+ * automatic mode) whose point rose above its stock plus what is on order, while
+ * the order its crossing opened is on its way, gets one further order for the
+ * difference up to its level (reorder_quantity when it has none), with a reorder
+ * event (the factory message). One top-up unfinished at a time, beside the
+ * crossing's order; the crossing's rule (one order per crossing) is unchanged, and
+ * a product without a service level never gets one. order_each_topup_due calls
+ * fn for each product due one (at most ORDER_DUE_MAX); order_topup opens it: 1,
+ * 0 when it is not due any more (decided again under the product's lock), or
+ * RS_ERR. */
+int order_each_topup_due(order *self, void (*fn)(void *arg, const char *sku), void *arg,
+                         errbuf *err);
+int order_topup(order *self, const char *sku, struct order_open_outcome *out, errbuf *err);
+
 /* --- measurements --------------------------------------------------------- */
 
 /* The lead times (seconds from the order's sending to its callback) of the
@@ -134,12 +149,13 @@ int order_lead_times(order *self, const unsigned char factory_id[IDENT_BYTES], d
 typedef void (*order_cycles_fn)(void *arg, const char *sku, long long cycles, long long stockouts);
 int order_cycles_each(order *self, long window, order_cycles_fn fn, void *arg, errbuf *err);
 
-/* The product's unfinished order, if any. */
+/* The product's unfinished orders: the crossing's, if any, and a top-up's. */
 struct order_unfinished {
-    int exists;
+    int exists; /* the crossing's order (a top-up alone leaves it 0) */
     unsigned char order_id[IDENT_BYTES];
-    long long quantity;          /* on order */
+    long long quantity;          /* on order by it */
     long long turned_away_units; /* asked for while sold out, so far */
+    long long topup_quantity;    /* on order by an unfinished top-up, 0: none */
 };
 
 /* Fills *out (out->exists 0: none). RS_OK or RS_ERR. */
@@ -171,6 +187,7 @@ struct order_view {
     int sold_out;         /* the stock reached 0 while it was unfinished (ad paused) */
     long long turned_away, turned_away_units; /* checkouts refused while sold out */
     long long sent_us; /* when it was (last) sent, microseconds since the epoch; 0: never */
+    int topup;         /* a top-up (order_topup), not the crossing's order */
 };
 
 /* 1 with *out filled, 0 when there is no such order, RS_ERR. */

@@ -248,7 +248,7 @@ reorder_measure(reorder *self, db_stmt *st, struct reorder_line *line, errbuf *e
         struct order_unfinished open;
         if (order_on_order(self->orders, product_id, &open, err) != RS_OK)
             return RS_ERR;
-        line->on_order = open.quantity;
+        line->on_order = open.quantity + open.topup_quantity;
     }
     return RS_OK;
 }
@@ -596,6 +596,18 @@ reorder_sweep(reorder *self, errbuf *err)
         if (written > 0)
             log_info("event=reorder_swept sku=%s stock=%lld outbox_event=%s", skus[i],
                      out.remaining, out.event);
+        events += written;
+    }
+    /* Top-ups of products with a service level (order.h): after the points moved. */
+    memset(skus, 0, (ORDER_DUE_MAX + 1) * sizeof(*skus));
+    due = order_each_topup_due(self->orders, reorder_due, skus, err);
+    if (due < 0)
+        goto done;
+    for (int i = 0; i < ORDER_DUE_MAX && skus[i][0] != '\0'; i++) {
+        struct order_open_outcome out;
+        int written = order_topup(self->orders, skus[i], &out, err);
+        if (written < 0)
+            goto done;
         events += written;
     }
     rc = events;

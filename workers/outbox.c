@@ -418,7 +418,9 @@ outbox_webhook_data(db_stmt *st, enum outbox_event_kind kind, enum webhook_type 
         cJSON_AddStringToObject(d, "factory_identifier", o->factory_identifier);
         cJSON_AddNumberToObject(d, "quantity", (double)quantity);
         cJSON_AddStringToObject(d, "reason",
-                                kind == OUTBOX_EVENT_STOCK_EMPTY ? "sold_out" : "reorder_point");
+                                kind == OUTBOX_EVENT_STOCK_EMPTY ? "sold_out"
+                                : o->topup                       ? "top_up"
+                                                                 : "reorder_point");
         break;
     case WEBHOOK_ORDER_SENT:
     case WEBHOOK_ORDER_OVERDUE:

@@ -10,7 +10,10 @@ the product's measured averages (full window), not how fast a loop of requests r
 the lead time is lead_time_assumed (no order measured: no variance). The level
 achieved: two order cycles of a product, one with a checkout turned away from its
 empty shelf and one ended before the shelf emptied, are 50 % in `restockctl products`
-and in the metrics, and its fill rate is the units served of those asked for."""
+and in the metrics, and its fill rate is the units served of those asked for. A top-up:
+while the order a crossing opened is on its way, a risen point above the stock plus
+what is on order opens one further order for the difference to the level, once; a
+product without a target never gets one (the other tests' products)."""
 
 import math
 import re
@@ -19,7 +22,7 @@ from harness import Stack, run_tests
 from prom import metric
 from replenish_common import orders
 
-SKU, LEAD, CYCLED = "SL-1", 5, "SL-2"
+SKU, LEAD, CYCLED, TOPPED = "SL-1", 5, "SL-2", "SL-3"
 
 
 def z(p):
@@ -58,7 +61,7 @@ def expected_point(csl, mean, var, lead=LEAD):
     return math.ceil(mu + z(csl) * sd - 1e-9)
 
 
-def demand(s, mean, var):
+def demand(s, mean, var, sku=SKU):
     """SKU's measured demand: `mean` units a second, variance `var` a second, over a
     whole window, sampled a moment ago with nothing sold since (the worker stopped
     meanwhile so that no sweep of its overwrites it)."""
@@ -70,7 +73,7 @@ def demand(s, mean, var):
           " WHERE sku = '%s' ON DUPLICATE KEY UPDATE sold_total = VALUES(sold_total),"
           " sampled_at = VALUES(sampled_at), demand_mean = VALUES(demand_mean),"
           " demand_var = VALUES(demand_var), demand_seconds = VALUES(demand_seconds)"
-          % (mean, var, SKU))
+          % (mean, var, sku))
     s.start("worker")
 
 
@@ -193,6 +196,7 @@ def body(t):
               "nothing changed")
 
         achieved(t, s)
+        topup(t, s)
 
         # No target: the fixed margin again (rate x p90 lead time x 1.5).
         p = s.restockctl("product", "set", SKU, "service_level=off")
@@ -258,6 +262,58 @@ def achieved(t, s):
           "restock_service_level_target{sku} of the product with a target")
     t.is_(metric(s, "restock_service_level_target", sku=CYCLED), None,
           "and none for a product without one")
+
+
+def topped_orders(s):
+    rows = s.sql("SELECT r.quantity, r.topup, r.status FROM replenishment_order r JOIN product p"
+                 " USING (product_id) WHERE p.sku = '%s' ORDER BY r.created_at" % TOPPED)
+    return [(int(q), topup == "1", status) for q, topup, status in rows]
+
+
+def topup(t, s):
+    """The crossing's order on its way, then the point rises: one top-up."""
+    # A factory of its own: no order measured, the lead time assumed (5 s, no spread).
+    s.sql("INSERT INTO factory (factory_id, identifier, name, api) VALUES"
+          " (UNHEX('%s'), 'FF-TOP', 'top-up factory', NULL)" % ("BA" * 16))
+    s.sql("INSERT INTO product (product_id, sku, name, price, stock, factory_id,"
+          " reorder_quantity) VALUES (UNHEX('%s'), '%s', 'topped donut', 1000, 100,"
+          " UNHEX('%s'), 10)" % ("AF" * 16, TOPPED, "BA" * 16))
+    s.restockctl("product", "set", TOPPED, "service_level=95", check=True)
+    # 1 unit a second: 5 in the lead time, Poisson's 95 % quantile 9, level 9 + 10.
+    demand(s, 1.0, 1.0, TOPPED)
+    t.ok(s.wait_until(lambda: s.sql("SELECT reorder_point, reorder_level FROM product"
+                                    " WHERE sku = '%s'" % TOPPED) == [["9", "19"]], timeout=30),
+         "a product with a target: point 9, level 19")
+    r = s.request("POST", "/checkout", {"sku": TOPPED, "quantity": 91})
+    t.is_(r.status, 200, "a sale takes the stock to the point, 9")
+    t.ok(s.wait_until(lambda: topped_orders(s), timeout=30), "the crossing opens its order")
+    t.is_([o[:2] for o in topped_orders(s)[:1]], [(10, False)],
+          "for 10 (the level 19 - the stock 9), not a top-up")
+    t.is_(len(topped_orders(s)), 1, "stock + on order 19 is above the point: no top-up")
+    # The demand rises to 20 a second: point 117, level 217, far above 9 + 10.
+    demand(s, 20.0, 20.0, TOPPED)
+    t.ok(s.wait_until(lambda: len(topped_orders(s)) == 2, timeout=30),
+         "the risen point opens a top-up while the crossing's order is on its way",
+         topped_orders(s))
+    got = topped_orders(s)
+    t.is_(got[1][:2] if len(got) > 1 else None, (198, True),
+          "for the difference to the level: 217 - (9 + 10) = 198")
+    t.ok("event=replenishment_topup sku=%s" % TOPPED in s.log("worker"),
+         "the worker logs it (event=replenishment_topup)")
+    t.ok(s.wait_until(lambda: s.sql_value(
+        "SELECT COUNT(*) FROM outbox o JOIN replenishment_order r USING (order_id)"
+        " JOIN product p ON p.product_id = r.product_id"
+        " WHERE p.sku = '%s' AND r.topup AND o.kind = 'reorder'" % TOPPED) == "1", timeout=30),
+         "with its reorder event (the factory message)")
+    # Still far below the point after another sweep: no second top-up while one is
+    # on its way (and stock + on order is 217 now anyway).
+    demand(s, 40.0, 40.0, TOPPED)
+    t.ok(s.wait_until(lambda: s.sql_value("SELECT reorder_point FROM product WHERE sku = '%s'"
+                                          % TOPPED) not in ("9", "117"), timeout=30),
+         "the point rises again")
+    t.is_(len(topped_orders(s)), 2, "one top-up at a time: no third order")
+    line = products(s).get(TOPPED, {})
+    t.is_(line.get("on_order"), "208", "restockctl products: on order 10 + 198")
 
 
 if __name__ == "__main__":
