@@ -333,6 +333,22 @@ order_col_ident(db_stmt *st, int col, unsigned char out[IDENT_BYTES])
         memcpy(out, s, IDENT_BYTES);
 }
 
+/* An order's event, in the caller's transaction (lib/outbox_event): RS_OK when
+ * written, else RS_ERR. event gets its id (IDENT_TEXT bytes) when not NULL. */
+static int
+order_event(order *self, enum outbox_event_kind kind, const unsigned char *order_id,
+            const unsigned char *product_id, long long quantity, const char *reason, char *event,
+            errbuf *err)
+{
+    struct outbox_event_row row = {.kind = kind,
+                                   .order_id = order_id,
+                                   .product_id = product_id,
+                                   .quantity = quantity,
+                                   .reason = reason};
+
+    return outbox_event_write(self->events, &row, event, err) == 1 ? RS_OK : RS_ERR;
+}
+
 /* --- open ------------------------------------------------------------------- */
 
 /* The transaction of order_reorder; turned: the quantity of a checkout turned
@@ -405,15 +421,8 @@ order_reorder_tx(order *self, const char *sku, long long turned, struct order_op
         /* stock_empty: opened by the sale that emptied the shelf (both at once,
          * the first version's event; ST_INSERT marked it sold out); reorder:
          * opened while the product is on sale. */
-        if (outbox_event_write(
-                self->events,
-                &(struct outbox_event_row){
-                    .kind = out->remaining == 0 ? OUTBOX_EVENT_STOCK_EMPTY : OUTBOX_EVENT_REORDER,
-                    .order_id = order_id,
-                    .product_id = product_id,
-                    .quantity = quantity,
-                },
-                out->event, err) != 1)
+        if (order_event(self, out->remaining == 0 ? OUTBOX_EVENT_STOCK_EMPTY : OUTBOX_EVENT_REORDER,
+                        order_id, product_id, quantity, NULL, out->event, err) != RS_OK)
             goto fail;
         ident_format(order_id, sizeof(order_id), order_text);
         log_info("event=replenishment_opened sku=%s order=%s quantity=%lld stock=%lld "
@@ -433,14 +442,8 @@ order_reorder_tx(order *self, const char *sku, long long turned, struct order_op
     if (out->remaining == 0 && !sold_out) {
         if (db_stmt_exec(self->st[ST_SOLD_OUT], err, "b", order_id, sizeof(order_id)) != 1)
             goto fail;
-        if (outbox_event_write(self->events,
-                               &(struct outbox_event_row){
-                                   .kind = OUTBOX_EVENT_SOLD_OUT,
-                                   .order_id = order_id,
-                                   .product_id = product_id,
-                                   .quantity = quantity,
-                               },
-                               out->event, err) != 1)
+        if (order_event(self, OUTBOX_EVENT_SOLD_OUT, order_id, product_id, quantity, NULL,
+                        out->event, err) != RS_OK)
             goto fail;
         ident_format(order_id, sizeof(order_id), order_text);
         log_info("event=sold_out sku=%s order=%s outbox_event=%s", sku, order_text, out->event);
@@ -539,14 +542,8 @@ order_topup_tx(order *self, const char *sku, struct order_open_outcome *out, err
         errbuf_set(err, "database: the top-up of %s could not be inserted under its lock", sku);
         goto fail;
     }
-    if (outbox_event_write(self->events,
-                           &(struct outbox_event_row){
-                               .kind = OUTBOX_EVENT_REORDER,
-                               .order_id = order_id,
-                               .product_id = product_id,
-                               .quantity = quantity,
-                           },
-                           out->event, err) != 1)
+    if (order_event(self, OUTBOX_EVENT_REORDER, order_id, product_id, quantity, NULL, out->event,
+                    err) != RS_OK)
         goto fail;
     if (db_commit(self->conn, err) != RS_OK)
         return RS_ERR;
@@ -912,15 +909,8 @@ order_evented_tx(order *self, const unsigned char id[IDENT_BYTES], const struct 
     if (rows < 0)
         goto fail;
     wanted = (c->from & (1u << status)) && (!c->changed || rows > 0);
-    if (wanted && outbox_event_write(self->events,
-                                     &(struct outbox_event_row){
-                                         .kind = c->kind,
-                                         .order_id = id,
-                                         .product_id = product_id,
-                                         .quantity = quantity,
-                                         .reason = c->reason,
-                                     },
-                                     NULL, err) != 1)
+    if (wanted &&
+        order_event(self, c->kind, id, product_id, quantity, c->reason, NULL, err) != RS_OK)
         goto fail;
     if (db_commit(self->conn, err) != RS_OK)
         return RS_ERR;
@@ -1049,15 +1039,8 @@ order_fulfil_once(order *self, const unsigned char *id, const unsigned char *pro
         if (db_stmt_exec(self->st[ST_FULFIL], err, "ib", quantity, id, (size_t)IDENT_BYTES) != 1)
             goto fail;
     }
-    if (outbox_event_write(
-            self->events,
-            &(struct outbox_event_row){
-                .kind = out->refused ? OUTBOX_EVENT_DELIVERY_REFUSED : OUTBOX_EVENT_STOCK_ARRIVED,
-                .order_id = id,
-                .product_id = product_id,
-                .quantity = quantity,
-            },
-            out->event, err) != 1)
+    if (order_event(self, out->refused ? OUTBOX_EVENT_DELIVERY_REFUSED : OUTBOX_EVENT_STOCK_ARRIVED,
+                    id, product_id, quantity, NULL, out->event, err) != RS_OK)
         goto fail;
     if (db_commit(self->conn, err) != RS_OK) {
         out->event[0] = '\0';
