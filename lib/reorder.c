@@ -340,16 +340,23 @@ reorder_weight(double seen, double age, long window)
     return weight;
 }
 
+/* While an announced surge of factor f lasts, a sample is the baseline's times f:
+ * its units count as units / f in the mean, and its deviation from f times the
+ * mean as dev / √f in the variance (a Poisson demand f times as fast has f times
+ * the variance), so that the averages stay what a normal period sells and the
+ * policy's mean × f and variance × f are not the surge counted twice. */
 static void
-reorder_demand(struct reorder_step *step, long long units, double age, long window)
+reorder_demand(struct reorder_step *step, long long units, double age, long window,
+               double surge)
 {
     double weight = reorder_weight(step->demand_seconds, age, window), dev;
+    double f = surge > 0 ? surge : 1.0;
 
     if (units < 0)
         units = 0;
-    dev = (double)units - step->demand_mean * age;
-    step->demand_mean += weight * ((double)units / age - step->demand_mean);
-    step->demand_var += weight * (dev * dev / age - step->demand_var);
+    dev = (double)units - f * step->demand_mean * age;
+    step->demand_mean += weight * ((double)units / f / age - step->demand_mean);
+    step->demand_var += weight * (dev * dev / f / age - step->demand_var);
     step->demand_seconds = fmin(step->demand_seconds + age, (double)window);
 }
 
@@ -503,7 +510,7 @@ reorder_sweep(reorder *self, errbuf *err)
                 long long units = step.sold - db_stmt_col_int(st, COL_SAMPLE_SOLD) + asked;
 
                 step.rate = reorder_rate(step.rate, units, age, window);
-                reorder_demand(&step, units, age, demand_window);
+                reorder_demand(&step, units, age, demand_window, line.surge);
                 reorder_fill(&step, units, asked, age, service_window);
             }
             step.sample = 1;

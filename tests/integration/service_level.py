@@ -163,6 +163,7 @@ def body(t):
               "the point of 300 units per lead time: 300 + z·√300, rounded up")
         t.ok(products(s).get(SKU, {}).get("target", "").startswith("95%x3("),
              "restockctl products shows the target and the surge", products(s).get(SKU))
+        surge_measured(t, s)
 
         # The operator's bounds hold.
         s.restockctl("product", "set", SKU, "surge=off", "reorder_point_max=50", check=True)
@@ -262,6 +263,28 @@ def achieved(t, s):
           "restock_service_level_target{sku} of the product with a target")
     t.is_(metric(s, "restock_service_level_target", sku=CYCLED), None,
           "and none for a product without one")
+
+
+def surge_measured(t, s):
+    """During the announced surge (x3), what sells is measured as the baseline times
+    3: 600 units over a sample of about 100 s keep a baseline of 2 a second at 2,
+    where counting them whole would raise it toward 4."""
+    before = len(changes(s))
+    s.stop("worker")
+    s.sql("UPDATE product_demand d JOIN product p USING (product_id) SET"
+          " d.sold_total = p.sold_total + p.held, d.sampled_at = CURRENT_TIMESTAMP(6)"
+          " - INTERVAL 100 SECOND, d.demand_mean = 2, d.demand_var = 2, d.demand_seconds = 100"
+          " WHERE p.sku = '%s'" % SKU)
+    s.sql("UPDATE product SET stock = stock + 600 WHERE sku = '%s'" % SKU)
+    for _ in range(6):
+        s.request("POST", "/checkout", {"sku": SKU, "quantity": 100})
+    s.start("worker")
+    t.ok(s.wait_until(lambda: len(changes(s)) > before, timeout=60),
+         "the sample of the surge moves the point")
+    got = changes(s)[before] if len(changes(s)) > before else {}
+    mean = float(got.get("demand_per_s", "nan"))
+    t.ok(1.9 <= mean <= 2.1, "600 units in ~100 s at x3 keep the baseline at 2 a second "
+         "(counted whole: ~4)", got.get("demand_per_s"))
 
 
 def topped_orders(s):
