@@ -21,21 +21,27 @@ add`, and what the consumer recorded is what is asserted.
 6. A dead endpoint (500 to everything) does not hold back the factory, the mail
    queue or a healthy endpoint: all of them are served while its message waits.
 7. With real events: a 410 disables the endpoint (operators told), a
-   Retry-After is honoured."""
+   Retry-After is honoured.
+And the README's consumer example, copied from the README as it stands, run
+with node and the library: a real delivery handled once, its repeat dropped, a
+forgery refused."""
 
 import collections
 import datetime
 import json
+import os
 import re
+import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 
-from harness import Stack, run_tests
+from harness import SRCDIR, Stack, free_port, run_tests, spawn, stop_process
 from hold_common import add_product, expire_now, hold, status_of
 from inbox import AD_MANAGER, wait_mails
 from replenish_common import DONUT, factory_requests, orders, sell_out, sim_config
-from webhook_consumer import Consumer, configure, no_secret_logged
+from webhook_consumer import NODE, Consumer, configure, no_secret_logged
 from webhook_delivery import due_in, message, row, wait_state
 from webhook_events import DATA_FIELDS, KIND_TYPES, TYPES, all_taken, events, webhook_id
 from webhook_sig import Signer, installed, key_secret
@@ -358,16 +364,29 @@ def test_kill(t, s, c, every):
     t.is_(unverified(every.records()), [], "  verified")
 
 
-def replay(c, path, record, body=None, headers=None):
-    """POSTs a recorded delivery again to the consumer's path, as an attacker could."""
+def post(url, record, body=None, headers=None):
+    """POSTs a recorded delivery again, as an attacker could; the answer's status."""
     h = {"Content-Type": "application/json", "webhook-id": record["id"],
          "webhook-timestamp": record["timestamp"], "webhook-signature": record["signature"]}
     h.update(headers or {})
-    req = urllib.request.Request(c.url(path), data=body or record["body"].encode(), headers=h,
+    req = urllib.request.Request(url, data=body or record["body"].encode(), headers=h,
                                  method="POST")
-    with urllib.request.urlopen(req, timeout=10) as r:
-        r.read()
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            r.read()
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def replay(c, path, record, body=None, headers=None):
+    """A recorded delivery replayed to the consumer's path: its record of it."""
+    post(c.url(path), record, body, headers)
     return c.records(path)[-1]
+
+
+def one_byte_changed(raw):
+    return raw[:-2] + (b"]" if raw[-2:-1] != b"]" else b")") + raw[-1:]
 
 
 def test_forged(t, s, c, every):
@@ -376,8 +395,7 @@ def test_forged(t, s, c, every):
     r = replay(c, "/replay", record)
     t.ok(r["verified"], "a recorded delivery replayed as it was verifies (the control)", r)
     raw = record["body"].encode()
-    changed = raw[:-2] + (b"]" if raw[-2:-1] != b"]" else b")") + raw[-1:]
-    r = replay(c, "/replay", record, body=changed)
+    r = replay(c, "/replay", record, body=one_byte_changed(raw))
     t.ok(not r["verified"] and r["error"] == "No matching signature found",
          "its body changed by one byte: rejected by the library", r["error"])
     signer = Signer()
@@ -397,6 +415,53 @@ def test_forged(t, s, c, every):
     t.ok(status == 0, "webhook_sign ended well", errors)
 
 
+def readme_example(t, s, every):
+    """The README's consumer example, as it stands, run with Debian's node and the
+    library: a real delivery handled once, its replay dropped, a forgery refused."""
+    with open(os.path.join(SRCDIR, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    code = next((b for b in re.findall(r"\n  ```js\n(.*?)\n  ```\n", readme, re.S)
+                 if 'require("standardwebhooks")' in b), None)
+    t.ok(code, "the README has a consumer example on standardwebhooks")
+    if not code:
+        return
+    port = free_port()
+    handled = os.path.join(s.dir, "readme-handled.jsonl")
+    open(handled, "w").close()
+    path = os.path.join(s.dir, "readme-consumer.js")
+    with open(path, "w") as f:
+        f.write('const handle = (e) => require("node:fs").appendFileSync(%s, JSON.stringify(e)'
+                ' + "\\n");\n' % json.dumps(handled))
+        f.write(re.sub(r"^  ", "", code, flags=re.M).replace(".listen(8000)",
+                                                            ".listen(%d)" % port))
+    env = dict(os.environ, RESTOCK_SECRET=every.secret,
+               NODE_PATH=os.path.join(SRCDIR, "tests", "webhooks", "node_modules"))
+    proc = spawn([NODE, path], os.path.join(s.dir, "log", "readme-consumer.log"), env)
+    try:
+        url = "http://127.0.0.1:%d/" % port
+        record = every.records()[-1]
+        up = s.wait_until(lambda: proc.poll() is not None or listening(port))
+        t.ok(up and proc.poll() is None, "the example starts")
+        got = [post(url, record), post(url, record),
+               post(url, record, body=one_byte_changed(record["body"].encode()))]
+        with open(handled) as f:
+            events_handled = [json.loads(line) for line in f]
+        t.ok(got == [204, 204, 400] and len(events_handled) == 1 and
+             events_handled[0]["type"] == record["type"],
+             "  a real delivery is handled once (204), its repeat dropped (204), a forgery "
+             "refused (400)", (got, events_handled))
+    finally:
+        stop_process(proc)
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def body(t):
     if not installed(t):
         return
@@ -410,6 +475,7 @@ def body(t):
             test_rotation(t, s, c)
             test_kill(t, s, c, every)
             test_forged(t, s, c, every)
+            readme_example(t, s, every)
             no_secret_logged(t, s)
         finally:
             c.close()
