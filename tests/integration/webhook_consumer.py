@@ -31,6 +31,11 @@ def configure(s, **settings):
         s.wait_until(lambda: s.log("worker").count("event=reloaded") > before)
 
 
+def no_secret_logged(t, s):
+    """No webhook secret in what the worker and the SMTP sink wrote."""
+    out = "".join(s.log(n) for n in ("worker", "smtp"))
+    t.ok("whsec_" not in out, "no secret in the logs")
+
 
 class Consumer:
     """consumer.js on 127.0.0.1: url(path) is where an endpoint points; steer()
