@@ -658,22 +658,23 @@ sale_batch_retry(sale *self, combiner_item *batch, int (*tx)(sale *, combiner_it
     sale_batch_fail(self, batch, &err, 0);
 }
 
-/* The keyed members the batch sold: their answers made, and the text of their
- * keys' rows with them (checkout_key_insert_text) appended to t. The keyed members
- * it did not sell are left alone: their own transaction decides their refusal and
- * stores it. How many keys, or RS_ERR. */
-static long long
-sale_batch_keys_text(combiner_item *batch, db_text *t, errbuf *err)
+/* The keyed members the batch sold: their answers made, and their keys' rows
+ * written with them (checkout_key_insert_batch, one round trip). The keyed
+ * members it did not sell are left alone: their own transaction decides their
+ * refusal and stores it. RS_ERR: a duplicate key (db_duplicate) or another
+ * failure. */
+static int
+sale_batch_keys(sale *self, combiner_item *batch, errbuf *err)
 {
     struct checkout_key_entry *entries = calloc(sale_batch_size(batch), sizeof(*entries));
     size_t n = 0;
+    int rc;
 
     if (entries == NULL)
         return errbuf_set(err, "out of memory");
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sale_buy *b = (struct sale_buy *)it;
         struct checkout_key_entry *e = &entries[n];
-        int rc;
 
         if (b->key == NULL || b->alone)
             continue;
@@ -695,10 +696,9 @@ sale_batch_keys_text(combiner_item *batch, db_text *t, errbuf *err)
         e->body = b->out->body, e->len = b->out->len;
         n++;
     }
-    if (n > 0)
-        checkout_key_insert_text(t, entries, n);
+    rc = n > 0 ? checkout_key_insert_batch(self->keys, entries, n, err) : RS_OK;
     free(entries);
-    return (long long)n;
+    return rc;
 }
 
 /* The holds the batch made: their ids and times, and their rows written. */
@@ -854,10 +854,7 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     }
     if (sale_batch_holds(self->mv.holds, batch, product_id, now_us, err) != RS_OK)
         goto fail;
-    t.len = 0;
-    if (sale_batch_keys_text(batch, &t, err) < 0)
-        goto fail;
-    if (t.len > 0 && db_text_run(self->conn, &t, err) < 0) {
+    if (sale_batch_keys(self, batch, err) != RS_OK) {
         if (db_duplicate(self->conn)) {
             /* A key was there already: its request runs alone, and replays. */
             db_rollback(self->conn);
