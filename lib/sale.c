@@ -65,6 +65,9 @@ struct sale {
     bus_pub *bell;      /* rings the outbox events after their commit */
     int in_doubt;       /* this request's batch failed with its write in doubt */
     int begun;          /* a batch's transaction begun ahead (sale_batch_ahead) */
+    int read_ahead;     /* ... and its holds' product and clock read (ahead_*) */
+    unsigned char ahead_id[IDENT_BYTES];
+    long long ahead_now_us;
 };
 
 /* What a member of a batch asks for: units sold, units held, or a hold's units
@@ -774,6 +777,26 @@ sale_batch_leave(combiner_item *batch, int kind)
     }
 }
 
+/* The product of sku's id, and the database's clock (a batch of holds writes
+ * both in their rows): 1, 0 when there is no such product, RS_ERR. */
+static int
+sale_product_read(sale *self, const char *sku, unsigned char id[IDENT_BYTES], long long *now_us,
+                  errbuf *err)
+{
+    size_t len;
+    const char *col;
+    long long found = db_stmt_exec(self->product, err, "s", sku);
+
+    if (found < 0)
+        return RS_ERR;
+    if (found == 0 || !db_stmt_next(self->product) ||
+        (col = db_stmt_col(self->product, 0, &len)) == NULL || len != IDENT_BYTES)
+        return 0;
+    memcpy(id, col, IDENT_BYTES);
+    *now_us = db_stmt_col_int(self->product, 1);
+    return 1;
+}
+
 /* The transaction of a batch with more than plain checkouts (holds, confirms,
  * keys), one statement per round trip: it begins; ends the confirmed holds
  * (their rows, then the product's: the lock order of every transaction on
@@ -798,9 +821,9 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     struct sale_member *takers = sale_batch_takers(batch);
     db_text t = {0};
     long long confirms, rows, left = 0, point = 0, now_us = 0;
-    int rc = RS_ERR, no_product = 0, begun = self->begun;
+    int rc = RS_ERR, no_product = 0, begun = self->begun, read_ahead = self->read_ahead;
 
-    self->begun = 0; /* the first attempt's only */
+    self->begun = self->read_ahead = 0; /* the first attempt's only */
     for (combiner_item *it = batch; it != NULL; it = it->next)
         ((struct sale_buy *)it)->answered = 0;
     if (takers == NULL && u.confirm == 0) {
@@ -830,20 +853,15 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
                      &point, err);
     if (rows < 0)
         goto fail;
-    if (u.hold > 0) {
-        size_t len;
-        const char *id;
-        long long found = db_stmt_exec(self->product, err, "s", first->sku);
+    if (u.hold > 0 && read_ahead) {
+        memcpy(product_id, self->ahead_id, IDENT_BYTES);
+        now_us = self->ahead_now_us;
+    } else if (u.hold > 0) {
+        int found = sale_product_read(self, first->sku, product_id, &now_us, err);
 
         if (found < 0)
             goto fail;
-        if (found == 0 || !db_stmt_next(self->product) ||
-            (id = db_stmt_col(self->product, 0, &len)) == NULL || len != IDENT_BYTES)
-            no_product = 1;
-        else {
-            memcpy(product_id, id, IDENT_BYTES);
-            now_us = db_stmt_col_int(self->product, 1);
-        }
+        no_product = !found;
     }
     if (!no_product && rows == 1)
         sale_allocate(takers, left + u.buy + u.hold, point);
@@ -930,9 +948,12 @@ sale_batch_run(void *ctx, combiner_item *batch, size_t n)
 /* The next leader of its sku's batch, waiting for the batch in flight: a member
  * that is not a plain checkout makes its batch a transaction, so it begins it
  * now, and its round trip (as long as the batch's others, on a busy machine) is
- * not in the batch's own time. Nothing is read or locked in it until the batch
- * runs (sale_batch_records_tx takes it). A failure here leaves no transaction:
- * the batch begins its own. */
+ * not in the batch's own time; a hold reads its product's id and the database's
+ * clock before that, outside the transaction (the id never changes; the holds'
+ * created_at is then the database's time at most the batch in flight's time
+ * before their commit). Nothing is read or locked in the transaction until the
+ * batch runs (sale_batch_records_tx takes what was done here, on its first
+ * attempt). A failure here leaves it to the batch. */
 static void
 sale_batch_ahead(void *ctx, combiner_item *item)
 {
@@ -940,6 +961,9 @@ sale_batch_ahead(void *ctx, combiner_item *item)
     struct sale_buy *b = (struct sale_buy *)item;
     errbuf ignored = {{0}};
 
+    if (b->kind == SALE_KIND_HOLD)
+        self->read_ahead =
+            sale_product_read(self, b->sku, self->ahead_id, &self->ahead_now_us, &ignored) == 1;
     if (b->kind != SALE_KIND_BUY || b->key != NULL)
         self->begun = db_begin(self->conn, &ignored) == RS_OK;
 }
