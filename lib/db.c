@@ -1096,7 +1096,8 @@ db_bulk_supported(db_stmt *st)
     unsigned long caps = 0, extended = 0;
 
     /* MARIADB_STMT_BULK_SUPPORTED's test, through the library's interface. */
-    if (mariadb_get_infov(st->owner->conn, MARIADB_CONNECTION_SERVER_CAPABILITIES, &caps) != 0 ||
+    if (st->owner->conn == NULL ||
+        mariadb_get_infov(st->owner->conn, MARIADB_CONNECTION_SERVER_CAPABILITIES, &caps) != 0 ||
         mariadb_get_infov(st->owner->conn, MARIADB_CONNECTION_EXTENDED_SERVER_CAPABILITIES,
                           &extended) != 0)
         return 0;
@@ -1259,11 +1260,12 @@ db_stmt_bulk(db_stmt *st, size_t rows, errbuf *err, const char *types, ...)
             return errbuf_set(err, "database: bad parameter type '%c'", types[i]);
     if (rows == 0)
         return 0;
-    if (db_stmt_prepare(st, err) != RS_OK)
-        return RS_ERR;
-    db_stmt_clear_result(st);
-    if (rows == 1)
+    if (rows == 1) {
+        if (db_stmt_prepare(st, err) != RS_OK)
+            return RS_ERR;
+        db_stmt_clear_result(st);
         return db_bulk_one(st, cols, n, err);
+    }
     /* Never bulk execution on a Galera node: a transaction that a conflict
      * aborts while it runs is rolled back, and MariaDB 10.11 tells the client
      * nothing; the rows after it, and the COMMIT, then run outside it (the cluster
@@ -1273,6 +1275,9 @@ db_stmt_bulk(db_stmt *st, size_t rows, errbuf *err, const char *types, ...)
         return RS_ERR;
     if (galera || !db_bulk_supported(st))
         return db_bulk_text(st, cols, n, rows, err);
+    if (db_stmt_prepare(st, err) != RS_OK)
+        return RS_ERR;
+    db_stmt_clear_result(st);
     changed = db_bulk_all(st, cols, n, rows, err);
     /* A server whose binary log is statement-based refuses bulk execution before
      * it runs anything: the text then. */
