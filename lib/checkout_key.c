@@ -146,7 +146,7 @@ checkout_key_cart_fingerprint(long long client, const char *what,
 
 /* -- the table ------------------------------------------------------------------- */
 
-enum { ST_INSERT, ST_GET, ST_EXPIRE, ST_STORE, ST_PRUNE, ST_COUNT };
+enum { ST_INSERT, ST_GET, ST_EXPIRE, ST_STORE, ST_PRUNE, ST_INSERT_ROWS, ST_COUNT };
 
 /* DB_IDEMPOTENT: reads, and deletes of what is expired (a second run deletes
  * nothing more than the first would have). */
@@ -170,6 +170,10 @@ static const struct db_stmt_def checkout_key_sql[ST_COUNT] = {
                   " WHERE created_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
                   " ORDER BY created_at LIMIT " CHECKOUT_KEY_STR(CHECKOUT_KEY_PRUNE_BATCH),
                   DB_IDEMPOTENT},
+    /* A batch's keys with their answers, all rows in one bulk execution. */
+    [ST_INSERT_ROWS] = {"INSERT INTO checkout_key (client_id, idem_key, fingerprint, status, body)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        0},
 };
 
 struct checkout_key {
@@ -273,26 +277,38 @@ checkout_key_store(checkout_key *self, long long client, const char *key, int st
     return RS_OK;
 }
 
-void
-checkout_key_insert_text(db_text *t, const struct checkout_key_entry *entries, size_t n)
+int
+checkout_key_insert_batch(checkout_key *self, const struct checkout_key_entry *entries, size_t n,
+                          errbuf *err)
 {
-    db_text_str(t, "INSERT INTO checkout_key (client_id, idem_key, fingerprint, status, body)"
-                   " VALUES ");
-    for (size_t i = 0; i < n; i++) {
-        const struct checkout_key_entry *e = &entries[i];
+    /* The columns as db_stmt_bulk takes them: an array of each. */
+    long long *clients = calloc(n, sizeof(*clients)), *statuses = calloc(n, sizeof(*statuses));
+    const char **keys = calloc(n, sizeof(*keys));
+    const void **prints = calloc(n, sizeof(*prints)), **bodies = calloc(n, sizeof(*bodies));
+    unsigned long *print_lens = calloc(n, sizeof(*print_lens));
+    unsigned long *body_lens = calloc(n, sizeof(*body_lens));
+    long long rows = RS_ERR;
 
-        db_text_str(t, i > 0 ? ",(" : "(");
-        db_text_int(t, e->client);
-        db_text_str(t, ",");
-        db_text_hex(t, e->key, strlen(e->key));
-        db_text_str(t, ",");
-        db_text_hex(t, e->fingerprint, CHECKOUT_KEY_FINGERPRINT);
-        db_text_str(t, ",");
-        db_text_int(t, e->status);
-        db_text_str(t, ",");
-        db_text_hex(t, e->body, e->len);
-        db_text_str(t, ")");
+    if (clients == NULL || statuses == NULL || keys == NULL || prints == NULL || bodies == NULL ||
+        print_lens == NULL || body_lens == NULL) {
+        errbuf_set(err, "out of memory");
+        goto done;
     }
+    for (size_t i = 0; i < n; i++) {
+        clients[i] = entries[i].client;
+        keys[i] = entries[i].key;
+        prints[i] = entries[i].fingerprint;
+        print_lens[i] = CHECKOUT_KEY_FINGERPRINT;
+        statuses[i] = entries[i].status;
+        bodies[i] = entries[i].body;
+        body_lens[i] = (unsigned long)entries[i].len;
+    }
+    rows = db_stmt_bulk(self->st[ST_INSERT_ROWS], n, err, "isbib", clients, keys, prints,
+                        print_lens, statuses, bodies, body_lens);
+done:
+    free(clients), free(statuses), free(keys), free(prints), free(bodies);
+    free(print_lens), free(body_lens);
+    return rows < 0 ? RS_ERR : RS_OK;
 }
 
 long long

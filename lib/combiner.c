@@ -92,6 +92,13 @@ combiner_count(combiner *self, size_t n)
 void
 combiner_submit(combiner *self, combiner_item *item, const char *key, combiner_fn fn, void *ctx)
 {
+    combiner_submit_ahead(self, item, key, fn, NULL, ctx);
+}
+
+void
+combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, combiner_fn fn,
+                      combiner_ahead_fn ahead, void *ctx)
+{
     struct combiner_slot *slot;
     combiner_item *batch = item, *it, *next;
     size_t n = 1;
@@ -113,6 +120,14 @@ combiner_submit(combiner *self, combiner_item *item, const char *key, combiner_f
             slot->head = item;
         slot->tail = item;
         slot->waiting++;
+        if (ahead != NULL && slot->head == item) {
+            /* The next leader, whatever happens: it gets ready while the batch in
+             * flight runs. A wake-up meanwhile is not lost: it sets our state,
+             * read under the lock below. */
+            pthread_mutex_unlock(&self->lock);
+            ahead(ctx, item);
+            pthread_mutex_lock(&self->lock);
+        }
         while (item->state == COMBINER_WAITING)
             pthread_cond_wait(&item->wake, &self->lock);
         pthread_cond_destroy(&item->wake);

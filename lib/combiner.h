@@ -48,6 +48,15 @@ void combiner_destroy(combiner **self_p);
 void combiner_submit(combiner *self, combiner_item *item, const char *key, combiner_fn fn,
                      void *ctx);
 
+/* Called, without the combiner's lock, in the thread of an item that queued
+ * first behind a batch in flight: it will lead the next batch, and may get its
+ * work ready while it waits (restock-sales: its transaction begun). */
+typedef void (*combiner_ahead_fn)(void *ctx, combiner_item *item);
+
+/* combiner_submit, with ahead (NULL: none) called as above. */
+void combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, combiner_fn fn,
+                           combiner_ahead_fn ahead, void *ctx);
+
 /* Items of key waiting for the batch in flight (tests and diagnostics). */
 size_t combiner_waiting(combiner *self, const char *key);
 

@@ -171,6 +171,19 @@ int db_stmt_table(db *self, const struct db_stmt_def *defs, size_t n, db_stmt **
  * kept until the next execution: read it with db_stmt_next and the column getters. */
 long long db_stmt_exec(db_stmt *st, errbuf *err, const char *types, ...);
 
+/* Executes st, an INSERT ending in one VALUES (…) tuple, for each of rows rows
+ * in one round trip: MariaDB's bulk execution (COM_STMT_BULK_EXECUTE), where
+ * the server parses nothing; on a Galera node (where bulk execution is not safe:
+ * db.c says why), on MySQL, or with a statement-based binary log, the text of
+ * one multi-row INSERT with the values as literals. types as for db_stmt_exec,
+ * each argument a column, an array of rows values:
+ *   s  const char *const *                       (NULL for SQL NULL)
+ *   b  const void *const *, const unsigned long * (the bytes and their lengths)
+ *   i  const long long *
+ * No ? in the statement but its parameters'. Rows changed in all, or -1 with
+ * the failure classes of any statement. Not sent again after a failure: run it
+ * inside a transaction. */
+long long db_stmt_bulk(db_stmt *st, size_t rows, errbuf *err, const char *types, ...);
 /* Moves to the next row of the result: 1 when there is one, 0 at the end. */
 int db_stmt_next(db_stmt *st);
 

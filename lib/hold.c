@@ -10,7 +10,19 @@
 #include "hold.h"
 #include "timetext.h"
 
-enum { ST_NOW, ST_READ, ST_LOCK, ST_LINES, ST_EXTEND, ST_DUE, ST_NEXT, ST_ENDED, ST_COUNT };
+enum {
+    ST_NOW,
+    ST_READ,
+    ST_LOCK,
+    ST_LINES,
+    ST_EXTEND,
+    ST_DUE,
+    ST_NEXT,
+    ST_ENDED,
+    ST_INSERT,
+    ST_INSERT_LINE,
+    ST_COUNT
+};
 
 /* A hold's columns (of h), then its lines' (l, p); the locked read takes the hold's
  * alone (FOR UPDATE of a join would lock its products too, out of the carts' sku
@@ -44,6 +56,13 @@ static const struct db_stmt_def hold_sql[ST_COUNT] = {
     [ST_ENDED] = {"SELECT hold_id FROM hold WHERE status IN (1, 2, 3)"
                   " AND expires_at < UTC_TIMESTAMP(6) - INTERVAL ? SECOND LIMIT ?",
                   DB_IDEMPOTENT},
+    /* The rows of holds and of their lines, each many at once (db_stmt_bulk). */
+    [ST_INSERT] = {"INSERT INTO hold (hold_id, client_id, customer, status, expires_at, created_at)"
+                   " VALUES (?, ?, ?, 0, ?, ?)",
+                   0},
+    [ST_INSERT_LINE] = {"INSERT INTO hold_line (hold_id, line, product_id, quantity)"
+                        " VALUES (?, ?, ?, ?)",
+                        0},
 };
 
 struct hold {
@@ -97,18 +116,6 @@ hold_now(hold *self, long long *now_us, errbuf *err)
 
 /* -- text statements over many rows ------------------------------------------------- */
 
-/* A time as a DATETIME(6) literal. */
-static void
-hold_text_time(db_text *t, long long us)
-{
-    char when[TIMETEXT_SIZE];
-
-    timetext_sql_utc(us, when, sizeof(when));
-    db_text_str(t, "'");
-    db_text_str(t, when);
-    db_text_str(t, "'");
-}
-
 /* " IN (X'…',X'…')" of n ids. */
 static void
 hold_text_ids(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n)
@@ -122,68 +129,83 @@ hold_text_ids(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n)
     db_text_str(t, ")");
 }
 
-/* The text of the holds' rows. */
-static void
-hold_rows_text(db_text *t, const struct hold_draft *holds, size_t n)
-{
-    db_text_str(t, "INSERT INTO hold (hold_id, client_id, customer, status, expires_at,"
-                   " created_at) VALUES ");
-    for (size_t i = 0; i < n; i++) {
-        const struct hold_draft *h = &holds[i];
+/* The columns of the holds' rows, and of their lines' rows, as db_stmt_bulk
+ * takes them: an array of each, in one allocation. */
+struct hold_columns {
+    const void **ids, **products;
+    const char **customers, **expires, **created;
+    unsigned long *id_lens;
+    long long *clients, *lines, *quantities;
+    char (*times)[TIMETEXT_SIZE];
+};
 
-        db_text_str(t, i > 0 ? ",(" : "(");
-        db_text_hex(t, h->id, IDENT_BYTES);
-        db_text_str(t, ",");
-        db_text_int(t, h->client);
-        db_text_str(t, ",");
-        if (h->customer != NULL)
-            db_text_hex(t, h->customer, strlen(h->customer));
-        else
-            db_text_str(t, "NULL");
-        db_text_str(t, ",0,");
-        hold_text_time(t, h->expires_us);
-        db_text_str(t, ",");
-        hold_text_time(t, h->created_us);
-        db_text_str(t, ")");
-    }
+static int
+hold_columns_new(struct hold_columns *c, size_t rows, errbuf *err)
+{
+    c->ids = calloc(rows, sizeof(*c->ids));
+    c->products = calloc(rows, sizeof(*c->products));
+    c->customers = calloc(rows, sizeof(*c->customers));
+    c->expires = calloc(rows, sizeof(*c->expires));
+    c->created = calloc(rows, sizeof(*c->created));
+    c->id_lens = calloc(rows, sizeof(*c->id_lens));
+    c->clients = calloc(rows, sizeof(*c->clients));
+    c->lines = calloc(rows, sizeof(*c->lines));
+    c->quantities = calloc(rows, sizeof(*c->quantities));
+    c->times = calloc(2 * rows, sizeof(*c->times));
+    if (!c->ids || !c->products || !c->customers || !c->expires || !c->created || !c->id_lens ||
+        !c->clients || !c->lines || !c->quantities || !c->times)
+        return errbuf_set(err, "out of memory");
+    for (size_t i = 0; i < rows; i++)
+        c->id_lens[i] = IDENT_BYTES;
+    return RS_OK;
 }
 
-/* The text of their lines' rows. */
 static void
-hold_lines_text(db_text *t, const struct hold_draft *holds, size_t n)
+hold_columns_free(struct hold_columns *c)
 {
-    db_text_str(t, "INSERT INTO hold_line (hold_id, line, product_id, quantity) VALUES ");
-    for (size_t i = 0, rows = 0; i < n; i++)
-        for (size_t j = 0; j < holds[i].n; j++, rows++) {
-            db_text_str(t, rows > 0 ? ",(" : "(");
-            db_text_hex(t, holds[i].id, IDENT_BYTES);
-            db_text_str(t, ",");
-            db_text_int(t, (long long)j);
-            db_text_str(t, ",");
-            db_text_hex(t, holds[i].items[j].product_id, IDENT_BYTES);
-            db_text_str(t, ",");
-            db_text_int(t, holds[i].items[j].quantity);
-            db_text_str(t, ")");
-        }
+    free(c->ids), free(c->products), free(c->customers), free(c->expires), free(c->created);
+    free(c->id_lens), free(c->clients), free(c->lines), free(c->quantities), free(c->times);
 }
 
 int
 hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err)
 {
-    db_text t = {0};
+    struct hold_columns c = {0};
+    size_t rows = 0;
     int rc = RS_ERR;
 
+    for (size_t i = 0; i < n; i++)
+        rows += holds[i].n;
+    if (hold_columns_new(&c, rows > n ? rows : n, err) != RS_OK)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        c.ids[i] = holds[i].id;
+        c.clients[i] = holds[i].client;
+        c.customers[i] = holds[i].customer;
+        timetext_sql_utc(holds[i].expires_us, c.times[2 * i], TIMETEXT_SIZE);
+        timetext_sql_utc(holds[i].created_us, c.times[2 * i + 1], TIMETEXT_SIZE);
+        c.expires[i] = c.times[2 * i];
+        c.created[i] = c.times[2 * i + 1];
+    }
     /* Two statements, each its own round trip (never one multi-statement packet
      * inside a transaction: lib/sale.c's sale_batch_records_tx says why). */
-    hold_rows_text(&t, holds, n);
-    if (db_text_run(self->conn, &t, err) < 0)
+    if (db_stmt_bulk(self->st[ST_INSERT], n, err, "bisss", c.ids, c.id_lens, c.clients, c.customers,
+                     c.expires, c.created) < 0)
         goto done;
-    hold_lines_text(&t, holds, n);
-    if (db_text_run(self->conn, &t, err) < 0)
+    rows = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < holds[i].n; j++, rows++) {
+            c.ids[rows] = holds[i].id;
+            c.lines[rows] = (long long)j;
+            c.products[rows] = holds[i].items[j].product_id;
+            c.quantities[rows] = holds[i].items[j].quantity;
+        }
+    if (db_stmt_bulk(self->st[ST_INSERT_LINE], rows, err, "bibi", c.ids, c.id_lens, c.lines,
+                     c.products, c.id_lens, c.quantities) < 0)
         goto done;
     rc = RS_OK;
 done:
-    db_text_free(&t);
+    hold_columns_free(&c);
     return rc;
 }
 

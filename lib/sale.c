@@ -66,6 +66,10 @@ struct sale {
     checkout_key *keys; /* the stored answers of keyed checkouts */
     bus_pub *bell;      /* rings the outbox events after their commit */
     int in_doubt;       /* this request's batch failed with its write in doubt */
+    int begun;          /* a batch's transaction begun ahead (sale_batch_ahead) */
+    int read_ahead;     /* ... and its holds' product and clock read (ahead_*) */
+    unsigned char ahead_id[IDENT_BYTES];
+    long long ahead_now_us;
 };
 
 /* What a member of a batch asks for: units sold, units held, or a hold's units
@@ -670,22 +674,23 @@ sale_batch_retry(sale *self, combiner_item *batch, int (*tx)(sale *, combiner_it
     sale_batch_fail(self, batch, &err, 0);
 }
 
-/* The keyed members the batch sold: their answers made, and the text of their
- * keys' rows with them (checkout_key_insert_text) appended to t. The keyed members
- * it did not sell are left alone: their own transaction decides their refusal and
- * stores it. How many keys, or RS_ERR. */
-static long long
-sale_batch_keys_text(combiner_item *batch, db_text *t, errbuf *err)
+/* The keyed members the batch sold: their answers made, and their keys' rows
+ * written with them (checkout_key_insert_batch, one round trip). The keyed
+ * members it did not sell are left alone: their own transaction decides their
+ * refusal and stores it. RS_ERR: a duplicate key (db_duplicate) or another
+ * failure. */
+static int
+sale_batch_keys(sale *self, combiner_item *batch, errbuf *err)
 {
     struct checkout_key_entry *entries = calloc(sale_batch_size(batch), sizeof(*entries));
     size_t n = 0;
+    int rc;
 
     if (entries == NULL)
         return errbuf_set(err, "out of memory");
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sale_buy *b = (struct sale_buy *)it;
         struct checkout_key_entry *e = &entries[n];
-        int rc;
 
         if (b->key == NULL || b->alone)
             continue;
@@ -707,10 +712,9 @@ sale_batch_keys_text(combiner_item *batch, db_text *t, errbuf *err)
         e->body = b->out->body, e->len = b->out->len;
         n++;
     }
-    if (n > 0)
-        checkout_key_insert_text(t, entries, n);
+    rc = n > 0 ? checkout_key_insert_batch(self->keys, entries, n, err) : RS_OK;
     free(entries);
-    return (long long)n;
+    return rc;
 }
 
 /* The holds the batch made: their ids and times, and their rows written. */
@@ -785,6 +789,26 @@ sale_batch_leave(combiner_item *batch, int kind)
     }
 }
 
+/* The product of sku's id, and the database's clock (a batch of holds writes
+ * both in their rows): 1, 0 when there is no such product, RS_ERR. */
+static int
+sale_product_read(sale *self, const char *sku, unsigned char id[IDENT_BYTES], long long *now_us,
+                  errbuf *err)
+{
+    size_t len;
+    const char *col;
+    long long found = db_stmt_exec(self->product, err, "s", sku);
+
+    if (found < 0)
+        return RS_ERR;
+    if (found == 0 || !db_stmt_next(self->product) ||
+        (col = db_stmt_col(self->product, 0, &len)) == NULL || len != IDENT_BYTES)
+        return 0;
+    memcpy(id, col, IDENT_BYTES);
+    *now_us = db_stmt_col_int(self->product, 1);
+    return 1;
+}
+
 /* The transaction of a batch with more than plain checkouts (holds, confirms,
  * keys), one statement per round trip: it begins; ends the confirmed holds
  * (their rows, then the product's: the lock order of every transaction on
@@ -809,15 +833,19 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     struct sale_member *takers = sale_batch_takers(batch);
     db_text t = {0};
     long long confirms, rows, left = 0, point = 0, now_us = 0;
-    int rc = RS_ERR, no_product = 0;
+    int rc = RS_ERR, no_product = 0, begun = self->begun, read_ahead = self->read_ahead;
 
+    self->begun = self->read_ahead = 0; /* the first attempt's only */
     for (combiner_item *it = batch; it != NULL; it = it->next)
         ((struct sale_buy *)it)->answered = 0;
-    if (takers == NULL && u.confirm == 0)
+    if (takers == NULL && u.confirm == 0) {
+        if (begun)
+            db_rollback(self->conn);
         return RS_OK; /* every member left alone */
+    }
     if ((confirms = sale_batch_confirms_text(batch, &t, err)) < 0)
-        goto out;
-    if (db_begin(self->conn, err) != RS_OK)
+        goto fail; /* the transaction begun ahead, if any, rolled back */
+    if (!begun && db_begin(self->conn, err) != RS_OK)
         goto fail;
     if (confirms > 0) {
         rows = db_text_run(self->conn, &t, err);
@@ -837,20 +865,15 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
                      &point, err);
     if (rows < 0)
         goto fail;
-    if (u.hold > 0) {
-        size_t len;
-        const char *id;
-        long long found = db_stmt_exec(self->product, err, "s", first->sku);
+    if (u.hold > 0 && read_ahead) {
+        memcpy(product_id, self->ahead_id, IDENT_BYTES);
+        now_us = self->ahead_now_us;
+    } else if (u.hold > 0) {
+        int found = sale_product_read(self, first->sku, product_id, &now_us, err);
 
         if (found < 0)
             goto fail;
-        if (found == 0 || !db_stmt_next(self->product) ||
-            (id = db_stmt_col(self->product, 0, &len)) == NULL || len != IDENT_BYTES)
-            no_product = 1;
-        else {
-            memcpy(product_id, id, IDENT_BYTES);
-            now_us = db_stmt_col_int(self->product, 1);
-        }
+        no_product = !found;
     }
     if (!no_product && rows == 1)
         sale_allocate(takers, left + u.buy + u.hold, point);
@@ -866,10 +889,7 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     }
     if (sale_batch_holds(self->mv.holds, batch, product_id, now_us, err) != RS_OK)
         goto fail;
-    t.len = 0;
-    if (sale_batch_keys_text(batch, &t, err) < 0)
-        goto fail;
-    if (t.len > 0 && db_text_run(self->conn, &t, err) < 0) {
+    if (sale_batch_keys(self, batch, err) != RS_OK) {
         if (db_duplicate(self->conn)) {
             /* A key was there already: its request runs alone, and replays. */
             db_rollback(self->conn);
@@ -937,13 +957,37 @@ sale_batch_run(void *ctx, combiner_item *batch, size_t n)
     sale_allocate(takers, left + total, point);
 }
 
+/* The next leader of its sku's batch, waiting for the batch in flight: a member
+ * that is not a plain checkout makes its batch a transaction, so it begins it
+ * now, and its round trip (as long as the batch's others, on a busy machine) is
+ * not in the batch's own time; a hold reads its product's id and the database's
+ * clock before that, outside the transaction (the id never changes; the holds'
+ * created_at is then the database's time at most the batch in flight's time
+ * before their commit). Nothing is read or locked in the transaction until the
+ * batch runs (sale_batch_records_tx takes what was done here, on its first
+ * attempt). A failure here leaves it to the batch. */
+static void
+sale_batch_ahead(void *ctx, combiner_item *item)
+{
+    sale *self = ctx;
+    struct sale_buy *b = (struct sale_buy *)item;
+    errbuf ignored = {{0}};
+
+    if (b->kind == SALE_KIND_HOLD)
+        self->read_ahead =
+            sale_product_read(self, b->sku, self->ahead_id, &self->ahead_now_us, &ignored) == 1;
+    if (b->kind != SALE_KIND_BUY || b->key != NULL)
+        self->begun = db_begin(self->conn, &ignored) == RS_OK;
+}
+
 /* Submits buy to its sku's batch, and waits for it to run. After it: failed (err,
  * RS_ERR), alone, answered, or sold or not. */
 static int
 sale_batch_submit(sale *self, struct sale_buy *buy, errbuf *err)
 {
     log_debug("event=checkout_submitted quantity=%lld", buy->m.quantity); /* tests wait for it */
-    combiner_submit(self->shop->checkouts, &buy->item, buy->sku, sale_batch_run, self);
+    combiner_submit_ahead(self->shop->checkouts, &buy->item, buy->sku, sale_batch_run,
+                          sale_batch_ahead, self);
     /* The batch's links to the other members (on their threads' stacks) end with
      * it: a member left alone allocates itself alone. */
     buy->m.next = NULL;

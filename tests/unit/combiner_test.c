@@ -1,7 +1,9 @@
 /* Unit tests of lib/combiner: a lone caller runs at once in its own thread; the
  * callers who arrive while a batch is in flight go together into the next batch,
  * in arrival order, led by the first of them; other keys are not held up; every
- * caller returns after its own batch; the batch sizes are counted. */
+ * caller returns after its own batch; the batch sizes are counted; the first
+ * caller to queue gets ready ahead (combiner_submit_ahead), and a wake-up while it
+ * does is not lost. */
 #include "config.h"
 
 #include <pthread.h>
@@ -175,6 +177,84 @@ test_batch(void)
     is_int(combiner_waiting(shared, "A"), 0, "nothing is left waiting");
 }
 
+/* combiner_submit_ahead: what the ahead function saw, and a hold on it. */
+static int ahead_calls, ahead_id = -1, ahead_job_done = -1, ahead_hold, in_ahead;
+static pthread_t ahead_thread;
+
+static void
+ahead_fn(void *ctx, combiner_item *item)
+{
+    struct job *j = (struct job *)item;
+
+    (void)ctx;
+    pthread_mutex_lock(&gate_lock);
+    ahead_calls++;
+    ahead_id = j->id;
+    ahead_job_done = j->done;
+    ahead_thread = pthread_self();
+    in_ahead = 1;
+    pthread_cond_broadcast(&gate_cond);
+    while (ahead_hold)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void *
+caller_ahead_main(void *arg)
+{
+    struct caller *c = arg;
+
+    combiner_submit_ahead(shared, &c->job.item, c->key, run_batch, ahead_fn, NULL);
+    c->returned_done = c->job.done;
+    return NULL;
+}
+
+static void
+test_ahead(void)
+{
+    struct caller c[4];
+    int led = 1;
+
+    memset(c, 0, sizeof(c));
+    batches_run = 0;
+    set_gate(0);
+    pthread_mutex_lock(&gate_lock);
+    ahead_hold = 1;
+    pthread_mutex_unlock(&gate_lock);
+    for (int i = 0; i < 4; i++) {
+        c[i].key = "A";
+        c[i].job.id = i;
+        pthread_create(&c[i].id, NULL, caller_ahead_main, &c[i]);
+        if (i == 0)
+            wait_at_gate(1); /* nothing in flight: it runs at once, no ahead */
+        else if (i == 1) {
+            pthread_mutex_lock(&gate_lock); /* the first to queue: ahead */
+            while (!in_ahead)
+                pthread_cond_wait(&gate_cond, &gate_lock);
+            pthread_mutex_unlock(&gate_lock);
+        } else
+            wait_waiting("A", (size_t)i);
+    }
+    /* The batch in flight ends, and wakes its next leader, while that one is still
+     * in its ahead function. */
+    set_gate(1);
+    pthread_join(c[0].id, NULL);
+    pthread_mutex_lock(&gate_lock);
+    ahead_hold = 0;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+    for (int i = 1; i < 4; i++) {
+        pthread_join(c[i].id, NULL);
+        led = led && c[i].returned_done && c[i].job.batch_no == 2 &&
+              pthread_equal(c[i].job.leader, c[1].id);
+    }
+    is_int(ahead_calls, 1, "ahead: called once, for the first caller to queue only");
+    is_int(ahead_id, 1, "ahead: that caller's item");
+    ok(pthread_equal(ahead_thread, c[1].id), "ahead: in its own thread");
+    is_int(ahead_job_done, 0, "ahead: before its batch ran");
+    ok(led, "ahead: woken while in it, it still led the next batch, the others in it");
+}
+
 /* More keys in flight than slots: the extra caller runs alone, at once. */
 static void
 test_no_slot(void)
@@ -209,6 +289,7 @@ main(void)
     ok(shared != NULL, "combiner_new");
     test_alone();
     test_batch();
+    test_ahead();
     combiner_destroy(&shared);
     test_no_slot();
     return done_testing();
