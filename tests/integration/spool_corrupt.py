@@ -19,8 +19,10 @@ WAITING = ("incoming", "deferred")
 
 def body(t):
     with Stack(t, env=ENV) as s:
-        skus = list(SEEDED) + add_products(s, 2, prefix="SC")
+        # The factory first: a product added at stock 0 is ordered by the worker's
+        # next sweep, which would otherwise send it before the factory stops.
         s.stop("factory")
+        skus = list(SEEDED) + add_products(s, 2, prefix="SC")
         for sku in skus:
             t.is_(sell_out(s, sku).status, 409, "%s sold out" % sku)
         events = {sku: s.wait_until(lambda: outbox(s, sku, "stock_empty"))[0][0] for sku in skus}
