@@ -134,10 +134,12 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                        " ORDER BY fulfilled_at DESC LIMIT ?",
                        DB_IDEMPOTENT},
     /* The cycles that ended in the window, per product; ix_order_status leads
-     * with the status. */
+     * with the status. A top-up is no cycle of its own: it lives inside its
+     * crossing's cycle, and the checkouts turned away meanwhile are counted on
+     * the crossing's order (order_refused), never on it. */
     [ST_CYCLES] = {"SELECT p.sku, COUNT(*), SUM(r.turned_away > 0) FROM replenishment_order r"
                    " JOIN product p ON p.product_id = r.product_id"
-                   " WHERE r.status = 'fulfilled'"
+                   " WHERE r.status = 'fulfilled' AND NOT r.topup"
                    " AND r.fulfilled_at >= CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
                    " GROUP BY p.sku ORDER BY p.sku",
                    DB_IDEMPOTENT},

@@ -13,7 +13,14 @@ same names with underscores): --delay S, --fail-rate P (answer 500 with probabil
 --duplicate-callbacks N (send each callback N times, at once), --silent (never call
 back); at run time only: answer_status (not 0: answer every order with this status and
 the bytes of answer_body_hex, as a factory answering in EUC-KR or with escape
-sequences does; 0 is the normal behaviour). For tests: one JSON line per received request on stderr, GET /_sim/requests
+sequences does; 0 is the normal behaviour). Random lead times (tests/sim/service_level):
+--delay-sd S (knob delay_sd; default 0, the fixed --delay) draws each order's delay from
+a gamma law of mean --delay and standard deviation S; the knob lead_times, a JSON object
+{"<MessageAttributeFactoryId>": {"mean": M, "sd": S}, ...} (run time only), gives each
+factory named in it a law of its own (sd 0: always M), the others keeping delay and
+delay_sd. Each factory's draws come from a generator of its own, seeded from --seed and
+its id, so that a seeded run gives each factory the same sequence of delays whatever
+the other factories' orders. For tests: one JSON line per received request on stderr, GET /_sim/requests
 (what was received: body, headers, peer, time), GET /_sim/callbacks (what was sent and
 the status each got, or its error), GET /_sim/config, POST /_sim/reset (forget both
 lists and the --fail-first count). --port 0 picks a free port; --port-file FILE then
@@ -48,6 +55,8 @@ class Factory:
         self.lock = threading.Lock()
         self.config = {
             "delay": args.delay,
+            "delay_sd": args.delay_sd,
+            "lead_times": {},
             "fail_rate": args.fail_rate,
             "fail_first": args.fail_first,
             "slow": args.slow,
@@ -61,6 +70,8 @@ class Factory:
         self.orders_seen = 0
         self.timers = set()
         self.random = random.Random(args.seed)
+        self.seed = args.seed
+        self.lead_random = {}  # factory id -> its generator of delays
         self.stopping = False
 
     def knobs(self):
@@ -71,6 +82,8 @@ class Factory:
         """Validates every change before applying any; returns an error text or None."""
         checks = {
             "delay": lambda v: isinstance(v, (int, float)) and v >= 0,
+            "delay_sd": lambda v: isinstance(v, (int, float)) and v >= 0,
+            "lead_times": is_lead_times,
             "fail_rate": lambda v: isinstance(v, (int, float)) and 0 <= v <= 1,
             "fail_first": lambda v: isinstance(v, int) and v >= 0,
             "slow": lambda v: isinstance(v, (int, float)) and v >= 0,
@@ -104,11 +117,26 @@ class Factory:
                 return True
             return self.random.random() < self.config["fail_rate"]
 
-    def schedule_callback(self, url, body):
+    def delay_of(self, knobs, factory_id):
+        """The delay of one order of factory_id: its law's draw, or the fixed delay."""
+        law = knobs["lead_times"].get(factory_id, {"mean": knobs["delay"],
+                                                  "sd": knobs["delay_sd"]})
+        mean, sd = float(law["mean"]), float(law["sd"])
+        if sd <= 0 or mean <= 0:
+            return mean
+        with self.lock:
+            gen = self.lead_random.get(factory_id)
+            if gen is None:
+                gen = self.lead_random[factory_id] = random.Random(
+                    "%s/%s" % (self.seed, factory_id))
+            # Gamma of that mean and variance: shape (m/sd)^2, scale sd^2/m.
+            return gen.gammavariate((mean / sd) ** 2, sd * sd / mean)
+
+    def schedule_callback(self, url, body, factory_id=""):
         knobs = self.knobs()
         if knobs["silent"]:
             return
-        timer = threading.Timer(knobs["delay"], self.call_back,
+        timer = threading.Timer(self.delay_of(knobs, factory_id), self.call_back,
                                 (url, body, knobs["duplicate_callbacks"]))
         timer.daemon = True
         with self.lock:
@@ -190,6 +218,15 @@ def is_count(value):
     if isinstance(value, str):
         return value.strip().isdigit() and int(value) > 0
     return False
+
+
+def is_lead_times(value):
+    """{"<factory id>": {"mean": M >= 0, "sd": S >= 0}, ...}"""
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+    return isinstance(value, dict) and all(
+        isinstance(law, dict) and set(law) == {"mean", "sd"} and number(law["mean"])
+        and number(law["sd"]) for law in value.values())
 
 
 def is_hex(text):
@@ -324,7 +361,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.answer(201, {"data": {"id": str(uuid.uuid4()),
                                    "reqestor": order["MessageAttributeRequester"],
                                    "data": order}})
-        factory.schedule_callback(str(order["CallbackUrl"]), raw)
+        factory.schedule_callback(str(order["CallbackUrl"]), raw,
+                                  str(order["MessageAttributeFactoryId"]))
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -340,6 +378,8 @@ def main():
     parser.add_argument("--port-file", help="write the port here once listening")
     parser.add_argument("--delay", type=float, default=40.0,
                         help="seconds before the callback (default 40, like the real one)")
+    parser.add_argument("--delay-sd", type=float, default=0.0,
+                        help="standard deviation of a gamma-distributed delay (0: fixed)")
     parser.add_argument("--fail-rate", type=float, default=0.0,
                         help="answer 500 with this probability")
     parser.add_argument("--fail-first", type=int, default=0, help="answer 500 to the first N")
@@ -347,10 +387,10 @@ def main():
     parser.add_argument("--duplicate-callbacks", type=int, default=1,
                         help="send each callback N times, concurrently")
     parser.add_argument("--silent", action="store_true", help="never call back")
-    parser.add_argument("--seed", type=int, help="seed of --fail-rate's dice")
+    parser.add_argument("--seed", type=int, help="seed of --fail-rate's dice and the delays")
     args = parser.parse_args()
     if not 0 <= args.fail_rate <= 1 or args.duplicate_callbacks < 1 or min(
-            args.delay, args.slow, args.fail_first) < 0:
+            args.delay, args.delay_sd, args.slow, args.fail_first) < 0:
         parser.error("knobs out of range")
 
     factory = Factory(args)

@@ -20,7 +20,7 @@ import re
 
 from harness import Stack, run_tests
 from prom import metric
-from replenish_common import orders
+from replenish_common import as_uuid, orders
 
 SKU, LEAD, CYCLED, TOPPED = "SL-1", 5, "SL-2", "SL-3"
 
@@ -337,6 +337,14 @@ def topup(t, s):
     t.is_(len(topped_orders(s)), 2, "one top-up at a time: no third order")
     line = products(s).get(TOPPED, {})
     t.is_(line.get("on_order"), "208", "restockctl products: on order 10 + 198")
+    # Both delivered: one cycle, the crossing's; the top-up lived inside it.
+    for oid, quantity in s.sql("SELECT HEX(r.order_id), r.quantity FROM replenishment_order r"
+                               " JOIN product p USING (product_id) WHERE p.sku = '%s'" % TOPPED):
+        s.restockctl("orders", "fulfil", as_uuid(oid), quantity, check=True)
+    t.ok(s.wait_until(lambda: products(s).get(TOPPED, {}).get("achieved") == "100.0%/1",
+                      timeout=30),
+         "both delivered: achieved 100.0%/1, the top-up no cycle of its own",
+         products(s).get(TOPPED))
 
 
 if __name__ == "__main__":
