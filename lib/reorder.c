@@ -346,8 +346,7 @@ reorder_weight(double seen, double age, long window)
  * the variance), so that the averages stay what a normal period sells and the
  * policy's mean × f and variance × f are not the surge counted twice. */
 static void
-reorder_demand(struct reorder_step *step, long long units, double age, long window,
-               double surge)
+reorder_demand(struct reorder_step *step, long long units, double age, long window, double surge)
 {
     double weight = reorder_weight(step->demand_seconds, age, window), dev;
     double f = surge > 0 ? surge : 1.0;
