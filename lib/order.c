@@ -335,6 +335,22 @@ order_col_ident(db_stmt *st, int col, unsigned char out[IDENT_BYTES])
         memcpy(out, s, IDENT_BYTES);
 }
 
+/* Calls fn for each sku of st's rows (a query of skus, at most ORDER_DUE_MAX by its
+ * LIMIT): how many, or RS_ERR. */
+static int
+order_each_sku(db_stmt *st, void (*fn)(void *arg, const char *sku), void *arg, errbuf *err)
+{
+    int n = 0;
+
+    if (db_stmt_exec(st, err, "") < 0)
+        return RS_ERR;
+    for (; db_stmt_next(st); n++) {
+        const char *sku = db_stmt_col(st, 0, NULL);
+        fn(arg, sku ? sku : "");
+    }
+    return n;
+}
+
 /* An order's event, in the caller's transaction (lib/outbox_event): RS_OK when
  * written, else RS_ERR. event gets its id (IDENT_TEXT bytes) when not NULL. */
 static int
@@ -574,16 +590,7 @@ order_topup(order *self, const char *sku, struct order_open_outcome *out, errbuf
 int
 order_each_topup_due(order *self, void (*fn)(void *arg, const char *sku), void *arg, errbuf *err)
 {
-    db_stmt *st = self->st[ST_TOPUP_DUE];
-    int n = 0;
-
-    if (db_stmt_exec(st, err, "") < 0)
-        return RS_ERR;
-    while (n < ORDER_DUE_MAX && db_stmt_next(st)) {
-        fn(arg, db_stmt_col(st, 0, NULL));
-        n++;
-    }
-    return n;
+    return order_each_sku(self->st[ST_TOPUP_DUE], fn, arg, err);
 }
 
 int
@@ -627,16 +634,7 @@ order_refused(order *self, const char *sku, long long quantity, struct order_ope
 int
 order_each_due(order *self, void (*fn)(void *arg, const char *sku), void *arg, errbuf *err)
 {
-    db_stmt *st = self->st[ST_DUE];
-    int n = 0;
-
-    if (db_stmt_exec(st, err, "") < 0)
-        return RS_ERR;
-    for (; db_stmt_next(st); n++) {
-        const char *sku = db_stmt_col(st, 0, NULL);
-        fn(arg, sku ? sku : "");
-    }
-    return n;
+    return order_each_sku(self->st[ST_DUE], fn, arg, err);
 }
 
 /* --- measurements ----------------------------------------------------------- */
