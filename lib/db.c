@@ -69,6 +69,7 @@ struct db {
     db_stmt *wsrep;    /* db_causal's question: is the server a Galera node */
     unsigned wsrep_of; /* the generation its answer is of (0: none yet) */
     int wsrep_on;      /* that answer */
+    int manual_commit; /* the session's autocommit is off: a Galera transaction's (db_begin) */
     db_stmt *stmts;
 };
 
@@ -398,6 +399,7 @@ db_connect(db *self, errbuf *err)
                          db_host_name(self, i));
             self->current = self->last_host = i;
             self->generation++;
+            self->manual_commit = 0; /* a new session: autocommit on */
             self->failed_connection = 0;
             db_touch(self);
             return RS_OK;
@@ -418,7 +420,7 @@ db_connect(db *self, errbuf *err)
  * that a connection that died while idle (a proxy or server restart) never takes
  * a statement down with it. A busy connection pays nothing. */
 static int
-db_ready(db *self, errbuf *err)
+db_ready_connection(db *self, errbuf *err)
 {
     struct timespec now;
 
@@ -440,6 +442,21 @@ db_ready(db *self, errbuf *err)
              db_host_name(self, self->current), mysql_error(self->conn), mysql_errno(self->conn));
     db_drop(self);
     return db_connect(self, err);
+}
+
+/* A statement outside a transaction runs in autocommit: a session a Galera
+ * transaction left with autocommit off (db_begin) has it turned on again first. */
+static int
+db_ready(db *self, errbuf *err)
+{
+    if (db_ready_connection(self, err) != RS_OK)
+        return RS_ERR;
+    if (self->in_transaction || !self->manual_commit)
+        return RS_OK;
+    if (mysql_real_query(self->conn, "SET autocommit = 1", 18) != 0)
+        return db_fail(self, mysql_errno(self->conn), "autocommit", mysql_error(self->conn), err);
+    self->manual_commit = 0;
+    return RS_OK;
 }
 
 /* A round trip succeeded: the connection is fresh, and no failure is pending. */
@@ -726,6 +743,9 @@ db_duplicate(const db *self)
     return self->last_errno == ER_DUP_ENTRY;
 }
 
+/* The savepoint a Galera transaction begins with (db_begin_sql). */
+#define DB_GUARD "rs_guard"
+
 /* The savepoint of nesting depth (1: the first inside the transaction). */
 static void
 db_savepoint_sql(char *buf, size_t cap, const char *verb, int depth)
@@ -769,9 +789,39 @@ db_end(db *self)
     self->poisoned = 0;
 }
 
+/* Opens the outermost transaction. On a Galera node it is guarded: the session's
+ * autocommit is turned off (and stays off while transactions follow one another)
+ * and the transaction starts with a savepoint that db_commit releases before it
+ * commits. MariaDB 10.11 may roll a transaction back for a conflict with a
+ * replicated one (a brute-force abort) between two of its statements without
+ * telling the client: the statements after it then ran in autocommit, each
+ * committed alone (the cluster bed's holds on two writers: the product's held
+ * units rolled back, the hold and its key's 201 answer committed). With autocommit
+ * off they run in a new transaction instead, which has no savepoint: the release
+ * fails, and that transaction is rolled back and run again from its start. */
+static const char *
+db_begin_sql(db *self, errbuf *err)
+{
+    int galera = db_galera(self, err);
+
+    if (galera <= 0)
+        return galera < 0 ? NULL : "START TRANSACTION";
+    if (!self->manual_commit) {
+        if (mysql_real_query(self->conn, "SET autocommit = 0", 18) != 0) {
+            db_fail(self, mysql_errno(self->conn), "autocommit", mysql_error(self->conn), err);
+            return NULL;
+        }
+        self->manual_commit = 1;
+    }
+    /* With autocommit off, the savepoint begins the transaction. */
+    return "SAVEPOINT " DB_GUARD;
+}
+
 int
 db_begin(db *self, errbuf *err)
 {
+    const char *sql;
+
     if (self->in_transaction > 0) {
         /* START TRANSACTION would commit the open one: a nested transaction
          * (order.c's, inside a keyed checkout's) is a savepoint of it. */
@@ -787,11 +837,13 @@ db_begin(db *self, errbuf *err)
      * (db_ready's ping catches most of them); nothing was done yet, so beginning
      * again on a new connection is safe. */
     for (int attempt = 0;; attempt++) {
-        if (db_ready(self, err) != RS_OK)
+        if (db_ready_connection(self, err) != RS_OK)
             return RS_ERR;
-        if (mysql_real_query(self->conn, "START TRANSACTION", 17) == 0)
-            break;
-        db_fail(self, mysql_errno(self->conn), "begin", mysql_error(self->conn), err);
+        if ((sql = db_begin_sql(self, err)) != NULL) {
+            if (mysql_real_query(self->conn, sql, strlen(sql)) == 0)
+                break;
+            db_fail(self, mysql_errno(self->conn), "begin", mysql_error(self->conn), err);
+        }
         if (attempt > 0 || self->conn != NULL)
             return RS_ERR;
     }
@@ -821,6 +873,23 @@ db_commit(db *self, errbuf *err)
     if (self->conn == NULL) {
         self->in_transaction = 0;
         return errbuf_set(err, "database: commit without a connection");
+    }
+    if (self->manual_commit && mysql_real_query(self->conn, "RELEASE SAVEPOINT " DB_GUARD,
+                                                strlen("RELEASE SAVEPOINT " DB_GUARD)) != 0) {
+        /* The transaction begun is gone (db_begin_sql): what ran since is rolled
+         * back, never committed, and the whole runs again (a deadlock's retry). */
+        unsigned code = mysql_errno(self->conn);
+
+        db_fail(self, code, "commit", mysql_error(self->conn), err);
+        if (!self->failed_connection) {
+            log_warn("event=db_transaction_lost host=%s reason=\"%s (%u)\" action=\"rolled back "
+                     "and run again: the cluster aborted it without telling the client\"",
+                     db_host_name(self, self->current), err->msg, code);
+            self->last_errno = ER_LOCK_DEADLOCK;
+            db_poison(self, ER_LOCK_DEADLOCK);
+        }
+        db_end(self);
+        return RS_ERR;
     }
     self->in_transaction = 0;
     if (mysql_commit(self->conn) != 0) {

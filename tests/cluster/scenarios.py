@@ -807,6 +807,10 @@ def holds_two_writers(t, b):
     t.ok(len({tuple(v) for v in nodes.values()}) == 1, "h: the three nodes agree", nodes)
     b.figure("h", "transactions run again (event=db_retry)",
              sum(h.programs["sales"].text().count("event=db_retry ") for h in b.hosts))
+    # A transaction the cluster rolled back without telling the client, caught by
+    # lib/db.c's guard (its savepoint gone at the commit) and run again.
+    b.figure("h", "transactions lost silently and caught (event=db_transaction_lost)",
+             sum(h.programs["sales"].text().count("event=db_transaction_lost ") for h in b.hosts))
 
 
 SCENARIOS = {"a": surge, "b": two_writers, "c": kill_writer, "d": kill_worker,
