@@ -49,7 +49,8 @@ enum {
     COL_DEMAND_SECONDS, /* seconds those have seen, up to demand_window */
     COL_FILL_ASKED,     /* units asked for per second over service_window */
     COL_FILL_TURNED,    /* of which turned away from an empty shelf */
-    COL_FILL_SECONDS
+    COL_FILL_SECONDS,
+    COL_NOW /* the statement's time: a sample is sold_total at that moment */
 };
 
 #define REORDER_COLUMNS                                                                            \
@@ -61,7 +62,7 @@ enum {
     " IF(p.surge_until > UTC_TIMESTAMP(6), p.surge_factor, NULL),"                                 \
     " TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(6), p.surge_until),"                                     \
     " d.demand_mean, d.demand_var, d.demand_seconds, d.fill_asked, d.fill_turned,"                 \
-    " d.fill_seconds"                                                                              \
+    " d.fill_seconds, CURRENT_TIMESTAMP(6)"                                                        \
     " FROM product p LEFT JOIN product_demand d ON d.product_id = p.product_id"
 
 static const struct db_stmt_def reorder_sql[ST_COUNT] = {
@@ -71,7 +72,7 @@ static const struct db_stmt_def reorder_sql[ST_COUNT] = {
     [ST_SAMPLE] = {"INSERT INTO product_demand (product_id, sold_total, order_id,"
                    " order_turned_away_units, sampled_at, rate, demand_mean, demand_var,"
                    " demand_seconds, fill_asked, fill_turned, fill_seconds)"
-                   " VALUES (?, ?, ?, ?, CURRENT_TIMESTAMP(6), ?, ?, ?, ?, ?, ?, ?)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                    " ON DUPLICATE KEY UPDATE"
                    " sold_total = VALUES(sold_total), order_id = VALUES(order_id),"
                    " order_turned_away_units = VALUES(order_turned_away_units),"
@@ -296,6 +297,11 @@ reorder_settings(db_stmt *st, struct reorder_line *line)
 struct reorder_step {
     unsigned char product_id[IDENT_BYTES];
     char sku[ORDER_SKU_SIZE];
+    /* When sold was read (COL_NOW), not when the sample is written: the rows are
+     * written after every product is read, and a sample dated at its write made
+     * the next one's units those of a longer time than its age (the demand's mean
+     * and variance overestimated, the later products' the more). */
+    char sampled_at[32];
     long long sold;
     struct order_unfinished open; /* the unfinished order now, for the next sample */
     double rate;
@@ -389,9 +395,19 @@ reorder_decide(reorder *self, const struct reorder_line *line, struct reorder_st
         level = point + reorder_auto_size(line->rate, line->lead_p90, line->quantity);
     if (level > REORDER_MAX)
         level = REORDER_MAX;
-    /* A tenth of the point (at least 1) of hysteresis: the average moves a
-     * little at every sweep, and a point that follows each wiggle fills the log. */
-    threshold = line->point / 10 > 1 ? line->point / 10 : 1;
+    /* Hysteresis, at least 1: the average moves a little at every sweep, and a
+     * point that follows each wiggle fills the log. The fixed margin's is a tenth
+     * of the point. A target's is a tenth of the lead time's demand's σ: each unit
+     * of the point is a share of the service (at 90 %, with σ 12, one unit is 1.5
+     * points of it), and a tenth of the point (6 units there) left the points where
+     * the estimates of the warm-up put them, over-serving the target by 3 points
+     * (tests/sim/service_level). */
+    if (line->target > 0)
+        threshold = (long long)(line->policy.lead_sd / 10.0);
+    else
+        threshold = line->point / 10;
+    if (threshold < 1)
+        threshold = 1;
     if (llabs(point - line->point) < threshold && line->level != 0)
         return 0;
     if (point == line->point && level == line->level)
@@ -487,6 +503,8 @@ reorder_sweep(reorder *self, errbuf *err)
         reorder_settings(st, &line);
         memcpy(step.product_id, id, IDENT_BYTES);
         snprintf(step.sku, sizeof(step.sku), "%s", line.sku ? line.sku : "");
+        snprintf(step.sampled_at, sizeof(step.sampled_at), "%s",
+                 db_stmt_col(st, COL_NOW, NULL) ? db_stmt_col(st, COL_NOW, NULL) : "");
         step.sold = db_stmt_col_int(st, COL_SOLD);
         step.rate = rate ? strtod(rate, NULL) : 0;
         step.demand_mean = line.demand_mean;
@@ -553,10 +571,10 @@ reorder_sweep(reorder *self, errbuf *err)
         snprintf(fill_turned, sizeof(fill_turned), "%.9g", s->fill_turned);
         snprintf(fill_seen, sizeof(fill_seen), "%.9g", s->fill_seconds);
         if (s->sample &&
-            db_stmt_exec(self->st[ST_SAMPLE], err, "bibisssssss", s->product_id,
+            db_stmt_exec(self->st[ST_SAMPLE], err, "bibissssssss", s->product_id,
                          (size_t)IDENT_BYTES, s->sold, s->open.exists ? s->open.order_id : NULL,
-                         (size_t)IDENT_BYTES, s->open.turned_away_units, rate, mean, var, seen,
-                         fill_asked, fill_turned, fill_seen) < 0)
+                         (size_t)IDENT_BYTES, s->open.turned_away_units, s->sampled_at, rate, mean,
+                         var, seen, fill_asked, fill_turned, fill_seen) < 0)
             goto done;
         if (!s->move)
             continue;
