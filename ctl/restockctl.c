@@ -761,25 +761,20 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
  * dead factory message (so that its delivery counts), and commits both: before
  * the rename, which no transaction holds (docs/design.md). */
 static int
-ctl_redrive_record(conf *cf, const char *queue, const spool_msg *m, errbuf *err)
+ctl_redrive_record(db *conn, order *orders, const char *queue, const spool_msg *m, errbuf *err)
 {
     struct factory_msg_glance g = {0};
-    db *conn;
-    order *orders;
     int rc;
 
     if (strcmp(queue, QUEUES_FACTORY) == 0)
         factory_msg_glance(spool_msg_body(m), spool_msg_len(m), &g);
-    rc = ctl_open_orders(cf, &conn, &orders, err);
-    if (rc == RS_OK)
-        rc = change_redrive(conn, orders, &ctl_who, queue, spool_msg_id(m), g.order_id, err);
-    ctl_close_orders(&conn, &orders);
+    rc = change_redrive(conn, orders, &ctl_who, queue, spool_msg_id(m), g.order_id, err);
     factory_msg_glance_clear(&g);
     return rc;
 }
 
 static int
-ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
+ctl_redrive_one(db *conn, order *orders, spool *sp, const char *id, errbuf *err)
 {
     spool_msg *m = NULL;
     int found = spool_get(sp, id, &m, err), rc;
@@ -797,7 +792,7 @@ ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
      * stays dead and the operator can try again; the other way round, the
      * worker could deliver it while the order still says failed, and a
      * redrive could go unrecorded. */
-    rc = ctl_redrive_record(cf, spool_queue(sp), m, err);
+    rc = ctl_redrive_record(conn, orders, spool_queue(sp), m, err);
     spool_msg_destroy(&m);
     if (rc != RS_OK)
         return RS_ERR;
@@ -811,19 +806,27 @@ static int
 ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
 {
     spool *queues[QUEUES_COUNT];
+    db *conn;
+    order *orders;
     int total = 0, rc = RS_OK;
 
     if (argc != 1)
         return errbuf_set(err, "usage: restockctl dlq redrive ID|--all");
-    if (ctl_open_queues(cf, queues, err) != RS_OK)
+    /* Connected first, as the user who ran it: the spool's owner, which root
+     * becomes next, may not reach the database's socket. */
+    if (ctl_open_orders(cf, &conn, &orders, err) != RS_OK)
         return RS_ERR;
+    if (db_ping(conn, err) != RS_OK || ctl_open_queues(cf, queues, err) != RS_OK) {
+        ctl_close_orders(&conn, &orders);
+        return RS_ERR;
+    }
     for (int i = 0; i < QUEUES_COUNT && rc == RS_OK; i++) {
         if (strcmp(argv[0], "--all") == 0) {
             /* Collected first: the walk reads the folder, the redrive changes it. */
             struct spool_names names;
             rc = spool_names_of(queues[i], SPOOL_DEAD, &names, err);
             for (size_t k = 0; k < names.n && rc == RS_OK; k++) {
-                int n = ctl_redrive_one(cf, queues[i], names.v[k], err);
+                int n = ctl_redrive_one(conn, orders, queues[i], names.v[k], err);
                 if (n < 0)
                     rc = RS_ERR;
                 total += n > 0;
@@ -831,7 +834,7 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
             spool_names_clear(&names);
         } else {
             int n = spool_msg_valid_id(argv[0])
-                        ? ctl_redrive_one(cf, queues[i], argv[0], err)
+                        ? ctl_redrive_one(conn, orders, queues[i], argv[0], err)
                         : errbuf_set(err, "\"%s\" is not a message id", argv[0]);
             if (n < 0)
                 rc = RS_ERR;
@@ -839,6 +842,7 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
         }
     }
     ctl_close_queues(queues);
+    ctl_close_orders(&conn, &orders);
     if (rc != RS_OK)
         return RS_ERR;
     if (total == 0 && strcmp(argv[0], "--all") != 0)
