@@ -275,6 +275,17 @@ static const struct conf_param conf_params[] = {
      "out in order)."},
     {"webhook_timeout", CONF_INT, "10", 1, 600, NULL, 0, NULL,
      "Seconds one webhook delivery (connection, request and answer) may take."},
+
+    {"admin_lockout_failures", CONF_INT, "5", 1, 1000, NULL, 0, "Admin API: accounts and sessions",
+     "Failed logins in a row (wrong password) that lock an admin account for "
+     "admin_lockout_seconds; while locked even the right password is refused. `restockctl "
+     "admin unlock NAME` ends it sooner."},
+    {"admin_lockout_seconds", CONF_INT, "900", 1, 31536000, NULL, 0, NULL,
+     "Seconds an admin account stays locked after admin_lockout_failures failed logins."},
+    {"admin_session_idle", CONF_INT, "1800", 10, 86400, NULL, 0, NULL,
+     "Seconds without a request after which an admin session ends (401 \"session expired\")."},
+    {"admin_session_lifetime", CONF_INT, "43200", 10, 2592000, NULL, 0, NULL,
+     "Seconds after its login at which an admin session ends, however busy it is."},
 };
 
 #define CONF_NPARAMS (sizeof(conf_params) / sizeof(conf_params[0]))
