@@ -301,7 +301,7 @@ admin_login(struct admin_thread *t, responder_request *rq)
     const char *from = responder_param(rq, "REMOTE_ADDR"), *name = NULL, *password = NULL, *body;
     char shown[UTF8_SANITIZED_SIZE(64)], token[ADMIN_SESSION_TOKEN_LEN + 1];
     struct admin_session_info info;
-    struct admin_caller caller = {{0}};
+    struct admin_caller caller = {.role = 0};
     enum admin_login_result result;
     long long account = 0;
     size_t len;
@@ -413,7 +413,7 @@ admin_handle(responder_request *rq, void *state)
     const char *path = responder_path(rq), *method = responder_method(rq), *csrf, *body, *rest;
     const struct admin_route *route;
     struct admin_session_info info;
-    struct admin_caller caller = {{0}};
+    struct admin_caller caller = {.role = 0};
     char id[256], allow[128];
     int status, safe = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     cJSON *json = NULL;
