@@ -731,8 +731,7 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
  * again; the other way round, the worker could deliver it while the order still
  * says failed, and a redrive could go unrecorded. */
 static int
-ctl_redrive_record(void *arg, const char *queue, const char *id, const char *order_id,
-                   errbuf *err)
+ctl_redrive_record(void *arg, const char *queue, const char *id, const char *order_id, errbuf *err)
 {
     conf *cf = arg;
     db *conn;

@@ -368,9 +368,9 @@ admin_route_of(const char *rest, const char *method, char *id, size_t id_size, i
             snprintf(allow + strlen(allow), allow_size - strlen(allow), "%s%s%s",
                      allow[0] ? ", " : "", admin_routes[i].method,
                      strcmp(admin_routes[i].method, "GET") == 0 ? ", HEAD" : "");
-        if (found == NULL && (strcmp(method, admin_routes[i].method) == 0 ||
-                              (strcmp(method, "HEAD") == 0 &&
-                               strcmp(admin_routes[i].method, "GET") == 0))) {
+        if (found == NULL &&
+            (strcmp(method, admin_routes[i].method) == 0 ||
+             (strcmp(method, "HEAD") == 0 && strcmp(admin_routes[i].method, "GET") == 0))) {
             found = &admin_routes[i];
             snprintf(id, id_size, "%s", seg);
         }

@@ -64,14 +64,18 @@ void admin_order_fulfil(struct admin_thread *t, responder_request *rq, const cha
                         const cJSON *body);
 void admin_products(struct admin_thread *t, responder_request *rq, const char *id,
                     const cJSON *body);
-void admin_product(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_product(struct admin_thread *t, responder_request *rq, const char *id,
+                   const cJSON *body);
 void admin_product_set(struct admin_thread *t, responder_request *rq, const char *id,
                        const cJSON *body);
 void admin_holds(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
 void admin_dead(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_message(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_redrive(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_clients(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_message(struct admin_thread *t, responder_request *rq, const char *id,
+                   const cJSON *body);
+void admin_redrive(struct admin_thread *t, responder_request *rq, const char *id,
+                   const cJSON *body);
+void admin_clients(struct admin_thread *t, responder_request *rq, const char *id,
+                   const cJSON *body);
 void admin_client_add(struct admin_thread *t, responder_request *rq, const char *id,
                       const cJSON *body);
 void admin_client_revoke(struct admin_thread *t, responder_request *rq, const char *id,

@@ -198,8 +198,8 @@ admin_order(struct admin_thread *t, responder_request *rq, const char *id, const
         responder_reply_error(rq, 404, "no order %.*s", (int)utf8_cut(id, strlen(id), 64), id);
         return;
     }
-    if (order_timeline(t->orders, id, admin_timeline_add,
-                       cJSON_AddArrayToObject(json, "timeline"), &err) != RS_OK) {
+    if (order_timeline(t->orders, id, admin_timeline_add, cJSON_AddArrayToObject(json, "timeline"),
+                       &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
         return;
@@ -208,8 +208,7 @@ admin_order(struct admin_thread *t, responder_request *rq, const char *id, const
 }
 
 void
-admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id,
-                   const cJSON *body)
+admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
     long long quantity = 0, max = conf_int(t->app->cf, "callback_quantity_max");
     const cJSON *over = cJSON_GetObjectItemCaseSensitive(body, "over");
@@ -316,10 +315,10 @@ admin_product_fields(cJSON *j, const struct reorder_line *p)
     admin_set(j, "sold_out", cJSON_CreateBool(p->stock == 0));
     admin_set(j, "on_order", cJSON_CreateNumber((double)p->on_order));
     admin_set(j, "rate_per_min", cJSON_CreateNumber(p->rate));
-    admin_set(j, "lead_p50_seconds", p->has_factory ? cJSON_CreateNumber(p->lead_p50)
-                                                    : cJSON_CreateNull());
-    admin_set(j, "lead_p90_seconds", p->has_factory ? cJSON_CreateNumber(p->lead_p90)
-                                                    : cJSON_CreateNull());
+    admin_set(j, "lead_p50_seconds",
+              p->has_factory ? cJSON_CreateNumber(p->lead_p50) : cJSON_CreateNull());
+    admin_set(j, "lead_p90_seconds",
+              p->has_factory ? cJSON_CreateNumber(p->lead_p90) : cJSON_CreateNull());
     admin_set(j, "lead_orders", cJSON_CreateNumber(p->lead_orders));
     admin_set(j, "suggested", cJSON_CreateNumber((double)p->suggested));
     admin_set(j, "sells_out_seconds", admin_seconds(p->sellout));
@@ -332,12 +331,12 @@ admin_product_fields(cJSON *j, const struct reorder_line *p)
                   : cJSON_CreateNull());
     admin_set(j, "cycles", cJSON_CreateNumber((double)p->cycles));
     admin_set(j, "stockouts", cJSON_CreateNumber((double)p->stockouts));
-    admin_set(j, "fill_rate", p->fill_rate >= 0 ? cJSON_CreateNumber(p->fill_rate)
-                                                : cJSON_CreateNull());
+    admin_set(j, "fill_rate",
+              p->fill_rate >= 0 ? cJSON_CreateNumber(p->fill_rate) : cJSON_CreateNull());
 }
 
 struct admin_products_merge {
-    cJSON *list; /* the public product JSON, by sku */
+    cJSON *list;      /* the public product JSON, by sku */
     const char *only; /* one sku, or NULL */
 };
 
@@ -421,8 +420,8 @@ admin_setting_word(const cJSON *item, errbuf *err)
     size_t size;
 
     if (strchr(item->string, '=') != NULL || *item->string == '\0') {
-        errbuf_set(err, "\"%.*s\" is not a setting", (int)utf8_cut(item->string,
-                   strlen(item->string), 64), item->string);
+        errbuf_set(err, "\"%.*s\" is not a setting",
+                   (int)utf8_cut(item->string, strlen(item->string), 64), item->string);
         return NULL;
     }
     if (cJSON_IsBool(item))
@@ -449,8 +448,7 @@ admin_setting_word(const cJSON *item, errbuf *err)
 }
 
 void
-admin_product_set(struct admin_thread *t, responder_request *rq, const char *id,
-                  const cJSON *body)
+admin_product_set(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
     int n = cJSON_GetArraySize(body), argc = 0, found;
     struct reorder_line now;
@@ -756,8 +754,7 @@ admin_clients(struct admin_thread *t, responder_request *rq, const char *id, con
 }
 
 void
-admin_client_add(struct admin_thread *t, responder_request *rq, const char *id,
-                 const cJSON *body)
+admin_client_add(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "name");
     char key[API_CLIENT_KEY_LEN + 1];
@@ -922,8 +919,7 @@ admin_events_list(const cJSON *events, char *out, size_t size, errbuf *err)
 }
 
 void
-admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
-                  const cJSON *body)
+admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
     struct admin_webhook_new c = {0};
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(body, "url"),
@@ -970,8 +966,8 @@ admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
 /* disable, enable, rotate: the endpoint named, the change audited, the
  * endpoint answered as listed (rotate: with its new secret, once). */
 static void
-admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id,
-                  const cJSON *body, int what)
+admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body,
+                  int what)
 {
     const cJSON *reason = cJSON_GetObjectItemCaseSensitive(body, "reason");
     struct webhook_endpoint_key key;
@@ -980,10 +976,10 @@ admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id,
     errbuf err = {{0}};
     int rc;
 
-    if (body != NULL && body->child != NULL && (what != 'd' || body->child->next != NULL ||
-                                                reason == NULL)) {
-        responder_reply_error(rq, 400, what == 'd' ? "the only field is \"reason\""
-                                                   : "this request takes no fields");
+    if (body != NULL && body->child != NULL &&
+        (what != 'd' || body->child->next != NULL || reason == NULL)) {
+        responder_reply_error(
+            rq, 400, what == 'd' ? "the only field is \"reason\"" : "this request takes no fields");
         return;
     }
     if (reason != NULL && !cJSON_IsString(reason)) {
@@ -1042,8 +1038,7 @@ admin_webhook_rotate(struct admin_thread *t, responder_request *rq, const char *
 /* Queues a ping (not a change: not audited); its delivery shows at
  * GET /admin/api/messages/{ping}. */
 void
-admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id,
-                   const cJSON *body)
+admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
     char wid[WEBHOOK_SIG_ID_SIZE];
     const cJSON *status;
@@ -1072,7 +1067,7 @@ admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id
     cJSON_AddStringToObject(json, "ping", wid);
     cJSON_AddStringToObject(json, "status", "queued");
     cJSON_Delete(line);
-    admin_reply(rq, 202, json);
+    admin_reply(rq, 200, json);
 }
 
 /* -- accounts and the audit trail ----------------------------------------------------- */
@@ -1151,8 +1146,8 @@ admin_audit(struct admin_thread *t, responder_request *rq, const char *id, const
         admin_query_int(rq, "before", 0, (long long)9e17, 0, &before) != RS_OK)
         return;
     json = cJSON_CreateObject();
-    if (audit_each(t->trail, limit, before, admin_audit_line,
-                   cJSON_AddArrayToObject(json, "audit"), &err) != RS_OK) {
+    if (audit_each(t->trail, limit, before, admin_audit_line, cJSON_AddArrayToObject(json, "audit"),
+                   &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
         return;

@@ -66,14 +66,54 @@ enum order_stmt {
     ST_COUNT
 };
 
+/* The columns of an order as listed (order_lines reads them): its times also
+ * as microseconds since the epoch (NULL stays NULL), for the API's RFC 3339 UTC
+ * times whatever the session's time zone. */
+#define ORDER_SQL_LIST_COLUMNS                                                                     \
+    "SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"                                  \
+    " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"                                             \
+    " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"                                                \
+    " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"                                           \
+    " r.delivered_quantity, r.last_error, r.delivery,"                                             \
+    " CAST(UNIX_TIMESTAMP(r.created_at) * 1000000 AS SIGNED),"                                     \
+    " CAST(UNIX_TIMESTAMP(r.sent_at) * 1000000 AS SIGNED),"                                        \
+    " CAST(UNIX_TIMESTAMP(r.fulfilled_at) * 1000000 AS SIGNED)"                                    \
+    " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
+
+/* What happened to an order, oldest first (at in microseconds since the epoch):
+ * its row's times, then its events (the outbox: what the worker fans out into
+ * the factory message, the ad emails and webhooks) as written and as taken by
+ * the worker. Seven times the order's id. */
+#define ORDER_SQL_TIMELINE                                                                         \
+    "SELECT CAST(UNIX_TIMESTAMP(at) * 1000000 AS SIGNED), event, detail FROM ("                    \
+    " SELECT created_at AS at, 0 AS o, 'opened' AS event,"                                         \
+    "  CONCAT('quantity ', quantity, IF(topup, ' (top-up)', '')) AS detail"                        \
+    "  FROM replenishment_order WHERE order_id = ?"                                                \
+    " UNION ALL SELECT sold_out_at, 1, 'sold_out', NULL"                                           \
+    "  FROM replenishment_order WHERE order_id = ? AND sold_out_at IS NOT NULL"                    \
+    " UNION ALL SELECT sent_at, 2, 'sent',"                                                        \
+    "  CONCAT('attempts ', attempts, IFNULL(CONCAT(', factory ref ', factory_ref), ''))"           \
+    "  FROM replenishment_order WHERE order_id = ? AND sent_at IS NOT NULL"                        \
+    " UNION ALL SELECT failed_at, 3, 'failed', last_error"                                         \
+    "  FROM replenishment_order WHERE order_id = ? AND failed_at IS NOT NULL"                      \
+    " UNION ALL SELECT fulfilled_at, 4, 'fulfilled',"                                              \
+    "  CONCAT('delivered ', delivered_quantity, ' (', delivery, ')')"                              \
+    "  FROM replenishment_order WHERE order_id = ? AND fulfilled_at IS NOT NULL"                   \
+    " UNION ALL SELECT created_at, 5, CONCAT('event ', kind), CONCAT('quantity ', quantity)"       \
+    "  FROM outbox WHERE order_id = ?"                                                             \
+    " UNION ALL SELECT taken_at, 6,"                                                               \
+    "  IF(kind IN ('stock_empty', 'sold_out', 'stock_arrived', 'delivery_refused'),"               \
+    "     'email', 'queued'),"                                                                     \
+    "  CONCAT(kind, IF(kind IN ('stock_empty', 'sold_out'), ': ad pause email queued',"            \
+    "   IF(kind = 'stock_arrived', ': ad resume email queued',"                                    \
+    "   IF(kind = 'delivery_refused', ': operators'' alert queued', ': queued'))))"                \
+    "  FROM outbox WHERE order_id = ? AND taken_at IS NOT NULL"                                    \
+    ") t ORDER BY at, o"
+
 /* DB_IDEMPOTENT marks what may run twice when the connection broke under it:
  * reads, and updates that are conditional or (sent) count an attempt twice at
  * worst, which beats ordering twice because a reconnection looked like a failed
  * request. */
-/* A DATETIME(6) column as microseconds since the epoch (NULL stays NULL): the
- * API's RFC 3339 UTC times, whatever the session's time zone. */
-#define ORDER_SQL_US(col) " CAST(UNIX_TIMESTAMP(" col ") * 1000000 AS SIGNED)"
-
 static const struct db_stmt_def order_sql[ST_COUNT] = {
     /* The surge after a sell-out ends here: one indexed read per failed checkout
      * (the stock for the answer and the open order at once), no transaction, no
@@ -165,55 +205,10 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
     [ST_COUNTS] = {"SELECT status, COUNT(*) FROM replenishment_order GROUP BY status"
                    " ORDER BY status",
                    0},
-    [ST_LIST] = {"SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"
-                 " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
-                 " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
-                 " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
-                 " r.delivered_quantity, r.last_error, r.delivery," ORDER_SQL_US("r.created_at") ","
-                 ORDER_SQL_US("r.sent_at") "," ORDER_SQL_US("r.fulfilled_at")
-                 " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
-                 " ORDER BY r.created_at DESC LIMIT ?",
-                 0},
+    [ST_LIST] = {ORDER_SQL_LIST_COLUMNS " ORDER BY r.created_at DESC LIMIT ?", 0},
     /* The same columns, of one order. */
-    [ST_ONE] = {"SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"
-                " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
-                " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
-                " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
-                " r.delivered_quantity, r.last_error, r.delivery," ORDER_SQL_US("r.created_at") ","
-                ORDER_SQL_US("r.sent_at") "," ORDER_SQL_US("r.fulfilled_at")
-                " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
-                " WHERE r.order_id = ?",
-                DB_IDEMPOTENT},
-    /* What happened to an order, oldest first: its row's times, then its events
-     * (the outbox: what the worker fans out into the factory message, the ad
-     * emails and webhooks) as written and as taken by the worker. */
-    [ST_TIMELINE] =
-        {"SELECT us, event, detail FROM ("
-         " SELECT " ORDER_SQL_US("created_at") " AS us, 0 AS o, 'opened' AS event,"
-         "  CONCAT('quantity ', quantity, IF(topup, ' (top-up)', '')) AS detail"
-         "  FROM replenishment_order WHERE order_id = ?"
-         " UNION ALL SELECT " ORDER_SQL_US("sold_out_at") ", 1, 'sold_out', NULL"
-         "  FROM replenishment_order WHERE order_id = ? AND sold_out_at IS NOT NULL"
-         " UNION ALL SELECT " ORDER_SQL_US("sent_at") ", 2, 'sent',"
-         "  CONCAT('attempts ', attempts, IFNULL(CONCAT(', factory ref ', factory_ref), ''))"
-         "  FROM replenishment_order WHERE order_id = ? AND sent_at IS NOT NULL"
-         " UNION ALL SELECT " ORDER_SQL_US("failed_at") ", 3, 'failed', last_error"
-         "  FROM replenishment_order WHERE order_id = ? AND failed_at IS NOT NULL"
-         " UNION ALL SELECT " ORDER_SQL_US("fulfilled_at") ", 4, 'fulfilled',"
-         "  CONCAT('delivered ', delivered_quantity, ' (', delivery, ')')"
-         "  FROM replenishment_order WHERE order_id = ? AND fulfilled_at IS NOT NULL"
-         " UNION ALL SELECT " ORDER_SQL_US("created_at") ", 5, CONCAT('event ', kind),"
-         "  CONCAT('quantity ', quantity)"
-         "  FROM outbox WHERE order_id = ?"
-         " UNION ALL SELECT " ORDER_SQL_US("taken_at") ", 6,"
-         "  IF(kind IN ('stock_empty', 'sold_out', 'stock_arrived', 'delivery_refused'),"
-         "     'email', 'queued'),"
-         "  CONCAT(kind, IF(kind IN ('stock_empty', 'sold_out'), ': ad pause email queued',"
-         "   IF(kind = 'stock_arrived', ': ad resume email queued',"
-         "   IF(kind = 'delivery_refused', ': operators'' alert queued', ': queued'))))"
-         "  FROM outbox WHERE order_id = ? AND taken_at IS NOT NULL"
-         ") t ORDER BY us, o",
-         DB_IDEMPOTENT},
+    [ST_ONE] = {ORDER_SQL_LIST_COLUMNS " WHERE r.order_id = ?", DB_IDEMPOTENT},
+    [ST_TIMELINE] = {ORDER_SQL_TIMELINE, DB_IDEMPOTENT},
     [ST_CLAIM] = {"UPDATE replenishment_order SET token_hash = ?"
                   " WHERE order_id = ? AND token_hash IS NULL",
                   DB_IDEMPOTENT},
