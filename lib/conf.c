@@ -74,12 +74,28 @@ static const struct conf_param conf_params[] = {
      "Unix socket of the factory callback responder (restock-callback)."},
     {"callback_threads", CONF_INT, "2", 1, 256, NULL, 0, NULL,
      "Threads of the callback responder."},
+    {"admin_socket", CONF_STR, "/run/restock/admin.sock", 0, 0, NULL, 0, NULL,
+     "Unix socket of the admin API responder (restock-admin), behind its own nginx site."},
+    {"admin_threads", CONF_INT, "4", 1, 256, NULL, 0, NULL,
+     "Threads of the admin API responder, each with its own database connection."},
+    {"admin_listen", CONF_STR, "127.0.0.1:8081", 0, 0, NULL, 0, NULL,
+     "Address of the admin site (nginx/restock-admin-site.conf listens there: keep the two "
+     "the same); loopback by default, docs/operations.md says how to serve it on a public "
+     "address with TLS. Its origin, http://<admin_listen>, is the only one the admin API "
+     "accepts in an Origin header unless admin_origin names another."},
+    {"admin_origin", CONF_STR, "", 0, 0, NULL, 0, NULL,
+     "The admin site's origin as browsers send it (\"https://admin.shop.example\"), for a site "
+     "behind TLS or a name; empty: http://<admin_listen>. A request whose Origin is another "
+     "is refused (403)."},
+    {"admin_cookie_secure", CONF_ENUM, "no", 0, 0, "yes|no", 0, NULL,
+     "yes: the admin session cookie is marked Secure (browsers send it over HTTPS only); set "
+     "it when the admin site is served over TLS. no by default: loopback is plain HTTP."},
     {"socket_mode", CONF_MODE, "0660", 0, 0777, NULL, 0, NULL,
      "Permissions of the responders' sockets (octal); nginx's user must be able to connect."},
     {"socket_backlog", CONF_INT, "1024", 1, 65535, NULL, 0, NULL,
      "Listen backlog of the responders' sockets: new connections not yet accepted."},
     {"body_limit", CONF_INT, "8192", 64, 1048576, NULL, 0, NULL,
-     "Largest request body accepted, in bytes; larger ones answer 400."},
+     "Largest request body accepted, in bytes; larger ones answer 400 (the admin API: 413)."},
     {"default_sku", CONF_STR, "CP-502101", 0, 0, NULL, 0, NULL,
      "Product of GET /product/donut and of a POST /checkout without a sku."},
     {"idempotency_retention", CONF_INT, "86400", 60, 31536000, NULL, 0, NULL,
