@@ -1300,13 +1300,13 @@ ctl_password(int from_stdin, char out[CTL_PASSWORD_SIZE], errbuf *err)
         rc = errbuf_set(err, "no terminal to read the password from: give it on stdin with "
                              "--password-stdin");
     else if ((rc = ctl_read_hidden("password: ", out, CTL_PASSWORD_SIZE, err)) == RS_OK &&
-             admin_password_check(out, err) == RS_OK &&
+             admin_account_password_check(out, err) == RS_OK &&
              (rc = ctl_read_hidden("again: ", again, sizeof(again), err)) == RS_OK &&
              strcmp(out, again) != 0)
         rc = errbuf_set(err, "the two passwords differ: nothing changed");
     sodium_memzero(again, sizeof(again));
     if (rc == RS_OK)
-        rc = admin_password_check(out, err);
+        rc = admin_account_password_check(out, err);
     if (rc != RS_OK)
         sodium_memzero(out, CTL_PASSWORD_SIZE);
     return rc;
@@ -1337,7 +1337,7 @@ ctl_admin_add(conf *cf, int argc, char **argv, errbuf *err)
     if (name == NULL || role_name == NULL)
         return errbuf_set(err, "%s", usage);
     if (admin_account_name_check(name, err) != RS_OK ||
-        (role = admin_role_parse(role_name, err)) < 0 ||
+        (role = admin_account_role_parse(role_name, err)) < 0 ||
         ctl_password(from_stdin, password, err) != RS_OK)
         return RS_ERR;
     if (ctl_open_accounts(cf, &conn, &accounts, err) != RS_OK) {
@@ -1349,7 +1349,7 @@ ctl_admin_add(conf *cf, int argc, char **argv, errbuf *err)
     ctl_close_accounts(&conn, &accounts);
     if (id < 0)
         return RS_ERR;
-    printf("admin account %s added (%s)\n", name, admin_role_name(role));
+    printf("admin account %s added (%s)\n", name, admin_account_role_name(role));
     return RS_OK;
 }
 
@@ -1424,7 +1424,7 @@ ctl_admin_role(conf *cf, int argc, char **argv, errbuf *err)
 
     if (argc != 2)
         return errbuf_set(err, "usage: restockctl admin role NAME viewer|operator");
-    if ((role = admin_role_parse(argv[1], err)) < 0 ||
+    if ((role = admin_account_role_parse(argv[1], err)) < 0 ||
         ctl_open_accounts(cf, &conn, &accounts, err) != RS_OK)
         return RS_ERR;
     rc = admin_account_role(accounts, &ctl_who, argv[0], role, err);
@@ -1432,7 +1432,7 @@ ctl_admin_role(conf *cf, int argc, char **argv, errbuf *err)
     if (rc < 0)
         return RS_ERR;
     printf("admin account %s %s %s\n", argv[0], rc == 1 ? "is now" : "was already",
-           admin_role_name(role));
+           admin_account_role_name(role));
     return RS_OK;
 }
 

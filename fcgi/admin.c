@@ -241,7 +241,7 @@ admin_caller_keep(void *arg, const struct admin_account_line *line)
     errbuf ignored = {{0}};
 
     snprintf(c->name, sizeof(c->name), "%s", line->name ? line->name : "");
-    c->role = line->role ? admin_role_parse(line->role, &ignored) : RS_ERR;
+    c->role = line->role ? admin_account_role_parse(line->role, &ignored) : RS_ERR;
     c->disabled = line->disabled;
 }
 
@@ -254,7 +254,7 @@ admin_session_body(const struct admin_caller *c, const struct admin_session_info
     if (json == NULL)
         return NULL;
     cJSON_AddStringToObject(json, "name", c->name);
-    cJSON_AddStringToObject(json, "role", admin_role_name(c->role));
+    cJSON_AddStringToObject(json, "role", admin_account_role_name(c->role));
     cJSON_AddStringToObject(json, "csrf_token", s->csrf);
     cJSON_AddStringToObject(json, "expires_at", s->expires_at);
     return json;
@@ -352,7 +352,8 @@ admin_login(struct admin_thread *t, responder_request *rq)
     }
     admin_db_answered(t);
     if (result != ADMIN_LOGIN_OK) {
-        log_warn("event=admin_login result=%s name=\"%s\" from=%s", admin_login_result_name(result),
+        log_warn("event=admin_login result=%s name=\"%s\" from=%s",
+                 admin_account_login_result_name(result),
                  admin_log_name(name, shown, sizeof(shown)), from);
         responder_reply_error(rq, 401, "wrong name or password");
         goto done;

@@ -13,13 +13,13 @@
 /* -- names, roles, passwords ------------------------------------------------------ */
 
 const char *
-admin_role_name(int role)
+admin_account_role_name(int role)
 {
     return role == ADMIN_ROLE_VIEWER ? "viewer" : role == ADMIN_ROLE_OPERATOR ? "operator" : NULL;
 }
 
 int
-admin_role_parse(const char *name, errbuf *err)
+admin_account_role_parse(const char *name, errbuf *err)
 {
     if (name != NULL && strcmp(name, "viewer") == 0)
         return ADMIN_ROLE_VIEWER;
@@ -46,7 +46,7 @@ admin_account_name_check(const char *name, errbuf *err)
 }
 
 int
-admin_password_check(const char *password, errbuf *err)
+admin_account_password_check(const char *password, errbuf *err)
 {
     size_t n = strlen(password);
     long chars;
@@ -65,7 +65,7 @@ admin_password_check(const char *password, errbuf *err)
 }
 
 const char *
-admin_login_result_name(enum admin_login_result r)
+admin_account_login_result_name(enum admin_login_result r)
 {
     switch (r) {
     case ADMIN_LOGIN_OK:
@@ -178,7 +178,7 @@ admin_account_destroy(admin_account **self_p)
 
 /* The Argon2id hash of password into out. */
 static int
-admin_password_hash(const char *password, char out[crypto_pwhash_STRBYTES], errbuf *err)
+admin_account_password_hash(const char *password, char out[crypto_pwhash_STRBYTES], errbuf *err)
 {
     if (crypto_pwhash_str(out, password, strlen(password), crypto_pwhash_OPSLIMIT_INTERACTIVE,
                           crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
@@ -212,7 +212,7 @@ admin_account_login(admin_account *self, const char *name, const char *password,
     if (!known && self->decoy[0] == '\0') {
         char random[ADMIN_SESSION_TOKEN_LEN + 1];
         admin_session_token_make(random);
-        if (admin_password_hash(random, self->decoy, err) != RS_OK)
+        if (admin_account_password_hash(random, self->decoy, err) != RS_OK)
             return RS_ERR;
     }
     /* The check runs whatever was found: the time says nothing of which. */
@@ -296,13 +296,14 @@ admin_account_add_tx(admin_account *self, const struct audit_who *who, const cha
 
     if (db_begin(self->conn, err) != RS_OK)
         return RS_ERR;
-    if (db_stmt_exec(self->st[ST_ADD], err, "sss", name, admin_role_name(role), hash) < 0) {
+    if (db_stmt_exec(self->st[ST_ADD], err, "sss", name, admin_account_role_name(role), hash) < 0) {
         if (db_duplicate(self->conn))
             errbuf_set(err, "an account named %s exists", name);
         goto fail;
     }
     id = (long long)db_stmt_insert_id(self->st[ST_ADD]);
-    snprintf(after, sizeof(after), "{\"role\":\"%s\",\"disabled\":false}", admin_role_name(role));
+    snprintf(after, sizeof(after), "{\"role\":\"%s\",\"disabled\":false}",
+             admin_account_role_name(role));
     if (audit_write_who(self->conn, who, "admin.add", name, NULL, after, err) != RS_OK)
         goto fail;
     if (db_commit(self->conn, err) != RS_OK)
@@ -321,13 +322,13 @@ admin_account_add(admin_account *self, const struct audit_who *who, const char *
     int attempts = 0;
     long long id;
 
-    if (admin_role_name(role) == NULL)
+    if (admin_account_role_name(role) == NULL)
         return errbuf_set(err, "a role is viewer or operator");
     if (admin_account_name_check(name, err) != RS_OK ||
-        admin_password_check(password, err) != RS_OK)
+        admin_account_password_check(password, err) != RS_OK)
         return RS_ERR;
     /* Hashed before the transaction: a tenth of a second holds no lock. */
-    if (admin_password_hash(password, hash, err) != RS_OK)
+    if (admin_account_password_hash(password, hash, err) != RS_OK)
         return RS_ERR;
     do
         id = admin_account_add_tx(self, who, name, role, hash, err);
@@ -367,7 +368,7 @@ admin_account_change_tx(admin_account *self, const struct audit_who *who, const 
         goto fail;
     }
     id = db_stmt_col_int(row, 0);
-    old_role = admin_role_parse(db_stmt_col(row, 1, NULL), err);
+    old_role = admin_account_role_parse(db_stmt_col(row, 1, NULL), err);
     disabled = db_stmt_col_int(row, 2) != 0;
     failures = db_stmt_col_int(row, 3);
     locked = db_stmt_col_int(row, 4) != 0;
@@ -384,8 +385,8 @@ admin_account_change_tx(admin_account *self, const struct audit_who *who, const 
     case CHANGE_ROLE:
         if (role == old_role)
             goto unchanged;
-        snprintf(before, sizeof(before), "{\"role\":\"%s\"}", admin_role_name(old_role));
-        snprintf(after, sizeof(after), "{\"role\":\"%s\"}", admin_role_name(role));
+        snprintf(before, sizeof(before), "{\"role\":\"%s\"}", admin_account_role_name(old_role));
+        snprintf(after, sizeof(after), "{\"role\":\"%s\"}", admin_account_role_name(role));
         old_role = role;
         ends_sessions = 1;
         break;
@@ -408,7 +409,7 @@ admin_account_change_tx(admin_account *self, const struct audit_who *who, const 
         locked = 0;
         break;
     }
-    if (db_stmt_exec(self->st[ST_UPDATE], err, "siiisi", admin_role_name(old_role),
+    if (db_stmt_exec(self->st[ST_UPDATE], err, "siiisi", admin_account_role_name(old_role),
                      (long long)disabled, failures, (long long)locked, hash, id) < 0 ||
         (ends_sessions && admin_session_delete_account(self->sessions, id, err) < 0) ||
         audit_write_who(self->conn, who, admin_change_action[change], name,
@@ -446,8 +447,8 @@ admin_account_passwd(admin_account *self, const struct audit_who *who, const cha
     int rc;
 
     if (admin_account_name_check(name, err) != RS_OK ||
-        admin_password_check(password, err) != RS_OK ||
-        admin_password_hash(password, hash, err) != RS_OK)
+        admin_account_password_check(password, err) != RS_OK ||
+        admin_account_password_hash(password, hash, err) != RS_OK)
         return RS_ERR;
     rc = admin_account_change(self, who, name, CHANGE_PASSWD, 0, hash, err);
     sodium_memzero(hash, sizeof(hash));
@@ -458,7 +459,7 @@ int
 admin_account_role(admin_account *self, const struct audit_who *who, const char *name, int role,
                    errbuf *err)
 {
-    if (admin_role_name(role) == NULL)
+    if (admin_account_role_name(role) == NULL)
         return errbuf_set(err, "a role is viewer or operator");
     return admin_account_change(self, who, name, CHANGE_ROLE, role, NULL, err);
 }

@@ -25,9 +25,9 @@
 enum admin_role { ADMIN_ROLE_VIEWER = 1, ADMIN_ROLE_OPERATOR = 2 };
 
 /* "viewer", "operator"; NULL for another value. */
-const char *admin_role_name(int role);
+const char *admin_account_role_name(int role);
 /* The role of its name, or RS_ERR (err saying the choices). */
-int admin_role_parse(const char *name, errbuf *err);
+int admin_account_role_parse(const char *name, errbuf *err);
 
 /* An account's name: 1 to ADMIN_ACCOUNT_NAME_MAX of [A-Za-z0-9._@-], starting
  * with a letter or a digit. RS_ERR saying why. */
@@ -36,7 +36,7 @@ int admin_account_name_check(const char *name, errbuf *err);
 /* A new password: ADMIN_PASSWORD_MIN characters of UTF-8 at least, at most
  * ADMIN_PASSWORD_MAX bytes, no control character. RS_ERR saying why, never
  * quoting it. */
-int admin_password_check(const char *password, errbuf *err);
+int admin_account_password_check(const char *password, errbuf *err);
 
 /* What a login found (the client hears the same 401 for all but OK). */
 enum admin_login_result {
@@ -48,7 +48,7 @@ enum admin_login_result {
 };
 
 /* "ok", "unknown", "wrong_password", "locked", "disabled": the log's result=. */
-const char *admin_login_result_name(enum admin_login_result r);
+const char *admin_account_login_result_name(enum admin_login_result r);
 
 /* An account as listed or looked up: times in RFC 3339 UTC ("…Z"), NULL when
  * none (never logged in; not locked). locked_until only while in the future. */

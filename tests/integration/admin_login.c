@@ -36,7 +36,7 @@ admin_login_run(admin_account *accounts, admin_session *sessions, int argc, char
         line[strcspn(line, "\r\n")] = '\0';
         if (admin_account_login(accounts, argv[2], line, &result, &id, err) != RS_OK)
             return RS_ERR;
-        printf("result=%s account=%lld\n", admin_login_result_name(result), id);
+        printf("result=%s account=%lld\n", admin_account_login_result_name(result), id);
         return RS_OK;
     }
     if (argc == 3 && strcmp(argv[1], "session") == 0) {

@@ -31,18 +31,19 @@ test_names(void)
     long_name[ADMIN_ACCOUNT_NAME_MAX] = '\0';
     ok(admin_account_name_check(long_name, &err) == RS_OK, "64 taken");
 
-    is_int(admin_role_parse("viewer", &err), ADMIN_ROLE_VIEWER, "viewer");
-    is_int(admin_role_parse("operator", &err), ADMIN_ROLE_OPERATOR, "operator");
-    ok(admin_role_parse("admin", &err) == RS_ERR && strstr(err.msg, "viewer or operator"),
+    is_int(admin_account_role_parse("viewer", &err), ADMIN_ROLE_VIEWER, "viewer");
+    is_int(admin_account_role_parse("operator", &err), ADMIN_ROLE_OPERATOR, "operator");
+    ok(admin_account_role_parse("admin", &err) == RS_ERR && strstr(err.msg, "viewer or operator"),
        "another role refused (%s)", err.msg);
-    ok(admin_role_parse(NULL, &err) == RS_ERR, "no role refused");
-    is_str(admin_role_name(ADMIN_ROLE_OPERATOR), "operator", "the name of operator");
-    ok(admin_role_name(0) == NULL, "no name for 0");
+    ok(admin_account_role_parse(NULL, &err) == RS_ERR, "no role refused");
+    is_str(admin_account_role_name(ADMIN_ROLE_OPERATOR), "operator", "the name of operator");
+    ok(admin_account_role_name(0) == NULL, "no name for 0");
 
-    is_str(admin_login_result_name(ADMIN_LOGIN_WRONG), "wrong_password", "the log's result=");
-    is_str(admin_login_result_name(ADMIN_LOGIN_LOCKED), "locked", "locked");
-    is_str(admin_login_result_name(ADMIN_LOGIN_DISABLED), "disabled", "disabled");
-    is_str(admin_login_result_name(ADMIN_LOGIN_UNKNOWN), "unknown", "unknown");
+    is_str(admin_account_login_result_name(ADMIN_LOGIN_WRONG), "wrong_password",
+           "the log's result=");
+    is_str(admin_account_login_result_name(ADMIN_LOGIN_LOCKED), "locked", "locked");
+    is_str(admin_account_login_result_name(ADMIN_LOGIN_DISABLED), "disabled", "disabled");
+    is_str(admin_account_login_result_name(ADMIN_LOGIN_UNKNOWN), "unknown", "unknown");
 }
 
 static void
@@ -50,7 +51,7 @@ password_refused(const char *pw, const char *says, const char *name)
 {
     errbuf err = {""};
 
-    ok(admin_password_check(pw, &err) == RS_ERR && strstr(err.msg, says) != NULL &&
+    ok(admin_account_password_check(pw, &err) == RS_ERR && strstr(err.msg, says) != NULL &&
            (*pw == '\0' || strstr(err.msg, pw) == NULL),
        "refused: %s (%s)", name, err.msg);
 }
@@ -61,12 +62,12 @@ test_passwords(void)
     errbuf err = {""};
     char huge[ADMIN_PASSWORD_MAX + 2];
 
-    ok(admin_password_check("correct horse", &err) == RS_OK, "13 characters taken");
-    ok(admin_password_check("twelve chars", &err) == RS_OK, "12 taken");
+    ok(admin_account_password_check("correct horse", &err) == RS_OK, "13 characters taken");
+    ok(admin_account_password_check("twelve chars", &err) == RS_OK, "12 taken");
     password_refused("eleven char", "shorter than 12", "11 characters");
     password_refused("", "shorter than 12", "empty");
     /* 12 characters of 3 bytes each: characters count, not bytes. */
-    ok(admin_password_check("비밀번호비밀번호비밀번호", &err) == RS_OK,
+    ok(admin_account_password_check("비밀번호비밀번호비밀번호", &err) == RS_OK,
        "12 Korean characters taken");
     password_refused("비밀번호비밀번호비밀번", "shorter", "11 Korean characters (33 bytes)");
     password_refused("tab\there-long-enough", "control character", "a tab");
