@@ -1,0 +1,408 @@
+// console/app.js: restock's admin console, plain JavaScript over the admin API
+// (/admin/api, docs ADMIN-API contract). It logs in, then polls every POLL_MS and
+// redraws the queues, products, sold-out products and their open orders, recent
+// orders, the chosen order's timeline, dead letters and the audit trail.
+//
+// Every text that comes from the server is put in the page with textContent (el()
+// below), never innerHTML: a product named "<img src=x onerror=…>" is shown as
+// those characters, and the admin site's Content-Security-Policy (script-src
+// 'self') is a second wall, not the first.
+'use strict';
+
+const API = '/admin/api';
+const POLL_MS = 2000;
+
+const state = {
+  csrf: null, // the session's CSRF token, from the login (or session) answer
+  role: null,
+  timer: null,
+  busy: false, // a poll in flight: the next tick waits for it
+  order: null, // the order whose timeline is shown
+  skus: '', // the settings form's product list, to redraw it only when it changes
+};
+
+const $ = (id) => document.getElementById(id);
+
+// An element with its text (never parsed as HTML) and its attributes.
+function el(tag, text, attrs) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  return e;
+}
+
+function row(cells, attrs) {
+  const tr = el('tr', null, attrs);
+  for (const c of cells) {
+    const td = el('td');
+    if (c instanceof Node) td.appendChild(c);
+    else td.textContent = c === undefined || c === null ? '-' : String(c);
+    tr.appendChild(td);
+  }
+  return tr;
+}
+
+function fill(tbody, rows) {
+  tbody.replaceChildren(...rows);
+}
+
+// A list in an answer: the answer itself when it is an array, else its field key.
+function list(body, key) {
+  if (Array.isArray(body)) return body;
+  if (body && Array.isArray(body[key])) return body[key];
+  return [];
+}
+
+function first(obj, ...keys) {
+  for (const k of keys) if (obj && obj[k] !== undefined && obj[k] !== null) return obj[k];
+  return undefined;
+}
+
+function age(secs) {
+  if (secs === undefined || secs === null || secs < 0) return 'none';
+  const s = Math.round(secs);
+  if (s >= 3600) return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m${s % 60}s`;
+  return `${s}s`;
+}
+
+function percent(x) {
+  return typeof x === 'number' ? `${(100 * x).toFixed(1)}%` : x;
+}
+
+function json(x) {
+  if (x === undefined || x === null || x === '') return '-';
+  return typeof x === 'string' ? x : JSON.stringify(x);
+}
+
+// The error an answer carries ({"error": …}), or its status.
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+// One request to the admin API. The session cookie goes with it (same origin);
+// every change carries the session's CSRF token. A 401 ends the session here:
+// the logged-out view with the server's reason ("session expired").
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (method !== 'GET' && method !== 'HEAD' && state.csrf) headers['X-Restock-CSRF'] = state.csrf;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(API + path, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    cache: 'no-store',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let answer = null;
+  try {
+    answer = await res.json();
+  } catch (e) {
+    answer = null;
+  }
+  if (!res.ok) {
+    const message = (answer && answer.error) || `HTTP ${res.status}`;
+    if (res.status === 401 && path !== '/session') loggedOut(message);
+    throw new ApiError(res.status, message);
+  }
+  return answer;
+}
+
+// --- login and logout --------------------------------------------------------
+
+function loggedOut(message) {
+  clearInterval(state.timer);
+  state.timer = null;
+  state.csrf = null;
+  state.role = null;
+  $('console-view').hidden = true;
+  $('who').hidden = true;
+  $('login-view').hidden = false;
+  $('login-message').textContent = message || '';
+  document.body.dataset.view = 'login';
+}
+
+function loggedIn(session) {
+  state.csrf = session.csrf_token;
+  state.role = session.role;
+  $('who-name').textContent = session.name;
+  $('who-role').textContent = session.role;
+  $('who').hidden = false;
+  $('login-view').hidden = true;
+  $('console-view').hidden = false;
+  $('login-message').textContent = '';
+  // A viewer sees no way to change anything (the server refuses anyway: 403).
+  const writer = session.role === 'operator';
+  for (const w of document.querySelectorAll('.write')) w.hidden = !writer;
+  document.body.dataset.role = session.role;
+  document.body.dataset.view = 'console';
+  poll();
+  state.timer = setInterval(poll, POLL_MS);
+}
+
+async function login(ev) {
+  ev.preventDefault();
+  const name = $('login-name').value;
+  const password = $('login-password').value;
+  $('login-password').value = '';
+  $('login-submit').disabled = true;
+  try {
+    loggedIn(await api('POST', '/session', { name, password }));
+  } catch (e) {
+    $('login-message').textContent = e.message;
+  } finally {
+    $('login-submit').disabled = false;
+  }
+}
+
+async function logout() {
+  try {
+    await api('DELETE', '/session');
+  } catch (e) {
+    // Already gone (401 did the rest) or the server is down: log out here anyway.
+  }
+  loggedOut('logged out');
+}
+
+// --- the views ---------------------------------------------------------------
+
+function drawQueues(status) {
+  const queues = status.queues || {};
+  // Either [{"queue": name, …}] or {name: {…}}: one row per queue.
+  const entries = Array.isArray(queues)
+    ? queues.map((q) => [first(q, 'queue', 'name'), q])
+    : Object.entries(queues);
+  const states = [];
+  for (const [, q] of entries) {
+    const counts = q.states || q.counts || q;
+    for (const [k, v] of Object.entries(counts))
+      if (typeof v === 'number' && !/age|oldest/.test(k) && !states.includes(k)) states.push(k);
+  }
+  const head = el('tr');
+  for (const h of ['queue', ...states, 'oldest waiting']) head.appendChild(el('th', h));
+  $('queues').tHead.replaceChildren(head);
+  fill(
+    $('queues').tBodies[0],
+    entries.map(([name, q]) => {
+      const counts = q.states || q.counts || q;
+      const oldest = first(q, 'oldest_age', 'oldest_waiting_age', 'oldest_age_seconds', 'oldest');
+      return row([name, ...states.map((s) => counts[s] ?? 0), age(oldest)], { 'data-queue': name });
+    }),
+  );
+  const orders = status.orders || {};
+  const parts = Array.isArray(orders)
+    ? orders.map((o) => `${first(o, 'status')} ${first(o, 'count', 'orders')}`)
+    : Object.entries(orders).map(([k, v]) => `${k} ${v}`);
+  $('orders-by-status').textContent = parts.length ? parts.join(', ') : 'none';
+}
+
+function orderLink(id) {
+  const b = el('button', id, { type: 'button', class: 'link', 'data-order': id });
+  b.addEventListener('click', () => {
+    state.order = id;
+    drawTimeline();
+  });
+  return b;
+}
+
+// An order not fulfilled yet (open, sent, or failed and waiting for a redrive):
+// orders.open_product_id keeps one such order per product.
+function isOpen(o) {
+  return o.status !== 'fulfilled';
+}
+
+function drawProducts(products, orders) {
+  fill(
+    $('products').tBodies[0],
+    products.map((p) =>
+      row(
+        [
+          p.sku,
+          p.name,
+          p.stock,
+          p.held,
+          first(p, 'reorder_point', 'point'),
+          first(p, 'reorder_level', 'level'),
+          percent(first(p, 'target', 'service_level', 'target_service_level')),
+          percent(first(p, 'achieved')),
+          percent(first(p, 'fill_rate', 'fill')),
+          first(p, 'on_order'),
+        ],
+        { 'data-sku': p.sku },
+      ),
+    ),
+  );
+  // Sold out: no stock left to sell; with the open orders that will bring it back.
+  const soldOut = products.filter((p) => Number(p.stock) - Number(p.held || 0) <= 0);
+  $('soldout').replaceChildren(
+    ...soldOut.map((p) => {
+      const li = el('li', null, { 'data-sku': p.sku });
+      li.appendChild(el('span', p.sku, { class: 'sku' }));
+      li.appendChild(el('span', p.name, { class: 'name' }));
+      const open = orders.filter((o) => o.sku === p.sku && isOpen(o));
+      const own = first(p, 'open_order');
+      const ids = open.map((o) => first(o, 'id', 'order_id'));
+      if (own && typeof own === 'object' && own.id && !ids.includes(own.id)) open.unshift(own);
+      else if (typeof own === 'string' && !ids.includes(own)) open.unshift({ id: own, status: 'open' });
+      if (open.length === 0) li.appendChild(el('span', 'no open order', { class: 'none' }));
+      for (const o of open) {
+        const span = el('span', null, { class: 'open-order' });
+        span.appendChild(orderLink(first(o, 'id', 'order_id')));
+        span.appendChild(el('span', ` ${o.status}`, { class: 'status' }));
+        li.appendChild(span);
+      }
+      return li;
+    }),
+  );
+  if (soldOut.length === 0) $('soldout').appendChild(el('li', 'none', { class: 'none' }));
+  // The settings form's products, redrawn only when they change (keeps a choice).
+  const skus = products.map((p) => p.sku).join('\n');
+  if (skus !== state.skus) {
+    const chosen = $('settings-sku').value;
+    state.skus = skus;
+    $('settings-sku').replaceChildren(
+      ...products.map((p) => el('option', `${p.sku} — ${p.name}`, { value: p.sku })),
+    );
+    if (products.some((p) => p.sku === chosen)) $('settings-sku').value = chosen;
+  }
+}
+
+function drawOrders(orders) {
+  fill(
+    $('orders').tBodies[0],
+    orders.map((o) => {
+      const id = first(o, 'id', 'order_id');
+      return row([orderLink(id), o.sku, first(o, 'quantity', 'qty'), o.status, o.created], { 'data-order-id': id });
+    }),
+  );
+}
+
+async function drawTimeline() {
+  if (!state.order) return;
+  const id = state.order;
+  const o = await api('GET', `/orders/${encodeURIComponent(id)}`);
+  if (state.order !== id) return; // another one was chosen meanwhile
+  $('order-id').textContent = id;
+  $('order-summary').textContent =
+    `${o.sku ?? '-'} · ${first(o, 'quantity', 'qty') ?? '-'} units · ${o.status ?? '-'}`;
+  $('timeline').replaceChildren(
+    ...list(o.timeline, 'timeline').map((t) => {
+      const li = el('li', null, { 'data-event': t.event });
+      li.appendChild(el('time', t.at));
+      li.appendChild(el('span', t.event, { class: 'event' }));
+      if (t.detail !== undefined && t.detail !== null) li.appendChild(el('span', json(t.detail), { class: 'detail' }));
+      return li;
+    }),
+  );
+}
+
+function drawDead(dead) {
+  const writer = state.role === 'operator';
+  fill(
+    $('dead').tBodies[0],
+    dead.map((m) => {
+      const id = first(m, 'id', 'name', 'message_id');
+      let action = '';
+      if (writer) {
+        action = el('button', 'Redrive', { type: 'button', 'data-redrive': id });
+        action.addEventListener('click', () => redrive(id, action));
+      }
+      return row(
+        [id, m.queue, first(m, 'died', 'dead_at', 'at'), first(m, 'attempts', 'tries'), first(m, 'error', 'last_error', 'reason'), action],
+        { 'data-message': id },
+      );
+    }),
+  );
+}
+
+function drawAudit(entries) {
+  fill(
+    $('audit').tBodies[0],
+    entries.map((a) =>
+      row([a.at, a.actor, a.source, a.action, a.target, json(a.before), json(a.after)], {
+        'data-audit-id': String(a.id),
+        'data-action': a.action,
+      }),
+    ),
+  );
+}
+
+// One round of reads; the sections whose read failed keep what they showed.
+async function poll() {
+  if (state.busy || !state.csrf) return;
+  state.busy = true;
+  const problems = [];
+  const read = async (path, draw) => {
+    try {
+      draw(await api('GET', path));
+    } catch (e) {
+      if (e.status !== 401) problems.push(`${path}: ${e.message}`);
+    }
+  };
+  try {
+    let orders = [];
+    await read('/status', drawQueues);
+    await read('/orders?limit=50', (b) => {
+      orders = list(b, 'orders');
+      drawOrders(orders);
+    });
+    await read('/products', (b) => drawProducts(list(b, 'products'), orders));
+    await read('/dead', (b) => drawDead(list(b, 'dead')));
+    await read('/audit?limit=50', (b) => drawAudit(list(b, 'audit')));
+    if (state.order) await read(`/orders/${encodeURIComponent(state.order)}`, () => drawTimeline());
+  } finally {
+    state.busy = false;
+  }
+  if (!state.csrf) return; // logged out meanwhile
+  $('updated').textContent = new Date().toLocaleTimeString();
+  $('poll-error').textContent = problems.join('; ');
+  document.body.dataset.polls = String(Number(document.body.dataset.polls || 0) + 1);
+}
+
+// --- the changes (operator) ----------------------------------------------------
+
+async function redrive(id, button) {
+  button.disabled = true;
+  try {
+    await api('POST', `/dead/${encodeURIComponent(id)}/redrive`);
+    $('dead-result').textContent = `${id} redriven`;
+  } catch (e) {
+    $('dead-result').textContent = `${id}: ${e.message}`;
+    button.disabled = false;
+  }
+  poll();
+}
+
+async function saveSettings(ev) {
+  ev.preventDefault();
+  const sku = $('settings-sku').value;
+  const point = Number($('settings-point').value);
+  $('settings-save').disabled = true;
+  try {
+    await api('PATCH', `/products/${encodeURIComponent(sku)}`, { reorder_point: point });
+    $('settings-result').textContent = `${sku}: reorder point ${point}`;
+  } catch (e) {
+    $('settings-result').textContent = `${sku}: ${e.message}`;
+  } finally {
+    $('settings-save').disabled = false;
+  }
+  poll();
+}
+
+// --- start: an existing session (the cookie) or the login form ------------------
+
+async function start() {
+  $('login-form').addEventListener('submit', login);
+  $('logout').addEventListener('click', logout);
+  $('settings-form').addEventListener('submit', saveSettings);
+  try {
+    loggedIn(await api('GET', '/session'));
+  } catch (e) {
+    loggedOut(e.status === 401 ? '' : e.message);
+  }
+}
+
+document.addEventListener('DOMContentLoaded', start);
