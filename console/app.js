@@ -19,6 +19,7 @@ const state = {
   busy: false, // a poll in flight: the next tick waits for it
   order: null, // the order whose timeline is shown
   skus: '', // the settings form's product list, to redraw it only when it changes
+  points: new Map(), // sku → reorder point, to fill the form when a product is chosen
 };
 
 const $ = (id) => document.getElementById(id);
@@ -258,6 +259,7 @@ function drawProducts(products, orders) {
     }),
   );
   if (soldOut.length === 0) $('soldout').appendChild(el('li', 'none', { class: 'none' }));
+  state.points = new Map(products.map((p) => [p.sku, first(p, 'reorder_point', 'point')]));
   // The settings form's products, redrawn only when they change (keeps a choice).
   const skus = products.map((p) => p.sku).join('\n');
   if (skus !== state.skus) {
@@ -267,6 +269,7 @@ function drawProducts(products, orders) {
       ...products.map((p) => el('option', `${p.sku} — ${p.name}`, { value: p.sku })),
     );
     if (products.some((p) => p.sku === chosen)) $('settings-sku').value = chosen;
+    else choose();
   }
 }
 
@@ -376,6 +379,12 @@ async function redrive(id, button) {
   poll();
 }
 
+// The chosen product's reorder point in the form, to change from.
+function choose() {
+  const point = state.points.get($('settings-sku').value);
+  $('settings-point').value = point === undefined ? '' : String(point);
+}
+
 async function saveSettings(ev) {
   ev.preventDefault();
   const sku = $('settings-sku').value;
@@ -398,6 +407,7 @@ async function start() {
   $('login-form').addEventListener('submit', login);
   $('logout').addEventListener('click', logout);
   $('settings-form').addEventListener('submit', saveSettings);
+  $('settings-sku').addEventListener('change', choose);
   try {
     loggedIn(await api('GET', '/session'));
   } catch (e) {
