@@ -106,7 +106,8 @@ async function api(method, path, body) {
   }
   if (!res.ok) {
     const message = (answer && answer.error) || `HTTP ${res.status}`;
-    if (res.status === 401 && path !== '/session') loggedOut(message);
+    // The first 401 says why (a poll's later reads may only say "login required").
+    if (res.status === 401 && path !== '/session' && state.csrf) loggedOut(message);
     throw new ApiError(res.status, message);
   }
   return answer;
@@ -204,7 +205,9 @@ function orderLink(id) {
   const b = el('button', id, { type: 'button', class: 'link', 'data-order': id });
   b.addEventListener('click', () => {
     state.order = id;
-    drawTimeline();
+    showOrder(id).catch((e) => {
+      $('order-summary').textContent = e.message;
+    });
   });
   return b;
 }
@@ -283,10 +286,12 @@ function drawOrders(orders) {
   );
 }
 
-async function drawTimeline() {
-  if (!state.order) return;
-  const id = state.order;
-  const o = await api('GET', `/orders/${encodeURIComponent(id)}`);
+// The chosen order's timeline, fetched now (a click) and at every poll.
+async function showOrder(id) {
+  drawTimeline(await api('GET', `/orders/${encodeURIComponent(id)}`), id);
+}
+
+function drawTimeline(o, id) {
   if (state.order !== id) return; // another one was chosen meanwhile
   $('order-id').textContent = id;
   $('order-summary').textContent =
@@ -339,6 +344,7 @@ async function poll() {
   state.busy = true;
   const problems = [];
   const read = async (path, draw) => {
+    if (!state.csrf) return; // logged out by an earlier read of this round
     try {
       draw(await api('GET', path));
     } catch (e) {
@@ -355,7 +361,8 @@ async function poll() {
     await read('/products', (b) => drawProducts(list(b, 'products'), orders));
     await read('/dead', (b) => drawDead(list(b, 'dead')));
     await read('/audit?limit=50', (b) => drawAudit(list(b, 'audit')));
-    if (state.order) await read(`/orders/${encodeURIComponent(state.order)}`, () => drawTimeline());
+    const id = state.order;
+    if (id) await read(`/orders/${encodeURIComponent(id)}`, (o) => drawTimeline(o, id));
   } finally {
     state.busy = false;
   }
