@@ -190,7 +190,7 @@ function drawQueues(status) {
     $('queues').tBodies[0],
     entries.map(([name, q]) => {
       const counts = q.states || q.counts || q;
-      const oldest = first(q, 'oldest_age', 'oldest_waiting_age', 'oldest_age_seconds', 'oldest');
+      const oldest = first(q, 'oldest_waiting_seconds', 'oldest_age');
       return row([name, ...states.map((s) => counts[s] ?? 0), age(oldest)], { 'data-queue': name });
     }),
   );
@@ -230,7 +230,7 @@ function drawProducts(products, orders) {
           p.held,
           first(p, 'reorder_point', 'point'),
           first(p, 'reorder_level', 'level'),
-          percent(first(p, 'target', 'service_level', 'target_service_level')),
+          percent(first(p, 'service_level', 'target')),
           percent(first(p, 'achieved')),
           percent(first(p, 'fill_rate', 'fill')),
           first(p, 'on_order'),
@@ -281,7 +281,9 @@ function drawOrders(orders) {
     $('orders').tBodies[0],
     orders.map((o) => {
       const id = first(o, 'id', 'order_id');
-      return row([orderLink(id), o.sku, first(o, 'quantity', 'qty'), o.status, o.created], { 'data-order-id': id });
+      return row([orderLink(id), o.sku, first(o, 'quantity', 'qty'), o.status, first(o, 'created_at', 'created')], {
+        'data-order-id': id,
+      });
     }),
   );
 }
@@ -319,7 +321,7 @@ function drawDead(dead) {
         action.addEventListener('click', () => redrive(id, action));
       }
       return row(
-        [id, m.queue, first(m, 'died', 'dead_at', 'at'), first(m, 'attempts', 'tries'), first(m, 'error', 'last_error', 'reason'), action],
+        [id, m.queue, first(m, 'died_at', 'died'), m.attempts, first(m, 'last_error', 'reason', 'unreadable'), action],
         { 'data-message': id },
       );
     }),
