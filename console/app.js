@@ -239,8 +239,10 @@ function drawProducts(products, orders) {
       ),
     ),
   );
-  // Sold out: no stock left to sell; with the open orders that will bring it back.
-  const soldOut = products.filter((p) => Number(p.stock) - Number(p.held || 0) <= 0);
+  // Sold out as the API says (no stock), with the open orders that bring it back.
+  const soldOut = products.filter((p) =>
+    typeof p.sold_out === 'boolean' ? p.sold_out : Number(p.stock) <= 0,
+  );
   $('soldout').replaceChildren(
     ...soldOut.map((p) => {
       const li = el('li', null, { 'data-sku': p.sku });
