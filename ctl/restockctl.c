@@ -22,6 +22,7 @@
 #include "conf.h"
 #include "factory_msg.h"
 #include "db.h"
+#include "dlq.h"
 #include "errbuf.h"
 #include "hold.h"
 #include "ident.h"
@@ -144,22 +145,7 @@ ctl_open_queues(conf *cf, spool *queues[QUEUES_COUNT], errbuf *err)
 {
     if (ctl_drop_to_spool_owner(cf, err) != RS_OK)
         return RS_ERR;
-    for (int i = 0; i < QUEUES_COUNT; i++) {
-        queues[i] = spool_new(conf_str(cf, "spool_dir"), queues_names[i], err);
-        if (queues[i] == NULL) {
-            while (i-- > 0)
-                spool_destroy(&queues[i]);
-            return RS_ERR;
-        }
-    }
-    return RS_OK;
-}
-
-static void
-ctl_close_queues(spool *queues[QUEUES_COUNT])
-{
-    for (int i = 0; i < QUEUES_COUNT; i++)
-        spool_destroy(&queues[i]);
+    return dlq_open(conf_str(cf, "spool_dir"), queues, err);
 }
 
 /* Opens the database and the orders on it; ctl_close_orders closes both. */
@@ -265,7 +251,7 @@ ctl_status(conf *cf, int argc, char **argv, errbuf *err)
             spool_each(queues[i], SPOOL_DEFERRED, ctl_status_waiting, last, err) == 1)
             printf("webhook deliveries waiting; the oldest deferred one's last error: %s\n", last);
     }
-    ctl_close_queues(queues);
+    dlq_close(queues);
     if (rc != RS_OK)
         return RS_ERR;
 
@@ -679,27 +665,8 @@ ctl_dlq_list(conf *cf, int argc, char **argv, errbuf *err)
     printf("%-8s %-44s %-19s %8s  %s\n", "queue", "id", "died", "attempts", "reason: last error");
     for (int i = 0; i < QUEUES_COUNT && rc == RS_OK; i++)
         rc = spool_each(queues[i], SPOOL_DEAD, ctl_dlq_line, (void *)queues_names[i], err);
-    ctl_close_queues(queues);
+    dlq_close(queues);
     return rc == RS_ERR ? RS_ERR : RS_OK;
-}
-
-/* Finds message id in the queues: returns the queue's index with *m set, or -1. */
-static int
-ctl_find(spool *queues[QUEUES_COUNT], const char *id, spool_msg **m, errbuf *err)
-{
-    if (!spool_msg_valid_id(id)) {
-        errbuf_set(err, "\"%s\" is not a message id", id);
-        return -1;
-    }
-    for (int i = 0; i < QUEUES_COUNT; i++) {
-        int found = spool_get(queues[i], id, m, err);
-        if (found < 0)
-            return -1;
-        if (found == 1)
-            return i;
-    }
-    errbuf_set(err, "no message %s in the factory or mail queue", id);
-    return -1;
 }
 
 static int
@@ -716,9 +683,9 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
         return errbuf_set(err, "usage: restockctl dlq show ID");
     if (ctl_open_queues(cf, queues, err) != RS_OK)
         return RS_ERR;
-    q = ctl_find(queues, argv[0], &m, err);
+    q = dlq_find(queues, argv[0], &m, NULL, err);
     if (q < 0) {
-        ctl_close_queues(queues);
+        dlq_close(queues);
         return RS_ERR;
     }
     printf("id:           %s\nqueue:        %s\nstate:        %s\n", spool_msg_id(m),
@@ -743,56 +710,39 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
         printf("body:\n%.*s\n", (int)spool_msg_len(m), (const char *)spool_msg_body(m));
     free(body);
     spool_msg_destroy(&m);
-    ctl_close_queues(queues);
+    dlq_close(queues);
     return RS_OK;
 }
 
 /* Reopens the failed order of a dead factory message, so that its delivery counts. */
 static int
-ctl_reopen_order(conf *cf, const spool_msg *m, errbuf *err)
+ctl_reopen_order(void *arg, const char *queue, const char *id, const char *order_id,
+                 errbuf *err)
 {
-    struct factory_msg_glance g;
+    conf *cf = arg;
     db *conn;
     order *orders;
-    int rc = RS_OK;
+    int rc;
 
-    factory_msg_glance(spool_msg_body(m), spool_msg_len(m), &g);
-    if (g.order_id != NULL) {
-        rc = ctl_open_orders(cf, &conn, &orders, err);
-        if (rc == RS_OK)
-            rc = order_reopen(orders, g.order_id, err);
-        ctl_close_orders(&conn, &orders);
-    }
-    factory_msg_glance_clear(&g);
+    (void)queue;
+    (void)id;
+    if (order_id == NULL)
+        return RS_OK;
+    rc = ctl_open_orders(cf, &conn, &orders, err);
+    if (rc == RS_OK)
+        rc = order_reopen(orders, order_id, err);
+    ctl_close_orders(&conn, &orders);
     return rc;
 }
 
 static int
 ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
 {
-    spool_msg *m = NULL;
-    int found = spool_get(sp, id, &m, err), rc;
+    int n = dlq_redrive(sp, id, ctl_reopen_order, cf, err);
 
-    if (found <= 0)
-        return found;
-    if (spool_msg_state(m) != SPOOL_DEAD) {
-        /* Not an error yet: an event's factory order and its email share the
-         * event's id, and the other queue may hold it dead. */
-        errbuf_set(err, "message %s is %s, not dead", id, spool_state_name(spool_msg_state(m)));
-        spool_msg_destroy(&m);
-        return 0;
-    }
-    /* The order first: if the database is down, the message stays dead and the
-     * operator can try again; the other way round, the worker could deliver it
-     * while the order still says failed. */
-    rc = strcmp(spool_queue(sp), QUEUES_FACTORY) == 0 ? ctl_reopen_order(cf, m, err) : RS_OK;
-    spool_msg_destroy(&m);
-    if (rc != RS_OK)
-        return RS_ERR;
-    if (spool_redrive(sp, id, err) < 0)
-        return RS_ERR;
-    printf("redriven %s/%s\n", spool_queue(sp), id);
-    return 1;
+    if (n == 1)
+        printf("redriven %s/%s\n", spool_queue(sp), id);
+    return n;
 }
 
 static int
@@ -826,7 +776,7 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
             total += n > 0;
         }
     }
-    ctl_close_queues(queues);
+    dlq_close(queues);
     if (rc != RS_OK)
         return RS_ERR;
     if (total == 0 && strcmp(argv[0], "--all") != 0)
@@ -1130,37 +1080,18 @@ ctl_webhook_keep(void *arg, const struct webhook_endpoint_line *w)
     out->disabled_at = out->rotated_at = NULL; /* the row's text goes with the next query */
 }
 
-/* Puts a ping into the webhook queue (the message the sweep's fan-out makes, of
- * type ping) and waits for its outcome; the worker's delivery threads look for
- * new messages at least once a second. */
+/* Puts a ping into the webhook queue, as the spool's owner; the worker's
+ * delivery threads look for new messages at least once a second. */
 static int
 ctl_webhook_ping_put(conf *cf, const char *endpoint, spool **sp, char wid[WEBHOOK_SIG_ID_SIZE],
                      errbuf *err)
 {
-    unsigned char bin[IDENT_BYTES];
-    char event[IDENT_TEXT], *payload, *body = NULL;
-    struct timespec now;
-    int rc = RS_ERR;
-
-    ident_new(bin);
-    ident_format(bin, sizeof(bin), event);
-    clock_gettime(CLOCK_REALTIME, &now);
-    payload = webhook_msg_ping_payload(event, endpoint, &now);
-    if (payload == NULL) {
-        errbuf_set(err, "out of memory");
-        goto done;
-    }
-    if (webhook_msg_make(event, endpoint, WEBHOOK_PING, payload, wid, &body, err) != RS_OK ||
-        ctl_drop_to_spool_owner(cf, err) != RS_OK)
-        goto done;
+    if (ctl_drop_to_spool_owner(cf, err) != RS_OK)
+        return RS_ERR;
     *sp = spool_new(conf_str(cf, "spool_dir"), QUEUES_WEBHOOK, err);
-    if (*sp == NULL || spool_put(*sp, wid, endpoint, body, strlen(body), err) < 0)
-        goto done;
-    rc = RS_OK;
-done:
-    free(body);
-    free(payload);
-    return rc;
+    if (*sp == NULL)
+        return RS_ERR;
+    return webhook_msg_ping_put(*sp, endpoint, wid, err);
 }
 
 static int

@@ -74,6 +74,22 @@ static const struct conf_param conf_params[] = {
      "Unix socket of the factory callback responder (restock-callback)."},
     {"callback_threads", CONF_INT, "2", 1, 256, NULL, 0, NULL,
      "Threads of the callback responder."},
+    {"admin_socket", CONF_STR, "/run/restock/admin.sock", 0, 0, NULL, 0, NULL,
+     "Unix socket of the admin API responder (restock-admin), behind its own nginx site."},
+    {"admin_threads", CONF_INT, "4", 1, 256, NULL, 0, NULL,
+     "Threads of the admin API responder, each with its own database connection."},
+    {"admin_listen", CONF_STR, "127.0.0.1:8081", 0, 0, NULL, 0, NULL,
+     "Address of the admin site (nginx/restock-admin-site.conf listens there: keep the two "
+     "the same); loopback by default, docs/operations.md says how to serve it on a public "
+     "address with TLS. Its origin, http://<admin_listen>, is the only one the admin API "
+     "accepts in an Origin header unless admin_origin names another."},
+    {"admin_origin", CONF_STR, "", 0, 0, NULL, 0, NULL,
+     "The admin site's origin as browsers send it (\"https://admin.shop.example\"), for a site "
+     "behind TLS or a name; empty: http://<admin_listen>. A request whose Origin is another "
+     "is refused (403)."},
+    {"admin_cookie_secure", CONF_ENUM, "no", 0, 0, "yes|no", 0, NULL,
+     "yes: the admin session cookie is marked Secure (browsers send it over HTTPS only); set "
+     "it when the admin site is served over TLS. no by default: loopback is plain HTTP."},
     {"socket_mode", CONF_MODE, "0660", 0, 0777, NULL, 0, NULL,
      "Permissions of the responders' sockets (octal); nginx's user must be able to connect."},
     {"socket_backlog", CONF_INT, "1024", 1, 65535, NULL, 0, NULL,
@@ -259,6 +275,17 @@ static const struct conf_param conf_params[] = {
      "out in order)."},
     {"webhook_timeout", CONF_INT, "10", 1, 600, NULL, 0, NULL,
      "Seconds one webhook delivery (connection, request and answer) may take."},
+
+    {"admin_lockout_failures", CONF_INT, "5", 1, 1000, NULL, 0, "Admin API: accounts and sessions",
+     "Failed logins in a row (wrong password) that lock an admin account for "
+     "admin_lockout_seconds; while locked even the right password is refused. `restockctl "
+     "admin unlock NAME` ends it sooner."},
+    {"admin_lockout_seconds", CONF_INT, "900", 1, 31536000, NULL, 0, NULL,
+     "Seconds an admin account stays locked after admin_lockout_failures failed logins."},
+    {"admin_session_idle", CONF_INT, "1800", 10, 86400, NULL, 0, NULL,
+     "Seconds without a request after which an admin session ends (401 \"session expired\")."},
+    {"admin_session_lifetime", CONF_INT, "43200", 10, 2592000, NULL, 0, NULL,
+     "Seconds after its login at which an admin session ends, however busy it is."},
 };
 
 #define CONF_NPARAMS (sizeof(conf_params) / sizeof(conf_params[0]))

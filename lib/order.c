@@ -46,6 +46,8 @@ enum order_stmt {
     ST_GET,
     ST_COUNTS,
     ST_LIST,
+    ST_ONE,
+    ST_TIMELINE,
     /* the factory driver */
     ST_CLAIM,
     ST_SENT,
@@ -68,6 +70,10 @@ enum order_stmt {
  * reads, and updates that are conditional or (sent) count an attempt twice at
  * worst, which beats ordering twice because a reconnection looked like a failed
  * request. */
+/* A DATETIME(6) column as microseconds since the epoch (NULL stays NULL): the
+ * API's RFC 3339 UTC times, whatever the session's time zone. */
+#define ORDER_SQL_US(col) " CAST(UNIX_TIMESTAMP(" col ") * 1000000 AS SIGNED)"
+
 static const struct db_stmt_def order_sql[ST_COUNT] = {
     /* The surge after a sell-out ends here: one indexed read per failed checkout
      * (the stock for the answer and the open order at once), no transaction, no
@@ -163,10 +169,51 @@ static const struct db_stmt_def order_sql[ST_COUNT] = {
                  " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
                  " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
                  " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
-                 " r.delivered_quantity, r.last_error, r.delivery"
+                 " r.delivered_quantity, r.last_error, r.delivery," ORDER_SQL_US("r.created_at") ","
+                 ORDER_SQL_US("r.sent_at") "," ORDER_SQL_US("r.fulfilled_at")
                  " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
                  " ORDER BY r.created_at DESC LIMIT ?",
                  0},
+    /* The same columns, of one order. */
+    [ST_ONE] = {"SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"
+                " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
+                " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
+                " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
+                " r.delivered_quantity, r.last_error, r.delivery," ORDER_SQL_US("r.created_at") ","
+                ORDER_SQL_US("r.sent_at") "," ORDER_SQL_US("r.fulfilled_at")
+                " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
+                " WHERE r.order_id = ?",
+                DB_IDEMPOTENT},
+    /* What happened to an order, oldest first: its row's times, then its events
+     * (the outbox: what the worker fans out into the factory message, the ad
+     * emails and webhooks) as written and as taken by the worker. */
+    [ST_TIMELINE] =
+        {"SELECT us, event, detail FROM ("
+         " SELECT " ORDER_SQL_US("created_at") " AS us, 0 AS o, 'opened' AS event,"
+         "  CONCAT('quantity ', quantity, IF(topup, ' (top-up)', '')) AS detail"
+         "  FROM replenishment_order WHERE order_id = ?"
+         " UNION ALL SELECT " ORDER_SQL_US("sold_out_at") ", 1, 'sold_out', NULL"
+         "  FROM replenishment_order WHERE order_id = ? AND sold_out_at IS NOT NULL"
+         " UNION ALL SELECT " ORDER_SQL_US("sent_at") ", 2, 'sent',"
+         "  CONCAT('attempts ', attempts, IFNULL(CONCAT(', factory ref ', factory_ref), ''))"
+         "  FROM replenishment_order WHERE order_id = ? AND sent_at IS NOT NULL"
+         " UNION ALL SELECT " ORDER_SQL_US("failed_at") ", 3, 'failed', last_error"
+         "  FROM replenishment_order WHERE order_id = ? AND failed_at IS NOT NULL"
+         " UNION ALL SELECT " ORDER_SQL_US("fulfilled_at") ", 4, 'fulfilled',"
+         "  CONCAT('delivered ', delivered_quantity, ' (', delivery, ')')"
+         "  FROM replenishment_order WHERE order_id = ? AND fulfilled_at IS NOT NULL"
+         " UNION ALL SELECT " ORDER_SQL_US("created_at") ", 5, CONCAT('event ', kind),"
+         "  CONCAT('quantity ', quantity)"
+         "  FROM outbox WHERE order_id = ?"
+         " UNION ALL SELECT " ORDER_SQL_US("taken_at") ", 6,"
+         "  IF(kind IN ('stock_empty', 'sold_out', 'stock_arrived', 'delivery_refused'),"
+         "     'email', 'queued'),"
+         "  CONCAT(kind, IF(kind IN ('stock_empty', 'sold_out'), ': ad pause email queued',"
+         "   IF(kind = 'stock_arrived', ': ad resume email queued',"
+         "   IF(kind = 'delivery_refused', ': operators'' alert queued', ': queued'))))"
+         "  FROM outbox WHERE order_id = ? AND taken_at IS NOT NULL"
+         ") t ORDER BY us, o",
+         DB_IDEMPOTENT},
     [ST_CLAIM] = {"UPDATE replenishment_order SET token_hash = ?"
                   " WHERE order_id = ? AND token_hash IS NULL",
                   DB_IDEMPOTENT},
@@ -769,15 +816,13 @@ order_count_by_status(order *self, void (*fn)(void *arg, const char *status, lon
     return n;
 }
 
-int
-order_each(order *self, long long limit, void (*fn)(void *arg, const struct order_line *line),
-           void *arg, errbuf *err)
+/* Calls fn for each row of an executed ST_LIST or ST_ONE; returns how many. */
+static int
+order_lines(db_stmt *st, void (*fn)(void *arg, const struct order_line *line), void *arg)
 {
-    db_stmt *st = self->st[ST_LIST];
+    int n = 0;
 
-    if (db_stmt_exec(st, err, "i", limit) < 0)
-        return RS_ERR;
-    while (db_stmt_next(st)) {
+    for (; db_stmt_next(st); n++) {
         size_t len;
         const char *id = db_stmt_col(st, 0, &len);
         struct order_line line = {
@@ -791,10 +836,54 @@ order_each(order *self, long long limit, void (*fn)(void *arg, const struct orde
             .delivered = db_stmt_col(st, 8, NULL),
             .last_error = db_stmt_col(st, 9, NULL),
             .delivery = db_stmt_col(st, 10, NULL),
+            .created_us = db_stmt_col_int(st, 11),
+            .sent_us = db_stmt_col_int(st, 12),
+            .fulfilled_us = db_stmt_col_int(st, 13),
         };
         ident_format(id, len, line.order_id);
         fn(arg, &line);
     }
+    return n;
+}
+
+int
+order_each(order *self, long long limit, void (*fn)(void *arg, const struct order_line *line),
+           void *arg, errbuf *err)
+{
+    db_stmt *st = self->st[ST_LIST];
+
+    if (db_stmt_exec(st, err, "i", limit) < 0)
+        return RS_ERR;
+    order_lines(st, fn, arg);
+    return RS_OK;
+}
+
+int
+order_one(order *self, const char *order_id, void (*fn)(void *arg, const struct order_line *line),
+          void *arg, errbuf *err)
+{
+    unsigned char id[IDENT_BYTES];
+
+    if (order_id_parse(order_id, id, "order", err) != RS_OK)
+        return 0;
+    if (db_stmt_exec(self->st[ST_ONE], err, "b", id, sizeof(id)) < 0)
+        return RS_ERR;
+    return order_lines(self->st[ST_ONE], fn, arg) > 0;
+}
+
+int
+order_timeline(order *self, const char *order_id, order_timeline_fn fn, void *arg, errbuf *err)
+{
+    db_stmt *st = self->st[ST_TIMELINE];
+    unsigned char id[IDENT_BYTES];
+
+    if (order_id_parse(order_id, id, "order", err) != RS_OK)
+        return RS_ERR;
+    if (db_stmt_exec(st, err, "bbbbbbb", id, sizeof(id), id, sizeof(id), id, sizeof(id), id,
+                     sizeof(id), id, sizeof(id), id, sizeof(id), id, sizeof(id)) < 0)
+        return RS_ERR;
+    while (db_stmt_next(st))
+        fn(arg, db_stmt_col_int(st, 0), db_stmt_col(st, 1, NULL), db_stmt_col(st, 2, NULL));
     return RS_OK;
 }
 

@@ -204,11 +204,24 @@ struct order_line {
     const char *sku, *quantity, *status, *attempts, *created, *sent, *fulfilled, *delivered,
         *last_error, /* times as "YYYY-MM-DD HH:MM:SS" */
         *delivery;   /* short, full, over (against quantity), NULL until fulfilled */
+    long long created_us, sent_us, fulfilled_us; /* the same, since the epoch (UTC); 0: none */
 };
 
 /* Calls fn for the newest limit orders, newest first. RS_OK or RS_ERR. */
 int order_each(order *self, long long limit, void (*fn)(void *arg, const struct order_line *line),
                void *arg, errbuf *err);
+
+/* Calls fn once for order order_id: 1, or 0 when there is no such order (or
+ * order_id is no order id: err says so), RS_ERR when the database failed. */
+int order_one(order *self, const char *order_id, void (*fn)(void *arg, const struct order_line *line),
+              void *arg, errbuf *err);
+
+/* What happened to the order, oldest first: at (microseconds since the epoch,
+ * UTC), event ("opened", "sold_out", "sent", "failed", "fulfilled", "event
+ * <kind>" for each of its outbox events, "email" or "queued" when the worker
+ * took one), detail (NULL for none). Valid during fn. RS_OK or RS_ERR. */
+typedef void (*order_timeline_fn)(void *arg, long long at, const char *event, const char *detail);
+int order_timeline(order *self, const char *order_id, order_timeline_fn fn, void *arg, errbuf *err);
 
 /* --- the factory driver ------------------------------------------------------- */
 

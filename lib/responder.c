@@ -431,7 +431,7 @@ int
 responder_reply_raw(responder_request *rq, int status, const char *body, size_t len)
 {
     FCGX_Stream *out = rq->fcgx.out;
-    char head[sizeof(rq->headers) + 256];
+    char head[sizeof(rq->headers) + 512]; /* + the status, type, length, reply_headers */
     int n;
 
     if (rq->replied) {
@@ -442,8 +442,10 @@ responder_reply_raw(responder_request *rq, int status, const char *body, size_t 
     /* The JSON and a newline, so that curl's output ends its line. */
     n = snprintf(head, sizeof(head),
                  "Status: %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
-                 "Content-Length: %zu\r\n%.*s\r\n",
-                 status, responder_reason(status), len + 1, (int)rq->headers_len, rq->headers);
+                 "Content-Length: %zu\r\n%s%.*s\r\n",
+                 status, responder_reason(status), len + 1,
+                 rq->owner->prog->reply_headers ? rq->owner->prog->reply_headers : "",
+                 (int)rq->headers_len, rq->headers);
     if (n < 0 || (size_t)n >= sizeof(head))
         return RS_ERR;
     if (FCGX_PutStr(head, n, out) != n || FCGX_PutStr(body, (int)len, out) != (int)len ||
@@ -550,7 +552,8 @@ responder_read_body(responder_request *rq)
     return RS_OK;
 
 too_large:
-    responder_reply_error(rq, 400, "request body larger than %zu bytes", limit);
+    responder_reply_error(rq, rq->owner->prog->too_large_status ? rq->owner->prog->too_large_status : 400,
+                          "request body larger than %zu bytes", limit);
     return RS_ERR;
 }
 

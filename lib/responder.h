@@ -50,6 +50,11 @@ struct responder_program {
      * frame's own (log_level is applied, other changed keys are kept with a
      * warning, a file that does not load is refused and the old one kept). */
     void (*reload)(void *app);
+    /* Header lines sent with every answer of the program, the frame's own
+     * refusals included ("Cache-Control: no-store\r\n"); NULL: none. */
+    const char *reply_headers;
+    /* The status of a body over body_limit; 0: 400, as the public API says. */
+    int too_large_status;
 };
 
 /* The whole program: options (-c FILE, -h), configuration, log, the server until

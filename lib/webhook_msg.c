@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "timetext.h"
+#include "spool.h"
 #include "webhook_msg.h"
 
 void
@@ -92,4 +93,30 @@ webhook_msg_clear(struct webhook_msg *m)
 {
     cJSON_Delete(m->json);
     memset(m, 0, sizeof(*m));
+}
+
+int
+webhook_msg_ping_put(spool *sp, const char *endpoint, char wid[WEBHOOK_SIG_ID_SIZE], errbuf *err)
+{
+    unsigned char bin[IDENT_BYTES];
+    char event[IDENT_TEXT], *payload, *body = NULL;
+    struct timespec now;
+    int rc = RS_ERR;
+
+    ident_new(bin);
+    ident_format(bin, sizeof(bin), event);
+    clock_gettime(CLOCK_REALTIME, &now);
+    payload = webhook_msg_ping_payload(event, endpoint, &now);
+    if (payload == NULL) {
+        errbuf_set(err, "out of memory");
+        goto done;
+    }
+    if (webhook_msg_make(event, endpoint, WEBHOOK_PING, payload, wid, &body, err) != RS_OK ||
+        spool_put(sp, wid, endpoint, body, strlen(body), err) < 0)
+        goto done;
+    rc = RS_OK;
+done:
+    free(body);
+    free(payload);
+    return rc;
 }

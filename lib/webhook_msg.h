@@ -17,6 +17,7 @@
 
 #include "errbuf.h"
 #include "ident.h"
+#include "spool.h"
 #include "webhook_endpoint.h"
 #include "webhook_sig.h"
 
@@ -38,6 +39,12 @@ int webhook_msg_make(const char *event_id, const char *endpoint_id, enum webhook
  * NULL when out of memory. */
 char *webhook_msg_ping_payload(const char *event_id, const char *endpoint_id,
                                const struct timespec *when);
+
+/* Puts a ping for endpoint (canonical UUID text) into the webhook queue sp, as
+ * the sweep's fan-out would put an event: its webhook-id into wid. RS_OK, or
+ * RS_ERR (out of memory, the spool could not be written). */
+int webhook_msg_ping_put(spool *sp, const char *endpoint, char wid[WEBHOOK_SIG_ID_SIZE],
+                         errbuf *err);
 
 /* A message read back: pointers into json, valid until webhook_msg_clear. */
 struct webhook_msg {

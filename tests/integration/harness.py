@@ -40,6 +40,11 @@ SRCDIR = os.environ.get("RESTOCK_SRCDIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILDDIR = os.environ.get("RESTOCK_BUILDDIR") or os.path.join(SRCDIR, "build")
 STACK = os.path.join(SRCDIR, "scripts", "stack")
+# The contract every answer is checked against when a stack closes (docs/design.md,
+# "The OpenAPI document"): tests/openapi/validate.js, on Debian's node.
+OPENAPI = os.path.join(SRCDIR, "docs", "openapi.yaml")
+OPENAPI_VALIDATOR = os.path.join(SRCDIR, "tests", "openapi", "validate.js")
+NODE = "/usr/bin/node"
 sys.path.insert(0, os.path.join(SRCDIR, "scripts"))
 from freeport import free_port  # noqa: E402,F401 (the tests import it from here)
 
@@ -124,6 +129,11 @@ class Stack:
         os.chmod(self.dir, 0o755)
         self.info = {}
         self.workers = {}  # name -> Popen of the workers started by start_worker
+        # Every answer a test receives, for the OpenAPI validation at close; and the
+        # logs of the webhook consumers whose deliveries are checked with them.
+        self.exchanges = os.path.join(self.dir, "openapi-exchanges.jsonl")
+        self.exchanges_lock = threading.Lock()
+        self.webhook_logs = []
 
     # -- lifecycle -------------------------------------------------------------
     def __enter__(self):
@@ -227,6 +237,7 @@ class Stack:
                 self.stop_worker(name)
             self._stack("stop", [])
         finally:
+            self.validate_exchanges()
             reports = self.sanitizer_reports()
             self.tap.ok(not reports, "no sanitizer or valgrind report in the programs' logs",
                         reports)
@@ -289,21 +300,60 @@ class Stack:
                     break
         return "\n".join(found)
 
-    def request(self, method, path, body=None, headers=None, timeout=30):
-        """One HTTP request through nginx; body may be bytes, str or a JSON-able object."""
+    def request(self, method, path, body=None, headers=None, timeout=30, port=None):
+        """One HTTP request through nginx (the public site, or the site on port);
+        body may be bytes, str or a JSON-able object. The answer is recorded for the
+        OpenAPI validation at close."""
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
         if isinstance(body, str):
             body = body.encode("utf-8")
         h = {"Content-Type": "application/json"} if body is not None else {}
         h.update(headers or {})
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=h)
             r = conn.getresponse()
-            return Response(r.status, dict(r.getheaders()), r.read())
+            return self.record(method, path, Response(r.status, dict(r.getheaders()), r.read()))
         finally:
             conn.close()
+
+    def record(self, method, path, response):
+        """Notes an answer that a test received from restock (through request and
+        concurrently, or by its own means) for the OpenAPI validation at close;
+        returns it."""
+        line = json.dumps({"method": method, "path": path, "status": response.status,
+                           "headers": {k.lower(): v for k, v in response.headers.items()},
+                           "body": response.body.decode("utf-8", "replace")},
+                          ensure_ascii=False)
+        with self.exchanges_lock, open(self.exchanges, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        return response
+
+    def validate_exchanges(self):
+        """Checks every recorded answer, and every delivery the webhook consumers
+        verified, against docs/openapi.yaml in one run of the validator: a TAP test
+        that fails naming each answer the document does not describe."""
+        logs = [p for p in self.webhook_logs if os.path.exists(p)]
+        if not os.path.exists(self.exchanges) and not logs:
+            return
+        if not os.path.exists(os.path.join(os.path.dirname(OPENAPI_VALIDATOR), "node_modules")):
+            self.tap.ok(False, "answers match docs/openapi.yaml",
+                        "the validator's npm packages are missing: scripts/deps test")
+            return
+        p = subprocess.run([NODE, OPENAPI_VALIDATOR, OPENAPI, self.exchanges] + logs,
+                           capture_output=True, text=True, env=dict(os.environ, NODE_PATH=""))
+        out = p.stdout.splitlines()
+        problems = [ln for ln in out if not ln.startswith("checked ")]
+        if p.returncode == 0 and not problems:
+            self.tap.ok(True, "answers match docs/openapi.yaml (%s)" % (out[-1] if out else ""))
+            return
+        if not problems:  # the validator itself failed
+            self.tap.ok(False, "answers match docs/openapi.yaml", p.stderr[-2000:])
+        for line in problems[:20]:
+            self.tap.ok(False, "answer matches docs/openapi.yaml: " + line[:200], line)
+        if len(problems) > 20:
+            self.tap.ok(False, "answers match docs/openapi.yaml: %d more" % (len(problems) - 20))
 
     def sql(self, query):
         """Runs SQL as the application's user; returns rows as lists of strings."""
@@ -354,7 +404,8 @@ class Stack:
                 # new connection by itself when nginx answered "Connection: close".
                 conn.request(method, path, body=data, headers=h)
                 r = conn.getresponse()
-                results[i] = Response(r.status, dict(r.getheaders()), r.read())
+                results[i] = self.record(method, path,
+                                         Response(r.status, dict(r.getheaders()), r.read()))
             conn.close()
 
         with concurrent.futures.ThreadPoolExecutor(clients) as pool:

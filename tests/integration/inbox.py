@@ -8,7 +8,6 @@ import email
 import email.header
 import email.utils
 import glob
-import http.client
 import json
 import os
 import re
@@ -134,12 +133,4 @@ def call_back(s, order):
     """Does what the legacy factory does when the goods are made: POSTs the order's
     identical body to its CallbackUrl with only Content-Type. Returns the status."""
     url = urllib.parse.urlsplit(order["CallbackUrl"])
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    try:
-        conn.request("POST", url.path + "?" + url.query, body=json.dumps(order).encode(),
-                     headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        r.read()
-        return r.status
-    finally:
-        conn.close()
+    return s.request("POST", url.path + "?" + url.query, json.dumps(order), port=url.port).status

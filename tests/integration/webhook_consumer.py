@@ -45,6 +45,7 @@ class Consumer:
     def __init__(self, s, name="consumer"):
         self.s = s
         self.log = os.path.join(s.dir, "%s.jsonl" % name)
+        s.webhook_logs.append(self.log)  # its deliveries checked against docs/openapi.yaml
         out = os.path.join(s.dir, "log", "%s.out" % name)
         open(self.log, "a").close()
         self.proc = spawn([NODE, CONSUMER, self.log], out, env=dict(os.environ, NODE_PATH=""))

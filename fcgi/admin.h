@@ -1,0 +1,125 @@
+/* restock-admin's parts: fcgi/admin.c is the frame (routing, sessions, CSRF and
+ * origin checks, roles, answers), fcgi/admin_routes.c the routes. Each serving
+ * thread has its own database connection and the lib objects on it; a route
+ * reads or changes through the same lib functions restockctl calls, and a change
+ * writes its audit row (lib/audit) in its own transaction. */
+#ifndef RESTOCK_ADMIN_H
+#define RESTOCK_ADMIN_H
+
+#include <cjson/cJSON.h>
+
+#include "admin_account.h"
+#include "admin_session.h"
+#include "api_client.h"
+#include "audit.h"
+#include "conf.h"
+#include "db.h"
+#include "errbuf.h"
+#include "hold.h"
+#include "order.h"
+#include "product.h"
+#include "queues.h"
+#include "reorder.h"
+#include "responder.h"
+#include "spool.h"
+#include "webhook_endpoint.h"
+
+struct admin_app {
+    const conf *cf;
+    char origin[512]; /* the one Origin accepted (admin_origin, or http://<admin_listen>) */
+    int cookie_secure;
+};
+
+struct admin_thread {
+    struct admin_app *app;
+    db *conn;
+    order *orders;
+    reorder *policy;
+    product *products;
+    hold_report *holds;
+    api_client *clients;
+    webhook_endpoint *hooks;
+    audit *trail;
+    admin_account *accounts;
+    admin_session *sessions;
+    spool *queues[QUEUES_COUNT];
+    int db_down; /* the last request found the database down: said once in the log */
+    /* The request's caller, set by the frame before a route runs. */
+    struct audit_who who;
+    char actor[AUDIT_ACTOR_MAX + 1];
+    char source[AUDIT_SOURCE_MAX + 1];
+    int role;
+};
+
+/* A route: the id segment of its path ({id}, {sku}) or NULL; the body parsed
+ * for routes that take one (NULL otherwise). */
+typedef void (*admin_route_fn)(struct admin_thread *t, responder_request *rq, const char *id,
+                               const cJSON *body);
+
+/* The routes, in fcgi/admin_routes.c. */
+void admin_status(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_orders(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_order(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id,
+                        const cJSON *body);
+void admin_products(struct admin_thread *t, responder_request *rq, const char *id,
+                    const cJSON *body);
+void admin_product(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_product_set(struct admin_thread *t, responder_request *rq, const char *id,
+                       const cJSON *body);
+void admin_holds(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_dead(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_message(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_redrive(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_clients(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_client_add(struct admin_thread *t, responder_request *rq, const char *id,
+                      const cJSON *body);
+void admin_client_revoke(struct admin_thread *t, responder_request *rq, const char *id,
+                         const cJSON *body);
+void admin_webhooks(struct admin_thread *t, responder_request *rq, const char *id,
+                    const cJSON *body);
+void admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
+                       const cJSON *body);
+void admin_webhook_disable(struct admin_thread *t, responder_request *rq, const char *id,
+                           const cJSON *body);
+void admin_webhook_enable(struct admin_thread *t, responder_request *rq, const char *id,
+                          const cJSON *body);
+void admin_webhook_rotate(struct admin_thread *t, responder_request *rq, const char *id,
+                          const cJSON *body);
+void admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id,
+                        const cJSON *body);
+void admin_accounts(struct admin_thread *t, responder_request *rq, const char *id,
+                    const cJSON *body);
+void admin_audit(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+
+/* Answers json (and frees it); NULL was out of memory: 500. */
+void admin_reply(responder_request *rq, int status, cJSON *json);
+
+/* Answers a failure of a lib call: 503 when the database is down (what it said
+ * goes to the log, once per outage), else status with err's message. */
+void admin_fail(struct admin_thread *t, responder_request *rq, int status, const errbuf *err);
+
+/* The database answered: an outage is over. */
+void admin_db_answered(struct admin_thread *t);
+
+/* A query parameter's value as a number from min to max (def when absent):
+ * RS_ERR when it was answered 400. */
+int admin_query_int(responder_request *rq, const char *name, long long min, long long max,
+                    long long def, long long *out);
+
+/* Microseconds since the epoch as RFC 3339 UTC into a cJSON string field;
+ * null for 0. */
+void admin_add_time(cJSON *obj, const char *name, long long us);
+/* A text field, null for NULL. */
+void admin_add_str(cJSON *obj, const char *name, const char *value);
+
+/* Runs change(t, arg, err) and its audit row (action, target, before, after)
+ * in one transaction, again after a deadlock. change returns 1 (changed: the
+ * row is written), 0 (nothing changed: no row) or RS_ERR; *before and *after
+ * are JSON text it may set (malloc'd, freed here). Returns what change did. */
+typedef int (*admin_change_fn)(struct admin_thread *t, void *arg, char **before, char **after,
+                               errbuf *err);
+int admin_audited(struct admin_thread *t, const char *action, const char *target,
+                  admin_change_fn change, void *arg, errbuf *err);
+
+#endif
