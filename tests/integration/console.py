@@ -22,7 +22,7 @@ from replenish_common import (DONUT, add_products, order_status, orders, outbox,
                               sim_config, spool_find)
 
 SHOTS = os.path.join(BUILDDIR, "tests", "integration", "console.screenshots")
-IDLE = 8  # admin_session_idle: the pages poll every 2 s, so only an idle page expires
+IDLE = 10  # admin_session_idle (its least): the pages poll every 2 s; only an idle one expires
 MARKUP = "<img src=x onerror=alert(1)>"
 KOREAN = "찹쌀 도넛 (한정판)"
 ENV = {"RESTOCK_FACTORY_ARGS": "--delay 0.5", "RESTOCK_SWEEP_INTERVAL": "1",
