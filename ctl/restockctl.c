@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <time.h>
@@ -18,7 +19,10 @@
 #include <cjson/cJSON.h>
 #include <sodium.h>
 
+#include "admin_account.h"
 #include "api_client.h"
+#include "audit.h"
+#include "change.h"
 #include "conf.h"
 #include "factory_msg.h"
 #include "db.h"
@@ -35,6 +39,12 @@
 #include "utf8.h"
 #include "webhook_endpoint.h"
 #include "webhook_msg.h"
+
+/* Who runs this restockctl, for the audit trail: the real user, read at start
+ * (before any drop to the spool's owner, which changes the real uid), and
+ * where from ("local", with the terminal). */
+static char ctl_actor[AUDIT_ACTOR_MAX + 1], ctl_source[AUDIT_SOURCE_MAX + 1];
+static const struct audit_who ctl_who = {ctl_actor, ctl_source};
 
 struct ctl_command {
     const char *words; /* the command as typed, e.g. "db migrate" */
@@ -573,7 +583,7 @@ ctl_product_set(conf *cf, int argc, char **argv, errbuf *err)
         return errbuf_set(err, "usage: restockctl product set SKU key=value...");
     if (ctl_open_policy(cf, &conn, &orders, &policy, err) != RS_OK)
         return RS_ERR;
-    rc = reorder_set(policy, argv[0], argc - 1, argv + 1, &p, err);
+    rc = change_product_set(conn, policy, &ctl_who, argv[0], argc - 1, argv + 1, &p, err);
     if (rc == RS_OK) {
         char target[96];
 
@@ -619,7 +629,7 @@ ctl_orders_fulfil(conf *cf, int argc, char **argv, errbuf *err)
         return errbuf_set(err, "quantity \"%s\": expected an integer from 1 to %lld", argv[1], max);
     if (ctl_open_orders(cf, &conn, &orders, err) != RS_OK)
         return RS_ERR;
-    rc = order_fulfil(orders, argv[0], quantity, flags, &out, err);
+    rc = change_order_fulfil(conn, orders, &ctl_who, argv[0], quantity, flags, &out, err);
     if (rc == RS_OK && out.repeated)
         printf("order %s was fulfilled already: nothing changed\n", argv[0]);
     else if (rc == RS_OK && out.refused)
@@ -714,23 +724,23 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
     return RS_OK;
 }
 
-/* Reopens the failed order of a dead factory message, so that its delivery counts. */
+/* dlq_redrive's hook: writes the redrive's audit row, with the reopening of
+ * the failed order of a dead factory message (so that its delivery counts), and
+ * commits both before the rename, which no transaction holds (docs/design.md).
+ * If the database is down, the message stays dead and the operator can try
+ * again; the other way round, the worker could deliver it while the order still
+ * says failed, and a redrive could go unrecorded. */
 static int
-ctl_reopen_order(void *arg, const char *queue, const char *id, const char *order_id,
-                 errbuf *err)
+ctl_redrive_record(void *arg, const char *queue, const char *id, const char *order_id, errbuf *err)
 {
     conf *cf = arg;
     db *conn;
     order *orders;
     int rc;
 
-    (void)queue;
-    (void)id;
-    if (order_id == NULL)
-        return RS_OK;
     rc = ctl_open_orders(cf, &conn, &orders, err);
     if (rc == RS_OK)
-        rc = order_reopen(orders, order_id, err);
+        rc = change_redrive(conn, orders, &ctl_who, queue, id, order_id, err);
     ctl_close_orders(&conn, &orders);
     return rc;
 }
@@ -738,7 +748,7 @@ ctl_reopen_order(void *arg, const char *queue, const char *id, const char *order
 static int
 ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
 {
-    int n = dlq_redrive(sp, id, ctl_reopen_order, cf, err);
+    int n = dlq_redrive(sp, id, ctl_redrive_record, cf, err);
 
     if (n == 1)
         printf("redriven %s/%s\n", spool_queue(sp), id);
@@ -819,7 +829,7 @@ ctl_client_add(conf *cf, int argc, char **argv, errbuf *err)
     if (api_client_name_check(argv[0], err) != RS_OK ||
         ctl_open_clients(cf, &conn, &clients, err) != RS_OK)
         return RS_ERR;
-    id = api_client_add(clients, argv[0], key, err);
+    id = change_client_add(conn, clients, &ctl_who, argv[0], key, err);
     api_client_destroy(&clients);
     db_destroy(&conn);
     if (id < 0)
@@ -876,7 +886,7 @@ ctl_client_revoke(conf *cf, int argc, char **argv, errbuf *err)
         return errbuf_set(err, "usage: restockctl client revoke ID|NAME");
     if (ctl_open_clients(cf, &conn, &clients, err) != RS_OK)
         return RS_ERR;
-    rc = api_client_revoke(clients, argv[0], &id, err);
+    rc = change_client_revoke(conn, clients, &ctl_who, argv[0], &id, err);
     api_client_destroy(&clients);
     db_destroy(&conn);
     if (rc < 0)
@@ -951,7 +961,7 @@ ctl_webhook_add(conf *cf, int argc, char **argv, errbuf *err)
         webhook_endpoint_key_public_read(conf_str(cf, "webhook_public_key"), &key, err) != RS_OK ||
         ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
         return RS_ERR;
-    rc = webhook_endpoint_add(hooks, url, set, &key, id, secret, err);
+    rc = change_webhook_add(conn, hooks, &ctl_who, url, set, &key, id, secret, err);
     ctl_close_webhooks(&conn, &hooks);
     if (rc != RS_OK)
         return RS_ERR;
@@ -1012,7 +1022,7 @@ ctl_webhook_disable(conf *cf, int argc, char **argv, errbuf *err)
         return errbuf_set(err, "usage: restockctl webhook disable ID [--reason TEXT]");
     if (ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
         return RS_ERR;
-    rc = webhook_endpoint_disable(hooks, argv[0], WEBHOOK_DISABLED_OPERATOR, reason, err);
+    rc = change_webhook_disable(conn, hooks, &ctl_who, argv[0], reason, err);
     ctl_close_webhooks(&conn, &hooks);
     if (rc < 0)
         return RS_ERR;
@@ -1033,7 +1043,7 @@ ctl_webhook_enable(conf *cf, int argc, char **argv, errbuf *err)
         return errbuf_set(err, "usage: restockctl webhook enable ID");
     if (ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
         return RS_ERR;
-    rc = webhook_endpoint_enable(hooks, argv[0], err);
+    rc = change_webhook_enable(conn, hooks, &ctl_who, argv[0], err);
     ctl_close_webhooks(&conn, &hooks);
     if (rc < 0)
         return RS_ERR;
@@ -1057,7 +1067,7 @@ ctl_webhook_rotate(conf *cf, int argc, char **argv, errbuf *err)
     if (webhook_endpoint_key_public_read(conf_str(cf, "webhook_public_key"), &key, err) != RS_OK ||
         ctl_open_webhooks(cf, &conn, &hooks, err) != RS_OK)
         return RS_ERR;
-    rc = webhook_endpoint_rotate(hooks, argv[0], &key, secret, err);
+    rc = change_webhook_rotate(conn, hooks, &ctl_who, argv[0], &key, secret, err);
     ctl_close_webhooks(&conn, &hooks);
     if (rc != RS_OK)
         return RS_ERR;
@@ -1200,6 +1210,312 @@ ctl_webhook_key(conf *cf, int argc, char **argv, errbuf *err)
     return RS_OK;
 }
 
+/* --- admin accounts and the audit trail ------------------------------------------ */
+
+/* Opens the database and the admin accounts on it; ctl_close_accounts closes both. */
+static int
+ctl_open_accounts(conf *cf, db **conn, admin_account **accounts, errbuf *err)
+{
+    *accounts = NULL;
+    *conn = db_new(cf, 0);
+    if (*conn == NULL)
+        return errbuf_set(err, "out of memory");
+    *accounts = admin_account_new(cf, *conn, err);
+    if (*accounts == NULL) {
+        db_destroy(conn);
+        return RS_ERR;
+    }
+    return RS_OK;
+}
+
+static void
+ctl_close_accounts(db **conn, admin_account **accounts)
+{
+    admin_account_destroy(accounts);
+    db_destroy(conn);
+}
+
+/* One line of f into out, without its line end: RS_ERR when there is none or
+ * it is longer than ADMIN_PASSWORD_MAX bytes. */
+static int
+ctl_read_line(FILE *f, char *out, size_t size, errbuf *err)
+{
+    size_t n;
+
+    if (fgets(out, (int)size, f) == NULL)
+        return errbuf_set(err, "no password given");
+    n = strlen(out);
+    if (n == size - 1 && out[n - 1] != '\n' && !feof(f))
+        return errbuf_set(err, "the password is longer than %d bytes", ADMIN_PASSWORD_MAX);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
+        out[--n] = '\0';
+    return RS_OK;
+}
+
+/* One line from the terminal with its echo off (prompt on stderr). */
+static int
+ctl_read_hidden(const char *prompt, char *out, size_t size, errbuf *err)
+{
+    struct termios before, quiet;
+    int rc;
+
+    if (tcgetattr(STDIN_FILENO, &before) != 0)
+        return errbuf_set(err, "cannot read the terminal: %s", strerror(errno));
+    quiet = before;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    fputs(prompt, stderr);
+    fflush(stderr);
+    if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) != 0)
+        return errbuf_set(err, "cannot turn the terminal's echo off: %s", strerror(errno));
+    rc = ctl_read_line(stdin, out, size, err);
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &before);
+    fputs("\n", stderr);
+    return rc;
+}
+
+#define CTL_PASSWORD_SIZE (ADMIN_PASSWORD_MAX + 2)
+
+/* The new password of an account, never from argv (which every user of the
+ * machine may read): one line of stdin with --password-stdin, else typed twice
+ * on the terminal without echo. Checked before the database is touched. */
+static int
+ctl_password(int from_stdin, char out[CTL_PASSWORD_SIZE], errbuf *err)
+{
+    char again[CTL_PASSWORD_SIZE];
+    int rc;
+
+    if (from_stdin)
+        rc = ctl_read_line(stdin, out, CTL_PASSWORD_SIZE, err);
+    else if (!isatty(STDIN_FILENO))
+        rc = errbuf_set(err, "no terminal to read the password from: give it on stdin with "
+                             "--password-stdin");
+    else if ((rc = ctl_read_hidden("password: ", out, CTL_PASSWORD_SIZE, err)) == RS_OK &&
+             admin_password_check(out, err) == RS_OK &&
+             (rc = ctl_read_hidden("again: ", again, sizeof(again), err)) == RS_OK &&
+             strcmp(out, again) != 0)
+        rc = errbuf_set(err, "the two passwords differ: nothing changed");
+    sodium_memzero(again, sizeof(again));
+    if (rc == RS_OK)
+        rc = admin_password_check(out, err);
+    if (rc != RS_OK)
+        sodium_memzero(out, CTL_PASSWORD_SIZE);
+    return rc;
+}
+
+static int
+ctl_admin_add(conf *cf, int argc, char **argv, errbuf *err)
+{
+    const char *usage =
+        "usage: restockctl admin add NAME --role viewer|operator [--password-stdin]";
+    char password[CTL_PASSWORD_SIZE];
+    const char *name = NULL, *role_name = NULL;
+    admin_account *accounts;
+    db *conn;
+    long long id;
+    int role, from_stdin = 0;
+
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--role") == 0 && i + 1 < argc && role_name == NULL)
+            role_name = argv[++i];
+        else if (strcmp(argv[i], "--password-stdin") == 0)
+            from_stdin = 1;
+        else if (argv[i][0] != '-' && name == NULL)
+            name = argv[i];
+        else
+            return errbuf_set(err, "%s", usage);
+    }
+    if (name == NULL || role_name == NULL)
+        return errbuf_set(err, "%s", usage);
+    if (admin_account_name_check(name, err) != RS_OK ||
+        (role = admin_role_parse(role_name, err)) < 0 ||
+        ctl_password(from_stdin, password, err) != RS_OK)
+        return RS_ERR;
+    if (ctl_open_accounts(cf, &conn, &accounts, err) != RS_OK) {
+        sodium_memzero(password, sizeof(password));
+        return RS_ERR;
+    }
+    id = admin_account_add(accounts, &ctl_who, name, role, password, err);
+    sodium_memzero(password, sizeof(password));
+    ctl_close_accounts(&conn, &accounts);
+    if (id < 0)
+        return RS_ERR;
+    printf("admin account %s added (%s)\n", name, admin_role_name(role));
+    return RS_OK;
+}
+
+#define CTL_ACCOUNT_FORMAT "%-24s %-8s %-8s %-20s %-20s %s\n"
+
+static void
+ctl_account_line(void *arg, const struct admin_account_line *a)
+{
+    char state[64];
+
+    (void)arg;
+    if (a->disabled)
+        snprintf(state, sizeof(state), "disabled");
+    else if (a->locked_until != NULL)
+        snprintf(state, sizeof(state), "locked until %s", a->locked_until);
+    else
+        snprintf(state, sizeof(state), "active (%lld failed)", a->failures);
+    printf(CTL_ACCOUNT_FORMAT, a->name ? a->name : "-", a->role ? a->role : "-",
+           a->disabled ? "disabled" : "enabled", a->created ? a->created : "-",
+           a->last_login ? a->last_login : "never", state);
+}
+
+/* Never a password or a hash: nobody has the one, the other is nobody's business. */
+static int
+ctl_admin_list(conf *cf, int argc, char **argv, errbuf *err)
+{
+    admin_account *accounts;
+    db *conn;
+    int rc;
+
+    if (argc != 0)
+        return errbuf_set(err, "usage: restockctl admin list");
+    if (ctl_open_accounts(cf, &conn, &accounts, err) != RS_OK)
+        return RS_ERR;
+    printf(CTL_ACCOUNT_FORMAT, "name", "role", "status", "created (UTC)", "last login (UTC)",
+           "login");
+    rc = admin_account_each(accounts, ctl_account_line, NULL, err);
+    ctl_close_accounts(&conn, &accounts);
+    return rc;
+}
+
+static int
+ctl_admin_passwd(conf *cf, int argc, char **argv, errbuf *err)
+{
+    char password[CTL_PASSWORD_SIZE];
+    admin_account *accounts;
+    db *conn;
+    int rc, from_stdin = argc == 2 && strcmp(argv[1], "--password-stdin") == 0;
+
+    if (argc != 1 && !from_stdin)
+        return errbuf_set(err, "usage: restockctl admin passwd NAME [--password-stdin]");
+    if (admin_account_name_check(argv[0], err) != RS_OK ||
+        ctl_password(from_stdin, password, err) != RS_OK)
+        return RS_ERR;
+    rc = ctl_open_accounts(cf, &conn, &accounts, err);
+    if (rc == RS_OK)
+        rc = admin_account_passwd(accounts, &ctl_who, argv[0], password, err);
+    sodium_memzero(password, sizeof(password));
+    ctl_close_accounts(&conn, &accounts);
+    if (rc < 0)
+        return RS_ERR;
+    printf("admin account %s: password changed, its sessions ended\n", argv[0]);
+    return RS_OK;
+}
+
+static int
+ctl_admin_role(conf *cf, int argc, char **argv, errbuf *err)
+{
+    admin_account *accounts;
+    db *conn;
+    int rc, role;
+
+    if (argc != 2)
+        return errbuf_set(err, "usage: restockctl admin role NAME viewer|operator");
+    if ((role = admin_role_parse(argv[1], err)) < 0 ||
+        ctl_open_accounts(cf, &conn, &accounts, err) != RS_OK)
+        return RS_ERR;
+    rc = admin_account_role(accounts, &ctl_who, argv[0], role, err);
+    ctl_close_accounts(&conn, &accounts);
+    if (rc < 0)
+        return RS_ERR;
+    printf("admin account %s %s %s\n", argv[0], rc == 1 ? "is now" : "was already",
+           admin_role_name(role));
+    return RS_OK;
+}
+
+/* disable, enable and unlock: one account's state. */
+static int
+ctl_admin_state(conf *cf, int argc, char **argv, const char *what,
+                int (*change)(admin_account *, const struct audit_who *, const char *, errbuf *),
+                const char *done, const char *already, errbuf *err)
+{
+    admin_account *accounts;
+    db *conn;
+    int rc;
+
+    if (argc != 1)
+        return errbuf_set(err, "usage: restockctl admin %s NAME", what);
+    if (ctl_open_accounts(cf, &conn, &accounts, err) != RS_OK)
+        return RS_ERR;
+    rc = change(accounts, &ctl_who, argv[0], err);
+    ctl_close_accounts(&conn, &accounts);
+    if (rc < 0)
+        return RS_ERR;
+    printf("admin account %s %s\n", argv[0], rc == 1 ? done : already);
+    return RS_OK;
+}
+
+static int
+ctl_admin_disable(conf *cf, int argc, char **argv, errbuf *err)
+{
+    return ctl_admin_state(cf, argc, argv, "disable", admin_account_disable,
+                           "disabled: no login, its sessions ended",
+                           "was disabled already: nothing changed", err);
+}
+
+static int
+ctl_admin_enable(conf *cf, int argc, char **argv, errbuf *err)
+{
+    return ctl_admin_state(cf, argc, argv, "enable", admin_account_enable, "enabled",
+                           "was enabled already: nothing changed", err);
+}
+
+static int
+ctl_admin_unlock(conf *cf, int argc, char **argv, errbuf *err)
+{
+    return ctl_admin_state(cf, argc, argv, "unlock", admin_account_unlock,
+                           "unlocked: its failed logins forgotten",
+                           "was not locked: nothing changed", err);
+}
+
+static void
+ctl_audit_line(void *arg, const struct audit_line *a)
+{
+    static char before[CTL_SAFE_SIZE], after[CTL_SAFE_SIZE], target[CTL_SAFE_SIZE]; /* one thread */
+
+    (void)arg;
+    printf("%lld %s %s %s %s %s %s -> %s\n", a->id, a->at ? a->at : "-", a->actor ? a->actor : "-",
+           a->source ? a->source : "-", a->action ? a->action : "-",
+           ctl_safe(a->target, target, sizeof(target)), ctl_safe(a->before, before, sizeof(before)),
+           ctl_safe(a->after, after, sizeof(after)));
+}
+
+/* The audit trail, newest first. Read only. */
+static int
+ctl_audit(conf *cf, int argc, char **argv, errbuf *err)
+{
+    long long limit = 50, before = 0;
+    char *end = NULL;
+    audit *trail;
+    db *conn;
+    int rc;
+
+    for (int i = 0; i < argc; i++) {
+        long long *v = strcmp(argv[i], "--limit") == 0    ? &limit
+                       : strcmp(argv[i], "--before") == 0 ? &before
+                                                          : NULL;
+        if (v == NULL || i + 1 == argc)
+            return errbuf_set(err, "usage: restockctl audit [--limit N] [--before ID]");
+        *v = strtoll(argv[++i], &end, 10);
+        if (*argv[i] == '\0' || *end != '\0')
+            return errbuf_set(err, "%s \"%s\": expected a number", argv[i - 1], argv[i]);
+    }
+    if (audit_check_page(limit, before, err) != RS_OK)
+        return RS_ERR;
+    conn = db_new(cf, 0);
+    if (conn == NULL)
+        return errbuf_set(err, "out of memory");
+    trail = audit_new(conn, err);
+    printf("id at (UTC) actor source action target before -> after\n");
+    rc = trail != NULL ? audit_each(trail, limit, before, ctl_audit_line, NULL, err) : RS_ERR;
+    audit_destroy(&trail);
+    db_destroy(&conn);
+    return rc;
+}
+
 static const struct ctl_command ctl_commands[] = {
     {"status", "", "depth of each queue and state, orders by status", ctl_status},
     {"orders fulfil", "[--over] ORDER QUANTITY",
@@ -1225,6 +1541,18 @@ static const struct ctl_command ctl_commands[] = {
      "send a ping event; waits S s (10; 0: not) for delivered, or says the last error",
      ctl_webhook_ping},
     {"webhook key", "", "publish the public half of webhook_key (root)", ctl_webhook_key},
+    {"admin add", "NAME --role R [--password-stdin]",
+     "an admin API account (viewer|operator); the password from the terminal, twice",
+     ctl_admin_add},
+    {"admin list", "", "admin accounts: name, role, created, last login, locked", ctl_admin_list},
+    {"admin passwd", "NAME [--password-stdin]", "a new password; ends its sessions",
+     ctl_admin_passwd},
+    {"admin role", "NAME ROLE", "viewer or operator; ends its sessions", ctl_admin_role},
+    {"admin disable", "NAME", "no more logins; ends its sessions", ctl_admin_disable},
+    {"admin enable", "NAME", "allow logins again", ctl_admin_enable},
+    {"admin unlock", "NAME", "end a lock-out after failed logins", ctl_admin_unlock},
+    {"audit", "[--limit N] [--before ID]", "the audit trail of changes, newest first (50)",
+     ctl_audit},
     {"dlq list", "", "dead messages of every queue", ctl_dlq_list},
     {"dlq show", "ID", "one message (any state) with its history", ctl_dlq_show},
     {"dlq redrive", "ID|--all", "put dead messages back to waiting", ctl_dlq_redrive},
@@ -1288,6 +1616,7 @@ main(int argc, char **argv)
     }
     argc -= optind;
     argv += optind;
+    audit_local_who(ctl_actor, ctl_source);
     for (size_t i = 0; i < CTL_NCOMMANDS; i++) {
         int used = ctl_match(ctl_commands[i].words, argc, argv);
         int rc;

@@ -155,34 +155,6 @@ admin_add_str(cJSON *obj, const char *name, const char *value)
         cJSON_AddStringToObject(obj, name, value);
 }
 
-/* -- the audited change ------------------------------------------------------------ */
-
-int
-admin_audited(struct admin_thread *t, const char *action, const char *target,
-              admin_change_fn change, void *arg, errbuf *err)
-{
-    int attempts = 0, rc;
-
-    do {
-        char *before = NULL, *after = NULL;
-
-        rc = db_begin(t->conn, err);
-        if (rc == RS_OK) {
-            rc = change(t, arg, &before, &after, err);
-            if (rc == 1 && audit_write_who(t->conn, &t->who, action, target, before, after,
-                                           err) != RS_OK)
-                rc = RS_ERR;
-            if (rc >= 0 && db_commit(t->conn, err) != RS_OK)
-                rc = RS_ERR;
-            if (rc < 0)
-                db_rollback(t->conn);
-        }
-        free(before);
-        free(after);
-    } while (rc < 0 && db_retry(t->conn, &attempts));
-    return rc;
-}
-
 /* -- sessions ---------------------------------------------------------------------- */
 
 /* The request's session token from its Cookie header, into token; RS_ERR when
@@ -396,9 +368,9 @@ admin_route_of(const char *rest, const char *method, char *id, size_t id_size, i
             snprintf(allow + strlen(allow), allow_size - strlen(allow), "%s%s%s",
                      allow[0] ? ", " : "", admin_routes[i].method,
                      strcmp(admin_routes[i].method, "GET") == 0 ? ", HEAD" : "");
-        if (found == NULL && (strcmp(method, admin_routes[i].method) == 0 ||
-                              (strcmp(method, "HEAD") == 0 &&
-                               strcmp(admin_routes[i].method, "GET") == 0))) {
+        if (found == NULL &&
+            (strcmp(method, admin_routes[i].method) == 0 ||
+             (strcmp(method, "HEAD") == 0 && strcmp(admin_routes[i].method, "GET") == 0))) {
             found = &admin_routes[i];
             snprintf(id, id_size, "%s", seg);
         }

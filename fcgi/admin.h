@@ -1,8 +1,8 @@
 /* restock-admin's parts: fcgi/admin.c is the frame (routing, sessions, CSRF and
  * origin checks, roles, answers), fcgi/admin_routes.c the routes. Each serving
  * thread has its own database connection and the lib objects on it; a route
- * reads or changes through the same lib functions restockctl calls, and a change
- * writes its audit row (lib/audit) in its own transaction. */
+ * reads or changes through the same lib functions restockctl calls (a change
+ * through lib/change: its audit row in its transaction). */
 #ifndef RESTOCK_ADMIN_H
 #define RESTOCK_ADMIN_H
 
@@ -64,14 +64,18 @@ void admin_order_fulfil(struct admin_thread *t, responder_request *rq, const cha
                         const cJSON *body);
 void admin_products(struct admin_thread *t, responder_request *rq, const char *id,
                     const cJSON *body);
-void admin_product(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_product(struct admin_thread *t, responder_request *rq, const char *id,
+                   const cJSON *body);
 void admin_product_set(struct admin_thread *t, responder_request *rq, const char *id,
                        const cJSON *body);
 void admin_holds(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
 void admin_dead(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_message(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_redrive(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_clients(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_message(struct admin_thread *t, responder_request *rq, const char *id,
+                   const cJSON *body);
+void admin_redrive(struct admin_thread *t, responder_request *rq, const char *id,
+                   const cJSON *body);
+void admin_clients(struct admin_thread *t, responder_request *rq, const char *id,
+                   const cJSON *body);
 void admin_client_add(struct admin_thread *t, responder_request *rq, const char *id,
                       const cJSON *body);
 void admin_client_revoke(struct admin_thread *t, responder_request *rq, const char *id,
@@ -112,14 +116,5 @@ int admin_query_int(responder_request *rq, const char *name, long long min, long
 void admin_add_time(cJSON *obj, const char *name, long long us);
 /* A text field, null for NULL. */
 void admin_add_str(cJSON *obj, const char *name, const char *value);
-
-/* Runs change(t, arg, err) and its audit row (action, target, before, after)
- * in one transaction, again after a deadlock. change returns 1 (changed: the
- * row is written), 0 (nothing changed: no row) or RS_ERR; *before and *after
- * are JSON text it may set (malloc'd, freed here). Returns what change did. */
-typedef int (*admin_change_fn)(struct admin_thread *t, void *arg, char **before, char **after,
-                               errbuf *err);
-int admin_audited(struct admin_thread *t, const char *action, const char *target,
-                  admin_change_fn change, void *arg, errbuf *err);
 
 #endif

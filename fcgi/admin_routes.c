@@ -1,9 +1,9 @@
 /* restock-admin's routes (docs/design.md "The admin API"): what restockctl reads
  * and does, as JSON, through the same lib functions. The frame (fcgi/admin.c)
  * has checked the session, the CSRF token and the role, and parsed the body. A
- * change runs in admin_audited: the change and its audit row in one
- * transaction; a redrive writes its row (and reopens the order) first, then
- * moves the file, as restockctl does. Secrets are answered once, by the route
+ * change goes through lib/change, as restockctl's: the change and its audit
+ * row in one transaction; a redrive writes its row (and reopens the order)
+ * first, then moves the file. Secrets are answered once, by the route
  * that makes them (a client's key, a webhook's secret), and never audited. */
 #include "config.h"
 
@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "admin.h"
+#include "change.h"
 #include "dlq.h"
 #include "factory_msg.h"
 #include "json.h"
@@ -60,16 +61,6 @@ admin_add_num_text(cJSON *obj, const char *name, const char *value)
         cJSON_AddNumberToObject(obj, name, strtod(value, NULL));
 }
 
-/* A JSON value as text (malloc'd), for an audit row's before or after. */
-static char *
-admin_json_text(cJSON *json)
-{
-    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
-
-    cJSON_Delete(json);
-    return text;
-}
-
 /* -- status -------------------------------------------------------------------------- */
 
 static void
@@ -89,11 +80,12 @@ admin_status(struct admin_thread *t, responder_request *rq, const char *id, cons
     (void)id;
     (void)body;
     for (int i = 0; i < QUEUES_COUNT; i++) {
-        cJSON *q = cJSON_CreateObject(), *states = cJSON_AddObjectToObject(q, "states");
+        cJSON *q = cJSON_CreateObject(), *states;
         time_t oldest = 0;
 
         cJSON_AddItemToArray(queues, q);
         cJSON_AddStringToObject(q, "queue", queues_names[i]);
+        states = cJSON_AddObjectToObject(q, "states");
         for (int s = 0; s < SPOOL_NSTATES; s++) {
             long n = spool_count(t->queues[i], (enum spool_state)s, &err);
             if (n < 0) {
@@ -206,8 +198,8 @@ admin_order(struct admin_thread *t, responder_request *rq, const char *id, const
         responder_reply_error(rq, 404, "no order %.*s", (int)utf8_cut(id, strlen(id), 64), id);
         return;
     }
-    if (order_timeline(t->orders, id, admin_timeline_add,
-                       cJSON_AddArrayToObject(json, "timeline"), &err) != RS_OK) {
+    if (order_timeline(t->orders, id, admin_timeline_add, cJSON_AddArrayToObject(json, "timeline"),
+                       &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
         return;
@@ -215,62 +207,21 @@ admin_order(struct admin_thread *t, responder_request *rq, const char *id, const
     admin_reply(rq, 200, json);
 }
 
-struct admin_fulfil {
-    const char *order_id;
-    long long quantity;
-    int over;
-    struct order_fulfil_outcome out;
-    char status_before[16];
-};
-
-static void
-admin_fulfil_before(void *arg, const struct order_line *o)
-{
-    struct admin_fulfil *f = arg;
-
-    snprintf(f->status_before, sizeof(f->status_before), "%s", o->status ? o->status : "");
-}
-
-static int
-admin_fulfil_change(struct admin_thread *t, void *arg, char **before, char **after, errbuf *err)
-{
-    struct admin_fulfil *f = arg;
-    cJSON *b, *a;
-
-    if (order_one(t->orders, f->order_id, admin_fulfil_before, f, err) != 1 ||
-        order_fulfil(t->orders, f->order_id, f->quantity, f->over ? ORDER_FULFIL_OVER : 0, &f->out,
-                     err) != RS_OK)
-        return RS_ERR;
-    if (f->out.repeated || f->out.refused)
-        return 0; /* nothing changed (a refusal's event is the worker's alert) */
-    b = cJSON_CreateObject();
-    cJSON_AddStringToObject(b, "status", f->status_before);
-    a = cJSON_CreateObject();
-    cJSON_AddStringToObject(a, "status", "fulfilled");
-    cJSON_AddNumberToObject(a, "delivered", (double)f->quantity);
-    cJSON_AddBoolToObject(a, "over", f->over);
-    cJSON_AddNumberToObject(a, "stock", (double)f->out.stock);
-    *before = admin_json_text(b);
-    *after = admin_json_text(a);
-    return 1;
-}
-
 void
-admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id,
-                   const cJSON *body)
+admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
-    struct admin_fulfil f = {.order_id = id, .quantity = 0};
-    long long max = conf_int(t->app->cf, "callback_quantity_max");
+    long long quantity = 0, max = conf_int(t->app->cf, "callback_quantity_max");
     const cJSON *over = cJSON_GetObjectItemCaseSensitive(body, "over");
+    struct order_fulfil_outcome out;
     cJSON *json = NULL, *probe = NULL;
     errbuf err = {{0}};
-    int found, rc;
+    int found;
 
-    if (json_opt_int(body, "quantity", 1, max, 0, &f.quantity, &err) != RS_OK) {
+    if (json_opt_int(body, "quantity", 1, max, 0, &quantity, &err) != RS_OK) {
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
     }
-    if (f.quantity == 0) {
+    if (quantity == 0) {
         responder_reply_error(rq, 400, "quantity: required, a whole number from 1 to %lld", max);
         return;
     }
@@ -278,7 +229,6 @@ admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id
         responder_reply_error(rq, 400, "over: expected true or false");
         return;
     }
-    f.over = cJSON_IsTrue(over);
     found = order_one(t->orders, id, admin_order_keep, &probe, &err);
     cJSON_Delete(probe);
     if (found <= 0) {
@@ -288,26 +238,26 @@ admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id
             responder_reply_error(rq, 404, "no order %.*s", (int)utf8_cut(id, strlen(id), 64), id);
         return;
     }
-    rc = admin_audited(t, "order.fulfil", id, admin_fulfil_change, &f, &err);
-    if (rc < 0) {
+    if (change_order_fulfil(t->conn, t->orders, &t->who, id, quantity,
+                            cJSON_IsTrue(over) ? ORDER_FULFIL_OVER : 0, &out, &err) != RS_OK) {
         admin_fail(t, rq, 500, &err);
         return;
     }
     admin_db_answered(t);
-    if (f.out.refused) {
+    if (out.refused) {
         responder_reply_error(rq, 409,
                               "order %s was for %lld: %lld is more than ordered; nothing changed "
                               "(send \"over\":true to record a real over-delivery)",
-                              id, f.out.ordered, f.quantity);
+                              id, out.ordered, quantity);
         return;
     }
     json = cJSON_CreateObject();
     cJSON_AddStringToObject(json, "order_id", id);
     cJSON_AddStringToObject(json, "status", "fulfilled");
-    cJSON_AddBoolToObject(json, "repeated", f.out.repeated);
-    if (!f.out.repeated) {
-        cJSON_AddNumberToObject(json, "delivered", (double)f.quantity);
-        cJSON_AddNumberToObject(json, "stock", (double)f.out.stock);
+    cJSON_AddBoolToObject(json, "repeated", out.repeated);
+    if (!out.repeated) {
+        cJSON_AddNumberToObject(json, "delivered", (double)quantity);
+        cJSON_AddNumberToObject(json, "stock", (double)out.stock);
     }
     admin_reply(rq, 200, json);
 }
@@ -365,10 +315,10 @@ admin_product_fields(cJSON *j, const struct reorder_line *p)
     admin_set(j, "sold_out", cJSON_CreateBool(p->stock == 0));
     admin_set(j, "on_order", cJSON_CreateNumber((double)p->on_order));
     admin_set(j, "rate_per_min", cJSON_CreateNumber(p->rate));
-    admin_set(j, "lead_p50_seconds", p->has_factory ? cJSON_CreateNumber(p->lead_p50)
-                                                    : cJSON_CreateNull());
-    admin_set(j, "lead_p90_seconds", p->has_factory ? cJSON_CreateNumber(p->lead_p90)
-                                                    : cJSON_CreateNull());
+    admin_set(j, "lead_p50_seconds",
+              p->has_factory ? cJSON_CreateNumber(p->lead_p50) : cJSON_CreateNull());
+    admin_set(j, "lead_p90_seconds",
+              p->has_factory ? cJSON_CreateNumber(p->lead_p90) : cJSON_CreateNull());
     admin_set(j, "lead_orders", cJSON_CreateNumber(p->lead_orders));
     admin_set(j, "suggested", cJSON_CreateNumber((double)p->suggested));
     admin_set(j, "sells_out_seconds", admin_seconds(p->sellout));
@@ -381,14 +331,13 @@ admin_product_fields(cJSON *j, const struct reorder_line *p)
                   : cJSON_CreateNull());
     admin_set(j, "cycles", cJSON_CreateNumber((double)p->cycles));
     admin_set(j, "stockouts", cJSON_CreateNumber((double)p->stockouts));
-    admin_set(j, "fill_rate", p->fill_rate >= 0 ? cJSON_CreateNumber(p->fill_rate)
-                                                : cJSON_CreateNull());
+    admin_set(j, "fill_rate",
+              p->fill_rate >= 0 ? cJSON_CreateNumber(p->fill_rate) : cJSON_CreateNull());
 }
 
 struct admin_products_merge {
-    cJSON *list; /* the public product JSON, by sku */
+    cJSON *list;      /* the public product JSON, by sku */
     const char *only; /* one sku, or NULL */
-    struct reorder_line *keep;
 };
 
 static void
@@ -398,10 +347,6 @@ admin_products_line(void *arg, const struct reorder_line *p)
 
     if (p->sku == NULL || (m->only != NULL && strcmp(p->sku, m->only) != 0))
         return;
-    if (m->keep != NULL) {
-        *m->keep = *p;
-        m->keep->sku = NULL; /* valid during the call only */
-    }
     for (cJSON *j = m->list ? m->list->child : NULL; j != NULL; j = j->next) {
         const cJSON *sku = cJSON_GetObjectItemCaseSensitive(j, "sku");
         if (cJSON_IsString(sku) && strcmp(sku->valuestring, p->sku) == 0)
@@ -466,34 +411,6 @@ admin_product(struct admin_thread *t, responder_request *rq, const char *id, con
     admin_product_reply(t, rq, id);
 }
 
-struct admin_product_set {
-    const char *sku;
-    int argc;
-    char **argv;
-    int found;
-};
-
-static int
-admin_product_set_change(struct admin_thread *t, void *arg, char **before, char **after,
-                         errbuf *err)
-{
-    struct admin_product_set *ps = arg;
-    struct reorder_line was = {0}, now;
-    struct admin_products_merge m = {.only = ps->sku, .keep = &was};
-
-    was.point = -1;
-    if (reorder_each(t->policy, admin_products_line, &m, err) != RS_OK)
-        return RS_ERR;
-    ps->found = was.point >= 0;
-    if (!ps->found)
-        return errbuf_set(err, "no product %s", ps->sku);
-    if (reorder_set(t->policy, ps->sku, ps->argc, ps->argv, &now, err) != RS_OK)
-        return RS_ERR;
-    *before = admin_json_text(admin_settings_json(&was));
-    *after = admin_json_text(admin_settings_json(&now));
-    return 1;
-}
-
 /* One setting of the body as the key=value word reorder_set takes: numbers as
  * numbers, true/false as on/off, strings as they are ("95%", "off", "+2h"). */
 static char *
@@ -503,8 +420,8 @@ admin_setting_word(const cJSON *item, errbuf *err)
     size_t size;
 
     if (strchr(item->string, '=') != NULL || *item->string == '\0') {
-        errbuf_set(err, "\"%.*s\" is not a setting", (int)utf8_cut(item->string,
-                   strlen(item->string), 64), item->string);
+        errbuf_set(err, "\"%.*s\" is not a setting",
+                   (int)utf8_cut(item->string, strlen(item->string), 64), item->string);
         return NULL;
     }
     if (cJSON_IsBool(item))
@@ -531,40 +448,48 @@ admin_setting_word(const cJSON *item, errbuf *err)
 }
 
 void
-admin_product_set(struct admin_thread *t, responder_request *rq, const char *id,
-                  const cJSON *body)
+admin_product_set(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
-    struct admin_product_set ps = {.sku = id};
-    int n = cJSON_GetArraySize(body), rc = RS_ERR;
+    int n = cJSON_GetArraySize(body), argc = 0, found;
+    struct reorder_line now;
+    char **argv;
     errbuf err = {{0}};
 
     if (n == 0) {
         responder_reply_error(rq, 400, "no settings: send {\"<key>\":value,…}");
         return;
     }
-    ps.argv = calloc((size_t)n, sizeof(char *));
-    if (ps.argv == NULL) {
+    found = reorder_get(t->policy, id, &now, &err);
+    if (found <= 0) {
+        if (found < 0)
+            admin_fail(t, rq, 500, &err);
+        else
+            responder_reply_error(rq, 404, "no product %.*s", (int)utf8_cut(id, strlen(id), 64),
+                                  id);
+        return;
+    }
+    argv = calloc((size_t)n, sizeof(char *));
+    if (argv == NULL) {
         responder_reply_error(rq, 500, "out of memory");
         return;
     }
     for (const cJSON *item = body->child; item != NULL; item = item->next) {
-        ps.argv[ps.argc] = admin_setting_word(item, &err);
-        if (ps.argv[ps.argc] == NULL) {
+        argv[argc] = admin_setting_word(item, &err);
+        if (argv[argc] == NULL) {
             responder_reply_error(rq, 400, "%s", err.msg);
             goto done;
         }
-        ps.argc++;
+        argc++;
     }
-    rc = admin_audited(t, "product.set", id, admin_product_set_change, &ps, &err);
-    if (rc < 0) {
-        admin_fail(t, rq, ps.found ? 400 : 404, &err);
+    if (change_product_set(t->conn, t->policy, &t->who, id, argc, argv, &now, &err) != RS_OK) {
+        admin_fail(t, rq, 400, &err);
         goto done;
     }
     admin_product_reply(t, rq, id);
 done:
-    for (int i = 0; i < ps.argc; i++)
-        free(ps.argv[i]);
-    free(ps.argv);
+    for (int i = 0; i < argc; i++)
+        free(argv[i]);
+    free(argv);
 }
 
 /* -- holds --------------------------------------------------------------------------- */
@@ -741,42 +666,15 @@ admin_message(struct admin_thread *t, responder_request *rq, const char *id, con
     admin_reply(rq, 200, json);
 }
 
-struct admin_redrive {
-    const char *id, *queue, *order_id;
-};
-
-static int
-admin_redrive_change(struct admin_thread *t, void *arg, char **before, char **after, errbuf *err)
-{
-    struct admin_redrive *r = arg;
-    cJSON *b = cJSON_CreateObject(), *a = cJSON_CreateObject();
-
-    if (r->order_id != NULL && order_reopen(t->orders, r->order_id, err) != RS_OK) {
-        cJSON_Delete(a);
-        cJSON_Delete(b);
-        return RS_ERR;
-    }
-    cJSON_AddStringToObject(b, "queue", r->queue);
-    cJSON_AddStringToObject(b, "state", "dead");
-    admin_add_str(b, "order_id", r->order_id);
-    cJSON_AddStringToObject(a, "queue", r->queue);
-    cJSON_AddStringToObject(a, "state", "incoming");
-    *before = admin_json_text(b);
-    *after = admin_json_text(a);
-    return 1;
-}
-
 /* dlq_redrive's hook: the audit row (and the order reopened) committed before
- * the file moves; if the move then fails, the row says what was asked. */
+ * the file moves, as restockctl does (lib/change). */
 static int
 admin_redrive_before(void *arg, const char *queue, const char *id, const char *order_id,
                      errbuf *err)
 {
     struct admin_thread *t = arg;
-    struct admin_redrive r = {.id = id, .queue = queue, .order_id = order_id};
 
-    return admin_audited(t, "dlq.redrive", id, admin_redrive_change, &r, err) < 0 ? RS_ERR
-                                                                                  : RS_OK;
+    return change_redrive(t->conn, t->orders, &t->who, queue, id, order_id, err);
 }
 
 void
@@ -855,38 +753,12 @@ admin_clients(struct admin_thread *t, responder_request *rq, const char *id, con
     admin_reply(rq, 200, json);
 }
 
-struct admin_client_add {
-    const char *name;
-    long long id;
-    char key[API_CLIENT_KEY_LEN + 1];
-    char target[32];
-};
-
-static int
-admin_client_add_change(struct admin_thread *t, void *arg, char **before, char **after,
-                        errbuf *err)
-{
-    struct admin_client_add *c = arg;
-    cJSON *a;
-
-    (void)before;
-    c->id = api_client_add(t->clients, c->name, c->key, err);
-    if (c->id < 0)
-        return RS_ERR;
-    snprintf(c->target, sizeof(c->target), "%lld", c->id);
-    a = cJSON_CreateObject();
-    cJSON_AddNumberToObject(a, "id", (double)c->id);
-    cJSON_AddStringToObject(a, "name", c->name);
-    *after = admin_json_text(a); /* never the key */
-    return 1;
-}
-
 void
-admin_client_add(struct admin_thread *t, responder_request *rq, const char *id,
-                 const cJSON *body)
+admin_client_add(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
-    struct admin_client_add c = {0};
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "name");
+    char key[API_CLIENT_KEY_LEN + 1];
+    long long client;
     cJSON *json;
     errbuf err = {{0}};
 
@@ -895,66 +767,43 @@ admin_client_add(struct admin_thread *t, responder_request *rq, const char *id,
         responder_reply_error(rq, 400, "name: required, a string");
         return;
     }
-    c.name = name->valuestring;
-    if (api_client_name_check(c.name, &err) != RS_OK) {
+    if (api_client_name_check(name->valuestring, &err) != RS_OK) {
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
     }
-    if (admin_audited(t, "client.add", c.target, admin_client_add_change, &c, &err) < 0) {
-        sodium_memzero(c.key, sizeof(c.key));
+    client = change_client_add(t->conn, t->clients, &t->who, name->valuestring, key, &err);
+    if (client < 0) {
         admin_fail(t, rq, 409, &err);
         return;
     }
     admin_db_answered(t);
     json = cJSON_CreateObject();
-    cJSON_AddNumberToObject(json, "id", (double)c.id);
-    cJSON_AddStringToObject(json, "name", c.name);
-    cJSON_AddStringToObject(json, "key", c.key);
-    sodium_memzero(c.key, sizeof(c.key));
+    cJSON_AddNumberToObject(json, "id", (double)client);
+    cJSON_AddStringToObject(json, "name", name->valuestring);
+    cJSON_AddStringToObject(json, "key", key); /* once: restock keeps its hash only */
+    sodium_memzero(key, sizeof(key));
     admin_reply(rq, 201, json);
-}
-
-struct admin_client_revoke {
-    const char *which;
-    long long id;
-    int now;
-    char target[32];
-};
-
-static int
-admin_client_revoke_change(struct admin_thread *t, void *arg, char **before, char **after,
-                           errbuf *err)
-{
-    struct admin_client_revoke *c = arg;
-
-    c->now = api_client_revoke(t->clients, c->which, &c->id, err);
-    if (c->now < 0)
-        return RS_ERR;
-    snprintf(c->target, sizeof(c->target), "%lld", c->id);
-    if (c->now == 0)
-        return 0;
-    *before = strdup("{\"revoked\":false}");
-    *after = strdup("{\"revoked\":true}");
-    return 1;
 }
 
 void
 admin_client_revoke(struct admin_thread *t, responder_request *rq, const char *id,
                     const cJSON *body)
 {
-    struct admin_client_revoke c = {.which = id};
+    long long client = 0;
     cJSON *json;
     errbuf err = {{0}};
+    int now;
 
     (void)body;
-    if (admin_audited(t, "client.revoke", c.target, admin_client_revoke_change, &c, &err) < 0) {
+    now = change_client_revoke(t->conn, t->clients, &t->who, id, &client, &err);
+    if (now < 0) {
         admin_fail(t, rq, 404, &err);
         return;
     }
     admin_db_answered(t);
     json = cJSON_CreateObject();
-    cJSON_AddNumberToObject(json, "id", (double)c.id);
-    cJSON_AddStringToObject(json, "status", c.now ? "revoked" : "revoked already");
+    cJSON_AddNumberToObject(json, "id", (double)client);
+    cJSON_AddStringToObject(json, "status", now ? "revoked" : "revoked already");
     admin_reply(rq, 200, json);
 }
 
@@ -1039,61 +888,14 @@ admin_webhook_of(struct admin_thread *t, responder_request *rq, const char *id, 
     return 1;
 }
 
-struct admin_webhook_change {
-    const char *url, *reason;
+/* What a new endpoint is made of, and what it is given (its id, its secret). */
+struct admin_webhook_new {
+    const char *url;
     unsigned events;
     struct webhook_endpoint_key key;
     char id[IDENT_TEXT];
     char secret[WEBHOOK_ENDPOINT_SECRET_LEN + 1];
-    int what; /* the route's: 'a'dd, 'd'isable, 'e'nable, 'r'otate */
-    int changed;
 };
-
-static int
-admin_webhook_change(struct admin_thread *t, void *arg, char **before, char **after,
-                     errbuf *err)
-{
-    struct admin_webhook_change *c = arg;
-    char list[512];
-    cJSON *a;
-
-    switch (c->what) {
-    case 'a':
-        if (webhook_endpoint_add(t->hooks, c->url, c->events, &c->key, c->id, c->secret, err) !=
-            RS_OK)
-            return RS_ERR;
-        webhook_endpoint_events_format(c->events, list, sizeof(list));
-        a = cJSON_CreateObject();
-        cJSON_AddStringToObject(a, "id", c->id);
-        cJSON_AddStringToObject(a, "url", c->url);
-        cJSON_AddItemToObject(a, "events", admin_events_json(c->events ? list : NULL));
-        *after = admin_json_text(a); /* never the secret */
-        return 1;
-    case 'd':
-        c->changed = webhook_endpoint_disable(t->hooks, c->id, WEBHOOK_DISABLED_OPERATOR,
-                                              c->reason, err);
-        if (c->changed <= 0)
-            return c->changed;
-        *before = strdup("{\"status\":\"enabled\"}");
-        a = cJSON_CreateObject();
-        cJSON_AddStringToObject(a, "status", "disabled");
-        admin_add_str(a, "reason", c->reason);
-        *after = admin_json_text(a);
-        return 1;
-    case 'e':
-        c->changed = webhook_endpoint_enable(t->hooks, c->id, err);
-        if (c->changed <= 0)
-            return c->changed;
-        *before = strdup("{\"status\":\"disabled\"}");
-        *after = strdup("{\"status\":\"enabled\"}");
-        return 1;
-    default:
-        if (webhook_endpoint_rotate(t->hooks, c->id, &c->key, c->secret, err) != RS_OK)
-            return RS_ERR;
-        *after = strdup("{\"secret\":\"rotated\"}");
-        return 1;
-    }
-}
 
 /* Joins a JSON array of type names into "a,b" for webhook_endpoint_events_parse. */
 static int
@@ -1117,10 +919,9 @@ admin_events_list(const cJSON *events, char *out, size_t size, errbuf *err)
 }
 
 void
-admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
-                  const cJSON *body)
+admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
-    struct admin_webhook_change c = {.what = 'a'};
+    struct admin_webhook_new c = {0};
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(body, "url"),
                 *events = cJSON_GetObjectItemCaseSensitive(body, "events");
     char list[1024];
@@ -1145,7 +946,8 @@ admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
         responder_reply_error(rq, 500, "%s", err.msg);
         return;
     }
-    if (admin_audited(t, "webhook.add", c.id, admin_webhook_change, &c, &err) < 0) {
+    if (change_webhook_add(t->conn, t->hooks, &t->who, c.url, c.events, &c.key, c.id, c.secret,
+                           &err) != RS_OK) {
         sodium_memzero(c.secret, sizeof(c.secret));
         admin_fail(t, rq, 400, &err);
         return;
@@ -1164,73 +966,79 @@ admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
 /* disable, enable, rotate: the endpoint named, the change audited, the
  * endpoint answered as listed (rotate: with its new secret, once). */
 static void
-admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id,
-                  const cJSON *body, int what, const char *action)
+admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body,
+                  int what)
 {
-    struct admin_webhook_change c = {.what = what};
     const cJSON *reason = cJSON_GetObjectItemCaseSensitive(body, "reason");
+    struct webhook_endpoint_key key;
+    char secret[WEBHOOK_ENDPOINT_SECRET_LEN + 1] = "";
     cJSON *line = NULL;
     errbuf err = {{0}};
+    int rc;
 
-    if (body != NULL && what != 'd' && body->child != NULL) {
-        responder_reply_error(rq, 400, "this request takes no fields");
+    if (body != NULL && body->child != NULL &&
+        (what != 'd' || body->child->next != NULL || reason == NULL)) {
+        responder_reply_error(
+            rq, 400, what == 'd' ? "the only field is \"reason\"" : "this request takes no fields");
         return;
     }
     if (reason != NULL && !cJSON_IsString(reason)) {
         responder_reply_error(rq, 400, "reason: expected a string");
         return;
     }
-    c.reason = reason ? reason->valuestring : NULL;
     if (!admin_webhook_of(t, rq, id, &line))
         return;
     cJSON_Delete(line);
     line = NULL;
-    snprintf(c.id, sizeof(c.id), "%s", id);
     if (what == 'r' && webhook_endpoint_key_public_read(conf_str(t->app->cf, "webhook_public_key"),
-                                                        &c.key, &err) != RS_OK) {
+                                                        &key, &err) != RS_OK) {
         responder_reply_error(rq, 500, "%s", err.msg);
         return;
     }
-    if (admin_audited(t, action, c.id, admin_webhook_change, &c, &err) < 0) {
+    if (what == 'd')
+        rc = change_webhook_disable(t->conn, t->hooks, &t->who, id,
+                                    reason ? reason->valuestring : NULL, &err);
+    else if (what == 'e')
+        rc = change_webhook_enable(t->conn, t->hooks, &t->who, id, &err);
+    else
+        rc = change_webhook_rotate(t->conn, t->hooks, &t->who, id, &key, secret, &err);
+    if (rc < 0) {
         admin_fail(t, rq, 400, &err);
         return;
     }
-    if (!admin_webhook_of(t, rq, id, &line)) {
-        sodium_memzero(c.secret, sizeof(c.secret));
-        return;
+    if (admin_webhook_of(t, rq, id, &line)) {
+        if (what == 'r')
+            cJSON_AddStringToObject(line, "secret", secret); /* once */
+        admin_reply(rq, 200, line);
     }
-    if (what == 'r')
-        cJSON_AddStringToObject(line, "secret", c.secret);
-    sodium_memzero(c.secret, sizeof(c.secret));
-    admin_reply(rq, 200, line);
+    sodium_memzero(secret, sizeof(secret));
 }
 
 void
 admin_webhook_disable(struct admin_thread *t, responder_request *rq, const char *id,
                       const cJSON *body)
 {
-    admin_webhook_act(t, rq, id, body, 'd', "webhook.disable");
+    admin_webhook_act(t, rq, id, body, 'd');
 }
 
 void
 admin_webhook_enable(struct admin_thread *t, responder_request *rq, const char *id,
                      const cJSON *body)
 {
-    admin_webhook_act(t, rq, id, body, 'e', "webhook.enable");
+    admin_webhook_act(t, rq, id, body, 'e');
 }
 
 void
 admin_webhook_rotate(struct admin_thread *t, responder_request *rq, const char *id,
                      const cJSON *body)
 {
-    admin_webhook_act(t, rq, id, body, 'r', "webhook.rotate");
+    admin_webhook_act(t, rq, id, body, 'r');
 }
 
 /* Queues a ping (not a change: not audited); its delivery shows at
  * GET /admin/api/messages/{ping}. */
 void
-admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id,
-                   const cJSON *body)
+admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
     char wid[WEBHOOK_SIG_ID_SIZE];
     const cJSON *status;
@@ -1259,7 +1067,7 @@ admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id
     cJSON_AddStringToObject(json, "ping", wid);
     cJSON_AddStringToObject(json, "status", "queued");
     cJSON_Delete(line);
-    admin_reply(rq, 202, json);
+    admin_reply(rq, 200, json);
 }
 
 /* -- accounts and the audit trail ----------------------------------------------------- */
@@ -1338,8 +1146,8 @@ admin_audit(struct admin_thread *t, responder_request *rq, const char *id, const
         admin_query_int(rq, "before", 0, (long long)9e17, 0, &before) != RS_OK)
         return;
     json = cJSON_CreateObject();
-    if (audit_each(t->trail, limit, before, admin_audit_line,
-                   cJSON_AddArrayToObject(json, "audit"), &err) != RS_OK) {
+    if (audit_each(t->trail, limit, before, admin_audit_line, cJSON_AddArrayToObject(json, "audit"),
+                   &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
         return;

@@ -162,7 +162,7 @@ admin_session_create(admin_session *self, long long account_id, const char *remo
     admin_session_token_make(token);
     admin_session_token_make(csrf);
     admin_session_token_hash(token, hash);
-    if (db_stmt_exec(self->st[ST_CREATE], err, "bissis", hash, sizeof(hash), account_id, csrf,
+    if (db_stmt_exec(self->st[ST_CREATE], err, "bisis", hash, sizeof(hash), account_id, csrf,
                      (long long)self->lifetime, addr) < 0) {
         sodium_memzero(token, ADMIN_SESSION_TOKEN_LEN + 1);
         return RS_ERR;

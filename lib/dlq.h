@@ -18,8 +18,7 @@ void dlq_close(spool *queues[QUEUES_COUNT]);
  * caller destroys it), or -1 with err saying why (not a message id, not found,
  * or the spool could not be read: *missing tells the first two from the last,
  * when missing is not NULL). */
-int dlq_find(spool *queues[QUEUES_COUNT], const char *id, spool_msg **m, int *missing,
-             errbuf *err);
+int dlq_find(spool *queues[QUEUES_COUNT], const char *id, spool_msg **m, int *missing, errbuf *err);
 
 /* Called by dlq_redrive before the message moves: order_id is the order a dead
  * factory message was for (NULL in other queues, or when it names none). It

@@ -213,8 +213,8 @@ int order_each(order *self, long long limit, void (*fn)(void *arg, const struct 
 
 /* Calls fn once for order order_id: 1, or 0 when there is no such order (or
  * order_id is no order id: err says so), RS_ERR when the database failed. */
-int order_one(order *self, const char *order_id, void (*fn)(void *arg, const struct order_line *line),
-              void *arg, errbuf *err);
+int order_one(order *self, const char *order_id,
+              void (*fn)(void *arg, const struct order_line *line), void *arg, errbuf *err);
 
 /* What happened to the order, oldest first: at (microseconds since the epoch,
  * UTC), event ("opened", "sold_out", "sent", "failed", "fulfilled", "event

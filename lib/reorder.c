@@ -897,6 +897,21 @@ reorder_target_word(const char *word, struct reorder_target_words *w, errbuf *er
 }
 
 int
+reorder_get(reorder *self, const char *sku, struct reorder_line *out, errbuf *err)
+{
+    db_stmt *one = self->st[ST_ONE];
+    long long rows = db_stmt_exec(one, err, "s", sku);
+
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0 || !db_stmt_next(one))
+        return 0;
+    reorder_settings(one, out);
+    out->sku = NULL; /* the row's text is gone with the statement's next run */
+    return 1;
+}
+
+int
 reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorder_line *out,
             errbuf *err)
 {

@@ -74,6 +74,10 @@ int reorder_report_service(reorder *self, reorder_service_fn fn, void *arg, errb
 int reorder_set(reorder *self, const char *sku, int argc, char **argv, struct reorder_line *out,
                 errbuf *err);
 
+/* The settings of sku as reorder_set copies them (no rates, no lead times):
+ * 1 and *out filled (sku NULL), 0 when there is no such product, RS_ERR. */
+int reorder_get(reorder *self, const char *sku, struct reorder_line *out, errbuf *err);
+
 /* The suggested reorder point: the units expected to sell during the lead time
  * (rate per minute x lead seconds / 60), plus safety percent of them, rounded
  * up; 0 when nothing sells. */

@@ -552,8 +552,9 @@ responder_read_body(responder_request *rq)
     return RS_OK;
 
 too_large:
-    responder_reply_error(rq, rq->owner->prog->too_large_status ? rq->owner->prog->too_large_status : 400,
-                          "request body larger than %zu bytes", limit);
+    responder_reply_error(
+        rq, rq->owner->prog->too_large_status ? rq->owner->prog->too_large_status : 400,
+        "request body larger than %zu bytes", limit);
     return RS_ERR;
 }
 

@@ -111,6 +111,29 @@ class Response:
         return "<%d %r>" % (self.status, self.body[:200])
 
 
+class AdminSession:
+    """A browser's login to the admin site: its session cookie and CSRF token,
+    sent with every request as the console sends them (same origin)."""
+
+    def __init__(self, stack, login):
+        self.stack = stack
+        self.login = login
+        self.cookie = login.headers.get("Set-Cookie", "").split(";")[0]
+        self.csrf = login.json()["csrf_token"]
+
+    def request(self, method, path, body=None, headers=None, csrf=True, timeout=30):
+        """A request with the session's cookie and, unless csrf is False, its
+        X-Restock-CSRF token; headers add to or replace them."""
+        h = {"Cookie": self.cookie}
+        if csrf:
+            h["X-Restock-CSRF"] = self.csrf
+        h.update(headers or {})
+        return self.stack.admin_request(method, path, body, h, timeout)
+
+    def get(self, path):
+        return self.request("GET", path)
+
+
 class Stack:
     """The whole stack, or the components asked for, in a temporary folder."""
 
@@ -168,6 +191,7 @@ class Stack:
                     self.info[key] = value
         self.url = self.info["RESTOCK_URL"]
         self.port = int(self.info["RESTOCK_PORT"])
+        self.admin_port = int(self.info.get("ADMIN_PORT") or 0)
 
     def stop(self, *components):
         self._stack("stop", components)
@@ -355,6 +379,27 @@ class Stack:
         if len(problems) > 20:
             self.tap.ok(False, "answers match docs/openapi.yaml: %d more" % (len(problems) - 20))
 
+    # -- the admin API (its own nginx site, ADMIN_PORT) ----------------------------
+    def admin_request(self, method, path, body=None, headers=None, timeout=30):
+        """One request to the admin site, as it comes: no cookie, no CSRF token."""
+        return self.request(method, path, body, headers, timeout, port=self.admin_port)
+
+    def admin_account(self, name, role="operator", password=None):
+        """Makes an admin account with restockctl (the password on stdin); returns
+        its password."""
+        password = password or "pw-%s-0123456789" % name
+        self.restockctl("admin", "add", name, "--role", role, "--password-stdin",
+                        input=password + "\n", check=True)
+        return password
+
+    def admin_login(self, name, password):
+        """Logs in through the admin site: an AdminSession, or AssertionError with
+        the answer when the login is refused."""
+        r = self.admin_request("POST", "/admin/api/session", {"name": name, "password": password})
+        if r.status != 200:
+            raise AssertionError("admin login %s: %r" % (name, r))
+        return AdminSession(self, r)
+
     def sql(self, query):
         """Runs SQL as the application's user; returns rows as lists of strings."""
         p = subprocess.run(
@@ -372,11 +417,11 @@ class Stack:
     def stock(self, sku="CP-502101"):
         return int(self.sql_value("SELECT stock FROM product WHERE sku = '%s'" % sku))
 
-    def restockctl(self, *args, check=False):
+    def restockctl(self, *args, check=False, input=None):
         env = dict(self.env)
         env["RESTOCK_CONFIG"] = self.info["RESTOCK_CONFIG"]
         p = subprocess.run([os.path.join(BUILDDIR, "ctl", "restockctl")] + list(args),
-                           env=env, capture_output=True, text=True)
+                           env=env, capture_output=True, text=True, input=input)
         if check and p.returncode != 0:
             raise RuntimeError("restockctl %s: %s" % (" ".join(args), p.stderr.strip()))
         return p
