@@ -53,14 +53,19 @@ const commands = {
   async eval(browser, c) {
     return pageOf(c.page).page.evaluate(c.expr);
   },
-  // Waits until expr is truthy in the page (polled on every animation frame and
-  // DOM change), returns its value; times out after c.timeout ms.
+  // Waits until expr is truthy in the page (checked at every DOM change), returns
+  // its value (an element as true: a node does not travel as JSON); times out
+  // after c.timeout ms.
   async wait(browser, c) {
     const h = await pageOf(c.page).page.waitForFunction(c.expr, {
       timeout: c.timeout || 30000,
       polling: 'mutation',
     });
-    return h.jsonValue();
+    try {
+      return await h.evaluate((v) => (v instanceof Node ? true : v));
+    } finally {
+      await h.dispose();
+    }
   },
   async type(browser, c) {
     const { page } = pageOf(c.page);

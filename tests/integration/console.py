@@ -82,6 +82,7 @@ def body(t):
              "without a session the page shows the login form")
         b.type("op", "#login-name", "ops")
         b.type("op", "#login-password", op_password + "x")
+        b.click("op", "#login-submit")
         t.is_(b.wait("op", text_of("#login-message")), "wrong name or password",
               "a wrong password is refused, and the page says so")
         b.screenshot("op", "login-refused")
