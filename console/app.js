@@ -71,6 +71,25 @@ function percent(x) {
   return typeof x === 'number' ? `${(100 * x).toFixed(1)}%` : x;
 }
 
+// An RFC 3339 time as "2026-12-07 10:39:16" (UTC, to the second); the whole
+// text stays in the cell's title.
+function when(text) {
+  const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)/.exec(text || '');
+  if (!m) return el('time', text ?? '-');
+  return el('time', `${m[1]} ${m[2]}`, { datetime: text, title: text });
+}
+
+// What an audit row changed: the keys whose values differ, "key before → after";
+// everything when there is no before (an account added) or no after.
+function change(before, after) {
+  const obj = (x) => x && typeof x === 'object' && !Array.isArray(x);
+  if (!obj(before) || !obj(after)) return `${json(before)} → ${json(after)}`;
+  const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])];
+  const diff = keys.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+  if (diff.length === 0) return 'no change';
+  return diff.map((k) => `${k} ${json(before[k] ?? null)} → ${json(after[k] ?? null)}`).join(', ');
+}
+
 function json(x) {
   if (x === undefined || x === null || x === '') return '-';
   return typeof x === 'string' ? x : JSON.stringify(x);
@@ -171,38 +190,37 @@ async function logout() {
 
 // --- the views ---------------------------------------------------------------
 
+// /status: {"queues": [{"queue", "states": {state: count}, "oldest_waiting_seconds"}],
+// "orders": {status: count}}. The states are the columns, in the server's order.
 function drawQueues(status) {
-  const queues = status.queues || {};
-  // Either [{"queue": name, …}] or {name: {…}}: one row per queue.
-  const entries = Array.isArray(queues)
-    ? queues.map((q) => [first(q, 'queue', 'name'), q])
-    : Object.entries(queues);
+  const queues = list(status, 'queues');
   const states = [];
-  for (const [, q] of entries) {
-    const counts = q.states || q.counts || q;
-    for (const [k, v] of Object.entries(counts))
-      if (typeof v === 'number' && !/age|oldest/.test(k) && !states.includes(k)) states.push(k);
-  }
+  for (const q of queues)
+    for (const k of Object.keys(q.states || {})) if (!states.includes(k)) states.push(k);
   const head = el('tr');
   for (const h of ['queue', ...states, 'oldest waiting']) head.appendChild(el('th', h));
   $('queues').tHead.replaceChildren(head);
   fill(
     $('queues').tBodies[0],
-    entries.map(([name, q]) => {
-      const counts = q.states || q.counts || q;
-      const oldest = first(q, 'oldest_waiting_seconds', 'oldest_age');
-      return row([name, ...states.map((s) => counts[s] ?? 0), age(oldest)], { 'data-queue': name });
+    queues.map((q) => {
+      const counts = states.map((k) => (q.states || {})[k] ?? 0);
+      return row([q.queue, ...counts, age(q.oldest_waiting_seconds)], { 'data-queue': q.queue });
     }),
   );
-  const orders = status.orders || {};
-  const parts = Array.isArray(orders)
-    ? orders.map((o) => `${first(o, 'status')} ${first(o, 'count', 'orders')}`)
-    : Object.entries(orders).map(([k, v]) => `${k} ${v}`);
+  const parts = Object.entries(status.orders || {}).map(([k, v]) => `${k} ${v}`);
   $('orders-by-status').textContent = parts.length ? parts.join(', ') : 'none';
 }
 
+// A UUID as its first 8 digits (the whole in the title): enough to tell a few
+// dozen apart, and the tables stay narrow.
+function short(id) {
+  const text = /^[0-9a-f]{8}-[0-9a-f-]{27}$/.test(id || '') ? `${id.slice(0, 8)}…` : id;
+  return el('span', text, { title: id ?? '' });
+}
+
 function orderLink(id) {
-  const b = el('button', id, { type: 'button', class: 'link', 'data-order': id });
+  const b = el('button', null, { type: 'button', class: 'link', 'data-order': id });
+  b.appendChild(short(id));
   b.addEventListener('click', () => {
     state.order = id;
     showOrder(id).catch((e) => {
@@ -228,35 +246,29 @@ function drawProducts(products, orders) {
           p.name,
           p.stock,
           p.held,
-          first(p, 'reorder_point', 'point'),
-          first(p, 'reorder_level', 'level'),
-          percent(first(p, 'service_level', 'target')),
-          percent(first(p, 'achieved')),
-          percent(first(p, 'fill_rate', 'fill')),
-          first(p, 'on_order'),
+          p.reorder_point,
+          p.reorder_level,
+          percent(p.service_level),
+          percent(p.achieved),
+          percent(p.fill_rate),
+          p.on_order,
         ],
         { 'data-sku': p.sku },
       ),
     ),
   );
   // Sold out as the API says (no stock), with the open orders that bring it back.
-  const soldOut = products.filter((p) =>
-    typeof p.sold_out === 'boolean' ? p.sold_out : Number(p.stock) <= 0,
-  );
+  const soldOut = products.filter((p) => p.sold_out);
   $('soldout').replaceChildren(
     ...soldOut.map((p) => {
       const li = el('li', null, { 'data-sku': p.sku });
       li.appendChild(el('span', p.sku, { class: 'sku' }));
       li.appendChild(el('span', p.name, { class: 'name' }));
       const open = orders.filter((o) => o.sku === p.sku && isOpen(o));
-      const own = first(p, 'open_order');
-      const ids = open.map((o) => first(o, 'id', 'order_id'));
-      if (own && typeof own === 'object' && own.id && !ids.includes(own.id)) open.unshift(own);
-      else if (typeof own === 'string' && !ids.includes(own)) open.unshift({ id: own, status: 'open' });
       if (open.length === 0) li.appendChild(el('span', 'no open order', { class: 'none' }));
       for (const o of open) {
         const span = el('span', null, { class: 'open-order' });
-        span.appendChild(orderLink(first(o, 'id', 'order_id')));
+        span.appendChild(orderLink(o.order_id));
         span.appendChild(el('span', ` ${o.status}`, { class: 'status' }));
         li.appendChild(span);
       }
@@ -264,7 +276,7 @@ function drawProducts(products, orders) {
     }),
   );
   if (soldOut.length === 0) $('soldout').appendChild(el('li', 'none', { class: 'none' }));
-  state.points = new Map(products.map((p) => [p.sku, first(p, 'reorder_point', 'point')]));
+  state.points = new Map(products.map((p) => [p.sku, p.reorder_point]));
   // The settings form's products, redrawn only when they change (keeps a choice).
   const skus = products.map((p) => p.sku).join('\n');
   if (skus !== state.skus) {
@@ -282,10 +294,9 @@ function drawOrders(orders) {
   fill(
     $('orders').tBodies[0],
     orders.map((o) => {
-      const id = first(o, 'id', 'order_id');
-      return row([orderLink(id), o.sku, first(o, 'quantity', 'qty'), o.status, first(o, 'created_at', 'created')], {
-        'data-order-id': id,
-      });
+      const id = o.order_id;
+      const created = when(o.created_at);
+      return row([orderLink(id), o.sku, o.quantity, o.status, created], { 'data-order-id': id });
     }),
   );
 }
@@ -299,13 +310,14 @@ function drawTimeline(o, id) {
   if (state.order !== id) return; // another one was chosen meanwhile
   $('order-id').textContent = id;
   $('order-summary').textContent =
-    `${o.sku ?? '-'} · ${first(o, 'quantity', 'qty') ?? '-'} units · ${o.status ?? '-'}`;
+    `${o.sku ?? '-'} · ${o.quantity ?? '-'} units · ${o.status ?? '-'}`;
   $('timeline').replaceChildren(
-    ...list(o.timeline, 'timeline').map((t) => {
+    ...list(o, 'timeline').map((t) => {
       const li = el('li', null, { 'data-event': t.event });
-      li.appendChild(el('time', t.at));
+      li.appendChild(when(t.at));
       li.appendChild(el('span', t.event, { class: 'event' }));
-      if (t.detail !== undefined && t.detail !== null) li.appendChild(el('span', json(t.detail), { class: 'detail' }));
+      if (t.detail !== undefined && t.detail !== null)
+        li.appendChild(el('span', json(t.detail), { class: 'detail' }));
       return li;
     }),
   );
@@ -316,14 +328,21 @@ function drawDead(dead) {
   fill(
     $('dead').tBodies[0],
     dead.map((m) => {
-      const id = first(m, 'id', 'name', 'message_id');
+      const id = m.id;
       let action = '';
       if (writer) {
         action = el('button', 'Redrive', { type: 'button', 'data-redrive': id });
         action.addEventListener('click', () => redrive(id, action));
       }
       return row(
-        [id, m.queue, first(m, 'died_at', 'died'), m.attempts, first(m, 'last_error', 'reason', 'unreadable'), action],
+        [
+          short(id),
+          m.queue,
+          when(m.died_at),
+          m.attempts,
+          first(m, 'last_error', 'reason', 'unreadable'),
+          action,
+        ],
         { 'data-message': id },
       );
     }),
@@ -334,7 +353,7 @@ function drawAudit(entries) {
   fill(
     $('audit').tBodies[0],
     entries.map((a) =>
-      row([a.at, a.actor, a.source, a.action, a.target, json(a.before), json(a.after)], {
+      row([when(a.at), a.actor, a.source, a.action, a.target, change(a.before, a.after)], {
         'data-audit-id': String(a.id),
         'data-action': a.action,
       }),
