@@ -96,6 +96,7 @@ def body(t):
               "the name with markup is shown as its characters")
         t.is_(b.eval("op", "document.querySelectorAll('img, [onerror]').length"), 0,
               "and makes no element (no <img>, no onerror)")
+        t.is_(b.record("op")["dialogs"], [], "and runs nothing (no alert)")
         fonts = subprocess.run(["fc-list", ":lang=ko", "family"], capture_output=True,
                                text=True).stdout.strip()
         t.ok(fonts, "a font with Hangul is installed for the browser (scripts/deps)", fonts)
