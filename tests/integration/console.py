@@ -35,21 +35,15 @@ def js(value):
     return json.dumps(value)
 
 
-def add_account(s, name, role):
-    """restockctl admin add NAME --role ROLE --password-stdin; returns the password."""
-    password = secrets.token_urlsafe(18)
-    env = dict(s.env, RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"])
-    p = subprocess.run([os.path.join(BUILDDIR, "ctl", "restockctl"), "admin", "add", name,
-                        "--role", role, "--password-stdin"], input=password + "\n", env=env,
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError("restockctl admin add %s: %s" % (name, p.stderr.strip()))
-    return password
-
-
 def text_of(selector):
     """A page expression: the text of the first element selector finds, or null."""
     return "(document.querySelector(%s) || {}).textContent" % js(selector)
+
+
+def cells_of(selector):
+    """A page expression: the cells' texts of each row selector finds."""
+    return ("[...document.querySelectorAll(%s)].map(r => [...r.cells].map(c => c.textContent))"
+            % js(selector))
 
 
 def login(t, b, page, name, password, role):
@@ -70,8 +64,8 @@ def body(t):
         kr, mk = add_products(s, 2, prefix="CN", stock=5)
         s.sql("UPDATE product SET name = '%s' WHERE sku = '%s'" % (KOREAN, kr))
         s.sql("UPDATE product SET name = '%s' WHERE sku = '%s'" % (MARKUP, mk))
-        op_password = add_account(s, "ops", "operator")
-        viewer_password = add_account(s, "watcher", "viewer")
+        op_password = s.admin_account("ops", "operator", secrets.token_urlsafe(18))
+        viewer_password = s.admin_account("watcher", "viewer", secrets.token_urlsafe(18))
 
         # -- the page, its policy, the login -------------------------------------
         got = b.open("op", admin)
@@ -105,9 +99,8 @@ def body(t):
         b.select("op", "#settings-sku", kr)
         b.type("op", "#settings-point", "2")
         b.click("op", "#settings-save")
-        got = b.wait("op", "[...document.querySelectorAll(\"#audit tr[data-action='product.set']\")]"
-                     ".map(r => [...r.cells].map(c => c.textContent)).find(c => c[4] === %s)"
-                     % js(kr))
+        got = b.wait("op", "%s.find(c => c[4] === %s)"
+                     % (cells_of("#audit tr[data-action='product.set']"), js(kr)))
         t.ok(got and got[1:4] == ["admin:ops", "127.0.0.1", "product.set"] and
              "reorder_point 0 \u2192 2" in got[5],
              "the change is in the audit trail: by admin:ops from 127.0.0.1, 0 to 2", got)
