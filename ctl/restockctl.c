@@ -724,6 +724,13 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
     return RS_OK;
 }
 
+/* The database connection a redrive records on (opened before root drops to
+ * the spool's owner). */
+struct ctl_redrive_db {
+    db *conn;
+    order *orders;
+};
+
 /* dlq_redrive's hook: writes the redrive's audit row, with the reopening of
  * the failed order of a dead factory message (so that its delivery counts), and
  * commits both before the rename, which no transaction holds (docs/design.md).
@@ -733,22 +740,16 @@ ctl_dlq_show(conf *cf, int argc, char **argv, errbuf *err)
 static int
 ctl_redrive_record(void *arg, const char *queue, const char *id, const char *order_id, errbuf *err)
 {
-    conf *cf = arg;
-    db *conn;
-    order *orders;
-    int rc;
+    struct ctl_redrive_db *d = arg;
 
-    rc = ctl_open_orders(cf, &conn, &orders, err);
-    if (rc == RS_OK)
-        rc = change_redrive(conn, orders, &ctl_who, queue, id, order_id, err);
-    ctl_close_orders(&conn, &orders);
-    return rc;
+    return change_redrive(d->conn, d->orders, &ctl_who, queue, id, order_id, err);
 }
 
 static int
-ctl_redrive_one(conf *cf, spool *sp, const char *id, errbuf *err)
+ctl_redrive_one(db *conn, order *orders, spool *sp, const char *id, errbuf *err)
 {
-    int n = dlq_redrive(sp, id, ctl_redrive_record, cf, err);
+    struct ctl_redrive_db d = {conn, orders};
+    int n = dlq_redrive(sp, id, ctl_redrive_record, &d, err);
 
     if (n == 1)
         printf("redriven %s/%s\n", spool_queue(sp), id);
@@ -759,19 +760,27 @@ static int
 ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
 {
     spool *queues[QUEUES_COUNT];
+    db *conn;
+    order *orders;
     int total = 0, rc = RS_OK;
 
     if (argc != 1)
         return errbuf_set(err, "usage: restockctl dlq redrive ID|--all");
-    if (ctl_open_queues(cf, queues, err) != RS_OK)
+    /* Connected first, as the user who ran it: the spool's owner, which root
+     * becomes next, may not reach the database's socket. */
+    if (ctl_open_orders(cf, &conn, &orders, err) != RS_OK)
         return RS_ERR;
+    if (db_ping(conn, err) != RS_OK || ctl_open_queues(cf, queues, err) != RS_OK) {
+        ctl_close_orders(&conn, &orders);
+        return RS_ERR;
+    }
     for (int i = 0; i < QUEUES_COUNT && rc == RS_OK; i++) {
         if (strcmp(argv[0], "--all") == 0) {
             /* Collected first: the walk reads the folder, the redrive changes it. */
             struct spool_names names;
             rc = spool_names_of(queues[i], SPOOL_DEAD, &names, err);
             for (size_t k = 0; k < names.n && rc == RS_OK; k++) {
-                int n = ctl_redrive_one(cf, queues[i], names.v[k], err);
+                int n = ctl_redrive_one(conn, orders, queues[i], names.v[k], err);
                 if (n < 0)
                     rc = RS_ERR;
                 total += n > 0;
@@ -779,7 +788,7 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
             spool_names_clear(&names);
         } else {
             int n = spool_msg_valid_id(argv[0])
-                        ? ctl_redrive_one(cf, queues[i], argv[0], err)
+                        ? ctl_redrive_one(conn, orders, queues[i], argv[0], err)
                         : errbuf_set(err, "\"%s\" is not a message id", argv[0]);
             if (n < 0)
                 rc = RS_ERR;
@@ -787,6 +796,7 @@ ctl_dlq_redrive(conf *cf, int argc, char **argv, errbuf *err)
         }
     }
     dlq_close(queues);
+    ctl_close_orders(&conn, &orders);
     if (rc != RS_OK)
         return RS_ERR;
     if (total == 0 && strcmp(argv[0], "--all") != 0)

@@ -37,35 +37,84 @@ struct admin_route {
     const char *pattern; /* segments after /admin/api/, "*" for the id */
     admin_route_fn fn;
     enum admin_need need;
-    int body; /* 1: a JSON object body is required; 2: optional */
+    int body;           /* 1: a JSON object body is required; 2: optional */
+    const char *fields; /* the body's fields, space-separated; NULL: the route checks */
+    const char *query;  /* its query parameters, space-separated; NULL: none */
 };
 
 static const struct admin_route admin_routes[] = {
-    {"GET", "status", admin_status, ADMIN_NEED_VIEWER, 0},
-    {"GET", "orders", admin_orders, ADMIN_NEED_VIEWER, 0},
-    {"GET", "orders/*", admin_order, ADMIN_NEED_VIEWER, 0},
-    {"POST", "orders/*/fulfil", admin_order_fulfil, ADMIN_NEED_OPERATOR, 1},
-    {"GET", "products", admin_products, ADMIN_NEED_VIEWER, 0},
-    {"GET", "products/*", admin_product, ADMIN_NEED_VIEWER, 0},
-    {"PATCH", "products/*", admin_product_set, ADMIN_NEED_OPERATOR, 1},
-    {"GET", "holds", admin_holds, ADMIN_NEED_VIEWER, 0},
-    {"GET", "dead", admin_dead, ADMIN_NEED_VIEWER, 0},
-    {"GET", "messages/*", admin_message, ADMIN_NEED_VIEWER, 0},
-    {"POST", "dead/*/redrive", admin_redrive, ADMIN_NEED_OPERATOR, 2},
-    {"GET", "clients", admin_clients, ADMIN_NEED_VIEWER, 0},
-    {"POST", "clients", admin_client_add, ADMIN_NEED_OPERATOR, 1},
-    {"POST", "clients/*/revoke", admin_client_revoke, ADMIN_NEED_OPERATOR, 2},
-    {"GET", "webhooks", admin_webhooks, ADMIN_NEED_VIEWER, 0},
-    {"POST", "webhooks", admin_webhook_add, ADMIN_NEED_OPERATOR, 1},
-    {"POST", "webhooks/*/disable", admin_webhook_disable, ADMIN_NEED_OPERATOR, 2},
-    {"POST", "webhooks/*/enable", admin_webhook_enable, ADMIN_NEED_OPERATOR, 2},
-    {"POST", "webhooks/*/rotate", admin_webhook_rotate, ADMIN_NEED_OPERATOR, 2},
-    {"POST", "webhooks/*/ping", admin_webhook_ping, ADMIN_NEED_OPERATOR, 2},
-    {"GET", "accounts", admin_accounts, ADMIN_NEED_OPERATOR, 0},
-    {"GET", "audit", admin_audit, ADMIN_NEED_VIEWER, 0},
+    {"GET", "status", admin_status, ADMIN_NEED_VIEWER, 0, NULL, NULL},
+    {"GET", "orders", admin_orders, ADMIN_NEED_VIEWER, 0, NULL, "limit"},
+    {"GET", "orders/*", admin_order, ADMIN_NEED_VIEWER, 0, NULL, NULL},
+    {"POST", "orders/*/fulfil", admin_order_fulfil, ADMIN_NEED_OPERATOR, 1, "quantity over", NULL},
+    {"GET", "products", admin_products, ADMIN_NEED_VIEWER, 0, NULL, NULL},
+    {"GET", "products/*", admin_product, ADMIN_NEED_VIEWER, 0, NULL, NULL},
+    {"PATCH", "products/*", admin_product_set, ADMIN_NEED_OPERATOR, 1, NULL, NULL},
+    {"GET", "holds", admin_holds, ADMIN_NEED_VIEWER, 0, NULL, "limit"},
+    {"GET", "dead", admin_dead, ADMIN_NEED_VIEWER, 0, NULL, NULL},
+    {"GET", "messages/*", admin_message, ADMIN_NEED_VIEWER, 0, NULL, NULL},
+    {"POST", "dead/*/redrive", admin_redrive, ADMIN_NEED_OPERATOR, 2, "", NULL},
+    {"GET", "clients", admin_clients, ADMIN_NEED_VIEWER, 0, NULL, NULL},
+    {"POST", "clients", admin_client_add, ADMIN_NEED_OPERATOR, 1, "name", NULL},
+    {"POST", "clients/*/revoke", admin_client_revoke, ADMIN_NEED_OPERATOR, 2, "", NULL},
+    {"GET", "webhooks", admin_webhooks, ADMIN_NEED_VIEWER, 0, NULL, NULL},
+    {"POST", "webhooks", admin_webhook_add, ADMIN_NEED_OPERATOR, 1, "url events", NULL},
+    {"POST", "webhooks/*/disable", admin_webhook_disable, ADMIN_NEED_OPERATOR, 2, "reason", NULL},
+    {"POST", "webhooks/*/enable", admin_webhook_enable, ADMIN_NEED_OPERATOR, 2, "", NULL},
+    {"POST", "webhooks/*/rotate", admin_webhook_rotate, ADMIN_NEED_OPERATOR, 2, "", NULL},
+    {"POST", "webhooks/*/ping", admin_webhook_ping, ADMIN_NEED_OPERATOR, 2, "", NULL},
+    {"GET", "accounts", admin_accounts, ADMIN_NEED_OPERATOR, 0, NULL, NULL},
+    {"GET", "audit", admin_audit, ADMIN_NEED_VIEWER, 0, NULL, "limit before"},
 };
 
 #define ADMIN_NROUTES (sizeof(admin_routes) / sizeof(admin_routes[0]))
+
+/* 1 when word is one of the space-separated words of list. */
+static int
+admin_word_in(const char *word, size_t len, const char *list)
+{
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        size_t n = strcspn(p, " ");
+        if (n == len && strncmp(p, word, n) == 0)
+            return 1;
+        p += n;
+        p += strspn(p, " ");
+    }
+    return 0;
+}
+
+/* A query parameter or a body field the route does not take is refused, never
+ * ignored: RS_ERR when it was answered 400. */
+static int
+admin_known_query(responder_request *rq, const struct admin_route *route)
+{
+    const char *q = responder_param(rq, "QUERY_STRING");
+
+    for (const char *p = q; p != NULL && *p != '\0';) {
+        size_t n = strcspn(p, "=&");
+        if (!admin_word_in(p, n, route->query)) {
+            responder_reply_error(rq, 400, "unknown query parameter \"%.*s\"",
+                                  (int)utf8_cut(p, n, 64), p);
+            return RS_ERR;
+        }
+        p = strchr(p, '&');
+        if (p != NULL)
+            p++;
+    }
+    return RS_OK;
+}
+
+static int
+admin_known_fields(responder_request *rq, const cJSON *body, const char *fields)
+{
+    for (const cJSON *f = body ? body->child : NULL; f != NULL && fields != NULL; f = f->next)
+        if (!admin_word_in(f->string, strlen(f->string), fields)) {
+            responder_reply_error(rq, 400, "unknown field \"%.*s\"",
+                                  (int)utf8_cut(f->string, strlen(f->string), 64), f->string);
+            return RS_ERR;
+        }
+    return RS_OK;
+}
 
 /* -- answers ----------------------------------------------------------------------- */
 
@@ -289,6 +338,8 @@ admin_login(struct admin_thread *t, responder_request *rq)
         responder_reply_error(rq, 400, "%s", err.msg);
         goto done;
     }
+    if (admin_known_fields(rq, json, "name password") != RS_OK)
+        goto done;
     if (name == NULL || password == NULL) {
         responder_reply_error(rq, 400, "the body must be {\"name\":…,\"password\":…}");
         goto done;
@@ -456,10 +507,16 @@ admin_handle(responder_request *rq, void *state)
         responder_reply_error(rq, 403, "operator role required");
         return;
     }
+    if (admin_known_query(rq, route) != RS_OK)
+        return;
     body = responder_body(rq, &len);
     if (route->body == 1 || (route->body == 2 && len > 0)) {
         if (json_parse_object(body, len, &json, &err) != RS_OK) {
             responder_reply_error(rq, 400, "%s", err.msg);
+            return;
+        }
+        if (admin_known_fields(rq, json, route->fields) != RS_OK) {
+            cJSON_Delete(json);
             return;
         }
     } else if (len > 0) {

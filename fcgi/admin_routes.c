@@ -976,12 +976,6 @@ admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id,
     errbuf err = {{0}};
     int rc;
 
-    if (body != NULL && body->child != NULL &&
-        (what != 'd' || body->child->next != NULL || reason == NULL)) {
-        responder_reply_error(
-            rq, 400, what == 'd' ? "the only field is \"reason\"" : "this request takes no fields");
-        return;
-    }
     if (reason != NULL && !cJSON_IsString(reason)) {
         responder_reply_error(rq, 400, "reason: expected a string");
         return;

@@ -95,7 +95,7 @@ static const struct conf_param conf_params[] = {
     {"socket_backlog", CONF_INT, "1024", 1, 65535, NULL, 0, NULL,
      "Listen backlog of the responders' sockets: new connections not yet accepted."},
     {"body_limit", CONF_INT, "8192", 64, 1048576, NULL, 0, NULL,
-     "Largest request body accepted, in bytes; larger ones answer 400."},
+     "Largest request body accepted, in bytes; larger ones answer 400 (the admin API: 413)."},
     {"default_sku", CONF_STR, "CP-502101", 0, 0, NULL, 0, NULL,
      "Product of GET /product/donut and of a POST /checkout without a sku."},
     {"idempotency_retention", CONF_INT, "86400", 60, 31536000, NULL, 0, NULL,

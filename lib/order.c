@@ -66,323 +66,198 @@ enum order_stmt {
     ST_COUNT
 };
 
+/* The columns of an order as listed (order_lines reads them): its times also
+ * as microseconds since the epoch (NULL stays NULL), for the API's RFC 3339 UTC
+ * times whatever the session's time zone. */
+#define ORDER_SQL_LIST_COLUMNS                                                                     \
+    "SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"                                  \
+    " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"                                             \
+    " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"                                                \
+    " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"                                           \
+    " r.delivered_quantity, r.last_error, r.delivery,"                                             \
+    " CAST(UNIX_TIMESTAMP(r.created_at) * 1000000 AS SIGNED),"                                     \
+    " CAST(UNIX_TIMESTAMP(r.sent_at) * 1000000 AS SIGNED),"                                        \
+    " CAST(UNIX_TIMESTAMP(r.fulfilled_at) * 1000000 AS SIGNED)"                                    \
+    " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
+
+/* What happened to an order, oldest first (at in microseconds since the epoch):
+ * its row's times, then its events (the outbox: what the worker fans out into
+ * the factory message, the ad emails and webhooks) as written and as taken by
+ * the worker. Seven times the order's id. */
+#define ORDER_SQL_TIMELINE                                                                         \
+    "SELECT CAST(UNIX_TIMESTAMP(at) * 1000000 AS SIGNED), event, detail FROM ("                    \
+    " SELECT created_at AS at, 0 AS o, 'opened' AS event,"                                         \
+    "  CONCAT('quantity ', quantity, IF(topup, ' (top-up)', '')) AS detail"                        \
+    "  FROM replenishment_order WHERE order_id = ?"                                                \
+    " UNION ALL SELECT sold_out_at, 1, 'sold_out', NULL"                                           \
+    "  FROM replenishment_order WHERE order_id = ? AND sold_out_at IS NOT NULL"                    \
+    " UNION ALL SELECT sent_at, 2, 'sent',"                                                        \
+    "  CONCAT('attempts ', attempts, IFNULL(CONCAT(', factory ref ', factory_ref), ''))"           \
+    "  FROM replenishment_order WHERE order_id = ? AND sent_at IS NOT NULL"                        \
+    " UNION ALL SELECT failed_at, 3, 'failed', last_error"                                         \
+    "  FROM replenishment_order WHERE order_id = ? AND failed_at IS NOT NULL"                      \
+    " UNION ALL SELECT fulfilled_at, 4, 'fulfilled',"                                              \
+    "  CONCAT('delivered ', delivered_quantity, ' (', delivery, ')')"                              \
+    "  FROM replenishment_order WHERE order_id = ? AND fulfilled_at IS NOT NULL"                   \
+    " UNION ALL SELECT created_at, 5, CONCAT('event ', kind), CONCAT('quantity ', quantity)"       \
+    "  FROM outbox WHERE order_id = ?"                                                             \
+    " UNION ALL SELECT taken_at, 6,"                                                               \
+    "  IF(kind IN ('stock_empty', 'sold_out', 'stock_arrived', 'delivery_refused'),"               \
+    "     'email', 'queued'),"                                                                     \
+    "  CONCAT(kind, IF(kind IN ('stock_empty', 'sold_out'), ': ad pause email queued',"            \
+    "   IF(kind = 'stock_arrived', ': ad resume email queued',"                                    \
+    "   IF(kind = 'delivery_refused', ': operators'' alert queued', ': queued'))))"                \
+    "  FROM outbox WHERE order_id = ? AND taken_at IS NOT NULL"                                    \
+    ") t ORDER BY at, o"
+
 /* DB_IDEMPOTENT marks what may run twice when the connection broke under it:
  * reads, and updates that are conditional or (sent) count an attempt twice at
  * worst, which beats ordering twice because a reconnection looked like a failed
  * request. */
-/* A DATETIME(6) column as microseconds since the epoch (NULL stays NULL): the
- * API's RFC 3339 UTC times, whatever the session's time zone. */
-#define ORDER_SQL_US(col) " CAST(UNIX_TIMESTAMP(" col ") * 1000000 AS SIGNED)"
-
-static const struct db_stmt_def order_sql[ST_COUNT] =
-    {
-        /* The surge after a sell-out ends here: one indexed read per failed checkout
-         * (the stock for the answer and the open order at once), no transaction, no
-         * lock; while sold out, one single-row update counts it (ST_TURNED_AWAY). */
-        [ST_STOCK_OF] = {"SELECT p.stock, r.order_id, r.sold_out_at IS NOT NULL FROM product p"
-                         " LEFT JOIN replenishment_order r"
-                         " ON r.open_product_id = p.product_id WHERE p.sku = ?",
-                         DB_IDEMPOTENT},
-        /* Not idempotent: a reconnection under it would count a customer twice. */
-        [ST_TURNED_AWAY] = {"UPDATE replenishment_order SET turned_away = turned_away + 1,"
-                            " turned_away_units = turned_away_units + ?"
-                            " WHERE order_id = ? AND status <> 'fulfilled'",
-                            0},
-        [ST_LOCK_SKU] =
-            {"SELECT product_id, stock, factory_id IS NOT NULL, reorder_point,"
-             " reorder_level, reorder_quantity, service_level IS NOT NULL AND reorder_auto"
-             " FROM product WHERE sku = ? FOR UPDATE",
-             0},
-        [ST_LOCK_OPEN] =
-            {"SELECT order_id, sold_out_at IS NOT NULL, quantity FROM replenishment_order"
-             " WHERE open_product_id = ? FOR UPDATE",
-             0},
-        /* INSERT IGNORE: the unique key on open_product_id makes a second unfinished
-         * order for the product a no-op, whatever the race. */
-        [ST_INSERT] =
-            {"INSERT IGNORE INTO replenishment_order"
-             " (order_id, product_id, factory_id, quantity, sold_out_at)"
-             " SELECT ?, product_id, factory_id, ?, IF(stock = 0, CURRENT_TIMESTAMP(6), NULL)"
-             " FROM product WHERE product_id = ? AND factory_id IS NOT NULL",
-             0},
-        [ST_SOLD_OUT] = {"UPDATE replenishment_order SET sold_out_at = CURRENT_TIMESTAMP(6)"
-                         " WHERE order_id = ? AND sold_out_at IS NULL",
-                         0},
-        [ST_DUE] = {"SELECT p.sku FROM product p LEFT JOIN replenishment_order r"
-                    " ON r.open_product_id = p.product_id WHERE p.factory_id IS NOT NULL"
-                    " AND ((r.order_id IS NULL AND " ORDER_DUE_AT_POINT ")"
-                    " OR (r.order_id IS NOT NULL AND p.stock = 0 AND r.sold_out_at IS NULL))"
-                    " ORDER BY p.sku LIMIT " ORDER_SQL(ORDER_DUE_MAX),
-                    DB_IDEMPOTENT},
-        /* Products with a service level whose point rose above the stock plus the
-         * crossing's order while it is on its way, and no top-up unfinished. */
-        [ST_TOPUP_DUE] = {"SELECT p.sku FROM product p JOIN replenishment_order r"
-                          " ON r.open_product_id = p.product_id LEFT JOIN replenishment_order t"
-                          " ON t.open_topup_product_id = p.product_id"
-                          " WHERE p.service_level IS NOT NULL AND p.reorder_auto"
-                          " AND p.factory_id IS NOT NULL AND t.order_id IS NULL"
-                          " AND " ORDER_TOPUP_AT_POINT " ORDER BY p.sku"
-                          " LIMIT " ORDER_SQL(ORDER_DUE_MAX),
-                          DB_IDEMPOTENT},
-        /* Under the product's lock: what is on order, and how much of it is a top-up. */
-        [ST_LOCK_ON_ORDER] =
-            {"SELECT COALESCE(SUM(quantity), 0), COUNT(*), COALESCE(SUM(topup), 0)"
-             " FROM replenishment_order WHERE product_id = ? AND status <> 'fulfilled'"
-             " FOR UPDATE",
-             0},
-        /* INSERT IGNORE: the unique key on open_topup_product_id makes a second
-         * unfinished top-up a no-op, whatever the race. */
-        [ST_INSERT_TOPUP] = {"INSERT IGNORE INTO replenishment_order"
-                             " (order_id, product_id, factory_id, quantity, topup)"
-                             " SELECT ?, product_id, factory_id, ?, TRUE"
-                             " FROM product WHERE product_id = ? AND factory_id IS NOT NULL",
-                             0},
-        /* A fast factory's callback can come before order_sent stamps sent_at: such
-         * an order measured nothing. */
-        [ST_LEAD_TIMES] = {"SELECT TIMESTAMPDIFF(MICROSECOND, sent_at, fulfilled_at)"
-                           " FROM replenishment_order WHERE factory_id = ? AND status = 'fulfilled'"
-                           " AND sent_at IS NOT NULL AND fulfilled_at >= sent_at"
-                           " ORDER BY fulfilled_at DESC LIMIT ?",
-                           DB_IDEMPOTENT},
-        /* The cycles that ended in the window, per product; ix_order_status leads
-         * with the status. A top-up is no cycle of its own: it lives inside its
-         * crossing's cycle, and the checkouts turned away meanwhile are counted on
-         * the crossing's order (order_refused), never on it. */
-        [ST_CYCLES] = {"SELECT p.sku, COUNT(*), SUM(r.turned_away > 0) FROM replenishment_order r"
-                       " JOIN product p ON p.product_id = r.product_id"
-                       " WHERE r.status = 'fulfilled' AND NOT r.topup"
-                       " AND r.fulfilled_at >= CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
-                       " GROUP BY p.sku ORDER BY p.sku",
-                       DB_IDEMPOTENT},
-        [ST_ON_ORDER] =
-            {"SELECT order_id, quantity, turned_away_units, topup FROM replenishment_order"
-             " WHERE open_product_id = ? OR open_topup_product_id = ?",
-             DB_IDEMPOTENT},
-        [ST_TURNED_OF] = {"SELECT turned_away_units FROM replenishment_order WHERE order_id = ?",
-                          DB_IDEMPOTENT},
-        [ST_GET] =
-            {"SELECT r.status, r.token_hash, r.product_id, p.sku, r.factory_id, f.identifier,"
-             " f.name, f.api, r.quantity, r.token_keyed, r.sold_out_at IS NOT NULL,"
-             " r.turned_away, r.turned_away_units,"
-             " CAST(UNIX_TIMESTAMP(r.sent_at) * 1000000 AS SIGNED), r.topup"
-             " FROM replenishment_order r"
-             " JOIN product p ON p.product_id = r.product_id"
-             " JOIN factory f ON f.factory_id = r.factory_id WHERE r.order_id = ?",
-             DB_IDEMPOTENT},
-        [ST_COUNTS] = {"SELECT status, COUNT(*) FROM replenishment_order GROUP BY status"
-                       " ORDER BY status",
-                       0},
-        [ST_LIST] = {"SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"
-                     " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
-                     " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
-                     " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
-                     " r.delivered_quantity, r.last_error, r.delivery," ORDER_SQL_US(
-                         "r.created_at") "," ORDER_SQL_US("r.sent_at") "," ORDER_SQL_US("r."
-                                                                                        "fulfilled_"
-                                                                                        "at") " FRO"
-                                                                                              "M "
-                                                                                              "repl"
-                                                                                              "enis"
-                                                                                              "hmen"
-                                                                                              "t_"
-                                                                                              "orde"
-                                                                                              "r r "
-                                                                                              "JOIN"
-                                                                                              " pro"
-                                                                                              "duct"
-                                                                                              " p "
-                                                                                              "ON "
-                                                                                              "p."
-                                                                                              "prod"
-                                                                                              "uct_"
-                                                                                              "id "
-                                                                                              "= "
-                                                                                              "r."
-                                                                                              "prod"
-                                                                                              "uct_"
-                                                                                              "id"
-                                                                                              " ORD"
-                                                                                              "ER "
-                                                                                              "BY "
-                                                                                              "r."
-                                                                                              "crea"
-                                                                                              "ted_"
-                                                                                              "at "
-                                                                                              "DESC"
-                                                                                              " LIM"
-                                                                                              "IT "
-                                                                                              "?",
-                     0},
-        /* The same columns, of one order. */
-        [ST_ONE] = {"SELECT r.order_id, p.sku, r.quantity, r.status, r.attempts,"
-                    " DATE_FORMAT(r.created_at, '%Y-%m-%d %H:%i:%s'),"
-                    " DATE_FORMAT(r.sent_at, '%Y-%m-%d %H:%i:%s'),"
-                    " DATE_FORMAT(r.fulfilled_at, '%Y-%m-%d %H:%i:%s'),"
-                    " r.delivered_quantity, r.last_error, r.delivery," ORDER_SQL_US(
-                        "r.created_at") "," ORDER_SQL_US("r.sent_at") "," ORDER_SQL_US("r."
-                                                                                       "fulfilled_"
-                                                                                       "at") " FROM"
-                                                                                             " repl"
-                                                                                             "enish"
-                                                                                             "ment_"
-                                                                                             "order"
-                                                                                             " r "
-                                                                                             "JOIN "
-                                                                                             "produ"
-                                                                                             "ct p "
-                                                                                             "ON "
-                                                                                             "p."
-                                                                                             "produ"
-                                                                                             "ct_"
-                                                                                             "id = "
-                                                                                             "r."
-                                                                                             "produ"
-                                                                                             "ct_id"
-                                                                                             " WHER"
-                                                                                             "E "
-                                                                                             "r."
-                                                                                             "order"
-                                                                                             "_id "
-                                                                                             "= ?",
-                    DB_IDEMPOTENT},
-        /* What happened to an order, oldest first: its row's times, then its events
-         * (the outbox: what the worker fans out into the factory message, the ad
-         * emails and webhooks) as written and as taken by the worker. */
-        [ST_TIMELINE] =
-            {"SELECT us, event, detail FROM ("
-             " SELECT " ORDER_SQL_US(
-                 "created_at") " AS us, 0 AS o, 'opened' AS event,"
-                               "  CONCAT('quantity ', quantity, IF(topup, ' (top-up)', '')) AS "
-                               "detail"
-                               "  FROM replenishment_order WHERE order_id = ?"
-                               " UNION ALL SELECT " ORDER_SQL_US(
-                                   "sold_out_at") ", 1, 'sold_out', NULL"
-                                                  "  FROM replenishment_order WHERE order_id = ? "
-                                                  "AND sold_out_at IS NOT NULL"
-                                                  " UNION ALL SELECT " ORDER_SQL_US(
-                                                      "sent_at") ", 2, 'sent',"
-                                                                 "  CONCAT('attempts ', attempts, "
-                                                                 "IFNULL(CONCAT(', factory ref ', "
-                                                                 "factory_ref), ''))"
-                                                                 "  FROM replenishment_order WHERE "
-                                                                 "order_id = ? AND sent_at IS NOT "
-                                                                 "NULL"
-                                                                 " UNION ALL SELECT " ORDER_SQL_US(
-                                                                     "failed_at") ", 3, 'failed', "
-                                                                                  "last_error"
-                                                                                  "  FROM "
-                                                                                  "replenishment_"
-                                                                                  "order WHERE "
-                                                                                  "order_id = ? "
-                                                                                  "AND failed_at "
-                                                                                  "IS NOT NULL"
-                                                                                  " UNION ALL "
-                                                                                  "SELECT"
-                                                                                  " " ORDER_SQL_US(
-                                                                                      "fulfilled_"
-                                                                                      "at") ", 4, "
-                                                                                            "'fulfi"
-                                                                                            "lled',"
-                                                                                            "  "
-                                                                                            "CONCAT"
-                                                                                            "('"
-                                                                                            "delive"
-                                                                                            "red "
-                                                                                            "', "
-                                                                                            "delive"
-                                                                                            "red_"
-                                                                                            "quanti"
-                                                                                            "ty, ' "
-                                                                                            "(', "
-                                                                                            "delive"
-                                                                                            "ry, "
-                                                                                            "')')"
-                                                                                            "  "
-                                                                                            "FROM "
-                                                                                            "replen"
-                                                                                            "ishmen"
-                                                                                            "t_"
-                                                                                            "order "
-                                                                                            "WHERE "
-                                                                                            "order_"
-                                                                                            "id = "
-                                                                                            "? AND "
-                                                                                            "fulfil"
-                                                                                            "led_"
-                                                                                            "at IS "
-                                                                                            "NOT "
-                                                                                            "NULL"
-                                                                                            " UNION"
-                                                                                            " ALL "
-                                                                                            "SELECT"
-                                                                                            " " ORDER_SQL_US(
-                                                                                                "cr"
-                                                                                                "ea"
-                                                                                                "te"
-                                                                                                "d_"
-                                                                                                "a"
-                                                                                                "t") ", 5, CONCAT('event ', kind),"
-                                                                                                     "  CONCAT('quantity ', quantity)"
-                                                                                                     "  FROM outbox WHERE order_id = ?"
-                                                                                                     " UNION ALL SELECT " ORDER_SQL_US(
-                                                                                                         "taken_at") ", 6,"
-                                                                                                                     "  IF(kind IN ('stock_empty', 'sold_out', 'stock_arrived', 'delivery_refused'),"
-                                                                                                                     "     'email', 'queued'),"
-                                                                                                                     "  CONCAT(kind, IF(kind IN ('stock_empty', 'sold_out'), ': ad pause email queued',"
-                                                                                                                     "   IF(kind = 'stock_arrived', ': ad resume email queued',"
-                                                                                                                     "   IF(kind = 'delivery_refused', ': operators'' alert queued', ': queued'))))"
-                                                                                                                     "  FROM outbox WHERE order_id = ? AND taken_at IS NOT NULL"
-                                                                                                                     ") t ORDER BY us, o",
-             DB_IDEMPOTENT},
-        [ST_CLAIM] = {"UPDATE replenishment_order SET token_hash = ?"
-                      " WHERE order_id = ? AND token_hash IS NULL",
-                      DB_IDEMPOTENT},
-        /* A callback can overtake this update (a fast factory): a fulfilled order
-         * stays fulfilled. */
-        [ST_SENT] = {"UPDATE replenishment_order"
-                     " SET status = IF(status IN ('open', 'failed'), 'sent', status),"
-                     " sent_at = NOW(6), failed_at = NULL, attempts = attempts + 1,"
-                     " factory_ref = ?, last_error = NULL WHERE order_id = ?",
+static const struct db_stmt_def order_sql[ST_COUNT] = {
+    /* The surge after a sell-out ends here: one indexed read per failed checkout
+     * (the stock for the answer and the open order at once), no transaction, no
+     * lock; while sold out, one single-row update counts it (ST_TURNED_AWAY). */
+    [ST_STOCK_OF] = {"SELECT p.stock, r.order_id, r.sold_out_at IS NOT NULL FROM product p"
+                     " LEFT JOIN replenishment_order r"
+                     " ON r.open_product_id = p.product_id WHERE p.sku = ?",
                      DB_IDEMPOTENT},
-        [ST_ATTEMPT] = {"UPDATE replenishment_order SET attempts = attempts + 1,"
-                        " last_error = ? WHERE order_id = ?",
+    /* Not idempotent: a reconnection under it would count a customer twice. */
+    [ST_TURNED_AWAY] = {"UPDATE replenishment_order SET turned_away = turned_away + 1,"
+                        " turned_away_units = turned_away_units + ?"
+                        " WHERE order_id = ? AND status <> 'fulfilled'",
                         0},
-        [ST_FAILED] = {"UPDATE replenishment_order SET status = 'failed',"
-                       " failed_at = NOW(6), last_error = ?"
-                       " WHERE order_id = ? AND status = 'open'",
-                       DB_IDEMPOTENT},
-        [ST_REOPEN] = {"UPDATE replenishment_order SET status = 'open', failed_at = NULL"
-                       " WHERE order_id = ? AND status = 'failed'",
-                       DB_IDEMPOTENT},
-        [ST_LOCK_PRODUCT] = {"SELECT stock FROM product WHERE product_id = ? FOR UPDATE", 0},
-        [ST_LOCK_ORDER] = {"SELECT status, quantity, product_id FROM replenishment_order"
-                           " WHERE order_id = ? FOR UPDATE",
-                           0},
-        /* LAST_INSERT_ID(expr) hands the new stock back in the same round trip. */
-        [ST_ADD_STOCK] =
-            {"UPDATE product SET stock = LAST_INSERT_ID(stock + ?) WHERE product_id = ?", 0},
-        [ST_FULFIL] = {"UPDATE replenishment_order SET status = 'fulfilled',"
-                       " fulfilled_at = CURRENT_TIMESTAMP(6), delivered_quantity = ?"
-                       " WHERE order_id = ?",
-                       0},
-        [ST_OVERDUE] = {"SELECT r.order_id, p.name, p.sku, f.name, f.identifier,"
-                        " UNIX_TIMESTAMP(r.sent_at),"
-                        " TIMESTAMPDIFF(SECOND, r.sent_at, CURRENT_TIMESTAMP(6))"
-                        " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
-                        " JOIN factory f ON f.factory_id = r.factory_id"
-                        " WHERE r.status = 'sent' AND r.overdue_reported_at IS NULL"
-                        " AND r.sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
-                        " LIMIT " ORDER_SQL(ORDER_OVERDUE_MAX),
-                        DB_IDEMPOTENT},
-        /* The claim of the report: with several workers, only the one whose UPDATE
-         * changed the row tells operators. */
-        [ST_REPORTED] = {"UPDATE replenishment_order SET overdue_reported_at = CURRENT_TIMESTAMP(6)"
-                         " WHERE order_id = ? AND overdue_reported_at IS NULL",
+    [ST_LOCK_SKU] = {"SELECT product_id, stock, factory_id IS NOT NULL, reorder_point,"
+                     " reorder_level, reorder_quantity, service_level IS NOT NULL AND reorder_auto"
+                     " FROM product WHERE sku = ? FOR UPDATE",
+                     0},
+    [ST_LOCK_OPEN] = {"SELECT order_id, sold_out_at IS NOT NULL, quantity FROM replenishment_order"
+                      " WHERE open_product_id = ? FOR UPDATE",
+                      0},
+    /* INSERT IGNORE: the unique key on open_product_id makes a second unfinished
+     * order for the product a no-op, whatever the race. */
+    [ST_INSERT] = {"INSERT IGNORE INTO replenishment_order"
+                   " (order_id, product_id, factory_id, quantity, sold_out_at)"
+                   " SELECT ?, product_id, factory_id, ?, IF(stock = 0, CURRENT_TIMESTAMP(6), NULL)"
+                   " FROM product WHERE product_id = ? AND factory_id IS NOT NULL",
+                   0},
+    [ST_SOLD_OUT] = {"UPDATE replenishment_order SET sold_out_at = CURRENT_TIMESTAMP(6)"
+                     " WHERE order_id = ? AND sold_out_at IS NULL",
+                     0},
+    [ST_DUE] = {"SELECT p.sku FROM product p LEFT JOIN replenishment_order r"
+                " ON r.open_product_id = p.product_id WHERE p.factory_id IS NOT NULL"
+                " AND ((r.order_id IS NULL AND " ORDER_DUE_AT_POINT ")"
+                " OR (r.order_id IS NOT NULL AND p.stock = 0 AND r.sold_out_at IS NULL))"
+                " ORDER BY p.sku LIMIT " ORDER_SQL(ORDER_DUE_MAX),
+                DB_IDEMPOTENT},
+    /* Products with a service level whose point rose above the stock plus the
+     * crossing's order while it is on its way, and no top-up unfinished. */
+    [ST_TOPUP_DUE] = {"SELECT p.sku FROM product p JOIN replenishment_order r"
+                      " ON r.open_product_id = p.product_id LEFT JOIN replenishment_order t"
+                      " ON t.open_topup_product_id = p.product_id"
+                      " WHERE p.service_level IS NOT NULL AND p.reorder_auto"
+                      " AND p.factory_id IS NOT NULL AND t.order_id IS NULL"
+                      " AND " ORDER_TOPUP_AT_POINT " ORDER BY p.sku"
+                      " LIMIT " ORDER_SQL(ORDER_DUE_MAX),
+                      DB_IDEMPOTENT},
+    /* Under the product's lock: what is on order, and how much of it is a top-up. */
+    [ST_LOCK_ON_ORDER] = {"SELECT COALESCE(SUM(quantity), 0), COUNT(*), COALESCE(SUM(topup), 0)"
+                          " FROM replenishment_order WHERE product_id = ? AND status <> 'fulfilled'"
+                          " FOR UPDATE",
+                          0},
+    /* INSERT IGNORE: the unique key on open_topup_product_id makes a second
+     * unfinished top-up a no-op, whatever the race. */
+    [ST_INSERT_TOPUP] = {"INSERT IGNORE INTO replenishment_order"
+                         " (order_id, product_id, factory_id, quantity, topup)"
+                         " SELECT ?, product_id, factory_id, ?, TRUE"
+                         " FROM product WHERE product_id = ? AND factory_id IS NOT NULL",
                          0},
-        /* The metrics' restock_orders_overdue: reported or not, as long as it lasts. */
-        [ST_OVERDUE_COUNT] = {"SELECT COUNT(*) FROM replenishment_order WHERE status = 'sent'"
-                              " AND sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND",
-                              DB_IDEMPOTENT},
+    /* A fast factory's callback can come before order_sent stamps sent_at: such
+     * an order measured nothing. */
+    [ST_LEAD_TIMES] = {"SELECT TIMESTAMPDIFF(MICROSECOND, sent_at, fulfilled_at)"
+                       " FROM replenishment_order WHERE factory_id = ? AND status = 'fulfilled'"
+                       " AND sent_at IS NOT NULL AND fulfilled_at >= sent_at"
+                       " ORDER BY fulfilled_at DESC LIMIT ?",
+                       DB_IDEMPOTENT},
+    /* The cycles that ended in the window, per product; ix_order_status leads
+     * with the status. A top-up is no cycle of its own: it lives inside its
+     * crossing's cycle, and the checkouts turned away meanwhile are counted on
+     * the crossing's order (order_refused), never on it. */
+    [ST_CYCLES] = {"SELECT p.sku, COUNT(*), SUM(r.turned_away > 0) FROM replenishment_order r"
+                   " JOIN product p ON p.product_id = r.product_id"
+                   " WHERE r.status = 'fulfilled' AND NOT r.topup"
+                   " AND r.fulfilled_at >= CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
+                   " GROUP BY p.sku ORDER BY p.sku",
+                   DB_IDEMPOTENT},
+    [ST_ON_ORDER] = {"SELECT order_id, quantity, turned_away_units, topup FROM replenishment_order"
+                     " WHERE open_product_id = ? OR open_topup_product_id = ?",
+                     DB_IDEMPOTENT},
+    [ST_TURNED_OF] = {"SELECT turned_away_units FROM replenishment_order WHERE order_id = ?",
+                      DB_IDEMPOTENT},
+    [ST_GET] = {"SELECT r.status, r.token_hash, r.product_id, p.sku, r.factory_id, f.identifier,"
+                " f.name, f.api, r.quantity, r.token_keyed, r.sold_out_at IS NOT NULL,"
+                " r.turned_away, r.turned_away_units,"
+                " CAST(UNIX_TIMESTAMP(r.sent_at) * 1000000 AS SIGNED), r.topup"
+                " FROM replenishment_order r"
+                " JOIN product p ON p.product_id = r.product_id"
+                " JOIN factory f ON f.factory_id = r.factory_id WHERE r.order_id = ?",
+                DB_IDEMPOTENT},
+    [ST_COUNTS] = {"SELECT status, COUNT(*) FROM replenishment_order GROUP BY status"
+                   " ORDER BY status",
+                   0},
+    [ST_LIST] = {ORDER_SQL_LIST_COLUMNS " ORDER BY r.created_at DESC LIMIT ?", 0},
+    /* The same columns, of one order. */
+    [ST_ONE] = {ORDER_SQL_LIST_COLUMNS " WHERE r.order_id = ?", DB_IDEMPOTENT},
+    [ST_TIMELINE] = {ORDER_SQL_TIMELINE, DB_IDEMPOTENT},
+    [ST_CLAIM] = {"UPDATE replenishment_order SET token_hash = ?"
+                  " WHERE order_id = ? AND token_hash IS NULL",
+                  DB_IDEMPOTENT},
+    /* A callback can overtake this update (a fast factory): a fulfilled order
+     * stays fulfilled. */
+    [ST_SENT] = {"UPDATE replenishment_order"
+                 " SET status = IF(status IN ('open', 'failed'), 'sent', status),"
+                 " sent_at = NOW(6), failed_at = NULL, attempts = attempts + 1,"
+                 " factory_ref = ?, last_error = NULL WHERE order_id = ?",
+                 DB_IDEMPOTENT},
+    [ST_ATTEMPT] = {"UPDATE replenishment_order SET attempts = attempts + 1,"
+                    " last_error = ? WHERE order_id = ?",
+                    0},
+    [ST_FAILED] = {"UPDATE replenishment_order SET status = 'failed',"
+                   " failed_at = NOW(6), last_error = ?"
+                   " WHERE order_id = ? AND status = 'open'",
+                   DB_IDEMPOTENT},
+    [ST_REOPEN] = {"UPDATE replenishment_order SET status = 'open', failed_at = NULL"
+                   " WHERE order_id = ? AND status = 'failed'",
+                   DB_IDEMPOTENT},
+    [ST_LOCK_PRODUCT] = {"SELECT stock FROM product WHERE product_id = ? FOR UPDATE", 0},
+    [ST_LOCK_ORDER] = {"SELECT status, quantity, product_id FROM replenishment_order"
+                       " WHERE order_id = ? FOR UPDATE",
+                       0},
+    /* LAST_INSERT_ID(expr) hands the new stock back in the same round trip. */
+    [ST_ADD_STOCK] = {"UPDATE product SET stock = LAST_INSERT_ID(stock + ?) WHERE product_id = ?",
+                      0},
+    [ST_FULFIL] = {"UPDATE replenishment_order SET status = 'fulfilled',"
+                   " fulfilled_at = CURRENT_TIMESTAMP(6), delivered_quantity = ?"
+                   " WHERE order_id = ?",
+                   0},
+    [ST_OVERDUE] = {"SELECT r.order_id, p.name, p.sku, f.name, f.identifier,"
+                    " UNIX_TIMESTAMP(r.sent_at),"
+                    " TIMESTAMPDIFF(SECOND, r.sent_at, CURRENT_TIMESTAMP(6))"
+                    " FROM replenishment_order r JOIN product p ON p.product_id = r.product_id"
+                    " JOIN factory f ON f.factory_id = r.factory_id"
+                    " WHERE r.status = 'sent' AND r.overdue_reported_at IS NULL"
+                    " AND r.sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND"
+                    " LIMIT " ORDER_SQL(ORDER_OVERDUE_MAX),
+                    DB_IDEMPOTENT},
+    /* The claim of the report: with several workers, only the one whose UPDATE
+     * changed the row tells operators. */
+    [ST_REPORTED] = {"UPDATE replenishment_order SET overdue_reported_at = CURRENT_TIMESTAMP(6)"
+                     " WHERE order_id = ? AND overdue_reported_at IS NULL",
+                     0},
+    /* The metrics' restock_orders_overdue: reported or not, as long as it lasts. */
+    [ST_OVERDUE_COUNT] = {"SELECT COUNT(*) FROM replenishment_order WHERE status = 'sent'"
+                          " AND sent_at < CURRENT_TIMESTAMP(6) - INTERVAL ? SECOND",
+                          DB_IDEMPOTENT},
 };
 
 struct order {

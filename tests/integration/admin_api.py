@@ -87,7 +87,8 @@ def logins(t, s):
 
     for bad, why in ((b'{"name":"op",', "malformed JSON"),
                      ({"name": "op", "password": 5}, "a password that is not a string"),
-                     ({"name": "op"}, "no password")):
+                     ({"name": "op"}, "no password"),
+                     ({"name": "op", "password": OP_PW, "remember": True}, "an unknown field")):
         r = s.admin_request("POST", "/admin/api/session", bad)
         t.ok(r.status == 400 and "error" in r.json(), "login: %s answers 400" % why, r)
 
@@ -225,6 +226,9 @@ def reads(t, s, op):
           "orders: ids, skus, quantities and statuses as restockctl orders, newest first")
     t.is_(op.get("/admin/api/orders?limit=0").status, 400, "orders?limit=0: 400")
     t.is_(op.get("/admin/api/orders?limit=x").status, 400, "orders?limit=x: 400")
+    r = op.get("/admin/api/orders?limt=5")
+    t.ok(r.status == 400 and "limt" in r.json()["error"], "orders?limt=5 (a typo): 400, not ignored",
+         r)
 
     r = op.get("/admin/api/products")
     api = {p["sku"]: p for p in r.json()["products"]}
@@ -302,6 +306,11 @@ def writes(t, s, op):
     r = op.request("PATCH", "/admin/api/products/NO-SUCH", {"reorder_point": 1})
     t.is_(r.status, 404, "PATCH an unknown product: 404")
 
+    r = op.request("POST", "/admin/api/clients", {"name": "sneaky", "admin": True})
+    t.ok(r.status == 400 and "admin" in r.json()["error"], "client add with an unknown field: 400",
+         r)
+    t.is_(s.sql_value("SELECT COUNT(*) FROM api_client WHERE name = 'sneaky'"), "0",
+          "client add with an unknown field: no client")
     r = op.request("POST", "/admin/api/clients", {"name": "storefront"})
     t.ok(r.status == 201 and r.json()["key"].startswith("rsk_"), "client add: 201 with its key", r)
     key, cid = r.json()["key"], r.json()["id"]

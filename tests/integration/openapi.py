@@ -2,8 +2,9 @@
 byte, at /openapi.yaml; and the validator that every integration test runs at its
 stack's close (harness.Stack.validate_exchanges) refuses what the document does not
 describe: a real answer with a field added, a status or a path the document lacks, a
-required header missing, a webhook delivery with a field added. (The answers of this
-test, like every test's, are validated at close too.)"""
+required header missing, a webhook delivery with a field added. The admin site serves
+it too, and every admin route is called once, so that its answers are validated (at
+close, like every test's answers)."""
 
 import json
 import os
@@ -54,7 +55,7 @@ def body(t):
         rc, lines = validate(s, "added", [exchange("GET", "/product/donut", donut,
                                                    json.dumps(added, ensure_ascii=False))])
         t.ok(rc == 1 and len(lines) == 1 and "GET /product/donut -> 200" in lines[0] and
-             "must NOT have additional properties (\"colour\")" in lines[0],
+             "must NOT have unevaluated properties (\"colour\")" in lines[0],
              "a field added to the product: refused, the field named", lines)
 
         # A status and a path the document lacks, a required header missing.
@@ -88,6 +89,47 @@ def body(t):
         rc, lines = validate(s, "hooks-extra", [], [extra])
         t.ok(rc == 1 and len(lines) == 1 and "(\"x\")" in lines[0],
              "a delivery with a field added: refused", lines)
+
+        admin_tour(t, s)
+
+
+def admin_tour(t, s):
+    """Every admin route once, as an operator (their answers validated at close);
+    the admin site serves the document too."""
+    r = s.admin_request("GET", "/admin/openapi.yaml")
+    with open(OPENAPI, "rb") as f:
+        t.ok(r.status == 200 and r.body == f.read(), "GET /admin/openapi.yaml: the document")
+    a = s.admin_login("tour", s.admin_account("tour"))
+    for path in ("/admin/api/session", "/admin/api/status", "/admin/api/orders?limit=5",
+                 "/admin/api/products", "/admin/api/products/CP-502101", "/admin/api/holds",
+                 "/admin/api/dead", "/admin/api/clients", "/admin/api/webhooks",
+                 "/admin/api/accounts", "/admin/api/audit?limit=5"):
+        t.is_(a.get(path).status, 200, "GET %s: 200" % path)
+    for path in ("/admin/api/orders/00000000-0000-0000-0000-000000000000",
+                 "/admin/api/products/NO-SUCH", "/admin/api/messages/nope"):
+        t.is_(a.get(path).status, 404, "GET %s: 404" % path)
+    r = a.request("PATCH", "/admin/api/products/CP-502101", {"reorder_point": 1})
+    t.is_(r.status, 200, "PATCH a product's reorder point: 200")
+    r = a.request("POST", "/admin/api/clients", {"name": "tour-client"})
+    t.is_(r.status, 201, "POST /admin/api/clients: 201")
+    client = r.json().get("id") if r.status == 201 else 0
+    t.is_(a.request("POST", "/admin/api/clients/%s/revoke" % client).status, 200,
+          "revoke it: 200")
+    r = a.request("POST", "/admin/api/webhooks", {"url": "https://hooks.example.net/restock"})
+    t.is_(r.status, 201, "POST /admin/api/webhooks: 201")
+    hook = r.json().get("id") if r.status == 201 else "none"
+    for action, status in (("rotate", 200), ("ping", 200), ("disable", 200), ("ping", 409),
+                           ("enable", 200)):
+        r = a.request("POST", "/admin/api/webhooks/%s/%s" % (hook, action))
+        t.is_(r.status, status, "webhook %s: %d" % (action, status))
+    r = a.request("POST", "/admin/api/dead/nope/redrive")
+    t.is_(r.status, 404, "redrive of no message: 404")
+    r = a.request("POST", "/admin/api/orders/00000000-0000-0000-0000-000000000000/fulfil",
+                  {"quantity": 1})
+    t.is_(r.status, 404, "fulfil of no order: 404")
+    t.is_(a.request("POST", "/admin/api/status").status, 405, "POST /admin/api/status: 405")
+    t.is_(a.request("DELETE", "/admin/api/session").status, 200, "logout: 200")
+    t.is_(a.get("/admin/api/status").status, 401, "then 401")
 
 
 run_tests(body)

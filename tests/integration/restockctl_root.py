@@ -4,8 +4,10 @@ switches to the spool's owner before it touches the spool, so that what it creat
 belongs to that owner, and it opens no folder or message through a symlink. A
 state folder replaced by a link to another folder, and a dead message replaced by
 a link to a message file elsewhere: `dlq redrive --all` writes nothing where the
-links point. Root is needed (skipped otherwise); no stack: restockctl reads only
-the configuration and the spool."""
+links point. The redrive of a real message writes its audit row first (issue 24),
+with the actor restockctl:root although restockctl then acts as nobody. Root is
+needed (skipped otherwise); the stack is a database alone: restockctl reads the
+configuration and the spool, and writes the audit row."""
 
 import hashlib
 import json
@@ -16,7 +18,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import BUILDDIR, run_tests
+from harness import BUILDDIR, Stack, run_tests
 
 RESTOCKCTL = os.path.join(BUILDDIR, "ctl", "restockctl")
 
@@ -52,6 +54,13 @@ def body(t):
     if os.geteuid() != 0:
         t.ok(True, "# SKIP restockctl as root needs root")
         return
+    with Stack(t, ["db"]) as s:
+        with open(s.info["RESTOCK_CONFIG"]) as f:
+            db_lines = "".join(line for line in f if line.startswith("db_"))
+        as_root(t, s, db_lines)
+
+
+def as_root(t, s, db_lines):
     nobody = pwd.getpwnam("nobody")
     top = tempfile.mkdtemp(prefix="restock-root-")
     try:
@@ -61,7 +70,7 @@ def body(t):
         os.chown(spool, nobody.pw_uid, nobody.pw_gid)
         conf = os.path.join(top, "restock.conf")
         with open(conf, "w") as f:
-            f.write("spool_dir = %s\n" % spool)
+            f.write("spool_dir = %s\n" % spool + db_lines)
         os.chmod(conf, 0o600)  # root's only: restockctl reads it before it switches
 
         r = ctl(conf, "dlq", "list")
@@ -127,6 +136,9 @@ def body(t):
         redriven = os.path.join(spool, "mail", "incoming", "real-1")
         t.ok(os.path.exists(redriven) and os.lstat(redriven).st_uid == nobody.pw_uid,
              "the redriven file belongs to the spool's owner, never root")
+        t.is_(s.sql("SELECT actor, action, target FROM audit_log"),
+              [["restockctl:root", "dlq.redrive", "real-1"]],
+              "its audit row names root, who ran restockctl, not the spool's owner")
         left = [p for p, uid in owners(spool) if uid != nobody.pw_uid]
         t.is_(left, [], "nothing in the spool belongs to root")
 
