@@ -100,6 +100,8 @@ def admin_tour(t, s):
     with open(OPENAPI, "rb") as f:
         t.ok(r.status == 200 and r.body == f.read(), "GET /admin/openapi.yaml: the document")
     a = s.admin_login("tour", s.admin_account("tour"))
+    r = s.request("POST", "/holds", {"lines": [{"sku": "CP-502101", "quantity": 1}]})
+    t.is_(r.status, 201, "a hold, for the admin API's holds to show")
     for path in ("/admin/api/session", "/admin/api/status", "/admin/api/orders?limit=5",
                  "/admin/api/products", "/admin/api/products/CP-502101", "/admin/api/holds",
                  "/admin/api/dead", "/admin/api/clients", "/admin/api/webhooks",

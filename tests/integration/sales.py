@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 
-from harness import BUILDDIR, Stack, run_tests
+from harness import BUILDDIR, Response, Stack, run_tests
 
 DONUT = "CP-502101"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -195,6 +195,7 @@ def test_bad_requests(t, s):
         t.is_(status, 400, "two %s headers answer 400" % header)
         if header == "Authorization":
             continue  # nginx itself refuses a repeated Authorization, with its own page
+        s.record("POST", "/checkout", Response(status, dict(r.getheaders()), answer))
         t.ok(json.loads(answer).get("error", "").startswith(
              "%s: the header was sent more than once" % header), "saying the header came twice",
              answer)
