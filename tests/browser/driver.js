@@ -7,7 +7,8 @@
 //
 // Each "page" is a tab in a browser context of its own (its own cookies: an
 // operator and a viewer side by side). The driver records, per page, every dialog
-// (alert, confirm: none may open), page error and console message.
+// (alert, confirm: none may open), page error and console message, and every
+// answer of the admin API the page received (for the harness's OpenAPI check).
 //
 //   node driver.js [--chromium PATH]
 'use strict';
@@ -30,7 +31,22 @@ function pageOf(name) {
 async function open(browser, c) {
   const context = await browser.createBrowserContext();
   const page = await context.newPage();
-  const rec = { page, context, dialogs: [], errors: [], console: [] };
+  const rec = { page, context, dialogs: [], errors: [], console: [], exchanges: [] };
+  page.on('response', (r) => {
+    const url = new URL(r.url());
+    if (!url.pathname.startsWith('/admin/api/')) return;
+    const exchange = {
+      method: r.request().method(),
+      path: url.pathname + url.search,
+      status: r.status(),
+      headers: r.headers(),
+    };
+    // The body is read later, when the test asks for the answers.
+    rec.exchanges.push(r.text().then(
+      (body) => ({ ...exchange, body }),
+      () => ({ ...exchange, body: '' }),
+    ));
+  });
   page.on('dialog', async (d) => {
     rec.dialogs.push({ type: d.type(), message: d.message() });
     await d.dismiss();
@@ -94,6 +110,13 @@ const commands = {
   async record(browser, c) {
     const { dialogs, errors, console: messages } = pageOf(c.page);
     return { dialogs, errors, console: messages };
+  },
+  // The admin API's answers the page received since the last call.
+  async exchanges(browser, c) {
+    const rec = pageOf(c.page);
+    const got = await Promise.all(rec.exchanges);
+    rec.exchanges = [];
+    return got;
   },
   async close(browser, c) {
     const p = pageOf(c.page);

@@ -121,6 +121,11 @@ class Browser:
         """The page's dialogs, errors and console messages so far."""
         return self.command("record", page=page)
 
+    def exchanges(self, page):
+        """The admin API's answers the page received since the last call: dicts of
+        method, path, status, headers and body (text)."""
+        return self.command("exchanges", page=page)
+
     def screenshot(self, page, name):
         return self.command("screenshot", page=page, path=os.path.join(self.shots, name + ".png"))
 

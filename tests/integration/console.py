@@ -17,7 +17,7 @@ import subprocess
 import time
 
 import browser
-from harness import BUILDDIR, Stack, run_tests
+from harness import BUILDDIR, Response, Stack, run_tests
 from replenish_common import (DONUT, add_products, order_status, orders, outbox, sell_out,
                               sim_config, spool_find)
 
@@ -184,6 +184,12 @@ def body(t):
              "the operator's page, which kept asking, is still logged in")
 
         for page in ("op", "viewer"):
+            # What the pages received is checked against docs/openapi.yaml at close.
+            got = b.exchanges(page)
+            t.diag("%s page: %d answers of the admin API" % (page, len(got)))
+            for e in got:
+                s.record(e["method"], e["path"],
+                         Response(e["status"], e["headers"], e["body"].encode("utf-8")))
             rec = b.record(page)
             t.is_(rec["dialogs"], [], "%s page: no dialog opened (alert, confirm)" % page)
             t.is_(rec["errors"], [], "%s page: no script error" % page)
