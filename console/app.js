@@ -1,5 +1,5 @@
 // console/app.js: restock's admin console, plain JavaScript over the admin API
-// (/admin/api, docs ADMIN-API contract). It logs in, then polls every POLL_MS and
+// (/admin/api, docs/design.md §4.16 and §4.17). It logs in, then polls every POLL_MS and
 // redraws the queues, products, sold-out products and their open orders, recent
 // orders, the chosen order's timeline, dead letters and the audit trail.
 //
@@ -47,11 +47,9 @@ function fill(tbody, rows) {
   tbody.replaceChildren(...rows);
 }
 
-// A list in an answer: the answer itself when it is an array, else its field key.
+// The array an answer holds under key ({"products": […]}), or none.
 function list(body, key) {
-  if (Array.isArray(body)) return body;
-  if (body && Array.isArray(body[key])) return body[key];
-  return [];
+  return body && Array.isArray(body[key]) ? body[key] : [];
 }
 
 function first(obj, ...keys) {
