@@ -267,8 +267,11 @@ def reads(t, s, op):
 
     r = op.get("/admin/api/accounts")
     names = {a["name"]: a for a in r.json()["accounts"]}
-    t.ok(set(names) >= {"op", "viewer", "locky"} and names["viewer"]["role"] == "viewer" and
-         names["op"]["last_login"], "accounts: names, roles, last login", names)
+    ctl = table(s.restockctl("admin", "list"))[1:]
+    t.is_(sorted((a["name"], a["role"]) for a in r.json()["accounts"]),
+          sorted((c[0], c[1]) for c in ctl), "accounts: names and roles as restockctl admin list")
+    t.ok(set(names) >= {"op", "viewer", "locky"} and names["op"]["last_login"],
+         "accounts: op, viewer and locky, op's last login", names)
     t.ok(b"argon2" not in r.body and b"password" not in r.body, "accounts: no hash")
 
     r = op.get("/admin/api/audit?limit=3")
