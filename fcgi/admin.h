@@ -57,44 +57,50 @@ typedef void (*admin_route_fn)(struct admin_thread *t, responder_request *rq, co
                                const cJSON *body);
 
 /* The routes, in fcgi/admin_routes.c. */
-void admin_status(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_orders(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_order(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id,
-                        const cJSON *body);
-void admin_products(struct admin_thread *t, responder_request *rq, const char *id,
-                    const cJSON *body);
-void admin_product(struct admin_thread *t, responder_request *rq, const char *id,
-                   const cJSON *body);
-void admin_product_set(struct admin_thread *t, responder_request *rq, const char *id,
-                       const cJSON *body);
-void admin_holds(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_dead(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
-void admin_message(struct admin_thread *t, responder_request *rq, const char *id,
-                   const cJSON *body);
-void admin_redrive(struct admin_thread *t, responder_request *rq, const char *id,
-                   const cJSON *body);
-void admin_clients(struct admin_thread *t, responder_request *rq, const char *id,
-                   const cJSON *body);
-void admin_client_add(struct admin_thread *t, responder_request *rq, const char *id,
-                      const cJSON *body);
-void admin_client_revoke(struct admin_thread *t, responder_request *rq, const char *id,
+void admin_routes_status(struct admin_thread *t, responder_request *rq, const char *id,
                          const cJSON *body);
-void admin_webhooks(struct admin_thread *t, responder_request *rq, const char *id,
-                    const cJSON *body);
-void admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
-                       const cJSON *body);
-void admin_webhook_disable(struct admin_thread *t, responder_request *rq, const char *id,
-                           const cJSON *body);
-void admin_webhook_enable(struct admin_thread *t, responder_request *rq, const char *id,
-                          const cJSON *body);
-void admin_webhook_rotate(struct admin_thread *t, responder_request *rq, const char *id,
-                          const cJSON *body);
-void admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id,
+void admin_routes_orders(struct admin_thread *t, responder_request *rq, const char *id,
+                         const cJSON *body);
+void admin_routes_order(struct admin_thread *t, responder_request *rq, const char *id,
                         const cJSON *body);
-void admin_accounts(struct admin_thread *t, responder_request *rq, const char *id,
-                    const cJSON *body);
-void admin_audit(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body);
+void admin_routes_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id,
+                               const cJSON *body);
+void admin_routes_products(struct admin_thread *t, responder_request *rq, const char *id,
+                           const cJSON *body);
+void admin_routes_product(struct admin_thread *t, responder_request *rq, const char *id,
+                          const cJSON *body);
+void admin_routes_product_set(struct admin_thread *t, responder_request *rq, const char *id,
+                              const cJSON *body);
+void admin_routes_holds(struct admin_thread *t, responder_request *rq, const char *id,
+                        const cJSON *body);
+void admin_routes_dead(struct admin_thread *t, responder_request *rq, const char *id,
+                       const cJSON *body);
+void admin_routes_message(struct admin_thread *t, responder_request *rq, const char *id,
+                          const cJSON *body);
+void admin_routes_redrive(struct admin_thread *t, responder_request *rq, const char *id,
+                          const cJSON *body);
+void admin_routes_clients(struct admin_thread *t, responder_request *rq, const char *id,
+                          const cJSON *body);
+void admin_routes_client_add(struct admin_thread *t, responder_request *rq, const char *id,
+                             const cJSON *body);
+void admin_routes_client_revoke(struct admin_thread *t, responder_request *rq, const char *id,
+                                const cJSON *body);
+void admin_routes_webhooks(struct admin_thread *t, responder_request *rq, const char *id,
+                           const cJSON *body);
+void admin_routes_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
+                              const cJSON *body);
+void admin_routes_webhook_disable(struct admin_thread *t, responder_request *rq, const char *id,
+                                  const cJSON *body);
+void admin_routes_webhook_enable(struct admin_thread *t, responder_request *rq, const char *id,
+                                 const cJSON *body);
+void admin_routes_webhook_rotate(struct admin_thread *t, responder_request *rq, const char *id,
+                                 const cJSON *body);
+void admin_routes_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id,
+                               const cJSON *body);
+void admin_routes_accounts(struct admin_thread *t, responder_request *rq, const char *id,
+                           const cJSON *body);
+void admin_routes_audit(struct admin_thread *t, responder_request *rq, const char *id,
+                        const cJSON *body);
 
 /* Answers json (and frees it); NULL was out of memory: 500. */
 void admin_reply(responder_request *rq, int status, cJSON *json);

@@ -27,7 +27,7 @@
 /* Text from outside (a factory's answer, a relay's reply) as JSON may carry it:
  * valid UTF-8, control characters escaped; null for NULL. */
 static cJSON *
-admin_safe(const char *value)
+admin_routes_safe(const char *value)
 {
     size_t size;
     char *out;
@@ -46,14 +46,14 @@ admin_safe(const char *value)
 }
 
 static void
-admin_add_safe(cJSON *obj, const char *name, const char *value)
+admin_routes_add_safe(cJSON *obj, const char *name, const char *value)
 {
-    cJSON_AddItemToObject(obj, name, admin_safe(value));
+    cJSON_AddItemToObject(obj, name, admin_routes_safe(value));
 }
 
 /* A number column's text as a JSON number, null for NULL. */
 static void
-admin_add_num_text(cJSON *obj, const char *name, const char *value)
+admin_routes_add_num_text(cJSON *obj, const char *name, const char *value)
 {
     if (value == NULL)
         cJSON_AddNullToObject(obj, name);
@@ -64,13 +64,14 @@ admin_add_num_text(cJSON *obj, const char *name, const char *value)
 /* -- status -------------------------------------------------------------------------- */
 
 static void
-admin_status_line(void *arg, const char *status, long long count)
+admin_routes_status_line(void *arg, const char *status, long long count)
 {
     cJSON_AddNumberToObject(arg, status, (double)count);
 }
 
 void
-admin_status(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_status(struct admin_thread *t, responder_request *rq, const char *id,
+                    const cJSON *body)
 {
     cJSON *json = cJSON_CreateObject(), *queues = cJSON_AddArrayToObject(json, "queues"),
           *orders = cJSON_AddObjectToObject(json, "orders");
@@ -106,7 +107,7 @@ admin_status(struct admin_thread *t, responder_request *rq, const char *id, cons
         else
             cJSON_AddNullToObject(q, "oldest_waiting_seconds");
     }
-    if (order_count_by_status(t->orders, admin_status_line, orders, &err) < 0) {
+    if (order_count_by_status(t->orders, admin_routes_status_line, orders, &err) < 0) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
         return;
@@ -118,32 +119,33 @@ admin_status(struct admin_thread *t, responder_request *rq, const char *id, cons
 /* -- orders -------------------------------------------------------------------------- */
 
 static cJSON *
-admin_order_json(const struct order_line *o)
+admin_routes_order_json(const struct order_line *o)
 {
     cJSON *j = cJSON_CreateObject();
 
     cJSON_AddStringToObject(j, "order_id", o->order_id);
     admin_add_str(j, "sku", o->sku);
-    admin_add_num_text(j, "quantity", o->quantity);
+    admin_routes_add_num_text(j, "quantity", o->quantity);
     admin_add_str(j, "status", o->status);
-    admin_add_num_text(j, "attempts", o->attempts);
+    admin_routes_add_num_text(j, "attempts", o->attempts);
     admin_add_time(j, "created_at", o->created_us);
     admin_add_time(j, "sent_at", o->sent_us);
     admin_add_time(j, "fulfilled_at", o->fulfilled_us);
-    admin_add_num_text(j, "delivered", o->delivered);
+    admin_routes_add_num_text(j, "delivered", o->delivered);
     admin_add_str(j, "delivery", o->delivery);
-    admin_add_safe(j, "last_error", o->last_error);
+    admin_routes_add_safe(j, "last_error", o->last_error);
     return j;
 }
 
 static void
-admin_order_add(void *arg, const struct order_line *o)
+admin_routes_order_add(void *arg, const struct order_line *o)
 {
-    cJSON_AddItemToArray(arg, admin_order_json(o));
+    cJSON_AddItemToArray(arg, admin_routes_order_json(o));
 }
 
 void
-admin_orders(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_orders(struct admin_thread *t, responder_request *rq, const char *id,
+                    const cJSON *body)
 {
     long long limit;
     cJSON *json, *list;
@@ -155,7 +157,7 @@ admin_orders(struct admin_thread *t, responder_request *rq, const char *id, cons
         return;
     json = cJSON_CreateObject();
     list = cJSON_AddArrayToObject(json, "orders");
-    if (order_each(t->orders, limit, admin_order_add, list, &err) != RS_OK) {
+    if (order_each(t->orders, limit, admin_routes_order_add, list, &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
         return;
@@ -165,28 +167,28 @@ admin_orders(struct admin_thread *t, responder_request *rq, const char *id, cons
 }
 
 static void
-admin_order_keep(void *arg, const struct order_line *o)
+admin_routes_order_keep(void *arg, const struct order_line *o)
 {
-    *(cJSON **)arg = admin_order_json(o);
+    *(cJSON **)arg = admin_routes_order_json(o);
 }
 
 static void
-admin_timeline_add(void *arg, long long at, const char *event, const char *detail)
+admin_routes_timeline_add(void *arg, long long at, const char *event, const char *detail)
 {
     cJSON *e = cJSON_CreateObject();
 
     admin_add_time(e, "at", at);
     admin_add_str(e, "event", event);
-    admin_add_safe(e, "detail", detail);
+    admin_routes_add_safe(e, "detail", detail);
     cJSON_AddItemToArray(arg, e);
 }
 
 void
-admin_order(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_order(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
     cJSON *json = NULL;
     errbuf err = {{0}};
-    int found = order_one(t->orders, id, admin_order_keep, &json, &err);
+    int found = order_one(t->orders, id, admin_routes_order_keep, &json, &err);
 
     (void)body;
     if (found < 0) {
@@ -198,8 +200,8 @@ admin_order(struct admin_thread *t, responder_request *rq, const char *id, const
         responder_reply_error(rq, 404, "no order %.*s", (int)utf8_cut(id, strlen(id), 64), id);
         return;
     }
-    if (order_timeline(t->orders, id, admin_timeline_add, cJSON_AddArrayToObject(json, "timeline"),
-                       &err) != RS_OK) {
+    if (order_timeline(t->orders, id, admin_routes_timeline_add,
+                       cJSON_AddArrayToObject(json, "timeline"), &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
         return;
@@ -208,7 +210,8 @@ admin_order(struct admin_thread *t, responder_request *rq, const char *id, const
 }
 
 void
-admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id,
+                          const cJSON *body)
 {
     long long quantity = 0, max = conf_int(t->app->cf, "callback_quantity_max");
     const cJSON *over = cJSON_GetObjectItemCaseSensitive(body, "over");
@@ -229,7 +232,7 @@ admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id
         responder_reply_error(rq, 400, "over: expected true or false");
         return;
     }
-    found = order_one(t->orders, id, admin_order_keep, &probe, &err);
+    found = order_one(t->orders, id, admin_routes_order_keep, &probe, &err);
     cJSON_Delete(probe);
     if (found <= 0) {
         if (found < 0)
@@ -266,7 +269,7 @@ admin_order_fulfil(struct admin_thread *t, responder_request *rq, const char *id
 
 /* Sets (adds or replaces) a field of obj. */
 static void
-admin_set(cJSON *obj, const char *name, cJSON *value)
+admin_routes_set(cJSON *obj, const char *name, cJSON *value)
 {
     if (cJSON_GetObjectItemCaseSensitive(obj, name) != NULL)
         cJSON_ReplaceItemInObjectCaseSensitive(obj, name, value);
@@ -276,14 +279,14 @@ admin_set(cJSON *obj, const char *name, cJSON *value)
 
 /* A non-negative number of seconds, or null (a negative one means none). */
 static cJSON *
-admin_seconds(double s)
+admin_routes_seconds(double s)
 {
     return s < 0 ? cJSON_CreateNull() : cJSON_CreateNumber(s);
 }
 
 /* The reorder settings of a product: what `restockctl product set` takes. */
 static cJSON *
-admin_settings_json(const struct reorder_line *p)
+admin_routes_settings_json(const struct reorder_line *p)
 {
     cJSON *j = cJSON_CreateObject();
 
@@ -303,68 +306,69 @@ admin_settings_json(const struct reorder_line *p)
 
 /* The columns of `restockctl products` into a product's JSON. */
 static void
-admin_product_fields(cJSON *j, const struct reorder_line *p)
+admin_routes_product_fields(cJSON *j, const struct reorder_line *p)
 {
-    cJSON *settings = admin_settings_json(p);
+    cJSON *settings = admin_routes_settings_json(p);
 
     for (cJSON *s = settings->child; s != NULL; s = settings->child)
-        admin_set(j, s->string, cJSON_DetachItemViaPointer(settings, s));
+        admin_routes_set(j, s->string, cJSON_DetachItemViaPointer(settings, s));
     cJSON_Delete(settings);
-    admin_set(j, "stock", cJSON_CreateNumber((double)p->stock));
-    admin_set(j, "held", cJSON_CreateNumber((double)p->held));
-    admin_set(j, "sold_out", cJSON_CreateBool(p->stock == 0));
-    admin_set(j, "on_order", cJSON_CreateNumber((double)p->on_order));
-    admin_set(j, "rate_per_min", cJSON_CreateNumber(p->rate));
-    admin_set(j, "lead_p50_seconds",
-              p->has_factory ? cJSON_CreateNumber(p->lead_p50) : cJSON_CreateNull());
-    admin_set(j, "lead_p90_seconds",
-              p->has_factory ? cJSON_CreateNumber(p->lead_p90) : cJSON_CreateNull());
-    admin_set(j, "lead_orders", cJSON_CreateNumber(p->lead_orders));
-    admin_set(j, "suggested", cJSON_CreateNumber((double)p->suggested));
-    admin_set(j, "sells_out_seconds", admin_seconds(p->sellout));
-    admin_set(j, "surge", p->surge > 0 ? cJSON_CreateNumber(p->surge) : cJSON_CreateNull());
-    admin_set(j, "surge_left_seconds",
-              p->surge > 0 ? cJSON_CreateNumber(p->surge_left) : cJSON_CreateNull());
-    admin_set(j, "achieved",
-              p->cycles > 0
-                  ? cJSON_CreateNumber((double)(p->cycles - p->stockouts) / (double)p->cycles)
-                  : cJSON_CreateNull());
-    admin_set(j, "cycles", cJSON_CreateNumber((double)p->cycles));
-    admin_set(j, "stockouts", cJSON_CreateNumber((double)p->stockouts));
-    admin_set(j, "fill_rate",
-              p->fill_rate >= 0 ? cJSON_CreateNumber(p->fill_rate) : cJSON_CreateNull());
+    admin_routes_set(j, "stock", cJSON_CreateNumber((double)p->stock));
+    admin_routes_set(j, "held", cJSON_CreateNumber((double)p->held));
+    admin_routes_set(j, "sold_out", cJSON_CreateBool(p->stock == 0));
+    admin_routes_set(j, "on_order", cJSON_CreateNumber((double)p->on_order));
+    admin_routes_set(j, "rate_per_min", cJSON_CreateNumber(p->rate));
+    admin_routes_set(j, "lead_p50_seconds",
+                     p->has_factory ? cJSON_CreateNumber(p->lead_p50) : cJSON_CreateNull());
+    admin_routes_set(j, "lead_p90_seconds",
+                     p->has_factory ? cJSON_CreateNumber(p->lead_p90) : cJSON_CreateNull());
+    admin_routes_set(j, "lead_orders", cJSON_CreateNumber(p->lead_orders));
+    admin_routes_set(j, "suggested", cJSON_CreateNumber((double)p->suggested));
+    admin_routes_set(j, "sells_out_seconds", admin_routes_seconds(p->sellout));
+    admin_routes_set(j, "surge", p->surge > 0 ? cJSON_CreateNumber(p->surge) : cJSON_CreateNull());
+    admin_routes_set(j, "surge_left_seconds",
+                     p->surge > 0 ? cJSON_CreateNumber(p->surge_left) : cJSON_CreateNull());
+    admin_routes_set(
+        j, "achieved",
+        p->cycles > 0 ? cJSON_CreateNumber((double)(p->cycles - p->stockouts) / (double)p->cycles)
+                      : cJSON_CreateNull());
+    admin_routes_set(j, "cycles", cJSON_CreateNumber((double)p->cycles));
+    admin_routes_set(j, "stockouts", cJSON_CreateNumber((double)p->stockouts));
+    admin_routes_set(j, "fill_rate",
+                     p->fill_rate >= 0 ? cJSON_CreateNumber(p->fill_rate) : cJSON_CreateNull());
 }
 
-struct admin_products_merge {
+struct admin_routes_products_merge {
     cJSON *list;      /* the public product JSON, by sku */
     const char *only; /* one sku, or NULL */
 };
 
 static void
-admin_products_line(void *arg, const struct reorder_line *p)
+admin_routes_products_line(void *arg, const struct reorder_line *p)
 {
-    struct admin_products_merge *m = arg;
+    struct admin_routes_products_merge *m = arg;
 
     if (p->sku == NULL || (m->only != NULL && strcmp(p->sku, m->only) != 0))
         return;
     for (cJSON *j = m->list ? m->list->child : NULL; j != NULL; j = j->next) {
         const cJSON *sku = cJSON_GetObjectItemCaseSensitive(j, "sku");
         if (cJSON_IsString(sku) && strcmp(sku->valuestring, p->sku) == 0)
-            admin_product_fields(j, p);
+            admin_routes_product_fields(j, p);
     }
 }
 
 void
-admin_products(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_products(struct admin_thread *t, responder_request *rq, const char *id,
+                      const cJSON *body)
 {
-    struct admin_products_merge m = {0};
+    struct admin_routes_products_merge m = {0};
     cJSON *json;
     errbuf err = {{0}};
 
     (void)id;
     (void)body;
     if (product_list_json(t->products, &m.list, &err) != RS_OK ||
-        reorder_each(t->policy, admin_products_line, &m, &err) != RS_OK) {
+        reorder_each(t->policy, admin_routes_products_line, &m, &err) != RS_OK) {
         cJSON_Delete(m.list);
         admin_fail(t, rq, 500, &err);
         return;
@@ -377,9 +381,9 @@ admin_products(struct admin_thread *t, responder_request *rq, const char *id, co
 
 /* Answers the product sku as GET /admin/api/products/{sku} does. */
 static void
-admin_product_reply(struct admin_thread *t, responder_request *rq, const char *sku)
+admin_routes_product_reply(struct admin_thread *t, responder_request *rq, const char *sku)
 {
-    struct admin_products_merge m = {.only = sku};
+    struct admin_routes_products_merge m = {.only = sku};
     cJSON *one = NULL;
     errbuf err = {{0}};
     int found = product_get_json(t->products, sku, &one, &err);
@@ -387,7 +391,7 @@ admin_product_reply(struct admin_thread *t, responder_request *rq, const char *s
     if (found > 0) {
         m.list = cJSON_CreateArray();
         cJSON_AddItemToArray(m.list, one);
-        if (reorder_each(t->policy, admin_products_line, &m, &err) != RS_OK)
+        if (reorder_each(t->policy, admin_routes_products_line, &m, &err) != RS_OK)
             found = RS_ERR;
     }
     if (found < 0) {
@@ -405,16 +409,17 @@ admin_product_reply(struct admin_thread *t, responder_request *rq, const char *s
 }
 
 void
-admin_product(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_product(struct admin_thread *t, responder_request *rq, const char *id,
+                     const cJSON *body)
 {
     (void)body;
-    admin_product_reply(t, rq, id);
+    admin_routes_product_reply(t, rq, id);
 }
 
 /* One setting of the body as the key=value word reorder_set takes: numbers as
  * numbers, true/false as on/off, strings as they are ("95%", "off", "+2h"). */
 static char *
-admin_setting_word(const cJSON *item, errbuf *err)
+admin_routes_setting_word(const cJSON *item, errbuf *err)
 {
     char value[64], *word;
     size_t size;
@@ -448,7 +453,8 @@ admin_setting_word(const cJSON *item, errbuf *err)
 }
 
 void
-admin_product_set(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_product_set(struct admin_thread *t, responder_request *rq, const char *id,
+                         const cJSON *body)
 {
     int n = cJSON_GetArraySize(body), argc = 0, found;
     struct reorder_line now;
@@ -474,7 +480,7 @@ admin_product_set(struct admin_thread *t, responder_request *rq, const char *id,
         return;
     }
     for (const cJSON *item = body->child; item != NULL; item = item->next) {
-        argv[argc] = admin_setting_word(item, &err);
+        argv[argc] = admin_routes_setting_word(item, &err);
         if (argv[argc] == NULL) {
             responder_reply_error(rq, 400, "%s", err.msg);
             goto done;
@@ -485,7 +491,7 @@ admin_product_set(struct admin_thread *t, responder_request *rq, const char *id,
         admin_fail(t, rq, 400, &err);
         goto done;
     }
-    admin_product_reply(t, rq, id);
+    admin_routes_product_reply(t, rq, id);
 done:
     for (int i = 0; i < argc; i++)
         free(argv[i]);
@@ -495,7 +501,7 @@ done:
 /* -- holds --------------------------------------------------------------------------- */
 
 static void
-admin_holds_product(void *arg, const struct hold_report_product *p)
+admin_routes_holds_product(void *arg, const struct hold_report_product *p)
 {
     cJSON *j = cJSON_CreateObject();
 
@@ -510,7 +516,7 @@ admin_holds_product(void *arg, const struct hold_report_product *p)
 }
 
 static void
-admin_holds_hold(void *arg, const struct hold_report_hold *h)
+admin_routes_holds_hold(void *arg, const struct hold_report_hold *h)
 {
     cJSON *j = cJSON_CreateObject();
     char *customer = NULL;
@@ -534,7 +540,7 @@ admin_holds_hold(void *arg, const struct hold_report_hold *h)
 }
 
 void
-admin_holds(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_holds(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
     struct hold_report_totals totals;
     long long limit;
@@ -547,9 +553,9 @@ admin_holds(struct admin_thread *t, responder_request *rq, const char *id, const
         return;
     json = cJSON_CreateObject();
     if (hold_report_totals(t->holds, &totals, &err) != RS_OK ||
-        hold_report_by_product(t->holds, admin_holds_product,
+        hold_report_by_product(t->holds, admin_routes_holds_product,
                                cJSON_AddArrayToObject(json, "products"), &err) != RS_OK ||
-        hold_report_oldest(t->holds, limit, admin_holds_hold,
+        hold_report_oldest(t->holds, limit, admin_routes_holds_hold,
                            cJSON_AddArrayToObject(json, "oldest"), &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
@@ -564,41 +570,41 @@ admin_holds(struct admin_thread *t, responder_request *rq, const char *id, const
 /* -- dead letters and messages -------------------------------------------------------- */
 
 static void
-admin_add_spool_time(cJSON *obj, const char *name, time_t t)
+admin_routes_add_spool_time(cJSON *obj, const char *name, time_t t)
 {
     admin_add_time(obj, name, (long long)t * 1000000);
 }
 
-struct admin_dead_walk {
+struct admin_routes_dead_walk {
     cJSON *list;
     const char *queue;
 };
 
 static int
-admin_dead_line(void *arg, const char *name, const spool_msg *m, const char *problem)
+admin_routes_dead_line(void *arg, const char *name, const spool_msg *m, const char *problem)
 {
-    struct admin_dead_walk *w = arg;
+    struct admin_routes_dead_walk *w = arg;
     cJSON *j = cJSON_CreateObject();
 
     cJSON_AddStringToObject(j, "queue", w->queue);
-    admin_add_safe(j, "id", name);
+    admin_routes_add_safe(j, "id", name);
     if (m == NULL) {
-        admin_add_safe(j, "unreadable", problem);
+        admin_routes_add_safe(j, "unreadable", problem);
     } else {
-        admin_add_spool_time(j, "died_at", spool_msg_died_at(m));
+        admin_routes_add_spool_time(j, "died_at", spool_msg_died_at(m));
         cJSON_AddNumberToObject(j, "attempts", spool_msg_attempts(m));
-        admin_add_safe(j, "reason", spool_msg_death_reason(m));
-        admin_add_safe(j, "last_error", spool_msg_last_error(m));
-        admin_add_safe(j, "key", spool_msg_key(m));
+        admin_routes_add_safe(j, "reason", spool_msg_death_reason(m));
+        admin_routes_add_safe(j, "last_error", spool_msg_last_error(m));
+        admin_routes_add_safe(j, "key", spool_msg_key(m));
     }
     cJSON_AddItemToArray(w->list, j);
     return 0;
 }
 
 void
-admin_dead(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_dead(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
-    struct admin_dead_walk w;
+    struct admin_routes_dead_walk w;
     cJSON *json = cJSON_CreateObject();
     errbuf err = {{0}};
 
@@ -607,7 +613,7 @@ admin_dead(struct admin_thread *t, responder_request *rq, const char *id, const 
     w.list = cJSON_AddArrayToObject(json, "dead");
     for (int i = 0; i < QUEUES_COUNT; i++) {
         w.queue = queues_names[i];
-        if (spool_each(t->queues[i], SPOOL_DEAD, admin_dead_line, &w, &err) == RS_ERR) {
+        if (spool_each(t->queues[i], SPOOL_DEAD, admin_routes_dead_line, &w, &err) == RS_ERR) {
             cJSON_Delete(json);
             responder_reply_error(rq, 500, "%s", err.msg);
             return;
@@ -617,7 +623,8 @@ admin_dead(struct admin_thread *t, responder_request *rq, const char *id, const 
 }
 
 void
-admin_message(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_message(struct admin_thread *t, responder_request *rq, const char *id,
+                     const cJSON *body)
 {
     spool_msg *m = NULL;
     errbuf err = {{0}};
@@ -640,16 +647,16 @@ admin_message(struct admin_thread *t, responder_request *rq, const char *id, con
     cJSON_AddStringToObject(json, "id", spool_msg_id(m));
     cJSON_AddStringToObject(json, "queue", queues_names[q]);
     cJSON_AddStringToObject(json, "state", spool_state_name(spool_msg_state(m)));
-    admin_add_safe(json, "key", spool_msg_key(m));
-    admin_add_spool_time(json, "created_at", spool_msg_created(m));
+    admin_routes_add_safe(json, "key", spool_msg_key(m));
+    admin_routes_add_spool_time(json, "created_at", spool_msg_created(m));
     cJSON_AddNumberToObject(json, "attempts", spool_msg_attempts(m));
-    admin_add_spool_time(json, "due_at", spool_msg_due(m));
-    admin_add_safe(json, "last_error", spool_msg_last_error(m));
-    admin_add_spool_time(json, "died_at", spool_msg_died_at(m));
-    admin_add_safe(json, "death_reason", spool_msg_death_reason(m));
+    admin_routes_add_spool_time(json, "due_at", spool_msg_due(m));
+    admin_routes_add_safe(json, "last_error", spool_msg_last_error(m));
+    admin_routes_add_spool_time(json, "died_at", spool_msg_died_at(m));
+    admin_routes_add_safe(json, "death_reason", spool_msg_death_reason(m));
     history = cJSON_AddArrayToObject(json, "history");
     for (size_t i = 0; i < spool_msg_history_count(m); i++)
-        cJSON_AddItemToArray(history, admin_safe(spool_msg_history(m, i)));
+        cJSON_AddItemToArray(history, admin_routes_safe(spool_msg_history(m, i)));
     /* The callback token is a secret: hidden, as restockctl dlq show hides it. */
     shown = factory_msg_shown(spool_msg_body(m), spool_msg_len(m));
     if (shown != NULL) {
@@ -669,8 +676,8 @@ admin_message(struct admin_thread *t, responder_request *rq, const char *id, con
 /* dlq_redrive's hook: the audit row (and the order reopened) committed before
  * the file moves, as restockctl does (lib/change). */
 static int
-admin_redrive_before(void *arg, const char *queue, const char *id, const char *order_id,
-                     errbuf *err)
+admin_routes_redrive_before(void *arg, const char *queue, const char *id, const char *order_id,
+                            errbuf *err)
 {
     struct admin_thread *t = arg;
 
@@ -678,7 +685,8 @@ admin_redrive_before(void *arg, const char *queue, const char *id, const char *o
 }
 
 void
-admin_redrive(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_redrive(struct admin_thread *t, responder_request *rq, const char *id,
+                     const cJSON *body)
 {
     cJSON *json, *queues;
     errbuf err = {{0}}, not_dead = {{0}};
@@ -694,7 +702,7 @@ admin_redrive(struct admin_thread *t, responder_request *rq, const char *id, con
     cJSON_AddStringToObject(json, "id", id);
     queues = cJSON_AddArrayToObject(json, "redriven");
     for (int i = 0; i < QUEUES_COUNT; i++) {
-        int n = dlq_redrive(t->queues[i], id, admin_redrive_before, t, &err);
+        int n = dlq_redrive(t->queues[i], id, admin_routes_redrive_before, t, &err);
         if (n < 0) {
             cJSON_Delete(json);
             admin_fail(t, rq, 500, &err);
@@ -723,7 +731,7 @@ admin_redrive(struct admin_thread *t, responder_request *rq, const char *id, con
 /* -- API clients --------------------------------------------------------------------- */
 
 static void
-admin_client_line(void *arg, const struct api_client_line *c)
+admin_routes_client_line(void *arg, const struct api_client_line *c)
 {
     cJSON *j = cJSON_CreateObject();
 
@@ -736,15 +744,16 @@ admin_client_line(void *arg, const struct api_client_line *c)
 }
 
 void
-admin_clients(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_clients(struct admin_thread *t, responder_request *rq, const char *id,
+                     const cJSON *body)
 {
     cJSON *json = cJSON_CreateObject();
     errbuf err = {{0}};
 
     (void)id;
     (void)body;
-    if (api_client_each(t->clients, admin_client_line, cJSON_AddArrayToObject(json, "clients"),
-                        &err) != RS_OK) {
+    if (api_client_each(t->clients, admin_routes_client_line,
+                        cJSON_AddArrayToObject(json, "clients"), &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
         return;
@@ -754,7 +763,8 @@ admin_clients(struct admin_thread *t, responder_request *rq, const char *id, con
 }
 
 void
-admin_client_add(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_client_add(struct admin_thread *t, responder_request *rq, const char *id,
+                        const cJSON *body)
 {
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(body, "name");
     char key[API_CLIENT_KEY_LEN + 1];
@@ -786,8 +796,8 @@ admin_client_add(struct admin_thread *t, responder_request *rq, const char *id, 
 }
 
 void
-admin_client_revoke(struct admin_thread *t, responder_request *rq, const char *id,
-                    const cJSON *body)
+admin_routes_client_revoke(struct admin_thread *t, responder_request *rq, const char *id,
+                           const cJSON *body)
 {
     long long client = 0;
     cJSON *json;
@@ -811,7 +821,7 @@ admin_client_revoke(struct admin_thread *t, responder_request *rq, const char *i
 
 /* An endpoint's events ("a,b" or NULL: all) as a JSON array, or null for all. */
 static cJSON *
-admin_events_json(const char *events)
+admin_routes_events_json(const char *events)
 {
     cJSON *list;
 
@@ -832,19 +842,19 @@ admin_events_json(const char *events)
 }
 
 static void
-admin_webhook_line(void *arg, const struct webhook_endpoint_line *w)
+admin_routes_webhook_line(void *arg, const struct webhook_endpoint_line *w)
 {
     cJSON *j = cJSON_CreateObject();
 
     admin_add_str(j, "id", w->id);
     admin_add_str(j, "url", w->url);
     cJSON_AddStringToObject(j, "status", webhook_endpoint_status_name(w->status));
-    cJSON_AddItemToObject(j, "events", admin_events_json(w->events));
+    cJSON_AddItemToObject(j, "events", admin_routes_events_json(w->events));
     admin_add_str(j, "created", w->created);
     cJSON_AddBoolToObject(j, "rotating", w->rotating);
     admin_add_str(j, "rotated_at", w->rotated_at);
     admin_add_str(j, "disabled_at", w->disabled_at);
-    admin_add_safe(j, "reason", w->reason);
+    admin_routes_add_safe(j, "reason", w->reason);
     if (cJSON_IsArray(arg))
         cJSON_AddItemToArray(arg, j);
     else
@@ -852,7 +862,8 @@ admin_webhook_line(void *arg, const struct webhook_endpoint_line *w)
 }
 
 void
-admin_webhooks(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_webhooks(struct admin_thread *t, responder_request *rq, const char *id,
+                      const cJSON *body)
 {
     cJSON *json = cJSON_CreateObject();
     errbuf err = {{0}};
@@ -860,7 +871,7 @@ admin_webhooks(struct admin_thread *t, responder_request *rq, const char *id, co
     (void)id;
     (void)body;
     if (webhook_endpoint_each(t->hooks, conf_int(t->app->cf, "webhook_rotation_overlap"),
-                              admin_webhook_line, cJSON_AddArrayToObject(json, "webhooks"),
+                              admin_routes_webhook_line, cJSON_AddArrayToObject(json, "webhooks"),
                               &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
@@ -873,13 +884,13 @@ admin_webhooks(struct admin_thread *t, responder_request *rq, const char *id, co
 /* The endpoint id as one of its routes names it: 1 with *line set (the caller
  * deletes it), 0 when it was answered (404, 503). */
 static int
-admin_webhook_of(struct admin_thread *t, responder_request *rq, const char *id, cJSON **line)
+admin_routes_webhook_of(struct admin_thread *t, responder_request *rq, const char *id, cJSON **line)
 {
     errbuf err = {{0}};
 
     *line = NULL;
     if (webhook_endpoint_get(t->hooks, id, conf_int(t->app->cf, "webhook_rotation_overlap"),
-                             admin_webhook_line, line, &err) < 0) {
+                             admin_routes_webhook_line, line, &err) < 0) {
         cJSON_Delete(*line);
         admin_fail(t, rq, 404, &err);
         return 0;
@@ -889,7 +900,7 @@ admin_webhook_of(struct admin_thread *t, responder_request *rq, const char *id, 
 }
 
 /* What a new endpoint is made of, and what it is given (its id, its secret). */
-struct admin_webhook_new {
+struct admin_routes_webhook_new {
     const char *url;
     unsigned events;
     struct webhook_endpoint_key key;
@@ -899,7 +910,7 @@ struct admin_webhook_new {
 
 /* Joins a JSON array of type names into "a,b" for webhook_endpoint_events_parse. */
 static int
-admin_events_list(const cJSON *events, char *out, size_t size, errbuf *err)
+admin_routes_events_list(const cJSON *events, char *out, size_t size, errbuf *err)
 {
     size_t used = 0;
 
@@ -919,9 +930,10 @@ admin_events_list(const cJSON *events, char *out, size_t size, errbuf *err)
 }
 
 void
-admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
+                         const cJSON *body)
 {
-    struct admin_webhook_new c = {0};
+    struct admin_routes_webhook_new c = {0};
     const cJSON *url = cJSON_GetObjectItemCaseSensitive(body, "url"),
                 *events = cJSON_GetObjectItemCaseSensitive(body, "events");
     char list[1024];
@@ -936,7 +948,7 @@ admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
     c.url = url->valuestring;
     if (webhook_endpoint_url_check(c.url, &err) != RS_OK ||
         (events != NULL && !cJSON_IsNull(events) &&
-         (admin_events_list(events, list, sizeof(list), &err) != RS_OK ||
+         (admin_routes_events_list(events, list, sizeof(list), &err) != RS_OK ||
           webhook_endpoint_events_parse(list, &c.events, &err) != RS_OK))) {
         responder_reply_error(rq, 400, "%s", err.msg);
         return;
@@ -957,7 +969,7 @@ admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
     json = cJSON_CreateObject();
     cJSON_AddStringToObject(json, "id", c.id);
     cJSON_AddStringToObject(json, "url", c.url);
-    cJSON_AddItemToObject(json, "events", admin_events_json(c.events ? list : NULL));
+    cJSON_AddItemToObject(json, "events", admin_routes_events_json(c.events ? list : NULL));
     cJSON_AddStringToObject(json, "secret", c.secret);
     sodium_memzero(c.secret, sizeof(c.secret));
     admin_reply(rq, 201, json);
@@ -966,8 +978,8 @@ admin_webhook_add(struct admin_thread *t, responder_request *rq, const char *id,
 /* disable, enable, rotate: the endpoint named, the change audited, the
  * endpoint answered as listed (rotate: with its new secret, once). */
 static void
-admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body,
-                  int what)
+admin_routes_webhook_act(struct admin_thread *t, responder_request *rq, const char *id,
+                         const cJSON *body, int what)
 {
     const cJSON *reason = cJSON_GetObjectItemCaseSensitive(body, "reason");
     struct webhook_endpoint_key key;
@@ -980,7 +992,7 @@ admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id,
         responder_reply_error(rq, 400, "reason: expected a string");
         return;
     }
-    if (!admin_webhook_of(t, rq, id, &line))
+    if (!admin_routes_webhook_of(t, rq, id, &line))
         return;
     cJSON_Delete(line);
     line = NULL;
@@ -1000,7 +1012,7 @@ admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id,
         admin_fail(t, rq, 400, &err);
         return;
     }
-    if (admin_webhook_of(t, rq, id, &line)) {
+    if (admin_routes_webhook_of(t, rq, id, &line)) {
         if (what == 'r')
             cJSON_AddStringToObject(line, "secret", secret); /* once */
         admin_reply(rq, 200, line);
@@ -1009,30 +1021,31 @@ admin_webhook_act(struct admin_thread *t, responder_request *rq, const char *id,
 }
 
 void
-admin_webhook_disable(struct admin_thread *t, responder_request *rq, const char *id,
-                      const cJSON *body)
+admin_routes_webhook_disable(struct admin_thread *t, responder_request *rq, const char *id,
+                             const cJSON *body)
 {
-    admin_webhook_act(t, rq, id, body, 'd');
+    admin_routes_webhook_act(t, rq, id, body, 'd');
 }
 
 void
-admin_webhook_enable(struct admin_thread *t, responder_request *rq, const char *id,
-                     const cJSON *body)
+admin_routes_webhook_enable(struct admin_thread *t, responder_request *rq, const char *id,
+                            const cJSON *body)
 {
-    admin_webhook_act(t, rq, id, body, 'e');
+    admin_routes_webhook_act(t, rq, id, body, 'e');
 }
 
 void
-admin_webhook_rotate(struct admin_thread *t, responder_request *rq, const char *id,
-                     const cJSON *body)
+admin_routes_webhook_rotate(struct admin_thread *t, responder_request *rq, const char *id,
+                            const cJSON *body)
 {
-    admin_webhook_act(t, rq, id, body, 'r');
+    admin_routes_webhook_act(t, rq, id, body, 'r');
 }
 
 /* Queues a ping (not a change: not audited); its delivery shows at
  * GET /admin/api/messages/{ping}. */
 void
-admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id,
+                          const cJSON *body)
 {
     char wid[WEBHOOK_SIG_ID_SIZE];
     const cJSON *status;
@@ -1040,7 +1053,7 @@ admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id
     errbuf err = {{0}};
 
     (void)body;
-    if (!admin_webhook_of(t, rq, id, &line))
+    if (!admin_routes_webhook_of(t, rq, id, &line))
         return;
     status = cJSON_GetObjectItemCaseSensitive(line, "status");
     if (!cJSON_IsString(status) || strcmp(status->valuestring, "enabled") != 0) {
@@ -1067,7 +1080,7 @@ admin_webhook_ping(struct admin_thread *t, responder_request *rq, const char *id
 /* -- accounts and the audit trail ----------------------------------------------------- */
 
 static void
-admin_account_line(void *arg, const struct admin_account_line *a)
+admin_routes_account_line(void *arg, const struct admin_account_line *a)
 {
     cJSON *j = cJSON_CreateObject();
 
@@ -1082,14 +1095,15 @@ admin_account_line(void *arg, const struct admin_account_line *a)
 }
 
 void
-admin_accounts(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_accounts(struct admin_thread *t, responder_request *rq, const char *id,
+                      const cJSON *body)
 {
     cJSON *json = cJSON_CreateObject();
     errbuf err = {{0}};
 
     (void)id;
     (void)body;
-    if (admin_account_each(t->accounts, admin_account_line,
+    if (admin_account_each(t->accounts, admin_routes_account_line,
                            cJSON_AddArrayToObject(json, "accounts"), &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
@@ -1101,7 +1115,7 @@ admin_accounts(struct admin_thread *t, responder_request *rq, const char *id, co
 
 /* A before or after column: its JSON value, or null. */
 static void
-admin_add_json_text(cJSON *obj, const char *name, const char *text)
+admin_routes_add_json_text(cJSON *obj, const char *name, const char *text)
 {
     cJSON *value = text ? cJSON_Parse(text) : NULL;
 
@@ -1112,7 +1126,7 @@ admin_add_json_text(cJSON *obj, const char *name, const char *text)
 }
 
 static void
-admin_audit_line(void *arg, const struct audit_line *a)
+admin_routes_audit_line(void *arg, const struct audit_line *a)
 {
     cJSON *j = cJSON_CreateObject();
 
@@ -1122,13 +1136,13 @@ admin_audit_line(void *arg, const struct audit_line *a)
     admin_add_str(j, "source", a->source);
     admin_add_str(j, "action", a->action);
     admin_add_str(j, "target", a->target);
-    admin_add_json_text(j, "before", a->before);
-    admin_add_json_text(j, "after", a->after);
+    admin_routes_add_json_text(j, "before", a->before);
+    admin_routes_add_json_text(j, "after", a->after);
     cJSON_AddItemToArray(arg, j);
 }
 
 void
-admin_audit(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
+admin_routes_audit(struct admin_thread *t, responder_request *rq, const char *id, const cJSON *body)
 {
     long long limit, before;
     cJSON *json;
@@ -1140,8 +1154,8 @@ admin_audit(struct admin_thread *t, responder_request *rq, const char *id, const
         admin_query_int(rq, "before", 0, (long long)9e17, 0, &before) != RS_OK)
         return;
     json = cJSON_CreateObject();
-    if (audit_each(t->trail, limit, before, admin_audit_line, cJSON_AddArrayToObject(json, "audit"),
-                   &err) != RS_OK) {
+    if (audit_each(t->trail, limit, before, admin_routes_audit_line,
+                   cJSON_AddArrayToObject(json, "audit"), &err) != RS_OK) {
         cJSON_Delete(json);
         admin_fail(t, rq, 500, &err);
         return;
