@@ -201,11 +201,10 @@ function checkWebhook(rec) {
 
 function readLines(path) {
   if (!path || !fs.existsSync(path)) return [];
-  return fs
-    .readFileSync(path, "utf8")
-    .split("\n")
-    .filter((line) => line.length > 0)
-    .map((line) => JSON.parse(line));
+  // Whole lines only: a consumer may be writing its last one.
+  const lines = fs.readFileSync(path, "utf8").split("\n");
+  lines.pop();
+  return lines.filter((line) => line.length > 0).map((line) => JSON.parse(line));
 }
 
 let checked = 0,
