@@ -256,12 +256,14 @@ class Stack:
         os.unlink(pidfile)
 
     def close(self, failed=False):
+        # The answers are all in: their validation runs while the stack stops.
+        validation = self.validate_exchanges()
         try:
             for name in list(self.workers):
                 self.stop_worker(name)
             self._stack("stop", [])
         finally:
-            self.validate_exchanges()
+            self.report_validation(validation)
             reports = self.sanitizer_reports()
             self.tap.ok(not reports, "no sanitizer or valgrind report in the programs' logs",
                         reports)
@@ -355,25 +357,35 @@ class Stack:
         return response
 
     def validate_exchanges(self):
-        """Checks every recorded answer, and every delivery the webhook consumers
-        verified, against docs/openapi.yaml in one run of the validator: a TAP test
-        that fails naming each answer the document does not describe."""
+        """Starts the check of every recorded answer, and of every delivery the
+        webhook consumers verified, against docs/openapi.yaml, in one run of the
+        validator: its process (None when nothing was recorded), or a string saying
+        why it could not start, for report_validation."""
         logs = [p for p in self.webhook_logs if os.path.exists(p)]
         if not os.path.exists(self.exchanges) and not logs:
-            return
+            return None
         if not os.path.exists(os.path.join(os.path.dirname(OPENAPI_VALIDATOR), "node_modules")):
-            self.tap.ok(False, "answers match docs/openapi.yaml",
-                        "the validator's npm packages are missing: scripts/deps test")
+            return "the validator's npm packages are missing: scripts/deps test"
+        return subprocess.Popen([NODE, OPENAPI_VALIDATOR, OPENAPI, self.exchanges] + logs,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, NODE_PATH=""))
+
+    def report_validation(self, validation):
+        """The validator's verdict as TAP: one test, or a failed one naming each
+        answer the document does not describe (20 at most, then a count)."""
+        if validation is None:
             return
-        p = subprocess.run([NODE, OPENAPI_VALIDATOR, OPENAPI, self.exchanges] + logs,
-                           capture_output=True, text=True, env=dict(os.environ, NODE_PATH=""))
-        out = p.stdout.splitlines()
+        if isinstance(validation, str):
+            self.tap.ok(False, "answers match docs/openapi.yaml", validation)
+            return
+        stdout, stderr = validation.communicate()
+        out = stdout.splitlines()
         problems = [ln for ln in out if not ln.startswith("checked ")]
-        if p.returncode == 0 and not problems:
+        if validation.returncode == 0 and not problems:
             self.tap.ok(True, "answers match docs/openapi.yaml (%s)" % (out[-1] if out else ""))
             return
         if not problems:  # the validator itself failed
-            self.tap.ok(False, "answers match docs/openapi.yaml", p.stderr[-2000:])
+            self.tap.ok(False, "answers match docs/openapi.yaml", stderr[-2000:])
         for line in problems[:20]:
             self.tap.ok(False, "answer matches docs/openapi.yaml: " + line[:200], line)
         if len(problems) > 20:
