@@ -309,11 +309,10 @@ struct reorder_step {
     long long sold;
     struct order_unfinished open; /* the unfinished order now, for the next sample */
     double rate;
-    double demand_mean, demand_var, demand_seconds; /* over demand_window */
-    double span_dev, span_seconds;                  /* the variance's open span */
-    double fill_asked, fill_turned, fill_seconds;   /* over service_window */
-    int sample;                                     /* write the sample */
-    int move;                                       /* automatic: write point and level */
+    struct reorder_demand demand;                 /* over demand_window */
+    double fill_asked, fill_turned, fill_seconds; /* over service_window */
+    int sample;                                   /* write the sample */
+    int move;                                     /* automatic: write point and level */
     long long point, level, old_point, old_level;
     double lead;
     int lead_orders;
@@ -364,27 +363,26 @@ reorder_weight(double seen, double age, long window)
  * is what the policy needs; for seconds that are not independent (bursts, and the
  * lulls that follow) the variance of one second times a lead time is not it: the
  * simulator's load made it 50 a second for 30 (the 90 % target served 95.5 %). */
-static void
-reorder_demand(struct reorder_step *step, long long units, double age, long window, double surge,
-               double span)
+void
+reorder_demand_sample(struct reorder_demand *d, long long units, double age, long window,
+                      double surge, double span)
 {
-    double weight = reorder_weight(step->demand_seconds, age, window), dev;
-    double seen = step->demand_seconds - step->span_seconds;
+    double weight = reorder_weight(d->seconds, age, window), dev;
+    double seen = d->seconds - d->span_seconds;
     double f = surge > 0 ? surge : 1.0;
 
     if (units < 0)
         units = 0;
-    dev = ((double)units - f * step->demand_mean * age) / sqrt(f);
-    step->demand_mean += weight * ((double)units / f / age - step->demand_mean);
-    step->demand_seconds = fmin(step->demand_seconds + age, (double)window);
-    step->span_dev += dev;
-    step->span_seconds += age;
-    if (step->span_seconds < span)
+    dev = ((double)units - f * d->mean * age) / sqrt(f);
+    d->mean += weight * ((double)units / f / age - d->mean);
+    d->seconds = fmin(d->seconds + age, (double)window);
+    d->span_dev += dev;
+    d->span_seconds += age;
+    if (d->span_seconds < span)
         return;
-    weight = reorder_weight(seen > 0 ? seen : 0, step->span_seconds, window);
-    step->demand_var +=
-        weight * (step->span_dev * step->span_dev / step->span_seconds - step->demand_var);
-    step->span_dev = step->span_seconds = 0;
+    weight = reorder_weight(seen > 0 ? seen : 0, d->span_seconds, window);
+    d->var += weight * (d->span_dev * d->span_dev / d->span_seconds - d->var);
+    d->span_dev = d->span_seconds = 0;
 }
 
 /* The fill rate's two averages after a sample: units asked for and, of them,
@@ -529,14 +527,14 @@ reorder_sweep(reorder *self, errbuf *err)
                  db_stmt_col(st, COL_NOW, NULL) ? db_stmt_col(st, COL_NOW, NULL) : "");
         step.sold = db_stmt_col_int(st, COL_SOLD);
         step.rate = rate ? strtod(rate, NULL) : 0;
-        step.demand_mean = line.demand_mean;
-        step.demand_var = line.demand_var;
-        step.demand_seconds = reorder_col_double(st, COL_DEMAND_SECONDS);
+        step.demand.mean = line.demand_mean;
+        step.demand.var = line.demand_var;
+        step.demand.seconds = reorder_col_double(st, COL_DEMAND_SECONDS);
         step.fill_asked = reorder_col_double(st, COL_FILL_ASKED);
         step.fill_turned = reorder_col_double(st, COL_FILL_TURNED);
         step.fill_seconds = reorder_col_double(st, COL_FILL_SECONDS);
-        step.span_dev = reorder_col_double(st, COL_SPAN_DEV);
-        step.span_seconds = reorder_col_double(st, COL_SPAN_SECONDS);
+        step.demand.span_dev = reorder_col_double(st, COL_SPAN_DEV);
+        step.demand.span_seconds = reorder_col_double(st, COL_SPAN_SECONDS);
         /* A product that sold nothing, had no order and has no rate left to
          * decay costs no statement: a large quiet catalogue stays cheap. */
         quiet = !db_stmt_col_is_null(st, COL_SAMPLE_SOLD) &&
@@ -544,7 +542,7 @@ reorder_sweep(reorder *self, errbuf *err)
                 db_stmt_col_is_null(st, COL_SAMPLE_ORDER) && step.rate < REORDER_RATE_ZERO;
         /* The lead time and the on-order read other statements: the result set of
          * this one is stored, and stays. Measured first: a target's variance spans
-         * its mean lead time (reorder_demand). */
+         * its mean lead time (reorder_demand_sample). */
         if (line.automatic && line.has_factory && reorder_measure(self, st, &line, err) != RS_OK)
             goto done;
         if (!quiet && (db_stmt_col_is_null(st, COL_SAMPLE_SOLD) || age >= REORDER_SAMPLE_MIN)) {
@@ -556,8 +554,8 @@ reorder_sweep(reorder *self, errbuf *err)
                 long long units = step.sold - db_stmt_col_int(st, COL_SAMPLE_SOLD) + asked;
 
                 step.rate = reorder_rate(step.rate, units, age, window);
-                reorder_demand(
-                    &step, units, age, demand_window, line.surge,
+                reorder_demand_sample(
+                    &step.demand, units, age, demand_window, line.surge,
                     line.automatic && line.has_factory && line.target > 0 ? line.lead_mean : 0);
                 reorder_fill(&step, units, asked, age, service_window);
             }
@@ -575,8 +573,8 @@ reorder_sweep(reorder *self, errbuf *err)
             }
             if (line.automatic && line.has_factory) {
                 line.rate = step.rate;
-                line.demand_mean = step.demand_mean;
-                line.demand_var = step.demand_var;
+                line.demand_mean = step.demand.mean;
+                line.demand_var = step.demand.var;
                 line.suggested =
                     reorder_suggest(line.rate, line.lead_p90, conf_int(self->cf, "reorder_safety"));
                 if (line.target > 0 && reorder_policy(self, &line, err) != RS_OK)
@@ -592,14 +590,14 @@ reorder_sweep(reorder *self, errbuf *err)
         char span_dev[64], span_seconds[64];
 
         snprintf(rate, sizeof(rate), "%.6f", s->rate);
-        snprintf(mean, sizeof(mean), "%.9g", s->demand_mean);
-        snprintf(var, sizeof(var), "%.9g", s->demand_var);
-        snprintf(seen, sizeof(seen), "%.9g", s->demand_seconds);
+        snprintf(mean, sizeof(mean), "%.9g", s->demand.mean);
+        snprintf(var, sizeof(var), "%.9g", s->demand.var);
+        snprintf(seen, sizeof(seen), "%.9g", s->demand.seconds);
         snprintf(fill_asked, sizeof(fill_asked), "%.9g", s->fill_asked);
         snprintf(fill_turned, sizeof(fill_turned), "%.9g", s->fill_turned);
         snprintf(fill_seen, sizeof(fill_seen), "%.9g", s->fill_seconds);
-        snprintf(span_dev, sizeof(span_dev), "%.9g", s->span_dev);
-        snprintf(span_seconds, sizeof(span_seconds), "%.9g", s->span_seconds);
+        snprintf(span_dev, sizeof(span_dev), "%.9g", s->demand.span_dev);
+        snprintf(span_seconds, sizeof(span_seconds), "%.9g", s->demand.span_seconds);
         if (s->sample &&
             db_stmt_exec(self->st[ST_SAMPLE], err, "bibissssssssss", s->product_id,
                          (size_t)IDENT_BYTES, s->sold, s->open.exists ? s->open.order_id : NULL,
@@ -621,7 +619,7 @@ reorder_sweep(reorder *self, errbuf *err)
                 s->sku, s->old_point, s->point, s->old_level, s->level, s->line.target,
                 stock_policy_law_name(s->line.policy.law), s->line.policy.z,
                 s->line.policy.lead_demand, s->line.policy.lead_sd, s->line.policy.safety,
-                s->demand_mean, s->demand_var, s->line.surge > 0 ? s->line.surge : 1.0,
+                s->demand.mean, s->demand.var, s->line.surge > 0 ? s->line.surge : 1.0,
                 s->line.lead_mean, sqrt(s->line.lead_var), s->lead_orders, demand_window);
         else if (rows == 1)
             log_info("event=reorder_auto sku=%s reorder_point=%lld->%lld reorder_level=%lld->%lld "

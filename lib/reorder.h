@@ -83,6 +83,20 @@ int reorder_get(reorder *self, const char *sku, struct reorder_line *out, errbuf
  * up; 0 when nothing sells. */
 long long reorder_suggest(double rate_per_min, double lead_seconds, long safety_pct);
 
+/* A product's demand as measured (product_demand's columns): units asked for per
+ * second and their variance per second, exponential averages over demand_window;
+ * the seconds they have seen (up to the window); the variance's open span. */
+struct reorder_demand {
+    double mean, var, seconds;
+    double span_dev, span_seconds;
+};
+
+/* Adds a sample, units asked for over age seconds, to d: the mean at once, the
+ * variance when the open span reaches span seconds (0: each sample closes it);
+ * surge: the announced factor while it lasts (0 or 1: none). Pure arithmetic. */
+void reorder_demand_sample(struct reorder_demand *d, long long units, double age, long window,
+                           double surge, double span);
+
 /* The size of an automatic order: what sells during the lead time, and at
  * least quantity (the product's reorder_quantity), so that a delivery lifts the
  * stock back above the point. */

@@ -3,6 +3,7 @@
  * stack by tests/integration/reorder.py). */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,29 @@ test_suggest(void)
     is_int(reorder_auto_size(0, 40, 10), 10, "nothing sells: reorder_quantity");
 }
 
+/* The demand's variance from a sample each second that alternates 2 and 0 units
+ * (a burst, then the lull that follows: a mean of 1 a second): per sample it is
+ * 1 a second, over spans of 2 seconds 0, and the mean is the same either way. */
+static void
+test_demand_span(void)
+{
+    struct reorder_demand each = {.mean = 1, .seconds = 100}, spans = each;
+
+    reorder_demand_sample(&spans, 2, 1.0, 100, 0, 2.0);
+    is_int(spans.var == 0 && spans.span_seconds == 1.0, 1,
+           "one sample of a 2 s span: the variance waits for the span's end");
+    reorder_demand_sample(&spans, 0, 1.0, 100, 0, 2.0);
+    is_int(spans.span_seconds == 0 && spans.span_dev == 0, 1, "the span ends at 2 s, closed");
+    for (int i = 2; i < 2000; i++) {
+        reorder_demand_sample(&each, i % 2 ? 0 : 2, 1.0, 100, 0, 0);
+        reorder_demand_sample(&spans, i % 2 ? 0 : 2, 1.0, 100, 0, 2.0);
+    }
+    ok(each.var > 0.9 && each.var < 1.1, "each sample: variance 1 a second (%.3f)", each.var);
+    ok(spans.var < 0.05, "spans of 2 s: variance 0 (%.3f)", spans.var);
+    ok(fabs(each.mean - spans.mean) < 1e-9 && fabs(each.mean - 1) < 0.02,
+       "the mean is 1 either way (%.3f, %.3f)", each.mean, spans.mean);
+}
+
 int
 main(void)
 {
@@ -36,6 +60,7 @@ main(void)
     reorder *r = NULL;
 
     test_suggest();
+    test_demand_span();
 
     setenv("RESTOCK_DB_HOST", "localhost", 1);
     setenv("RESTOCK_DB_SOCKET", "/nonexistent/restock-reorder-test.sock", 1);
