@@ -155,6 +155,19 @@ admin_db_answered(struct admin_thread *t)
     t->db_down = 0;
 }
 
+void
+admin_reply_read(struct admin_thread *t, responder_request *rq, cJSON *json, int rc,
+                 const errbuf *err)
+{
+    if (rc != RS_OK) {
+        cJSON_Delete(json);
+        admin_fail(t, rq, 500, err);
+        return;
+    }
+    admin_db_answered(t);
+    admin_reply(rq, 200, json);
+}
+
 int
 admin_query_int(responder_request *rq, const char *name, long long min, long long max,
                 long long def, long long *out)

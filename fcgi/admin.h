@@ -112,6 +112,11 @@ void admin_fail(struct admin_thread *t, responder_request *rq, int status, const
 /* The database answered: an outage is over. */
 void admin_db_answered(struct admin_thread *t);
 
+/* Answers a read whose lib call returned rc: json with 200 after the database
+ * answered (an outage is over), else the failure as admin_fail's 500 (json freed). */
+void admin_reply_read(struct admin_thread *t, responder_request *rq, cJSON *json, int rc,
+                      const errbuf *err);
+
 /* A query parameter's value as a number from min to max (def when absent):
  * RS_ERR when it was answered 400. */
 int admin_query_int(responder_request *rq, const char *name, long long min, long long max,

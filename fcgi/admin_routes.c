@@ -157,13 +157,8 @@ admin_routes_orders(struct admin_thread *t, responder_request *rq, const char *i
         return;
     json = cJSON_CreateObject();
     list = cJSON_AddArrayToObject(json, "orders");
-    if (order_each(t->orders, limit, admin_routes_order_add, list, &err) != RS_OK) {
-        cJSON_Delete(json);
-        admin_fail(t, rq, 500, &err);
-        return;
-    }
-    admin_db_answered(t);
-    admin_reply(rq, 200, json);
+    admin_reply_read(t, rq, json, order_each(t->orders, limit, admin_routes_order_add, list, &err),
+                     &err);
 }
 
 static void
@@ -752,14 +747,10 @@ admin_routes_clients(struct admin_thread *t, responder_request *rq, const char *
 
     (void)id;
     (void)body;
-    if (api_client_each(t->clients, admin_routes_client_line,
-                        cJSON_AddArrayToObject(json, "clients"), &err) != RS_OK) {
-        cJSON_Delete(json);
-        admin_fail(t, rq, 500, &err);
-        return;
-    }
-    admin_db_answered(t);
-    admin_reply(rq, 200, json);
+    admin_reply_read(t, rq, json,
+                     api_client_each(t->clients, admin_routes_client_line,
+                                     cJSON_AddArrayToObject(json, "clients"), &err),
+                     &err);
 }
 
 void
@@ -870,15 +861,11 @@ admin_routes_webhooks(struct admin_thread *t, responder_request *rq, const char 
 
     (void)id;
     (void)body;
-    if (webhook_endpoint_each(t->hooks, conf_int(t->app->cf, "webhook_rotation_overlap"),
-                              admin_routes_webhook_line, cJSON_AddArrayToObject(json, "webhooks"),
-                              &err) != RS_OK) {
-        cJSON_Delete(json);
-        admin_fail(t, rq, 500, &err);
-        return;
-    }
-    admin_db_answered(t);
-    admin_reply(rq, 200, json);
+    admin_reply_read(t, rq, json,
+                     webhook_endpoint_each(
+                         t->hooks, conf_int(t->app->cf, "webhook_rotation_overlap"),
+                         admin_routes_webhook_line, cJSON_AddArrayToObject(json, "webhooks"), &err),
+                     &err);
 }
 
 /* The endpoint id as one of its routes names it: 1 with *line set (the caller
@@ -1103,14 +1090,10 @@ admin_routes_accounts(struct admin_thread *t, responder_request *rq, const char 
 
     (void)id;
     (void)body;
-    if (admin_account_each(t->accounts, admin_routes_account_line,
-                           cJSON_AddArrayToObject(json, "accounts"), &err) != RS_OK) {
-        cJSON_Delete(json);
-        admin_fail(t, rq, 500, &err);
-        return;
-    }
-    admin_db_answered(t);
-    admin_reply(rq, 200, json);
+    admin_reply_read(t, rq, json,
+                     admin_account_each(t->accounts, admin_routes_account_line,
+                                        cJSON_AddArrayToObject(json, "accounts"), &err),
+                     &err);
 }
 
 /* A before or after column: its JSON value, or null. */
@@ -1154,12 +1137,8 @@ admin_routes_audit(struct admin_thread *t, responder_request *rq, const char *id
         admin_query_int(rq, "before", 0, (long long)9e17, 0, &before) != RS_OK)
         return;
     json = cJSON_CreateObject();
-    if (audit_each(t->trail, limit, before, admin_routes_audit_line,
-                   cJSON_AddArrayToObject(json, "audit"), &err) != RS_OK) {
-        cJSON_Delete(json);
-        admin_fail(t, rq, 500, &err);
-        return;
-    }
-    admin_db_answered(t);
-    admin_reply(rq, 200, json);
+    admin_reply_read(t, rq, json,
+                     audit_each(t->trail, limit, before, admin_routes_audit_line,
+                                cJSON_AddArrayToObject(json, "audit"), &err),
+                     &err);
 }
