@@ -411,6 +411,30 @@ order_event(order *self, enum outbox_event_kind kind, const unsigned char *order
 
 /* --- open ------------------------------------------------------------------- */
 
+/* Inserts a new unfinished order (stmt: ST_INSERT, a crossing's, or ST_INSERT_TOPUP)
+ * of product_id under its lock, for the difference from have (stock, and what is on
+ * order) up to level, or size when the level is 0 (reorder_quantity), at least 1;
+ * order_id gets its new id. The quantity, or RS_ERR. */
+static long long
+order_insert(order *self, int stmt, long long level, long long size, long long have,
+             const unsigned char product_id[IDENT_BYTES], unsigned char order_id[IDENT_BYTES],
+             const char *what, const char *sku, errbuf *err)
+{
+    long long quantity = level > 0 ? level - have : size, rows;
+
+    if (quantity < 1)
+        quantity = 1;
+    ident_new(order_id);
+    rows = db_stmt_exec(self->st[stmt], err, "bib", order_id, (size_t)IDENT_BYTES, quantity,
+                        product_id, (size_t)IDENT_BYTES);
+    if (rows < 0)
+        return RS_ERR;
+    if (rows == 0)
+        return errbuf_set(err, "database: the %s of %s could not be inserted under its lock", what,
+                          sku);
+    return quantity;
+}
+
 /* The transaction of order_reorder; turned: the quantity of a checkout turned
  * away (0 for a sale or the sweep), counted as unmet demand while sold out. */
 static int
@@ -466,18 +490,9 @@ order_reorder_tx(order *self, const char *sku, long long turned, struct order_op
         (ORDER_AT_POINT(out->remaining, point) || (turned > 0 && out->remaining == 0))) {
         /* One unfinished order per product: nothing else is on order, so the
          * order alone brings the stock up to the level. */
-        quantity = level > 0 ? level - out->remaining : size;
-        if (quantity < 1)
-            quantity = 1;
-        ident_new(order_id);
-        rows = db_stmt_exec(self->st[ST_INSERT], err, "bib", order_id, sizeof(order_id), quantity,
-                            product_id, sizeof(product_id));
-        if (rows < 0)
+        if ((quantity = order_insert(self, ST_INSERT, level, size, out->remaining, product_id,
+                                     order_id, "order", sku, err)) < 0)
             goto fail;
-        if (rows == 0) {
-            errbuf_set(err, "database: the order of %s could not be inserted under its lock", sku);
-            goto fail;
-        }
         /* stock_empty: opened by the sale that emptied the shelf (both at once,
          * the first version's event; ST_INSERT marked it sold out); reorder:
          * opened while the product is on sale. */
@@ -590,18 +605,9 @@ order_topup_tx(order *self, const char *sku, struct order_open_outcome *out, err
     }
     /* The difference up to the order-up-to level: stock and both orders then
      * stand where one order at the new point would have put them. */
-    quantity = level > 0 ? level - (out->remaining + on_order) : size;
-    if (quantity < 1)
-        quantity = 1;
-    ident_new(order_id);
-    rows = db_stmt_exec(self->st[ST_INSERT_TOPUP], err, "bib", order_id, sizeof(order_id), quantity,
-                        product_id, sizeof(product_id));
-    if (rows < 0)
+    if ((quantity = order_insert(self, ST_INSERT_TOPUP, level, size, out->remaining + on_order,
+                                 product_id, order_id, "top-up", sku, err)) < 0)
         goto fail;
-    if (rows == 0) {
-        errbuf_set(err, "database: the top-up of %s could not be inserted under its lock", sku);
-        goto fail;
-    }
     if (order_event(self, OUTBOX_EVENT_REORDER, order_id, product_id, quantity, NULL, out->event,
                     err) != RS_OK)
         goto fail;
