@@ -10,16 +10,15 @@ changed nothing (already so) writes none; the database itself refuses UPDATE and
 DELETE on audit_log; `restockctl audit` prints the rows newest first, --limit and
 --before page them."""
 
-import hashlib
 import json
 import os
 import pwd
 import re
 import subprocess
-import time
 
 from harness import BUILDDIR, Stack, run_tests
-from replenish_common import DONUT, orders, sell_out, spool_dir, spool_files
+from replenish_common import (DONUT, dead_spool_message, orders, sell_out, spool_dir,
+                              spool_files)
 
 ME = "restockctl:" + pwd.getpwuid(os.getuid()).pw_name
 
@@ -123,22 +122,11 @@ def fulfil(t, s):
            ("orders", "fulfil", "00000000-0000-7000-8000-000000000000", "1"), "unknown order")
 
 
-def dead_message(mid, queue, body):
-    """A dead spool message file in the format of docs/design.md §4.6."""
-    now = int(time.time())
-    utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-    head = ("restock-spool 1\nid: %s\nqueue: %s\ncreated: %d.000000000 %s\nattempts: 3\n"
-            "died-at: %d %s\ndeath-reason: test\nlength: %d\n\n"
-            % (mid, queue, now, utc, now, utc, len(body))).encode()
-    data = head + body + b"\n"
-    return data + b"end " + hashlib.blake2b(data, digest_size=32).hexdigest().encode() + b"\n"
-
-
 def redrive(t, s):
     dead = spool_dir(s, "mail", "dead")
     os.makedirs(dead, exist_ok=True)
     with open(os.path.join(dead, "audit-1"), "wb") as f:
-        f.write(dead_message("audit-1", "mail", json.dumps({"kind": "alert"}).encode()))
+        f.write(dead_spool_message("audit-1", "mail", json.dumps({"kind": "alert"}).encode()))
     one_row(t, s, "dlq redrive", ("dlq", "redrive", "audit-1"), "dlq.redrive", "audit-1",
             lambda r: r["before"] == {"queue": "mail", "state": "dead"} and
             r["after"] == {"queue": "mail", "state": "waiting"})

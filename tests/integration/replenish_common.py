@@ -1,4 +1,5 @@
-"""What the replenishment tests (replenish*.py, callback.py, spool_corrupt.py) observe
+"""What the replenishment tests (replenish*.py, callback.py, spool_corrupt.py, audit.py,
+restockctl_root.py) observe
 besides HTTP answers and rows: the factory simulator's record of what it received and
 called back, the spool's files and headers, the mail queue and the SMTP sink's Maildir.
 Also fixtures: extra products with their own factories, a product sold out by a
@@ -12,6 +13,7 @@ import http.client
 import json
 import os
 import re
+import time
 import uuid
 
 DONUT = "CP-502101"
@@ -180,6 +182,18 @@ def spool_read(path):
             headers[key] = value
     length = int(headers.get("length", "0") or 0)
     return headers, rest[:length]
+
+
+def dead_spool_message(mid, queue, body):
+    """A dead spool message file in the format of docs/design.md §4.6 (bytes), as if
+    the worker had given it up after 3 attempts."""
+    now = int(time.time())
+    utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    head = ("restock-spool 1\nid: %s\nqueue: %s\ncreated: %d.000000000 %s\nattempts: 3\n"
+            "died-at: %d %s\ndeath-reason: test\nlength: %d\n\n"
+            % (mid, queue, now, utc, now, utc, len(body))).encode()
+    data = head + body + b"\n"
+    return data + b"end " + hashlib.blake2b(data, digest_size=32).hexdigest().encode() + b"\n"
 
 
 def spool_message(s, queue, state, name):

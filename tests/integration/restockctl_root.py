@@ -9,29 +9,17 @@ with the actor restockctl:root although restockctl then acts as nobody. Root is
 needed (skipped otherwise); the stack is a database alone: restockctl reads the
 configuration and the spool, and writes the audit row."""
 
-import hashlib
 import json
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 
 from harness import BUILDDIR, Stack, run_tests
+from replenish_common import dead_spool_message
 
 RESTOCKCTL = os.path.join(BUILDDIR, "ctl", "restockctl")
-
-
-def message(mid, queue, body):
-    """A dead spool message file in the format of docs/design.md §4.6."""
-    now = int(time.time())
-    utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-    head = ("restock-spool 1\nid: %s\nqueue: %s\ncreated: %d.000000000 %s\nattempts: 3\n"
-            "died-at: %d %s\ndeath-reason: test\nlength: %d\n\n"
-            % (mid, queue, now, utc, now, utc, len(body))).encode()
-    data = head + body + b"\n"
-    return data + b"end " + hashlib.blake2b(data, digest_size=32).hexdigest().encode() + b"\n"
 
 
 def ctl(conf, *args):
@@ -94,10 +82,10 @@ def as_root(t, s, db_lines):
         os.mkdir(elsewhere)
         lured = os.path.join(elsewhere, "lured-1")
         with open(lured, "wb") as f:
-            f.write(message("lured-1", "mail", json.dumps({"kind": "alert"}).encode()))
+            f.write(dead_spool_message("lured-1", "mail", json.dumps({"kind": "alert"}).encode()))
         target_file = os.path.join(top, "target-file")
         with open(target_file, "wb") as f:
-            f.write(message("linked-1", "factory", b"{}"))
+            f.write(dead_spool_message("linked-1", "factory", b"{}"))
         before = {p: open(p, "rb").read() for p in (lured, target_file)}
         mail_dead = os.path.join(spool, "mail", "dead")
         shutil.rmtree(mail_dead)
@@ -129,7 +117,7 @@ def as_root(t, s, db_lines):
         # A real dead message is redriven, and what restockctl writes is the owner's.
         real = os.path.join(mail_dead, "real-1")
         with open(real, "wb") as f:
-            f.write(message("real-1", "mail", json.dumps({"kind": "alert"}).encode()))
+            f.write(dead_spool_message("real-1", "mail", json.dumps({"kind": "alert"}).encode()))
         os.chown(real, nobody.pw_uid, nobody.pw_gid)
         r = ctl(conf, "dlq", "redrive", "real-1")
         t.is_(r.returncode, 0, "a real dead message is redriven as root: " + r.stderr)
