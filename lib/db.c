@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -415,10 +416,24 @@ db_connect(db *self, errbuf *err)
                       n > 1 ? "any of its hosts: " : "", tried);
 }
 
-/* Before a statement outside a transaction on a connection idle for db_idle_check
- * seconds or more: a ping, and on failure a new connection (the next host), so
- * that a connection that died while idle (a proxy or server restart) never takes
- * a statement down with it. A busy connection pays nothing. */
+/* Whether the server closed an idle connection (or sent on it unasked, which it
+ * does only to say it killed it): its socket is readable or hung up while no
+ * answer is awaited. One poll, no round trip. Over TCP a statement sent on such a
+ * connection is written into the dead socket and fails reading its answer
+ * (2013): in doubt, 504, where nothing was sent to any server. */
+static int
+db_closed_by_server(db *self)
+{
+    struct pollfd pfd = {.fd = (int)mysql_get_socket(self->conn), .events = POLLIN | POLLRDHUP};
+
+    return pfd.fd >= 0 && poll(&pfd, 1, 0) > 0;
+}
+
+/* Before a statement outside a transaction: a connection the server closed is
+ * replaced at once; one idle for db_idle_check seconds or more is pinged, and on
+ * failure replaced (the next host), so that a connection that died while idle (a
+ * proxy or server restart) never takes a statement down with it. A busy
+ * connection pays one poll. */
 static int
 db_ready_connection(db *self, errbuf *err)
 {
@@ -428,6 +443,13 @@ db_ready_connection(db *self, errbuf *err)
         return db_connect(self, err);
     if (self->in_transaction)
         return RS_OK;
+    if (db_closed_by_server(self)) {
+        log_info("event=db_reconnect host=%s reason=\"the server closed the connection\" "
+                 "action=\"connecting again before the next statement\"",
+                 db_host_name(self, self->current));
+        db_drop(self);
+        return db_connect(self, err);
+    }
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (self->idle_check > 0 && (now.tv_sec - self->last_used.tv_sec) * 1000000000L +
                                         (now.tv_nsec - self->last_used.tv_nsec) <

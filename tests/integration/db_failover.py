@@ -156,20 +156,36 @@ def test_proxy_gone(t, s, proxy):
          "each connection moved to the next host, logged", moves)
 
 
-def test_deadlocks(t, s):
-    env = dict(os.environ, RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"])
-    p = subprocess.run([os.path.join(BUILDDIR, "tests", "integration", "db_deadlock")], env=env,
-                       capture_output=True, text=True, timeout=120)
+def db_deadlock(t, env, *args):
+    """Runs tests/integration/db_deadlock, its TAP counted here; its log lines."""
+    p = subprocess.run([os.path.join(BUILDDIR, "tests", "integration", "db_deadlock")] + list(args),
+                       env=dict(os.environ, **env), capture_output=True, text=True, timeout=120)
     for line in p.stdout.splitlines():
         if line.startswith(("ok", "not ok")):
             t.ok(line.startswith("ok"), "db_deadlock: " + line.split(" - ", 1)[-1], p.stdout)
         elif line.startswith("Bail out!"):
             t.ok(False, "db_deadlock ran", line)
     t.is_(p.returncode, 0, "db_deadlock exits 0")
-    retries = re.findall(r"event=db_retry attempt=1 error=1213", p.stderr)
-    t.is_(len(retries), 3, "each of the three deadlocks was logged as one retry (error 1213)")
     reports = [m for m in ("AddressSanitizer", "LeakSanitizer", "runtime error:") if m in p.stderr]
     t.is_(reports, [], "no sanitizer report from db_deadlock")
+    return p.stderr
+
+
+def test_killed_while_idle(t, s, proxy):
+    """A connection the server closed, noticed before the next write (over TCP, the
+    proxy's; no ping of an idle connection: db_idle_check an hour)."""
+    proxy.start()
+    log = db_deadlock(t, dict(RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"], RESTOCK_DB_SOCKET="",
+                              RESTOCK_DB_HOST="127.0.0.1:%d" % proxy.port,
+                              RESTOCK_DB_IDLE_CHECK="3600"), "killed-while-idle")
+    t.ok("event=db_reconnect" in log and "the server closed the connection" in log,
+         "the new connection is logged: event=db_reconnect, the server closed the connection", log)
+
+
+def test_deadlocks(t, s):
+    log = db_deadlock(t, dict(RESTOCK_CONFIG=s.info["RESTOCK_CONFIG"]))
+    retries = re.findall(r"event=db_retry attempt=1 error=1213", log)
+    t.is_(len(retries), 3, "each of the three deadlocks was logged as one retry (error 1213)")
 
 
 def body(t):
@@ -182,6 +198,7 @@ def body(t):
             test_refusing_node(t, s)
             test_proxy_restart(t, s, proxy)
             test_proxy_gone(t, s, proxy)
+            test_killed_while_idle(t, s, proxy)
         finally:
             proxy.stop()
         test_deadlocks(t, s)
