@@ -47,13 +47,20 @@ stock_policy_safety(double csl, double demand_mean, double demand_var, double le
     return stock_policy_z(csl) * sd;
 }
 
-long long
-stock_policy_discrete_quantile(double mean, double var, double p, enum stock_policy_law *law)
+/* Walks the discrete law of that mean and variance (Poisson when var <= mean,
+ * else the negative binomial) to the smallest k with P(X <= k) >= p: k, with
+ * P(X <= k) in *at and P(X <= k - 1) in *below (0 for k = 0); -1 when the law's
+ * tail is too long to walk. */
+static long long
+stock_policy_discrete_walk(double mean, double var, double p, enum stock_policy_law *law,
+                           double *at, double *below)
 {
     double term, cdf;
     double q = 0.0, r = 0.0; /* the negative binomial's */
     long long k;
 
+    *at = 1.0;
+    *below = 0.0;
     if (mean <= 0.0) {
         *law = STOCK_POLICY_POISSON;
         return 0;
@@ -81,13 +88,31 @@ stock_policy_discrete_quantile(double mean, double var, double p, enum stock_pol
             term *= q * ((double)k + r) / ((double)k + 1.0);
         else
             term *= mean / ((double)k + 1.0);
+        *below = cdf;
         cdf += term;
         /* Rounding may leave the sum a hair under p forever once the terms
          * vanish: the quantile is then where they vanished. */
         if (term < 1e-300)
             break;
     }
+    *at = cdf;
     return k;
+}
+
+long long
+stock_policy_discrete_quantile(double mean, double var, double p, enum stock_policy_law *law)
+{
+    double at, below;
+
+    return stock_policy_discrete_walk(mean, var, p, law, &at, &below);
+}
+
+/* Of k - 1 and k, the one whose probability of a cycle served is nearer p
+ * (k, the smallest meeting p, on a tie): at is k's, below k - 1's. */
+static long long
+stock_policy_nearest(long long k, double p, double at, double below)
+{
+    return k > 0 && p - below < at - p ? k - 1 : k;
 }
 
 int
@@ -119,16 +144,27 @@ stock_policy_compute(const struct stock_policy_input *in, struct stock_policy *o
                               &sd);
     out->lead_sd = sd;
     point = -1;
-    if (mu < STOCK_POLICY_NORMAL_MIN)
-        point = stock_policy_discrete_quantile(mu, sd * sd, in->csl, &out->law);
-    if (point < 0) {
-        /* Large counts (or a tail too long to walk): the normal law, rounded up so
-         * that the target is met, not missed by a fraction of a unit. */
-        out->law = STOCK_POLICY_NORMAL;
-        point = (long long)ceil(mu + out->z * sd - 1e-9);
-        if (point < 0)
-            point = 0;
+    if (mu < STOCK_POLICY_NORMAL_MIN) {
+        double at, below;
+
+        point = stock_policy_discrete_walk(mu, sd * sd, in->csl, &out->law, &at, &below);
+        if (point >= 0)
+            point = stock_policy_nearest(point, in->csl, at, below);
     }
+    if (point < 0 && sd > 0.0) {
+        /* Large counts (or a tail too long to walk): the normal law, with the
+         * continuity correction of a count, P(D_L <= k) = Φ((k + ½ − μ)/σ). */
+        double k = ceil(mu + out->z * sd - 0.5 - 1e-9);
+
+        out->law = STOCK_POLICY_NORMAL;
+        point = stock_policy_nearest((long long)k, in->csl, stock_policy_phi((k + 0.5 - mu) / sd),
+                                     stock_policy_phi((k - 0.5 - mu) / sd));
+    } else if (point < 0) {
+        out->law = STOCK_POLICY_NORMAL; /* no spread: what one lead time sells */
+        point = (long long)ceil(mu - 1e-9);
+    }
+    if (point < 0)
+        point = 0;
     out->safety = (double)point - mu;
     if (point < in->point_min)
         point = in->point_min;

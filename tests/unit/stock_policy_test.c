@@ -125,23 +125,39 @@ test_compute(void)
     struct stock_policy_input in;
     errbuf err;
 
-    /* 1 unit/s, Poisson per second, 100 s lead time, no lead variance: μ = 100,
-     * σ = 10, normal law: s = ⌈100 + 1.6449·10⌉ = 117. */
-    in = input(0.95, 1, 1, 100, 0);
+    /* 10 units/s, Poisson per second, 100 s lead time, no lead variance: μ = 1000,
+     * σ = √1000 = 31.623, the normal law with the continuity correction: the
+     * smallest k with Φ((k + ½ − 1000)/σ) ≥ 0.95 is ⌈1000 + 52.015 − ½⌉ = 1052
+     * (0.951562; 1051 gives 0.948298, farther). */
+    in = input(0.95, 10, 10, 100, 0);
     ok(stock_policy_compute(&in, &p, &err) == RS_OK, "a policy is computed");
     ok(p.law == STOCK_POLICY_NORMAL, "many units per lead time: the normal law");
-    is_int(p.point, 117, "s = ceil(mu + z sigma)");
-    ok(near(p.safety, 17, 1e-9), "its safety stock is s - mu");
-    is_int(p.level, 127, "S = s + the smallest order when the cover is shorter");
+    is_int(p.point, 1052, "s = the smallest k with Phi((k + 1/2 - mu) / sigma) >= CSL");
+    ok(near(p.safety, 52, 1e-9), "its safety stock is s - mu");
+    is_int(p.level, 1062, "S = s + the smallest order when the cover is shorter");
     in.cover = 60;
-    ok(stock_policy_compute(&in, &p, &err) == RS_OK && p.level == 177,
+    ok(stock_policy_compute(&in, &p, &err) == RS_OK && p.level == 1652,
        "S = s + a minute of demand with a 60 s cover");
+    /* At 0.9 the smallest is 1041, Φ((1041.5 − 1000)/σ) = 0.905298, and 1040's
+     * Φ((1040.5 − 1000)/σ) = 0.899854 is nearer. */
+    in = input(0.90, 10, 10, 100, 0);
+    ok(stock_policy_compute(&in, &p, &err) == RS_OK && p.point == 1040,
+       "at 90%%: 1040, the nearer of 1040 and 1041");
+    /* A count of 300 a lead time is still a discrete law's. */
+    in = input(0.95, 3, 3, 100, 0);
+    ok(stock_policy_compute(&in, &p, &err) == RS_OK && p.law == STOCK_POLICY_POISSON,
+       "300 units per lead time: Poisson's");
 
-    /* 0.02 unit/s over 100 s: μ = 2, Poisson: the discrete quantile. */
+    /* 0.02 unit/s over 100 s: μ = 2, Poisson: P(X ≤ 3) = 0.857, P(X ≤ 4) = 0.947,
+     * P(X ≤ 5) = 0.983. At 0.95, 4 is nearer than 5 (the smallest meeting it). */
     in = input(0.95, 0.02, 0.02, 100, 0);
     ok(stock_policy_compute(&in, &p, &err) == RS_OK && p.law == STOCK_POLICY_POISSON &&
-           p.point == 5,
-       "few units per lead time: Poisson's quantile (5)");
+           p.point == 4,
+       "few units per lead time: Poisson's, the point whose level is nearest: 4 (94.7%%)");
+    in.csl = 0.90;
+    ok(stock_policy_compute(&in, &p, &err) == RS_OK && p.point == 3,
+       "at 90%%: 3 (85.7%%, nearer than 4's 94.7%%)");
+    in.csl = 0.95;
     in.point_min = 8;
     ok(stock_policy_compute(&in, &p, &err) == RS_OK && p.point == 8, "raised to the minimum");
     in.point_min = 0;
@@ -153,17 +169,17 @@ test_compute(void)
     ok(stock_policy_compute(&in, &p, &err) == RS_OK && p.point == 0 && p.level == 10,
        "a product that does not sell: point 0, the smallest order");
 
-    /* A higher target never lowers the point. */
-    {
+    /* A higher target never lowers the point, in either law. */
+    for (double rate = 0.3; rate < 100; rate *= 100) {
         long long last = -1;
         int rising = 1;
 
         for (double csl = 0.6; csl < 0.999; csl += 0.01) {
-            in = input(csl, 0.3, 0.9, 120, 400);
+            in = input(csl, rate, 3 * rate, 120, 400);
             rising &= stock_policy_compute(&in, &p, &err) == RS_OK && p.point >= last;
             last = p.point;
         }
-        ok(rising, "the point rises with the target (across both laws)");
+        ok(rising, "the point rises with the target (%s law)", stock_policy_law_name(p.law));
     }
 
     in = input(1.0, 1, 1, 1, 0);
