@@ -1,8 +1,8 @@
 """Integration test of reorder points from a stated service level (issue 23, item 1;
 docs/design.md §3.7) on the real stack: `restockctl product set SKU service_level=95`
 turns the automatic mode on with a target; the worker's sweep moves the point to the
-quantile of the lead time's demand (normal from 50 units, Poisson or negative binomial
-below), the level to the point plus a lead time's demand, within the operator's
+quantile of the lead time's demand nearest the target (normal from 500 units, Poisson
+or negative binomial below), the level to the point plus a lead time's demand, within the operator's
 bounds, each change logged with its inputs; an announced surge multiplies the demand
 until its end; a product without a target keeps the fixed margin; bad values are
 refused with one line and change nothing. The demand is an input the test writes as
@@ -37,28 +37,38 @@ def z(p):
     return (lo + hi) / 2
 
 
-def discrete_quantile(mean, var, p):
-    """Smallest k with P(X <= k) >= p, X Poisson (var <= mean) or negative binomial."""
-    if var > mean:
+def phi(x):
+    return 0.5 * math.erfc(-x / math.sqrt(2))
+
+
+def nearest(k, p, cdf):
+    """Of k - 1 and k (the smallest with cdf(k) >= p), the one whose cdf is nearer p."""
+    return k - 1 if k > 0 and p - cdf(k - 1) < cdf(k) - p else k
+
+
+def discrete_point(mean, var, p):
+    """The k whose P(X <= k) is nearest p, X Poisson (var <= mean) or negative binomial."""
+    if var > mean * (1 + 1e-9):  # not a rounding's excess (√(5·60)² is 300.00000000000006)
         q, r = 1 - mean / var, mean * mean / (var - mean)
-        term = (1 - q) ** r
+        term = math.exp(r * math.log1p(-q))
         step = lambda k: q * (k + r) / (k + 1)
     else:
         term = math.exp(-mean)
         step = lambda k: mean / (k + 1)
-    cdf, k = term, 0
-    while cdf < p:
-        term *= step(k)
-        cdf += term
-        k += 1
-    return k
+    cdfs = [term]
+    while cdfs[-1] < p:
+        term *= step(len(cdfs) - 1)
+        cdfs.append(cdfs[-1] + term)
+    return nearest(len(cdfs) - 1, p, lambda k: cdfs[k])
 
 
 def expected_point(csl, mean, var, lead=LEAD):
     mu, sd = mean * lead, math.sqrt(lead * var)
-    if mu < 50:
-        return discrete_quantile(mu, sd * sd, csl)
-    return math.ceil(mu + z(csl) * sd - 1e-9)
+    if mu < 500:
+        return discrete_point(mu, sd * sd, csl)
+    # The normal law with a count's continuity correction: P(D <= k) = Φ((k + ½ - μ)/σ).
+    return nearest(math.ceil(mu + z(csl) * sd - 0.5 - 1e-9), csl,
+                   lambda k: phi((k + 0.5 - mu) / sd))
 
 
 def demand(s, mean, var, sku=SKU):
@@ -134,23 +144,30 @@ def body(t):
         t.ok(s.wait_until(lambda: changes(s), timeout=60), "the worker's first sweep sets it")
         t.is_(point_level(s), (0, 10), "nothing measured yet: point 0, level reorder_quantity 10")
 
-        # 20 units a second, Poisson-like (variance 20): 100 in the 5 s lead time,
-        # σ 10, normal law: ⌈100 + 1.645·10⌉ = 117; level 117 + 100.
-        got = settle(t, s, 20.0, 20.0, "100 units per lead time")
-        t.is_(point_level(s), (117, 217), "the textbook's point: 100 + z(0.95)·10, rounded up")
+        # 120 units a second, Poisson-like (variance 120): 600 in the 5 s lead time,
+        # σ √600 = 24.49, the normal law with the continuity correction: the smallest
+        # k with Φ((k + ½ − 600)/σ) ≥ 0.95 is ⌈600 + 1.645·24.49 − ½⌉ = 640 (0.9509;
+        # 639's 0.9466 is farther); level 640 + 600.
+        got = settle(t, s, 120.0, 120.0, "600 units per lead time")
+        t.is_(point_level(s), (640, 1240), "the textbook's point, continuity-corrected: 640")
         t.ok(got.get("law") == "normal" and got.get("service_level") == "0.9500"
              and abs(float(got.get("z", 0)) - 1.6449) < 1e-4
-             and abs(float(got.get("lead_demand", 0)) - 100) < 0.1
-             and abs(float(got.get("lead_demand_sd", 0)) - 10) < 0.1
+             and abs(float(got.get("lead_demand", 0)) - 600) < 0.1
+             and abs(float(got.get("lead_demand_sd", 0)) - 24.49) < 0.01
              and got.get("lead_mean") == "5.0s" and got.get("lead_orders") == "0",
              "the change is logged with its inputs (law, z, demand, lead time)", got)
+        # 20 a second: 100 a lead time, Poisson's: P(D ≤ 116) = 0.9478 is nearer 95 %
+        # than P(D ≤ 117) = 0.9572, the smallest meeting it.
+        got = settle(t, s, 20.0, 20.0, "100 units per lead time (Poisson)", 116, 216)
+        t.is_(got.get("law"), "poisson", "100 units: Poisson's, not the normal law")
 
-        # 0.4 units a second: 2 in a lead time, Poisson's quantile at 95 %: 5.
-        got = settle(t, s, 0.4, 0.4, "2 units per lead time (Poisson)", 5, 15)
+        # 0.4 units a second: 2 in a lead time, Poisson's point nearest 95 %: 4 (94.7 %;
+        # 5, 98.3 %, is the smallest above).
+        got = settle(t, s, 0.4, 0.4, "2 units per lead time (Poisson)", 4, 14)
         t.is_(got.get("law"), "poisson", "few units: Poisson, not the normal law")
         # Over-dispersed: variance 1.6 a second, 8 over the lead time: the negative
-        # binomial's quantile.
-        nb = discrete_quantile(2.0, 8.0, 0.95)
+        # binomial's point.
+        nb = discrete_point(2.0, 8.0, 0.95)
         got = settle(t, s, 0.4, 1.6, "2 units per lead time, variance 8 (negative binomial)",
                      nb, nb + 10)
         t.is_(got.get("law"), "negative_binomial", "bursty demand: the negative binomial")
@@ -160,7 +177,7 @@ def body(t):
         t.ok(p.returncode == 0 and "95%x3(" in p.stdout, "surge=3 surge_until=+2h: said", p.stdout)
         settle(t, s, 20.0, 20.0, "the same demand, surge x3", surge=3.0)
         t.is_(point_level(s)[0], expected_point(0.95, 60.0, 60.0),
-              "the point of 300 units per lead time: 300 + z·√300, rounded up")
+              "the point of 300 units per lead time: Poisson's nearest 95 %")
         t.ok(products(s).get(SKU, {}).get("target", "").startswith("95%x3("),
              "restockctl products shows the target and the surge", products(s).get(SKU))
         surge_measured(t, s)
@@ -172,7 +189,7 @@ def body(t):
         # A higher target, a higher point.
         s.restockctl("product", "set", SKU, "service_level=99%", "reorder_point_max=1000",
                      check=True)
-        settle(t, s, 20.0, 20.0, "99 %: ⌈100 + 2.326·10⌉", 124, 224)
+        settle(t, s, 20.0, 20.0, "99 %: Poisson's, 124 (98.9 % below it)", 124, 224)
 
         # Bad values: one line, exit 1, nothing changed.
         before = s.sql("SELECT reorder_point, reorder_level, reorder_auto, service_level,"
@@ -302,25 +319,26 @@ def topup(t, s):
           " reorder_quantity) VALUES (UNHEX('%s'), '%s', 'topped donut', 1000, 100,"
           " UNHEX('%s'), 10)" % ("AF" * 16, TOPPED, "BA" * 16))
     s.restockctl("product", "set", TOPPED, "service_level=95", check=True)
-    # 1 unit a second: 5 in the lead time, Poisson's 95 % quantile 9, level 9 + 10.
+    # 1 unit a second: 5 in the lead time, Poisson's point nearest 95 % 8 (93.2 %; 9's
+    # 96.8 % is farther), level 8 + 10.
     demand(s, 1.0, 1.0, TOPPED)
     t.ok(s.wait_until(lambda: s.sql("SELECT reorder_point, reorder_level FROM product"
-                                    " WHERE sku = '%s'" % TOPPED) == [["9", "19"]], timeout=30),
-         "a product with a target: point 9, level 19")
-    r = s.request("POST", "/checkout", {"sku": TOPPED, "quantity": 91})
-    t.is_(r.status, 200, "a sale takes the stock to the point, 9")
+                                    " WHERE sku = '%s'" % TOPPED) == [["8", "18"]], timeout=30),
+         "a product with a target: point 8, level 18")
+    r = s.request("POST", "/checkout", {"sku": TOPPED, "quantity": 92})
+    t.is_(r.status, 200, "a sale takes the stock to the point, 8")
     t.ok(s.wait_until(lambda: topped_orders(s), timeout=30), "the crossing opens its order")
     t.is_([o[:2] for o in topped_orders(s)[:1]], [(10, False)],
-          "for 10 (the level 19 - the stock 9), not a top-up")
-    t.is_(len(topped_orders(s)), 1, "stock + on order 19 is above the point: no top-up")
-    # The demand rises to 20 a second: point 117, level 217, far above 9 + 10.
+          "for 10 (the level 18 - the stock 8), not a top-up")
+    t.is_(len(topped_orders(s)), 1, "stock + on order 18 is above the point: no top-up")
+    # The demand rises to 20 a second: point 116, level 216, far above 8 + 10.
     demand(s, 20.0, 20.0, TOPPED)
     t.ok(s.wait_until(lambda: len(topped_orders(s)) == 2, timeout=30),
          "the risen point opens a top-up while the crossing's order is on its way",
          topped_orders(s))
     got = topped_orders(s)
     t.is_(got[1][:2] if len(got) > 1 else None, (198, True),
-          "for the difference to the level: 217 - (9 + 10) = 198")
+          "for the difference to the level: 216 - (8 + 10) = 198")
     t.ok("event=replenishment_topup sku=%s" % TOPPED in s.log("worker"),
          "the worker logs it (event=replenishment_topup)")
     t.ok(s.wait_until(lambda: s.sql_value(
@@ -329,10 +347,10 @@ def topup(t, s):
         " WHERE p.sku = '%s' AND r.topup AND o.kind = 'reorder'" % TOPPED) == "1", timeout=30),
          "with its reorder event (the factory message)")
     # Still far below the point after another sweep: no second top-up while one is
-    # on its way (and stock + on order is 217 now anyway).
+    # on its way (and stock + on order is 216 now anyway).
     demand(s, 40.0, 40.0, TOPPED)
     t.ok(s.wait_until(lambda: s.sql_value("SELECT reorder_point FROM product WHERE sku = '%s'"
-                                          % TOPPED) not in ("9", "117"), timeout=30),
+                                          % TOPPED) not in ("8", "116"), timeout=30),
          "the point rises again")
     t.is_(len(topped_orders(s)), 2, "one top-up at a time: no third order")
     line = products(s).get(TOPPED, {})
