@@ -125,19 +125,24 @@ responder_reason(int status)
 /* Opens the listening socket. Not FCGX_OpenSocket: it unlinks whatever file is at
  * the path, another running responder's socket included, and calls exit() when
  * bind fails. Here a stale socket (nobody answers) is replaced, a live one or
- * another file is an error, and every failure returns to the caller. */
+ * another file is an error, and every failure returns to the caller. The socket
+ * is bound and listening under a name of its own (path.PID) and then renamed to
+ * path: the file at path is always one that accepts, never one bound and not yet
+ * listening, which refused nginx's connections (a 503 for each request sent in
+ * between, seen at restarts under load). */
 static int
 responder_listen(const char *path, unsigned mode, int backlog, errbuf *err)
 {
     struct sockaddr_un sa;
     struct stat st;
+    char fresh[sizeof(sa.sun_path)];
     int fd;
 
     memset(&sa, 0, sizeof(sa));
     sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof(sa.sun_path))
+    if (snprintf(fresh, sizeof(fresh), "%s.%ld", path, (long)getpid()) >= (int)sizeof(fresh))
         return errbuf_set(err, "socket path %s is longer than %zu bytes", path,
-                          sizeof(sa.sun_path) - 1);
+                          sizeof(sa.sun_path) - 12);
     memcpy(sa.sun_path, path, strlen(path) + 1);
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
@@ -152,30 +157,36 @@ responder_listen(const char *path, unsigned mode, int backlog, errbuf *err)
             return errbuf_set(err, "another program is listening on %s", path);
         }
         close(fd);
-        if (unlink(path) != 0 && errno != ENOENT)
-            return errbuf_set(err, "cannot remove the stale socket %s: %s", path, strerror(errno));
+        /* Left for the rename below to replace: checked, not removed, so that
+         * there is no moment without a file at path. */
     }
     /* Non-blocking: the dispatcher accepts what poll saw, until EAGAIN. */
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return errbuf_set(err, "socket: %s", strerror(errno));
+    memcpy(sa.sun_path, fresh, strlen(fresh) + 1);
+    (void)unlink(fresh); /* an earlier responder's of this pid, killed before its rename */
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        errbuf_set(err, "cannot bind %s: %s", path, strerror(errno));
+        errbuf_set(err, "cannot bind %s: %s", fresh, strerror(errno));
         goto fail;
     }
     /* Before listen(), so that no client ever sees the umask's permissions. */
-    if (chmod(path, mode) != 0) {
-        errbuf_set(err, "cannot chmod %s to %04o: %s", path, mode, strerror(errno));
+    if (chmod(fresh, mode) != 0) {
+        errbuf_set(err, "cannot chmod %s to %04o: %s", fresh, mode, strerror(errno));
         goto fail_unlink;
     }
     if (listen(fd, backlog) != 0) {
-        errbuf_set(err, "cannot listen on %s: %s", path, strerror(errno));
+        errbuf_set(err, "cannot listen on %s: %s", fresh, strerror(errno));
+        goto fail_unlink;
+    }
+    if (rename(fresh, path) != 0) {
+        errbuf_set(err, "cannot rename %s to %s: %s", fresh, path, strerror(errno));
         goto fail_unlink;
     }
     return fd;
 
 fail_unlink:
-    unlink(path);
+    unlink(fresh);
 fail:
     close(fd);
     return RS_ERR;

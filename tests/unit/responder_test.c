@@ -476,6 +476,19 @@ main(void)
     r = responder_new(&settings, &program, NULL, &s.err);
     if (!ok(r != NULL, "a stale socket is replaced"))
         diag("%s", s.err.msg);
+    {
+        /* Bound and listening under a name of its own, then renamed into place:
+         * that name is gone, and the socket at the path accepts. */
+        char fresh[160];
+        int fd;
+
+        snprintf(fresh, sizeof(fresh), "%s.%ld", test_socket, (long)getpid());
+        ok(access(fresh, F_OK) != 0, "the socket's name while it began to listen is gone");
+        fd = connect_socket(test_socket);
+        ok(fd >= 0, "the socket at the path accepts");
+        if (fd >= 0)
+            close(fd);
+    }
     if (r != NULL) {
         ok(responder_run(r, &s.err) == RS_ERR, "a failed thread_init fails responder_run");
         is_str(s.err.msg, "thread_init refused on purpose", "with its message");
