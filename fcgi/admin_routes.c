@@ -336,20 +336,32 @@ admin_routes_product_fields(cJSON *j, const struct reorder_line *p)
 struct admin_routes_products_merge {
     cJSON *list;      /* the public product JSON, by sku */
     const char *only; /* one sku, or NULL */
+    cJSON *next;      /* where the next line's product is looked for first */
 };
 
+/* Both lists come in the database's order of sku: the product of each line is
+ * looked for from the one after the last found, so that the merge is one pass (a
+ * list in another order still merges, wrapping around, in more steps). */
 static void
 admin_routes_products_line(void *arg, const struct reorder_line *p)
 {
     struct admin_routes_products_merge *m = arg;
+    cJSON *first = m->list ? m->list->child : NULL, *start, *j;
 
-    if (p->sku == NULL || (m->only != NULL && strcmp(p->sku, m->only) != 0))
+    if (p->sku == NULL || first == NULL || (m->only != NULL && strcmp(p->sku, m->only) != 0))
         return;
-    for (cJSON *j = m->list ? m->list->child : NULL; j != NULL; j = j->next) {
+    start = m->next != NULL ? m->next : first;
+    j = start;
+    do {
         const cJSON *sku = cJSON_GetObjectItemCaseSensitive(j, "sku");
-        if (cJSON_IsString(sku) && strcmp(sku->valuestring, p->sku) == 0)
+
+        if (cJSON_IsString(sku) && strcmp(sku->valuestring, p->sku) == 0) {
             admin_routes_product_fields(j, p);
-    }
+            m->next = j->next;
+            return;
+        }
+        j = j->next != NULL ? j->next : first;
+    } while (j != start);
 }
 
 void
