@@ -94,9 +94,22 @@ const commands = {
   async select(browser, c) {
     return pageOf(c.page).page.select(c.selector, c.value);
   },
+  // A mouse click on the element (puppeteer finds it, scrolls to it, moves the
+  // mouse, presses and releases: several round trips). The console redraws its
+  // tables on each poll: an element found just before a redraw is detached by the
+  // click's time, where a user's mouse would land on its redrawn twin. So a click
+  // on a detached element is made again on the element the selector finds now
+  // (a few times at most); any other failure is the test's.
   async click(browser, c) {
-    await pageOf(c.page).page.click(c.selector);
-    return null;
+    const { page } = pageOf(c.page);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await page.click(c.selector);
+        return null;
+      } catch (e) {
+        if (attempt >= 5 || !/detached/i.test(String(e && e.message))) throw e;
+      }
+    }
   },
   async screenshot(browser, c) {
     await pageOf(c.page).page.screenshot({ path: c.path, fullPage: true });
