@@ -252,7 +252,12 @@ class Stack:
         os.kill(pid, sig)
         if component in self.workers:  # our child: reaped, not left a zombie
             self.workers.pop(component).wait()
-        wait_until(lambda: not alive(pid), timeout=10, interval=0.02)
+        # A process killed in an fsync dies when the fsync returns: seconds on a
+        # busy disk. Gone (every thread), it holds no lock (the worker's spool
+        # lock) any more.
+        if not wait_until(lambda: not alive(pid), timeout=120, interval=0.02):
+            raise RuntimeError("%s (pid %d) still alive 120 s after signal %d"
+                               % (component, pid, sig))
         os.unlink(pidfile)
 
     def close(self, failed=False):
@@ -504,9 +509,18 @@ def stop_process(proc, timeout=20):
 
 def alive(pid):
     """Whether a process runs: one that exited and waits to be reaped (a zombie; its
-    new parent may reap it seconds later) does not."""
+    new parent may reap it seconds later) does not. Every thread counts: a killed
+    process's first thread can be a zombie while another still ends an fsync, with the
+    process's files (the worker's spool lock) still open."""
     try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except (FileNotFoundError, ProcessLookupError):
         return False
+    for task in tasks:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, task)) as f:
+                if f.read().rpartition(")")[2].split()[0] not in ("Z", "X"):
+                    return True
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            pass
+    return False
