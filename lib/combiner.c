@@ -7,7 +7,9 @@
 
 #include "combiner.h"
 
-enum { COMBINER_WAITING, COMBINER_LEADER, COMBINER_DONE };
+/* An item's state; a leader's, while its batch runs: COMBINER_HANDED once it
+ * handed the key on (combiner_handoff). */
+enum { COMBINER_WAITING, COMBINER_LEADER, COMBINER_DONE, COMBINER_HANDED };
 
 /* A key with work in flight: its leader runs, the others queue behind it. */
 struct combiner_slot {
@@ -89,6 +91,36 @@ combiner_count(combiner *self, size_t n)
         self->stats.max = n;
 }
 
+/* The key passes to the first who queued behind the batch in flight, as the
+ * next leader (it takes everybody queued as its batch); with nobody queued the
+ * slot is free. Under the lock. */
+static void
+combiner_pass(struct combiner_slot *slot)
+{
+    if (slot->head != NULL) {
+        slot->key = slot->head->key;
+        slot->head->state = COMBINER_LEADER;
+        pthread_cond_signal(&slot->head->wake);
+    } else {
+        slot->busy = 0;
+        slot->key = NULL;
+    }
+}
+
+void
+combiner_handoff(combiner *self, combiner_item *batch)
+{
+    struct combiner_slot *slot;
+
+    pthread_mutex_lock(&self->lock);
+    slot = batch->state != COMBINER_HANDED ? combiner_find(self, batch->key) : NULL;
+    if (slot != NULL && slot->head != NULL) {
+        batch->state = COMBINER_HANDED;
+        combiner_pass(slot);
+    }
+    pthread_mutex_unlock(&self->lock);
+}
+
 void
 combiner_submit(combiner *self, combiner_item *item, const char *key, combiner_fn fn, void *ctx)
 {
@@ -136,6 +168,7 @@ combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, comb
             return;
         }
         /* The leader now: the batch is everybody who queued, us first. */
+        item->state = COMBINER_LEADER;
         batch = slot->head;
         n = slot->waiting;
         slot->head = slot->tail = NULL;
@@ -147,12 +180,14 @@ combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, comb
             /* More keys in flight than foreseen: run alone, unbatched. The
              * database still serialises the work of one key. */
             combiner_count(self, 1);
+            item->state = COMBINER_HANDED; /* the key is not its to hand on */
             pthread_mutex_unlock(&self->lock);
             fn(ctx, item, 1);
             return;
         }
         slot->busy = 1;
         slot->key = key;
+        item->state = COMBINER_LEADER;
     }
     combiner_count(self, n);
     pthread_mutex_unlock(&self->lock);
@@ -167,15 +202,10 @@ combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, comb
             pthread_cond_signal(&it->wake);
         }
     }
-    if (slot->head != NULL) {
-        /* Those who came during this batch: the first of them leads the next. */
-        slot->key = slot->head->key;
-        slot->head->state = COMBINER_LEADER;
-        pthread_cond_signal(&slot->head->wake);
-    } else {
-        slot->busy = 0;
-        slot->key = NULL;
-    }
+    /* Those who came during this batch: the first of them leads the next, unless
+     * the batch handed the key on already (and the slot may be another's now). */
+    if (item->state != COMBINER_HANDED)
+        combiner_pass(slot);
     pthread_mutex_unlock(&self->lock);
 }
 

@@ -68,6 +68,7 @@ struct sale {
     int in_doubt;       /* this request's batch failed with its write in doubt */
     int begun;          /* a batch's transaction begun ahead (sale_batch_ahead) */
     int read_ahead;     /* ... and its holds' product and clock read (ahead_*) */
+    int batch_locked;   /* the batch did not fit: it runs under the row lock */
     unsigned char ahead_id[IDENT_BYTES];
     long long ahead_now_us;
 };
@@ -674,13 +675,12 @@ sale_batch_retry(sale *self, combiner_item *batch, int (*tx)(sale *, combiner_it
     sale_batch_fail(self, batch, &err, 0);
 }
 
-/* The keyed members the batch sold: their answers made, and their keys' rows
- * written with them (checkout_key_insert_batch, one round trip). The keyed
+/* The keyed members the batch sold: their answers made, and the statement of
+ * their keys' rows with them appended to t (checkout_key_insert_text). The keyed
  * members it did not sell are left alone: their own transaction decides their
- * refusal and stores it. RS_ERR: a duplicate key (db_duplicate) or another
- * failure. */
+ * refusal and stores it. */
 static int
-sale_batch_keys(sale *self, combiner_item *batch, errbuf *err)
+sale_batch_keys(sale *self, combiner_item *batch, db_text *t, errbuf *err)
 {
     struct checkout_key_entry *entries = calloc(sale_batch_size(batch), sizeof(*entries));
     size_t n = 0;
@@ -712,15 +712,16 @@ sale_batch_keys(sale *self, combiner_item *batch, errbuf *err)
         e->body = b->out->body, e->len = b->out->len;
         n++;
     }
-    rc = n > 0 ? checkout_key_insert_batch(self->keys, entries, n, err) : RS_OK;
+    rc = n > 0 ? checkout_key_insert_text(self->keys, entries, n, t, err) : RS_OK;
     free(entries);
     return rc;
 }
 
-/* The holds the batch made: their ids and times, and their rows written. */
+/* The holds the batch sold: their ids and times, and their rows' statements
+ * appended to t. */
 static int
 sale_batch_holds(hold *holds, combiner_item *batch, const unsigned char *product_id,
-                 long long now_us, errbuf *err)
+                 long long now_us, db_text *t, errbuf *err)
 {
     size_t size = sale_batch_size(batch), n = 0;
     int rc;
@@ -749,7 +750,7 @@ sale_batch_holds(hold *holds, combiner_item *batch, const unsigned char *product
         drafts[n].items = &items[n];
         n++;
     }
-    rc = n > 0 ? hold_insert(holds, drafts, n, err) : RS_OK;
+    rc = n > 0 ? hold_insert(holds, drafts, n, t, err) : RS_OK;
     free(drafts), free(items);
     return rc;
 }
@@ -810,20 +811,24 @@ sale_product_read(sale *self, const char *sku, unsigned char id[IDENT_BYTES], lo
 }
 
 /* The transaction of a batch with more than plain checkouts (holds, confirms,
- * keys), one statement per round trip: it begins; ends the confirmed holds
- * (their rows, then the product's: the lock order of every transaction on
- * holds); runs the batch's one UPDATE of the product; with holds to write, reads
- * the product's id and the database's clock, and writes the holds' rows (two
- * statements whatever their number); writes the keys' rows with their answers
- * (one statement); commits. A confirm whose hold was no longer held, or a key
- * that was there already (1062), rolls it back: the batch runs again without
- * those members (SALE_BATCH_AGAIN), which then run alone.
+ * keys), begun ahead (sale_batch_ahead) or here, then two packets of statements
+ * (db_text_run_each, db_commit_text): the first ends the confirmed holds (their
+ * rows, then the product's: the lock order of every transaction on holds), runs
+ * the batch's one UPDATE of the product, and writes the holds' rows (two
+ * statements whatever their number) as if the batch fits, which it does but at
+ * the sell-out boundary; the second writes the keys' rows with their answers,
+ * made from the stock the UPDATE left (one statement), and commits. A batch that
+ * did not fit rolls back and runs again under the product's row lock
+ * (self->batch_locked: the confirms, the locked read and the exact UPDATE, then
+ * the rows of those it sold with the commit). A confirm whose hold was no longer
+ * held, or a key that was there already (1062), rolls it back: the batch runs
+ * again without those members (SALE_BATCH_AGAIN), which then run alone.
  *
- * Never several of these statements in one multi-statement packet: on Galera a
- * transaction aborted by a conflict while a packet runs is rolled back, and the
- * packet's later statements ran in autocommit, outside it (the cluster bed's
- * two writers: keys stored with a 200 whose sale was rolled back, 12 of 1,000).
- * Each statement alone is told of the abort (1213). */
+ * On Galera, MariaDB 10.11 may roll a transaction back between two statements of
+ * a packet without telling the client (a brute-force abort): the statements
+ * after it then run in a new transaction, autocommit being off (db_begin_sql),
+ * and the release of the guard savepoint before the commit fails: nothing is
+ * committed, and the batch runs again. */
 static int
 sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
 {
@@ -831,9 +836,11 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     unsigned char product_id[IDENT_BYTES];
     struct sale_units u = sale_batch_units(batch, 0);
     struct sale_member *takers = sale_batch_takers(batch);
+    struct db_result res[4]; /* the confirms', the holds' two, the UPDATE's */
     db_text t = {0};
-    long long confirms, rows, left = 0, point = 0, now_us = 0;
-    int rc = RS_ERR, no_product = 0, begun = self->begun, read_ahead = self->read_ahead;
+    long long confirms, left, point, now_us = 0;
+    int rc = RS_ERR, found = 1, begun = self->begun, read_ahead = self->read_ahead;
+    int locked = self->batch_locked, take_at;
 
     self->begun = self->read_ahead = 0; /* the first attempt's only */
     for (combiner_item *it = batch; it != NULL; it = it->next)
@@ -843,64 +850,75 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
             db_rollback(self->conn);
         return RS_OK; /* every member left alone */
     }
-    if ((confirms = sale_batch_confirms_text(batch, &t, err)) < 0)
-        goto fail; /* the transaction begun ahead, if any, rolled back */
     if (!begun && db_begin(self->conn, err) != RS_OK)
-        goto fail;
-    if (confirms > 0) {
-        rows = db_text_run(self->conn, &t, err);
-        if (rows < 0)
-            goto fail;
-        if (rows != confirms) {
-            db_rollback(self->conn);
-            sale_batch_leave(batch, SALE_KIND_CONFIRM);
-            rc = SALE_BATCH_AGAIN;
-            goto out;
-        }
-    }
-    for (combiner_item *it = batch; it != NULL; it = it->next)
-        if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
-            ((struct sale_buy *)it)->m.sold = !((struct sale_buy *)it)->alone;
-    rows = sale_take(self, first->sku, u.buy + u.hold, u.buy + u.confirm, u.hold - u.confirm, &left,
-                     &point, err);
-    if (rows < 0)
         goto fail;
     if (u.hold > 0 && read_ahead) {
         memcpy(product_id, self->ahead_id, IDENT_BYTES);
         now_us = self->ahead_now_us;
-    } else if (u.hold > 0) {
-        int found = sale_product_read(self, first->sku, product_id, &now_us, err);
-
-        if (found < 0)
-            goto fail;
-        no_product = !found;
-    }
-    if (!no_product && rows == 1)
-        sale_allocate(takers, left + u.buy + u.hold, point);
-    else if (!no_product &&
-             (no_product = sale_batch_allocate_locked(self, batch, first->sku, err)) < 0)
+    } else if (u.hold > 0 &&
+               (found = sale_product_read(self, first->sku, product_id, &now_us, err)) < 0) {
         goto fail;
-    if (no_product) {
-        db_rollback(self->conn); /* no such product: nobody sold, nothing held */
-        sale_allocate(takers, 0, 0);
+    }
+    if (!found)
+        goto no_product;
+    if ((confirms = sale_batch_confirms_text(batch, &t, err)) < 0)
+        goto fail;
+    take_at = 0;
+    if (!locked) {
+        sale_allocate(takers, u.buy + u.hold, 0); /* as if it fits: all sold */
+        if (sale_batch_holds(self->mv.holds, batch, product_id, now_us, &t, err) != RS_OK)
+            goto fail;
+        take_at = (int)(t.len > 0 ? t.separators + 1 : 0);
+        if (db_stmt_text(self->take, &t, err, "iiisi", u.buy + u.confirm, u.hold - u.confirm,
+                         u.buy + u.hold, first->sku, u.buy + u.hold) != RS_OK)
+            goto fail;
+    }
+    if (t.len > 0 && db_text_run_each(self->conn, &t, res, err) != RS_OK)
+        goto fail;
+    if (confirms > 0 && res[0].rows != confirms) {
+        db_rollback(self->conn);
         sale_batch_leave(batch, SALE_KIND_CONFIRM);
-        rc = RS_OK;
+        rc = SALE_BATCH_AGAIN;
         goto out;
     }
-    if (sale_batch_holds(self->mv.holds, batch, product_id, now_us, err) != RS_OK)
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
+            ((struct sale_buy *)it)->m.sold = !((struct sale_buy *)it)->alone;
+    if (!locked && res[take_at].rows != 1) {
+        /* It did not fit (or there is no such product): under the row lock. */
+        db_rollback(self->conn);
+        self->batch_locked = 1;
+        rc = SALE_BATCH_AGAIN;
+        goto out;
+    }
+    if (!locked) {
+        left = (long long)(res[take_at].id / SALE_SCALE);
+        point = (long long)(res[take_at].id % SALE_SCALE) - SALE_BIAS;
+        sale_allocate(takers, left + u.buy + u.hold, point);
+        /* The row is ours to the commit: the next batch may send its statements,
+         * its UPDATE waiting for that commit. */
+        combiner_handoff(self->shop->checkouts, batch);
+    } else {
+        int missing = sale_batch_allocate_locked(self, batch, first->sku, err);
+
+        if (missing < 0)
+            goto fail;
+        if (missing)
+            goto no_product;
+        if (sale_batch_holds(self->mv.holds, batch, product_id, now_us, &t, err) != RS_OK)
+            goto fail;
+    }
+    if (sale_batch_keys(self, batch, &t, err) != RS_OK)
         goto fail;
-    if (sale_batch_keys(self, batch, err) != RS_OK) {
+    if (db_commit_text(self->conn, &t, err) != RS_OK) {
         if (db_duplicate(self->conn)) {
             /* A key was there already: its request runs alone, and replays. */
-            db_rollback(self->conn);
             sale_batch_leave(batch, -1);
             rc = SALE_BATCH_AGAIN;
             goto out;
         }
         goto fail;
     }
-    if (db_commit(self->conn, err) != RS_OK)
-        goto fail;
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sale_buy *b = (struct sale_buy *)it;
         b->answered = b->key != NULL && !b->alone;
@@ -908,6 +926,12 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     rc = RS_OK;
     goto out;
 
+no_product:
+    db_rollback(self->conn); /* no such product: nobody sold, nothing held */
+    sale_allocate(takers, 0, 0);
+    sale_batch_leave(batch, SALE_KIND_CONFIRM);
+    rc = RS_OK;
+    goto out;
 fail:
     db_rollback(self->conn);
     rc = RS_ERR;
@@ -936,6 +960,7 @@ sale_batch_run(void *ctx, combiner_item *batch, size_t n)
         struct sale_buy *b = (struct sale_buy *)it;
 
         if (b->kind != SALE_KIND_BUY || b->key != NULL) {
+            self->batch_locked = 0;
             sale_batch_retry(self, batch, sale_batch_records_tx);
             return;
         }
@@ -1560,7 +1585,7 @@ sale_cart_hold(sale *self, const struct sale_cart *cart, const struct sale_cart_
         views[i].quantity = work[i].m.quantity;
         views[i].remaining = work[i].m.remaining;
     }
-    if (hold_insert(self->mv.holds, &draft, 1, err) != RS_OK)
+    if (hold_insert(self->mv.holds, &draft, 1, NULL, err) != RS_OK)
         return RS_ERR;
     return sale_hold_answer(id, HOLD_HELD, draft.expires_us, views, cart->n, 1, 0, out, err);
 }
