@@ -7,14 +7,21 @@
 
 #include "combiner.h"
 
-/* An item's state; a leader's, while its batch runs: COMBINER_HANDED once it
- * handed the key on (combiner_handoff). */
-enum { COMBINER_WAITING, COMBINER_LEADER, COMBINER_DONE, COMBINER_HANDED };
+/* An item's state. */
+enum { COMBINER_WAITING, COMBINER_LEADER, COMBINER_DONE };
 
-/* A key with work in flight: its leader runs, the others queue behind it. */
+/* At most this many batches of one key in flight: the one that holds the key and
+ * the one ending (combiner_handoff). */
+#define COMBINER_FLYING 2
+
+/* A key with work in flight: its batches run, the others queue behind them. */
 struct combiner_slot {
-    const char *key; /* the current leader's: valid while it runs */
+    char *key; /* a copy, while busy */
     int busy;
+    int flying;                 /* batches of the key running */
+    combiner_item *owner;       /* the leader of the batch that holds the key, or NULL */
+    int open;                   /* ... and it handed it on (combiner_handoff) */
+    int starting;               /* ... or it is woken, to take the queue as its batch */
     combiner_item *head, *tail; /* waiting, in arrival order */
     size_t waiting;
 };
@@ -54,6 +61,8 @@ combiner_destroy(combiner **self_p)
     if (self == NULL)
         return;
     pthread_mutex_destroy(&self->lock);
+    for (size_t i = 0; i < self->nslots; i++)
+        free(self->slots[i].key);
     free(self->slots);
     free(self);
     *self_p = NULL;
@@ -91,20 +100,40 @@ combiner_count(combiner *self, size_t n)
         self->stats.max = n;
 }
 
-/* The key passes to the first who queued behind the batch in flight, as the
- * next leader (it takes everybody queued as its batch); with nobody queued the
- * slot is free. Under the lock. */
-static void
-combiner_pass(struct combiner_slot *slot)
+/* Whether the items queued may run their batch now: the key is nobody's (its
+ * holder ended) or handed on, and fewer than COMBINER_FLYING batches run. */
+static int
+combiner_can_start(const struct combiner_slot *slot)
 {
-    if (slot->head != NULL) {
-        slot->key = slot->head->key;
-        slot->head->state = COMBINER_LEADER;
-        pthread_cond_signal(&slot->head->wake);
-    } else {
-        slot->busy = 0;
-        slot->key = NULL;
-    }
+    return slot->head != NULL && !slot->starting && slot->flying < COMBINER_FLYING &&
+           (slot->owner == NULL || slot->open);
+}
+
+/* The first of the items queued holds the key now, and is woken to lead them
+ * as a batch: those who queue before it runs join it (combiner_take). Under the
+ * lock. */
+static void
+combiner_start(struct combiner_slot *slot)
+{
+    combiner_item *leader = slot->head;
+
+    slot->starting = 1;
+    slot->owner = leader;
+    slot->open = 0;
+    slot->flying++;
+    leader->state = COMBINER_LEADER;
+    pthread_cond_signal(&leader->wake);
+}
+
+/* The leader woken by combiner_start takes everybody queued as its batch, itself
+ * first. Under the lock. */
+static void
+combiner_take(struct combiner_slot *slot, combiner_item *leader)
+{
+    leader->n = slot->waiting;
+    slot->head = slot->tail = NULL;
+    slot->waiting = 0;
+    slot->starting = 0;
 }
 
 void
@@ -113,10 +142,11 @@ combiner_handoff(combiner *self, combiner_item *batch)
     struct combiner_slot *slot;
 
     pthread_mutex_lock(&self->lock);
-    slot = batch->state != COMBINER_HANDED ? combiner_find(self, batch->key) : NULL;
-    if (slot != NULL && slot->head != NULL) {
-        batch->state = COMBINER_HANDED;
-        combiner_pass(slot);
+    slot = combiner_find(self, batch->key);
+    if (slot != NULL && slot->owner == batch) {
+        slot->open = 1;
+        if (combiner_can_start(slot))
+            combiner_start(slot);
     }
     pthread_mutex_unlock(&self->lock);
 }
@@ -132,19 +162,20 @@ combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, comb
                       combiner_ahead_fn ahead, void *ctx)
 {
     struct combiner_slot *slot;
-    combiner_item *batch = item, *it, *next;
-    size_t n = 1;
+    combiner_item *it, *next;
+    size_t n;
 
     item->next = NULL;
     item->key = key;
+    item->n = 1;
     item->state = COMBINER_WAITING;
     pthread_mutex_lock(&self->lock);
     slot = combiner_find(self, key);
     if (slot != NULL) {
         /* Work of this key is in flight: queue for the next batch. Whoever
-         * ends the batch in flight wakes us, as a member (done) or as the next
-         * leader, always under the lock, so that the item (on our stack) is
-         * not touched after we return. */
+         * starts it wakes us, as a member (done) or as its leader, always under
+         * the lock, so that the item (on our stack) is not touched after we
+         * return. */
         pthread_cond_init(&item->wake, NULL);
         if (slot->tail != NULL)
             slot->tail->next = item;
@@ -152,7 +183,9 @@ combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, comb
             slot->head = item;
         slot->tail = item;
         slot->waiting++;
-        if (ahead != NULL && slot->head == item) {
+        if (combiner_can_start(slot))
+            combiner_start(slot); /* the key was handed on: we lead at once */
+        else if (ahead != NULL && slot->head == item) {
             /* The next leader, whatever happens: it gets ready while the batch in
              * flight runs. A wake-up meanwhile is not lost: it sets our state,
              * read under the lock below. */
@@ -168,44 +201,49 @@ combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, comb
             return;
         }
         /* The leader now: the batch is everybody who queued, us first. */
-        item->state = COMBINER_LEADER;
-        batch = slot->head;
-        n = slot->waiting;
-        slot->head = slot->tail = NULL;
-        slot->waiting = 0;
-        slot->key = key;
+        combiner_take(slot, item);
     } else {
         slot = combiner_free_slot(self);
-        if (slot == NULL) {
-            /* More keys in flight than foreseen: run alone, unbatched. The
-             * database still serialises the work of one key. */
+        if (slot == NULL || (slot->key = strdup(key)) == NULL) {
+            /* More keys in flight than foreseen (or no memory for the key): run
+             * alone, unbatched. The database still serialises the work of one
+             * key. */
             combiner_count(self, 1);
-            item->state = COMBINER_HANDED; /* the key is not its to hand on */
             pthread_mutex_unlock(&self->lock);
             fn(ctx, item, 1);
             return;
         }
         slot->busy = 1;
-        slot->key = key;
-        item->state = COMBINER_LEADER;
+        slot->owner = item;
+        slot->open = 0;
+        slot->starting = 0;
+        slot->flying = 1;
     }
+    n = item->n;
     combiner_count(self, n);
     pthread_mutex_unlock(&self->lock);
 
-    fn(ctx, batch, n);
+    fn(ctx, item, n);
 
     pthread_mutex_lock(&self->lock);
-    for (it = batch; it != NULL; it = next) {
+    for (it = item->next; it != NULL; it = next) {
         next = it->next; /* before the wake-up: the item may go once we unlock */
-        if (it != item) {
-            it->state = COMBINER_DONE;
-            pthread_cond_signal(&it->wake);
-        }
+        it->state = COMBINER_DONE;
+        pthread_cond_signal(&it->wake);
     }
-    /* Those who came during this batch: the first of them leads the next, unless
-     * the batch handed the key on already (and the slot may be another's now). */
-    if (item->state != COMBINER_HANDED)
-        combiner_pass(slot);
+    /* The key passes to those who came meanwhile, if this batch held it or the
+     * batch that holds it handed it on; with nothing queued or running, the slot
+     * is free. */
+    slot->flying--;
+    if (slot->owner == item)
+        slot->owner = NULL;
+    if (combiner_can_start(slot))
+        combiner_start(slot);
+    else if (slot->flying == 0 && slot->head == NULL) {
+        slot->busy = 0;
+        free(slot->key);
+        slot->key = NULL;
+    }
     pthread_mutex_unlock(&self->lock);
 }
 

@@ -21,6 +21,7 @@ typedef struct combiner_item combiner_item;
 struct combiner_item {
     combiner_item *next;
     const char *key;
+    size_t n; /* a leader's: the items of its batch */
     int state;
     pthread_cond_t wake;
 };
@@ -60,10 +61,11 @@ void combiner_submit_ahead(combiner *self, combiner_item *item, const char *key,
                            combiner_ahead_fn ahead, void *ctx);
 
 /* Called by fn, in its leader's thread, with its batch: the batch no longer
- * needs to be the key's only work in flight (restock-sales: it holds the row
- * lock that orders the next batch's statements after its own), so the items
- * that queued meanwhile run their batch now, while this one ends. Once per
- * batch; with nobody queued it does nothing. Returns at once. */
+ * needs to be the key's only work in flight (restock-sales: its statements are
+ * sent, or it holds the row lock that orders the next batch's after its own), so
+ * the items that queued meanwhile, or come next, run their batch now, while this
+ * one ends: at most two batches of a key run at once (the next one waits, if
+ * need be, for the older to end). Returns at once. */
 void combiner_handoff(combiner *self, combiner_item *batch);
 
 /* Items of key waiting for the batch in flight (tests and diagnostics). */

@@ -885,16 +885,18 @@ db_begin(db *self, errbuf *err)
     return RS_OK;
 }
 
-/* Sends sql, n statements, in one packet and reads their answers into out (if
- * not NULL). RS_OK; RS_ERR with *done the statements answered before the one
- * that failed (the server runs none after it). */
+/* Sends sql, n statements, in one packet and reads their answers, the first nout
+ * of them into out. RS_OK; RS_ERR with *done the statements answered before the
+ * one that failed (the server runs none after it). */
 static int
-db_multi(db *self, const char *sql, size_t len, size_t n, struct db_result *out, size_t *done,
-         errbuf *err)
+db_multi(db *self, const char *sql, size_t len, size_t n, struct db_result *out, size_t nout,
+         size_t *done, errbuf *err)
 {
     int status;
 
     *done = 0;
+    if (out != NULL)
+        memset(out, 0, nout * sizeof(*out));
     if (mysql_real_query(self->conn, sql, len) != 0)
         return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn), err);
     for (;;) {
@@ -906,11 +908,12 @@ db_multi(db *self, const char *sql, size_t len, size_t n, struct db_result *out,
                                err);
             mysql_free_result(res);
         }
-        if (out != NULL && *done < n) {
+        if (out != NULL && *done < nout) {
             my_ulonglong rows = mysql_affected_rows(self->conn);
 
             out[*done].rows = rows == (my_ulonglong)-1 ? 0 : (long long)rows;
             out[*done].id = (unsigned long long)mysql_insert_id(self->conn);
+            out[*done].ran = 1;
         }
         (*done)++;
         status = mysql_next_result(self->conn);
@@ -948,7 +951,7 @@ db_text_run_each(db *self, db_text *t, struct db_result *out, errbuf *err)
     else if (db_ready(self, err) != RS_OK)
         rc = RS_ERR;
     else
-        rc = db_multi(self, t->buf, t->len, n, out, &done, err);
+        rc = db_multi(self, t->buf, t->len, n, out, n, &done, err);
     t->len = 0, t->failed = 0, t->separators = 0;
     return rc;
 }
@@ -967,14 +970,25 @@ db_transaction_lost(db *self, errbuf *err)
     }
 }
 
-int
-db_commit(db *self, errbuf *err)
+void
+db_text_check_rows(db_text *t, long long rows, const char *why)
 {
-    return db_commit_text(self, NULL, err);
+    db_text_next(t);
+    db_text_str(t, "BEGIN NOT ATOMIC IF ROW_COUNT() <> ");
+    db_text_int(t, rows);
+    db_text_str(t, " THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '");
+    db_text_str(t, why);
+    db_text_str(t, "'; END IF; END");
 }
 
 int
-db_commit_text(db *self, db_text *t, errbuf *err)
+db_commit(db *self, errbuf *err)
+{
+    return db_commit_text(self, NULL, NULL, err);
+}
+
+int
+db_commit_text(db *self, db_text *t, struct db_result *out, errbuf *err)
 {
     static const char release[] = "RELEASE SAVEPOINT " DB_GUARD, commit[] = "COMMIT";
     size_t nt = db_text_count(t), done = 0, at, commit_at;
@@ -983,7 +997,7 @@ db_commit_text(db *self, db_text *t, errbuf *err)
     if (self->in_transaction > 1) {
         /* A nested one: its work stays in the open transaction, to be committed
          * (or rolled back) with it. Its level ends here whatever happens. */
-        rc = nt > 0 ? db_text_run_each(self, t, NULL, err) : RS_OK;
+        rc = nt > 0 ? db_text_run_each(self, t, out, err) : RS_OK;
         self->in_transaction--;
         if (rc != RS_OK)
             return RS_ERR;
@@ -1021,13 +1035,13 @@ db_commit_text(db *self, db_text *t, errbuf *err)
             db_text_next(&all), db_text_str(&all, release);
         db_text_next(&all), db_text_str(&all, commit);
         rc = all.failed ? errbuf_set(err, "out of memory")
-                        : db_multi(self, all.buf, all.len, commit_at + 1, NULL, &done, err);
+                        : db_multi(self, all.buf, all.len, commit_at + 1, out, nt, &done, err);
         db_text_free(&all);
     } else {
-        rc = self->manual_commit ? db_multi(self, release, strlen(release), 1, NULL, &done, err)
+        rc = self->manual_commit ? db_multi(self, release, strlen(release), 1, NULL, 0, &done, err)
                                  : RS_OK;
         if (rc == RS_OK) {
-            rc = db_multi(self, commit, strlen(commit), 1, NULL, &at, err);
+            rc = db_multi(self, commit, strlen(commit), 1, NULL, 0, &at, err);
             done += at;
         }
     }
@@ -1417,9 +1431,23 @@ db_bulk_one(db_stmt *st, const struct db_bulk_col *cols, size_t n, errbuf *err)
     return db_stmt_run(st, params, n, err);
 }
 
+/* Whether text is written as it is between quotes: letters, digits and " .:-_"
+ * only, nothing the server could read as an escape or the string's end (a time,
+ * a sku: half the length of its hex, and parsed faster). */
+static int
+db_text_plain(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr(" .:-_", *s) != NULL))
+            return 0;
+    return 1;
+}
+
 /* One value of a column as a literal: numbers printed, bytes as a hex literal,
- * text as a hex literal of the connection's character set (compared as the
- * prepared statement's parameter would be): never a string that could end early. */
+ * text between quotes when plain (db_text_plain), else as a hex literal of the
+ * connection's character set (either compared as the prepared statement's
+ * parameter would be): never a string that could end early. */
 static void
 db_text_value(db_text *t, const struct db_bulk_col *col, size_t r)
 {
@@ -1432,6 +1460,12 @@ db_text_value(db_text *t, const struct db_bulk_col *col, size_t r)
     v = ((const void *const *)col->values)[r];
     if (v == NULL) {
         db_text_str(t, "NULL");
+        return;
+    }
+    if (col->type == 's' && db_text_plain(v)) {
+        db_text_str(t, "'");
+        db_text_str(t, v);
+        db_text_str(t, "'");
         return;
     }
     if (col->type == 's')

@@ -125,8 +125,10 @@ void db_text_next(db_text *t);
 long long db_text_run(db *self, db_text *t, errbuf *err);
 void db_text_free(db_text *t);
 
-/* What one statement of db_text_run_each did: rows changed, LAST_INSERT_ID(). */
+/* What one statement of db_text_run_each or db_commit_text did: whether it ran
+ * (answered without an error), the rows it changed, its LAST_INSERT_ID(). */
 struct db_result {
+    int ran;
     long long rows;
     unsigned long long id;
 };
@@ -167,11 +169,17 @@ int db_duplicate(const db *self);
 int db_begin(db *self, errbuf *err);
 int db_commit(db *self, errbuf *err);
 /* db_commit with t's statements (NULL or empty: none) sent before the commit in
- * the same packet (a db made with DB_MULTI_STATEMENTS), and t emptied. The
- * server runs none after one that fails: then the transaction is rolled back,
- * and db_duplicate tells a duplicate key. A connection lost with the packet's
- * answers leaves it in doubt (db_in_doubt), since the commit may have run. */
-int db_commit_text(db *self, db_text *t, errbuf *err);
+ * the same packet (a db made with DB_MULTI_STATEMENTS), and t emptied; out (if
+ * not NULL) gets each of t's statements' result. The server runs none after one
+ * that fails: then the transaction is rolled back, and db_duplicate tells a
+ * duplicate key. A connection lost with the packet's answers leaves it in doubt
+ * (db_in_doubt), since the commit may have run. */
+int db_commit_text(db *self, db_text *t, struct db_result *out, errbuf *err);
+
+/* Appends to t a statement that fails (SQLSTATE 45000, why: fixed text without
+ * quotes) unless the statement before it changed exactly rows rows: the packet's
+ * later statements, its COMMIT among them, then do not run. */
+void db_text_check_rows(db_text *t, long long rows, const char *why);
 
 /* 1 once after a failed commit, or a failed write outside a transaction, whose
  * fate is unknown: the connection was lost after the request was sent (the server

@@ -103,14 +103,15 @@ main(void)
 
         ok(db_stmt_text(upd, &t, &err, "isb", 3LL, "CP-1", "\0\1", (size_t)2) == RS_OK,
            "db_stmt_text");
-        is_str(t.buf, "UPDATE t SET a = a - 3 WHERE k = _utf8mb4 X'43502d31' AND b = X'0001'",
-               "its parameters as literals: a number, text of the connection's set, bytes");
+        is_str(t.buf, "UPDATE t SET a = a - 3 WHERE k = 'CP-1' AND b = X'0001'",
+               "its parameters as literals: a number, plain text between quotes, bytes");
         ok(db_stmt_bulk_text(ins, &t, 2, &err, "bis", ids, lens, ns, ks) == RS_OK,
            "db_stmt_bulk_text");
         is_str(t.buf,
-               "UPDATE t SET a = a - 3 WHERE k = _utf8mb4 X'43502d31' AND b = X'0001';"
+               "UPDATE t SET a = a - 3 WHERE k = 'CP-1' AND b = X'0001';"
                "INSERT INTO t (id, n, k) VALUES (X'0127', 7, _utf8mb4 X'7827'),(NULL, -1, NULL)",
-               "the next statement after a ';': one multi-row INSERT, NULLs as NULL");
+               "the next statement after a ';': one multi-row INSERT, NULLs as NULL, other "
+               "text (a quote) as hex of the connection's character set");
         ok(db_stmt_bulk_text(ins, &t, 0, &err, "bis", ids, lens, ns, ks) == RS_OK &&
                t.separators == 1,
            "no rows: nothing appended (%zu statements after the first)", t.separators);
