@@ -438,10 +438,8 @@ sales_thread_init(void *app, void **state, errbuf *err)
         goto fail;
     }
     th->app = app;
-    /* Connects at the first request, and again whenever the database was gone.
-     * Several statements a packet: a batch's transaction sends its statements in
-     * two (lib/sale.c), all of them text made by lib/db (hex literals, numbers). */
-    th->conn = db_new(th->app->cf, DB_MULTI_STATEMENTS);
+    /* Connects at the first request, and again whenever the database was gone. */
+    th->conn = db_new(th->app->cf, 0);
     if (th->conn == NULL) {
         errbuf_set(err, "out of memory");
         goto fail;

@@ -278,8 +278,8 @@ checkout_key_store(checkout_key *self, long long client, const char *key, int st
 }
 
 int
-checkout_key_insert_text(checkout_key *self, const struct checkout_key_entry *entries, size_t n,
-                         db_text *t, errbuf *err)
+checkout_key_insert_batch(checkout_key *self, const struct checkout_key_entry *entries, size_t n,
+                          errbuf *err)
 {
     /* The columns as db_stmt_bulk takes them: an array of each. */
     long long *clients = calloc(n, sizeof(*clients)), *statuses = calloc(n, sizeof(*statuses));
@@ -303,8 +303,8 @@ checkout_key_insert_text(checkout_key *self, const struct checkout_key_entry *en
         bodies[i] = entries[i].body;
         body_lens[i] = (unsigned long)entries[i].len;
     }
-    rows = db_stmt_bulk_text(self->st[ST_INSERT_ROWS], t, n, err, "isbib", clients, keys, prints,
-                             print_lens, statuses, bodies, body_lens);
+    rows = db_stmt_bulk(self->st[ST_INSERT_ROWS], n, err, "isbib", clients, keys, prints,
+                        print_lens, statuses, bodies, body_lens);
 done:
     free(clients), free(statuses), free(keys), free(prints), free(bodies);
     free(print_lens), free(body_lens);

@@ -92,9 +92,9 @@ int checkout_key_claim(checkout_key *self, long long client, const char *key,
 int checkout_key_store(checkout_key *self, long long client, const char *key, int status,
                        const char *body, size_t len, errbuf *err);
 
-/* The keys of a combined batch (lib/sale), each with its answer: the text of one
- * INSERT of their rows appended to t, for the caller to send in its open
- * transaction with the batch's commit (db_commit_text). A key whose row is there
+/* The keys of a combined batch (lib/sale), each with its answer: their rows,
+ * in one round trip (a bulk execution of one INSERT), in the caller's open
+ * transaction with the batch's other statements. A key whose row is there
  * already (a retry; a copy in flight, whose transaction InnoDB makes it wait for)
  * fails it with a duplicate key (1062): the caller rolls back and runs those
  * requests one by one (checkout_key_claim). */
@@ -106,8 +106,8 @@ struct checkout_key_entry {
     const char *body;
     size_t len;
 };
-int checkout_key_insert_text(checkout_key *self, const struct checkout_key_entry *entries, size_t n,
-                             db_text *t, errbuf *err);
+int checkout_key_insert_batch(checkout_key *self, const struct checkout_key_entry *entries,
+                              size_t n, errbuf *err);
 
 /* Deletes a small batch of the keys older than retention seconds, oldest first
  * (the worker's watch; call again while it returns CHECKOUT_KEY_PRUNE_BATCH).

@@ -7,21 +7,12 @@
 
 #include "combiner.h"
 
-/* An item's state. */
 enum { COMBINER_WAITING, COMBINER_LEADER, COMBINER_DONE };
 
-/* At most this many batches of one key in flight: the one that holds the key and
- * the one ending (combiner_handoff). */
-#define COMBINER_FLYING 2
-
-/* A key with work in flight: its batches run, the others queue behind them. */
+/* A key with work in flight: its leader runs, the others queue behind it. */
 struct combiner_slot {
-    char *key; /* a copy, while busy */
+    const char *key; /* the current leader's: valid while it runs */
     int busy;
-    int flying;                 /* batches of the key running */
-    combiner_item *owner;       /* the leader of the batch that holds the key, or NULL */
-    int open;                   /* ... and it handed it on (combiner_handoff) */
-    int starting;               /* ... or it is woken, to take the queue as its batch */
     combiner_item *head, *tail; /* waiting, in arrival order */
     size_t waiting;
 };
@@ -61,8 +52,6 @@ combiner_destroy(combiner **self_p)
     if (self == NULL)
         return;
     pthread_mutex_destroy(&self->lock);
-    for (size_t i = 0; i < self->nslots; i++)
-        free(self->slots[i].key);
     free(self->slots);
     free(self);
     *self_p = NULL;
@@ -100,57 +89,6 @@ combiner_count(combiner *self, size_t n)
         self->stats.max = n;
 }
 
-/* Whether the items queued may run their batch now: the key is nobody's (its
- * holder ended) or handed on, and fewer than COMBINER_FLYING batches run. */
-static int
-combiner_can_start(const struct combiner_slot *slot)
-{
-    return slot->head != NULL && !slot->starting && slot->flying < COMBINER_FLYING &&
-           (slot->owner == NULL || slot->open);
-}
-
-/* The first of the items queued holds the key now, and is woken to lead them
- * as a batch: those who queue before it runs join it (combiner_take). Under the
- * lock. */
-static void
-combiner_start(struct combiner_slot *slot)
-{
-    combiner_item *leader = slot->head;
-
-    slot->starting = 1;
-    slot->owner = leader;
-    slot->open = 0;
-    slot->flying++;
-    leader->state = COMBINER_LEADER;
-    pthread_cond_signal(&leader->wake);
-}
-
-/* The leader woken by combiner_start takes everybody queued as its batch, itself
- * first. Under the lock. */
-static void
-combiner_take(struct combiner_slot *slot, combiner_item *leader)
-{
-    leader->n = slot->waiting;
-    slot->head = slot->tail = NULL;
-    slot->waiting = 0;
-    slot->starting = 0;
-}
-
-void
-combiner_handoff(combiner *self, combiner_item *batch)
-{
-    struct combiner_slot *slot;
-
-    pthread_mutex_lock(&self->lock);
-    slot = combiner_find(self, batch->key);
-    if (slot != NULL && slot->owner == batch) {
-        slot->open = 1;
-        if (combiner_can_start(slot))
-            combiner_start(slot);
-    }
-    pthread_mutex_unlock(&self->lock);
-}
-
 void
 combiner_submit(combiner *self, combiner_item *item, const char *key, combiner_fn fn, void *ctx)
 {
@@ -162,20 +100,19 @@ combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, comb
                       combiner_ahead_fn ahead, void *ctx)
 {
     struct combiner_slot *slot;
-    combiner_item *it, *next;
-    size_t n;
+    combiner_item *batch = item, *it, *next;
+    size_t n = 1;
 
     item->next = NULL;
     item->key = key;
-    item->n = 1;
     item->state = COMBINER_WAITING;
     pthread_mutex_lock(&self->lock);
     slot = combiner_find(self, key);
     if (slot != NULL) {
         /* Work of this key is in flight: queue for the next batch. Whoever
-         * starts it wakes us, as a member (done) or as its leader, always under
-         * the lock, so that the item (on our stack) is not touched after we
-         * return. */
+         * ends the batch in flight wakes us, as a member (done) or as the next
+         * leader, always under the lock, so that the item (on our stack) is
+         * not touched after we return. */
         pthread_cond_init(&item->wake, NULL);
         if (slot->tail != NULL)
             slot->tail->next = item;
@@ -183,9 +120,7 @@ combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, comb
             slot->head = item;
         slot->tail = item;
         slot->waiting++;
-        if (combiner_can_start(slot))
-            combiner_start(slot); /* the key was handed on: we lead at once */
-        else if (ahead != NULL && slot->head == item) {
+        if (ahead != NULL && slot->head == item) {
             /* The next leader, whatever happens: it gets ready while the batch in
              * flight runs. A wake-up meanwhile is not lost: it sets our state,
              * read under the lock below. */
@@ -201,47 +136,44 @@ combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, comb
             return;
         }
         /* The leader now: the batch is everybody who queued, us first. */
-        combiner_take(slot, item);
+        batch = slot->head;
+        n = slot->waiting;
+        slot->head = slot->tail = NULL;
+        slot->waiting = 0;
+        slot->key = key;
     } else {
         slot = combiner_free_slot(self);
-        if (slot == NULL || (slot->key = strdup(key)) == NULL) {
-            /* More keys in flight than foreseen (or no memory for the key): run
-             * alone, unbatched. The database still serialises the work of one
-             * key. */
+        if (slot == NULL) {
+            /* More keys in flight than foreseen: run alone, unbatched. The
+             * database still serialises the work of one key. */
             combiner_count(self, 1);
             pthread_mutex_unlock(&self->lock);
             fn(ctx, item, 1);
             return;
         }
         slot->busy = 1;
-        slot->owner = item;
-        slot->open = 0;
-        slot->starting = 0;
-        slot->flying = 1;
+        slot->key = key;
     }
-    n = item->n;
     combiner_count(self, n);
     pthread_mutex_unlock(&self->lock);
 
-    fn(ctx, item, n);
+    fn(ctx, batch, n);
 
     pthread_mutex_lock(&self->lock);
-    for (it = item->next; it != NULL; it = next) {
+    for (it = batch; it != NULL; it = next) {
         next = it->next; /* before the wake-up: the item may go once we unlock */
-        it->state = COMBINER_DONE;
-        pthread_cond_signal(&it->wake);
+        if (it != item) {
+            it->state = COMBINER_DONE;
+            pthread_cond_signal(&it->wake);
+        }
     }
-    /* The key passes to those who came meanwhile, if this batch held it or the
-     * batch that holds it handed it on; with nothing queued or running, the slot
-     * is free. */
-    slot->flying--;
-    if (slot->owner == item)
-        slot->owner = NULL;
-    if (combiner_can_start(slot))
-        combiner_start(slot);
-    else if (slot->flying == 0 && slot->head == NULL) {
+    if (slot->head != NULL) {
+        /* Those who came during this batch: the first of them leads the next. */
+        slot->key = slot->head->key;
+        slot->head->state = COMBINER_LEADER;
+        pthread_cond_signal(&slot->head->wake);
+    } else {
         slot->busy = 0;
-        free(slot->key);
         slot->key = NULL;
     }
     pthread_mutex_unlock(&self->lock);

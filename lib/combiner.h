@@ -3,9 +3,7 @@
  * callers of that key who arrive meanwhile queue, and when the work in flight
  * ends the first of them runs one batch for all who queued, in arrival order
  * (restock-sales: one UPDATE for the checkouts of one product, docs/design.md
- * §4.1). Nobody waits for more than the batch in flight and their own. A batch
- * may hand the key on before it ends (combiner_handoff): then two batches of a
- * key are in flight, the older one ending. */
+ * §4.1). Nobody waits for more than the batch in flight and their own. */
 #ifndef RESTOCK_COMBINER_H
 #define RESTOCK_COMBINER_H
 
@@ -21,7 +19,6 @@ typedef struct combiner_item combiner_item;
 struct combiner_item {
     combiner_item *next;
     const char *key;
-    size_t n; /* a leader's: the items of its batch */
     int state;
     pthread_cond_t wake;
 };
@@ -59,14 +56,6 @@ typedef void (*combiner_ahead_fn)(void *ctx, combiner_item *item);
 /* combiner_submit, with ahead (NULL: none) called as above. */
 void combiner_submit_ahead(combiner *self, combiner_item *item, const char *key, combiner_fn fn,
                            combiner_ahead_fn ahead, void *ctx);
-
-/* Called by fn, in its leader's thread, with its batch: the batch no longer
- * needs to be the key's only work in flight (restock-sales: its statements are
- * sent, or it holds the row lock that orders the next batch's after its own), so
- * the items that queued meanwhile, or come next, run their batch now, while this
- * one ends: at most two batches of a key run at once (the next one waits, if
- * need be, for the older to end). Returns at once. */
-void combiner_handoff(combiner *self, combiner_item *batch);
 
 /* Items of key waiting for the batch in flight (tests and diagnostics). */
 size_t combiner_waiting(combiner *self, const char *key);

@@ -739,15 +739,6 @@ db_text_int(db_text *t, long long v)
     db_text_add(t, num, (size_t)snprintf(num, sizeof(num), "%lld", v));
 }
 
-void
-db_text_next(db_text *t)
-{
-    if (t->len == 0)
-        return;
-    db_text_add(t, ";", 1);
-    t->separators++;
-}
-
 long long
 db_text_run(db *self, db_text *t, errbuf *err)
 {
@@ -755,11 +746,9 @@ db_text_run(db *self, db_text *t, errbuf *err)
 
     if (t->failed)
         rows = errbuf_set(err, "out of memory");
-    else if (t->separators > 0)
-        rows = errbuf_set(err, "database: several statements: db_text_run_each runs them");
     else
         rows = db_exec(self, t->buf, t->len, err);
-    t->len = 0, t->failed = 0, t->separators = 0;
+    t->len = 0, t->failed = 0;
     return rows;
 }
 
@@ -767,7 +756,7 @@ void
 db_text_free(db_text *t)
 {
     free(t->buf);
-    t->buf = NULL, t->len = t->cap = 0, t->failed = 0, t->separators = 0;
+    t->buf = NULL, t->len = t->cap = 0, t->failed = 0;
 }
 
 int
@@ -885,187 +874,53 @@ db_begin(db *self, errbuf *err)
     return RS_OK;
 }
 
-/* Sends sql, n statements, in one packet and reads their answers, the first nout
- * of them into out. RS_OK; RS_ERR with *done the statements answered before the
- * one that failed (the server runs none after it). */
-static int
-db_multi(db *self, const char *sql, size_t len, size_t n, struct db_result *out, size_t nout,
-         size_t *done, errbuf *err)
-{
-    int status;
-
-    *done = 0;
-    if (out != NULL)
-        memset(out, 0, nout * sizeof(*out));
-    if (mysql_real_query(self->conn, sql, len) != 0)
-        return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn), err);
-    for (;;) {
-        if (mysql_field_count(self->conn) != 0) {
-            MYSQL_RES *res = mysql_store_result(self->conn);
-
-            if (res == NULL)
-                return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn),
-                               err);
-            mysql_free_result(res);
-        }
-        if (out != NULL && *done < nout) {
-            my_ulonglong rows = mysql_affected_rows(self->conn);
-
-            out[*done].rows = rows == (my_ulonglong)-1 ? 0 : (long long)rows;
-            out[*done].id = (unsigned long long)mysql_insert_id(self->conn);
-            out[*done].ran = 1;
-        }
-        (*done)++;
-        status = mysql_next_result(self->conn);
-        if (status > 0)
-            return db_fail(self, mysql_errno(self->conn), "query", mysql_error(self->conn), err);
-        if (status < 0)
-            break;
-    }
-    if (*done != n)
-        return errbuf_set(err, "database: %zu statements sent, %zu answered", n, *done);
-    db_answered(self);
-    return RS_OK;
-}
-
-/* How many statements t holds. */
-static size_t
-db_text_count(const db_text *t)
-{
-    return t == NULL || t->len == 0 ? 0 : t->separators + 1;
-}
-
-int
-db_text_run_each(db *self, db_text *t, struct db_result *out, errbuf *err)
-{
-    size_t done, n = db_text_count(t);
-    int rc;
-
-    self->in_doubt = 0;
-    if (t->failed)
-        rc = errbuf_set(err, "out of memory");
-    else if (self->poisoned)
-        rc = db_void(self, "query", err);
-    else if (n > 1 && !(self->flags & DB_MULTI_STATEMENTS))
-        rc = errbuf_set(err, "database: several statements at once need DB_MULTI_STATEMENTS");
-    else if (db_ready(self, err) != RS_OK)
-        rc = RS_ERR;
-    else
-        rc = db_multi(self, t->buf, t->len, n, out, n, &done, err);
-    t->len = 0, t->failed = 0, t->separators = 0;
-    return rc;
-}
-
-/* The transaction begun is gone (db_begin_sql): what ran since is rolled back,
- * never committed, and the whole runs again (a deadlock's retry). */
-static void
-db_transaction_lost(db *self, errbuf *err)
-{
-    if (!self->failed_connection) {
-        log_warn("event=db_transaction_lost host=%s reason=\"%s (%u)\" action=\"rolled back "
-                 "and run again: the cluster aborted it without telling the client\"",
-                 db_host_name(self, self->current), err->msg, self->last_errno);
-        self->last_errno = ER_LOCK_DEADLOCK;
-        db_poison(self, ER_LOCK_DEADLOCK);
-    }
-}
-
-void
-db_text_check_rows(db_text *t, long long rows, const char *why)
-{
-    db_text_next(t);
-    db_text_str(t, "BEGIN NOT ATOMIC IF ROW_COUNT() <> ");
-    db_text_int(t, rows);
-    db_text_str(t, " THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = '");
-    db_text_str(t, why);
-    db_text_str(t, "'; END IF; END");
-}
-
 int
 db_commit(db *self, errbuf *err)
 {
-    return db_commit_text(self, NULL, NULL, err);
-}
-
-int
-db_commit_text(db *self, db_text *t, struct db_result *out, errbuf *err)
-{
-    static const char release[] = "RELEASE SAVEPOINT " DB_GUARD, commit[] = "COMMIT";
-    size_t nt = db_text_count(t), done = 0, at, commit_at;
-    int multi = (self->flags & DB_MULTI_STATEMENTS) != 0, rc;
-
     if (self->in_transaction > 1) {
         /* A nested one: its work stays in the open transaction, to be committed
          * (or rolled back) with it. Its level ends here whatever happens. */
-        rc = nt > 0 ? db_text_run_each(self, t, out, err) : RS_OK;
         self->in_transaction--;
-        if (rc != RS_OK)
-            return RS_ERR;
         if (self->poisoned)
             return db_void(self, "release savepoint", err);
         return db_savepoint_run(self, "RELEASE SAVEPOINT", self->in_transaction, err);
     }
-    if (t != NULL && t->failed)
-        rc = errbuf_set(err, "out of memory");
-    else if (self->poisoned)
+    if (self->poisoned) {
         /* Never a commit of what is left (nothing, or statements the server ran
          * after its rollback): the transaction ends rolled back. */
-        rc = db_void(self, "commit", err);
-    else if (self->conn == NULL)
-        rc = errbuf_set(err, "database: commit without a connection");
-    else if (nt > 0 && !multi)
-        rc = errbuf_set(err, "database: statements with the commit need DB_MULTI_STATEMENTS");
-    else
-        rc = RS_OK;
-    if (rc != RS_OK) {
-        if (t != NULL)
-            t->len = 0, t->failed = 0, t->separators = 0;
+        db_void(self, "commit", err);
         db_end(self);
         return RS_ERR;
     }
-    /* One packet (t's statements, the guard's release, the commit) where the
-     * connection takes several statements; else one round trip each. */
-    commit_at = nt + (self->manual_commit ? 1 : 0);
-    if (multi) {
-        db_text all = {0};
+    if (self->conn == NULL) {
+        self->in_transaction = 0;
+        return errbuf_set(err, "database: commit without a connection");
+    }
+    if (self->manual_commit && mysql_real_query(self->conn, "RELEASE SAVEPOINT " DB_GUARD,
+                                                strlen("RELEASE SAVEPOINT " DB_GUARD)) != 0) {
+        /* The transaction begun is gone (db_begin_sql): what ran since is rolled
+         * back, never committed, and the whole runs again (a deadlock's retry). */
+        unsigned code = mysql_errno(self->conn);
 
-        if (nt > 0)
-            db_text_add(&all, t->buf, t->len), all.separators = t->separators;
-        if (self->manual_commit)
-            db_text_next(&all), db_text_str(&all, release);
-        db_text_next(&all), db_text_str(&all, commit);
-        rc = all.failed ? errbuf_set(err, "out of memory")
-                        : db_multi(self, all.buf, all.len, commit_at + 1, out, nt, &done, err);
-        db_text_free(&all);
-    } else {
-        rc = self->manual_commit ? db_multi(self, release, strlen(release), 1, NULL, 0, &done, err)
-                                 : RS_OK;
-        if (rc == RS_OK) {
-            rc = db_multi(self, commit, strlen(commit), 1, NULL, 0, &at, err);
-            done += at;
+        db_fail(self, code, "commit", mysql_error(self->conn), err);
+        if (!self->failed_connection) {
+            log_warn("event=db_transaction_lost host=%s reason=\"%s (%u)\" action=\"rolled back "
+                     "and run again: the cluster aborted it without telling the client\"",
+                     db_host_name(self, self->current), err->msg, code);
+            self->last_errno = ER_LOCK_DEADLOCK;
+            db_poison(self, ER_LOCK_DEADLOCK);
         }
-    }
-    if (t != NULL)
-        t->len = 0, t->failed = 0, t->separators = 0;
-    if (rc == RS_OK) {
-        self->in_transaction = 0;
-        return RS_OK;
-    }
-    if (done == commit_at || (multi && self->failed_connection)) {
-        /* The commit failed, or the answers were lost with the connection, when
-         * the server may have run the commit after them: in doubt if it may have
-         * made it. The transaction is over either way. */
-        self->in_transaction = 0;
-        self->poisoned = 0;
-        self->in_doubt = db_is_in_doubt_errno(self->last_errno);
+        db_end(self);
         return RS_ERR;
     }
-    /* One of t's statements failed (the transaction is rolled back here: a
-     * duplicate key stays db_duplicate), or the guard's release. */
-    if (done == nt && self->manual_commit)
-        db_transaction_lost(self, err);
-    db_end(self);
-    return RS_ERR;
+    self->in_transaction = 0;
+    if (mysql_commit(self->conn) != 0) {
+        unsigned code = mysql_errno(self->conn);
+        self->in_doubt = db_is_in_doubt_errno(code);
+        return db_fail(self, code, "commit", mysql_error(self->conn), err);
+    }
+    db_answered(self);
+    return RS_OK;
 }
 
 int
@@ -1323,13 +1178,6 @@ struct db_bulk_col {
     const unsigned long *lens; /* 'b' */
 };
 
-/* One parameter of db_stmt_text, kept as a column of one row. */
-struct db_one_value {
-    const void *p;
-    long long i;
-    unsigned long len;
-};
-
 /* Whether the server takes a statement's rows in one COM_STMT_BULK_EXECUTE
  * (MariaDB 10.2 and later; not MySQL). */
 static int
@@ -1431,168 +1279,49 @@ db_bulk_one(db_stmt *st, const struct db_bulk_col *cols, size_t n, errbuf *err)
     return db_stmt_run(st, params, n, err);
 }
 
-/* Whether text is written as it is between quotes: letters, digits and " .:-_"
- * only, nothing the server could read as an escape or the string's end (a time,
- * a sku: half the length of its hex, and parsed faster). */
-static int
-db_text_plain(const char *s)
-{
-    for (; *s != '\0'; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr(" .:-_", *s) != NULL))
-            return 0;
-    return 1;
-}
-
-/* One value of a column as a literal: numbers printed, bytes as a hex literal,
- * text between quotes when plain (db_text_plain), else as a hex literal of the
- * connection's character set (either compared as the prepared statement's
- * parameter would be): never a string that could end early. */
-static void
-db_text_value(db_text *t, const struct db_bulk_col *col, size_t r)
-{
-    const void *v;
-
-    if (col->type == 'i') {
-        db_text_int(t, ((const long long *)col->values)[r]);
-        return;
-    }
-    v = ((const void *const *)col->values)[r];
-    if (v == NULL) {
-        db_text_str(t, "NULL");
-        return;
-    }
-    if (col->type == 's' && db_text_plain(v)) {
-        db_text_str(t, "'");
-        db_text_str(t, v);
-        db_text_str(t, "'");
-        return;
-    }
-    if (col->type == 's')
-        db_text_str(t, "_utf8mb4 ");
-    db_text_hex(t, v, col->type == 's' ? strlen(v) : col->lens[r]);
-}
-
-/* The SQL from..to into t, each ? replaced by row r's value of the next column
- * (*i counts them). */
-static void
-db_text_params(db_text *t, const char *from, const char *to, const struct db_bulk_col *cols,
-               size_t n, size_t *i, size_t r)
-{
-    while (from < to) {
-        const char *q = memchr(from, '?', (size_t)(to - from));
-
-        if (q == NULL || *i >= n) {
-            db_text_add(t, from, (size_t)(to - from));
-            return;
-        }
-        db_text_add(t, from, (size_t)(q - from));
-        db_text_value(t, &cols[(*i)++], r);
-        from = q + 1;
-    }
-}
-
-/* Appends to t, as its next statement, st's SQL with its parameters as literals:
- * rows 0, the one statement; more, st an INSERT ending in VALUES (…), one
- * multi-row INSERT, the VALUES tuple written once per row. */
-static int
-db_text_stmt(db_text *t, db_stmt *st, const struct db_bulk_col *cols, size_t n, size_t rows,
-             errbuf *err)
-{
-    const char *values = strstr(st->sql, " VALUES (");
-    const char *end = st->sql + strlen(st->sql);
-    size_t i = 0;
-
-    db_text_next(t);
-    if (rows == 0) {
-        db_text_params(t, st->sql, end, cols, n, &i, 0);
-        return RS_OK;
-    }
-    if (values == NULL)
-        return errbuf_set(err, "database: a bulk statement must end in VALUES (…)");
-    values += strlen(" VALUES ");
-    db_text_add(t, st->sql, (size_t)(values - st->sql));
-    for (size_t r = 0; r < rows; r++) {
-        if (r > 0)
-            db_text_str(t, ",");
-        i = 0;
-        db_text_params(t, values, end, cols, n, &i, r);
-    }
-    return RS_OK;
-}
-
-/* All the rows in the text of one multi-row INSERT, run as any db_exec text, in
- * one round trip. */
+/* All the rows in the text of one multi-row INSERT: the statement's VALUES
+ * tuple written once per row, each ? replaced by its row's value as a literal
+ * (numbers printed, bytes and text as hex literals: never a string that could
+ * end early). Run as any db_exec text, in one round trip. */
 static long long
 db_bulk_text(db_stmt *st, const struct db_bulk_col *cols, size_t n, size_t rows, errbuf *err)
 {
+    const char *values = strstr(st->sql, " VALUES (");
     db_text t = {0};
-    long long changed = db_text_stmt(&t, st, cols, n, rows, err);
+    long long changed;
 
-    if (changed == RS_OK)
-        changed = db_text_run(st->owner, &t, err);
+    if (values == NULL)
+        return errbuf_set(err, "database: a bulk statement must end in VALUES (…)");
+    values += strlen(" VALUES ");
+    db_text_add(&t, st->sql, (size_t)(values - st->sql));
+    for (size_t r = 0; r < rows; r++) {
+        size_t i = 0;
+
+        if (r > 0)
+            db_text_str(&t, ",");
+        for (const char *c = values; *c != '\0'; c++) {
+            const void *v;
+
+            if (*c != '?' || i >= n) {
+                db_text_add(&t, c, 1);
+                continue;
+            }
+            if (cols[i].type == 'i') {
+                db_text_int(&t, ((const long long *)cols[i].values)[r]);
+                i++;
+                continue;
+            }
+            v = ((const void *const *)cols[i].values)[r];
+            if (v == NULL)
+                db_text_str(&t, "NULL");
+            else
+                db_text_hex(&t, v, cols[i].type == 's' ? strlen(v) : cols[i].lens[r]);
+            i++;
+        }
+    }
+    changed = db_text_run(st->owner, &t, err);
     db_text_free(&t);
     return changed;
-}
-
-/* The columns of db_stmt_bulk's arguments (rows > 0: an array of values each) or
- * of db_stmt_exec's (rows 0: one value each, kept in one[]). */
-static int
-db_bulk_cols(struct db_bulk_col *cols, size_t rows, const char *types, va_list ap,
-             struct db_one_value *one, errbuf *err)
-{
-    size_t n = strlen(types);
-
-    if (n > DB_MAX_PARAMS)
-        return errbuf_set(err, "database: %zu parameters, at most %d", n, DB_MAX_PARAMS);
-    for (size_t i = 0; i < n; i++) {
-        if (strchr("sbi", types[i]) == NULL)
-            return errbuf_set(err, "database: bad parameter type '%c'", types[i]);
-        cols[i].type = types[i];
-        if (rows > 0) {
-            cols[i].values = va_arg(ap, const void *);
-            cols[i].lens = types[i] == 'b' ? va_arg(ap, const unsigned long *) : NULL;
-            continue;
-        }
-        if (types[i] == 'i')
-            one[i].i = va_arg(ap, long long);
-        else
-            one[i].p = va_arg(ap, const void *);
-        if (types[i] == 'b')
-            one[i].len = (unsigned long)va_arg(ap, size_t);
-        cols[i].values = types[i] == 'i' ? (const void *)&one[i].i : (const void *)&one[i].p;
-        cols[i].lens = &one[i].len;
-    }
-    return RS_OK;
-}
-
-int
-db_stmt_text(db_stmt *st, db_text *t, errbuf *err, const char *types, ...)
-{
-    struct db_bulk_col cols[DB_MAX_PARAMS];
-    struct db_one_value one[DB_MAX_PARAMS];
-    int rc;
-    va_list ap;
-
-    va_start(ap, types);
-    rc = db_bulk_cols(cols, 0, types, ap, one, err);
-    va_end(ap);
-    return rc == RS_OK ? db_text_stmt(t, st, cols, strlen(types), 0, err) : RS_ERR;
-}
-
-int
-db_stmt_bulk_text(db_stmt *st, db_text *t, size_t rows, errbuf *err, const char *types, ...)
-{
-    struct db_bulk_col cols[DB_MAX_PARAMS];
-    int rc;
-    va_list ap;
-
-    if (rows == 0)
-        return RS_OK;
-    va_start(ap, types);
-    rc = db_bulk_cols(cols, rows, types, ap, NULL, err);
-    va_end(ap);
-    return rc == RS_OK ? db_text_stmt(t, st, cols, strlen(types), rows, err) : RS_ERR;
 }
 
 long long
@@ -1601,20 +1330,27 @@ db_stmt_bulk(db_stmt *st, size_t rows, errbuf *err, const char *types, ...)
     struct db_bulk_col cols[DB_MAX_PARAMS];
     size_t n = strlen(types);
     long long changed;
-    int galera, rc;
+    int galera;
     va_list ap;
 
     st->owner->in_doubt = 0;
     st->owner->last_errno = 0;
     if (st->owner->poisoned)
         return db_void(st->owner, "execute", err);
+    if (n > DB_MAX_PARAMS)
+        return errbuf_set(err, "database: %zu parameters, at most %d", n, DB_MAX_PARAMS);
+    va_start(ap, types);
+    for (size_t i = 0; i < n; i++) {
+        cols[i].type = types[i];
+        cols[i].values = va_arg(ap, const void *);
+        cols[i].lens = types[i] == 'b' ? va_arg(ap, const unsigned long *) : NULL;
+    }
+    va_end(ap);
+    for (size_t i = 0; i < n; i++)
+        if (strchr("sbi", types[i]) == NULL)
+            return errbuf_set(err, "database: bad parameter type '%c'", types[i]);
     if (rows == 0)
         return 0;
-    va_start(ap, types);
-    rc = db_bulk_cols(cols, rows, types, ap, NULL, err);
-    va_end(ap);
-    if (rc != RS_OK)
-        return RS_ERR;
     if (rows == 1) {
         if (db_stmt_prepare(st, err) != RS_OK)
             return RS_ERR;

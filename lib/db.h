@@ -20,7 +20,7 @@ typedef struct db db;
 typedef struct db_stmt db_stmt;
 
 /* db_new flags */
-#define DB_MULTI_STATEMENTS 1 /* several statements in one packet: db_run, db_text_run_each */
+#define DB_MULTI_STATEMENTS 1 /* allow several statements in db_run (migrations only) */
 
 /* Statement flags */
 #define DB_IDEMPOTENT 1 /* safe to send again when the connection broke while it ran */
@@ -105,13 +105,10 @@ long long db_exec(db *self, const char *sql, size_t len, errbuf *err);
 size_t db_hex(char *out, const void *bytes, size_t len);
 
 /* A text statement built in pieces for db_exec: fixed SQL, numbers and db_hex
- * literals only. Starts as {0}; a piece that finds no memory fails the run. It
- * may hold several statements (db_text_next between them), sent together by
- * db_text_run_each or db_commit_text. */
+ * literals only. Starts as {0}; a piece that finds no memory fails the run. */
 typedef struct db_text {
     char *buf;
     size_t len, cap;
-    size_t separators; /* statements after the first */
     int failed;
 } db_text;
 
@@ -119,34 +116,9 @@ void db_text_add(db_text *t, const char *s, size_t n);
 void db_text_str(db_text *t, const char *s); /* fixed SQL, never a client's text */
 void db_text_hex(db_text *t, const void *bytes, size_t n);
 void db_text_int(db_text *t, long long v);
-/* Ends the statement in t, if any: what is added next is the next statement. */
-void db_text_next(db_text *t);
-/* Runs its one statement (db_exec) and empties it for the next; keeps its buffer. */
+/* Runs it (db_exec) and empties it for the next statement; keeps its buffer. */
 long long db_text_run(db *self, db_text *t, errbuf *err);
 void db_text_free(db_text *t);
-
-/* What one statement of db_text_run_each or db_commit_text did: whether it ran
- * (answered without an error), the rows it changed, its LAST_INSERT_ID(). */
-struct db_result {
-    int ran;
-    long long rows;
-    unsigned long long id;
-};
-
-/* Sends t's statements in one packet, one round trip (several need a db made
- * with DB_MULTI_STATEMENTS), and empties t. The server runs them in order and
- * none after one that fails. out[i] (if out is not NULL) gets statement i's
- * result. RS_OK, or RS_ERR with the failure classes of the statement that
- * failed. Never sent again: run it inside a transaction. */
-int db_text_run_each(db *self, db_text *t, struct db_result *out, errbuf *err);
-
-/* Appends st's statement to t as t's next statement, its parameters (as for
- * db_stmt_exec) written as literals: numbers printed, bytes and text as hex
- * literals (text of the connection's character set, compared as a parameter
- * would be). No ? in the statement but its parameters'. RS_OK or RS_ERR. */
-int db_stmt_text(db_stmt *st, db_text *t, errbuf *err, const char *types, ...);
-/* The same for db_stmt_bulk's rows: one multi-row INSERT appended to t. */
-int db_stmt_bulk_text(db_stmt *st, db_text *t, size_t rows, errbuf *err, const char *types, ...);
 
 /* 1 when the last failure was a duplicate key (a unique row there already). */
 int db_duplicate(const db *self);
@@ -168,18 +140,6 @@ int db_duplicate(const db *self);
  * ends the void transaction; the caller's loop may then run it again (db_retry). */
 int db_begin(db *self, errbuf *err);
 int db_commit(db *self, errbuf *err);
-/* db_commit with t's statements (NULL or empty: none) sent before the commit in
- * the same packet (a db made with DB_MULTI_STATEMENTS), and t emptied; out (if
- * not NULL) gets each of t's statements' result. The server runs none after one
- * that fails: then the transaction is rolled back, and db_duplicate tells a
- * duplicate key. A connection lost with the packet's answers leaves it in doubt
- * (db_in_doubt), since the commit may have run. */
-int db_commit_text(db *self, db_text *t, struct db_result *out, errbuf *err);
-
-/* Appends to t a statement that fails (SQLSTATE 45000, why: fixed text without
- * quotes) unless the statement before it changed exactly rows rows: the packet's
- * later statements, its COMMIT among them, then do not run. */
-void db_text_check_rows(db_text *t, long long rows, const char *why);
 
 /* 1 once after a failed commit, or a failed write outside a transaction, whose
  * fate is unknown: the connection was lost after the request was sent (the server

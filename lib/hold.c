@@ -168,7 +168,7 @@ hold_columns_free(struct hold_columns *c)
 }
 
 int
-hold_insert(hold *self, const struct hold_draft *holds, size_t n, db_text *t, errbuf *err)
+hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err)
 {
     struct hold_columns c = {0};
     size_t rows = 0;
@@ -187,11 +187,10 @@ hold_insert(hold *self, const struct hold_draft *holds, size_t n, db_text *t, er
         c.expires[i] = c.times[2 * i];
         c.created[i] = c.times[2 * i + 1];
     }
-    /* Two statements: each its own round trip, or both appended to t. */
-    if (t != NULL ? db_stmt_bulk_text(self->st[ST_INSERT], t, n, err, "bisss", c.ids, c.id_lens,
-                                      c.clients, c.customers, c.expires, c.created) != RS_OK
-                  : db_stmt_bulk(self->st[ST_INSERT], n, err, "bisss", c.ids, c.id_lens, c.clients,
-                                 c.customers, c.expires, c.created) < 0)
+    /* Two statements, each its own round trip (never one multi-statement packet
+     * inside a transaction: lib/sale.c's sale_batch_records_tx says why). */
+    if (db_stmt_bulk(self->st[ST_INSERT], n, err, "bisss", c.ids, c.id_lens, c.clients, c.customers,
+                     c.expires, c.created) < 0)
         goto done;
     rows = 0;
     for (size_t i = 0; i < n; i++)
@@ -201,11 +200,8 @@ hold_insert(hold *self, const struct hold_draft *holds, size_t n, db_text *t, er
             c.products[rows] = holds[i].items[j].product_id;
             c.quantities[rows] = holds[i].items[j].quantity;
         }
-    if (t != NULL
-            ? db_stmt_bulk_text(self->st[ST_INSERT_LINE], t, rows, err, "bibi", c.ids, c.id_lens,
-                                c.lines, c.products, c.id_lens, c.quantities) != RS_OK
-            : db_stmt_bulk(self->st[ST_INSERT_LINE], rows, err, "bibi", c.ids, c.id_lens, c.lines,
-                           c.products, c.id_lens, c.quantities) < 0)
+    if (db_stmt_bulk(self->st[ST_INSERT_LINE], rows, err, "bibi", c.ids, c.id_lens, c.lines,
+                     c.products, c.id_lens, c.quantities) < 0)
         goto done;
     rc = RS_OK;
 done:
@@ -275,7 +271,6 @@ void
 hold_end_text(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n, enum hold_status to,
               int before_expiry)
 {
-    db_text_next(t);
     db_text_str(t, "UPDATE hold SET ended_at = UTC_TIMESTAMP(6), status = ");
     db_text_int(t, to);
     db_text_str(t, " WHERE status = 0");

@@ -77,9 +77,8 @@ void hold_destroy(hold **self_p);
 int hold_now(hold *self, long long *now_us, errbuf *err);
 
 /* Writes the n holds, held, with their lines: two statements whatever n, in the
- * caller's transaction; with t, appended to t for the caller to send (one packet
- * with its others) instead. RS_OK or RS_ERR. */
-int hold_insert(hold *self, const struct hold_draft *holds, size_t n, db_text *t, errbuf *err);
+ * caller's transaction. RS_OK or RS_ERR. */
+int hold_insert(hold *self, const struct hold_draft *holds, size_t n, errbuf *err);
 
 /* Reads the hold id of client (HOLD_ANY_CLIENT: whoever's; lock: FOR UPDATE, to
  * the end of the caller's transaction) into *out: 1, 0 when there is none (or it
@@ -94,8 +93,7 @@ int hold_read(hold *self, const unsigned char id[IDENT_BYTES], long long client,
  * or RS_ERR. */
 long long hold_end(hold *self, const unsigned char (*ids)[IDENT_BYTES], size_t n,
                    enum hold_status to, int before_expiry, errbuf *err);
-/* Its statement's text, appended to t as its next statement (the rows it
- * changed are its result's). */
+/* Its statement's text, appended to t (the rows it changed are its result's). */
 void hold_end_text(db_text *t, const unsigned char (*ids)[IDENT_BYTES], size_t n,
                    enum hold_status to, int before_expiry);
 

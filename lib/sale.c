@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "bus.h"
 #include "combiner.h"
@@ -51,11 +50,6 @@ struct sale_expiry {
     struct sale_moves mv;
 };
 
-/* A sku kept by sale_product_read (longer ones are read each time), and how long
- * its id and clock are used before they are read again. */
-#define SALE_KNOWN_SKU 64
-#define SALE_KNOWN_US  1000000
-
 struct sale {
     sale_shop *shop;
     db *conn;           /* the caller's */
@@ -73,12 +67,9 @@ struct sale {
     bus_pub *bell;      /* rings the outbox events after their commit */
     int in_doubt;       /* this request's batch failed with its write in doubt */
     int begun;          /* a batch's transaction begun ahead (sale_batch_ahead) */
-    int batch_locked;   /* the batch did not fit: it runs under the row lock */
-    /* The last product a batch of holds read (sale_product_read): its sku, its
-     * id, and the database's clock then, with this machine's monotonic clock. */
-    char known_sku[SALE_KNOWN_SKU];
-    unsigned char known_id[IDENT_BYTES];
-    long long known_db_us, known_mono_us;
+    int read_ahead;     /* ... and its holds' product and clock read (ahead_*) */
+    unsigned char ahead_id[IDENT_BYTES];
+    long long ahead_now_us;
 };
 
 /* What a member of a batch asks for: units sold, units held, or a hold's units
@@ -683,12 +674,13 @@ sale_batch_retry(sale *self, combiner_item *batch, int (*tx)(sale *, combiner_it
     sale_batch_fail(self, batch, &err, 0);
 }
 
-/* The keyed members the batch sold: their answers made, and the statement of
- * their keys' rows with them appended to t (checkout_key_insert_text). The keyed
+/* The keyed members the batch sold: their answers made, and their keys' rows
+ * written with them (checkout_key_insert_batch, one round trip). The keyed
  * members it did not sell are left alone: their own transaction decides their
- * refusal and stores it. */
+ * refusal and stores it. RS_ERR: a duplicate key (db_duplicate) or another
+ * failure. */
 static int
-sale_batch_keys(sale *self, combiner_item *batch, db_text *t, errbuf *err)
+sale_batch_keys(sale *self, combiner_item *batch, errbuf *err)
 {
     struct checkout_key_entry *entries = calloc(sale_batch_size(batch), sizeof(*entries));
     size_t n = 0;
@@ -720,16 +712,15 @@ sale_batch_keys(sale *self, combiner_item *batch, db_text *t, errbuf *err)
         e->body = b->out->body, e->len = b->out->len;
         n++;
     }
-    rc = n > 0 ? checkout_key_insert_text(self->keys, entries, n, t, err) : RS_OK;
+    rc = n > 0 ? checkout_key_insert_batch(self->keys, entries, n, err) : RS_OK;
     free(entries);
     return rc;
 }
 
-/* The holds the batch sold: their ids and times, and their rows' statements
- * appended to t. */
+/* The holds the batch made: their ids and times, and their rows written. */
 static int
 sale_batch_holds(hold *holds, combiner_item *batch, const unsigned char *product_id,
-                 long long now_us, db_text *t, errbuf *err)
+                 long long now_us, errbuf *err)
 {
     size_t size = sale_batch_size(batch), n = 0;
     int rc;
@@ -758,7 +749,7 @@ sale_batch_holds(hold *holds, combiner_item *batch, const unsigned char *product
         drafts[n].items = &items[n];
         n++;
     }
-    rc = n > 0 ? hold_insert(holds, drafts, n, t, err) : RS_OK;
+    rc = n > 0 ? hold_insert(holds, drafts, n, err) : RS_OK;
     free(drafts), free(items);
     return rc;
 }
@@ -798,112 +789,41 @@ sale_batch_leave(combiner_item *batch, int kind)
     }
 }
 
-/* This machine's monotonic clock, in microseconds. */
-static long long
-sale_mono_us(void)
-{
-    struct timespec now;
-
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-}
-
 /* The product of sku's id, and the database's clock (a batch of holds writes
- * both in their rows): 1, 0 when there is no such product, RS_ERR. Read with
- * one statement at most once a SALE_KNOWN_US for the same sku by this thread;
- * in between, the id is the one read (a product's id never changes) and the
- * clock the one read plus the time since on the monotonic clock: a hold's times
- * then differ from the database's clock by this machine's clock's drift over a
- * second at most, or by a step of the database's clock until the next read. */
+ * both in their rows): 1, 0 when there is no such product, RS_ERR. */
 static int
 sale_product_read(sale *self, const char *sku, unsigned char id[IDENT_BYTES], long long *now_us,
                   errbuf *err)
 {
     size_t len;
     const char *col;
-    long long found, mono = sale_mono_us();
+    long long found = db_stmt_exec(self->product, err, "s", sku);
 
-    if (self->known_sku[0] != '\0' && mono - self->known_mono_us < SALE_KNOWN_US &&
-        strcmp(self->known_sku, sku) == 0) {
-        memcpy(id, self->known_id, IDENT_BYTES);
-        *now_us = self->known_db_us + (mono - self->known_mono_us);
-        return 1;
-    }
-    if ((found = db_stmt_exec(self->product, err, "s", sku)) < 0)
+    if (found < 0)
         return RS_ERR;
     if (found == 0 || !db_stmt_next(self->product) ||
         (col = db_stmt_col(self->product, 0, &len)) == NULL || len != IDENT_BYTES)
         return 0;
     memcpy(id, col, IDENT_BYTES);
     *now_us = db_stmt_col_int(self->product, 1);
-    self->known_sku[0] = '\0';
-    if (strlen(sku) < sizeof(self->known_sku)) {
-        strcpy(self->known_sku, sku);
-        memcpy(self->known_id, id, IDENT_BYTES);
-        self->known_db_us = *now_us;
-        self->known_mono_us = sale_mono_us();
-    }
     return 1;
 }
 
-/* Whether a member still in the batch has an Idempotency-Key. */
-static int
-sale_batch_keyed(combiner_item *batch)
-{
-    for (combiner_item *it = batch; it != NULL; it = it->next)
-        if (((struct sale_buy *)it)->key != NULL && !((struct sale_buy *)it)->alone)
-            return 1;
-    return 0;
-}
-
-/* The confirms still in the batch: sold (their holds ended confirmed). */
-static void
-sale_batch_confirmed(combiner_item *batch)
-{
-    for (combiner_item *it = batch; it != NULL; it = it->next) {
-        struct sale_buy *b = (struct sale_buy *)it;
-
-        if (b->kind == SALE_KIND_CONFIRM)
-            b->m.sold = !b->alone;
-    }
-}
-
-/* The takers' allocation from what the batch's UPDATE, which took all they asked
- * (taken), handed back: the stock it left and the reorder point. */
-static void
-sale_allocate_taken(struct sale_member *takers, const struct db_result *take, long long taken)
-{
-    long long left = (long long)(take->id / SALE_SCALE);
-    long long point = (long long)(take->id % SALE_SCALE) - SALE_BIAS;
-
-    sale_allocate(takers, left + taken, point);
-}
-
 /* The transaction of a batch with more than plain checkouts (holds, confirms,
- * keys), begun ahead (sale_batch_ahead) or here. Its statements: end the
- * confirmed holds (their rows, then the product's: the lock order of every
- * transaction on holds); write the holds' rows (two statements whatever their
- * number), as if the batch fits, which it does but at the sell-out boundary; the
- * batch's one UPDATE of the product, last, so that the row is locked for the
- * least time. Without keys they go in one packet with the commit
- * (db_commit_text), each checked (db_text_check_rows: every confirmed hold still
- * held, the UPDATE taking the stock) so that a batch that does not fit commits
- * nothing; the key is handed on as they go (combiner_handoff), and the next
- * batch's statements wait in the database for this one's row lock. With keys,
- * whose stored answers tell the stock left, the UPDATE's answer comes first (one
- * packet), the key is handed on, and the keys' rows go with the commit (a
- * second). A batch that did not fit rolls back and runs again under the
- * product's row lock (self->batch_locked: the confirms, the locked read and the
- * exact UPDATE, then the rows of those it sold with the commit). A confirm whose
- * hold was no longer held, or a key that was there already (1062), rolls it
- * back: the batch runs again without those members (SALE_BATCH_AGAIN), which
- * then run alone.
+ * keys), one statement per round trip: it begins; ends the confirmed holds
+ * (their rows, then the product's: the lock order of every transaction on
+ * holds); runs the batch's one UPDATE of the product; with holds to write, reads
+ * the product's id and the database's clock, and writes the holds' rows (two
+ * statements whatever their number); writes the keys' rows with their answers
+ * (one statement); commits. A confirm whose hold was no longer held, or a key
+ * that was there already (1062), rolls it back: the batch runs again without
+ * those members (SALE_BATCH_AGAIN), which then run alone.
  *
- * On Galera, MariaDB 10.11 may roll a transaction back between two statements of
- * a packet without telling the client (a brute-force abort): the statements
- * after it then run in a new transaction, autocommit being off (db_begin_sql),
- * and the release of the guard savepoint before the commit fails: nothing is
- * committed, and the batch runs again. */
+ * Never several of these statements in one multi-statement packet: on Galera a
+ * transaction aborted by a conflict while a packet runs is rolled back, and the
+ * packet's later statements ran in autocommit, outside it (the cluster bed's
+ * two writers: keys stored with a 200 whose sale was rolled back, 12 of 1,000).
+ * Each statement alone is told of the abort (1213). */
 static int
 sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
 {
@@ -911,14 +831,11 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     unsigned char product_id[IDENT_BYTES];
     struct sale_units u = sale_batch_units(batch, 0);
     struct sale_member *takers = sale_batch_takers(batch);
-    struct db_result res[8]; /* confirms, check, the holds' two, UPDATE, check */
     db_text t = {0};
-    long long confirms, now_us = 0;
-    int rc = RS_ERR, found = 1, begun = self->begun, locked = self->batch_locked;
-    int one_packet = !locked && !sale_batch_keyed(batch), confirms_checked = -1;
-    int take_at = -1, take_checked = -1, failed_at;
+    long long confirms, rows, left = 0, point = 0, now_us = 0;
+    int rc = RS_ERR, no_product = 0, begun = self->begun, read_ahead = self->read_ahead;
 
-    self->begun = 0; /* the first attempt's only */
+    self->begun = self->read_ahead = 0; /* the first attempt's only */
     for (combiner_item *it = batch; it != NULL; it = it->next)
         ((struct sale_buy *)it)->answered = 0;
     if (takers == NULL && u.confirm == 0) {
@@ -926,89 +843,64 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
             db_rollback(self->conn);
         return RS_OK; /* every member left alone */
     }
+    if ((confirms = sale_batch_confirms_text(batch, &t, err)) < 0)
+        goto fail; /* the transaction begun ahead, if any, rolled back */
     if (!begun && db_begin(self->conn, err) != RS_OK)
         goto fail;
-    if (u.hold > 0 && (found = sale_product_read(self, first->sku, product_id, &now_us, err)) < 0)
-        goto fail;
-    if (!found)
-        goto no_product;
-    if ((confirms = sale_batch_confirms_text(batch, &t, err)) < 0)
-        goto fail;
-    if (confirms > 0 && one_packet) {
-        confirms_checked = (int)t.separators + 1;
-        db_text_check_rows(&t, confirms, "a confirmed hold is no longer held");
-    }
-    if (!locked) {
-        sale_allocate(takers, u.buy + u.hold, 0); /* as if it fits: all sold */
-        if (sale_batch_holds(self->mv.holds, batch, product_id, now_us, &t, err) != RS_OK)
+    if (confirms > 0) {
+        rows = db_text_run(self->conn, &t, err);
+        if (rows < 0)
             goto fail;
-        take_at = (int)(t.len > 0 ? t.separators + 1 : 0);
-        if (db_stmt_text(self->take, &t, err, "iiisi", u.buy + u.confirm, u.hold - u.confirm,
-                         u.buy + u.hold, first->sku, u.buy + u.hold) != RS_OK)
-            goto fail;
-    }
-    if (one_packet) {
-        take_checked = take_at + 1;
-        db_text_check_rows(&t, 1, "the batch does not fit");
-        if (db_commit_text(self->conn, &t, res, err) != RS_OK) {
-            for (failed_at = 0; failed_at <= take_checked && res[failed_at].ran; failed_at++)
-                ;
-            if (failed_at == confirms_checked) {
-                sale_batch_leave(batch, SALE_KIND_CONFIRM);
-                rc = SALE_BATCH_AGAIN;
-            } else if (failed_at == take_checked) {
-                self->batch_locked = 1; /* it did not fit, or no such product */
-                rc = SALE_BATCH_AGAIN;
-            }
-            goto out; /* RS_ERR otherwise: rolled back, or in doubt */
+        if (rows != confirms) {
+            db_rollback(self->conn);
+            sale_batch_leave(batch, SALE_KIND_CONFIRM);
+            rc = SALE_BATCH_AGAIN;
+            goto out;
         }
-        sale_batch_confirmed(batch);
-        sale_allocate_taken(takers, &res[take_at], u.buy + u.hold);
+    }
+    for (combiner_item *it = batch; it != NULL; it = it->next)
+        if (((struct sale_buy *)it)->kind == SALE_KIND_CONFIRM)
+            ((struct sale_buy *)it)->m.sold = !((struct sale_buy *)it)->alone;
+    rows = sale_take(self, first->sku, u.buy + u.hold, u.buy + u.confirm, u.hold - u.confirm, &left,
+                     &point, err);
+    if (rows < 0)
+        goto fail;
+    if (u.hold > 0 && read_ahead) {
+        memcpy(product_id, self->ahead_id, IDENT_BYTES);
+        now_us = self->ahead_now_us;
+    } else if (u.hold > 0) {
+        int found = sale_product_read(self, first->sku, product_id, &now_us, err);
+
+        if (found < 0)
+            goto fail;
+        no_product = !found;
+    }
+    if (!no_product && rows == 1)
+        sale_allocate(takers, left + u.buy + u.hold, point);
+    else if (!no_product &&
+             (no_product = sale_batch_allocate_locked(self, batch, first->sku, err)) < 0)
+        goto fail;
+    if (no_product) {
+        db_rollback(self->conn); /* no such product: nobody sold, nothing held */
+        sale_allocate(takers, 0, 0);
+        sale_batch_leave(batch, SALE_KIND_CONFIRM);
         rc = RS_OK;
         goto out;
     }
-    if (t.len > 0 && db_text_run_each(self->conn, &t, res, err) != RS_OK)
+    if (sale_batch_holds(self->mv.holds, batch, product_id, now_us, err) != RS_OK)
         goto fail;
-    if (confirms > 0 && res[0].rows != confirms) {
-        db_rollback(self->conn);
-        sale_batch_leave(batch, SALE_KIND_CONFIRM);
-        rc = SALE_BATCH_AGAIN;
-        goto out;
-    }
-    sale_batch_confirmed(batch);
-    if (!locked && res[take_at].rows != 1) {
-        /* It did not fit (or there is no such product): under the row lock. */
-        db_rollback(self->conn);
-        self->batch_locked = 1;
-        rc = SALE_BATCH_AGAIN;
-        goto out;
-    }
-    if (!locked) {
-        sale_allocate_taken(takers, &res[take_at], u.buy + u.hold);
-        /* The row is ours to the commit: the next batch may send its statements,
-         * its UPDATE waiting for that commit. */
-        combiner_handoff(self->shop->checkouts, batch);
-    } else {
-        int missing = sale_batch_allocate_locked(self, batch, first->sku, err);
-
-        if (missing < 0)
-            goto fail;
-        if (missing)
-            goto no_product;
-        if (sale_batch_holds(self->mv.holds, batch, product_id, now_us, &t, err) != RS_OK)
-            goto fail;
-    }
-    if (sale_batch_keys(self, batch, &t, err) != RS_OK)
-        goto fail;
-    if (db_commit_text(self->conn, &t, NULL, err) != RS_OK) {
+    if (sale_batch_keys(self, batch, err) != RS_OK) {
         if (db_duplicate(self->conn)) {
             /* A key was there already: its request runs alone, and replays. */
+            db_rollback(self->conn);
             sale_batch_leave(batch, -1);
             rc = SALE_BATCH_AGAIN;
             goto out;
         }
         goto fail;
     }
+    if (db_commit(self->conn, err) != RS_OK)
+        goto fail;
     for (combiner_item *it = batch; it != NULL; it = it->next) {
         struct sale_buy *b = (struct sale_buy *)it;
         b->answered = b->key != NULL && !b->alone;
@@ -1016,12 +908,6 @@ sale_batch_records_tx(sale *self, combiner_item *batch, errbuf *err)
     rc = RS_OK;
     goto out;
 
-no_product:
-    db_rollback(self->conn); /* no such product: nobody sold, nothing held */
-    sale_allocate(takers, 0, 0);
-    sale_batch_leave(batch, SALE_KIND_CONFIRM);
-    rc = RS_OK;
-    goto out;
 fail:
     db_rollback(self->conn);
     rc = RS_ERR;
@@ -1050,7 +936,6 @@ sale_batch_run(void *ctx, combiner_item *batch, size_t n)
         struct sale_buy *b = (struct sale_buy *)it;
 
         if (b->kind != SALE_KIND_BUY || b->key != NULL) {
-            self->batch_locked = 0;
             sale_batch_retry(self, batch, sale_batch_records_tx);
             return;
         }
@@ -1076,21 +961,21 @@ sale_batch_run(void *ctx, combiner_item *batch, size_t n)
  * that is not a plain checkout makes its batch a transaction, so it begins it
  * now, and its round trip (as long as the batch's others, on a busy machine) is
  * not in the batch's own time; a hold reads its product's id and the database's
- * clock before that, outside the transaction, when this thread has not read them
- * within a second (sale_product_read). Nothing is read or locked in the
- * transaction until the batch runs (sale_batch_records_tx takes the transaction
- * begun here on its first attempt). A failure here leaves it to the batch. */
+ * clock before that, outside the transaction (the id never changes; the holds'
+ * created_at is then the database's time at most the batch in flight's time
+ * before their commit). Nothing is read or locked in the transaction until the
+ * batch runs (sale_batch_records_tx takes what was done here, on its first
+ * attempt). A failure here leaves it to the batch. */
 static void
 sale_batch_ahead(void *ctx, combiner_item *item)
 {
     sale *self = ctx;
     struct sale_buy *b = (struct sale_buy *)item;
     errbuf ignored = {{0}};
-    unsigned char id[IDENT_BYTES];
-    long long now_us;
 
     if (b->kind == SALE_KIND_HOLD)
-        sale_product_read(self, b->sku, id, &now_us, &ignored);
+        self->read_ahead =
+            sale_product_read(self, b->sku, self->ahead_id, &self->ahead_now_us, &ignored) == 1;
     if (b->kind != SALE_KIND_BUY || b->key != NULL)
         self->begun = db_begin(self->conn, &ignored) == RS_OK;
 }
@@ -1675,7 +1560,7 @@ sale_cart_hold(sale *self, const struct sale_cart *cart, const struct sale_cart_
         views[i].quantity = work[i].m.quantity;
         views[i].remaining = work[i].m.remaining;
     }
-    if (hold_insert(self->mv.holds, &draft, 1, NULL, err) != RS_OK)
+    if (hold_insert(self->mv.holds, &draft, 1, err) != RS_OK)
         return RS_ERR;
     return sale_hold_answer(id, HOLD_HELD, draft.expires_us, views, cart->n, 1, 0, out, err);
 }

@@ -750,9 +750,10 @@ def holds_two_writers(t, b):
     """Holds of one hot product on two writers at once (each host's responders on a
     node of their own, as in b; nginx spreads the requests over both hosts): a hold
     made through one node is confirmed or released through whichever comes next.
-    Half the holds carry an Idempotency-Key, half not (their batches' transactions
-    take two packets or one). Every hold's units end once, whatever node ends it; certification conflicts are
-    run again, never answered 503; the product's identity holds."""
+    Half the holds carry an Idempotency-Key (its row written in the batch's
+    transaction), half not. Every hold's units end once, whatever node ends it;
+    certification conflicts are run again, never answered 503; the product's
+    identity holds."""
     for h, n in zip(b.hosts, b.nodes):
         h.restart_responders({"RESTOCK_DB_PORT": str(n.port),
                               "RESTOCK_DB_RETRIES": str(B_RETRIES)})
@@ -764,8 +765,7 @@ def holds_two_writers(t, b):
 
     def client(n):
         for i in range(n, H_HOLDS, 8):
-            # Half with a key (the batch's two packets), half without (one packet
-            # with its commit: lib/sale.c, sale_batch_records_tx).
+            # Half with a key, half without: batches with and without keys' rows.
             status, j = hold_request(b, "POST", "/holds",
                                      {"lines": [{"sku": sku, "quantity": 1}], "ttl": 600},
                                      key=("hold-%032x" % rng.getrandbits(128)

@@ -26,10 +26,9 @@ COM_QUERY, COM_STMT_EXECUTE = 0x03, 0x17
 
 class CuttingProxy:
     """Relays MySQL protocol between a unix socket and the server's. arm(): the next
-    client packet of that command whose last statement begins with the text prefix
-    (a batch's transaction sends its last statements and its COMMIT in one packet)
-    is the cut: 'after' forwards it and closes both sides when the server's answer
-    comes, without relaying it; 'before' closes both sides instead of forwarding it."""
+    client packet of that command (and text prefix) is the cut: 'after' forwards it
+    and closes both sides when the server's answer comes, without relaying it;
+    'before' closes both sides instead of forwarding it."""
 
     def __init__(self, path, server_path):
         self.path, self.server_path = path, server_path
@@ -86,7 +85,7 @@ class CuttingProxy:
                     payload = packet[4:]
                     with self.lock:
                         hit = (self.armed is not None and payload[:1] == bytes([self.armed[0]])
-                               and payload[1:].split(b";")[-1].upper().startswith(self.armed[1]))
+                               and payload[1:].upper().startswith(self.armed[1]))
                         when = self.armed[2] if hit else None
                         if hit:
                             self.armed = None

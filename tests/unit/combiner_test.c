@@ -3,8 +3,7 @@
  * in arrival order, led by the first of them; other keys are not held up; every
  * caller returns after its own batch; the batch sizes are counted; the first
  * caller to queue gets ready ahead (combiner_submit_ahead), and a wake-up while it
- * does is not lost; a batch that hands the key on (combiner_handoff) lets the next
- * batch run while it ends. */
+ * does is not lost. */
 #include "config.h"
 
 #include <pthread.h>
@@ -256,86 +255,6 @@ test_ahead(void)
     ok(led, "ahead: woken while in it, it still led the next batch, the others in it");
 }
 
-/* combiner_handoff: the first batch hands the key on while it still runs; the
- * next batch runs and returns meanwhile. */
-static int handoff_go, handoff_release, first_ended;
-
-static void
-run_handoff(void *ctx, combiner_item *batch, size_t n)
-{
-    int first;
-
-    pthread_mutex_lock(&gate_lock);
-    first = ((struct job *)batch)->id == 0;
-    at_gate++;
-    pthread_cond_broadcast(&gate_cond);
-    while (first && !handoff_go)
-        pthread_cond_wait(&gate_cond, &gate_lock);
-    pthread_mutex_unlock(&gate_lock);
-    combiner_handoff(shared, batch);
-    combiner_handoff(shared, batch); /* once a batch: the second does nothing */
-    pthread_mutex_lock(&gate_lock);
-    while (first && !handoff_release)
-        pthread_cond_wait(&gate_cond, &gate_lock);
-    first_ended |= first;
-    pthread_mutex_unlock(&gate_lock);
-    run_batch(ctx, batch, n);
-}
-
-static void *
-caller_handoff_main(void *arg)
-{
-    struct caller *c = arg;
-
-    combiner_submit(shared, &c->job.item, c->key, run_handoff, NULL);
-    c->returned_done = c->job.done;
-    return NULL;
-}
-
-static void
-test_handoff(void)
-{
-    struct caller c[4];
-    struct job alone;
-    int next_ran = 1;
-
-    memset(c, 0, sizeof(c));
-    memset(&alone, 0, sizeof(alone));
-    batches_run = 0;
-    at_gate = 0;
-    for (int i = 0; i < 4; i++) {
-        c[i].key = "H";
-        c[i].job.id = i;
-        pthread_create(&c[i].id, NULL, caller_handoff_main, &c[i]);
-        if (i == 0)
-            wait_at_gate(1);
-        else
-            wait_waiting("H", (size_t)i);
-    }
-    pthread_mutex_lock(&gate_lock);
-    handoff_go = 1;
-    pthread_cond_broadcast(&gate_cond);
-    pthread_mutex_unlock(&gate_lock);
-    for (int i = 1; i < 4; i++) {
-        pthread_join(c[i].id, NULL);
-        next_ran = next_ran && c[i].returned_done && pthread_equal(c[i].job.leader, c[1].id);
-    }
-    pthread_mutex_lock(&gate_lock);
-    ok(next_ran && !first_ended,
-       "handoff: the callers queued behind ran their batch, led by the first of them, "
-       "while the batch that handed the key on still ran");
-    handoff_release = 1;
-    pthread_cond_broadcast(&gate_cond);
-    pthread_mutex_unlock(&gate_lock);
-    pthread_join(c[0].id, NULL);
-    ok(c[0].returned_done && first_ended, "handoff: then that batch ended");
-    is_int(combiner_waiting(shared, "H"), 0, "handoff: nothing is left waiting");
-    combiner_submit(shared, &alone.item, "H", run_handoff, NULL);
-    ok(alone.done && pthread_equal(alone.leader, pthread_self()),
-       "handoff: the key is free again: a lone caller runs at once (its handoff, with "
-       "nobody queued, does nothing)");
-}
-
 /* More keys in flight than slots: the extra caller runs alone, at once. */
 static void
 test_no_slot(void)
@@ -371,7 +290,6 @@ main(void)
     test_alone();
     test_batch();
     test_ahead();
-    test_handoff();
     combiner_destroy(&shared);
     test_no_slot();
     return done_testing();

@@ -90,44 +90,6 @@ main(void)
         ok(db_stmt_exec(table[0], &err, "") < 0 && db_failed_connection(conn),
            "a statement of the table runs on its db (no host answers: a connection failure)");
     }
-    /* Statements as text with their parameters as literals, several in one text. */
-    {
-        db_stmt *upd = db_stmt_new(conn, "UPDATE t SET a = a - ? WHERE k = ? AND b = ?", 0);
-        db_stmt *ins = db_stmt_new(conn, "INSERT INTO t (id, n, k) VALUES (?, ?, ?)", 0);
-        const void *ids[2] = {"\x01'", NULL};
-        unsigned long lens[2] = {2, 0};
-        long long ns[2] = {7, -1};
-        const char *ks[2] = {"x'", NULL};
-        db_text t = {0};
-        struct db_result res[2];
-
-        ok(db_stmt_text(upd, &t, &err, "isb", 3LL, "CP-1", "\0\1", (size_t)2) == RS_OK,
-           "db_stmt_text");
-        is_str(t.buf, "UPDATE t SET a = a - 3 WHERE k = 'CP-1' AND b = X'0001'",
-               "its parameters as literals: a number, plain text between quotes, bytes");
-        ok(db_stmt_bulk_text(ins, &t, 2, &err, "bis", ids, lens, ns, ks) == RS_OK,
-           "db_stmt_bulk_text");
-        is_str(t.buf,
-               "UPDATE t SET a = a - 3 WHERE k = 'CP-1' AND b = X'0001';"
-               "INSERT INTO t (id, n, k) VALUES (X'0127', 7, _utf8mb4 X'7827'),(NULL, -1, NULL)",
-               "the next statement after a ';': one multi-row INSERT, NULLs as NULL, other "
-               "text (a quote) as hex of the connection's character set");
-        ok(db_stmt_bulk_text(ins, &t, 0, &err, "bis", ids, lens, ns, ks) == RS_OK &&
-               t.separators == 1,
-           "no rows: nothing appended (%zu statements after the first)", t.separators);
-        ok(db_stmt_text(upd, &t, &err, "ix", 1LL, 2LL) != RS_OK &&
-               strstr(err.msg, "bad parameter type 'x'"),
-           "a bad parameter type is an error: %s", err.msg);
-        ok(db_text_run(conn, &t, &err) < 0 && strstr(err.msg, "db_text_run_each"),
-           "db_text_run refuses several statements: %s", err.msg);
-        ok(t.len == 0 && t.separators == 0, "and empties the text");
-        db_text_str(&t, "SELECT 1");
-        db_text_next(&t);
-        db_text_str(&t, "SELECT 2");
-        ok(db_text_run_each(conn, &t, res, &err) != RS_OK && strstr(err.msg, "DB_MULTI_STATEMENTS"),
-           "db_text_run_each: several statements need a db made for them: %s", err.msg);
-        db_text_free(&t);
-    }
     db_destroy(&conn);
     ok(conn == NULL, "db_destroy clears the pointer");
     {
