@@ -594,6 +594,7 @@ def set_flush(b, setting, cut):
     got = {n.name: int(b.sql("SELECT @@innodb_flush_log_at_trx_commit", node=n)[0][0])
            for n in b.nodes}
     establish(got == want, "p: cut %d: %s" % (cut, CUT_SETTINGS[setting]), got)
+    return writer
 
 
 def check_cut(b, load, skus):
@@ -620,7 +621,7 @@ def check_cut(b, load, skus):
             % ",".join("'%s'" % s for s in skus), node=n)}
     sold = next(iter(per_node.values()))
     units = sum(max(0, told.get(s, 0) - sold.get(s, 0)) for s in skus)
-    return len(ok), [r[0] for r in lost], sold_refused, (len(doubt), doubt_sold), units, per_node
+    return len(ok), lost, sold_refused, (len(doubt), doubt_sold), units, per_node
 
 
 def power_loss(t, b):
@@ -649,7 +650,7 @@ def power_loss(t, b):
         # dropped files that InnoDB's recovery calls corrupt (docs/scaling.md).
         for n in b.nodes:
             n.mount.command("sync-all")
-        set_flush(b, flush, i + 1)
+        writer = set_flush(b, flush, i + 1)
         load = bedlib.Load(b, skus[i], clients=4, pause=0).start()
         # A random moment of the surge, counted in answers received: after 1 to 5
         # seconds of it at the bed's pace, past at least one of InnoDB's once a
@@ -681,7 +682,12 @@ def power_loss(t, b):
         for how in joined.values():
             st[how] = st.get(how, 0) + 1
         if lost:
-            st["window"].append(t_cut - min(lost))
+            st["window"].append(t_cut - min(r[0] for r in lost))
+            # What a lost answer was, for whoever looks into it: when it came (from
+            # the first SIGKILL), its key and the stock it told.
+            t.diag("p: cut %d: lost through %s (the writer): %s" % (i + 1, writer, "; ".join(
+                "%+.4f s key %s remaining %s" % (r[0] - t_cut, r[4], r[5])
+                for r in sorted(lost)[:10])))
         ok_times = sorted(r[0] for r in load.results if r[1] == 200)
         if len(ok_times) > 1:
             st["rate"].append((len(ok_times) - 1) / (ok_times[-1] - ok_times[0]))
@@ -690,7 +696,8 @@ def power_loss(t, b):
                "sold; seqnos recovered %s, bootstrapped "
                "%s, joined %s, back in %.1f s; dropped %s"
                % (i + 1, CUT_SETTINGS[flush], sorted(answers(load).items()), checked, len(lost),
-                  "%.2f" % (t_cut - min(lost)) if lost else "-", doubt, doubt_sold, refused,
+                  "%.2f" % (t_cut - min(r[0] for r in lost)) if lost else "-", doubt,
+                  doubt_sold, refused,
                   " ".join("%s %s" % (k, v.rsplit(":", 1)[1])
                            for k, v in sorted(positions.items())),
                   first.name, " ".join("%s %s" % kv for kv in sorted(joined.items())), back,
