@@ -545,6 +545,7 @@ db_durability(db *self, char *why, size_t whylen, errbuf *err)
                               "@@sync_binlog",
                               0);
     long long flush, log_bin, sync_binlog;
+    int galera;
 
     if (st == NULL)
         return errbuf_set(err, "out of memory");
@@ -566,6 +567,18 @@ db_durability(db *self, char *why, size_t whylen, errbuf *err)
                  "log_bin is on and sync_binlog = %lld: crash recovery rolls back the "
                  "transactions the binary log lost at a power cut, sales answered 200 among them",
                  sync_binlog);
+    else if (!log_bin && (galera = db_galera(self, err)) != 0) {
+        if (galera < 0)
+            return RS_ERR;
+        /* A Galera node answers a commit once its prepare is on disk; without the
+         * binary log, crash recovery rolls back a prepared transaction that no node
+         * committed to disk: a power loss of the whole cluster can lose the last
+         * sales answered 200 (docs/scaling.md, measured by cluster scenario p). */
+        snprintf(why, whylen,
+                 "a Galera node without the binary log (log_bin off): a power loss of the "
+                 "whole cluster can roll back the last sales answered 200; set log_bin and "
+                 "sync_binlog = 1 on every node");
+    }
     return why[0] == '\0' ? 1 : 0;
 }
 

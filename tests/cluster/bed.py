@@ -107,7 +107,11 @@ class Node:
              "--max-connections=300", "--character-set-server=utf8mb4",
              "--collation-server=utf8mb4_unicode_ci", "--wsrep-node-name=" + self.name,
              "--wsrep-sst-receive-address=127.0.0.1:%d" % self.sst,
-             "--wsrep-slave-threads=2"] + list(extra))
+             "--wsrep-slave-threads=2",
+             # The binary log, synced: without it a Galera node answers a commit
+             # once prepared, and a power loss of the whole cluster can roll back
+             # the last one answered (docs/scaling.md, scenario p).
+             "--log-bin=mysql-bin", "--sync-binlog=1"] + list(extra))
 
     def prepare(self, install):
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)

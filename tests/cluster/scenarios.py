@@ -31,6 +31,7 @@ import random
 import re
 import signal
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -651,6 +652,15 @@ def power_loss(t, b):
         for n in b.nodes:
             n.mount.command("sync-all")
         writer = set_flush(b, flush, i + 1)
+        if flush == "1" and i == settings.index("1"):
+            # With 1 on every node and the binary log synced (the bed's nodes run
+            # with it), restock calls the cluster durable (lib/db.c, db_durability).
+            status = subprocess.run([os.path.join(bedlib.BUILDDIR, "ctl", "restockctl"),
+                                     "status"], capture_output=True, text=True,
+                                    env=dict(os.environ, RESTOCK_CONFIG=b.hosts[0].conf))
+            t.ok("database: durable" in status.stdout,
+                 "p: restockctl status calls the cluster durable (flush 1, log_bin, "
+                 "sync_binlog 1)", status.stdout[-600:] + status.stderr[-600:])
         load = bedlib.Load(b, skus[i], clients=4, pause=0).start()
         # A random moment of the surge, counted in answers received: after 1 to 5
         # seconds of it at the bed's pace, past at least one of InnoDB's once a
@@ -685,9 +695,10 @@ def power_loss(t, b):
             st["window"].append(t_cut - min(r[0] for r in lost))
             # What a lost answer was, for whoever looks into it: when it came (from
             # the first SIGKILL), its key and the stock it told.
-            t.diag("p: cut %d: lost through %s (the writer): %s" % (i + 1, writer, "; ".join(
-                "%+.4f s key %s remaining %s" % (r[0] - t_cut, r[4], r[5])
-                for r in sorted(lost)[:10])))
+            t.diag("p: cut %d: lost through %s (the writer): %s; torn: %s" % (
+                i + 1, writer, "; ".join("%+.4f s key %s remaining %s"
+                                         % (r[0] - t_cut, r[4], r[5]) for r in sorted(lost)[:10]),
+                {k: d.get("torn") for k, d in dropped.items()}))
         ok_times = sorted(r[0] for r in load.results if r[1] == 200)
         if len(ok_times) > 1:
             st["rate"].append((len(ok_times) - 1) / (ok_times[-1] - ok_times[0]))
