@@ -2,7 +2,8 @@
 host is dead (checkouts 200, the move logged once per connection, not per
 checkout); a real Galera node that answers but refuses statements (1047, as a
 node outside the Primary component does) first in the list (every checkout 200,
-on the next host); a real HAProxy in front of the MariaDB, restarted between checkouts
+on the next host), and which, without the binary log, restockctl status calls not
+durable; a real HAProxy in front of the MariaDB, restarted between checkouts
 (every checkout after the restart 200, none 503: the idle check replaced each
 dead connection before its statement); that proxy killed for good with the unix
 socket next in the list (the responders move on, 200); and three real deadlocks,
@@ -106,6 +107,14 @@ def test_refusing_node(t, s):
         p = subprocess.run([os.path.join(BUILDDIR, "ctl", "restockctl"), "db", "migrate", "--dir",
                             os.path.join(SRCDIR, "sql")], env=env, capture_output=True, text=True)
         t.ok(p.returncode == 0, "the Galera node has restock's schema", p.stdout + p.stderr)
+        # A Galera node without the binary log loses the last acknowledged commit at
+        # a power loss of the whole cluster (docs/scaling.md): not durable.
+        p = subprocess.run([os.path.join(BUILDDIR, "ctl", "restockctl"), "status"], env=env,
+                           capture_output=True, text=True)
+        t.ok("database: NOT DURABLE: a Galera node without the binary log" in p.stdout
+             and "sync_binlog = 1" in p.stdout,
+             "restockctl status: a Galera node without log_bin is not durable, and says what "
+             "to set", p.stdout[-800:] + p.stderr[-400:])
         node.root("SET GLOBAL wsrep_reject_queries = ALL")
         restart_sales(s, "127.0.0.1:%d,localhost" % node.port)
         mark = len(s.log("sales"))
